@@ -1,0 +1,105 @@
+"""`dripmail demo`: the whole main job in simulated time, offline, in a folder of its own."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from examples import ARTICLE, DEFAULTS
+
+from . import schedule
+from .article import read_article
+from .dispatch import Dispatcher, RunReport
+from .enroll import Signup, enroll
+from .export import export_campaign
+from .reports import CalendarEntry, calendar
+from .spec import load_folder
+from .split import load_defaults, split_article, write_campaign
+from .store import DeliveryStatus, Store, deliveries
+
+# Three made-up patients, signed up at different local times around the US DST change.
+PATIENTS = (
+    Signup("ana.demo@example.com", "Ana", "America/New_York", "2026-03-06T20:15"),
+    Signup("ben.demo@example.com", "Ben", "Europe/London", "2026-03-07T08:40"),
+    Signup("chloe.demo@example.com", "Chloe", "Australia/Sydney", "2026-03-09T13:05"),
+)
+CONSENT = "demo: made-up patient"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    folder: Path
+    campaign_folder: Path
+    outbox: Path
+    previews: Path
+    database: Path
+    timeline: list[CalendarEntry]
+    runs: int
+    report: RunReport
+
+
+def run_demo(folder: Path, *, on_tick: Callable[[datetime], None] | None = None) -> DemoResult:
+    """Split the bundled article, enroll three patients, run time forward, return the timeline."""
+    folder = Path(folder)
+    campaign_folder, outbox = folder / "campaign", folder / "outbox"
+    previews, database = folder / "previews", folder / "demo.db"
+    for stale in (outbox, previews):
+        shutil.rmtree(stale, ignore_errors=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+
+    article = read_article(ARTICLE)
+    write_campaign(
+        article, split_article(article), campaign_folder, defaults=load_defaults(DEFAULTS),
+        force=True,
+    )
+    campaign = load_folder(campaign_folder)
+    export_campaign(campaign, previews)
+
+    store = Store(f"sqlite:///{database}")
+    tz = schedule.zone(campaign.spec.timezone)
+    start = min(schedule.parse_instant(str(p.signed_up_at), schedule.zone(p.timezone or "UTC"))
+                for p in PATIENTS)
+    for patient in PATIENTS:
+        enroll(store, campaign, patient_with_consent(patient), now=start)
+
+    dispatcher = Dispatcher(store, _outbox_sender(outbox), batch_size=50)
+    total = RunReport()
+    runs = 0
+    while (now := _next_due(store)) is not None:
+        if on_tick:
+            on_tick(now.astimezone(tz))
+        report = dispatcher.run(now=now)
+        runs += 1
+        for name in ("sent", "failed", "unknown", "skipped", "deferred"):
+            setattr(total, name, getattr(total, name) + getattr(report, name))
+    timeline = sorted(calendar(store, campaign), key=lambda e: (e.sent_at or e.due_at))
+    store.close()
+    return DemoResult(folder, campaign_folder, outbox, previews, database, timeline, runs, total)
+
+
+def patient_with_consent(patient: Signup) -> Signup:
+    return Signup(
+        patient.email, patient.first_name, patient.timezone, patient.signed_up_at, CONSENT
+    )
+
+
+def _outbox_sender(outbox: Path):
+    from senders.file import FileSender
+
+    sender = FileSender(outbox)
+    return lambda _campaign: sender
+
+
+def _next_due(store: Store) -> datetime | None:
+    with store.connect() as conn:
+        return conn.scalar(
+            select(func.min(deliveries.c.due_at)).where(
+                deliveries.c.status == DeliveryStatus.SCHEDULED
+            )
+        )

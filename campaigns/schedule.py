@@ -1,0 +1,197 @@
+"""Pure time maths: delays, send windows, time zones and DST. No I/O, no clock.
+
+Every function takes and returns aware datetimes; results are in UTC.
+
+DST rules (tested):
+- a local time that does not exist (spring forward) is moved forward by the gap
+  (02:30 on the New York spring-forward Sunday becomes 03:30 EDT);
+- a local time that happens twice (fall back) means the first of the two (fold=0).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DELAY = re.compile(r"^\s*(\d+)\s*([dwhm])\s*$")
+
+
+@dataclass(frozen=True)
+class Delay:
+    """A step's delay after sign-up: `d`/`w` are calendar days, `h`/`m` elapsed time."""
+
+    amount: int
+    unit: str  # one of d, w, h, m
+
+    def __str__(self) -> str:
+        return f"{self.amount}{self.unit}"
+
+    @property
+    def is_calendar(self) -> bool:
+        return self.unit in ("d", "w")
+
+
+def parse_delay(text: str) -> Delay:
+    """Parse `0d`, `2d`, `36h`, `90m`, `1w`; raise ValueError with what is allowed."""
+    match = _DELAY.match(str(text))
+    if not match:
+        raise ValueError(
+            f"{text!r} is not a delay: write a whole number and a unit, like 0d, 2d, 36h, 90m or 1w"
+        )
+    return Delay(int(match.group(1)), match.group(2))
+
+
+def parse_clock(text: str) -> time:
+    """Parse a local time of day written `HH:MM` (quoted in YAML)."""
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(text).strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a time of day: write it quoted, like \"09:00\"")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone called `name`, or ValueError naming it."""
+    try:
+        if not name or name != name.strip():
+            raise ValueError
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name like Europe/London)") from exc
+
+
+def to_utc(local: datetime) -> datetime:
+    """An aware local wall time to UTC, resolving DST gaps forward and overlaps to the first."""
+    if local.tzinfo is None:
+        raise ValueError("naive datetime")
+    # zoneinfo with fold=0 maps a nonexistent time using the offset before the gap,
+    # which lands the instant after the gap: exactly "moved forward by the gap".
+    return local.replace(fold=0).astimezone(UTC)
+
+
+def localize(naive: datetime, tz: ZoneInfo) -> datetime:
+    """A naive wall-clock time read in `tz`, as a UTC instant (DST rules above)."""
+    return to_utc(naive.replace(tzinfo=tz))
+
+
+def parse_instant(text: str, tz: ZoneInfo) -> datetime:
+    """ISO 8601 date-time; one without an offset is read in `tz`. Returns UTC."""
+    value = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        return localize(value, tz)
+    return value.astimezone(UTC)
+
+
+def add_delay(start: datetime, delay: Delay, tz: ZoneInfo) -> datetime:
+    """`start` plus `delay`: calendar days keep the local time of day, hours are elapsed."""
+    if delay.unit == "h":
+        return (start + timedelta(hours=delay.amount)).astimezone(UTC)
+    if delay.unit == "m":
+        return (start + timedelta(minutes=delay.amount)).astimezone(UTC)
+    days = delay.amount * (7 if delay.unit == "w" else 1)
+    local = start.astimezone(tz)
+    wall = local.replace(tzinfo=None) + timedelta(days=days)
+    return localize(wall, tz)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Local hours and weekdays when a contact may be emailed; `end` is exclusive."""
+
+    start: time = time(9, 0)
+    end: time = time(17, 0)
+    days: frozenset[int] = frozenset(range(7))  # Monday is 0
+    closed: frozenset[date] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not self.end > self.start:
+            raise ValueError("the send window must end after it starts")
+        if not self.days:
+            raise ValueError("the send window needs at least one day")
+
+    def opens_on(self, day: date) -> bool:
+        return day.weekday() in self.days and day not in self.closed
+
+    def bounds(self, day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+        """The UTC instants at which the window opens and closes on local `day`."""
+        opening = localize(datetime.combine(day, self.start), tz)
+        closing = localize(datetime.combine(day, self.end), tz)
+        return opening, closing
+
+
+ALWAYS = Window(time(0, 0), time(23, 59), frozenset(range(7)))
+
+_SEARCH_DAYS = 400  # a window with closures still opens within a year and a bit
+
+
+def opening_containing(instant: datetime, window: Window, tz: ZoneInfo) -> datetime | None:
+    """The start of the window opening `instant` falls in, or None when it is outside."""
+    day = instant.astimezone(tz).date()
+    for candidate in (day, day - timedelta(days=1)):
+        if window.opens_on(candidate):
+            opening, closing = window.bounds(candidate, tz)
+            if opening <= instant < closing:
+                return opening
+    return None
+
+
+def next_opening(instant: datetime, window: Window, tz: ZoneInfo) -> datetime:
+    """The first window opening that starts strictly after `instant`."""
+    day = instant.astimezone(tz).date() - timedelta(days=1)
+    for offset in range(_SEARCH_DAYS):
+        candidate = day + timedelta(days=offset)
+        if window.opens_on(candidate):
+            opening, _ = window.bounds(candidate, tz)
+            if opening > instant:
+                return opening
+    raise ValueError("the send window never opens")
+
+
+def into_window(instant: datetime, window: Window, tz: ZoneInfo) -> datetime:
+    """`instant` itself when the window is open then, else the next opening."""
+    if opening_containing(instant, window, tz) is not None:
+        return instant.astimezone(UTC)
+    return next_opening(instant, window, tz)
+
+
+def plan_due_times(
+    signed_up_at: datetime, delays: Sequence[Delay], window: Window, tz: ZoneInfo
+) -> list[datetime]:
+    """Due times for a sequence: sign-up plus delay, moved into the window, one per opening.
+
+    A step that would land in the same opening as the one before it (or before it)
+    moves to the next opening, so steps keep their order and never arrive together.
+    """
+    due: list[datetime] = []
+    for delay in delays:
+        at = into_window(add_delay(signed_up_at, delay, tz), window, tz)
+        if due:
+            at = after_previous(at, due[-1], window, tz)
+        due.append(at)
+    return due
+
+
+def after_previous(at: datetime, previous: datetime, window: Window, tz: ZoneInfo) -> datetime:
+    """`at`, or the opening after `previous`'s when `at` would share or precede it."""
+    previous_opening = opening_containing(previous, window, tz) or previous
+    if at < previous or opening_containing(at, window, tz) == previous_opening:
+        return next_opening(previous, window, tz)
+    return at
+
+
+def replan_in_order(
+    start: datetime, pending: Iterable[datetime], window: Window, tz: ZoneInfo
+) -> list[datetime]:
+    """Move pending due times so each goes at or after `start`, one per opening, in order."""
+    result: list[datetime] = []
+    previous: datetime | None = None
+    for at in pending:
+        at = into_window(max(at, start), window, tz)
+        if previous is not None:
+            at = after_previous(at, previous, window, tz)
+        result.append(at)
+        previous = at
+    return result

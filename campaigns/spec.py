@@ -1,0 +1,416 @@
+"""The campaign file (campaign.yaml) and its step files: schema, load, validate.
+
+A campaign is read from a mapping of relative path -> text, so the same code reads
+an editable folder and a version published in the store. Errors carry file:line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from . import schedule
+from .errors import InputError
+from .yamlio import load_with_lines, line_of
+
+CAMPAIGN_FILE = "campaign.yaml"
+PLACEHOLDER = "TODO"
+PLACEHOLDER_EMAIL = "todo@example.invalid"
+_KEY_PREFIX = re.compile(r"^\d+[a-z]?-")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def _email(value: str) -> str:
+    if value == PLACEHOLDER_EMAIL:
+        return value
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"{value!r} is not an email address ({exc})") from None
+
+
+def _https_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/$.?#][^\s]*$", value):
+        raise ValueError(f"{value!r} is not a web address (start it with https://)")
+    return value
+
+
+def _single_line(value: str) -> str:
+    # CR/LF in a value that becomes a header would start a new header.
+    return " ".join(value.split())
+
+
+EmailAddress = Annotated[str, AfterValidator(_email)]
+Url = Annotated[str, AfterValidator(_https_url)]
+OneLine = Annotated[str, AfterValidator(_single_line)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Mailbox(_Model):
+    name: OneLine
+    address: EmailAddress
+
+
+class Colors(_Model):
+    primary: str = "#0b5394"
+    text: str = "#1f2933"
+    background: str = "#f4f6f8"
+    button_text: str = "#ffffff"
+
+    @field_validator("*")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not _HEX.match(value):
+            raise ValueError(f"{value!r} is not a colour: write it as #RRGGBB")
+        return value.lower()
+
+
+class Brand(_Model):
+    organisation: OneLine
+    postal_address: str
+    logo_url: Url | None = None
+    colors: Colors = Colors()
+    disclaimer: str | None = None
+
+
+class Links(_Model):
+    website: Url | None = None
+    cta_url: Url | None = None
+    cta_label: OneLine | None = None
+    public_url: Url | None = None
+    unsubscribe_mailto: EmailAddress | None = None
+
+
+class SendWindow(_Model):
+    start: str = "09:00"
+    end: str = "17:00"
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(
+        schedule.DAY_NAMES
+    )
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock(cls, value: Any) -> str:
+        if isinstance(value, int):  # a YAML 1.1 reader turned 17:00 into 1020
+            raise ValueError("write times of day quoted, like \"17:00\"")
+        schedule.parse_clock(value)
+        return str(value).strip()
+
+    @model_validator(mode="after")
+    def _order(self) -> SendWindow:
+        self.window()
+        return self
+
+    def window(self) -> schedule.Window:
+        return schedule.Window(
+            start=schedule.parse_clock(self.start),
+            end=schedule.parse_clock(self.end),
+            days=frozenset(schedule.DAY_NAMES.index(day) for day in self.days),
+        )
+
+
+class SenderConfig(_Model):
+    type: Literal["file", "null"] = "file"
+    outbox: str = "outbox"
+
+
+class StepRef(_Model):
+    file: str
+    delay: str
+
+    @field_validator("delay", mode="before")
+    @classmethod
+    def _delay(cls, value: Any) -> str:
+        return str(schedule.parse_delay(str(value)))
+
+    @field_validator("file")
+    @classmethod
+    def _file(cls, value: str) -> str:
+        path = Path(value)
+        if path.is_absolute() or ".." in path.parts or path.suffix.lower() not in (".md", ".txt"):
+            raise ValueError(f"{value!r} must be a .md file inside the campaign folder")
+        return value
+
+    @property
+    def key(self) -> str:
+        return step_key(self.file)
+
+
+class CampaignSpec(_Model):
+    name: str
+    title: OneLine | None = None
+    language: str = "en"
+    from_: Mailbox = Field(alias="from")
+    reply_to: EmailAddress | None = None
+    brand: Brand
+    links: Links = Links()
+    timezone: str = "UTC"
+    send_window: SendWindow = SendWindow()
+    sender: SenderConfig = SenderConfig()
+    steps: list[StepRef] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r}: use lower-case letters, digits and dashes")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        schedule.zone(value)
+        return value
+
+    @field_validator("sender", mode="before")
+    @classmethod
+    def _sender_shorthand(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> CampaignSpec:
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.key in seen:
+                raise ValueError(f"two steps have the key {step.key!r}; rename one file")
+            seen.add(step.key)
+        return self
+
+
+def step_key(file_name: str) -> str:
+    """`03-physical-health.md` -> `physical-health`: stable across reordering."""
+    stem = Path(file_name).stem
+    return _KEY_PREFIX.sub("", stem) or stem
+
+
+@dataclass(frozen=True)
+class Step:
+    """One email of the sequence: its source Markdown and what its front matter says."""
+
+    key: str
+    file: str
+    delay: schedule.Delay
+    position: int  # 1-based
+    subject: str
+    preheader: str | None
+    cta: str | None  # a button label, linking to links.cta_url
+    body: str  # Markdown, without front matter
+    body_line: int  # the file line where `body` starts
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A validated campaign: spec, steps in order, and the files it was read from."""
+
+    spec: CampaignSpec
+    steps: tuple[Step, ...]
+    files: Mapping[str, str] = field(repr=False)
+    origin: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def version(self) -> str:
+        """Content hash of the campaign file and every file it references."""
+        return content_hash(self.files)
+
+    @property
+    def window(self) -> schedule.Window:
+        return self.spec.send_window.window()
+
+    def step(self, key: str) -> Step:
+        for step in self.steps:
+            if step.key == key:
+                return step
+        raise KeyError(key)
+
+    def placeholders(self) -> list[str]:
+        """Fields still holding what `split` wrote for want of a real value."""
+        found = []
+        if self.spec.brand.organisation.startswith(PLACEHOLDER):
+            found.append("brand.organisation")
+        if self.spec.brand.postal_address.strip().startswith(PLACEHOLDER):
+            found.append("brand.postal_address")
+        if self.spec.from_.address == PLACEHOLDER_EMAIL:
+            found.append("from.address")
+        if self.spec.from_.name.startswith(PLACEHOLDER):
+            found.append("from.name")
+        return found
+
+
+def content_hash(files: Mapping[str, str]) -> str:
+    blob = json.dumps(sorted(files.items()), ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def read_folder(folder: Path) -> dict[str, str]:
+    """campaign.yaml and every step file it names, as relative path -> text."""
+    folder = Path(folder)
+    spec_path = folder / CAMPAIGN_FILE if folder.is_dir() else folder
+    folder = spec_path.parent
+    files = {CAMPAIGN_FILE: _read_text(spec_path)}
+    data, lines = load_with_lines(files[CAMPAIGN_FILE], str(spec_path))
+    steps = data.get("steps") if isinstance(data, dict) else None
+    for index, item in enumerate(steps if isinstance(steps, list) else []):
+        name = item.get("file") if isinstance(item, dict) else None
+        if isinstance(name, str) and name not in files:
+            path = folder / name
+            if not path.is_file():
+                raise InputError(
+                    f"no such file {name!r} in {folder}",
+                    source=spec_path,
+                    line=line_of(lines, ("steps", index, "file")),
+                    field=f"steps[{index}].file",
+                )
+            files[name] = _read_text(path)
+    return files
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("no such file", source=path) from None
+    except IsADirectoryError:
+        raise InputError("is a folder, not a file", source=path) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", source=path) from None
+
+
+def load_folder(folder: Path | str) -> Campaign:
+    """Read and validate the campaign in `folder` (or the campaign.yaml path given)."""
+    folder = Path(folder)
+    base = folder if folder.is_dir() else folder.parent
+    if not folder.exists():
+        raise InputError("no such campaign folder", source=folder)
+    if folder.is_dir() and not (folder / CAMPAIGN_FILE).is_file():
+        raise InputError(f"no {CAMPAIGN_FILE} here (run `dripmail split` first)", source=folder)
+    return load_files(read_folder(folder), origin=str(base))
+
+
+def load_files(files: Mapping[str, str], origin: str = "") -> Campaign:
+    """Validate a campaign from its files (relative path -> text)."""
+    source = str(Path(origin) / CAMPAIGN_FILE) if origin else CAMPAIGN_FILE
+    data, lines = load_with_lines(files[CAMPAIGN_FILE], source)
+    if not isinstance(data, dict):
+        raise InputError("the campaign file must be a mapping of keys", source=source, line=1)
+    try:
+        spec = CampaignSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc, lines, source) from None
+    steps = []
+    for position, ref in enumerate(spec.steps, start=1):
+        step_source = str(Path(origin) / ref.file) if origin else ref.file
+        if ref.file not in files:
+            raise InputError(
+                f"no such file {ref.file!r}",
+                source=source,
+                line=line_of(lines, ("steps", position - 1, "file")),
+                field=f"steps[{position - 1}].file",
+            )
+        steps.append(parse_step(files[ref.file], ref, position, step_source))
+    return Campaign(spec=spec, steps=tuple(steps), files=dict(files), origin=origin)
+
+
+def _first_error(exc: ValidationError, lines: dict, source: str) -> InputError:
+    error = exc.errors()[0]
+    loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden":
+        message = f"unknown key {loc[-1]!r}"
+        allowed = _allowed_keys(loc[:-1])
+        if allowed:
+            message += f" (expected one of: {', '.join(allowed)})"
+    elif error["type"] == "missing":
+        message = "required"
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+    name = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+    return InputError(message, source=source, line=line_of(lines, loc), field=name or None)
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: Any = CampaignSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None
+        )
+        if info is None:
+            return []
+        annotation = info.annotation
+        inner = getattr(annotation, "__args__", None)
+        model = inner[0] if inner and isinstance(inner[0], type) else annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+_FRONT_MATTER_KEYS = {"subject", "preheader", "cta"}
+
+
+def parse_step(text: str, ref: StepRef, position: int, source: str) -> Step:
+    """A step file: optional `---` front matter (subject, preheader, cta), then Markdown."""
+    body, meta, body_line = text, {}, 1
+    if text.startswith("---"):
+        end = re.search(r"^---\s*$", text[3:], flags=re.MULTILINE)
+        if end is None:
+            raise InputError("front matter opened with --- is never closed", source=source, line=1)
+        header = text[3 : 3 + end.start()]
+        body = text[3 + end.end() :].lstrip("\n")
+        body_line = text[: len(text) - len(body)].count("\n") + 1
+        meta, lines = load_with_lines(header, source)
+        meta = meta or {}
+        if not isinstance(meta, dict):
+            raise InputError("front matter must be key: value lines", source=source, line=2)
+        for key in meta:
+            if key not in _FRONT_MATTER_KEYS:
+                raise InputError(
+                    f"unknown key {key!r} (expected one of: subject, preheader, cta)",
+                    source=source,
+                    line=lines.get((key,)),
+                    field=str(key),
+                )
+    subject = meta.get("subject")
+    if not subject:
+        heading = re.search(r"^# +(.+?)\s*#*\s*$", body, flags=re.MULTILINE)
+        if heading is None:
+            raise InputError("no subject: add `subject:` front matter or a `# ` heading", source=source)
+        subject = heading.group(1)
+    if not body.strip():
+        raise InputError("the email has no text", source=source)
+    return Step(
+        key=ref.key,
+        file=ref.file,
+        delay=schedule.parse_delay(ref.delay),
+        position=position,
+        subject=_single_line(str(subject)),
+        preheader=_single_line(str(meta["preheader"])) if meta.get("preheader") else None,
+        cta=_single_line(str(meta["cta"])) if meta.get("cta") else None,
+        body=body,
+        body_line=body_line,
+    )

@@ -1,0 +1,168 @@
+"""The command line as a user meets it: one clear line and exit 2 for bad input, no traceback."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import MetaData, create_engine, select
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+
+
+def dripmail(*args: str, cwd: Path | None = None):
+    result = runner.invoke(app, list(args), catch_exceptions=False, env={"COLUMNS": "200"})
+    return result
+
+
+def snapshot(db: Path) -> dict[str, list]:
+    """Every row of every table: 'the database unchanged' made checkable."""
+    engine = create_engine(f"sqlite:///{db}")
+    meta = MetaData()
+    meta.reflect(engine)
+    with engine.connect() as conn:
+        data = {name: conn.execute(select(table)).all() for name, table in meta.tables.items()}
+    engine.dispose()
+    return data
+
+
+@pytest.fixture
+def db(tmp_path: Path, clinic_folder: Path) -> Path:
+    path = tmp_path / "clinic.db"
+    result = dripmail(
+        "enroll", str(clinic_folder), "--email", "ana@example.com", "--timezone",
+        "America/New_York", "--signed-up-at", "2026-03-02T10:00", "--db", str(path),
+    )
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def assert_one_line_error(result, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [(b"", "the article is empty"), (b"\x00\x01\x02PNG\xff\xfe", "not a text file")],
+)
+def test_split_refuses_empty_and_binary_articles(tmp_path, content, needle):
+    article = tmp_path / "article.txt"
+    article.write_bytes(content)
+    result = dripmail("split", str(article), "--out", str(tmp_path / "c"))
+    assert_one_line_error(result, str(article), needle)
+    assert not (tmp_path / "c").exists()
+
+
+def test_campaign_file_mistakes_name_file_line_and_field(tmp_path, clinic_folder, db):
+    before = snapshot(db)
+    spec = clinic_folder / "campaign.yaml"
+    original = spec.read_text()
+    spec.write_text(original.replace("timezone:", "colour: blue\ntimezone:", 1))
+    result = dripmail("enroll", str(clinic_folder), "--email", "bo@example.com", "--db", str(db))
+    assert_one_line_error(result, f"{spec}:", "colour: unknown key 'colour'")
+    spec.write_text(re.sub(r"delay: '?2d'?", "delay: 2 weeks later", original, count=1))
+    result = dripmail("enroll", str(clinic_folder), "--email", "bo@example.com", "--db", str(db))
+    assert_one_line_error(result, f"{spec}:", ".delay: '2 weeks later' is not a delay")
+    assert snapshot(db) == before
+
+
+def test_unknown_time_zone_is_refused_and_changes_nothing(clinic_folder, db):
+    before = snapshot(db)
+    result = dripmail(
+        "enroll", str(clinic_folder), "--email", "bo@example.com", "--timezone", "Europe/Lodnon",
+        "--db", str(db),
+    )
+    assert_one_line_error(result, "timezone: unknown time zone 'Europe/Lodnon'")
+    assert snapshot(db) == before
+
+
+def test_csv_import_reports_bad_rows_by_line_and_exits_1(tmp_path, clinic_folder, db):
+    csv_file = tmp_path / "contacts.csv"
+    csv_file.write_text(
+        "email,first_name,timezone,signed_up_at,consent\n"
+        "bo@example.com,Bo,Europe/London,,web form\n"
+        "bo at example dot com,Bob,Europe/London,,web form\n"
+        "cy@example.com,Cy,Australia/Sydney,,web form\n"
+    )
+    result = dripmail("import", str(clinic_folder), str(csv_file), "--db", str(db))
+    assert result.exit_code == 1, result.output
+    assert f"{csv_file}:3: email:" in result.stderr
+    assert "imported 2" in result.stdout
+    assert "rejected 1" in result.stdout
+
+
+def test_an_unusable_csv_imports_nothing_and_exits_2(tmp_path, clinic_folder, db):
+    before = snapshot(db)
+    csv_file = tmp_path / "contacts.csv"
+    csv_file.write_text("mail,name\nbo@example.com,Bo\n")
+    result = dripmail("import", str(clinic_folder), str(csv_file), "--db", str(db))
+    assert_one_line_error(result, f"{csv_file}:1:", "no email column")
+    assert snapshot(db) == before
+
+
+def test_run_twice_at_the_same_now_sends_nothing_the_second_time(tmp_path, db, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = dripmail("run", "--now", "2026-03-02T15:00Z", "--db", str(db))
+    second = dripmail("run", "--now", "2026-03-02T15:00Z", "--db", str(db))
+    assert "sent 1," in first.stdout
+    assert "sent 0," in second.stdout
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+    status = dripmail("status", "--db", str(db))
+    assert "ketamine-and-sleep" in status.stdout
+
+
+def test_schedule_shows_local_and_utc_times(db):
+    result = dripmail("schedule", "ketamine-and-sleep", "--db", str(db))
+    assert result.exit_code == 0, result.output
+    assert "Mon 2026-03-02 10:00 EST" in result.stdout
+    assert "2026-03-02 15:00" in result.stdout
+
+
+def test_every_command_has_an_example_in_its_help():
+    for command in app.registered_commands:
+        name = command.name or command.callback.__name__
+        result = dripmail(name, "--help")
+        assert "Example:" in result.stdout, name
+
+
+def test_demo_from_an_empty_folder(tmp_path):
+    """The README's first command: the real console script, in an empty folder, offline."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIPMAIL_", "SENDGRID_"))}
+    env["COLUMNS"] = "200"
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "demo"], cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Timeline" in result.stdout
+    for name in ("Ana", "Ben", "Chloe"):
+        assert result.stdout.count(name) == 6
+    emls = sorted((tmp_path / "dripmail-demo" / "outbox").glob("*.eml"))
+    assert len(emls) == 3 * 6
+    for path in emls:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert message.get_content_type() == "multipart/alternative"
+        assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+        for header in ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe",
+                       "List-Unsubscribe-Post"):
+            assert message[header], header
+        raw = path.read_bytes().decode()
+        assert "=?" not in raw.split("List-Unsubscribe:")[1].split("\nList-Unsubscribe-Post")[0]
+        uris = re.findall(r"<([^>]+)>", str(message["List-Unsubscribe"]))
+        assert [u.split(":")[0] for u in uris] == ["https", "mailto"]
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert (tmp_path / "dripmail-demo" / "previews" / "index.html").is_file()

@@ -1,0 +1,207 @@
+"""Enrollment, publishing and dispatch on a real SQLite file, with the file sender."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select
+
+from campaigns import schedule
+from campaigns.dispatch import Dispatcher, SenderPool
+from campaigns.enroll import Signup, enroll, import_csv
+from campaigns.errors import ConfigurationError, InputError
+from campaigns.publish import open_campaign
+from campaigns.reports import status_counts
+from campaigns.spec import load_folder
+from campaigns.store import deliveries, suppressions
+from senders.base import Message, SenderConfigurationError
+from senders.file import FileSender
+from tests.helpers import utc
+
+CONSENT = "clinic sign-up form"
+
+
+def signup(email_address="pat@example.com", zone="America/New_York", at="2026-03-02T10:00"):
+    return Signup(email_address, "Pat", zone, at, CONSENT)
+
+
+def outbox_dispatcher(store, outbox: Path) -> Dispatcher:
+    sender = FileSender(outbox)
+    return Dispatcher(store, lambda _campaign: sender)
+
+
+def rows(store):
+    with store.connect() as conn:
+        return conn.execute(select(deliveries).order_by(deliveries.c.position)).all()
+
+
+def drain(store, dispatcher, until) -> list:
+    """Run at every due time up to `until`, as a worker ticking at each due row would."""
+    reports = []
+    while True:
+        pending = [r.due_at for r in rows(store) if r.status == "scheduled"]
+        if not pending or min(pending) > until:
+            return reports
+        reports.append(dispatcher.run(now=min(pending)))
+
+
+def test_enroll_plans_every_step_inside_the_contacts_window(store, clinic):
+    enroll(store, clinic, signup(zone="Australia/Sydney", at="2026-03-06T22:30"), now=utc("2026-03-06T12:00"))
+    planned = rows(store)
+    assert [r.step_key for r in planned] == [s.key for s in clinic.steps]
+    tz = schedule.zone("Australia/Sydney")
+    for row in planned:
+        assert schedule.opening_containing(row.due_at, clinic.window, tz) is not None
+        assert row.status == "scheduled"
+    assert planned[0].due_at.astimezone(tz).isoformat() == "2026-03-07T09:00:00+11:00"
+
+
+def test_run_sends_once_at_the_same_now_and_needs_no_folder(store, clinic_folder, tmp_path):
+    campaign = load_folder(clinic_folder)
+    enroll(store, campaign, signup(), now=utc("2026-03-02T12:00"))
+    shutil.move(clinic_folder, tmp_path / "moved-away")
+    outbox = tmp_path / "outbox"
+    dispatcher = outbox_dispatcher(store, outbox)
+    first = dispatcher.run(now=utc("2026-03-02T15:00"))
+    again = dispatcher.run(now=utc("2026-03-02T15:00"))
+    assert (first.sent, again.sent) == (1, 0)
+    assert len(list(outbox.glob("*.eml"))) == 1
+    assert status_counts(store)["ketamine-and-sleep"]["sent"] == 1
+
+
+def test_a_full_sequence_goes_out_in_order_one_per_opening(store, clinic, tmp_path):
+    enroll(store, clinic, signup(), now=utc("2026-03-02T12:00"))
+    drain(store, outbox_dispatcher(store, tmp_path / "outbox"), until=utc("2026-04-30T00:00"))
+    sent = rows(store)
+    assert all(r.status == "sent" for r in sent)
+    assert [r.position for r in sorted(sent, key=lambda r: r.sent_at)] == list(range(1, 7))
+    emls = sorted((tmp_path / "outbox").glob("*.eml"))
+    parsed = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in emls]
+    assert [m["Subject"] for m in parsed] == [s.subject for s in clinic.steps]
+
+
+def test_a_back_dated_signup_catches_up_one_email_per_opening(store, clinic, tmp_path):
+    # Signed up three weeks ago: every step is overdue at once.
+    enroll(store, clinic, signup(at="2026-02-09T10:00"), now=utc("2026-03-02T12:00"))
+    dispatcher = outbox_dispatcher(store, tmp_path / "outbox")
+    report = dispatcher.run(now=utc("2026-03-02T15:00"))
+    assert report.sent == 1
+    drain(store, dispatcher, until=utc("2026-04-30T00:00"))
+    tz = schedule.zone("America/New_York")
+    sent = sorted(rows(store), key=lambda r: r.sent_at)
+    assert [r.position for r in sent] == list(range(1, 7))
+    days = [r.sent_at.astimezone(tz).date() for r in sent]
+    assert len(set(days)) == 6, "two emails of one campaign went out in the same opening"
+
+
+def test_a_late_run_outside_the_window_waits_for_the_next_opening(store, clinic, tmp_path):
+    enroll(store, clinic, signup(), now=utc("2026-03-02T12:00"))
+    dispatcher = outbox_dispatcher(store, tmp_path / "outbox")
+    # 23:30 in New York: the first email is overdue but the window is shut.
+    report = dispatcher.run(now=utc("2026-03-03T04:30"))
+    assert report.sent == 0
+    assert rows(store)[0].due_at == utc("2026-03-03T14:00")
+
+
+def test_suppressed_contacts_get_nothing(store, clinic, tmp_path):
+    enroll(store, clinic, signup(), now=utc("2026-03-02T12:00"))
+    with store.begin() as conn:
+        conn.execute(
+            insert(suppressions).values(
+                address_hash=store.address_hash("PAT@example.com"),
+                reason="unsubscribe",
+                created_at=utc("2026-03-02T12:30"),
+            )
+        )
+    report = outbox_dispatcher(store, tmp_path / "outbox").run(now=utc("2026-03-02T15:00"))
+    assert (report.sent, report.skipped) == (0, 1)
+    assert not (tmp_path / "outbox").exists()
+
+
+def test_placeholders_stop_the_run_with_one_line_each(store, tmp_path):
+    from campaigns.article import read_article
+    from campaigns.split import split_article, write_campaign
+    from examples import ARTICLE
+
+    article = read_article(ARTICLE)
+    write_campaign(article, split_article(article), tmp_path / "c")
+    campaign = load_folder(tmp_path / "c")
+    enroll(store, campaign, signup(), now=utc("2026-03-02T12:00"))
+    with pytest.raises(ConfigurationError) as caught:
+        outbox_dispatcher(store, tmp_path / "outbox").run(now=utc("2026-03-02T15:00"))
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 4
+    assert all("placeholder" in line for line in lines)
+    assert all(r.status == "scheduled" for r in rows(store))
+
+
+class RefusingSender:
+    name = "refusing"
+
+    def send(self, messages: list[Message]):
+        raise SenderConfigurationError("the API key was refused")
+
+    def close(self):
+        pass
+
+
+def test_a_refused_configuration_marks_nothing(store, clinic):
+    enroll(store, clinic, signup(), now=utc("2026-03-02T12:00"))
+    dispatcher = Dispatcher(store, lambda _c: RefusingSender())
+    with pytest.raises(SenderConfigurationError):
+        dispatcher.run(now=utc("2026-03-02T15:00"))
+    assert [(r.status, r.attempts) for r in rows(store)] == [("scheduled", 0)] * 6
+
+
+def test_unknown_sender_fails_before_anything_is_claimed(store, clinic):
+    enroll(store, clinic, signup(), now=utc("2026-03-02T12:00"))
+    with pytest.raises(SenderConfigurationError, match="unknown sender 'pigeon'"):
+        SenderPool("pigeon").check(store)
+
+
+def test_enroll_rejects_bad_fields_and_changes_nothing(store, clinic):
+    for bad, field_name in (
+        (Signup("not-an-address", consent=CONSENT), "email"),
+        (Signup("pat@example.com", timezone="Mars/Base", consent=CONSENT), "timezone"),
+        (Signup("pat@example.com", signed_up_at="last tuesday", consent=CONSENT), "signed_up_at"),
+        (Signup("pat@example.com"), "consent"),
+    ):
+        with pytest.raises(InputError) as caught:
+            enroll(store, clinic, bad, now=utc("2026-03-02T12:00"))
+        assert caught.value.field == field_name
+    assert rows(store) == []
+
+
+def test_repeat_signup_is_ignored(store, clinic):
+    enroll(store, clinic, signup(), now=utc("2026-03-02T12:00"))
+    report = enroll(store, clinic, signup("Pat@Example.com"), now=utc("2026-03-03T12:00"))
+    assert (report.enrolled, report.already) == (0, 1)
+    assert len(rows(store)) == 6
+
+
+def test_csv_import_leaves_out_only_bad_rows(store, clinic, tmp_path):
+    csv_file = tmp_path / "contacts.csv"
+    csv_file.write_text(
+        "email,first_name,timezone,signed_up_at,consent\n"
+        "ana@example.com,Ana,America/New_York,2026-03-02T10:00,web form\n"
+        "not an address,Bob,Europe/London,,web form\n"
+        "cy@example.com,Cy,Mars/Base,,web form\n"
+        "di@example.com,Di,,,\n"
+        "ed@example.com,Ed,Europe/London,,\n"
+    )
+    report = import_csv(store, clinic, csv_file, now=utc("2026-03-02T12:00"), consent=None)
+    assert report.enrolled == 1
+    assert [line for line, _ in report.rejected] == [3, 4, 5, 6]
+    assert report.rejected[0][1].startswith("email:")
+    assert report.rejected[1][1].startswith("timezone:")
+    report = import_csv(store, clinic, csv_file, now=utc("2026-03-02T12:00"), consent="form")
+    assert (report.enrolled, report.already) == (2, 1)
+
+
+def test_open_campaign_finds_published_campaigns_by_name(store, clinic):
+    enroll(store, clinic, signup(), now=utc("2026-03-02T12:00"))
+    assert open_campaign(store, "ketamine-and-sleep").version == clinic.version

@@ -1,0 +1,132 @@
+"""Review output: .html, .txt and .eml per step in order, and an offline index page."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import shutil
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from campaigns.errors import InputError
+from campaigns.export import export_campaign, export_for
+from campaigns.render import PLACEHOLDER_PUBLIC_URL, Recipient
+from campaigns.spec import load_folder
+
+FIXTURE = Path(__file__).parent / "fixtures" / "render"
+STEMS = ["01-welcome", "02-mental-health", "03-every-patient"]
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "a" and values.get("href"):
+            self.hrefs.append(values["href"] or "")
+        if tag in ("link", "script", "img", "iframe") or values.get("src"):
+            self.external.append(tag)
+
+
+def test_export_writes_every_step_in_order_and_an_index(tmp_path: Path) -> None:
+    campaign = load_folder(FIXTURE)
+    written = export_campaign(
+        campaign, tmp_path / "out", date=datetime(2026, 3, 9, 14, 0, tzinfo=UTC)
+    )
+    names = [path.name for path in written]
+    assert names == [f"{stem}.{ext}" for stem in STEMS for ext in ("html", "txt", "eml")] + [
+        "index.html"
+    ]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(names)
+    assert all(path.stat().st_size > 0 for path in written)
+
+    html = (tmp_path / "out" / "02-mental-health.html").read_text(encoding="utf-8")
+    text = (tmp_path / "out" / "02-mental-health.txt").read_text(encoding="utf-8")
+    assert "Sam, many patients" in text and "Sam, many patients" in html.replace("\n", " ")
+    assert f"Unsubscribe: {PLACEHOLDER_PUBLIC_URL}/u/sample-token" in text
+    assert f'href="{PLACEHOLDER_PUBLIC_URL}/u/sample-token"' in html
+
+
+def test_index_lists_subjects_preheaders_delays_and_links_offline(tmp_path: Path) -> None:
+    export_campaign(load_folder(FIXTURE), tmp_path)
+    index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    positions = [
+        index.index(text)
+        for text in (
+            "at sign-up",
+            "Ketamine and sleep</a>",
+            "Sleep is one of the most important things we can do for our health.",
+            "2 days after sign-up",
+            "How mental health affects sleep</a>",
+            "4 days after sign-up",
+            "All patients are different</a>",
+        )
+    ]
+    assert positions == sorted(positions)
+    links = _Links()
+    links.feed(index)
+    assert links.external == []  # inline CSS, no scripts, images or stylesheets to fetch
+    assert "http" not in "".join(links.hrefs)
+    for stem in STEMS:
+        for ext in ("html", "txt", "eml"):
+            assert f"{stem}.{ext}" in links.hrefs
+    assert all((tmp_path / href).is_file() for href in links.hrefs)
+    assert "Not ready to send" not in index
+
+
+def test_eml_files_parse_as_multipart_alternative_with_list_unsubscribe(tmp_path: Path) -> None:
+    export_campaign(
+        load_folder(FIXTURE),
+        tmp_path,
+        recipient=Recipient("pat@example.com", "Pat", "Europe/London"),
+        public_url="https://mail.balancedketamine.example.com/",
+    )
+    for stem in STEMS:
+        raw = (tmp_path / f"{stem}.eml").read_bytes()
+        assert b"\r\n" not in raw  # written with the file line separator
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert parsed.get_content_type() == "multipart/alternative"
+        assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+        assert parsed["To"].addresses[0].addr_spec == "pat@example.com"
+        assert parsed["Date"] is not None and parsed["Message-ID"].startswith("<dripmail.")
+        assert re.findall(r"<([^>]+)>", str(parsed["List-Unsubscribe"])) == [
+            "https://mail.balancedketamine.example.com/u/sample-token",
+            "mailto:care@balancedketamine.example.com?subject=unsubscribe",
+        ]
+        assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        text, html = (part.get_content() for part in parsed.iter_parts())
+        assert text == (tmp_path / f"{stem}.txt").read_text(encoding="utf-8")
+        assert html == (tmp_path / f"{stem}.html").read_text(encoding="utf-8")
+
+
+def test_placeholders_show_in_the_emails_and_the_index(tmp_path: Path) -> None:
+    folder = tmp_path / "draft"
+    shutil.copytree(FIXTURE, folder)
+    yaml = (folder / "campaign.yaml").read_text(encoding="utf-8")
+    yaml = yaml.replace("    1200 Harbor Street, Suite 4\n    Portland, OR 97201\n", "    TODO\n")
+    yaml = yaml.replace("  organisation: Balanced Ketamine", "  organisation: TODO organisation")
+    (folder / "campaign.yaml").write_text(yaml, encoding="utf-8")
+    export_campaign(load_folder(folder), tmp_path / "out")
+    index = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert "Not ready to send" in index
+    assert "brand.organisation" in index and "brand.postal_address" in index
+    for stem in STEMS:
+        text = (tmp_path / "out" / f"{stem}.txt").read_text(encoding="utf-8")
+        html = (tmp_path / "out" / f"{stem}.html").read_text(encoding="utf-8")
+        assert "TODO organisation\nTODO\n" in text
+        assert "TODO organisation" in html and ">TODO<" in html.replace("\n", "").replace(" ", "")
+
+
+def test_export_for_previews_a_folder_without_a_database(tmp_path: Path) -> None:
+    index = export_for(None, str(FIXTURE), tmp_path / "out")
+    assert index == tmp_path / "out" / "index.html" and index.is_file()
+    assert (tmp_path / "out" / "03-every-patient.eml").is_file()
+    with pytest.raises(InputError):
+        export_for(None, str(FIXTURE), tmp_path / "out2", email="pat@example.com")
