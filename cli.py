@@ -33,7 +33,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="Database URL or SQLite file [env: DRIPMAIL_DATABASE_URL; default: dripmail.db]"),
+    typer.Option(
+        "--db",
+        help="Database URL or SQLite file [env: DRIPMAIL_DATABASE_URL; default: dripmail.db]",
+    ),
 ]
 NowOption = Annotated[
     str | None,
@@ -103,32 +106,59 @@ def _setup_logging() -> None:
 def split(
     article: Annotated[Path, typer.Argument(help="The article: .txt, .md or .html")],
     out: Annotated[Path, typer.Option("--out", help="Campaign folder to write")],
-    cadence: Annotated[str, typer.Option(help="Days after sign-up for each email")] = "0,2,4,7,10,14",
+    cadence: Annotated[
+        str, typer.Option(help="Days after sign-up for each email")
+    ] = "0,2,4,7,10,14",
     title: Annotated[str | None, typer.Option(help="Title, when the article has none")] = None,
-    name: Annotated[str | None, typer.Option(help="Campaign name (default: from the title)")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Campaign name (default: from the title)")
+    ] = None,
     min_words: Annotated[int, typer.Option(help="Merge sections shorter than this")] = 30,
     max_words: Annotated[int, typer.Option(help="Split sections longer than this")] = 450,
-    emails: Annotated[int | None, typer.Option(help="Pack the article into exactly N emails")] = None,
-    minutes: Annotated[float | None, typer.Option(help="Aim each email at M minutes of reading")] = None,
+    emails: Annotated[
+        int | None, typer.Option(help="Pack the article into exactly N emails")
+    ] = None,
+    minutes: Annotated[
+        float | None, typer.Option(help="Aim each email at M minutes of reading")
+    ] = None,
     org: Annotated[str | None, typer.Option("--org", help="Organisation name")] = None,
-    sender: Annotated[str | None, typer.Option("--from", help="Sender: 'Name <address>' or an address")] = None,
-    address: Annotated[str | None, typer.Option("--address", help="Postal address for the footer")] = None,
-    defaults: Annotated[Path | None, typer.Option(help="YAML file of defaults (see README)")] = None,
+    sender: Annotated[
+        str | None, typer.Option("--from", help="Sender: 'Name <address>' or an address")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option("--address", help="Postal address for the footer")
+    ] = None,
+    defaults: Annotated[
+        Path | None, typer.Option(help="YAML file of defaults (see README)")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite hand edits")] = False,
 ) -> None:
     """Split an article into an editable campaign folder (campaign.yaml + one file per email)."""
     from campaigns.split import build_campaign_folder
 
     written = build_campaign_folder(
-        article, out, cadence=cadence, title=title, name=name, min_words=min_words,
-        max_words=max_words, emails=emails, minutes=minutes, organisation=org, sender=sender,
-        postal_address=address, defaults_file=defaults, force=force,
+        article,
+        out,
+        cadence=cadence,
+        title=title,
+        name=name,
+        min_words=min_words,
+        max_words=max_words,
+        emails=emails,
+        minutes=minutes,
+        organisation=org,
+        sender=sender,
+        postal_address=address,
+        defaults_file=defaults,
+        force=force,
     )
     for path in written.files:
         console.print(f"wrote {path}")
     console.print(f"{written.emails} emails; edit them, then: dripmail render {out} --out previews")
     for field_name in written.placeholders:
-        console.print(f"placeholder: {field_name} (set it in {out / 'campaign.yaml'} before sending)")
+        console.print(
+            f"placeholder: {field_name} (set it in {out / 'campaign.yaml'} before sending)"
+        )
 
 
 @command("dripmail render campaigns/sleep --out previews --sample")
@@ -136,7 +166,9 @@ def render(
     campaign: Annotated[str, typer.Argument(help="Campaign folder or published campaign name")],
     out: Annotated[Path, typer.Option("--out", help="Folder for .html, .txt, .eml and index.html")],
     email: Annotated[str | None, typer.Option(help="Personalise for this enrolled contact")] = None,
-    sample: Annotated[bool, typer.Option("--sample", help="Personalise for a sample contact")] = False,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Personalise for a sample contact")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Write every email of a campaign as .html, .txt and .eml, with an index.html."""
@@ -154,9 +186,15 @@ def enroll(
     campaign: Annotated[str, typer.Argument(help="Campaign folder or published campaign name")],
     email: Annotated[str, typer.Option(help="The contact's address")],
     first_name: Annotated[str | None, typer.Option(help="First name for greetings")] = None,
-    timezone: Annotated[str | None, typer.Option(help="IANA zone (default: the campaign's)")] = None,
-    signed_up_at: Annotated[str | None, typer.Option(help="ISO time; no offset = contact's zone")] = None,
-    consent: Annotated[str, typer.Option(help="Where and how consent was given")] = "enrolled by staff with dripmail enroll",
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA zone (default: the campaign's)")
+    ] = None,
+    signed_up_at: Annotated[
+        str | None, typer.Option(help="ISO time; no offset = contact's zone")
+    ] = None,
+    consent: Annotated[
+        str, typer.Option(help="Where and how consent was given")
+    ] = "enrolled by staff with dripmail enroll",
     now: NowOption = None,
     db: DbOption = None,
 ) -> None:
@@ -164,8 +202,10 @@ def enroll(
     from campaigns.enroll import Signup, enroll_ref
 
     report = enroll_ref(
-        _store(db), campaign,
-        Signup(email, first_name, timezone, signed_up_at, consent), now=_now(now),
+        _store(db),
+        campaign,
+        Signup(email, first_name, timezone, signed_up_at, consent),
+        now=_now(now),
     )
     if report.enrolled:
         console.print(f"enrolled contact into {report.campaign}: {report.steps} emails planned")
@@ -178,7 +218,9 @@ def enroll(
 @command("dripmail import campaigns/sleep contacts.csv --consent 'clinic sign-up form, 2026'")
 def import_(
     campaign: Annotated[str, typer.Argument(help="Campaign folder or published campaign name")],
-    csv_file: Annotated[Path, typer.Argument(metavar="CSV", help="email,first_name,timezone,signed_up_at,consent")],
+    csv_file: Annotated[
+        Path, typer.Argument(metavar="CSV", help="email,first_name,timezone,signed_up_at,consent")
+    ],
     consent: Annotated[str | None, typer.Option(help="Consent text for rows without one")] = None,
     now: NowOption = None,
     db: DbOption = None,
@@ -189,7 +231,11 @@ def import_(
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("importing", total=None)
         report = import_ref(
-            _store(db), campaign, csv_file, now=_now(now), consent=consent,
+            _store(db),
+            campaign,
+            csv_file,
+            now=_now(now),
+            consent=consent,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     for line, message in report.rejected:
@@ -220,8 +266,12 @@ def schedule(
     table = Table("contact", "zone", "#", "subject", "local time", "UTC", "status")
     for e in entries:
         table.add_row(
-            e.contact, e.timezone, str(e.position), e.subject,
-            f"{e.local:%a %Y-%m-%d %H:%M %Z}", f"{(e.sent_at or e.due_at):%Y-%m-%d %H:%M}",
+            e.contact,
+            e.timezone,
+            str(e.position),
+            e.subject,
+            f"{e.local:%a %Y-%m-%d %H:%M %Z}",
+            f"{(e.sent_at or e.due_at):%Y-%m-%d %H:%M}",
             e.status,
         )
     console.print(table)
@@ -234,7 +284,9 @@ def schedule(
 def run(
     once: Annotated[bool, typer.Option("--once", help="Send what is due, then stop")] = False,
     now: NowOption = None,
-    sender: Annotated[str | None, typer.Option(help="file or null (default: the campaign's)")] = None,
+    sender: Annotated[
+        str | None, typer.Option(help="file, smtp, sendgrid or null (default: the campaign's)")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Deliveries claimed per batch")] = 500,
     interval: Annotated[float, typer.Option(help="Seconds between ticks without --once")] = 30.0,
     db: DbOption = None,
@@ -244,13 +296,66 @@ def run(
 
     _setup_logging()
     for report in run_worker(
-        _store(db), now=_now(now) if now else None, once=once or bool(now), sender=sender,
-        batch_size=batch_size, interval=interval,
+        _store(db),
+        now=_now(now) if now else None,
+        once=once or bool(now),
+        sender=sender,
+        batch_size=batch_size,
+        interval=interval,
     ):
         console.print(
             f"sent {report.sent}, failed {report.failed}, unknown {report.unknown}, "
             f"retrying {report.retrying}, deferred {report.deferred}, skipped {report.skipped}"
         )
+
+
+@command("dripmail retry --unknown --older-than 24h")
+def retry(
+    unknown: Annotated[
+        bool, typer.Option("--unknown", help="Re-queue deliveries whose outcome was lost")
+    ] = False,
+    older_than: Annotated[
+        str, typer.Option(help="Only those unknown for at least this long (m, h, d, w)")
+    ] = "24h",
+    now: NowOption = None,
+    db: DbOption = None,
+) -> None:
+    """Re-queue `unknown` deliveries: they may have arrived, so only when staff decide."""
+    from campaigns.dispatch import retry_unknown
+    from campaigns.schedule import parse_delay
+
+    if not unknown:
+        raise errors.InputError("say what to retry: --unknown", field="retry")
+    try:
+        age = parse_delay(older_than).as_timedelta()
+    except ValueError as exc:
+        raise errors.InputError(str(exc), field="--older-than") from None
+    count = retry_unknown(_store(db), older_than=age, now=_now(now))
+    console.print(f"re-queued {count} unknown deliveries")
+
+
+@command("dripmail send-test campaigns/sleep --step welcome --to staff@clinic.example")
+def send_test(
+    campaign: Annotated[str, typer.Argument(help="Campaign folder or published campaign name")],
+    step: Annotated[str, typer.Option(help="Step key (file name without number and .md)")],
+    to: Annotated[str, typer.Option(help="Staff address to send the test to")],
+    sender: Annotated[
+        str | None, typer.Option(help="file, smtp or sendgrid (default: the campaign's)")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Send one email of a campaign to a staff address, marked as a test; nothing is recorded."""
+    from campaigns.dispatch import send_test as send
+    from campaigns.publish import open_campaign
+
+    store = _store(db)
+    result = send(store, open_campaign(store, campaign), step, to, sender=sender, now=_now(None))
+    if result.outcome != "sent":
+        raise errors.DripmailError(f"the test was not sent ({result.outcome}): {result.error}")
+    console.print(f"sent a test of {step} ({result.provider_id})")
+
+
+app.registered_commands[-1].name = "send-test"
 
 
 @command("dripmail status")
@@ -274,19 +379,34 @@ def status(
 
 @command("dripmail demo")
 def demo(
-    folder: Annotated[Path, typer.Option("--dir", help="Where the demo writes")] = Path("dripmail-demo"),
+    folder: Annotated[Path, typer.Option("--dir", help="Where the demo writes")] = Path(
+        "dripmail-demo"
+    ),
 ) -> None:
     """Build the clinic campaign, enroll three patients, send in simulated time, offline."""
     from campaigns.demo import run_demo
 
     with err.status("running the demo in simulated time…"):
         result = run_demo(folder)
-    table = Table("when (patient's local time)", "UTC", "patient", "zone", "#", "email", "status",
-                  title="Timeline")
+    table = Table(
+        "when (patient's local time)",
+        "UTC",
+        "patient",
+        "zone",
+        "#",
+        "email",
+        "status",
+        title="Timeline",
+    )
     for e in result.timeline:
         table.add_row(
-            f"{e.local:%a %d %b %Y %H:%M %Z}", f"{(e.sent_at or e.due_at):%d %b %H:%M}",
-            e.first_name or e.contact, e.timezone, str(e.position), e.subject, e.status,
+            f"{e.local:%a %d %b %Y %H:%M %Z}",
+            f"{(e.sent_at or e.due_at):%d %b %H:%M}",
+            e.first_name or e.contact,
+            e.timezone,
+            str(e.position),
+            e.subject,
+            e.status,
         )
     console.print(table)
     emls = sorted(result.outbox.glob("*.eml"))

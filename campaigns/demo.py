@@ -55,7 +55,10 @@ def run_demo(folder: Path, *, on_tick: Callable[[datetime], None] | None = None)
 
     article = read_article(ARTICLE)
     write_campaign(
-        article, split_article(article), campaign_folder, defaults=load_defaults(DEFAULTS),
+        article,
+        split_article(article),
+        campaign_folder,
+        defaults=load_defaults(DEFAULTS),
         force=True,
     )
     campaign = load_folder(campaign_folder)
@@ -63,8 +66,10 @@ def run_demo(folder: Path, *, on_tick: Callable[[datetime], None] | None = None)
 
     store = Store(f"sqlite:///{database}")
     tz = schedule.zone(campaign.spec.timezone)
-    start = min(schedule.parse_instant(str(p.signed_up_at), schedule.zone(p.timezone or "UTC"))
-                for p in PATIENTS)
+    start = min(
+        schedule.parse_instant(str(p.signed_up_at), schedule.zone(p.timezone or "UTC"))
+        for p in PATIENTS
+    )
     for patient in PATIENTS:
         enroll(store, campaign, patient_with_consent(patient), now=start)
 
@@ -78,7 +83,7 @@ def run_demo(folder: Path, *, on_tick: Callable[[datetime], None] | None = None)
         runs += 1
         for name in ("sent", "failed", "unknown", "skipped", "deferred"):
             setattr(total, name, getattr(total, name) + getattr(report, name))
-    timeline = sorted(calendar(store, campaign), key=lambda e: (e.sent_at or e.due_at))
+    timeline = sorted(calendar(store, campaign), key=lambda e: e.sent_at or e.due_at)
     store.close()
     return DemoResult(folder, campaign_folder, outbox, previews, database, timeline, runs, total)
 

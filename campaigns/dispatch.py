@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import time
 from collections import defaultdict
@@ -221,7 +222,8 @@ class Dispatcher:
         with self.store.connect() as conn:
             versions = dict(conn.execute(select(campaigns.c.name, campaigns.c.version)).all())
             compiled = {
-                name: self._campaign(conn, name, versions[name]) for name in {r.campaign for r in batch}
+                name: self._campaign(conn, name, versions[name])
+                for name in {r.campaign for r in batch}
             }
             history = self._history(conn, {r.enrollment_id for r in batch})
         suppressed = self._suppressed(batch)
@@ -246,7 +248,7 @@ class Dispatcher:
             live = [r for r in rows if r.id not in skipped_ids]
             if not live:
                 continue
-            first, rest = self._one_per_opening(
+            first = self._one_per_opening(
                 live, history[enrollment_id], campaign.campaign, now=now, moves=moves
             )
             if first is not None:
@@ -281,7 +283,7 @@ class Dispatcher:
         *,
         now: datetime,
         moves: dict[int, datetime],
-    ) -> tuple[_Row | None, list[_Row]]:
+    ) -> _Row | None:
         """Pick the one email this contact may get now; re-plan the rest, keeping order."""
         tz = schedule.zone(live[0].timezone)
         window = campaign.window
@@ -305,7 +307,7 @@ class Dispatcher:
         for (_, delivery_id, old_due), due in zip(pending, new_due, strict=True):
             if due != old_due or delivery_id in claimed:
                 moves[delivery_id] = due
-        return first, [r for r in live if r is not first]
+        return first
 
     def _suppressed(self, batch: Sequence[_Row]) -> set[str]:
         hashes = {self.store.address_hash(r.email): r.email for r in batch if r.email}
@@ -333,8 +335,11 @@ class Dispatcher:
         with self.store.begin() as conn:
             conn.execute(
                 self._fenced().values(
-                    status=S.SKIPPED, error=bindparam("b_error"), lease_owner=None,
-                    lease_expires_at=None, updated_at=now,
+                    status=S.SKIPPED,
+                    error=bindparam("b_error"),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
                 ),
                 [{"b_id": r.id, "b_error": reason} for r, reason in skips],
             )
@@ -353,8 +358,11 @@ class Dispatcher:
                     (deliveries.c.lease_owner == self.owner) | (deliveries.c.lease_owner.is_(None)),
                 )
                 .values(
-                    status=S.SCHEDULED, due_at=bindparam("b_due"), lease_owner=None,
-                    lease_expires_at=None, updated_at=now,
+                    status=S.SCHEDULED,
+                    due_at=bindparam("b_due"),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
                 ),
                 [{"b_id": i, "b_due": due} for i, due in moves.items()],
             )
@@ -411,7 +419,9 @@ class Dispatcher:
         with self.store.begin() as conn:
             conn.execute(
                 self._fenced().values(
-                    status=S.SENDING, attempts=deliveries.c.attempts + 1, sent_at=now,
+                    status=S.SENDING,
+                    attempts=deliveries.c.attempts + 1,
+                    sent_at=now,
                     updated_at=now,
                 ),
                 [{"b_id": row.id} for row in rows.values()],
@@ -424,8 +434,11 @@ class Dispatcher:
             with self.store.begin() as conn:
                 conn.execute(
                     self._fenced().values(
-                        status=S.SCHEDULED, attempts=deliveries.c.attempts - 1, sent_at=None,
-                        lease_owner=None, lease_expires_at=None,
+                        status=S.SCHEDULED,
+                        attempts=deliveries.c.attempts - 1,
+                        sent_at=None,
+                        lease_owner=None,
+                        lease_expires_at=None,
                     ),
                     [{"b_id": row.id} for row in rows.values()],
                 )
@@ -449,16 +462,24 @@ class Dispatcher:
         sent, failed, unknown, retry = [], [], [], []
         for result in results:
             row = rows[result.delivery_id]
+            # `sending` already counted one attempt; in-run retries add the rest.
+            base = {"b_id": row.id, "b_more": max(result.attempts - 1, 0)}
+            attempts = row.attempts + max(result.attempts, 1)
             if result.outcome is Outcome.SENT:
-                sent.append({"b_id": row.id, "b_pid": result.provider_id})
+                sent.append({**base, "b_pid": result.provider_id})
             elif result.outcome is Outcome.AMBIGUOUS:
-                unknown.append({"b_id": row.id, "b_error": result.error})
-            elif result.outcome is Outcome.TRANSIENT and row.attempts + 1 < self.max_attempts:
-                due = self._retry_due(row, campaign, now=now)
-                retry.append({"b_id": row.id, "b_error": result.error, "b_due": due})
+                unknown.append({**base, "b_error": result.error})
+            elif result.outcome is Outcome.TRANSIENT and attempts < self.max_attempts:
+                due = self._retry_due(attempts, row.timezone, campaign, result, now=now)
+                retry.append({**base, "b_error": result.error, "b_due": due})
             else:
-                failed.append({"b_id": row.id, "b_error": result.error})
-        done = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+                failed.append({**base, "b_error": result.error})
+        done = {
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "updated_at": now,
+            "attempts": deliveries.c.attempts + bindparam("b_more"),
+        }
         with self.store.begin() as conn:
             if sent:
                 conn.execute(
@@ -476,8 +497,11 @@ class Dispatcher:
             if retry:
                 conn.execute(
                     self._fenced().values(
-                        status=S.SCHEDULED, error=bindparam("b_error"), due_at=bindparam("b_due"),
-                        sent_at=None, **done,
+                        status=S.SCHEDULED,
+                        error=bindparam("b_error"),
+                        due_at=bindparam("b_due"),
+                        sent_at=None,
+                        **done,
                     ),
                     retry,
                 )
@@ -488,13 +512,20 @@ class Dispatcher:
         report.by_campaign[campaign.name] += len(sent)
         log.info(
             "batch: %d sent, %d failed, %d unknown, %d to retry",
-            len(sent), len(failed), len(unknown), len(retry),
+            len(sent),
+            len(failed),
+            len(unknown),
+            len(retry),
         )
 
-    def _retry_due(self, row: _Row, campaign: Campaign, *, now: datetime) -> datetime:
-        """Exponential backoff in engine time, then into the contact's window."""
-        wait = RETRY_BASE * (2**row.attempts)
-        return schedule.into_window(now + wait, campaign.window, schedule.zone(row.timezone))
+    def _retry_due(
+        self, attempts: int, timezone: str, campaign: Campaign, result: SendResult, *, now: datetime
+    ) -> datetime:
+        """Exponential backoff in engine time, at least what the provider asked; in the window."""
+        wait = RETRY_BASE * (2 ** (attempts - 1))
+        if result.retry_at is not None:  # a real-clock time, e.g. a 429's X-RateLimit-Reset
+            wait = max(wait, result.retry_at - self.clock())
+        return schedule.into_window(now + wait, campaign.window, schedule.zone(timezone))
 
 
 class SenderPool:
@@ -505,10 +536,16 @@ class SenderPool:
         self._made: dict[tuple, Sender] = {}
 
     def __call__(self, campaign: Campaign) -> Sender:
-        from senders.registry import make_sender
+        from senders.registry import NEEDS_PUBLIC_URL, make_sender
 
         config = campaign.spec.sender.model_dump()
         name = self.override or config["type"]
+        if name in NEEDS_PUBLIC_URL and not public_url(campaign.spec.links.public_url):
+            # An unsubscribe link that leads nowhere breaks the law: refuse to start.
+            raise SenderConfigurationError(
+                f"campaign {campaign.name}: the {name} sender needs a public URL for unsubscribe "
+                "links: set DRIPMAIL_PUBLIC_URL or links.public_url in campaign.yaml"
+            )
         key = (name, repr(sorted(config.items())))
         if key not in self._made:
             self._made[key] = make_sender(name, config)
@@ -548,3 +585,66 @@ def run_worker(
             sleep(interval)
     finally:
         pool.close()
+
+
+def retry_unknown(store: Store, *, older_than: timedelta, now: datetime) -> int:
+    """Re-queue `unknown` deliveries last touched before `now - older_than` (a staff decision).
+
+    An unknown delivery may have reached the contact: SendGrid has no idempotency key,
+    so this is never automatic.
+    """
+    with store.begin() as conn:
+        return conn.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.status == S.UNKNOWN,
+                deliveries.c.updated_at <= now - older_than,
+            )
+            .values(
+                status=S.SCHEDULED,
+                due_at=now,
+                sent_at=None,
+                error="re-queued by staff after an unknown outcome",
+                updated_at=now,
+            )
+        ).rowcount
+
+
+def send_test(
+    store: Store, campaign: Campaign, step_key: str, to: str, *, sender: str | None, now: datetime
+) -> SendResult:
+    """Send one rendered step to a staff address, marked as a test; no delivery is recorded."""
+    from .enroll import normalise_email
+    from .errors import InputError, NotFoundError
+
+    try:
+        address = normalise_email(to)
+    except ValueError as exc:
+        raise InputError(str(exc), field="--to") from None
+    compiled = compile_campaign(campaign)
+    if step_key not in compiled.steps:
+        keys = ", ".join(compiled.steps)
+        raise NotFoundError(f"no step {step_key!r} in {campaign.name} (steps: {keys})")
+    spec = campaign.spec
+    token = Signer(store.secret_key()).token(UnsubscribeClaim(0, campaign.name, None))
+    links = contact_links(
+        public_url(spec.links.public_url) or PLACEHOLDER_PUBLIC_URL,
+        token,
+        spec.links.unsubscribe_mailto or spec.reply_to or spec.from_.address,
+    )
+    message = compiled.message(
+        step_key,
+        Recipient(address, "Test", spec.timezone),
+        delivery_id=f"test-{secrets.token_hex(6)}",
+        unsubscribe_url=links.unsubscribe_url,
+        unsubscribe_mailto=links.unsubscribe_mailto,
+        preferences_url=links.preferences_url,
+        date=now,
+        is_test=True,
+    )
+    pool = SenderPool(sender)
+    try:
+        (result,) = pool(campaign).send([message])
+    finally:
+        pool.close()
+    return result

@@ -112,9 +112,7 @@ def plan(campaign: Campaign, signed_up_at: datetime, timezone: str) -> list[date
     )
 
 
-def enroll(
-    store: Store, campaign: Campaign, signup: Signup, *, now: datetime
-) -> EnrollReport:
+def enroll(store: Store, campaign: Campaign, signup: Signup, *, now: datetime) -> EnrollReport:
     """Enroll one contact (publishing the campaign); bad input raises InputError."""
     try:
         contact = validate(signup, campaign, now=now)
@@ -326,5 +324,7 @@ def _contact_ids(conn: Connection, emails: Iterable[str]) -> dict[str, int]:
     if not emails:
         return {}
     return dict(
-        conn.execute(select(contacts.c.email, contacts.c.id).where(contacts.c.email.in_(emails))).all()
+        conn.execute(
+            select(contacts.c.email, contacts.c.id).where(contacts.c.email.in_(emails))
+        ).all()
     )

@@ -34,6 +34,11 @@ class Delay:
     def is_calendar(self) -> bool:
         return self.unit in ("d", "w")
 
+    def as_timedelta(self) -> timedelta:
+        """As elapsed time (a day is 24 hours): for ages and leases, not for schedules."""
+        minutes = {"m": 1, "h": 60, "d": 1440, "w": 10080}[self.unit]
+        return timedelta(minutes=self.amount * minutes)
+
 
 def parse_delay(text: str) -> Delay:
     """Parse `0d`, `2d`, `36h`, `90m`, `1w`; raise ValueError with what is allowed."""
@@ -49,7 +54,7 @@ def parse_clock(text: str) -> time:
     """Parse a local time of day written `HH:MM` (quoted in YAML)."""
     match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(text).strip())
     if not match:
-        raise ValueError(f"{text!r} is not a time of day: write it quoted, like \"09:00\"")
+        raise ValueError(f'{text!r} is not a time of day: write it quoted, like "09:00"')
     return time(int(match.group(1)), int(match.group(2)))
 
 
@@ -60,7 +65,9 @@ def zone(name: str) -> ZoneInfo:
             raise ValueError
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name like Europe/London)") from exc
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name like Europe/London)"
+        ) from exc
 
 
 def to_utc(local: datetime) -> datetime:

@@ -27,7 +27,7 @@ from pydantic import (
 
 from . import schedule
 from .errors import InputError
-from .yamlio import load_with_lines, line_of
+from .yamlio import line_of, load_with_lines
 
 CAMPAIGN_FILE = "campaign.yaml"
 PLACEHOLDER = "TODO"
@@ -104,15 +104,13 @@ class Links(_Model):
 class SendWindow(_Model):
     start: str = "09:00"
     end: str = "17:00"
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(
-        schedule.DAY_NAMES
-    )
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(schedule.DAY_NAMES)
 
     @field_validator("start", "end", mode="before")
     @classmethod
     def _clock(cls, value: Any) -> str:
         if isinstance(value, int):  # a YAML 1.1 reader turned 17:00 into 1020
-            raise ValueError("write times of day quoted, like \"17:00\"")
+            raise ValueError('write times of day quoted, like "17:00"')
         schedule.parse_clock(value)
         return str(value).strip()
 
@@ -130,8 +128,29 @@ class SendWindow(_Model):
 
 
 class SenderConfig(_Model):
-    type: Literal["file", "null"] = "file"
+    """Which provider sends, and its settings. Secrets are named, never written here."""
+
+    type: Literal["file", "null", "smtp", "sendgrid"] = "file"
+    # file
     outbox: str = "outbox"
+    # smtp (DRIPMAIL_SMTP_* variables override; the password comes only from the environment)
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] | None = None
+    username: str | None = None
+    # sendgrid (SENDGRID_API_HOST overrides api_host)
+    api_key_env: str = Field(default="SENDGRID_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    api_host: Url | None = None
+    sandbox_mode: bool = False
+    track_opens: bool = False
+    track_clicks: bool = False
+    categories: bool = False
+    asm_group_id: int | None = None
+    # both providers: request timeout, parallel requests, and in-run retry bounds
+    timeout: float = Field(default=10.0, gt=0, le=300)
+    concurrency: int = Field(default=8, ge=1, le=64)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    max_wait: float = Field(default=60.0, ge=0, le=3600)
 
 
 class StepRef(_Model):
@@ -399,7 +418,9 @@ def parse_step(text: str, ref: StepRef, position: int, source: str) -> Step:
     if not subject:
         heading = re.search(r"^# +(.+?)\s*#*\s*$", body, flags=re.MULTILINE)
         if heading is None:
-            raise InputError("no subject: add `subject:` front matter or a `# ` heading", source=source)
+            raise InputError(
+                "no subject: add `subject:` front matter or a `# ` heading", source=source
+            )
         subject = heading.group(1)
     if not body.strip():
         raise InputError("the email has no text", source=source)

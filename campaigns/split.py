@@ -554,6 +554,10 @@ _HEADER = """\
 """
 
 
+# The opening email greets the contact by name; staff may edit or remove it.
+GREETING = 'Hi {{ first_name | default("there") }},'
+
+
 def campaign_files(
     article: Article,
     drafts: Sequence[Draft],
@@ -574,7 +578,7 @@ def campaign_files(
         zip(drafts, delays(len(drafts), cadence), strict=True), start=1
     ):
         file = f"{number:0{width}d}-{draft.key}.md"
-        files[file] = step_text(draft)
+        files[file] = step_text(draft, greeting=GREETING if number == 1 else None)
         steps.append({"file": file, "delay": f"{day}d"})
     spec: dict[str, Any] = {
         "name": slugify(name or article.title, 63) or "campaign",
@@ -616,15 +620,15 @@ def campaign_files(
     return {CAMPAIGN_FILE: files.pop(CAMPAIGN_FILE), **files}
 
 
-def step_text(draft: Draft) -> str:
-    """A step file: front matter (preheader, cta), `# subject`, then the blocks."""
+def step_text(draft: Draft, *, greeting: str | None = None) -> str:
+    """A step file: front matter (preheader, cta), `# subject`, a greeting, then the blocks."""
     meta: dict[str, str] = {}
     if draft.preheader:
         meta["preheader"] = draft.preheader
     if draft.cta:
         meta["cta"] = draft.cta
     front = f"---\n{_dump(meta)}---\n" if meta else ""
-    body = "\n\n".join([f"# {draft.subject}", *draft.paragraphs])
+    body = "\n\n".join([f"# {draft.subject}", *([greeting] if greeting else []), *draft.paragraphs])
     return f"{front}{body}\n"
 
 

@@ -231,7 +231,9 @@ class Store:
                 if conn.scalar(select(meta.c.value).where(meta.c.key == "schema")) is None:
                     conn.execute(insert(meta).values(key="schema", value=SCHEMA_VERSION))
             # Made now, not on first use, so no transaction ever waits on another for them.
-            self._secrets = {key: self._meta_secret(key) for key in ("secret_key", "suppression_key")}
+            self._secrets = {
+                key: self._meta_secret(key) for key in ("secret_key", "suppression_key")
+            }
         except OperationalError as exc:
             raise ConfigurationError(f"cannot open database {self.url}: {exc.orig}") from None
 

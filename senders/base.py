@@ -61,6 +61,7 @@ class SendResult:
     provider_id: str | None = None
     error: str | None = None
     retry_at: datetime | None = None
+    attempts: int = 1  # requests made for this message in this run (in-run retries included)
 
 
 class Sender(Protocol):

@@ -39,8 +39,16 @@ def snapshot(db: Path) -> dict[str, list]:
 def db(tmp_path: Path, clinic_folder: Path) -> Path:
     path = tmp_path / "clinic.db"
     result = dripmail(
-        "enroll", str(clinic_folder), "--email", "ana@example.com", "--timezone",
-        "America/New_York", "--signed-up-at", "2026-03-02T10:00", "--db", str(path),
+        "enroll",
+        str(clinic_folder),
+        "--email",
+        "ana@example.com",
+        "--timezone",
+        "America/New_York",
+        "--signed-up-at",
+        "2026-03-02T10:00",
+        "--db",
+        str(path),
     )
     assert result.exit_code == 0, result.output
     return path
@@ -83,8 +91,14 @@ def test_campaign_file_mistakes_name_file_line_and_field(tmp_path, clinic_folder
 def test_unknown_time_zone_is_refused_and_changes_nothing(clinic_folder, db):
     before = snapshot(db)
     result = dripmail(
-        "enroll", str(clinic_folder), "--email", "bo@example.com", "--timezone", "Europe/Lodnon",
-        "--db", str(db),
+        "enroll",
+        str(clinic_folder),
+        "--email",
+        "bo@example.com",
+        "--timezone",
+        "Europe/Lodnon",
+        "--db",
+        str(db),
     )
     assert_one_line_error(result, "timezone: unknown time zone 'Europe/Lodnon'")
     assert snapshot(db) == before
@@ -144,8 +158,12 @@ def test_demo_from_an_empty_folder(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIPMAIL_", "SENDGRID_"))}
     env["COLUMNS"] = "200"
     result = subprocess.run(
-        [sys.executable, "-m", "cli", "demo"], cwd=tmp_path, env=env, capture_output=True,
-        text=True, timeout=120,
+        [sys.executable, "-m", "cli", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "Timeline" in result.stdout
@@ -157,8 +175,15 @@ def test_demo_from_an_empty_folder(tmp_path):
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         assert message.get_content_type() == "multipart/alternative"
         assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
-        for header in ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe",
-                       "List-Unsubscribe-Post"):
+        for header in (
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+        ):
             assert message[header], header
         raw = path.read_bytes().decode()
         assert "=?" not in raw.split("List-Unsubscribe:")[1].split("\nList-Unsubscribe-Post")[0]

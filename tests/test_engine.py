@@ -50,7 +50,12 @@ def drain(store, dispatcher, until) -> list:
 
 
 def test_enroll_plans_every_step_inside_the_contacts_window(store, clinic):
-    enroll(store, clinic, signup(zone="Australia/Sydney", at="2026-03-06T22:30"), now=utc("2026-03-06T12:00"))
+    enroll(
+        store,
+        clinic,
+        signup(zone="Australia/Sydney", at="2026-03-06T22:30"),
+        now=utc("2026-03-06T12:00"),
+    )
     planned = rows(store)
     assert [r.step_key for r in planned] == [s.key for s in clinic.steps]
     tz = schedule.zone("Australia/Sydney")

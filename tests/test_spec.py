@@ -67,23 +67,39 @@ def test_version_changes_with_any_referenced_file(tmp_path):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (("timezone: America/New_York", "timezone: America/New_Yrok"),
-         "campaign.yaml:8: timezone: unknown time zone 'America/New_Yrok'"),
-        (("    delay: 36h", "    delay: 2 weeks later"),
-         "campaign.yaml:17: steps[1].delay: '2 weeks later' is not a delay"),
-        (("timezone: America", "colour: blue\ntimezone: America"),
-         "campaign.yaml:8: colour: unknown key 'colour' (expected one of: name, title"),
-        (("  end: \"17:00\"", "  ends: \"17:00\""),
-         "campaign.yaml:11: send_window.ends: unknown key 'ends' (expected one of: start, end, days"),
-        (("address: care@clinic.example.com", "address: care-at-clinic"),
-         "campaign.yaml:4: from.address: 'care-at-clinic' is not an email address"),
-        (("  days: [mon, tue, wed, thu, fri]", "  days: [mon, tues]"),
-         "campaign.yaml:12: send_window.days[1]: Input should be 'mon'"),
+        (
+            ("timezone: America/New_York", "timezone: America/New_Yrok"),
+            "campaign.yaml:8: timezone: unknown time zone 'America/New_Yrok'",
+        ),
+        (
+            ("    delay: 36h", "    delay: 2 weeks later"),
+            "campaign.yaml:17: steps[1].delay: '2 weeks later' is not a delay",
+        ),
+        (
+            ("timezone: America", "colour: blue\ntimezone: America"),
+            "campaign.yaml:8: colour: unknown key 'colour' (expected one of: name, title",
+        ),
+        (
+            ('  end: "17:00"', '  ends: "17:00"'),
+            "campaign.yaml:11: send_window.ends: unknown key 'ends' (expected one of: start, end",
+        ),
+        (
+            ("address: care@clinic.example.com", "address: care-at-clinic"),
+            "campaign.yaml:4: from.address: 'care-at-clinic' is not an email address",
+        ),
+        (
+            ("  days: [mon, tue, wed, thu, fri]", "  days: [mon, tues]"),
+            "campaign.yaml:12: send_window.days[1]: Input should be 'mon'",
+        ),
         (("name: sleep\n", ""), "campaign.yaml:1: name: required"),
-        (("- file: 01-welcome.md", "- file: 01-welcom.md"),
-         "campaign.yaml:14: steps[0].file: no such file '01-welcom.md'"),
-        (("  end: \"17:00\"", "  end: \"08:00\""),
-         "campaign.yaml:9: send_window: the send window must end after it starts"),
+        (
+            ("- file: 01-welcome.md", "- file: 01-welcom.md"),
+            "campaign.yaml:14: steps[0].file: no such file '01-welcom.md'",
+        ),
+        (
+            ('  end: "17:00"', '  end: "08:00"'),
+            "campaign.yaml:9: send_window: the send window must end after it starts",
+        ),
     ],
 )
 def test_each_mistake_gets_one_line_with_file_line_and_field(tmp_path, change, expected):
