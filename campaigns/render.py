@@ -27,6 +27,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -55,6 +56,7 @@ from senders.base import Message
 
 from .errors import InputError, NotFoundError
 from .spec import Campaign, Colors, Step
+from .tokens import PLACEHOLDER_PUBLIC_URL  # used when no public URL is configured
 
 __all__ = [
     "PLACEHOLDER_PUBLIC_URL",
@@ -69,12 +71,13 @@ __all__ = [
     "compile_campaign",
     "contrast_ratio",
     "layout_environment",
+    "markdown_html",
+    "markdown_text",
     "palette",
     "render_sample",
     "sample_links",
 ]
 
-PLACEHOLDER_PUBLIC_URL = "https://unsubscribe.example.invalid"
 VARIABLES = frozenset({"first_name", "unsubscribe_url", "preferences_url"})
 FONT_STACK = "-apple-system, BlinkMacSystemFont, Segoe UI, Helvetica, Arial, sans-serif"
 WCAG_AA = 4.5
@@ -121,7 +124,7 @@ _TAG = re.compile(
 )
 _STATEMENT = re.compile(r"^\{%[-+]?\s*(\w+)")
 _STATEMENTS = frozenset({"if", "elif", "else", "endif"})
-_HREF = re.compile(r'(href=")([^"]*)(")')
+_URL_ATTRIBUTE = re.compile(r'((?:href|src)=")([^"]*)(")')
 
 
 class _Tokens:
@@ -201,7 +204,20 @@ def markdown_html(markdown: str) -> str:
     return _MD.render(markdown)
 
 
-def markdown_text(markdown: str, url: Any = str) -> str:
+@dataclass
+class _OpenList:
+    number: int | None  # the next item's number; None in a bullet list
+    tight: bool  # items without blank lines between them
+    items: int = 0
+
+    def marker(self) -> str:
+        if self.number is None:
+            return "- "
+        self.number += 1
+        return f"{self.number - 1}. "
+
+
+def markdown_text(markdown: str, url: Callable[[str], str] = str) -> str:
     """Step Markdown -> readable plain text, not hard-wrapped.
 
     Paragraphs are separated by blank lines, list items start with "- " (or "1. "),
@@ -209,7 +225,7 @@ def markdown_text(markdown: str, url: Any = str) -> str:
     target before it is written (the compiler makes placeholders URL-safe with it).
     """
     out: list[str] = []
-    lists: list[list[Any]] = []  # per open list: [next number or None, tight, items so far]
+    lists: list[_OpenList] = []
     item_first: str | None = None  # the marker still to be written for the open list item
     quote = 0
     rows: list[list[str]] = []
@@ -231,14 +247,11 @@ def markdown_text(markdown: str, url: Any = str) -> str:
         if kind in ("bullet_list_open", "ordered_list_open"):
             start = int(token.attrGet("start") or 1) if kind == "ordered_list_open" else None
             tight = index + 2 < len(tokens) and tokens[index + 2].hidden
-            lists.append([start, tight, 0])
+            lists.append(_OpenList(start, tight))
         elif kind in ("bullet_list_close", "ordered_list_close"):
             lists.pop()
         elif kind == "list_item_open":
-            state = lists[-1]
-            item_first = "- " if state[0] is None else f"{state[0]}. "
-            if state[0] is not None:
-                state[0] += 1
+            item_first = lists[-1].marker()
         elif kind == "blockquote_open":
             quote += 1
         elif kind == "blockquote_close":
@@ -254,10 +267,10 @@ def markdown_text(markdown: str, url: Any = str) -> str:
         elif kind == "inline":
             text = _inline_text(token, url)
             if lists and item_first is not None:
-                state = lists[-1]
+                current = lists[-1]
                 # Items of a tight list sit on consecutive lines; the list itself is a block.
-                blank = not state[1] or (state[2] == 0 and len(lists) == 1)
-                state[2] += 1
+                blank = not current.tight or (current.items == 0 and len(lists) == 1)
+                current.items += 1
                 pad = indent()
                 emit(text, pad + item_first, pad + " " * len(item_first), blank)
                 item_first = None
@@ -271,7 +284,8 @@ def markdown_text(markdown: str, url: Any = str) -> str:
     return "\n".join(out)
 
 
-def _inline_text(token: Token, url: Any) -> str:
+def _inline_text(token: Token, url: Callable[[str], str]) -> str:
+    """One inline run (paragraph, heading, list item, cell) as plain text."""
     parts: list[str] = []
     links: list[tuple[int, str]] = []
     for child in token.children or []:
@@ -400,6 +414,7 @@ def _contact_env() -> Environment:
     )
     env.globals.clear()  # only VARIABLES exist: no range(), lipsum(), dict() ...
     env.filters["default"] = env.filters["d"] = _default
+    del env.filters["safe"]  # `{{ first_name | safe }}` would put a contact's HTML in the email
     return env
 
 
@@ -451,6 +466,7 @@ def _check_staff_text(
             )
     try:
         tree = _contact_env().parse(tokens.source(tokens.protect(text)))
+        _contact_env().compile(tree)  # an unknown filter is found here, not by parse()
     except TemplateSyntaxError as exc:
         # Escaping adds no line breaks, so the error's line is a line of `text`.
         lines = text.splitlines() or [""]
@@ -627,10 +643,6 @@ def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
 def _layout_values(
     campaign: Campaign, step: Step, tokens: _Tokens, colours: Palette
 ) -> dict[str, Any]:
@@ -658,7 +670,8 @@ def _layout_values(
 
 
 def _compile_step(campaign: Campaign, step: Step, colours: Palette) -> CompiledStep:
-    tokens = _Tokens(step.subject + (step.preheader or "") + (step.cta or "") + step.body)
+    # Seeded with every text that reaches the layout, so no text can contain a token.
+    tokens = _Tokens(campaign.files.get("campaign.yaml", "") + campaign.files.get(step.file, ""))
     for text, field in (
         (step.subject, "subject"),
         (step.preheader or "", "preheader"),
@@ -674,7 +687,7 @@ def _compile_step(campaign: Campaign, step: Step, colours: Palette) -> CompiledS
         values, body_html=Markup(markdown_html(body))
     )
     html = _inline_css(mjml.mjml2html(mjml_source, fonts={}))
-    html = _HREF.sub(lambda m: m.group(1) + tokens.in_url(m.group(2)) + m.group(3), html)
+    html = _URL_ATTRIBUTE.sub(lambda m: m.group(1) + tokens.in_url(m.group(2)) + m.group(3), html)
     text = env.get_template("email.txt.j2").render(
         values, body_text=markdown_text(body, tokens.in_url)
     )

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from campaigns.errors import InputError
-from campaigns.export import export_campaign, export_for
+from campaigns.export import describe_delay, export_campaign, export_for
 from campaigns.render import PLACEHOLDER_PUBLIC_URL, Recipient
+from campaigns.schedule import Delay
 from campaigns.spec import load_folder
 
 FIXTURE = Path(__file__).parent / "fixtures" / "render"
@@ -130,3 +131,9 @@ def test_export_for_previews_a_folder_without_a_database(tmp_path: Path) -> None
     assert (tmp_path / "out" / "03-every-patient.eml").is_file()
     with pytest.raises(InputError):
         export_for(None, str(FIXTURE), tmp_path / "out2", email="pat@example.com")
+
+
+def test_delays_read_as_plain_english() -> None:
+    assert describe_delay(Delay(0, "d")) == "at sign-up"
+    assert describe_delay(Delay(1, "w")) == "1 week after sign-up"
+    assert describe_delay(Delay(36, "h")) == "36 hours after sign-up"

@@ -25,6 +25,7 @@ from campaigns.render import (
     clear_cache,
     compile_campaign,
     contrast_ratio,
+    markdown_text,
     palette,
     render_sample,
 )
@@ -233,6 +234,21 @@ def test_text_part_lists_and_links_read_naturally(compiled: CompiledCampaign) ->
     assert max(len(line) for line in text.splitlines()) > 78  # paragraphs are not hard-wrapped
 
 
+def test_markdown_becomes_readable_plain_text() -> None:
+    markdown = (
+        "# Title\n\n1. first\n2. second\n   - nested\n3. third\n\n"
+        "> quoted *line*\n> continues\n\n| a | b |\n|---|---|\n| 1 | [x](https://e.example) |\n\n"
+        'Visit <https://e.example> or [our page](https://e.example/p "title"),\n'
+        "see ![a chart of sleep hours](https://e.example/c.png) and `code`.\n"
+    )
+    assert markdown_text(markdown) == (
+        "Title\n\n1. first\n2. second\n   - nested\n3. third\n\n"
+        "> quoted line continues\n\na | b\n1 | x (https://e.example)\n\n"
+        "Visit https://e.example or our page (https://e.example/p), "
+        "see a chart of sleep hours and code."
+    )
+
+
 # ------------------------------------------------------------------------- placeholders
 
 
@@ -313,6 +329,7 @@ def test_an_unknown_placeholder_names_the_file_line_and_variable(tmp_path: Path)
         ("Depression, anxiety", '{% include "other.md" %} Depression', "not supported"),
         ("Depression, anxiety", "{{ range(3) }} Depression", "'range'"),
         ("Depression, anxiety", "{{ first_name[0] }} Depression", "first_name is ''"),
+        ("Depression, anxiety", "{{ first_name | safe }} Depression", "'safe'"),
     ],
 )
 def test_broken_staff_placeholders_fail_at_compile_time(
