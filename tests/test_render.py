@@ -8,7 +8,6 @@ import itertools
 import re
 import shutil
 import socket
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -31,6 +30,7 @@ from campaigns.render import (
 )
 from campaigns.spec import Campaign, Colors, load_folder
 from senders.mime import to_bytes
+from tests.helpers import spamassassin
 
 FIXTURE = Path(__file__).parent / "fixtures" / "render"
 UNSUBSCRIBE = "https://balancedketamine.example.com/u/tok-123"
@@ -481,20 +481,6 @@ def test_brand_colours_that_fail_contrast_are_refused(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------- spam filter
 
 
-def _spamassassin(eml: Path) -> tuple[float, str]:
-    result = subprocess.run(
-        ["spamassassin", "-L", "-t"],
-        input=eml.read_bytes(),
-        capture_output=True,
-        timeout=300,
-        check=True,
-    )
-    report = result.stdout.decode("utf-8", "replace")
-    score = re.search(r"^X-Spam-Status: \w+, score=(-?\d+\.\d+)", report, flags=re.M)
-    assert score, report[:2000]
-    return float(score.group(1)), report
-
-
 def test_spamassassin_scores_every_email_below_one(
     tmp_path: Path, compiled: CompiledCampaign
 ) -> None:
@@ -513,7 +499,7 @@ def test_spamassassin_scores_every_email_below_one(
         path.write_bytes(to_bytes(message))
         files.append(path)
     with ThreadPoolExecutor(max_workers=len(files)) as pool:
-        results = list(pool.map(_spamassassin, files))
+        results = list(pool.map(spamassassin, files))
     for path, (score, report) in zip(files, results, strict=True):
         details = report[report.find("Content analysis details") :]
         assert score < 1.0, f"{path.name}: {score}\n{details}"
