@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -250,7 +251,7 @@ class Campaign:
     def name(self) -> str:
         return self.spec.name
 
-    @property
+    @cached_property
     def version(self) -> str:
         """Content hash of the campaign file and every file it references."""
         return content_hash(self.files)

@@ -57,7 +57,13 @@ _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
 
 class SmtpSender:
-    """Sends Messages over one reused SMTP connection; see the module docstring."""
+    """Sends Messages in order over one reused SMTP connection.
+
+    The campaign's `concurrency` setting does not apply: SMTP is one conversation at a
+    time, and one connection per worker is what relays expect. `timeout` bounds each
+    command, `max_attempts` the tries per message in a run, `max_wait` the total
+    backoff sleeping in one `send`.
+    """
 
     name = "smtp"
 
@@ -121,6 +127,9 @@ class SmtpSender:
             raise SenderConfigurationError(
                 f"smtp sender: no host: set {ENV_HOST} or sender.host in campaign.yaml"
             )
+        # Checked here, where each value's source is known, so the error names it.
+        host = _check_host(host, host_from)
+        port = None if port is None else _check_port(port, port_from)
         security = _check_security(security or "starttls", security_from)
         _check_credentials(username, password, security, host, username_from)
 
@@ -129,8 +138,8 @@ class SmtpSender:
             return default if value is None else float(value)
 
         return cls(
-            _check_host(host, host_from),
-            None if port is None else _check_port(port, port_from),
+            host,
+            port,
             security=security,
             username=username,
             password=password,
@@ -274,9 +283,9 @@ class SmtpSender:
         except OSError as exc:  # smtplib's errors, socket errors and timeouts
             if after_data:
                 # The whole message went out and the reply was lost: the server may or
-                # may not have queued it. The issue's rule for SMTP is "disconnects are
-                # transient, retried", so it is sent again; the Message-ID is the same
-                # for every attempt of a delivery, so a receiver can de-duplicate.
+                # may not have queued it. The rule for SMTP (issue 3) is "disconnects are
+                # transient, retried", so it is sent again. The retry carries the same
+                # Message-ID (derived from the delivery id), so a receiver can de-duplicate.
                 log.warning(
                     "delivery %s: the connection dropped before the server confirmed the "
                     "message; sending it again with the same Message-ID",
@@ -385,6 +394,10 @@ class SmtpSender:
         except OSError as exc:
             raise _Trouble(f"could not connect to {self._where}: {_reason(exc)}") from None
         try:
+            # SMTP is lock-step: with Nagle's algorithm the tail of a message (a short
+            # TLS record after a full one) waits for the server's delayed ACK, ~40 ms a
+            # message. Commands are written whole, so small packets cost nothing here.
+            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.ehlo_or_helo_if_needed()
             if self.security == "starttls":
                 if not smtp.has_extn("starttls"):
@@ -426,11 +439,9 @@ class SmtpSender:
                 f"the SMTP server {self._where} offers no login (AUTH) on this connection: "
                 "use security starttls or ssl, or remove the username"
             ) from None
-        except smtplib.SMTPServerDisconnected:
-            raise
-        except smtplib.SMTPException as exc:
-            if isinstance(exc, smtplib.SMTPResponseException):
-                raise
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException):
+            raise  # connection trouble: _open makes it transient
+        except smtplib.SMTPException:
             # "No suitable authentication method found."
             raise _Misconfigured(
                 f"the SMTP server {self._where} offers no login method smtplib supports"

@@ -12,6 +12,7 @@ import email.policy
 import ipaddress
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -58,6 +59,7 @@ class Faults:
     # DATA phases are cut off.
     drop_after: int | None = None
     drops: int = 1
+    on_drop: Callable[[], None] | None = None  # e.g. change the password the server wants
 
 
 class RecordingHandler:
@@ -67,6 +69,7 @@ class RecordingHandler:
         self.faults = faults or Faults()
         self.received: list[Received] = []
         self.dropped = 0
+        self.quits = 0
         self._lock = threading.Lock()
 
     async def handle_RCPT(
@@ -90,6 +93,8 @@ class RecordingHandler:
                 and self.dropped < faults.drops
             ):
                 self.dropped += 1
+                if faults.on_drop is not None:
+                    faults.on_drop()
                 assert server.transport is not None
                 server.transport.abort()  # no reply: the client cannot tell what happened
                 return "250 never sent"
@@ -104,6 +109,10 @@ class RecordingHandler:
             )
             number = len(self.received)
         return f"250 2.0.0 Ok: queued as Q{number}"
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.quits += 1
+        return "221 2.0.0 Bye"
 
 
 class _Controller(Controller):
@@ -132,13 +141,15 @@ class SmtpTestServer:
         kwargs: dict[str, Any] = {}
         if starttls is not None:
             kwargs.update(tls_context=starttls, require_starttls=True)
+        self.credentials = credentials  # may be changed while running
         if credentials is not None:
-            self._credentials = credentials
-            # RFC 4954 4: no plain-text password over an unencrypted connection.
+            # RFC 4954 4: no password over an unencrypted connection. aiosmtpd only
+            # knows about TLS it started itself (STARTTLS): with implicit TLS the whole
+            # connection is encrypted already, so its check is switched off there.
             kwargs.update(
                 authenticator=self._authenticate,
                 auth_required=True,
-                auth_require_tls=starttls is not None or implicit_tls is not None,
+                auth_require_tls=implicit_tls is None,
             )
         self.controller = _Controller(
             self.handler,
@@ -152,12 +163,14 @@ class SmtpTestServer:
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
     ) -> AuthResult:
-        ok = isinstance(data, LoginPassword) and (
-            data.login.decode(),
-            data.password.decode(),
-        ) == self._credentials
+        given = (
+            (data.login.decode(), data.password.decode())
+            if isinstance(data, LoginPassword)
+            else None
+        )
+        ok = given is not None and given == self.credentials
         self.logins.append(ok)
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
     @property
     def port(self) -> int:
