@@ -51,6 +51,7 @@ DEFAULT_HOST = "https://api.sendgrid.com"
 HOST_ENV = "SENDGRID_API_HOST"
 DEFAULT_KEY_ENV = "SENDGRID_API_KEY"
 BACKOFF_CAP = 30.0  # seconds: the longest single backoff wait
+STOPPED = "the run stopped on a SendGrid configuration error"
 
 # SendGrid answers 400 when a request tries to set these ("You may not override the
 # following headers", Mail Send schema) ...
@@ -105,7 +106,7 @@ if not any(isinstance(f, _DropClientDebug) for f in _client_log.filters):
 class _Answer:
     """How one request ended, before the retry policy decides what to do next."""
 
-    kind: str  # "sent", "retry", "permanent", "ambiguous", "refused"
+    kind: str  # "sent", "retry", "permanent", "ambiguous", "config"
     error: str | None = None
     provider_id: str | None = None
     reset_at: float | None = None  # a 429's X-RateLimit-Reset (epoch seconds)
@@ -113,6 +114,11 @@ class _Answer:
 
 class _KeyRefused(Exception):
     """Raised inside a worker thread: SendGrid refused the key or is not SendGrid."""
+
+    def __init__(self, reason: str, attempts: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.attempts = attempts  # requests this message made before the stop
 
 
 class SendGridSender:
@@ -172,7 +178,7 @@ class SendGridSender:
         self._api.client.request_headers["Content-Type"] = "application/json"
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        self._refused: str | None = None  # set once SendGrid refuses the key
+        self._refused: str | None = None  # set once SendGrid refuses the key (or the host)
 
     @classmethod
     def from_settings(
@@ -272,8 +278,11 @@ class SendGridSender:
             if name.lower() in DROPPED_HEADERS:
                 continue
             if not _HEADER_NAME.match(name):
-                log.warning("delivery %s: header name %r is not valid; left out",
-                            message.delivery_id, name[:40])
+                log.warning(
+                    "delivery %s: header name %r is not valid; left out",
+                    message.delivery_id,
+                    name[:40],
+                )
                 continue
             # SendGrid wants string values, and a CR/LF would start a header of its own.
             text = _one_line(str(value))
@@ -293,36 +302,36 @@ class SendGridSender:
         stop = threading.Event()
         pool = self._executor()
         futures = [pool.submit(self._deliver, message, stop) for message in messages]
-        results: list[SendResult | None] = []
+        outcomes: list[SendResult | _KeyRefused] = []
         refused: str | None = None
         for future in futures:
             try:
-                results.append(future.result())
+                outcomes.append(future.result())
             except _KeyRefused as exc:
-                refused = refused or str(exc)
-                results.append(None)
-        if refused is None:
-            return [r for r in results if r is not None]
-        self._refused = refused
-        gone = [r for r in results if r and r.outcome in (Outcome.SENT, Outcome.AMBIGUOUS)]
-        if not gone:
-            log.error("SendGrid refused the API key; stopping before anything is marked")
-            raise SenderConfigurationError(refused)
-        # Some emails of this call already went out: raising would put them back in
-        # the queue and send them twice. Report them; the rest wait for a later run,
-        # and the next call raises at once.
-        log.error("SendGrid refused the API key after %d emails went out", len(gone))
-        return [
+                outcomes.append(exc)
+                if refused is None or refused == STOPPED:
+                    refused = exc.reason
+        # Every message that met the refusal, or was stopped by it, waits for a later run.
+        results = [
             r
-            if r is not None and r.outcome is not Outcome.TRANSIENT
+            if isinstance(r, SendResult)
             else SendResult(
-                m.delivery_id,
-                Outcome.TRANSIENT,
-                error=f"not sent: {refused}",
-                attempts=r.attempts if r is not None else 0,
+                m.delivery_id, Outcome.TRANSIENT, error=f"not sent: {refused}", attempts=r.attempts
             )
-            for m, r in zip(messages, results, strict=True)
+            for m, r in zip(messages, outcomes, strict=True)
         ]
+        if refused is None:
+            return results
+        self._refused = refused
+        gone = sum(r.outcome in (Outcome.SENT, Outcome.AMBIGUOUS) for r in results)
+        if not gone:
+            log.error("SendGrid configuration error; stopping before anything is marked")
+            raise SenderConfigurationError(refused)
+        # Some emails of this call already went out: raising now would put them back
+        # in the queue and send them twice. Report every result instead (the rest are
+        # transient, for a later run); the next call raises at once.
+        log.error("SendGrid configuration error after %d emails went out", gone)
+        return results
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -332,8 +341,8 @@ class SendGridSender:
                 )
             return self._pool
 
-    def _deliver(self, message: Message, stop: threading.Event) -> SendResult | None:
-        """Send one message with in-run retries; None if stopped before any request."""
+    def _deliver(self, message: Message, stop: threading.Event) -> SendResult:
+        """Send one message with in-run retries (raises _KeyRefused to stop them all)."""
         delivery_id = message.delivery_id
         problem = _unsendable(message)
         if problem:
@@ -344,16 +353,14 @@ class SendGridSender:
         waited = 0.0
         while True:
             if stop.is_set():
-                if attempts == 0:
-                    return None
-                return SendResult(delivery_id, Outcome.TRANSIENT, error="stopped: "
-                                  "SendGrid refused the API key", attempts=attempts)
+                # Another thread met a configuration error: make no further request.
+                raise _KeyRefused(STOPPED, attempts)
             attempts += 1
             answer = self._post(body)
             log.debug("delivery %s: attempt %d: %s", delivery_id, attempts, answer.kind)
-            if answer.kind == "refused":
+            if answer.kind == "config":
                 stop.set()
-                raise _KeyRefused(answer.error)
+                raise _KeyRefused(answer.error or "SendGrid refused the API key", attempts)
             if answer.kind == "sent":
                 return SendResult(
                     delivery_id, Outcome.SENT, provider_id=answer.provider_id, attempts=attempts
@@ -364,8 +371,9 @@ class SendGridSender:
                     delivery_id, Outcome.PERMANENT, error=answer.error, attempts=attempts
                 )
             if answer.kind == "ambiguous":
-                log.warning("delivery %s: the answer was lost after sending; not retried",
-                            delivery_id)
+                log.warning(
+                    "delivery %s: the answer was lost after sending; not retried", delivery_id
+                )
                 return SendResult(
                     delivery_id, Outcome.AMBIGUOUS, error=answer.error, attempts=attempts
                 )
@@ -377,8 +385,9 @@ class SendGridSender:
                     if answer.reset_at is not None
                     else None
                 )
-                log.info("delivery %s: giving up for this run after %d attempts",
-                         delivery_id, attempts)
+                log.info(
+                    "delivery %s: giving up for this run after %d attempts", delivery_id, attempts
+                )
                 return SendResult(
                     delivery_id,
                     Outcome.TRANSIENT,
@@ -394,9 +403,7 @@ class SendGridSender:
         if answer.reset_at is not None:
             # Until the reset, plus a little jitter so the waiting threads do not all
             # retry in the same instant.
-            return max(answer.reset_at - self._clock(), 0.0) + self._random.uniform(
-                0, self.backoff
-            )
+            return max(answer.reset_at - self._clock(), 0.0) + self._random.uniform(0, self.backoff)
         ceiling = min(self.backoff * 2 ** (attempts - 1), BACKOFF_CAP)
         return ceiling / 2 + self._random.uniform(0, ceiling / 2)  # "equal jitter"
 
@@ -410,18 +417,25 @@ class SendGridSender:
             # urllib wraps exactly the errors raised while connecting or writing the
             # request (refused, DNS, connect timeout, reset mid-write): SendGrid has
             # not got a whole request, so it cannot have accepted it. Safe to retry.
-            return _Answer("retry", error=f"could not reach SendGrid at {self.host}: "
-                           f"{self._scrub(_reason(exc.reason))}")
+            return _Answer(
+                "retry",
+                error=f"could not reach SendGrid at {self.host}: "
+                f"{self._scrub(_reason(exc.reason))}",
+            )
         except (OSError, http.client.HTTPException) as exc:
             # Raised while waiting for or reading the answer: the request was written
             # and may have been accepted. SendGrid has no idempotency key, so do not
             # retry; provider events settle it.
-            return _Answer("ambiguous", error="the request reached SendGrid but its answer "
-                           f"was lost ({_reason(exc)}); not re-sent")
-        except Exception as exc:  # noqa: BLE001 - a per-message failure must not raise
-            log.exception("unexpected error from the SendGrid client")
-            return _Answer("ambiguous", error=f"unexpected error ({type(exc).__name__}); "
-                           "not re-sent")
+            return _Answer(
+                "ambiguous",
+                error=f"the request was sent but its answer was lost ({_reason(exc)}); not re-sent",
+            )
+        except Exception as exc:  # a per-message failure must never raise
+            # Its text could quote the payload: log the type only.
+            log.error("unexpected %s from the SendGrid client", type(exc).__name__)
+            return _Answer(
+                "ambiguous", error=f"unexpected error ({type(exc).__name__}); not re-sent"
+            )
         status = response.status_code
         if 200 <= status < 300:
             # 202 Accepted; 200 when sandbox mode validated it without sending.
@@ -440,14 +454,14 @@ class SendGridSender:
             return _Answer("retry", error=f"SendGrid answered {status}{said}")
         if status in _KEY_REFUSED:
             return _Answer(
-                "refused",
+                "config",
                 error=f"SendGrid refused the API key ({status}){said}; check that "
                 f"{self.api_key_env} holds a current key with Mail Send permission"
                 + (" and that the from address is a verified sender" if status == 403 else ""),
             )
         if status in _NOT_SENDGRID or status < 400:
             return _Answer(
-                "refused",
+                "config",
                 error=f"SendGrid answered {status} at {self.host}/v3/mail/send: "
                 "is api_host (or SENDGRID_API_HOST) SendGrid's API address?",
             )
@@ -471,22 +485,20 @@ class SendGridSender:
 def _valid_host(host: str) -> str:
     """An http(s) URL with a host name, without a trailing slash."""
     text = str(host or "").strip()
+    problem = re.search(r"\s", text) is not None
     try:
         parts = urlsplit(text)
-        port_ok = parts.port is None or parts.port > 0
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
-        port_ok = False
-        parts = None
-    if (
-        parts is None
-        or not port_ok
-        or parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.query
-        or parts.fragment
-        or parts.username
-        or re.search(r"\s", text)
-    ):
+        problem = True
+    else:
+        problem = (
+            problem
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or bool(parts.query or parts.fragment or parts.username)
+        )
+    if problem:
         raise SenderConfigurationError(
             f"sendgrid: {text!r} is not an API address (like https://api.sendgrid.com); "
             f"check api_host or {HOST_ENV}"
@@ -555,8 +567,5 @@ def _reset_time(headers: Any) -> float | None:
 
 def _reason(reason: object) -> str:
     if isinstance(reason, BaseException):
-        text = str(reason) or type(reason).__name__
-        if isinstance(reason, TimeoutError):
-            return f"timed out: {text}" if "timed out" not in text else text
-        return text
+        return str(reason) or type(reason).__name__
     return str(reason)

@@ -191,3 +191,36 @@ def test_demo_from_an_empty_folder(tmp_path):
         assert [u.split(":")[0] for u in uris] == ["https", "mailto"]
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert (tmp_path / "dripmail-demo" / "previews" / "index.html").is_file()
+
+
+def test_send_test_goes_through_the_sender_and_records_nothing(
+    tmp_path, clinic_folder, db, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(db)
+    result = dripmail(
+        "send-test",
+        str(clinic_folder),
+        "--step",
+        "welcome",
+        "--to",
+        "staff@clinic.example",
+        "--db",
+        str(db),
+    )
+    assert result.exit_code == 0, result.output
+    (eml,) = (tmp_path / "outbox").glob("*.eml")
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert message["Subject"] == "[TEST] Ketamine and Sleep"
+    assert message["X-Dripmail-Test"] == "yes"
+    assert message["To"].addresses[0].addr_spec == "staff@clinic.example"
+    assert snapshot(db) == before
+
+
+def test_real_senders_refuse_to_start_without_a_public_url(tmp_path, db, monkeypatch):
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.not-a-real-key")
+    before = snapshot(db)
+    result = dripmail("run", "--once", "--sender", "sendgrid", "--db", str(db))
+    assert_one_line_error(result, "needs a public URL", "DRIPMAIL_PUBLIC_URL")
+    assert "SG.not-a-real-key" not in result.output
+    assert snapshot(db) == before

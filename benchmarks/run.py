@@ -1,0 +1,217 @@
+"""dripmail benchmarks: figures and side-by-side ratios, printed with the command that gives them.
+
+    python benchmarks/run.py            # full sizes (minutes)
+    python benchmarks/run.py --quick    # small sizes, as CI runs it (figures only, no thresholds)
+    python benchmarks/run.py personalise dispatch   # some of them
+
+Nothing here asserts a threshold: the README's Performance section holds the latest
+full figures and the machine they came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from campaigns import render  # noqa: E402
+from campaigns.article import read_article  # noqa: E402
+from campaigns.spec import Campaign, load_folder  # noqa: E402
+from campaigns.split import load_defaults, split_article, write_campaign  # noqa: E402
+from examples import ARTICLE, DEFAULTS  # noqa: E402
+
+ZONES = (
+    "America/New_York", "America/Chicago", "America/Los_Angeles", "Europe/London",
+    "Europe/Berlin", "Asia/Kolkata", "Asia/Tokyo", "Australia/Sydney",
+)
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday, 10:00 in New York
+
+
+def report(name: str, value: float, unit: str, command: str) -> None:
+    print(f"{name:<58} {value:>14,.1f} {unit:<14} $ {command}", flush=True)
+
+
+def per_second(func: Callable[[], object], seconds: float) -> float:
+    """Calls per second of `func`, run for about `seconds`."""
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for _ in range(50):
+            func()
+        count += 50
+    return count / elapsed
+
+
+def clinic_campaign(folder: Path) -> Campaign:
+    """The clinic campaign, open around the clock so every zone's first email is due at once."""
+    article = read_article(ARTICLE)
+    write_campaign(
+        article, split_article(article), folder, defaults=load_defaults(DEFAULTS), force=True
+    )
+    spec = folder / "campaign.yaml"
+    spec.write_text(spec.read_text().replace('start: "09:00"', 'start: "00:00"')
+                    .replace('end: "17:00"', 'end: "23:59"'))
+    return load_folder(folder)
+
+
+def bench_personalise(work: Path, quick: bool) -> None:
+    """Compiled path (Jinja over the compiled step) against the naive path (full compile)."""
+    from senders.mime import to_bytes
+
+    campaign = clinic_campaign(work / "campaign")
+    compiled = render.compile_campaign(campaign)
+    step = compiled.steps["welcome"]
+    patient = render.Recipient("pat@example.com", "Pat", "America/New_York")
+    links = {"unsubscribe_url": "https://mail.clinic.example/u/t", "preferences_url": "https://mail.clinic.example/p/t"}
+    seconds = 0.5 if quick else 3.0
+    fast = per_second(lambda: step.personalise(patient, **links), seconds)
+    colours = render.palette(campaign.spec.brand.colors)
+    source = campaign.step("welcome")
+    naive = per_second(
+        lambda: render._compile_step(campaign, source, colours).personalise(patient, **links),
+        seconds,
+    )
+    command = "python benchmarks/run.py personalise"
+    report("personalise: compiled path (subject+html+text)", fast, "messages/s", command)
+    report("personalise: naive path (Jinja->MJML->premailer each)", naive, "messages/s", command)
+    report("personalise: compiled / naive", fast / naive, "x", command)
+    message = compiled.message(
+        "welcome", patient, delivery_id="1", unsubscribe_url=links["unsubscribe_url"],
+        unsubscribe_mailto="mailto:care@clinic.example", preferences_url=links["preferences_url"],
+        date=NOW,
+    )
+    mime = per_second(lambda: to_bytes(message), seconds)
+    report("message building: MIME bytes for SMTP/file", mime, "messages/s", command)
+    report("message building cost / personalisation cost", fast / mime, "x", command)
+
+
+def write_contacts(path: Path, count: int) -> None:
+    rng = random.Random(7)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "first_name", "timezone", "signed_up_at", "consent"])
+        for number in range(count):
+            signed = NOW - timedelta(minutes=rng.randint(1, 600))
+            writer.writerow([
+                f"patient{number}@example.com", f"Pat{number}", ZONES[number % len(ZONES)],
+                signed.isoformat(), "benchmark: made-up contact",
+            ])
+
+
+def bench_enroll(work: Path, quick: bool) -> None:
+    """Import and plan contacts from CSV on SQLite (six deliveries each)."""
+    from campaigns.enroll import import_csv
+    from campaigns.store import Store
+
+    count = 5_000 if quick else 100_000
+    campaign = clinic_campaign(work / "campaign")
+    contacts = work / f"contacts-{count}.csv"
+    write_contacts(contacts, count)
+    store = Store(f"sqlite:///{work / 'enroll.db'}")
+    start = time.perf_counter()
+    result = import_csv(store, campaign, contacts, now=NOW)
+    elapsed = time.perf_counter() - start
+    store.close()
+    command = f"python benchmarks/run.py enroll{' --quick' if quick else ''}"
+    report(f"enroll: import+plan {result.enrolled:,} contacts ({result.enrolled * 6:,} rows)",
+           elapsed, "s", command)
+    report("enroll: contacts per second", result.enrolled / elapsed, "contacts/s", command)
+
+
+_DISPATCH_CHILD = r"""
+import json, resource, sys, time
+from datetime import datetime
+sys.path.insert(0, {root!r})
+from campaigns.dispatch import Dispatcher
+from campaigns.store import Store
+from senders.file import NullSender
+store = Store({url!r})
+sender = NullSender()
+dispatcher = Dispatcher(store, lambda campaign: sender, batch_size=500)
+start = time.perf_counter()
+result = dispatcher.run(now=datetime.fromisoformat({now!r}))
+elapsed = time.perf_counter() - start
+print(json.dumps({{"sent": result.sent, "seconds": elapsed,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def dispatch_sqlite(work: Path, count: int) -> dict:
+    """Enroll `count` contacts whose first email is due, then dispatch in a fresh process."""
+    from campaigns.enroll import import_csv
+    from campaigns.store import Store
+
+    campaign = clinic_campaign(work / "campaign")
+    contacts = work / f"dispatch-{count}.csv"
+    write_contacts(contacts, count)
+    url = f"sqlite:///{work / f'dispatch-{count}.db'}"
+    store = Store(url)
+    import_csv(store, campaign, contacts, now=NOW)
+    store.close()
+    now = NOW.isoformat()  # every contact signed up before it: each first email is due
+    child = _DISPATCH_CHILD.format(root=str(ROOT), url=url, now=now)
+    output = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                            check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def bench_dispatch(work: Path, quick: bool) -> None:
+    """claim -> render -> full MIME message -> null sender -> record, on SQLite, one worker."""
+    count = 2_000 if quick else 20_000
+    result = dispatch_sqlite(work, count)
+    command = f"python benchmarks/run.py dispatch{' --quick' if quick else ''}"
+    report(f"dispatch: SQLite, 1 worker, null sender ({result['sent']:,} sent)",
+           result["sent"] / result["seconds"], "deliveries/s", command)
+
+
+def bench_memory(work: Path, quick: bool) -> None:
+    """Peak RSS while dispatching, at two sizes: batches are streamed, so it stays flat."""
+    small, large = (1_000, 10_000) if quick else (10_000, 100_000)
+    command = f"python benchmarks/run.py memory{' --quick' if quick else ''}"
+    figures = {}
+    for count in (small, large):
+        result = dispatch_sqlite(work, count)
+        figures[count] = result["peak_rss_mb"]
+        report(f"memory: peak RSS dispatching {result['sent']:,} deliveries",
+               result["peak_rss_mb"], "MB", command)
+    report(f"memory: peak at {large:,} / peak at {small:,}", figures[large] / figures[small],
+           "x", command)
+
+
+BENCHMARKS = {
+    "personalise": bench_personalise,
+    "enroll": bench_enroll,
+    "dispatch": bench_dispatch,
+    "memory": bench_memory,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], default=[])
+    parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
+    args = parser.parse_args()
+    print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}; {'quick' if args.quick else 'full'} sizes")
+    with tempfile.TemporaryDirectory(prefix="dripmail-bench-") as folder:
+        for name in args.names or BENCHMARKS:
+            work = Path(folder) / name
+            work.mkdir()
+            BENCHMARKS[name](work, args.quick)
+
+
+if __name__ == "__main__":
+    main()

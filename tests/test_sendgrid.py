@@ -1,0 +1,595 @@
+"""The SendGrid sender: the real `sendgrid` client over HTTP to a local fake endpoint.
+
+Real SQLite store, real dispatcher, real HTTP; the sender's sleep and clock are
+injected (waits are recorded and return at once), so nothing waits on the wall clock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections import Counter, defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import python_http_client.exceptions as http_errors
+import sendgrid
+from sqlalchemy import select
+
+from campaigns.dispatch import Dispatcher
+from campaigns.enroll import Signup, enroll, import_csv
+from campaigns.spec import Campaign, SenderConfig
+from campaigns.store import deliveries
+from senders.base import Message, Outcome, SenderConfigurationError
+from senders.registry import make_sender
+from senders.sendgrid import SendGridSender
+from tests.helpers import utc
+from tests.sendgrid_server import Fault, SendGridServer
+
+# The sender does not depend on the database: one backend keeps this file fast (the
+# engine's PostgreSQL path is covered where the engine is tested).
+pytestmark = pytest.mark.sqlite_only
+
+KEY = "SG.clinic-test-key.3f9a1c7e5b"
+NOW = utc("2026-03-02T15:00")  # 10:00 in New York: inside the send window
+SIGNED_UP = "2026-03-02T10:00"
+PUBLIC_URL = "https://mail.clinic.example"
+CONSENT = "clinic sign-up form"
+
+
+class FakeTime:
+    """A frozen real-clock time; sleeps are recorded and return at once."""
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))  # near the real clock: the dispatcher compares
+        self.waits: list[float] = []
+        self._lock = threading.Lock()
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.waits.append(seconds)
+
+
+@pytest.fixture(autouse=True)
+def _environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIPMAIL_PUBLIC_URL", PUBLIC_URL)
+    # urllib would send 127.0.0.1 through a configured proxy.
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def server():
+    with SendGridServer(KEY) as running:
+        yield running
+
+
+@pytest.fixture
+def fake() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def senders():
+    """Builds senders on the fake endpoint and closes them after the test."""
+    made: list[SendGridSender] = []
+
+    def build(
+        server: SendGridServer,
+        fake: FakeTime,
+        *,
+        key: str = KEY,
+        host: str | None = None,
+        **settings,
+    ) -> SendGridSender:
+        config = SenderConfig(type="sendgrid", **settings).model_dump()
+        environ = {"SENDGRID_API_KEY": key, "SENDGRID_API_HOST": host or server.url}
+        sender = SendGridSender.from_settings(config, environ, sleep=fake.sleep, clock=fake.clock)
+        made.append(sender)
+        return sender
+
+    yield build
+    for sender in made:
+        sender.close()
+
+
+def enroll_many(store, campaign: Campaign, folder: Path, count: int) -> None:
+    """`count` contacts from a CSV, all signed up at one instant: step 1 is due at NOW."""
+    lines = ["email,first_name,timezone,signed_up_at,consent"]
+    lines += [
+        f"patient{i:03d}@example.com,Pat{i},America/New_York,{SIGNED_UP},{CONSENT}"
+        for i in range(count)
+    ]
+    path = folder / "signups.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = import_csv(store, campaign, path, now=NOW)
+    assert report.enrolled == count and not report.rejected
+
+
+def enroll_one(store, campaign: Campaign, first_name: str = "Pat") -> None:
+    enroll(
+        store,
+        campaign,
+        Signup("pat@example.com", first_name, "America/New_York", SIGNED_UP, CONSENT),
+        now=NOW,
+    )
+
+
+def first_steps(store) -> list:
+    with store.connect() as conn:
+        return conn.execute(
+            select(deliveries).where(deliveries.c.position == 1).order_by(deliveries.c.id)
+        ).all()
+
+
+def all_rows(store) -> list:
+    with store.connect() as conn:
+        return conn.execute(select(deliveries).order_by(deliveries.c.id)).all()
+
+
+def message(delivery_id: str = "1", **changes) -> Message:
+    fields = {
+        "delivery_id": delivery_id,
+        "from_name": "Balanced Ketamine Care Team",
+        "from_address": "care@balancedketamine.example.com",
+        "to_address": f"patient{delivery_id}@example.com",
+        "to_name": "Pat",
+        "subject": "Welcome",
+        "preheader": None,
+        "html": "<p>Hello</p>",
+        "text": "Hello",
+        "reply_to": "care@balancedketamine.example.com",
+        "headers": {
+            "List-Unsubscribe": f"<{PUBLIC_URL}/u/t>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    }
+    fields.update(changes)
+    return Message(**fields)
+
+
+# -- the acceptance runs --------------------------------------------------------------
+
+
+def test_the_clinic_campaign_reaches_200_contacts(store, clinic, tmp_path, server, fake, senders):
+    enroll_many(store, clinic, tmp_path, 200)
+    sender = senders(server, fake)
+
+    report = Dispatcher(store, lambda _campaign: sender).run(now=NOW)
+
+    assert report.sent == 200
+    assert server.validated == 200 and server.schema_failures == [] and server.problems == []
+    rows = first_steps(store)
+    assert {r.status for r in rows} == {"sent"}
+    for row in rows:
+        assert server.accepted[str(row.id)] == [row.provider_message_id]
+    assert len({r.provider_message_id for r in rows}) == 200
+    assert {r.status for r in all_rows(store) if r.position > 1} == {"scheduled"}
+    for body in server.bodies():
+        assert body["headers"]["List-Unsubscribe"].startswith(f"<{PUBLIC_URL}/u/")
+
+
+def test_faults_on_30_percent_of_requests_lose_nothing_and_send_nothing_twice(
+    store, clinic, tmp_path, server, fake, senders
+):
+    enroll_many(store, clinic, tmp_path, 200)
+    reset = int(fake.now) + 5  # every 429 asks for 5 s
+
+    def fault_for(delivery_id: str | None, nth: int) -> Fault | None:
+        # Seeded per delivery and request, so the choice does not depend on thread order.
+        roll = random.Random(f"7:{delivery_id}:{nth}").random()
+        choices = (
+            (0.08, Fault.rate_limited(reset)),
+            (0.13, Fault.error(500)),
+            (0.17, Fault.error(503)),
+            (0.19, Fault.error(502)),
+            (0.24, Fault.drop()),
+        )
+        return next((fault for bound, fault in choices if roll < bound), None)
+
+    server.fault_for = fault_for
+    refusals = random.Random(11)
+    sender = senders(server, fake, max_attempts=3)
+    dispatcher = Dispatcher(store, lambda _campaign: sender, max_attempts=10)
+
+    runs: list[list] = []  # the server's requests, run by run
+    now = NOW
+    with server.refusing(lambda: refusals.random() < 0.06):
+        for _ in range(20):
+            start = len(server.requests)
+            dispatcher.run(now=now)
+            runs.append(server.requests[start:])
+            pending = [r.due_at for r in first_steps(store) if r.status == "scheduled"]
+            if not pending:
+                break
+            now = max(now, min(pending))
+
+    rows = first_steps(store)
+    answers = server.answers()
+    # The faults really happened.
+    assert server.refused and answers["429"] and answers["drop"]
+    assert answers["500"] + answers["502"] + answers["503"]
+    assert server.schema_failures == [] and server.problems == []
+    # Nothing lost, nothing accepted twice.
+    assert {r.status for r in rows} <= {"sent", "unknown"}
+    assert sorted(server.accepted) == sorted(str(r.id) for r in rows)
+    assert all(len(ids) == 1 for ids in server.accepted.values())
+    last_answer = {request.delivery_id: request.answer for request in server.requests}
+    for row in rows:
+        if row.status == "sent":
+            assert row.provider_message_id == server.accepted[str(row.id)][0]
+            assert last_answer[str(row.id)] == "202"
+        else:  # only a connection dropped after sending leaves a delivery unknown
+            assert last_answer[str(row.id)] == "drop"
+    assert sum(r.status == "unknown" for r in rows) == answers["drop"]
+    # Requests per delivery stay within the bounds; every request is on the row.
+    for requests in runs:
+        assert max(Counter(r.delivery_id for r in requests).values(), default=0) <= 3
+    assert sum(r.attempts for r in all_rows(store)) == len(server.requests) + server.refused
+    assert max(r.attempts for r in rows) <= 10 - 1 + 3
+    # A 429 was retried only after waiting until its reset; backoffs stay short.
+    assert all(w <= 1.0 or 5 <= w <= 5.5 for w in fake.waits)
+    retried_after_429 = 0
+    for requests in runs:
+        by_delivery = defaultdict(list)
+        for r in requests:
+            by_delivery[r.delivery_id].append(r.answer)
+        for seq in by_delivery.values():
+            retried_after_429 += sum(a == "429" for a in seq[:-1])
+    assert 0 < retried_after_429 <= sum(w >= 5 for w in fake.waits) <= answers["429"]
+
+
+def test_a_refused_api_key_stops_the_run_and_marks_nothing(
+    store, clinic, tmp_path, server, fake, senders, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    enroll_many(store, clinic, tmp_path, 5)
+    revoked = "SG.revoked-key.0b1c2d3e4f"
+    sender = senders(server, fake, key=revoked)
+
+    with pytest.raises(SenderConfigurationError) as raised:
+        Dispatcher(store, lambda _campaign: sender).run(now=NOW)
+
+    assert "SendGrid refused the API key (401)" in str(raised.value)
+    assert "SENDGRID_API_KEY" in str(raised.value)
+    rows = all_rows(store)
+    assert {r.status for r in rows} == {"scheduled"}
+    assert {r.attempts for r in rows} == {0}
+    assert server.accepted_ids == []
+    assert any(r.name == "dripmail.sendgrid" for r in caplog.records)  # logging was on
+    for text in (str(raised.value), repr(raised.value), caplog.text, repr(sender)):
+        assert revoked not in text and "revoked-key" not in text
+
+
+def test_a_key_revoked_mid_run_keeps_what_went_out_and_stops_the_next_run(
+    store, clinic, tmp_path, server, fake, senders
+):
+    enroll_many(store, clinic, tmp_path, 4)
+    server.script(None, None, Fault.error(401, "authorization required"))
+    sender = senders(server, fake, concurrency=1)
+    dispatcher = Dispatcher(store, lambda _campaign: sender)
+
+    report = dispatcher.run(now=NOW)
+
+    # Raising would have put the two sent rows back in the queue: a second email each.
+    assert (report.sent, report.retrying) == (2, 2)
+    rows = first_steps(store)
+    assert [r.status for r in rows] == ["sent", "sent", "scheduled", "scheduled"]
+    assert all("refused the API key" in r.error for r in rows[2:])
+    with pytest.raises(SenderConfigurationError, match="refused the API key"):
+        dispatcher.run(now=max(r.due_at for r in rows))
+    assert len(server.accepted_ids) == 2
+
+
+# -- one answer at a time -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [400, 413])
+def test_a_rejected_email_fails_with_sendgrids_message(
+    store, clinic, server, fake, senders, status
+):
+    enroll_one(store, clinic)
+    server.script(
+        Fault.error(status, "The from email does not contain a valid address.", "from.email")
+    )
+    sender = senders(server, fake)
+
+    report = Dispatcher(store, lambda _campaign: sender).run(now=NOW)
+
+    row = first_steps(store)[0]
+    assert report.failed == 1 and row.status == "failed"
+    assert "The from email does not contain a valid address." in row.error
+    assert server.requests_per_delivery[str(row.id)] == 1 and fake.waits == []
+
+
+def test_sandbox_mode_answers_200_and_counts_as_sent(store, clinic, server, fake, senders):
+    enroll_one(store, clinic)
+    sender = senders(server, fake, sandbox_mode=True)
+
+    Dispatcher(store, lambda _campaign: sender).run(now=NOW)
+
+    [body] = server.bodies()
+    assert body["mail_settings"] == {"sandbox_mode": {"enable": True}}
+    assert server.answers() == {"200": 1}
+    assert first_steps(store)[0].status == "sent"
+
+
+def test_a_429_waits_until_the_reset_then_sends(store, clinic, server, fake, senders):
+    enroll_one(store, clinic)
+    server.script(Fault.rate_limited(int(fake.now) + 7))
+    sender = senders(server, fake)
+
+    Dispatcher(store, lambda _campaign: sender).run(now=NOW)
+
+    row = first_steps(store)[0]
+    assert row.status == "sent" and row.attempts == 2
+    [wait] = fake.waits
+    assert 7 <= wait <= 7 + sender.backoff
+    assert server.answers() == {"429": 1, "202": 1}
+
+
+def test_a_rate_limit_beyond_max_wait_reschedules_at_the_reset(
+    store, clinic, server, fake, senders
+):
+    enroll_one(store, clinic)
+    server.script(Fault.rate_limited(int(fake.now) + 3600))
+    sender = senders(server, fake, max_wait=60)
+
+    report = Dispatcher(store, lambda _campaign: sender).run(now=NOW)
+
+    row = first_steps(store)[0]
+    assert report.retrying == 1 and row.status == "scheduled"
+    assert "429" in row.error
+    assert row.due_at >= NOW + timedelta(minutes=59)  # not before SendGrid's reset
+    assert fake.waits == [] and server.answers() == {"429": 1}
+
+
+def test_server_errors_back_off_then_go_to_a_later_run(store, clinic, server, fake, senders):
+    enroll_one(store, clinic)
+    server.script(Fault.error(503), Fault.error(500), Fault.error(503))
+    sender = senders(server, fake, max_attempts=3)
+    dispatcher = Dispatcher(store, lambda _campaign: sender)
+
+    dispatcher.run(now=NOW)
+
+    row = first_steps(store)[0]
+    assert row.status == "scheduled" and row.attempts == 3 and "503" in row.error
+    assert row.due_at > NOW
+    first, second = fake.waits  # exponential, with jitter
+    assert 0.25 <= first <= 0.5 and 0.5 <= second <= 1.0
+    dispatcher.run(now=row.due_at)
+    row = first_steps(store)[0]
+    assert row.status == "sent" and server.accepted[str(row.id)] == [row.provider_message_id]
+    assert server.requests_per_delivery[str(row.id)] == 4
+
+
+def test_a_refused_connection_is_retried_then_goes_to_a_later_run(
+    store, clinic, server, fake, senders
+):
+    enroll_one(store, clinic)
+    down = senders(server, fake, host=server.closed_url)
+
+    Dispatcher(store, lambda _campaign: down).run(now=NOW)
+
+    row = first_steps(store)[0]
+    assert row.status == "scheduled" and row.attempts == 3
+    assert "refused" in row.error.lower()
+    assert len(fake.waits) == 2 and server.requests == []
+    up = senders(server, fake)
+    Dispatcher(store, lambda _campaign: up).run(now=row.due_at)
+    assert first_steps(store)[0].status == "sent"
+
+
+def test_an_answer_slower_than_the_timeout_is_unknown_and_never_re_sent(
+    store, clinic, server, fake, senders
+):
+    enroll_one(store, clinic)
+    server.script(Fault.slow(5.0))
+    sender = senders(server, fake, timeout=0.5)
+    dispatcher = Dispatcher(store, lambda _campaign: sender)
+
+    report = dispatcher.run(now=NOW)
+    dispatcher.run(now=NOW + timedelta(days=1))
+
+    row = first_steps(store)[0]
+    assert report.unknown == 1 and row.status == "unknown"
+    assert "answer was lost" in row.error
+    assert server.requests_per_delivery[str(row.id)] == 1 and fake.waits == []
+
+
+def test_a_connection_dropped_after_sending_is_unknown(store, clinic, server, fake, senders):
+    enroll_one(store, clinic)
+    server.script(Fault.drop())
+    sender = senders(server, fake)
+
+    Dispatcher(store, lambda _campaign: sender).run(now=NOW)
+
+    row = first_steps(store)[0]
+    assert row.status == "unknown" and row.provider_message_id is None
+    assert server.accepted_ids == [str(row.id)] and server.requests_per_delivery[str(row.id)] == 1
+
+
+# -- what goes in the request ---------------------------------------------------------
+
+
+def test_the_request_carries_opaque_ids_only_and_tracking_off(store, clinic, server, fake, senders):
+    enroll_one(store, clinic)
+    sender = senders(server, fake)
+
+    Dispatcher(store, lambda _campaign: sender).run(now=NOW)
+
+    row = first_steps(store)[0]
+    [body] = server.bodies()
+    [personalization] = body["personalizations"]
+    assert personalization["to"] == [{"email": "pat@example.com", "name": "Pat"}]
+    assert personalization["custom_args"] == {"delivery_id": str(row.id)}
+    assert body["from"] == {
+        "email": "care@balancedketamine.example.com",
+        "name": "Balanced Ketamine Care Team",
+    }
+    assert body["reply_to"] == {"email": "care@balancedketamine.example.com"}
+    assert [part["type"] for part in body["content"]] == ["text/plain", "text/html"]
+    assert body["headers"]["List-Unsubscribe"].startswith(f"<{PUBLIC_URL}/u/")
+    assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "message-id" not in {name.lower() for name in body["headers"]}
+    assert body["tracking_settings"]["open_tracking"] == {"enable": False}
+    assert body["tracking_settings"]["click_tracking"]["enable"] is False
+    for absent in ("categories", "asm", "mail_settings", "custom_args"):
+        assert absent not in body
+    assert server.schema_failures == [] and server.problems == []
+
+
+def test_settings_turn_on_categories_tracking_and_the_asm_group(
+    store, clinic, server, fake, senders
+):
+    enroll_one(store, clinic)
+    sender = senders(
+        server, fake, categories=True, track_opens=True, track_clicks=True, asm_group_id=42
+    )
+
+    Dispatcher(store, lambda _campaign: sender).run(now=NOW)
+
+    [body] = server.bodies()
+    assert len(body["categories"]) == 2
+    assert all(re.fullmatch(r"[cs]-[0-9a-f]{10}", c) for c in body["categories"])
+    metadata = json.dumps([body["categories"], body["personalizations"][0]["custom_args"]])
+    for telling in [clinic.name, "ketamine", "sleep", *(step.key for step in clinic.steps)]:
+        assert telling not in metadata
+    assert body["asm"] == {"group_id": 42}
+    assert body["tracking_settings"]["open_tracking"] == {"enable": True}
+    assert body["tracking_settings"]["click_tracking"]["enable"] is True
+    assert server.schema_failures == [] and server.problems == []
+
+
+def test_crlf_and_separators_in_names_and_subjects_never_split_a_header(
+    store, clinic, server, fake, senders
+):
+    sender = senders(server, fake)
+    hostile = message(
+        "41",
+        from_name="Care Team\r\nBcc: eve@evil.example",
+        to_name='Smith, Pat; "Jr"\r\nX-Injected: yes',
+        subject="Welcome\r\nBcc: eve@evil.example",
+        headers={
+            "List-Unsubscribe": f"<{PUBLIC_URL}/u/t>\r\nBcc: eve@evil.example",
+            "X-Split\r\nBcc": "eve@evil.example",
+            "Message-ID": "<dripmail.41@balancedketamine.example.com>",
+        },
+    )
+
+    [result] = sender.send([hostile])
+
+    assert result.outcome is Outcome.SENT
+    assert server.schema_failures == [] and server.problems == []
+    [body] = server.bodies()
+    texts = [body["subject"], body["from"]["name"], *body["headers"], *body["headers"].values()]
+    texts.append(body["personalizations"][0]["to"][0]["name"])
+    assert not any("\r" in text or "\n" in text for text in texts)
+    assert set(body["headers"]) == {"List-Unsubscribe"}
+
+    # And through the engine: a first name with a comma and a semicolon.
+    enroll_one(store, clinic, first_name="Smith, Pat; Jr.")
+    Dispatcher(store, lambda _campaign: sender).run(now=NOW)
+    assert first_steps(store)[0].status == "sent"
+    assert server.problems == [] and server.schema_failures == []
+
+
+def test_results_come_back_in_the_order_of_the_messages(server, fake, senders):
+    server.script(Fault.error(400, "bad"), None, Fault.drop())  # arrival order, one thread
+    sender = senders(server, fake, concurrency=1)
+
+    results = sender.send([message(str(i)) for i in range(5)])
+
+    assert [r.delivery_id for r in results] == ["0", "1", "2", "3", "4"]
+    assert [r.outcome for r in results] == [
+        Outcome.PERMANENT,
+        Outcome.SENT,
+        Outcome.AMBIGUOUS,
+        Outcome.SENT,
+        Outcome.SENT,
+    ]
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+def test_a_missing_api_key_variable_is_named():
+    settings = SenderConfig(type="sendgrid", api_key_env="CLINIC_SENDGRID_KEY").model_dump()
+    for environ in ({}, {"CLINIC_SENDGRID_KEY": "  "}, {"SENDGRID_API_KEY": KEY}):
+        with pytest.raises(SenderConfigurationError, match="CLINIC_SENDGRID_KEY") as raised:
+            make_sender("sendgrid", settings, environ)
+        assert KEY not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "api.sendgrid.com",
+        "ftp://api.sendgrid.com",
+        "https://",
+        "https://api.sendgrid.com:port",
+        "https://api send grid.com",
+    ],
+)
+def test_a_malformed_host_is_a_configuration_error(host):
+    settings = SenderConfig(type="sendgrid").model_dump()
+    environ = {"SENDGRID_API_KEY": KEY, "SENDGRID_API_HOST": host}
+    with pytest.raises(SenderConfigurationError, match="not an API address") as raised:
+        make_sender("sendgrid", settings, environ)
+    assert KEY not in str(raised.value)
+
+
+def test_a_host_that_is_not_sendgrids_api_stops_the_run(store, clinic, server, fake, senders):
+    enroll_one(store, clinic)
+    sender = senders(server, fake, host=f"{server.url}/not-sendgrid")
+
+    with pytest.raises(SenderConfigurationError, match="SendGrid's API address"):
+        Dispatcher(store, lambda _campaign: sender).run(now=NOW)
+
+    assert first_steps(store)[0].status == "scheduled" and server.accepted_ids == []
+
+
+def test_the_host_comes_from_the_environment_then_the_campaign_file(server):
+    settings = SenderConfig(type="sendgrid", api_host="https://api.eu.sendgrid.com").model_dump()
+    eu = make_sender("sendgrid", settings, {"SENDGRID_API_KEY": KEY})
+    local = make_sender(
+        "sendgrid", settings, {"SENDGRID_API_KEY": KEY, "SENDGRID_API_HOST": server.url}
+    )
+    default = make_sender("sendgrid", SenderConfig().model_dump(), {"SENDGRID_API_KEY": KEY})
+    assert (eu.host, local.host, default.host) == (
+        "https://api.eu.sendgrid.com",
+        server.url,
+        "https://api.sendgrid.com",
+    )
+    assert KEY not in repr(local)
+
+
+# -- the harness itself ----------------------------------------------------------------
+
+
+def test_the_fake_endpoint_rejects_what_sendgrid_would(server, fake, senders):
+    client = sendgrid.SendGridAPIClient(api_key=KEY, host=server.url)
+    body = senders(server, fake).payload(message("9"))
+    broken = {key: value for key, value in body.items() if key != "from"}
+    misquoted = json.loads(json.dumps(body))
+    misquoted["personalizations"][0]["to"][0]["name"] = "Smith, Pat"  # as SendGrid mis-reads it
+
+    for bad in (broken, misquoted):
+        with pytest.raises(http_errors.BadRequestsError):
+            client.client.mail.send.post(request_body=bad)
+
+    assert (
+        len(server.schema_failures) == 1
+        and "'from' is a required property" in (server.schema_failures[0])
+    )
+    assert len(server.problems) == 1 and "exactly one mailbox" in server.problems[0]
+    assert server.accepted_ids == []
