@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -124,9 +125,15 @@ class Window:
 
     def bounds(self, day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
         """The UTC instants at which the window opens and closes on local `day`."""
-        opening = localize(datetime.combine(day, self.start), tz)
-        closing = localize(datetime.combine(day, self.end), tz)
-        return opening, closing
+        return _bounds(self, day, tz)
+
+
+@lru_cache(maxsize=8192)
+def _bounds(window: Window, day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    # Cached: planning 100,000 sign-ups asks for the same few days' openings again and again.
+    opening = localize(datetime.combine(day, window.start), tz)
+    closing = localize(datetime.combine(day, window.end), tz)
+    return opening, closing
 
 
 ALWAYS = Window(time(0, 0), time(23, 59), frozenset(range(7)))

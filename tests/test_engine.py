@@ -210,3 +210,42 @@ def test_csv_import_leaves_out_only_bad_rows(store, clinic, tmp_path):
 def test_open_campaign_finds_published_campaigns_by_name(store, clinic):
     enroll(store, clinic, signup(), now=utc("2026-03-02T12:00"))
     assert open_campaign(store, "ketamine-and-sleep").version == clinic.version
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "pat@example.com",
+        "Pat.Smith+sleep@Clinic.Example.com",
+        "a@b.co",
+        "x@localhost",
+        "a..b@example.com",
+        ".a@example.com",
+        "a.@example.com",
+        "a@-example.com",
+        "a@example",
+        "a@example.test",
+        "a@example.invalid",
+        "a b@example.com",
+        "josé@example.com",
+        "a@exämple.com",
+        f"{'a' * 65}@example.com",
+        f"a@{'b' * 64}.com",
+        "a@example.c0m",
+        '"quoted"@example.com',
+    ],
+)
+def test_the_fast_address_check_agrees_with_email_validator(address):
+    from email_validator import EmailNotValidError, validate_email
+
+    from campaigns.enroll import normalise_email
+
+    try:
+        expected = validate_email(address, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        expected = None
+    try:
+        got = normalise_email(address)
+    except ValueError:
+        got = None
+    assert got == expected
