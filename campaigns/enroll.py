@@ -85,7 +85,8 @@ def normalise_email(value: str) -> str:
     try:
         return validate_email(value.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        raise ValueError(f"{value.strip()!r} is not a valid email address: {exc}") from None
+        # The address itself stays out of the message: import reports go to logs and terminals.
+        raise ValueError(f"not a valid email address: {exc}") from None
 
 
 def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:

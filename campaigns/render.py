@@ -67,6 +67,7 @@ __all__ = [
     "Palette",
     "Recipient",
     "Rendered",
+    "campaign_category",
     "clear_cache",
     "compile_campaign",
     "contrast_ratio",
@@ -604,9 +605,14 @@ class CompiledCampaign:
             reply_to=spec.reply_to,
             headers=headers,
             date=date,
-            categories=(f"c-{_short_hash(self.campaign.name)}", f"s-{_short_hash(step_key)}"),
+            categories=(campaign_category(self.campaign.name), f"s-{_short_hash(step_key)}"),
             is_test=is_test,
         )
+
+
+def campaign_category(name: str) -> str:
+    """The opaque id a provider sees for a campaign (its name may be about health)."""
+    return f"c-{_short_hash(name)}"
 
 
 def _short_hash(value: str) -> str:
