@@ -289,24 +289,67 @@ def run(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Deliveries claimed per batch")] = 500,
     interval: Annotated[float, typer.Option(help="Seconds between ticks without --once")] = 30.0,
+    lease: Annotated[
+        str,
+        typer.Option(
+            help="How long a claimed batch stays this worker's before others may take it "
+            "back (m, h), on the database's clock"
+        ),
+    ] = "5m",
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes on this machine (PostgreSQL: in parallel)")
+    ] = 1,
     db: DbOption = None,
 ) -> None:
-    """Send due emails of every published campaign (no campaign folder needed)."""
-    from campaigns.dispatch import run_worker
+    """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly."""
+    from campaigns.dispatch import RunReport, WorkerOptions, run_worker, run_workers
+    from campaigns.schedule import parse_delay
 
+    try:
+        lease_time = parse_delay(lease).as_timedelta()
+    except ValueError as exc:
+        raise errors.InputError(str(exc), field="--lease") from None
+    if not lease_time:
+        raise errors.InputError("must be longer than zero, like 5m", field="--lease")
     _setup_logging()
-    for report in run_worker(
-        _store(db),
+
+    def line(report) -> str:
+        return (
+            f"sent {report.sent}, failed {report.failed}, unknown {report.unknown}, "
+            f"retrying {report.retrying}, deferred {report.deferred}, skipped {report.skipped}"
+        )
+
+    store = _store(db)
+    if workers == 1:
+        for report in run_worker(
+            store,
+            now=_now(now) if now else None,
+            once=once or bool(now),
+            sender=sender,
+            batch_size=batch_size,
+            interval=interval,
+            lease=lease_time,
+            handle_signals=True,
+        ):
+            console.print(line(report))
+        return
+    store.close()  # each worker process opens its own
+    options = WorkerOptions(
+        url=store.url,
         now=_now(now) if now else None,
         once=once or bool(now),
         sender=sender,
         batch_size=batch_size,
         interval=interval,
-    ):
-        console.print(
-            f"sent {report.sent}, failed {report.failed}, unknown {report.unknown}, "
-            f"retrying {report.retrying}, deferred {report.deferred}, skipped {report.skipped}"
-        )
+        lease=lease_time,
+        log_level=logging.getLogger().level,
+    )
+    total = RunReport()
+    for index, report in run_workers(workers, options):
+        total.add(report)
+        console.print(f"worker {index}: {line(report)}")
+    if options.once:
+        console.print(f"all {workers} workers: {line(total)}")
 
 
 @command("dripmail retry --unknown --older-than 24h")
@@ -372,6 +415,203 @@ def status(
     for name, by_state in counts.items():
         table.add_row(name, *(str(by_state[state]) for state in DeliveryStatus.ALL))
     console.print(table if counts else "no deliveries yet")
+
+
+# -- service, statistics, checks, privacy ----------------------------------------------------
+
+
+@command("DRIPMAIL_PUBLIC_URL=https://mail.clinic.example dripmail serve --port 8025")
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (put an https proxy in front)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8025,
+    db: DbOption = None,
+) -> None:
+    """Answer unsubscribe links (/u/, /p/) and SendGrid's signed events (/webhooks/sendgrid)."""
+    from campaigns.web import serve as run_server
+
+    _setup_logging()
+    run_server(_store(db), host=host, port=port)
+
+
+@command("dripmail stats ketamine-and-sleep --json")
+def stats(
+    campaign: Annotated[str, typer.Argument(help="Published campaign name or campaign folder")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    db: DbOption = None,
+) -> None:
+    """Per step: sent, delivered, bounced, opened, clicked, unsubscribed, complaints, rates."""
+    import json
+
+    from campaigns.stats import campaign_stats
+
+    result = campaign_stats(_store(db), campaign)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    table = Table(
+        "#", "step", "sent", "delivered", "bounced", "opened", "clicked", "unsub", "complaints",
+        "open rate", "click rate", "unsub rate", "complaint rate", "rates over",
+        title=f"{result.campaign}",
+    )  # fmt: skip
+    rows = [(str(s.position or "-"), s.key, s.counts) for s in result.steps]
+    rows.append(("", "campaign total", result.total))
+    for position, key, c in rows:
+        rates = c.rates()
+        table.add_row(
+            position, key, str(c.sent), str(c.delivered), str(c.bounced), str(c.opened),
+            str(c.clicked), str(c.unsubscribed), str(c.complaints), pct(rates["opened"]),
+            pct(rates["clicked"]), pct(rates["unsubscribed"]), pct(rates["complaints"]), c.basis,
+        )  # fmt: skip
+    console.print(table)
+    loose = {name: count for name, count in result.campaign_level.items() if count}
+    if loose:
+        console.print(
+            "events naming no delivery (in the total): "
+            + ", ".join(f"{name} {count}" for name, count in loose.items())
+        )
+
+
+@command("dripmail check campaigns/sleep")
+def check(
+    campaign: Annotated[str, typer.Argument(help="Campaign folder or published campaign name")],
+    db: DbOption = None,
+) -> None:
+    """Lint a campaign offline: postal address, unsubscribe, size, links, alt text, text part."""
+    from campaigns.checks import check_ref
+
+    report = check_ref(campaign, db=db)
+    for finding in report.findings:
+        (err if finding.severity == "error" else console).print(str(finding), markup=False)
+    errors_, warnings = len(report.errors), len(report.warnings)
+    console.print(
+        f"{report.campaign}: {errors_} error{'' if errors_ == 1 else 's'}, "
+        f"{warnings} warning{'' if warnings == 1 else 's'}"
+    )
+    if report.errors:
+        raise typer.Exit(1)
+
+
+contacts_app = typer.Typer(
+    help="What is held on a person, and erasing it (GDPR access and erasure).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(contacts_app, name="contacts")
+
+
+@command("dripmail contacts export pat@example.com > pat.json")
+def contacts_export(
+    email: Annotated[str, typer.Argument(help="The person's address")],
+    db: DbOption = None,
+) -> None:
+    """Print everything held on one person as JSON (contact, enrollments, deliveries, events)."""
+    import json
+
+    from campaigns.privacy import export_contact
+
+    typer.echo(json.dumps(export_contact(_store(db), email), indent=2, ensure_ascii=False))
+
+
+contacts_app.registered_commands.append(app.registered_commands.pop())
+contacts_app.registered_commands[-1].name = "export"
+
+
+@command("dripmail contacts forget pat@example.com")
+def contacts_forget(
+    email: Annotated[str, typer.Argument(help="The person's address")],
+    db: DbOption = None,
+) -> None:
+    """Erase a person's address and name, cancel their emails, never mail the address again."""
+    from campaigns.privacy import forget_contact
+
+    report = forget_contact(_store(db), email, now=_now(None))
+    who = f"contact {report.contact_id}" if report.contact_id is not None else "no contact held"
+    console.print(
+        f"erased: {who}; {report.cancelled} pending emails cancelled; the address is suppressed"
+        + ("" if report.scrubbed else " (database file not fully scrubbed: see the log)")
+    )
+
+
+contacts_app.registered_commands.append(app.registered_commands.pop())
+contacts_app.registered_commands[-1].name = "forget"
+
+
+# -- database ------------------------------------------------------------------------------
+
+
+db_app = typer.Typer(
+    help="The database schema: create it or upgrade it to this version of dripmail.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(db_app, name="db")
+
+
+@command("dripmail db upgrade --db postgresql+psycopg://dripmail@db.internal/dripmail")
+def db_upgrade(db: DbOption = None) -> None:
+    """Create the schema in an empty database, or upgrade an older one (stop the workers first)."""
+    from campaigns.store import Store
+
+    store = Store(db, migrate=False)
+    before, after = store.upgrade()
+    if before == after:
+        console.print(f"{store.display_url}: schema already at {after} (newest)")
+    elif before is None:
+        console.print(f"{store.display_url}: schema created at {after}")
+    else:
+        console.print(f"{store.display_url}: schema upgraded from {before} to {after}")
+
+
+db_app.registered_commands.append(app.registered_commands.pop())
+db_app.registered_commands[-1].name = "upgrade"
+
+
+@command("dripmail db current --db postgresql+psycopg://dripmail@db.internal/dripmail")
+def db_current(db: DbOption = None) -> None:
+    """Print the database's schema revision and this dripmail's newest."""
+    from campaigns.store import UPGRADE_HINT, Store
+
+    store = Store(db, migrate=False)
+    state = store.schema_state()
+    if state.is_current:
+        console.print(f"{store.display_url}: schema {state.current} (newest)")
+    elif state.current is None:
+        console.print(f"{store.display_url}: no schema yet ({UPGRADE_HINT}, or any command)")
+    else:
+        console.print(
+            f"{store.display_url}: schema {state.current}, this dripmail needs {state.head}: "
+            f"{UPGRADE_HINT}"
+        )
+
+
+db_app.registered_commands.append(app.registered_commands.pop())
+db_app.registered_commands[-1].name = "current"
+
+
+@command("dripmail preview campaigns/sleep --open")
+def preview(
+    campaign: Annotated[Path, typer.Argument(help="Campaign folder")],
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8025,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (default: this machine only)")
+    ] = "127.0.0.1",
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the studio in the web browser")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Preview every email in the browser, live as you edit; fully local (Ctrl+C stops)."""
+    from campaigns.studio import serve_studio
+
+    serve_studio(
+        campaign, host=host, port=port, open_browser=open_browser, db=db, announce=console.print
+    )
 
 
 # -- demo ----------------------------------------------------------------------------------

@@ -2,27 +2,49 @@
 
 Delivery states (DESIGN.md): scheduled -> claimed (lease) -> sending (committed
 just before hand-off) -> sent | failed | unknown; also skipped and cancelled.
-Due times follow the engine's `now`; leases follow the real clock.
+Due times follow the engine's `now`; leases follow the real clock of the database.
+
+Many workers may share one PostgreSQL database:
+
+- claiming takes a batch with FOR UPDATE SKIP LOCKED, walking (due_at, id) forward
+  from the last batch (a keyset, never OFFSET), and leases it: owner id + expiry on
+  the database's clock;
+- fencing: every update that moves a claimed row on names the owner, so a worker
+  whose lease was taken over finishes nothing and sends nothing it no longer holds;
+- recovery: an expired `claimed` row goes back to the queue, an expired `sending`
+  row (its worker died after hand-off) becomes `unknown`, never sent again;
+- one email per contact per window opening holds across workers: the hand-off
+  transaction locks the contact's enrollment and looks at its other deliveries;
+- a stop request (SIGTERM) lets the hand-off in progress finish, releases the rows
+  claimed but not handed off, and ends the run.
+
+SQLite keeps a single writer: BEGIN IMMEDIATE serialises the same transactions.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import multiprocessing.connection
 import os
+import queue
 import secrets
+import signal
 import socket
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy import Connection, Integer, Select, bindparam, literal, select, tuple_, update
 
 from senders.base import Message, Outcome, Sender, SenderConfigurationError, SendResult
 
 from . import schedule
-from .errors import ConfigurationError
+from .errors import ConfigurationError, DripmailError
 from .publish import load_version
 from .render import CompiledCampaign, Recipient, compile_campaign
 from .spec import Campaign
@@ -42,9 +64,17 @@ log = logging.getLogger("dripmail.dispatch")
 
 S = DeliveryStatus
 DEFAULT_BATCH = 500
+DEFAULT_HANDOFF = 100
 DEFAULT_LEASE = timedelta(minutes=5)
 DEFAULT_MAX_ATTEMPTS = 5
 RETRY_BASE = timedelta(minutes=5)
+_IN_FLIGHT = (S.SENDING, S.SENT, S.UNKNOWN)  # statuses that count as "went in this opening"
+
+
+class WorkerError(DripmailError):
+    """A worker process stopped unexpectedly (killed, or an error it did not expect)."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -58,12 +88,30 @@ class RunReport:
     deferred: int = 0
     skipped: int = 0
     recovered: int = 0
+    released: int = 0
     batches: int = 0
     by_campaign: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     @property
     def handed_off(self) -> int:
         return self.sent + self.failed + self.unknown + self.retrying
+
+    def add(self, other: RunReport) -> None:
+        """Fold another run's counts into this one (several workers, one total)."""
+        for name in (
+            "sent",
+            "failed",
+            "unknown",
+            "retrying",
+            "deferred",
+            "skipped",
+            "recovered",
+            "released",
+            "batches",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for campaign, count in other.by_campaign.items():
+            self.by_campaign[campaign] += count
 
 
 @dataclass(frozen=True)
@@ -72,6 +120,7 @@ class _Row:
     enrollment_id: int
     step_key: str
     position: int
+    due_at: datetime
     attempts: int
     contact_id: int
     email: str | None
@@ -80,11 +129,30 @@ class _Row:
     campaign: str
 
 
+@dataclass(frozen=True)
+class _Going:
+    """A row chosen to go now, with what to do if the hand-off check says it may not."""
+
+    row: _Row
+    opening: datetime  # start of the window opening it goes in
+    fallback: dict[int, datetime]  # this row and its later pending steps, re-planned
+
+
 SenderFor = Callable[[Campaign], Sender]
 
 
+def worker_owner(index: int | None = None) -> str:
+    """A lease owner id unique to this process: host, pid, a random part (pids get reused)."""
+    suffix = f":w{index}" if index is not None else ""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}{suffix}"
+
+
 class Dispatcher:
-    """One worker: claims batches of due deliveries until none is left at `now`."""
+    """One worker: claims batches of due deliveries until none is left at `now`.
+
+    `clock`, when given, replaces the database's clock for leases (tests); `stop`,
+    when set, ends the run after the hand-off in progress.
+    """
 
     def __init__(
         self,
@@ -93,17 +161,23 @@ class Dispatcher:
         *,
         owner: str | None = None,
         batch_size: int = DEFAULT_BATCH,
+        handoff_size: int = DEFAULT_HANDOFF,
         lease: timedelta = DEFAULT_LEASE,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
+        if lease <= timedelta(0):
+            raise ConfigurationError("the lease must be longer than zero")
         self.store = store
         self.sender_for = sender_for
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = owner or worker_owner()
         self.batch_size = batch_size
+        self.handoff_size = max(1, handoff_size)
         self.lease = lease
         self.max_attempts = max_attempts
         self.clock = clock
+        self.stop = stop or threading.Event()
         self._signer = Signer(store.secret_key())
         self._compiled: dict[tuple[str, str], CompiledCampaign] = {}
 
@@ -112,29 +186,32 @@ class Dispatcher:
     def run(self, *, now: datetime) -> RunReport:
         """Send everything due at `now`, batch by batch; safe to run again at the same `now`."""
         report = RunReport()
-        self._refuse_placeholders()
-        with self.store.begin() as conn:
-            report.recovered = self._recover(conn)
-        while True:
-            batch = self._claim(now)
-            if not batch:
-                return report
-            report.batches += 1
-            self._process(batch, now=now, report=report)
-
-    def _refuse_placeholders(self) -> None:
-        problems = []
-        with self.store.connect() as conn:
-            for name, version in conn.execute(
-                select(campaigns.c.name, campaigns.c.version).where(campaigns.c.status == "active")
-            ):
-                campaign = self._campaign(conn, name, version).campaign
-                problems += [
-                    f"campaign {name}: {field_name} is still a placeholder; set it in campaign.yaml"
-                    for field_name in campaign.placeholders()
-                ]
-        if problems:
-            raise ConfigurationError("\n".join(problems))
+        _refuse_placeholders(self.store)
+        try:
+            report.recovered += self._recover(now)
+            after: tuple[datetime, int] | None = None
+            fresh_pass = True
+            while not self.stop.is_set():
+                batch, cursor = self._claim(now, after=after)
+                if cursor is None:
+                    if fresh_pass:
+                        break
+                    # The end of a pass. Rows behind the cursor may have come back since
+                    # (a lease that ran out, rows another worker released): one more pass,
+                    # which ends the run when it finds nothing to claim.
+                    report.recovered += self._recover(now)
+                    after, fresh_pass = None, True
+                    continue
+                after = cursor
+                if batch:
+                    fresh_pass = False
+                    report.batches += 1
+                    self._process(batch, now=now, report=report)
+        finally:
+            # Claimed but not handed off (a stop, an error): back to the queue at once
+            # rather than when the lease runs out.
+            report.released += self._release()
+        return report
 
     def _campaign(self, conn: Connection, name: str, version: str) -> CompiledCampaign:
         key = (name, version)
@@ -142,79 +219,125 @@ class Dispatcher:
             self._compiled[key] = compile_campaign(load_version(conn, name, version))
         return self._compiled[key]
 
+    def _lease_now(self, conn: Connection) -> datetime:
+        return self.clock() if self.clock is not None else self.store.clock(conn)
+
     # -- claiming ---------------------------------------------------------------
 
-    def _recover(self, conn: Connection) -> int:
+    def _recover(self, now: datetime) -> int:
         """Expired leases: claimed rows go back to the queue; rows lost mid-hand-off are unknown."""
-        real_now = self.clock()
-        expired = and_(deliveries.c.lease_expires_at < real_now)
-        back = conn.execute(
-            update(deliveries)
-            .where(deliveries.c.status == S.CLAIMED, expired)
-            .values(status=S.SCHEDULED, lease_owner=None, lease_expires_at=None)
-        ).rowcount
-        lost = conn.execute(
-            update(deliveries)
-            .where(deliveries.c.status == S.SENDING, expired)
-            .values(
-                status=S.UNKNOWN,
-                lease_owner=None,
-                lease_expires_at=None,
-                error="the worker stopped after handing this email to the provider",
-            )
-        ).rowcount
+        with self.store.begin() as conn:
+            expired = deliveries.c.lease_expires_at < self._lease_now(conn)
+            back = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.status == S.CLAIMED, expired)
+                .values(status=S.SCHEDULED, lease_owner=None, lease_expires_at=None)
+            ).rowcount
+            lost = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.status == S.SENDING, expired)
+                .values(
+                    status=S.UNKNOWN,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    error="the worker stopped after handing this email to the provider",
+                    updated_at=now,
+                )
+            ).rowcount
         if back or lost:
             log.warning("recovered expired leases: %d requeued, %d unknown", back, lost)
         return back + lost
 
-    def _claim(self, now: datetime) -> list[_Row]:
+    def claim_query(self, now: datetime, *, after: tuple[datetime, int] | None = None) -> Select:
+        """Step one of a claim: the next due rows after the keyset cursor `after`, locked.
+
+        One table, ordered by (due_at, id) and bounded below by the cursor: it reads
+        ix_deliveries_claim in order from the cursor and stops after the batch, whatever
+        the planner's statistics say (a join here is planned badly right after a bulk
+        import, before ANALYZE). No OFFSET; rows passed over are not read again this pass.
+        """
         due = (
-            select(deliveries.c.id)
-            .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
-            .join(campaigns, campaigns.c.name == enrollments.c.campaign)
-            .where(
-                deliveries.c.status == S.SCHEDULED,
-                deliveries.c.due_at <= now,
-                enrollments.c.status == "active",
-                campaigns.c.status == "active",
-            )
+            select(deliveries.c.id, deliveries.c.due_at)
+            .where(deliveries.c.status == S.SCHEDULED, deliveries.c.due_at <= now)
             .order_by(deliveries.c.due_at, deliveries.c.id)
             .limit(self.batch_size)
         )
+        if after is not None:
+            # Typed like the columns, so the time is bound as naive UTC, as stored.
+            cursor = tuple_(literal(after[0], deliveries.c.due_at.type), literal(after[1], Integer))
+            due = due.where(tuple_(deliveries.c.due_at, deliveries.c.id) > cursor)
         if not self.store.is_sqlite:
-            due = due.with_for_update(skip_locked=True, of=deliveries)
+            # Rows another worker is claiming right now are passed over, not waited for.
+            due = due.with_for_update(skip_locked=True)
+        return due
+
+    def _claim(
+        self, now: datetime, *, after: tuple[datetime, int] | None = None
+    ) -> tuple[list[_Row], tuple[datetime, int] | None]:
+        """Lease the next batch of due rows: owner id and expiry on the database's clock.
+
+        Returns the rows and the cursor to continue from (None: nothing left this pass).
+        Rows of paused enrollments or campaigns are passed over, not claimed.
+        """
         with self.store.begin() as conn:
-            ids = list(conn.scalars(due))
-            if not ids:
-                return []
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(ids), deliveries.c.status == S.SCHEDULED)
-                .values(
-                    status=S.CLAIMED,
-                    lease_owner=self.owner,
-                    lease_expires_at=self.clock() + self.lease,
+            candidates = conn.execute(self.claim_query(now, after=after)).all()
+            if not candidates:
+                return [], None
+            cursor = (candidates[-1].due_at, candidates[-1].id)
+            rows = [
+                _Row(*row)
+                for row in conn.execute(
+                    select(
+                        deliveries.c.id,
+                        deliveries.c.enrollment_id,
+                        deliveries.c.step_key,
+                        deliveries.c.position,
+                        deliveries.c.due_at,
+                        deliveries.c.attempts,
+                        contacts.c.id,
+                        contacts.c.email,
+                        contacts.c.first_name,
+                        contacts.c.timezone,
+                        enrollments.c.campaign,
+                    )
+                    .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
+                    .join(campaigns, campaigns.c.name == enrollments.c.campaign)
+                    .join(contacts, contacts.c.id == enrollments.c.contact_id)
+                    .where(
+                        deliveries.c.id.in_([c.id for c in candidates]),
+                        enrollments.c.status == "active",
+                        campaigns.c.status == "active",
+                    )
+                    .order_by(deliveries.c.due_at, deliveries.c.id)
                 )
-            )
-            rows = conn.execute(
-                select(
-                    deliveries.c.id,
-                    deliveries.c.enrollment_id,
-                    deliveries.c.step_key,
-                    deliveries.c.position,
-                    deliveries.c.attempts,
-                    contacts.c.id,
-                    contacts.c.email,
-                    contacts.c.first_name,
-                    contacts.c.timezone,
-                    enrollments.c.campaign,
+            ]
+            if rows:
+                conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_([r.id for r in rows]))
+                    .values(
+                        status=S.CLAIMED,
+                        lease_owner=self.owner,
+                        lease_expires_at=self._lease_now(conn) + self.lease,
+                    )
                 )
-                .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
-                .join(contacts, contacts.c.id == enrollments.c.contact_id)
-                .where(deliveries.c.id.in_(ids), deliveries.c.lease_owner == self.owner)
-                .order_by(deliveries.c.due_at, deliveries.c.id)
-            ).all()
-        return [_Row(*row) for row in rows]
+        return rows, cursor
+
+    def _release(self) -> int:
+        """Rows this worker claimed and did not hand off go back to the queue."""
+        try:
+            with self.store.begin() as conn:
+                released = conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.status == S.CLAIMED, deliveries.c.lease_owner == self.owner)
+                    .values(status=S.SCHEDULED, lease_owner=None, lease_expires_at=None)
+                ).rowcount
+        except Exception:  # the database is gone: the leases run out instead
+            log.exception("could not release claimed deliveries; their leases will run out")
+            return 0
+        if released:
+            log.info("released %d claimed deliveries", released)
+        return released
 
     # -- one batch --------------------------------------------------------------
 
@@ -228,7 +351,7 @@ class Dispatcher:
             history = self._history(conn, {r.enrollment_id for r in batch})
         suppressed = self._suppressed(batch)
 
-        going: list[_Row] = []
+        going: list[_Going] = []
         skips: list[tuple[_Row, str]] = []
         moves: dict[int, datetime] = {}  # delivery id -> new due time
         by_enrollment: dict[int, list[_Row]] = defaultdict(list)
@@ -255,7 +378,7 @@ class Dispatcher:
                 going.append(first)
 
         self._skip(skips, now=now, report=report)
-        self._move(moves, now=now, report=report)
+        self._move(moves, {r.id for r in batch}, now=now, report=report)
         if going:
             self._hand_off(going, compiled, now=now, report=report)
 
@@ -283,7 +406,7 @@ class Dispatcher:
         *,
         now: datetime,
         moves: dict[int, datetime],
-    ) -> _Row | None:
+    ) -> _Going | None:
         """Pick the one email this contact may get now; re-plan the rest, keeping order."""
         tz = schedule.zone(live[0].timezone)
         window = campaign.window
@@ -291,7 +414,7 @@ class Dispatcher:
         already = opening is not None and any(
             sent_at is not None and sent_at >= opening
             for _, _, status, _, sent_at in history
-            if status in (S.SENT, S.SENDING, S.UNKNOWN)
+            if status in _IN_FLIGHT
         )
         first = None if opening is None or already else live[0]
         claimed = {r.id for r in live}
@@ -307,7 +430,16 @@ class Dispatcher:
         for (_, delivery_id, old_due), due in zip(pending, new_due, strict=True):
             if due != old_due or delivery_id in claimed:
                 moves[delivery_id] = due
-        return first
+        if first is None or opening is None:
+            return None
+        # Should the hand-off check find another worker got there first, this step and
+        # the later ones move on by one opening instead.
+        later = [(first.position, first.id, first.due_at), *pending]
+        fallback_due = schedule.replan_in_order(start, [due for _, _, due in later], window, tz)
+        fallback = {
+            delivery_id: due for (_, delivery_id, _), due in zip(later, fallback_due, strict=True)
+        }
+        return _Going(first, opening, fallback)
 
     def _suppressed(self, batch: Sequence[_Row]) -> set[str]:
         hashes = {self.store.address_hash(r.email): r.email for r in batch if r.email}
@@ -341,53 +473,75 @@ class Dispatcher:
                     lease_expires_at=None,
                     updated_at=now,
                 ),
-                [{"b_id": r.id, "b_error": reason} for r, reason in skips],
+                [{"b_id": r.id, "b_error": reason} for r, reason in sorted(skips, key=_by_id)],
             )
         report.skipped += len(skips)
 
-    def _move(self, moves: dict[int, datetime], *, now: datetime, report: RunReport) -> None:
+    def _move(
+        self, moves: dict[int, datetime], mine: set[int], *, now: datetime, report: RunReport
+    ) -> None:
         """Re-plan rows to new due times; claimed ones go back to the queue."""
         if not moves:
             return
         with self.store.begin() as conn:
-            conn.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.id == bindparam("b_id"),
-                    (deliveries.c.status == S.SCHEDULED) | (deliveries.c.status == S.CLAIMED),
-                    (deliveries.c.lease_owner == self.owner) | (deliveries.c.lease_owner.is_(None)),
-                )
-                .values(
-                    status=S.SCHEDULED,
-                    due_at=bindparam("b_due"),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    updated_at=now,
-                ),
-                [{"b_id": i, "b_due": due} for i, due in moves.items()],
-            )
+            self._move_in(conn, moves, mine, now=now)
         report.deferred += len(moves)
+
+    def _move_in(
+        self, conn: Connection, moves: dict[int, datetime], mine: set[int], *, now: datetime
+    ) -> None:
+        """Fenced too: rows this worker claimed move only while it still holds them; the
+        contact's other rows only while nobody holds them (another worker's are its own
+        to re-plan). Ids in order, so two workers re-planning one contact's rows lock
+        them in the same order (no deadlock)."""
+        values = {
+            "status": S.SCHEDULED,
+            "due_at": bindparam("b_due"),
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "updated_at": now,
+        }
+        for held, status, owner in (
+            (True, S.CLAIMED, deliveries.c.lease_owner == self.owner),
+            (False, S.SCHEDULED, deliveries.c.lease_owner.is_(None)),
+        ):
+            params = [
+                {"b_id": i, "b_due": due} for i, due in sorted(moves.items()) if (i in mine) is held
+            ]
+            if params:
+                conn.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.id == bindparam("b_id"), deliveries.c.status == status, owner
+                    )
+                    .values(**values),
+                    params,
+                )
 
     def _hand_off(
         self,
-        going: list[_Row],
+        going: list[_Going],
         compiled: dict[str, CompiledCampaign],
         *,
         now: datetime,
         report: RunReport,
     ) -> None:
-        messages: dict[str, list[tuple[_Row, Message]]] = defaultdict(list)
-        for row in going:
-            campaign = compiled[row.campaign]
-            messages[row.campaign].append((row, self._message(campaign, row, now=now)))
-        # Suppressions again, right before hand-off: an unsubscribe may have landed meanwhile.
-        late = self._suppressed(going)
-        for name, pairs in messages.items():
-            skips = [(row, "the address is suppressed") for row, _ in pairs if row.email in late]
-            self._skip(skips, now=now, report=report)
-            pairs = [(row, m) for row, m in pairs if row.email not in late]
-            if pairs:
-                self._send(compiled[name].campaign, pairs, now=now, report=report)
+        """Hand the batch to the senders in chunks; a stop request ends it between chunks."""
+        by_campaign: dict[str, list[_Going]] = defaultdict(list)
+        for item in going:
+            by_campaign[item.row.campaign].append(item)
+        for name, items in by_campaign.items():
+            for start in range(0, len(items), self.handoff_size):
+                if self.stop.is_set():
+                    return  # the rest is still claimed: run() releases it
+                chunk = items[start : start + self.handoff_size]
+                # Suppressions again, right before hand-off: an unsubscribe may have landed.
+                late = self._suppressed([item.row for item in chunk])
+                skips = [(i.row, "the address is suppressed") for i in chunk if i.row.email in late]
+                self._skip(skips, now=now, report=report)
+                chunk = [item for item in chunk if item.row.email not in late]
+                if chunk:
+                    self._send(compiled[name], chunk, now=now, report=report)
 
     def _message(self, compiled: CompiledCampaign, row: _Row, *, now: datetime) -> Message:
         spec = compiled.campaign.spec
@@ -409,26 +563,55 @@ class Dispatcher:
 
     def _send(
         self,
-        campaign: Campaign,
-        pairs: list[tuple[_Row, Message]],
+        compiled: CompiledCampaign,
+        chunk: list[_Going],
         *,
         now: datetime,
         report: RunReport,
     ) -> None:
-        rows = {str(row.id): row for row, _ in pairs}
+        campaign = compiled.campaign
+        # Rendered before anything is committed: a failure here leaves the rows claimed.
+        messages = {item.row.id: self._message(compiled, item.row, now=now) for item in chunk}
         with self.store.begin() as conn:
+            lease_now = self._lease_now(conn)
+            allowed = self._check_openings(conn, chunk, now=now, report=report)
+            handed: set[int] = set()
+            if allowed:
+                handed = set(
+                    conn.scalars(
+                        update(deliveries)
+                        .where(
+                            deliveries.c.id.in_([item.row.id for item in allowed]),
+                            deliveries.c.status == S.CLAIMED,
+                            deliveries.c.lease_owner == self.owner,
+                        )
+                        .values(
+                            status=S.SENDING,
+                            attempts=deliveries.c.attempts + 1,
+                            sent_at=now,
+                            updated_at=now,
+                            lease_expires_at=lease_now + self.lease,
+                        )
+                        .returning(deliveries.c.id)
+                    )
+                )
+            # A heartbeat for the rest of the batch, still waiting its turn.
             conn.execute(
-                self._fenced().values(
-                    status=S.SENDING,
-                    attempts=deliveries.c.attempts + 1,
-                    sent_at=now,
-                    updated_at=now,
-                ),
-                [{"b_id": row.id} for row in rows.values()],
+                update(deliveries)
+                .where(deliveries.c.status == S.CLAIMED, deliveries.c.lease_owner == self.owner)
+                .values(lease_expires_at=lease_now + self.lease)
             )
+        if len(handed) < len(allowed):
+            # The lease ran out and another worker took these over: theirs to send now.
+            log.warning(
+                "%d deliveries were taken over by another worker", len(allowed) - len(handed)
+            )
+        rows = {str(item.row.id): item.row for item in allowed if item.row.id in handed}
+        if not rows:
+            return
         try:
             sender = self.sender_for(campaign)
-            results = sender.send([message for _, message in pairs])
+            results = sender.send([messages[row.id] for row in rows.values()])
         except SenderConfigurationError:
             # Nothing went out: put every row back as it was, marked neither sent nor failed.
             with self.store.begin() as conn:
@@ -440,15 +623,68 @@ class Dispatcher:
                         lease_owner=None,
                         lease_expires_at=None,
                     ),
-                    [{"b_id": row.id} for row in rows.values()],
-                )
-                conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.status == S.CLAIMED, deliveries.c.lease_owner == self.owner)
-                    .values(status=S.SCHEDULED, lease_owner=None, lease_expires_at=None)
+                    [{"b_id": row.id} for row in sorted(rows.values(), key=lambda r: r.id)],
                 )
             raise
         self._record(results, rows, campaign, now=now, report=report)
+
+    def _check_openings(
+        self, conn: Connection, chunk: list[_Going], *, now: datetime, report: RunReport
+    ) -> list[_Going]:
+        """The rows that may still go: no other email of the contact went in this opening,
+        and no earlier step of theirs is due or in another worker's hands.
+
+        The enrollments are locked first, so two workers handing off steps of one contact
+        take turns, and the second sees what the first committed. (SQLite: BEGIN IMMEDIATE.)
+        """
+        enrollment_ids = sorted({item.row.enrollment_id for item in chunk})
+        if not self.store.is_sqlite:
+            conn.execute(
+                select(enrollments.c.id)
+                .where(enrollments.c.id.in_(enrollment_ids))
+                .order_by(enrollments.c.id)
+                .with_for_update(key_share=True)
+            )
+        siblings: dict[int, list] = defaultdict(list)
+        for row in conn.execute(
+            select(
+                deliveries.c.enrollment_id,
+                deliveries.c.id,
+                deliveries.c.position,
+                deliveries.c.status,
+                deliveries.c.due_at,
+                deliveries.c.sent_at,
+                deliveries.c.lease_owner,
+            ).where(deliveries.c.enrollment_id.in_(enrollment_ids))
+        ):
+            siblings[row.enrollment_id].append(row)
+        allowed, fallback = [], {}
+        for item in chunk:
+            row = item.row
+            blocked = any(
+                (other.status in _IN_FLIGHT and other.sent_at and other.sent_at >= item.opening)
+                or (
+                    other.position < row.position
+                    and (
+                        (other.status == S.CLAIMED and other.lease_owner != self.owner)
+                        or (other.status == S.SCHEDULED and other.due_at <= now)
+                    )
+                )
+                for other in siblings[row.enrollment_id]
+                if other.id != row.id
+            )
+            if blocked:
+                fallback.update(item.fallback)
+            else:
+                allowed.append(item)
+        if fallback:
+            log.info(
+                "%d deliveries wait for the next opening: an earlier step is due or under way",
+                len(chunk) - len(allowed),
+            )
+            self._move_in(conn, fallback, {item.row.id for item in chunk}, now=now)
+            report.deferred += len(chunk) - len(allowed)
+        return allowed
 
     def _record(
         self,
@@ -524,8 +760,12 @@ class Dispatcher:
         """Exponential backoff in engine time, at least what the provider asked; in the window."""
         wait = RETRY_BASE * (2 ** (attempts - 1))
         if result.retry_at is not None:  # a real-clock time, e.g. a 429's X-RateLimit-Reset
-            wait = max(wait, result.retry_at - self.clock())
+            wait = max(wait, result.retry_at - (self.clock or utcnow)())
         return schedule.into_window(now + wait, campaign.window, schedule.zone(timezone))
+
+
+def _by_id(pair: tuple[_Row, str]) -> int:
+    return pair[0].id
 
 
 class SenderPool:
@@ -563,6 +803,34 @@ class SenderPool:
         self._made.clear()
 
 
+def preflight(store: Store, sender: str | None, *, check_senders: bool = True) -> None:
+    """Fail before any claim: campaigns with placeholders, senders that cannot start.
+
+    `sender` names the sender for every campaign (None: each campaign's own).
+    """
+    _refuse_placeholders(store)
+    if check_senders:
+        pool = SenderPool(sender)
+        try:
+            pool.check(store)
+        finally:
+            pool.close()
+
+
+def _refuse_placeholders(store: Store) -> None:
+    problems = []
+    with store.connect() as conn:
+        for name, version in conn.execute(
+            select(campaigns.c.name, campaigns.c.version).where(campaigns.c.status == "active")
+        ):
+            problems += [
+                f"campaign {name}: {field_name} is still a placeholder; set it in campaign.yaml"
+                for field_name in load_version(conn, name, version).placeholders()
+            ]
+    if problems:
+        raise ConfigurationError("\n".join(problems))
+
+
 def run_worker(
     store: Store,
     *,
@@ -570,21 +838,228 @@ def run_worker(
     once: bool,
     sender: str | None = None,
     batch_size: int = DEFAULT_BATCH,
+    handoff_size: int = DEFAULT_HANDOFF,
     interval: float = 30.0,
+    lease: timedelta = DEFAULT_LEASE,
+    owner: str | None = None,
+    sender_for: SenderFor | None = None,
+    stop: threading.Event | None = None,
+    handle_signals: bool = False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[RunReport]:
-    """Run ticks: one at `now` when given (or with `once`), else one per `interval` on the clock."""
-    pool = SenderPool(sender)
+    """Run ticks at `now` (else the clock): one with `once`, else one per `interval` seconds.
+
+    `stop` (or SIGTERM/SIGINT with `handle_signals`) ends the loop after the hand-off
+    in progress; rows claimed and not handed off go back to the queue.
+    """
+    stop = stop or threading.Event()
+    pool = SenderPool(sender) if sender_for is None else None
+    with _stop_on_signals(stop) if handle_signals else _nothing():
+        try:
+            if pool is not None:
+                pool.check(store)
+            dispatcher = Dispatcher(
+                store,
+                pool if pool is not None else sender_for,  # type: ignore[arg-type]
+                owner=owner,
+                batch_size=batch_size,
+                handoff_size=handoff_size,
+                lease=lease,
+                stop=stop,
+            )
+            while not stop.is_set():
+                yield dispatcher.run(now=now or utcnow())
+                if once:
+                    return
+                # Short naps, so a stop request is seen within a fraction of a second.
+                deadline = time.monotonic() + interval
+                while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                    sleep(min(left, 0.2))
+        finally:
+            if pool is not None:
+                pool.close()
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event, forward: Callable[[], None] | None = None):
+    """SIGTERM and SIGINT set `stop` (and call `forward`); the old handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may handle signals
+        return
+
+    def handler(signum: int, _frame) -> None:
+        if not stop.is_set():
+            log.info(
+                "%s: finishing the hand-off in progress, then stopping", signal.strsignal(signum)
+            )
+        stop.set()
+        if forward is not None:
+            forward()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        pool.check(store)
-        dispatcher = Dispatcher(store, pool, batch_size=batch_size)
-        while True:
-            yield dispatcher.run(now=now or utcnow())
-            if once:
-                return
-            sleep(interval)
+        yield
     finally:
-        pool.close()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What each worker process of `run_workers` runs with (sent to it pickled)."""
+
+    url: str
+    now: datetime | None
+    once: bool
+    sender: str | None = None
+    batch_size: int = DEFAULT_BATCH
+    handoff_size: int = DEFAULT_HANDOFF
+    interval: float = 30.0
+    lease: timedelta = DEFAULT_LEASE
+    # A module-level function making worker `index`'s senders, instead of `sender`
+    # (embedding, tests); it must be importable by name in a fresh interpreter.
+    sender_factory: Callable[[int], SenderFor] | None = None
+    log_level: int = logging.INFO
+
+
+def run_workers(count: int, options: WorkerOptions) -> Iterator[tuple[int, RunReport]]:
+    """Run `count` worker processes on this machine; yield (worker, report) as ticks end.
+
+    Each process is spawned fresh (its own engine and connections, never a forked
+    one), with its own lease owner id. SIGTERM or SIGINT here is passed on to every
+    worker, which finishes its hand-off, releases its unclaimed rows and exits 0.
+    Should one worker fail, the others are stopped the same way and the error raised:
+    a ConfigurationError for a configuration problem, else WorkerError.
+    """
+    # The same checks as a single worker's, once, before any process starts.
+    store = Store(options.url)
+    try:
+        preflight(store, options.sender, check_senders=options.sender_factory is None)
+    finally:
+        store.close()
+    context = multiprocessing.get_context("spawn")
+    messages = context.Queue()
+    workers = [
+        context.Process(
+            target=_worker_process, args=(index, options, messages), name=f"dripmail-worker-{index}"
+        )
+        for index in range(count)
+    ]
+    stop = threading.Event()
+
+    def stop_all() -> None:
+        stop.set()
+        for worker in workers:
+            if worker.pid is not None and worker.exitcode is None:
+                os.kill(worker.pid, signal.SIGTERM)
+
+    problems: list[str] = []
+    crashed: list[str] = []
+    with _stop_on_signals(stop, forward=stop_all):
+        try:
+            for worker in workers:
+                worker.start()
+            settled: set[int] = set()
+            while True:
+                try:
+                    kind, index, payload = messages.get(timeout=0.2)
+                except queue.Empty:
+                    if len(settled) == count:
+                        break
+                    for index, worker in enumerate(workers):
+                        if index in settled or worker.exitcode is None:
+                            continue
+                        settled.add(index)
+                        code = worker.exitcode
+                        if code != 0 and not (stop.is_set() and code == -signal.SIGTERM):
+                            if code != 2:  # 2: a configuration error, reported on the queue
+                                crashed.append(
+                                    f"worker {index} stopped unexpectedly ({_exit(code)})"
+                                )
+                            if not stop.is_set():
+                                stop_all()
+                    continue
+                if kind == "report":
+                    yield index, payload
+                elif payload not in problems:
+                    problems.append(payload)
+        finally:
+            # Also when the caller stops early: no worker outlives this call.
+            if any(worker.exitcode is None for worker in workers if worker.pid is not None):
+                stop_all()
+            for worker in workers:
+                while worker.pid is not None and worker.exitcode is None:
+                    worker.join(timeout=0.2)
+                    _drain(messages)  # a worker blocked on a full pipe could not exit
+            messages.close()
+    if problems:
+        raise ConfigurationError("\n".join(problems))
+    if crashed:
+        raise WorkerError("; ".join(crashed) + "; the other workers were stopped")
+
+
+def _drain(messages) -> None:
+    try:
+        while True:
+            messages.get_nowait()
+    except queue.Empty:
+        pass
+
+
+def _exit(code: int) -> str:
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+
+
+def _worker_process(index: int, options: WorkerOptions, messages) -> None:
+    """One worker of `run_workers`, in its own interpreter."""
+    import sys
+
+    stop = threading.Event()
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        # Should the parent die without passing a stop on (SIGKILL), stop anyway.
+        threading.Thread(
+            target=lambda: (multiprocessing.connection.wait([parent.sentinel]), stop.set()),
+            daemon=True,
+        ).start()
+    with _stop_on_signals(stop):  # before anything slow, so an early SIGTERM is graceful too
+        logging.basicConfig(
+            level=options.log_level,
+            format=f"%(asctime)s %(levelname)s worker {index} %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        try:
+            store = Store(options.url)
+            try:
+                reports = run_worker(
+                    store,
+                    now=options.now,
+                    once=options.once,
+                    sender=options.sender,
+                    batch_size=options.batch_size,
+                    handoff_size=options.handoff_size,
+                    interval=options.interval,
+                    lease=options.lease,
+                    owner=worker_owner(index),
+                    sender_for=(options.sender_factory(index) if options.sender_factory else None),
+                    stop=stop,
+                )
+                for report in reports:
+                    messages.put(("report", index, report))
+            finally:
+                store.close()
+        except (DripmailError, SenderConfigurationError) as exc:
+            messages.put(("error", index, str(exc)))
+            messages.close()
+            messages.join_thread()
+            sys.exit(2)
+    messages.close()
+    messages.join_thread()
 
 
 def retry_unknown(store: Store, *, older_than: timedelta, now: datetime) -> int:

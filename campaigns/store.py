@@ -2,15 +2,23 @@
 
 Every stored time is UTC. SQLite keeps naive timestamps, so UTCDateTime stores
 naive UTC and hands back aware UTC on every backend alike.
+
+`metadata` below is the schema of the newest migration (campaigns/migrations); the
+migrations, not `create_all`, build and upgrade a database. A store opened on an empty
+database sets it up; one whose schema is older than the code is refused until
+`dripmail db upgrade` has run.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
+import logging
 import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
@@ -31,7 +39,9 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     insert,
+    inspect,
     select,
 )
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
@@ -41,7 +51,12 @@ from .errors import ConfigurationError
 DEFAULT_DATABASE = "dripmail.db"
 DATABASE_ENV = "DRIPMAIL_DATABASE_URL"
 SECRET_ENV = "DRIPMAIL_SECRET_KEY"
-SCHEMA_VERSION = "1"
+MIGRATIONS = Path(__file__).with_name("migrations")
+UPGRADE_HINT = "run `dripmail db upgrade`"
+# Databases made before migrations existed say `schema = 1` in `meta`: that is revision 0001.
+LEGACY_REVISIONS = {"1": "0001"}
+# One migration at a time per PostgreSQL database, however many workers start at once.
+_MIGRATION_LOCK = 0x64726970  # "drip"
 
 
 class UTCDateTime(TypeDecorator):
@@ -130,7 +145,6 @@ deliveries = Table(
     Column("sent_at", UTCDateTime),
     Column("updated_at", UTCDateTime),
     UniqueConstraint("enrollment_id", "step_key", name="uq_delivery_enrollment_step"),
-    Index("ix_deliveries_status_due", "status", "due_at"),
 )
 
 suppressions = Table(
@@ -151,10 +165,18 @@ events = Table(
     Column("type", String(32), nullable=False),
     Column("occurred_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
+    # Migration 0003: the campaign of an event that names no delivery (campaign-level stats).
+    Column("campaign", String(64)),
 )
 
 Index("ix_enrollments_campaign", enrollments.c.campaign, enrollments.c.status)
 Index("ix_deliveries_enrollment", deliveries.c.enrollment_id, deliveries.c.position)
+# Migration 0002. Claiming walks due rows in (due_at, id) order from a keyset cursor, and
+# recovery looks up `claimed` and `sending` rows: both read only the rows of one status, so
+# a tick costs in proportion to the rows in play, not to every delivery ever sent.
+Index("ix_deliveries_claim", deliveries.c.status, deliveries.c.due_at, deliveries.c.id)
+# `retry --unknown` looks for unknown rows last touched before a time.
+Index("ix_deliveries_status_updated", deliveries.c.status, deliveries.c.updated_at)
 
 
 class DeliveryStatus:
@@ -197,10 +219,71 @@ def _sqlite_begin(connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-class Store:
-    """The database: tables, a connection factory, and installation secrets."""
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a database's schema stands against this code's migrations."""
 
-    def __init__(self, url: str | None = None) -> None:
+    current: str | None  # None: no dripmail tables yet
+    head: str
+
+    @property
+    def is_current(self) -> bool:
+        return self.current == self.head
+
+
+@functools.cache
+def _scripts():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS))
+
+
+def head_revision() -> str:
+    """The newest migration this code knows."""
+    head = _scripts().get_current_head()
+    assert head is not None
+    return head
+
+
+def _alembic_config(connection: Connection):
+    """An alembic Config made in code: no alembic.ini is needed in the user's folder."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection  # env.py migrates on this connection
+    return config
+
+
+def _current_revision(conn: Connection) -> str | None:
+    """The database's revision; None when it holds no dripmail table at all."""
+    from alembic.runtime.migration import MigrationContext
+
+    revision = MigrationContext.configure(conn).get_current_revision()
+    if revision is not None:
+        return revision
+    tables = set(inspect(conn).get_table_names())
+    if not tables & set(metadata.tables):
+        return None
+    legacy = None
+    if meta.name in tables:
+        legacy = conn.scalar(select(meta.c.value).where(meta.c.key == "schema"))
+    if legacy in LEGACY_REVISIONS:
+        return LEGACY_REVISIONS[legacy]
+    raise ConfigurationError(
+        "the database has dripmail tables but no schema version; it was not made by dripmail"
+    )
+
+
+class Store:
+    """The database: tables, a connection factory, and installation secrets.
+
+    Opening a store sets up an empty database (the migrations, to the newest) and
+    refuses one whose schema is older than this code; `migrate=False` opens it as it
+    is, for `dripmail db` itself.
+    """
+
+    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
         self.url = database_url(url)
         try:
             self.engine: Engine = create_engine(self.url)
@@ -216,7 +299,9 @@ class Store:
                 lambda conn, _r: setattr(conn, "isolation_level", None),
             )
             event.listen(self.engine, "begin", _sqlite_begin)
-        self._ensure_schema()
+        self._secrets: dict[str, str] = {}
+        if migrate:
+            self._ensure_schema()
 
     @property
     def path(self) -> Path | None:
@@ -224,18 +309,65 @@ class Store:
         database = self.engine.url.database
         return Path(database) if self.is_sqlite and database else None
 
-    def _ensure_schema(self) -> None:
-        try:
-            metadata.create_all(self.engine)
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    # -- schema -----------------------------------------------------------------------
+
+    def schema_state(self) -> SchemaState:
+        """The database's revision next to this code's newest."""
+        with self._opening(), _quiet_alembic(), self.connect() as conn:
+            return SchemaState(_current_revision(conn), head_revision())
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Create or upgrade the schema to the newest migration; (before, after) revisions."""
+        from alembic import command
+
+        with self._opening():
             with self.begin() as conn:
-                if conn.scalar(select(meta.c.value).where(meta.c.key == "schema")) is None:
-                    conn.execute(insert(meta).values(key="schema", value=SCHEMA_VERSION))
-            # Made now, not on first use, so no transaction ever waits on another for them.
-            self._secrets = {
-                key: self._meta_secret(key) for key in ("secret_key", "suppression_key")
-            }
+                if not self.is_sqlite:
+                    # Workers that start together on an empty database queue here; the
+                    # ones after the first find the schema made. (SQLite: BEGIN IMMEDIATE.)
+                    conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+                before = _current_revision(conn)
+                head = head_revision()
+                if before != head:
+                    config = _alembic_config(conn)
+                    if before is not None and _is_legacy(conn):
+                        command.stamp(config, before)
+                    command.upgrade(config, "head")
+            self._load_secrets()
+        return before, head
+
+    def _ensure_schema(self) -> None:
+        state = self.schema_state()
+        if state.current is None:
+            self.upgrade()  # first use: an empty database is set up
+        elif not state.is_current:
+            known = {script.revision for script in _scripts().walk_revisions()}
+            if state.current not in known:
+                raise ConfigurationError(
+                    f"the database schema ({state.current}) is newer than this dripmail "
+                    f"({state.head}): upgrade dripmail"
+                )
+            raise ConfigurationError(
+                f"the database schema ({state.current}) is older than this dripmail "
+                f"({state.head}): {UPGRADE_HINT}"
+            )
+        else:
+            self._load_secrets()
+
+    @contextmanager
+    def _opening(self) -> Iterator[None]:
+        try:
+            yield
         except OperationalError as exc:
-            raise ConfigurationError(f"cannot open database {self.url}: {exc.orig}") from None
+            reason = " ".join(str(exc.orig).split())  # one line, whatever the driver says
+            raise ConfigurationError(f"cannot open database {self.display_url}: {reason}") from None
+
+    # -- connections ------------------------------------------------------------------
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -251,7 +383,24 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def clock(self, conn: Connection) -> datetime:
+        """The real clock leases are measured on: the database server's on PostgreSQL.
+
+        Every worker, on whatever machine, then agrees on when a lease ran out; a SQLite
+        file is on this machine, so its clock is this machine's.
+        """
+        if self.is_sqlite:
+            return utcnow()
+        return conn.scalar(select(func.now())).astimezone(UTC)
+
     # Installation secrets: generated once, kept in the store, never logged.
+
+    def _load_secrets(self) -> None:
+        # Made now, not on first use, so no transaction ever waits on another for them.
+        with self._opening():
+            self._secrets = {
+                key: self._meta_secret(key) for key in ("secret_key", "suppression_key")
+            }
 
     def _meta_secret(self, key: str) -> str:
         with self.begin() as conn:
@@ -276,6 +425,26 @@ class Store:
         """
         key = self._secrets["suppression_key"].encode()
         return hmac.new(key, email.strip().lower().encode(), sha256).hexdigest()
+
+
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    # Every store checks the schema when it opens; alembic's INFO lines about that
+    # ("Context impl ...", plugin set-up) would open every worker's log.
+    logger = logging.getLogger("alembic")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _is_legacy(conn: Connection) -> bool:
+    """A database made before migrations existed: its tables are there, unstamped."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision() is None
 
 
 def utcnow() -> datetime:

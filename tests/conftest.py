@@ -1,8 +1,10 @@
-"""Shared fixtures: a fresh SQLite store, the clinic campaign split into a folder."""
+"""Shared fixtures: a fresh store (SQLite and PostgreSQL), the clinic campaign in a folder."""
 
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,9 +21,74 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+# PostgreSQL for the tests: the server CI runs (trust auth). A failure to connect fails
+# the tests that need it; nothing is skipped.
+POSTGRES_SERVER = os.environ.get(
+    "POSTGRES_TEST_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: the test is about the SQLite file itself; its `store` is SQLite"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that takes `store` runs on SQLite and on PostgreSQL."""
+    if "store" in metafunc.fixturenames:
+        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        backends = ("sqlite",) if only_sqlite else BACKENDS
+        metafunc.parametrize("backend", backends, scope="function")
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """This test run's own database, `dripmail_test_<random>`, dropped at the end."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"dripmail_test_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_SERVER, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = make_url(POSTGRES_SERVER).set(drivername="postgresql+psycopg", database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(POSTGRES_SERVER, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
-def store(tmp_path: Path):
-    store = Store(f"sqlite:///{tmp_path / 'dripmail.db'}")
+def postgres_url(postgres_database: str) -> str:
+    """A fresh, empty schema in the run's database: a URL whose search_path is that schema.
+
+    A schema per test isolates tests as a database per test would, in milliseconds.
+    """
+    import psycopg
+
+    schema = f"t_{secrets.token_hex(6)}"
+    plain = postgres_database.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return f"{postgres_database}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def backend() -> str:
+    """The store's database (parametrised by pytest_generate_tests)."""
+    return "sqlite"
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[Store]:
+    """A fresh store, on each backend in turn: a SQLite file, or a PostgreSQL schema."""
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'dripmail.db'}"
+    store = Store(url)
     yield store
     store.close()
 

@@ -1,0 +1,264 @@
+"""Migrations on SQLite and PostgreSQL: first use, refusing an old schema, upgrading in place.
+
+Each test gets an empty database of each kind: a SQLite file, or a fresh PostgreSQL schema.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import MetaData, create_engine, insert, inspect, select, text
+from typer.testing import CliRunner
+
+from campaigns.errors import ConfigurationError
+from campaigns.store import (
+    Store,
+    _alembic_config,
+    campaign_versions,
+    campaigns,
+    contacts,
+    deliveries,
+    enrollments,
+    events,
+    head_revision,
+    meta,
+    metadata,
+    suppressions,
+)
+from cli import app
+from tests.helpers import utc
+
+AT = utc("2026-03-02T12:00")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'dripmail.db'}"
+
+
+def dripmail(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False, env={"COLUMNS": "200"})
+
+
+def migrate(url: str, revision: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), revision)
+    engine.dispose()
+
+
+def fill_every_table(url: str) -> None:
+    """Rows in every table, as a live installation at 0001 would have them."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(meta),
+            [
+                {"key": "secret_key", "value": "kept-secret"},
+                {"key": "suppression_key", "value": "k"},
+            ],
+        )
+        conn.execute(
+            insert(campaigns).values(name="sleep", version="v1", status="active", updated_at=AT)
+        )
+        conn.execute(
+            insert(campaign_versions).values(
+                campaign="sleep", version="v1", files='{"campaign.yaml": "name: sleep"}',
+                published_at=AT,
+            )
+        )  # fmt: skip
+        conn.execute(
+            insert(contacts),
+            [
+                {"id": i, "email": f"p{i}@example.com", "first_name": f"P{i}",
+                 "timezone": "Europe/London", "consent_source": "form", "consent_at": AT,
+                 "created_at": AT}
+                for i in (1, 2, 3)
+            ],
+        )  # fmt: skip
+        conn.execute(
+            insert(enrollments),
+            [
+                {"id": i, "contact_id": i, "campaign": "sleep", "signed_up_at": AT,
+                 "status": "active", "created_at": AT}
+                for i in (1, 2, 3)
+            ],
+        )  # fmt: skip
+        empty = dict.fromkeys(deliveries.c.keys())  # executemany wants the same keys in each
+        conn.execute(
+            insert(deliveries),
+            [
+                empty | {"id": 1, "enrollment_id": 1, "step_key": "welcome", "position": 1,
+                         "due_at": AT, "status": "sent", "attempts": 1,
+                         "provider_message_id": "m1", "sent_at": AT, "updated_at": AT},
+                empty | {"id": 2, "enrollment_id": 2, "step_key": "welcome", "position": 1,
+                         "due_at": AT, "status": "claimed", "attempts": 0,
+                         "lease_owner": "host:1", "lease_expires_at": AT + timedelta(minutes=5),
+                         "updated_at": AT},
+                empty | {"id": 3, "enrollment_id": 3, "step_key": "welcome", "position": 1,
+                         "due_at": AT, "status": "unknown", "attempts": 1, "error": "timeout",
+                         "sent_at": AT, "updated_at": AT},
+                empty | {"id": 4, "enrollment_id": 1, "step_key": "sleep", "position": 2,
+                         "due_at": AT + timedelta(days=2), "status": "scheduled", "attempts": 0},
+            ],
+        )  # fmt: skip
+        conn.execute(
+            insert(suppressions).values(address_hash="ab" * 32, reason="bounce", created_at=AT)
+        )
+        conn.execute(
+            insert(events).values(
+                provider="sendgrid", provider_event_id="e1", delivery_id=1, type="delivered",
+                occurred_at=AT, created_at=AT,
+            )
+        )  # fmt: skip
+    engine.dispose()
+
+
+def snapshot(url: str) -> dict[str, list]:
+    """Every row of every dripmail table."""
+    engine = create_engine(url)
+    reflected = MetaData()
+    reflected.reflect(engine, only=list(metadata.tables))
+    with engine.connect() as conn:
+        data = {
+            name: sorted(map(tuple, conn.execute(select(table))), key=repr)
+            for name, table in reflected.tables.items()
+        }
+    engine.dispose()
+    return data
+
+
+def without_new_columns(data: dict[str, list]) -> dict[str, list]:
+    """A snapshot without the columns added since 0001 (events.campaign, NULL in old rows)."""
+    assert all(row[-1] is None for row in data["events"])
+    return {**data, "events": [row[:-1] for row in data["events"]]}
+
+
+def indexes(url: str) -> set[str]:
+    engine = create_engine(url)
+    names = {index["name"] for index in inspect(engine).get_indexes("deliveries")}
+    engine.dispose()
+    return names
+
+
+def test_an_empty_database_is_set_up_on_first_use(url):
+    store = Store(url)
+    state = store.schema_state()
+    store.close()
+    assert state.current == state.head == head_revision()
+    assert {"ix_deliveries_claim", "ix_deliveries_status_updated"} <= indexes(url)
+    result = dripmail("db", "current", "--db", url)
+    assert result.exit_code == 0 and f"schema {head_revision()} (newest)" in result.stdout
+
+
+def test_the_tables_in_store_py_are_exactly_the_newest_migration(url):
+    migrate(url, "head")
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        differences = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), metadata
+        )
+    engine.dispose()
+    assert differences == []
+
+
+def test_a_database_at_0001_is_refused_then_upgraded_keeping_every_row(url):
+    migrate(url, "0001")
+    fill_every_table(url)
+    before = snapshot(url)
+    assert all(before[name] for name in metadata.tables), "a table was left empty"
+
+    with pytest.raises(ConfigurationError, match=r"older than this dripmail.*dripmail db upgrade"):
+        Store(url)
+    refused = dripmail("status", "--db", url)
+    assert refused.exit_code == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"error: the database schema (0001) is older than this dripmail ({head_revision()}): "
+        "run `dripmail db upgrade`"
+    ]
+    assert f"needs {head_revision()}" in dripmail("db", "current", "--db", url).stdout
+    assert snapshot(url) == before
+
+    upgraded = dripmail("db", "upgrade", "--db", url)
+
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"schema upgraded from 0001 to {head_revision()}" in upgraded.stdout
+    assert without_new_columns(snapshot(url)) == before
+    assert "ix_deliveries_claim" in indexes(url)
+    assert "ix_deliveries_status_due" not in indexes(url)
+    store = Store(url)
+    assert store.secret_key() == "kept-secret"  # unsubscribe links signed before still verify
+    store.close()
+    assert f"already at {head_revision()}" in dripmail("db", "upgrade", "--db", url).stdout
+
+    # And back down: what 0002 and 0003 added goes, every row stays.
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        command.downgrade(_alembic_config(conn), "0001")
+    engine.dispose()
+    assert snapshot(url) == before and "ix_deliveries_status_due" in indexes(url)
+
+
+def test_a_database_made_before_migrations_is_recognised_as_0001(url):
+    # What the store's `create_all` made before migrations: the 0001 tables, no
+    # alembic_version, and `schema = 1` in meta.
+    migrate(url, "0001")
+    fill_every_table(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(insert(meta).values(key="schema", value="1"))
+    engine.dispose()
+    before = snapshot(url)
+
+    with pytest.raises(ConfigurationError, match=r"\(0001\).*dripmail db upgrade"):
+        Store(url)
+    result = dripmail("db", "upgrade", "--db", url)
+
+    assert result.exit_code == 0, result.output
+    assert f"from 0001 to {head_revision()}" in result.stdout
+    assert without_new_columns(snapshot(url)) == before
+    Store(url).close()
+
+
+def test_a_schema_newer_than_this_dripmail_is_refused(url):
+    migrate(url, "head")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    engine.dispose()
+    with pytest.raises(ConfigurationError, match=r"newer than this dripmail"):
+        Store(url)
+
+
+def test_workers_starting_together_on_an_empty_database_set_it_up_once(url):
+    results: list[object] = []
+
+    def start() -> None:
+        try:
+            store = Store(url)
+            results.append(store.secret_key())
+            store.close()
+        except Exception as exc:  # collected, asserted below
+            results.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert len(results) == 6 and all(isinstance(r, str) for r in results), results
+    assert len(set(results)) == 1, "two installation secrets"
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM alembic_version")) == 1
+    engine.dispose()
