@@ -4,6 +4,12 @@ Files are named `NN-<key>.*` so that they sort in step order. Unsubscribe links 
 `{public_url}/u/sample-token`: real signed tokens are made when a delivery is sent.
 Placeholders left by `split` (values starting with TODO) show in the emails as written
 and are listed at the top of the index, so nobody mistakes a draft for a finished email.
+
+index.html shows what the preview studio shows (`dripmail preview`), offline, to attach
+for approval: the timeline (day and local send time for a sign-up at `date`, subject and
+preheader as an inbox lists them), then each email at desktop and phone widths (iframes
+of the .html files beside it), its text part and its checks. One file with inline CSS,
+no script, nothing fetched from elsewhere but the emails' own images.
 """
 
 from __future__ import annotations
@@ -15,26 +21,24 @@ from sqlalchemy import select
 
 from senders.mime import to_bytes
 
+from .checks import check_step
 from .enroll import normalise_email
 from .errors import InputError, NotFoundError
 from .publish import open_campaign
-from .render import SAMPLE, Recipient, compile_campaign, layout_environment, sample_links
-from .schedule import Delay
+from .render import SAMPLE, Recipient, Rendered, compile_campaign, sample_links
 from .spec import Campaign, load_folder
 from .store import Store, contacts
+from .studio_views import (
+    STUDIO_TEMPLATES,
+    check_rows,
+    describe_delay,
+    format_when,
+    page_environment,
+    timeline,
+)
 from .tokens import public_url
 
 __all__ = ["describe_delay", "export_campaign", "export_for", "unsubscribe_mailto"]
-
-_UNITS = {"m": "minute", "h": "hour", "d": "day", "w": "week"}
-
-
-def describe_delay(delay: Delay) -> str:
-    """`2d` -> "2 days after sign-up"; `0d` -> "at sign-up"."""
-    if delay.amount == 0:
-        return "at sign-up"
-    unit = _UNITS.get(delay.unit, delay.unit)
-    return f"{delay.amount} {unit}{'' if delay.amount == 1 else 's'} after sign-up"
 
 
 def unsubscribe_mailto(campaign: Campaign) -> str:
@@ -54,17 +58,19 @@ def export_campaign(
     """Write each step as `NN-<key>.html/.txt/.eml` and an `index.html`; return the paths.
 
     `public_url` falls back to the campaign's links.public_url, then a placeholder;
-    `date` (the .eml Date header) defaults to now.
+    `date` (the .eml Date header, and the sample sign-up of the timeline) defaults to now.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     compiled = compile_campaign(campaign)
-    unsubscribe_url, preferences_url = sample_links(public_url or campaign.spec.links.public_url)
+    links = sample_links(public_url or campaign.spec.links.public_url)
+    unsubscribe_url, preferences_url = links
     date = date or datetime.now(UTC)
     width = max(2, len(str(len(campaign.steps))))
+    entries = timeline(campaign, compiled, recipient, signed_up_at=date, links=links)
     written: list[Path] = []
-    rows = []
-    for step in campaign.steps:
+    emails = []
+    for step, entry in zip(campaign.steps, entries, strict=True):
         stem = f"{step.position:0{width}d}-{step.key}"
         message = compiled.message(
             step.key,
@@ -80,29 +86,40 @@ def export_campaign(
         paths["txt"].write_text(message.text, encoding="utf-8")
         paths["eml"].write_bytes(to_bytes(message, linesep="\n"))
         written.extend(paths.values())
-        rows.append(
+        rendered = Rendered(message.subject, message.preheader, message.html, message.text)
+        emails.append(
             {
-                "position": step.position,
-                "delay": describe_delay(step.delay),
-                "subject": message.subject,
-                "preheader": message.preheader,
+                "entry": entry,
+                "text": message.text,
                 "html": paths["html"].name,
-                "text": paths["txt"].name,
+                "text_file": paths["txt"].name,
                 "eml": paths["eml"].name,
+                "checks": check_rows(
+                    check_step(campaign, step.key),
+                    rendered,
+                    campaign.spec.brand.postal_address,
+                    Path(campaign.origin) if campaign.origin else None,
+                ),
             }
         )
     index = out / "index.html"
     index.write_text(
-        layout_environment()
-        .get_template("index.html.j2")
+        page_environment()
+        .get_template("export.html.j2")
         .render(
             title=campaign.spec.title or campaign.name,
             name=campaign.name,
             version=campaign.version,
             language=campaign.spec.language,
             recipient=recipient.email,
+            first_name=recipient.first_name,
+            timezone=recipient.timezone,
+            signed_up=format_when(date.astimezone(entries[0].local.tzinfo)),
             placeholders=campaign.placeholders(),
-            steps=rows,
+            entries=entries,
+            emails=emails,
+            href=lambda entry: f"#email-{entry.key}",
+            css=(STUDIO_TEMPLATES / "studio.css").read_text(encoding="utf-8"),
         ),
         encoding="utf-8",
     )

@@ -7,6 +7,7 @@ import email.policy
 import re
 import shutil
 from datetime import UTC, datetime
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -23,16 +24,24 @@ STEMS = ["01-welcome", "02-mental-health", "03-every-patient"]
 
 
 class _Links(HTMLParser):
+    """Every link, and every tag that would load something, of the offline index."""
+
     def __init__(self) -> None:
         super().__init__()
         self.hrefs: list[str] = []
+        self.ids: set[str] = set()
+        self.frames: list[str] = []
         self.external: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
+        if values.get("id"):
+            self.ids.add(values["id"] or "")
         if tag == "a" and values.get("href"):
             self.hrefs.append(values["href"] or "")
-        if tag in ("link", "script", "img", "iframe") or values.get("src"):
+        if tag == "iframe":
+            self.frames.append(values.get("src") or "")
+        elif tag in ("link", "script", "img") or values.get("src"):
             self.external.append(tag)
 
 
@@ -56,29 +65,41 @@ def test_export_writes_every_step_in_order_and_an_index(tmp_path: Path) -> None:
 
 
 def test_index_lists_subjects_preheaders_delays_and_links_offline(tmp_path: Path) -> None:
-    export_campaign(load_folder(FIXTURE), tmp_path)
+    export_campaign(load_folder(FIXTURE), tmp_path, date=datetime(2026, 3, 9, 14, 0, tzinfo=UTC))
     index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    timeline = index[index.index('<ol class="timeline">') : index.index("</nav>")]
     positions = [
-        index.index(text)
+        timeline.index(text)
         for text in (
-            "at sign-up",
-            "Ketamine and sleep</a>",
+            "Day 0",
+            "Mon 9 Mar 2026, 10:00 EDT",  # a sign-up at `date`, in the sample's zone
+            "Ketamine and sleep</span>",
             "Sleep is one of the most important things we can do for our health.",
+            "at sign-up",
+            "Day 2",
+            "How mental health affects sleep</span>",
             "2 days after sign-up",
-            "How mental health affects sleep</a>",
+            "Day 4",
+            "All patients are different</span>",
             "4 days after sign-up",
-            "All patients are different</a>",
         )
     ]
     assert positions == sorted(positions)
     links = _Links()
     links.feed(index)
-    assert links.external == []  # inline CSS, no scripts, images or stylesheets to fetch
-    assert "http" not in "".join(links.hrefs)
+    assert links.external == []  # inline CSS; no script, stylesheet or image to fetch
+    assert "http" not in "".join(links.hrefs + links.frames)
     for stem in STEMS:
         for ext in ("html", "txt", "eml"):
             assert f"{stem}.{ext}" in links.hrefs
-    assert all((tmp_path / href).is_file() for href in links.hrefs)
+        assert links.frames.count(f"{stem}.html") == 2  # desktop and phone, side by side
+    for href in links.hrefs:  # every link leads to a file written or a part of this page
+        if href.startswith("#"):
+            assert href[1:] in links.ids, href
+        else:
+            assert (tmp_path / href).is_file(), href
+    text = (tmp_path / "02-mental-health.txt").read_text(encoding="utf-8")
+    assert f'<pre class="text-part">{escape(text)}</pre>' in index  # the text part, inline
     assert "Not ready to send" not in index
 
 
@@ -118,6 +139,8 @@ def test_placeholders_show_in_the_emails_and_the_index(tmp_path: Path) -> None:
     index = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     assert "Not ready to send" in index
     assert "brand.organisation" in index and "brand.postal_address" in index
+    # The checks beside each email say what is wrong, as the studio does.
+    assert index.count("no postal address: set brand.postal_address") == len(STEMS)
     for stem in STEMS:
         text = (tmp_path / "out" / f"{stem}.txt").read_text(encoding="utf-8")
         html = (tmp_path / "out" / f"{stem}.html").read_text(encoding="utf-8")
