@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,8 +34,14 @@ from campaigns.split import load_defaults, split_article, write_campaign  # noqa
 from examples import ARTICLE, DEFAULTS  # noqa: E402
 
 ZONES = (
-    "America/New_York", "America/Chicago", "America/Los_Angeles", "Europe/London",
-    "Europe/Berlin", "Asia/Kolkata", "Asia/Tokyo", "Australia/Sydney",
+    "America/New_York",
+    "America/Chicago",
+    "America/Los_Angeles",
+    "Europe/London",
+    "Europe/Berlin",
+    "Asia/Kolkata",
+    "Asia/Tokyo",
+    "Australia/Sydney",
 )
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday, 10:00 in New York
 
@@ -62,8 +67,11 @@ def clinic_campaign(folder: Path) -> Campaign:
         article, split_article(article), folder, defaults=load_defaults(DEFAULTS), force=True
     )
     spec = folder / "campaign.yaml"
-    spec.write_text(spec.read_text().replace('start: "09:00"', 'start: "00:00"')
-                    .replace('end: "17:00"', 'end: "23:59"'))
+    spec.write_text(
+        spec.read_text()
+        .replace('start: "09:00"', 'start: "00:00"')
+        .replace('end: "17:00"', 'end: "23:59"')
+    )
     return load_folder(folder)
 
 
@@ -75,7 +83,10 @@ def bench_personalise(work: Path, quick: bool) -> None:
     compiled = render.compile_campaign(campaign)
     step = compiled.steps["welcome"]
     patient = render.Recipient("pat@example.com", "Pat", "America/New_York")
-    links = {"unsubscribe_url": "https://mail.clinic.example/u/t", "preferences_url": "https://mail.clinic.example/p/t"}
+    links = {
+        "unsubscribe_url": "https://mail.clinic.example/u/t",
+        "preferences_url": "https://mail.clinic.example/p/t",
+    }
     seconds = 0.5 if quick else 3.0
     fast = per_second(lambda: step.personalise(patient, **links), seconds)
     colours = render.palette(campaign.spec.brand.colors)
@@ -89,8 +100,12 @@ def bench_personalise(work: Path, quick: bool) -> None:
     report("personalise: naive path (Jinja->MJML->premailer each)", naive, "messages/s", command)
     report("personalise: compiled / naive", fast / naive, "x", command)
     message = compiled.message(
-        "welcome", patient, delivery_id="1", unsubscribe_url=links["unsubscribe_url"],
-        unsubscribe_mailto="mailto:care@clinic.example", preferences_url=links["preferences_url"],
+        "welcome",
+        patient,
+        delivery_id="1",
+        unsubscribe_url=links["unsubscribe_url"],
+        unsubscribe_mailto="mailto:care@clinic.example",
+        preferences_url=links["preferences_url"],
         date=NOW,
     )
     mime = per_second(lambda: to_bytes(message), seconds)
@@ -105,10 +120,15 @@ def write_contacts(path: Path, count: int) -> None:
         writer.writerow(["email", "first_name", "timezone", "signed_up_at", "consent"])
         for number in range(count):
             signed = NOW - timedelta(minutes=rng.randint(1, 600))
-            writer.writerow([
-                f"patient{number}@example.com", f"Pat{number}", ZONES[number % len(ZONES)],
-                signed.isoformat(), "benchmark: made-up contact",
-            ])
+            writer.writerow(
+                [
+                    f"patient{number}@example.com",
+                    f"Pat{number}",
+                    ZONES[number % len(ZONES)],
+                    signed.isoformat(),
+                    "benchmark: made-up contact",
+                ]
+            )
 
 
 def bench_enroll(work: Path, quick: bool) -> None:
@@ -126,8 +146,12 @@ def bench_enroll(work: Path, quick: bool) -> None:
     elapsed = time.perf_counter() - start
     store.close()
     command = f"python benchmarks/run.py enroll{' --quick' if quick else ''}"
-    report(f"enroll: import+plan {result.enrolled:,} contacts ({result.enrolled * 6:,} rows)",
-           elapsed, "s", command)
+    report(
+        f"enroll: import+plan {result.enrolled:,} contacts ({result.enrolled * 6:,} rows)",
+        elapsed,
+        "s",
+        command,
+    )
     report("enroll: contacts per second", result.enrolled / elapsed, "contacts/s", command)
 
 
@@ -163,8 +187,9 @@ def dispatch_sqlite(work: Path, count: int) -> dict:
     store.close()
     now = NOW.isoformat()  # every contact signed up before it: each first email is due
     child = _DISPATCH_CHILD.format(root=str(ROOT), url=url, now=now)
-    output = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
-                            check=True).stdout
+    output = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -173,8 +198,12 @@ def bench_dispatch(work: Path, quick: bool) -> None:
     count = 2_000 if quick else 20_000
     result = dispatch_sqlite(work, count)
     command = f"python benchmarks/run.py dispatch{' --quick' if quick else ''}"
-    report(f"dispatch: SQLite, 1 worker, null sender ({result['sent']:,} sent)",
-           result["sent"] / result["seconds"], "deliveries/s", command)
+    report(
+        f"dispatch: SQLite, 1 worker, null sender ({result['sent']:,} sent)",
+        result["sent"] / result["seconds"],
+        "deliveries/s",
+        command,
+    )
 
 
 def bench_memory(work: Path, quick: bool) -> None:
@@ -185,10 +214,18 @@ def bench_memory(work: Path, quick: bool) -> None:
     for count in (small, large):
         result = dispatch_sqlite(work, count)
         figures[count] = result["peak_rss_mb"]
-        report(f"memory: peak RSS dispatching {result['sent']:,} deliveries",
-               result["peak_rss_mb"], "MB", command)
-    report(f"memory: peak at {large:,} / peak at {small:,}", figures[large] / figures[small],
-           "x", command)
+        report(
+            f"memory: peak RSS dispatching {result['sent']:,} deliveries",
+            result["peak_rss_mb"],
+            "MB",
+            command,
+        )
+    report(
+        f"memory: peak at {large:,} / peak at {small:,}",
+        figures[large] / figures[small],
+        "x",
+        command,
+    )
 
 
 BENCHMARKS = {
@@ -204,8 +241,10 @@ def main() -> None:
     parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], default=[])
     parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
     args = parser.parse_args()
-    print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}; {'quick' if args.quick else 'full'} sizes")
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; {'quick' if args.quick else 'full'} sizes"
+    )
     with tempfile.TemporaryDirectory(prefix="dripmail-bench-") as folder:
         for name in args.names or BENCHMARKS:
             work = Path(folder) / name
