@@ -195,10 +195,21 @@ def enroll(
     consent: Annotated[
         str, typer.Option(help="Where and how consent was given")
     ] = "enrolled by staff with dripmail enroll",
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Already enrolled: start the sequence again")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Enroll a suppressed or unsubscribed address (new consent)"),
+    ] = False,
     now: NowOption = None,
     db: DbOption = None,
 ) -> None:
-    """Enroll one contact: publishes the campaign and plans one email per step."""
+    """Enroll one contact: publishes the campaign and plans one email per step.
+
+    Signing up again is ignored unless --restart; a suppressed or unsubscribed address
+    is not enrolled unless --force.
+    """
     from campaigns.enroll import Signup, enroll_ref
 
     report = enroll_ref(
@@ -206,11 +217,17 @@ def enroll(
         campaign,
         Signup(email, first_name, timezone, signed_up_at, consent),
         now=_now(now),
+        restart=restart,
+        force=force,
     )
     if report.enrolled:
         console.print(f"enrolled contact into {report.campaign}: {report.steps} emails planned")
+    elif report.restarted:
+        console.print(f"restarted the sequence in {report.campaign}: {report.steps} emails planned")
     elif report.suppressed:
-        console.print("not enrolled: the address is suppressed")
+        console.print("not enrolled: the address is suppressed (use --force with new consent)")
+    elif report.unsubscribed:
+        console.print("not enrolled: the address unsubscribed (use --force with new consent)")
     else:
         console.print(f"already enrolled in {report.campaign}; nothing changed")
 
@@ -256,14 +273,37 @@ def schedule(
     campaign: Annotated[str, typer.Argument(help="Campaign folder or published campaign name")],
     email: Annotated[str | None, typer.Option(help="Only this contact")] = None,
     limit: Annotated[int, typer.Option(help="Contacts to show at most")] = 20,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Sample sign-ups in several zones, not contacts")
+    ] = False,
+    signed_up_at: Annotated[
+        str | None,
+        typer.Option(help="Sample sign-up time (no offset: that wall time in each zone)"),
+    ] = None,
+    zone: Annotated[
+        list[str] | None, typer.Option("--zone", help="Sample zone (repeat for several)")
+    ] = None,
     now: NowOption = None,
     db: DbOption = None,
 ) -> None:
-    """Print each contact's emails in their local time and in UTC."""
+    """Print each contact's emails in their local time and in UTC, with why each moved.
+
+    The note column says when a day off, a closed date, the window's hours, one email
+    per opening or min_gap moved an email, and when DST changed the UTC offset.
+    """
     from campaigns.reports import calendar_for
 
-    entries = calendar_for(_store(db), campaign, email=email, limit=limit, now=_now(now))
-    table = Table("contact", "zone", "#", "subject", "local time", "UTC", "status")
+    entries = calendar_for(
+        _store(db),
+        campaign,
+        email=email,
+        limit=limit,
+        now=_now(now),
+        sample=sample,
+        signed_up_at=signed_up_at,
+        zones=tuple(zone or ()),
+    )
+    table = Table("contact", "zone", "#", "subject", "local time", "UTC", "status", "note")
     for e in entries:
         table.add_row(
             e.contact,
@@ -273,6 +313,7 @@ def schedule(
             f"{e.local:%a %Y-%m-%d %H:%M %Z}",
             f"{(e.sent_at or e.due_at):%Y-%m-%d %H:%M}",
             e.status,
+            e.note,
         )
     console.print(table)
 
@@ -612,6 +653,91 @@ def preview(
     serve_studio(
         campaign, host=host, port=port, open_browser=open_browser, db=db, announce=console.print
     )
+
+
+# -- live edits, pause and resume ---------------------------------------------------------
+
+
+@command("dripmail plan campaigns/sleep --apply --now 2026-04-01T12:00")
+def plan(
+    campaign: Annotated[str, typer.Argument(help="The edited campaign folder")],
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Publish the new version and make the changes")
+    ] = False,
+    now: NowOption = None,
+    db: DbOption = None,
+) -> None:
+    """Compare a campaign folder with its published version: what changes for whom.
+
+    Without --apply nothing is changed. With it, the new version is published and the
+    plan carried out in one transaction.
+    """
+    from campaigns.plan import apply_edit, plan_edit
+
+    result = (apply_edit if apply else plan_edit)(_store(db), campaign, now=_now(now))
+    diff = result.diff
+    if diff.unchanged:
+        console.print(f"{diff.name}: the folder matches the published version {diff.old_version}")
+        return
+    console.print(
+        f"{diff.name}: {diff.old_version} -> {diff.new_version}, {result.enrolled} enrolled"
+    )
+    for key, count in result.copy.items():
+        console.print(f"  copy changed   {key}: {count} pending emails will use the new copy")
+    for key, count in result.added.items():
+        console.print(
+            f"  step added     {key}: planned for {count} contacts; "
+            f"{result.passed[key]} already past its position"
+        )
+    for key, count in result.removed.items():
+        console.print(f"  step removed   {key}: {count} pending emails cancelled")
+    for key, old, new in diff.delay_changed:
+        console.print(
+            f"  delay {old}->{new}  {key}: {result.replanned[key]} pending emails re-planned"
+        )
+    if diff.timing_changed:
+        console.print("  send window or min_gap changed: pending emails re-planned into it")
+    if result.moved:
+        console.print(f"  {result.moved} later emails move to keep order, openings and min_gap")
+    console.print("applied" if result.applied else "nothing changed (use --apply)")
+
+
+@command("dripmail pause ketamine-and-sleep --email pat@example.com")
+def pause(
+    campaign: Annotated[str, typer.Argument(help="Published campaign name")],
+    email: Annotated[str | None, typer.Option(help="Only this contact")] = None,
+    now: NowOption = None,
+    db: DbOption = None,
+) -> None:
+    """Hold a campaign's (or one contact's) pending emails until resume."""
+    from campaigns.pause import pause as pause_campaign
+
+    report = pause_campaign(_store(db), campaign, email=email, now=_now(now))
+    who = "the contact" if email else campaign
+    if report.changed:
+        console.print(f"paused {who}: {report.held} pending emails held")
+    else:
+        console.print(f"{who} was already paused; nothing changed")
+
+
+@command("dripmail resume ketamine-and-sleep --now 2026-04-11T12:00")
+def resume(
+    campaign: Annotated[str, typer.Argument(help="Published campaign name")],
+    email: Annotated[str | None, typer.Option(help="Only this contact")] = None,
+    now: NowOption = None,
+    db: DbOption = None,
+) -> None:
+    """Let held emails go again, each later by the pause's length, one per opening."""
+    from campaigns.pause import resume as resume_campaign
+
+    report = resume_campaign(_store(db), campaign, email=email, now=_now(now))
+    who = "the contact" if email else campaign
+    if report.changed:
+        console.print(
+            f"resumed {who} after {report.paused_for}: {report.held} pending emails moved later"
+        )
+    else:
+        console.print(f"{who} was not paused; nothing changed")
 
 
 # -- demo ----------------------------------------------------------------------------------

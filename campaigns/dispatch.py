@@ -44,6 +44,7 @@ from sqlalchemy import Connection, Integer, Select, bindparam, literal, select, 
 from senders.base import Message, Outcome, Sender, SenderConfigurationError, SendResult
 
 from . import schedule
+from .enroll import last_sent
 from .errors import ConfigurationError, DripmailError
 from .publish import load_version
 from .render import CompiledCampaign, Recipient, compile_campaign
@@ -426,7 +427,9 @@ class Dispatcher:
             and (first is None or position > first.position)
         )
         start = schedule.next_opening(now, window, tz)
-        new_due = schedule.replan_in_order(start, [due for _, _, due in pending], window, tz)
+        new_due = schedule.replan_in_order(
+            start, [due for _, _, due in pending], window, tz, min_gap=campaign.min_gap
+        )
         for (_, delivery_id, old_due), due in zip(pending, new_due, strict=True):
             if due != old_due or delivery_id in claimed:
                 moves[delivery_id] = due
@@ -435,7 +438,9 @@ class Dispatcher:
         # Should the hand-off check find another worker got there first, this step and
         # the later ones move on by one opening instead.
         later = [(first.position, first.id, first.due_at), *pending]
-        fallback_due = schedule.replan_in_order(start, [due for _, _, due in later], window, tz)
+        fallback_due = schedule.replan_in_order(
+            start, [due for _, _, due in later], window, tz, min_gap=campaign.min_gap
+        )
         fallback = {
             delivery_id: due for (_, delivery_id, _), due in zip(later, fallback_due, strict=True)
         }
@@ -574,7 +579,7 @@ class Dispatcher:
         messages = {item.row.id: self._message(compiled, item.row, now=now) for item in chunk}
         with self.store.begin() as conn:
             lease_now = self._lease_now(conn)
-            allowed = self._check_openings(conn, chunk, now=now, report=report)
+            allowed = self._check_openings(conn, chunk, campaign, now=now, report=report)
             handed: set[int] = set()
             if allowed:
                 handed = set(
@@ -629,15 +634,26 @@ class Dispatcher:
         self._record(results, rows, campaign, now=now, report=report)
 
     def _check_openings(
-        self, conn: Connection, chunk: list[_Going], *, now: datetime, report: RunReport
+        self,
+        conn: Connection,
+        chunk: list[_Going],
+        campaign: Campaign,
+        *,
+        now: datetime,
+        report: RunReport,
     ) -> list[_Going]:
         """The rows that may still go: no other email of the contact went in this opening,
-        and no earlier step of theirs is due or in another worker's hands.
+        no earlier step of theirs is due or in another worker's hands, and (with
+        `min_gap`) no email from any campaign went to them within the gap.
 
         The enrollments are locked first, so two workers handing off steps of one contact
-        take turns, and the second sees what the first committed. (SQLite: BEGIN IMMEDIATE.)
+        take turns, and the second sees what the first committed. With a gap the contacts
+        are locked too (after the enrollments, both in id order: no deadlock), as the
+        gap spans campaigns handed off by other workers. (SQLite: BEGIN IMMEDIATE.)
         """
         enrollment_ids = sorted({item.row.enrollment_id for item in chunk})
+        gap = campaign.min_gap
+        contact_ids = sorted({item.row.contact_id for item in chunk})
         if not self.store.is_sqlite:
             conn.execute(
                 select(enrollments.c.id)
@@ -645,6 +661,14 @@ class Dispatcher:
                 .order_by(enrollments.c.id)
                 .with_for_update(key_share=True)
             )
+            if gap:
+                conn.execute(
+                    select(contacts.c.id)
+                    .where(contacts.c.id.in_(contact_ids))
+                    .order_by(contacts.c.id)
+                    .with_for_update(key_share=True)
+                )
+        last = last_sent(conn, contact_ids) if gap else {}
         siblings: dict[int, list] = defaultdict(list)
         for row in conn.execute(
             select(
@@ -673,10 +697,21 @@ class Dispatcher:
                 for other in siblings[row.enrollment_id]
                 if other.id != row.id
             )
+            previous = last.get(row.contact_id)
             if blocked:
                 fallback.update(item.fallback)
+            elif previous is not None and now < previous + gap:
+                # Too soon after another email to this contact (any campaign): this step
+                # and the later ones move to the first opening after the gap, in order.
+                tz = schedule.zone(row.timezone)
+                later = sorted(item.fallback.items(), key=lambda pair: pair[1])
+                new_due = schedule.replan_in_order(
+                    previous + gap, [due for _, due in later], campaign.window, tz, min_gap=gap
+                )
+                fallback.update(zip([i for i, _ in later], new_due, strict=True))
             else:
                 allowed.append(item)
+                last[row.contact_id] = now
         if fallback:
             log.info(
                 "%d deliveries wait for the next opening: an earlier step is due or under way",

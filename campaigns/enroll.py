@@ -15,13 +15,17 @@ from datetime import datetime
 from pathlib import Path
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from . import schedule
 from .errors import InputError
 from .publish import open_campaign, publish
 from .spec import Campaign
 from .store import DeliveryStatus, Store, contacts, deliveries, enrollments, suppressions
+from .suppress import UNSUBSCRIBED
+
+# Statuses of an email that (may have) reached the contact: what min_gap is measured from.
+GONE = (DeliveryStatus.SENDING, DeliveryStatus.SENT, DeliveryStatus.UNKNOWN)
 
 CSV_COLUMNS = ("email", "first_name", "timezone", "signed_up_at", "consent")
 CHUNK = 1000
@@ -57,6 +61,8 @@ class EnrollReport:
     enrolled: int = 0
     already: int = 0
     suppressed: int = 0
+    restarted: int = 0
+    unsubscribed: int = 0  # enrolled before, unsubscribed since: left alone without --force
     rejected: list[tuple[int, str]] = field(default_factory=list)
     enrollment_ids: list[int] = field(default_factory=list)
     campaign: str = ""
@@ -121,18 +127,48 @@ def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
     return Contact(email, first_name, zone_name, signed_up_at, consent)
 
 
-def plan(campaign: Campaign, signed_up_at: datetime, timezone: str) -> list[datetime]:
-    """The due time of every step for a contact who signed up at `signed_up_at`."""
+def plan(
+    campaign: Campaign,
+    signed_up_at: datetime,
+    timezone: str,
+    *,
+    now: datetime | None = None,
+    previous: datetime | None = None,
+) -> list[datetime]:
+    """The due time of every step for a contact who signed up at `signed_up_at`.
+
+    With `now`, overdue steps start at `now` and go one per window opening (never a
+    burst); `previous` is the contact's last email from any campaign, kept `min_gap`
+    away. Enrollment plans from the sign-up alone: `now` there is the wall clock unless
+    `--now` is given, and the dispatcher already sends overdue steps one per opening,
+    in order, at whatever engine time it runs.
+    """
     return schedule.plan_due_times(
         signed_up_at,
         [step.delay for step in campaign.steps],
         campaign.window,
         schedule.zone(timezone),
+        min_gap=campaign.min_gap,
+        not_before=now,
+        previous=previous,
     )
 
 
-def enroll(store: Store, campaign: Campaign, signup: Signup, *, now: datetime) -> EnrollReport:
-    """Enroll one contact (publishing the campaign); bad input raises InputError."""
+def enroll(
+    store: Store,
+    campaign: Campaign,
+    signup: Signup,
+    *,
+    now: datetime,
+    restart: bool = False,
+    force: bool = False,
+) -> EnrollReport:
+    """Enroll one contact (publishing the campaign); bad input raises InputError.
+
+    An address already enrolled is left as it is, unless `restart` (its pending emails
+    are cancelled and the sequence is planned again from the new sign-up). A suppressed
+    or unsubscribed address is not enrolled without `force` (staff vouch for new consent).
+    """
     try:
         contact = validate(signup, campaign, now=now)
     except ValueError as exc:
@@ -140,14 +176,16 @@ def enroll(store: Store, campaign: Campaign, signup: Signup, *, now: datetime) -
         raise InputError(message, field=field_name) from None
     with store.begin() as conn:
         publish(conn, campaign, now=now)
-        report = _enroll_chunk(conn, store, campaign, [contact], now=now)
+        report = _enroll_chunk(
+            conn, store, campaign, [contact], now=now, restart=restart, force=force
+        )
     report.campaign, report.steps = campaign.name, len(campaign.steps)
     return report
 
 
-def enroll_ref(store: Store, ref: str, signup: Signup, *, now: datetime) -> EnrollReport:
+def enroll_ref(store: Store, ref: str, signup: Signup, *, now: datetime, **options) -> EnrollReport:
     """Enroll into a campaign folder or a published campaign named `ref`."""
-    return enroll(store, open_campaign(store, ref), signup, now=now)
+    return enroll(store, open_campaign(store, ref), signup, now=now, **options)
 
 
 def import_ref(store: Store, ref: str, path: Path, **options) -> EnrollReport:
@@ -251,7 +289,14 @@ def read_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
 
 
 def _enroll_chunk(
-    conn: Connection, store: Store, campaign: Campaign, batch: Sequence[Contact], *, now: datetime
+    conn: Connection,
+    store: Store,
+    campaign: Campaign,
+    batch: Sequence[Contact],
+    *,
+    now: datetime,
+    restart: bool = False,
+    force: bool = False,
 ) -> EnrollReport:
     report = EnrollReport()
     hashes = {contact.email: store.address_hash(contact.email) for contact in batch}
@@ -262,6 +307,10 @@ def _enroll_chunk(
             )
         )
     )
+    if force and suppressed:
+        # Staff vouch for new consent: the suppression goes, or dispatch would skip them.
+        conn.execute(delete(suppressions).where(suppressions.c.address_hash.in_(suppressed)))
+        suppressed = set()
     batch = [c for c in batch if hashes[c.email] not in suppressed]
     report.suppressed = len(hashes) - len(batch)
     ids = _contact_ids(conn, [c.email for c in batch])
@@ -282,16 +331,31 @@ def _enroll_chunk(
             ],
         )
         ids.update(_contact_ids(conn, [c.email for c in new]))
-    enrolled = set(
-        conn.scalars(
-            select(enrollments.c.contact_id).where(
+    existing = {
+        row.contact_id: (row.id, row.status)
+        for row in conn.execute(
+            select(enrollments.c.contact_id, enrollments.c.id, enrollments.c.status).where(
                 enrollments.c.campaign == campaign.name,
                 enrollments.c.contact_id.in_(list(ids.values())),
             )
         )
-    )
-    fresh = [c for c in batch if ids[c.email] not in enrolled]
-    report.already = len(batch) - len(fresh)
+    }
+    last = last_sent(conn, [ids[c.email] for c in batch if c.email not in {n.email for n in new}])
+    fresh, again = [], []
+    for c in batch:
+        found = existing.get(ids[c.email])
+        if found is None:
+            fresh.append(c)
+        elif found[1] == UNSUBSCRIBED and not force:
+            report.unsubscribed += 1
+        elif restart or (force and found[1] == UNSUBSCRIBED):
+            again.append((c, found[0]))
+        else:
+            report.already += 1
+    if again:
+        _restart(conn, campaign, again, {c.email: last.get(ids[c.email]) for c, _ in again}, now)
+        report.restarted = len(again)
+        report.enrollment_ids.extend(enrollment_id for _, enrollment_id in again)
     if not fresh:
         return report
     conn.execute(
@@ -319,9 +383,13 @@ def _enroll_chunk(
     for contact in fresh:
         enrollment_id = enrollment_ids[ids[contact.email]]
         report.enrollment_ids.append(enrollment_id)
-        for step, due in zip(
-            campaign.steps, plan(campaign, contact.signed_up_at, contact.timezone), strict=True
-        ):
+        due_times = plan(
+            campaign,
+            contact.signed_up_at,
+            contact.timezone,
+            previous=last.get(ids[contact.email]),
+        )
+        for step, due in zip(campaign.steps, due_times, strict=True):
             rows.append(
                 {
                     "enrollment_id": enrollment_id,
@@ -336,6 +404,118 @@ def _enroll_chunk(
     conn.execute(insert(deliveries), rows)
     report.enrolled = len(fresh)
     return report
+
+
+def last_sent(conn: Connection, contact_ids: Sequence[int]) -> dict[int, datetime]:
+    """Each contact's latest email handed to a provider, from any campaign (for min_gap)."""
+    if not contact_ids:
+        return {}
+    return dict(
+        conn.execute(
+            select(enrollments.c.contact_id, func.max(deliveries.c.sent_at))
+            .join(deliveries, deliveries.c.enrollment_id == enrollments.c.id)
+            .where(
+                enrollments.c.contact_id.in_(list(contact_ids)),
+                deliveries.c.status.in_(GONE),
+            )
+            .group_by(enrollments.c.contact_id)
+        ).all()
+    )
+
+
+def _restart(
+    conn: Connection,
+    campaign: Campaign,
+    again: Sequence[tuple[Contact, int]],
+    previous: dict[str, datetime | None],
+    now: datetime,
+) -> None:
+    """Plan the sequence again from the new sign-up, reusing the enrollment's rows.
+
+    Rows a worker holds right now (claimed, sending) are left to it.
+    """
+    enrollment_ids = [enrollment_id for _, enrollment_id in again]
+    conn.execute(
+        update(enrollments)
+        .where(enrollments.c.id == bindparam("b_id"))
+        .values(signed_up_at=bindparam("b_at"), status="active"),
+        [{"b_id": e, "b_at": c.signed_up_at} for c, e in again],
+    )
+    held = set(
+        conn.execute(
+            select(deliveries.c.enrollment_id, deliveries.c.step_key).where(
+                deliveries.c.enrollment_id.in_(enrollment_ids),
+                deliveries.c.status.in_((DeliveryStatus.CLAIMED, DeliveryStatus.SENDING)),
+            )
+        ).all()
+    )
+    have = set(
+        conn.execute(
+            select(deliveries.c.enrollment_id, deliveries.c.step_key).where(
+                deliveries.c.enrollment_id.in_(enrollment_ids)
+            )
+        ).all()
+    )
+    keys = {step.key for step in campaign.steps}
+    conn.execute(
+        update(deliveries)
+        .where(
+            deliveries.c.enrollment_id.in_(enrollment_ids),
+            deliveries.c.status == DeliveryStatus.SCHEDULED,
+            deliveries.c.step_key.not_in(keys),
+        )
+        .values(status=DeliveryStatus.CANCELLED, error="the sequence was restarted", updated_at=now)
+    )
+    updates, inserts = [], []
+    for contact, enrollment_id in again:
+        due_times = plan(
+            campaign,
+            contact.signed_up_at,
+            contact.timezone,
+            previous=previous.get(contact.email),
+        )
+        for step, due in zip(campaign.steps, due_times, strict=True):
+            if (enrollment_id, step.key) in held:
+                continue
+            values = {"b_e": enrollment_id, "b_k": step.key, "b_p": step.position, "b_due": due}
+            (updates if (enrollment_id, step.key) in have else inserts).append(values)
+    if updates:
+        conn.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.enrollment_id == bindparam("b_e"),
+                deliveries.c.step_key == bindparam("b_k"),
+            )
+            .values(
+                position=bindparam("b_p"),
+                due_at=bindparam("b_due"),
+                status=DeliveryStatus.SCHEDULED,
+                attempts=0,
+                lease_owner=None,
+                lease_expires_at=None,
+                provider_message_id=None,
+                error=None,
+                sent_at=None,
+                updated_at=now,
+            ),
+            updates,
+        )
+    if inserts:
+        conn.execute(
+            insert(deliveries),
+            [
+                {
+                    "enrollment_id": v["b_e"],
+                    "step_key": v["b_k"],
+                    "position": v["b_p"],
+                    "due_at": v["b_due"],
+                    "status": DeliveryStatus.SCHEDULED,
+                    "attempts": 0,
+                    "updated_at": now,
+                }
+                for v in inserts
+            ],
+        )
 
 
 def _contact_ids(conn: Connection, emails: Iterable[str]) -> dict[str, int]:

@@ -5,7 +5,13 @@ Every function takes and returns aware datetimes; results are in UTC.
 DST rules (tested):
 - a local time that does not exist (spring forward) is moved forward by the gap
   (02:30 on the New York spring-forward Sunday becomes 03:30 EDT);
-- a local time that happens twice (fall back) means the first of the two (fold=0).
+- a local time that happens twice (fall back) means the first of the two (fold=0);
+- a window's closing time that does not exist closes it early, at the same wall time
+  read with the offset after the gap, so every due time's local clock reading lies
+  inside the window's hours.
+
+Closures (clinic holidays) are whole local dates on which the window does not open.
+`min_gap` is elapsed time between two emails to one contact (a frequency cap).
 """
 
 from __future__ import annotations
@@ -132,7 +138,10 @@ class Window:
 def _bounds(window: Window, day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     # Cached: planning 100,000 sign-ups asks for the same few days' openings again and again.
     opening = localize(datetime.combine(day, window.start), tz)
-    closing = localize(datetime.combine(day, window.end), tz)
+    # fold=1 reads a nonexistent closing time with the offset after the gap (earlier), so
+    # nothing is planned at a local reading past `end`; ambiguous ones keep the first.
+    wall = datetime.combine(day, window.end, tzinfo=tz)
+    closing = min(to_utc(wall), wall.replace(fold=1).astimezone(UTC))
     return opening, closing
 
 
@@ -172,20 +181,49 @@ def into_window(instant: datetime, window: Window, tz: ZoneInfo) -> datetime:
 
 
 def plan_due_times(
-    signed_up_at: datetime, delays: Sequence[Delay], window: Window, tz: ZoneInfo
+    signed_up_at: datetime,
+    delays: Sequence[Delay],
+    window: Window,
+    tz: ZoneInfo,
+    *,
+    min_gap: timedelta = timedelta(0),
+    not_before: datetime | None = None,
+    previous: datetime | None = None,
 ) -> list[datetime]:
     """Due times for a sequence: sign-up plus delay, moved into the window, one per opening.
 
     A step that would land in the same opening as the one before it (or before it)
     moves to the next opening, so steps keep their order and never arrive together.
+    Each is also at least `min_gap` after the one before (and after `previous`, the
+    contact's last email from anywhere) and never before `not_before` (the engine's now,
+    for a back-dated sign-up: overdue steps then catch up one per opening).
     """
     due: list[datetime] = []
+    last = previous
     for delay in delays:
-        at = into_window(add_delay(signed_up_at, delay, tz), window, tz)
-        if due:
-            at = after_previous(at, due[-1], window, tz)
+        at = add_delay(signed_up_at, delay, tz)
+        if not_before is not None:
+            at = max(at, not_before)
+        at = place(at, last, window, tz, min_gap)
         due.append(at)
+        last = at
     return due
+
+
+def place(
+    at: datetime,
+    previous: datetime | None,
+    window: Window,
+    tz: ZoneInfo,
+    min_gap: timedelta = timedelta(0),
+) -> datetime:
+    """`at`, moved to keep `min_gap` after `previous`, into the window, not in its opening."""
+    if previous is not None:
+        at = max(at, previous + min_gap)
+    at = into_window(at, window, tz)
+    if previous is not None:
+        at = after_previous(at, previous, window, tz)
+    return at
 
 
 def after_previous(at: datetime, previous: datetime, window: Window, tz: ZoneInfo) -> datetime:
@@ -197,15 +235,22 @@ def after_previous(at: datetime, previous: datetime, window: Window, tz: ZoneInf
 
 
 def replan_in_order(
-    start: datetime, pending: Iterable[datetime], window: Window, tz: ZoneInfo
+    start: datetime,
+    pending: Iterable[datetime],
+    window: Window,
+    tz: ZoneInfo,
+    *,
+    min_gap: timedelta = timedelta(0),
+    previous: datetime | None = None,
 ) -> list[datetime]:
-    """Move pending due times so each goes at or after `start`, one per opening, in order."""
+    """Move pending due times so each goes at or after `start`, one per opening, in order.
+
+    `previous` is the contact's last email already gone (kept `min_gap` away from it and
+    out of its opening).
+    """
     result: list[datetime] = []
-    previous: datetime | None = None
     for at in pending:
-        at = into_window(max(at, start), window, tz)
-        if previous is not None:
-            at = after_previous(at, previous, window, tz)
+        at = place(max(at, start), previous, window, tz, min_gap)
         result.append(at)
         previous = at
     return result

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -106,6 +107,33 @@ class SendWindow(_Model):
     start: str = "09:00"
     end: str = "17:00"
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(schedule.DAY_NAMES)
+    # Local dates the window stays shut (clinic holidays): ISO dates, or an .ics file's
+    # path relative to the campaign folder (read and published with the version).
+    closed: list[date] | str = []
+    # A frequency cap: no email within this elapsed time of any other to the contact.
+    min_gap: str | None = None
+
+    @field_validator("closed", mode="before")
+    @classmethod
+    def _closed(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            path = Path(value)
+            if path.is_absolute() or ".." in path.parts or path.suffix.lower() != ".ics":
+                raise ValueError(
+                    f"{value!r}: give a list of ISO dates or an .ics file inside the folder"
+                )
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, datetime) or not isinstance(item, (date, str)):
+                    raise ValueError(f"{item!r} is not a date: write it like 2026-12-25")
+        return value
+
+    @field_validator("min_gap", mode="before")
+    @classmethod
+    def _gap(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        return str(schedule.parse_delay(str(value)))
 
     @field_validator("start", "end", mode="before")
     @classmethod
@@ -120,12 +148,23 @@ class SendWindow(_Model):
         self.window()
         return self
 
-    def window(self) -> schedule.Window:
+    def window(self, closed: frozenset[date] | None = None) -> schedule.Window:
+        """The window; `closed` replaces the listed dates (an .ics file's, once read)."""
+        if closed is None:
+            closed = frozenset(self.closed) if isinstance(self.closed, list) else frozenset()
         return schedule.Window(
             start=schedule.parse_clock(self.start),
             end=schedule.parse_clock(self.end),
             days=frozenset(schedule.DAY_NAMES.index(day) for day in self.days),
+            closed=closed,
         )
+
+    @property
+    def gap(self) -> timedelta:
+        """`min_gap` as elapsed time (zero when unset)."""
+        if self.min_gap is None:
+            return timedelta(0)
+        return schedule.parse_delay(self.min_gap).as_timedelta()
 
 
 class SenderConfig(_Model):
@@ -246,6 +285,7 @@ class Campaign:
     steps: tuple[Step, ...]
     files: Mapping[str, str] = field(repr=False)
     origin: str = ""
+    closed: frozenset[date] = frozenset()  # every closed date, from the list or the .ics
 
     @property
     def name(self) -> str:
@@ -256,9 +296,13 @@ class Campaign:
         """Content hash of the campaign file and every file it references."""
         return content_hash(self.files)
 
-    @property
+    @cached_property
     def window(self) -> schedule.Window:
-        return self.spec.send_window.window()
+        return self.spec.send_window.window(self.closed)
+
+    @property
+    def min_gap(self) -> timedelta:
+        return self.spec.send_window.gap
 
     def step(self, key: str) -> Step:
         for step in self.steps:
@@ -305,6 +349,18 @@ def read_folder(folder: Path) -> dict[str, str]:
                     field=f"steps[{index}].file",
                 )
             files[name] = _read_text(path)
+    window = data.get("send_window") if isinstance(data, dict) else None
+    closed = window.get("closed") if isinstance(window, dict) else None
+    if isinstance(closed, str) and closed not in files:
+        path = folder / closed
+        if not path.is_file():
+            raise InputError(
+                f"no such file {closed!r} in {folder}",
+                source=spec_path,
+                line=line_of(lines, ("send_window", "closed")),
+                field="send_window.closed",
+            )
+        files[closed] = _read_text(path)
     return files
 
 
@@ -353,7 +409,78 @@ def load_files(files: Mapping[str, str], origin: str = "") -> Campaign:
                 field=f"steps[{position - 1}].file",
             )
         steps.append(parse_step(files[ref.file], ref, position, step_source))
-    return Campaign(spec=spec, steps=tuple(steps), files=dict(files), origin=origin)
+    closed_ref = spec.send_window.closed
+    if isinstance(closed_ref, str):
+        if closed_ref not in files:
+            raise InputError(
+                f"no such file {closed_ref!r}",
+                source=source,
+                line=line_of(lines, ("send_window", "closed")),
+                field="send_window.closed",
+            )
+        ics_source = str(Path(origin) / closed_ref) if origin else closed_ref
+        closed = parse_ics(files[closed_ref], ics_source)
+    else:
+        closed = frozenset(closed_ref)
+    return Campaign(spec=spec, steps=tuple(steps), files=dict(files), origin=origin, closed=closed)
+
+
+def parse_ics(text: str, source: str) -> frozenset[date]:
+    """The all-day dates of an iCalendar file's VEVENTs (DTEND exclusive, RFC 5545).
+
+    Small and strict: a VCALENDAR of VEVENTs whose DTSTART (and DTEND, if any) are
+    DATE values; anything else in an event (a timed event, a bad date) is an error
+    naming its line. Other components and properties are passed over.
+    """
+    lines: list[tuple[int, str]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if raw[:1] in (" ", "\t") and lines:  # a folded line continues the one before
+            lines[-1] = (lines[-1][0], lines[-1][1] + raw[1:])
+        elif raw.strip():
+            lines.append((number, raw.rstrip()))
+    if not lines or lines[0][1].upper() != "BEGIN:VCALENDAR":
+        raise InputError("not an iCalendar file: expected BEGIN:VCALENDAR", source=source, line=1)
+    closed: set[date] = set()
+    event: dict[str, tuple[int, date]] | None = None
+    begun = 0
+    for number, line in lines:
+        name_params, _, value = line.partition(":")
+        name, *params = name_params.upper().split(";")
+        if name == "BEGIN" and value.upper() == "VEVENT":
+            event, begun = {}, number
+        elif name == "END" and value.upper() == "VEVENT":
+            if event is None:
+                raise InputError("END:VEVENT without BEGIN:VEVENT", source=source, line=number)
+            if "DTSTART" not in event:
+                raise InputError("an event without DTSTART", source=source, line=begun)
+            start = event["DTSTART"][1]
+            end = event.get("DTEND", (number, start + timedelta(days=1)))[1]
+            if end <= start:
+                raise InputError(
+                    "DTEND is not after DTSTART", source=source, line=event["DTEND"][0]
+                )
+            closed.update(start + timedelta(days=n) for n in range((end - start).days))
+            event = None
+        elif event is not None and name in ("DTSTART", "DTEND"):
+            if "VALUE=DATE" not in params and len(value.strip()) != 8:
+                raise InputError(
+                    "only all-day dates (like 20261225) close the window",
+                    source=source,
+                    line=number,
+                    field=name,
+                )
+            try:
+                event[name] = (number, datetime.strptime(value.strip(), "%Y%m%d").date())
+            except ValueError:
+                raise InputError(
+                    f"{value.strip()!r} is not a date like 20261225",
+                    source=source,
+                    line=number,
+                    field=name,
+                ) from None
+    if event is not None:
+        raise InputError("BEGIN:VEVENT is never ended", source=source, line=begun)
+    return frozenset(closed)
 
 
 def _first_error(exc: ValidationError, lines: dict, source: str) -> InputError:

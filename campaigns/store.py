@@ -125,6 +125,8 @@ enrollments = Table(
     Column("signed_up_at", UTCDateTime, nullable=False),
     Column("status", String(16), nullable=False, default="active"),
     Column("created_at", UTCDateTime, nullable=False),
+    # Migration 0004: when this one contact was paused (resume shifts by the pause length).
+    Column("paused_at", UTCDateTime),
     UniqueConstraint("contact_id", "campaign", name="uq_enrollment_contact_campaign"),
 )
 

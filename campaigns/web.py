@@ -6,6 +6,7 @@ Routes:
     GET  /p/<token>            the same page, reached from "Email preferences"
     POST /u/<token>            `List-Unsubscribe=One-Click` (RFC 8058) or a choice from the page
     POST /webhooks/sendgrid    SendGrid's signed Event Webhook (campaigns/webhooks.py)
+    POST /api/v1/enrollments   the sign-up API, bearer token (campaigns/signup_api.py)
     GET  /healthz              "ok", for a reverse proxy or load balancer
 
 Mail providers and security gateways fetch every link in an email, so a GET never
@@ -42,6 +43,7 @@ import templates
 
 from .errors import ConfigurationError, NotFoundError
 from .publish import load_version
+from .signup_api import signup_routes
 from .store import Store, contacts, enrollments, suppressions, utcnow
 from .suppress import UNSUBSCRIBED, Scope, unsubscribe
 from .tokens import PUBLIC_URL_ENV, Signer, TokenError, UnsubscribeClaim
@@ -269,6 +271,7 @@ def create_app(
             methods=["POST"],
         ),
         Route("/healthz", health, methods=["GET"]),
+        *signup_routes(store, environ=environ, clock=clock),
     ]
     app = Starlette(routes=routes)
     app.state.webhook_configured = verifier is not None

@@ -137,9 +137,15 @@ def snapshot(url: str) -> dict[str, list]:
 
 
 def without_new_columns(data: dict[str, list]) -> dict[str, list]:
-    """A snapshot without the columns added since 0001 (events.campaign, NULL in old rows)."""
+    """A snapshot without the columns added since 0001 (events.campaign and
+    enrollments.paused_at, NULL in old rows)."""
     assert all(row[-1] is None for row in data["events"])
-    return {**data, "events": [row[:-1] for row in data["events"]]}
+    assert all(row[-1] is None for row in data["enrollments"])
+    return {
+        **data,
+        "events": [row[:-1] for row in data["events"]],
+        "enrollments": [row[:-1] for row in data["enrollments"]],
+    }
 
 
 def indexes(url: str) -> set[str]:

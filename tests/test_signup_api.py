@@ -1,0 +1,109 @@
+"""The sign-up API: POST /api/v1/enrollments behind a bearer token."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from campaigns.enroll import Signup, enroll
+from campaigns.store import enrollments
+from campaigns.web import create_app
+from tests.helpers import utc
+
+TOKEN = "s3cret-token-for-tests"
+NOW = utc("2026-03-02T12:00")
+BODY = {
+    "email": "pat@example.com",
+    "first_name": "Pat",
+    "timezone": "Asia/Kolkata",
+    "campaign": "ketamine-and-sleep",
+    "signed_up_at": "2026-03-02T16:45",
+    "consent": {"source": "clinic website form", "text": "Yes, email me the sleep series"},
+}
+
+
+@pytest.fixture
+def client(store, clinic):
+    # Publish the campaign: the API enrolls only into published campaigns.
+    enroll(store, clinic, Signup("staff@example.com", None, None, None, "staff"), now=NOW)
+    app = create_app(store, clock=lambda: NOW, environ={"DRIPMAIL_API_TOKEN": TOKEN})
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def post(client, body=BODY, token=TOKEN, **kwargs):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.post("/api/v1/enrollments", json=body, headers=headers, **kwargs)
+
+
+def count(store) -> int:
+    with store.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(enrollments))
+
+
+def test_a_new_signup_is_201_with_its_calendar_and_a_repeat_is_200(client, store, caplog):
+    caplog.set_level(logging.DEBUG)
+    first = post(client)
+    assert first.status_code == 201, first.text
+    data = first.json()
+    assert [e["step"] for e in data["calendar"]][:2] == [
+        "welcome",
+        "how-mental-health-affects-sleep",
+    ]
+    # 16:45 IST is 11:15 UTC, inside the 09:00-17:00 window: the first email is due then
+    # (already overdue at 12:00 UTC: the dispatcher sends it at the next opening).
+    assert data["calendar"][0]["due_utc"] == "2026-03-02T11:15:00Z"
+    assert data["calendar"][0]["due_local"] == "2026-03-02T16:45:00+05:30"
+    assert data["calendar"][1]["due_local"] == "2026-03-04T16:45:00+05:30"
+    assert data["calendar"][0]["subject"]
+    again = post(client, {**BODY, "email": "PAT@example.com"})
+    assert again.status_code == 200 and again.json() == data
+    assert count(store) == 2  # the staff sign-up and Pat, once
+    assert "pat@example.com" not in caplog.text.lower()
+
+
+@pytest.mark.parametrize("token", [None, "wrong", TOKEN + "x"])
+def test_a_missing_or_wrong_token_is_401(client, store, token):
+    assert post(client, token=token).status_code == 401
+    assert count(store) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"email": "not-an-address"}, "email"),
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"signed_up_at": "yesterday"}, "signed_up_at"),
+        ({"campaign": "no-such-campaign"}, "campaign"),
+        ({"consent": {"source": "form"}}, "consent.text"),
+        ({"colour": "blue"}, "colour"),
+    ],
+)
+def test_bad_fields_are_422_naming_the_field(client, store, change, field):
+    answer = post(client, {**BODY, **change})
+    assert answer.status_code == 422 and answer.json()["field"] == field, answer.text
+    assert count(store) == 1
+
+
+def test_a_body_over_64_kib_is_413(client, store):
+    big = {**BODY, "first_name": "x" * (65 * 1024)}
+    assert post(client, big).status_code == 413
+    # Without Content-Length (chunked), the stream is cut off as it passes the limit.
+    chunks = (b"{" + b" " * 1024 for _ in range(80))
+    answer = client.post(
+        "/api/v1/enrollments",
+        content=chunks,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 413
+    assert count(store) == 1
+
+
+def test_without_a_token_setting_the_api_is_503_and_the_rest_works(store, clinic):
+    app = create_app(store, clock=lambda: NOW, environ={})
+    with TestClient(app) as test_client:
+        assert post(test_client).status_code == 503
+        assert test_client.get("/healthz").text == "ok"
