@@ -343,8 +343,9 @@ def run(
     db: DbOption = None,
 ) -> None:
     """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly."""
-    from campaigns.dispatch import RunReport, WorkerOptions, run_worker, run_workers
+    from campaigns.dispatch import RunReport
     from campaigns.schedule import parse_delay
+    from campaigns.workers import WorkerOptions, run_worker, run_workers
 
     try:
         lease_time = parse_delay(lease).as_timedelta()
