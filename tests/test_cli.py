@@ -24,9 +24,9 @@ def dripmail(*args: str, cwd: Path | None = None):
     return result
 
 
-def snapshot(db: Path) -> dict[str, list]:
+def snapshot(db: str) -> dict[str, list]:
     """Every row of every table: 'the database unchanged' made checkable."""
-    engine = create_engine(f"sqlite:///{db}")
+    engine = create_engine(db)
     meta = MetaData()
     meta.reflect(engine)
     with engine.connect() as conn:
@@ -35,9 +35,13 @@ def snapshot(db: Path) -> dict[str, list]:
     return data
 
 
-@pytest.fixture
-def db(tmp_path: Path, clinic_folder: Path) -> Path:
-    path = tmp_path / "clinic.db"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path, clinic_folder: Path) -> str:
+    """A database URL with one contact enrolled, on each backend in turn."""
+    if request.param == "postgresql":
+        path = request.getfixturevalue("postgres_url")
+    else:
+        path = f"sqlite:///{tmp_path / 'clinic.db'}"
     result = dripmail(
         "enroll",
         str(clinic_folder),
