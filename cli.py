@@ -236,7 +236,10 @@ def enroll(
 def import_(
     campaign: Annotated[str, typer.Argument(help="Campaign folder or published campaign name")],
     csv_file: Annotated[
-        Path, typer.Argument(metavar="CSV", help="email,first_name,timezone,signed_up_at,consent")
+        Path,
+        typer.Argument(
+            metavar="CSV", help="email,first_name,timezone,signed_up_at,consent,tags (a;b)"
+        ),
     ],
     consent: Annotated[str | None, typer.Option(help="Consent text for rows without one")] = None,
     now: NowOption = None,
@@ -582,6 +585,184 @@ def contacts_forget(
 
 contacts_app.registered_commands.append(app.registered_commands.pop())
 contacts_app.registered_commands[-1].name = "forget"
+
+
+@command("dripmail contacts tag pat@example.com patients sleep")
+def contacts_tag(
+    email: Annotated[str, typer.Argument(help="The person's address")],
+    tags: Annotated[list[str], typer.Argument(help="Tags to add")],
+    db: DbOption = None,
+) -> None:
+    """Add tags to a contact (newsletters go to tags: `dripmail newsletter schedule --to`)."""
+    from campaigns.newsletter import retag
+
+    console.print("tags: " + (", ".join(retag(_store(db), email, add=tags)) or "none"))
+
+
+contacts_app.registered_commands.append(app.registered_commands.pop())
+contacts_app.registered_commands[-1].name = "tag"
+
+
+@command("dripmail contacts untag pat@example.com sleep")
+def contacts_untag(
+    email: Annotated[str, typer.Argument(help="The person's address")],
+    tags: Annotated[list[str], typer.Argument(help="Tags to remove")],
+    db: DbOption = None,
+) -> None:
+    """Remove tags from a contact."""
+    from campaigns.newsletter import retag
+
+    console.print("tags: " + (", ".join(retag(_store(db), email, remove=tags)) or "none"))
+
+
+contacts_app.registered_commands.append(app.registered_commands.pop())
+contacts_app.registered_commands[-1].name = "untag"
+
+
+# -- newsletters ---------------------------------------------------------------------------
+
+
+newsletter_app = typer.Typer(
+    help="One email (an article or a digest) to tagged contacts, at once or at local time.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(newsletter_app, name="newsletter")
+
+
+@command(
+    "dripmail newsletter create a.md b.md c.md --out issues/may --url https://example.org/news"
+)
+def newsletter_create(
+    articles: Annotated[list[Path], typer.Argument(help="One article, or several for a digest")],
+    out: Annotated[Path, typer.Option("--out", help="Newsletter folder to write")],
+    title: Annotated[str | None, typer.Option(help="Subject (default: from the articles)")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="https page the 'read the rest' and digest links go to")
+    ] = None,
+    org: Annotated[str | None, typer.Option("--org", help="Organisation name")] = None,
+    sender: Annotated[
+        str | None, typer.Option("--from", help="Sender: 'Name <address>' or an address")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option("--address", help="Postal address for the footer")
+    ] = None,
+    defaults: Annotated[
+        Path | None, typer.Option(help="Defaults file (organisation, sender, address)")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite a folder that is not empty")] = False,
+) -> None:
+    """Write an editable newsletter folder (renders with `dripmail render` and the studio)."""
+    from campaigns.newsletter import create_newsletter
+
+    made = create_newsletter(
+        articles,
+        out,
+        title=title,
+        url=url,
+        organisation=org,
+        sender=sender,
+        postal_address=address,
+        defaults_file=defaults,
+        force=force,
+    )
+    console.print(f"wrote {out}: “{made.steps[0].subject}”", markup=False)
+    for field_name in made.placeholders():
+        err.print(f"warning: {out}/campaign.yaml: {field_name} is a placeholder", markup=False)
+
+
+newsletter_app.registered_commands.append(app.registered_commands.pop())
+newsletter_app.registered_commands[-1].name = "create"
+
+
+@command(
+    "dripmail newsletter schedule issues/may --to patients --local-time 09:00 --date 2026-06-02"
+)
+def newsletter_schedule(
+    folder: Annotated[Path, typer.Argument(help="Newsletter folder")],
+    to: Annotated[list[str], typer.Option("--to", help="Tag to send to (repeat for several)")],
+    at: Annotated[str | None, typer.Option(help="One instant for everyone (ISO 8601)")] = None,
+    local_time: Annotated[
+        str | None, typer.Option(help="HH:MM in each reader's own zone, with --date")
+    ] = None,
+    on_date: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD")] = None,
+    max_per_hour: Annotated[
+        int | None, typer.Option(help="At most N sends in any clock hour, spread evenly")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print counts per hour and zone; write nothing")
+    ] = False,
+    now: NowOption = None,
+    db: DbOption = None,
+) -> None:
+    """Plan one delivery per subscribed, unsuppressed member; `dripmail run` sends them."""
+    from datetime import date
+
+    from campaigns.newsletter import open_store, schedule_newsletter
+
+    when = None
+    if at is not None:
+        try:
+            when = _now(at) if at.strip() else None
+        except errors.InputError:
+            when = None
+        if when is None:
+            raise errors.InputError(f"{at!r} is not an ISO date-time", field="--at")
+    day = None
+    if on_date is not None:
+        try:
+            day = date.fromisoformat(on_date.strip())
+        except ValueError:
+            raise errors.InputError(
+                f"{on_date!r} is not a date (YYYY-MM-DD)", field="--date"
+            ) from None
+    store = open_store(db, read_only=dry_run)
+    plan = schedule_newsletter(
+        store,
+        folder,
+        to,
+        now=_now(now),
+        at=when,
+        local_time=local_time,
+        on_date=day,
+        max_per_hour=max_per_hour,
+        dry_run=dry_run,
+    )
+    hours = Table("hour (UTC)", "emails", title="per hour")
+    for hour, count in plan.per_hour:
+        hours.add_row(hour.strftime("%Y-%m-%d %H:00"), str(count))
+    zones = Table("zone", "emails", title="per zone")
+    for name, count in plan.per_zone:
+        zones.add_row(name, str(count))
+    console.print(hours)
+    console.print(zones)
+    verb = "planned" if plan.written else "would plan"
+    console.print(
+        f"{verb} {len(plan.due)} emails of {plan.campaign}; left out: "
+        f"{plan.skipped_unsubscribed} left the newsletter, {plan.skipped_suppressed} suppressed, "
+        f"{plan.already} already planned" + (" (dry run: nothing written)" if dry_run else "")
+    )
+
+
+newsletter_app.registered_commands.append(app.registered_commands.pop())
+newsletter_app.registered_commands[-1].name = "schedule"
+
+
+@command("dripmail newsletter cancel issues/may")
+def newsletter_cancel(
+    folder: Annotated[Path, typer.Argument(help="Newsletter folder")],
+    now: NowOption = None,
+    db: DbOption = None,
+) -> None:
+    """Cancel every email of this newsletter that has not gone out yet."""
+    from campaigns.newsletter import cancel_newsletter
+
+    cancelled = cancel_newsletter(_store(db), folder, now=_now(now))
+    console.print(f"cancelled {cancelled} emails")
+
+
+newsletter_app.registered_commands.append(app.registered_commands.pop())
+newsletter_app.registered_commands[-1].name = "cancel"
 
 
 # -- database ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 
 from . import schedule
 from .errors import InputError
+from .newsletter import join_tags, parse_tags, split_tags
 from .publish import open_campaign, publish
 from .spec import Campaign
 from .store import DeliveryStatus, Store, contacts, deliveries, enrollments, suppressions
@@ -27,7 +28,7 @@ from .suppress import UNSUBSCRIBED
 # Statuses of an email that (may have) reached the contact: what min_gap is measured from.
 GONE = (DeliveryStatus.SENDING, DeliveryStatus.SENT, DeliveryStatus.UNKNOWN)
 
-CSV_COLUMNS = ("email", "first_name", "timezone", "signed_up_at", "consent")
+CSV_COLUMNS = ("email", "first_name", "timezone", "signed_up_at", "consent", "tags")
 CHUNK = 1000
 _ROW_ERROR = "__error__"
 
@@ -41,6 +42,7 @@ class Signup:
     timezone: str | None = None
     signed_up_at: str | datetime | None = None
     consent: str | None = None
+    tags: str | None = None  # `a;b` (for newsletters)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Contact:
     timezone: str
     signed_up_at: datetime
     consent: str
+    tags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -124,7 +127,11 @@ def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
     consent = " ".join((signup.consent or "").split())
     if not consent:
         raise ValueError("consent: required (where and how this person agreed to be emailed)")
-    return Contact(email, first_name, zone_name, signed_up_at, consent)
+    try:
+        tags = tuple(parse_tags(signup.tags))
+    except ValueError as exc:
+        raise ValueError(f"tags: {exc}") from None
+    return Contact(email, first_name, zone_name, signed_up_at, consent, tags)
 
 
 def plan(
@@ -221,6 +228,7 @@ def import_csv(
             timezone=record.get("timezone"),
             signed_up_at=record.get("signed_up_at"),
             consent=(record.get("consent") or "").strip() or consent,
+            tags=record.get("tags"),
         )
         try:
             contact = validate(signup, campaign, now=now)
@@ -326,11 +334,13 @@ def _enroll_chunk(
                     "consent_source": c.consent,
                     "consent_at": now,
                     "created_at": now,
+                    "tags": join_tags(c.tags),
                 }
                 for c in new
             ],
         )
         ids.update(_contact_ids(conn, [c.email for c in new]))
+    _add_tags(conn, [(ids[c.email], c.tags) for c in batch if c.tags and c not in new])
     existing = {
         row.contact_id: (row.id, row.status)
         for row in conn.execute(
@@ -404,6 +414,15 @@ def _enroll_chunk(
     conn.execute(insert(deliveries), rows)
     report.enrolled = len(fresh)
     return report
+
+
+def _add_tags(conn: Connection, pairs: Sequence[tuple[int, tuple[str, ...]]]) -> None:
+    """A known contact signing up again with tags keeps its old tags and gains these."""
+    for contact_id, tags in pairs:
+        old = conn.scalar(select(contacts.c.tags).where(contacts.c.id == contact_id))
+        merged = join_tags(sorted(set(split_tags(old)) | set(tags)))
+        if merged != old:
+            conn.execute(update(contacts).where(contacts.c.id == contact_id).values(tags=merged))
 
 
 def last_sent(conn: Connection, contact_ids: Sequence[int]) -> dict[int, datetime]:

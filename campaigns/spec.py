@@ -227,6 +227,8 @@ class CampaignSpec(_Model):
     send_window: SendWindow = SendWindow()
     sender: SenderConfig = SenderConfig()
     steps: list[StepRef] = Field(min_length=1)
+    # "newsletter": one email broadcast to tagged contacts (campaigns/newsletter.py).
+    kind: Literal["drip", "newsletter"] = "drip"
 
     @field_validator("name")
     @classmethod

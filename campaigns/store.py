@@ -93,6 +93,8 @@ campaigns = Table(
     Column("status", String(16), nullable=False, default="active"),
     Column("paused_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Migration 0005: "newsletter" for a broadcast; NULL for a drip campaign.
+    Column("kind", String(16)),
 )
 
 campaign_versions = Table(
@@ -114,6 +116,9 @@ contacts = Table(
     Column("consent_source", Text),
     Column("consent_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
+    # Migration 0005: tags as `;a;b;` (membership is one LIKE), and leaving the newsletter.
+    Column("tags", Text),
+    Column("newsletter_unsubscribed_at", UTCDateTime),
 )
 
 enrollments = Table(

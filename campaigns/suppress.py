@@ -34,10 +34,15 @@ class Scope(enum.StrEnum):
 
     ALL = "all"  # every email of this sender (RFC 8058 one-click; a global suppression)
     CAMPAIGN = "campaign"  # only the campaign the email came from
+    NEWSLETTER = "newsletter"  # every newsletter, no drip campaign (campaigns/newsletter.py)
 
 
 # Event types an unsubscribe records; stats count both as "unsubscribed".
-EVENT_TYPES = {Scope.ALL: "unsubscribe", Scope.CAMPAIGN: "campaign_unsubscribe"}
+EVENT_TYPES = {
+    Scope.ALL: "unsubscribe",
+    Scope.CAMPAIGN: "campaign_unsubscribe",
+    Scope.NEWSLETTER: "newsletter_unsubscribe",
+}
 
 
 def insert_new(conn: Connection, table: Table, values: Mapping[str, Any]) -> bool:
@@ -175,7 +180,8 @@ def unsubscribe(
 
     ALL (RFC 8058 one-click, or "leave all email" on the page): suppress the address and
     cancel every pending delivery of the contact in every campaign. CAMPAIGN: mark that
-    enrollment `unsubscribed` and cancel its pending deliveries; nothing global. Either
+    enrollment `unsubscribed` and cancel its pending deliveries; nothing global.
+    NEWSLETTER: leave every newsletter, keep every drip campaign. Each
     way an event (provider "dripmail") names the delivery the link came in, so stats can
     count unsubscribes per step; the same link used twice records it once.
     """
@@ -185,6 +191,13 @@ def unsubscribe(
         ).first()
         if contact is None:  # a test send's link (contact 0), or a contact since deleted
             return UnsubscribeResult(scope, False, 0, False)
+        if scope is Scope.NEWSLETTER:
+            from .newsletter import leave_newsletter
+
+            changed, cancelled = leave_newsletter(conn, contact.id, now=now)
+            record_unsubscribe_event(conn, claim, scope, now=now)
+            log.info("unsubscribe: contact %d, scope newsletter", claim.contact_id)
+            return UnsubscribeResult(scope, changed, cancelled, True)
         if scope is Scope.ALL:
             changed = False
             if contact.email is not None:  # an erased contact is suppressed already

@@ -13,8 +13,8 @@ Mail providers and security gateways fetch every link in an email, so a GET neve
 unsubscribes. Gmail and Yahoo's one-click unsubscribe is an HTTPS POST of the form body
 `List-Unsubscribe=One-Click` to the List-Unsubscribe URL, without cookies or login: the
 signed token in the URL is the only credential, and it leaves all email of the sender.
-The page offers the narrower choice (this campaign only). A newsletter-only choice comes
-with newsletters; until they exist there is nothing to offer, so the page leaves it out.
+The page offers the narrower choices: this campaign only, or the newsletter only (every
+newsletter issue, keeping the drip campaigns).
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ class Preferences:
     title: str
     suppressed: bool
     campaign_unsubscribed: bool
+    newsletter_unsubscribed: bool = False
 
 
 def preferences(store: Store, claim: UnsubscribeClaim) -> Preferences:
@@ -157,7 +158,13 @@ def preferences(store: Store, claim: UnsubscribeClaim) -> Preferences:
             organisation, title = spec.brand.organisation, spec.title or claim.campaign
         except NotFoundError:
             pass
-        address = conn.scalar(select(contacts.c.email).where(contacts.c.id == claim.contact_id))
+        row = conn.execute(
+            select(contacts.c.email, contacts.c.newsletter_unsubscribed_at).where(
+                contacts.c.id == claim.contact_id
+            )
+        ).first()
+        address = row.email if row else None
+        left_newsletter = bool(row and row.newsletter_unsubscribed_at is not None)
         suppressed = address is None or (
             conn.scalar(
                 select(suppressions.c.address_hash).where(
@@ -172,7 +179,7 @@ def preferences(store: Store, claim: UnsubscribeClaim) -> Preferences:
                 enrollments.c.campaign == claim.campaign,
             )
         )
-    return Preferences(organisation, title, suppressed, status == UNSUBSCRIBED)
+    return Preferences(organisation, title, suppressed, status == UNSUBSCRIBED, left_newsletter)
 
 
 def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
@@ -196,7 +203,7 @@ def _scope(fields: Mapping[str, str]) -> Scope | None:
     if fields.get(ONE_CLICK[0]) == ONE_CLICK[1]:
         return Scope.ALL
     choice = fields.get("choice")
-    return Scope(choice) if choice in (Scope.ALL, Scope.CAMPAIGN) else None
+    return Scope(choice) if choice in tuple(Scope) else None
 
 
 # ------------------------------------------------------------------------------------ app
@@ -237,6 +244,7 @@ def create_app(
             title=state.title,
             suppressed=state.suppressed,
             campaign_unsubscribed=state.campaign_unsubscribed,
+            newsletter_unsubscribed=state.newsletter_unsubscribed,
             # Relative, so the form works behind a proxy that serves us under a path prefix.
             action=f"../u/{token}",
         )

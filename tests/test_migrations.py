@@ -137,12 +137,17 @@ def snapshot(url: str) -> dict[str, list]:
 
 
 def without_new_columns(data: dict[str, list]) -> dict[str, list]:
-    """A snapshot without the columns added since 0001 (events.campaign and
-    enrollments.paused_at, NULL in old rows)."""
+    """A snapshot without the columns added since 0001 (events.campaign,
+    enrollments.paused_at, contacts.tags and .newsletter_unsubscribed_at, campaigns.kind;
+    NULL in old rows)."""
     assert all(row[-1] is None for row in data["events"])
     assert all(row[-1] is None for row in data["enrollments"])
+    assert all(row[-2:] == (None, None) for row in data["contacts"])
+    assert all(row[-1] is None for row in data["campaigns"])
     return {
         **data,
+        "contacts": [row[:-2] for row in data["contacts"]],
+        "campaigns": [row[:-1] for row in data["campaigns"]],
         "events": [row[:-1] for row in data["events"]],
         "enrollments": [row[:-1] for row in data["enrollments"]],
     }

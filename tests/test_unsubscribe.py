@@ -253,7 +253,7 @@ def test_a_token_from_almost_a_year_ago_still_works(store, clinic, client, monke
 
 
 @pytest.mark.parametrize(
-    "body", [b"", b"List-Unsubscribe=Maybe", b"choice=newsletter", b"choice=everything"]
+    "body", [b"", b"List-Unsubscribe=Maybe", b"choice=newsletters", b"choice=everything"]
 )
 def test_a_post_that_says_nothing_clear_changes_nothing(store, clinic, client, body):
     token, _ = token_for(store, enroll_pat(store, clinic))
