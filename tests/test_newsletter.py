@@ -268,7 +268,8 @@ def test_a_digest_of_three_renders_titles_summaries_links_and_passes_check(issue
 
 
 def test_a_digest_fits_a_375px_phone(issue, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import sync_playwright
+
     from tests.test_studio import CHROMIUM, CHROMIUM_ARGS
 
     out = tmp_path / "preview"
@@ -276,7 +277,7 @@ def test_a_digest_fits_a_375px_phone(issue, tmp_path):
         CliRunner().invoke(app, ["render", str(issue), "--out", str(out), "--sample"]).exit_code
         == 0
     )
-    with playwright.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 375, "height": 800})
         page.goto((out / "01-issue.html").as_uri())
