@@ -44,8 +44,11 @@ NowOption = Annotated[
 ]
 
 
-def command(example: str) -> Callable[[F], F]:
-    """Register a command whose help ends with an example, turning errors into one line."""
+def command(
+    example: str, *, name: str | None = None, group: typer.Typer | None = None
+) -> Callable[[F], F]:
+    """Register a command (on `group`, default the top level) whose help ends with an
+    example, turning errors into one line."""
 
     def decorate(func: F) -> F:
         doc = (func.__doc__ or "").strip()
@@ -63,7 +66,7 @@ def command(example: str) -> Callable[[F], F]:
                 err.print(f"error: {exc}", markup=False)
                 raise typer.Exit(2) from None
 
-        return app.command()(wrapper)  # type: ignore[return-value]
+        return (group or app).command(name=name)(wrapper)  # type: ignore[return-value]
 
     return decorate
 
@@ -232,7 +235,10 @@ def enroll(
         console.print(f"already enrolled in {report.campaign}; nothing changed")
 
 
-@command("dripmail import campaigns/sleep contacts.csv --consent 'clinic sign-up form, 2026'")
+@command(
+    "dripmail import campaigns/sleep contacts.csv --consent 'clinic sign-up form, 2026'",
+    name="import",
+)
 def import_(
     campaign: Annotated[str, typer.Argument(help="Campaign folder or published campaign name")],
     csv_file: Annotated[
@@ -266,9 +272,6 @@ def import_(
     )
     if report.rejected:
         raise typer.Exit(1)
-
-
-app.registered_commands[-1].name = "import"
 
 
 @command("dripmail schedule campaigns/sleep --email pat@example.com")
@@ -422,7 +425,9 @@ def retry(
     console.print(f"re-queued {count} unknown deliveries")
 
 
-@command("dripmail send-test campaigns/sleep --step welcome --to staff@clinic.example")
+@command(
+    "dripmail send-test campaigns/sleep --step welcome --to staff@clinic.example", name="send-test"
+)
 def send_test(
     campaign: Annotated[str, typer.Argument(help="Campaign folder or published campaign name")],
     step: Annotated[str, typer.Option(help="Step key (file name without number and .md)")],
@@ -441,9 +446,6 @@ def send_test(
     if result.outcome != "sent":
         raise errors.DripmailError(f"the test was not sent ({result.outcome}): {result.error}")
     console.print(f"sent a test of {step} ({result.provider_id})")
-
-
-app.registered_commands[-1].name = "send-test"
 
 
 @command("dripmail status")
@@ -550,7 +552,7 @@ contacts_app = typer.Typer(
 app.add_typer(contacts_app, name="contacts")
 
 
-@command("dripmail contacts export pat@example.com > pat.json")
+@command("dripmail contacts export pat@example.com > pat.json", name="export", group=contacts_app)
 def contacts_export(
     email: Annotated[str, typer.Argument(help="The person's address")],
     db: DbOption = None,
@@ -563,11 +565,7 @@ def contacts_export(
     typer.echo(json.dumps(export_contact(_store(db), email), indent=2, ensure_ascii=False))
 
 
-contacts_app.registered_commands.append(app.registered_commands.pop())
-contacts_app.registered_commands[-1].name = "export"
-
-
-@command("dripmail contacts forget pat@example.com")
+@command("dripmail contacts forget pat@example.com", name="forget", group=contacts_app)
 def contacts_forget(
     email: Annotated[str, typer.Argument(help="The person's address")],
     db: DbOption = None,
@@ -583,11 +581,7 @@ def contacts_forget(
     )
 
 
-contacts_app.registered_commands.append(app.registered_commands.pop())
-contacts_app.registered_commands[-1].name = "forget"
-
-
-@command("dripmail contacts tag pat@example.com patients sleep")
+@command("dripmail contacts tag pat@example.com patients sleep", name="tag", group=contacts_app)
 def contacts_tag(
     email: Annotated[str, typer.Argument(help="The person's address")],
     tags: Annotated[list[str], typer.Argument(help="Tags to add")],
@@ -599,11 +593,7 @@ def contacts_tag(
     console.print("tags: " + (", ".join(retag(_store(db), email, add=tags)) or "none"))
 
 
-contacts_app.registered_commands.append(app.registered_commands.pop())
-contacts_app.registered_commands[-1].name = "tag"
-
-
-@command("dripmail contacts untag pat@example.com sleep")
+@command("dripmail contacts untag pat@example.com sleep", name="untag", group=contacts_app)
 def contacts_untag(
     email: Annotated[str, typer.Argument(help="The person's address")],
     tags: Annotated[list[str], typer.Argument(help="Tags to remove")],
@@ -613,10 +603,6 @@ def contacts_untag(
     from campaigns.newsletter import retag
 
     console.print("tags: " + (", ".join(retag(_store(db), email, remove=tags)) or "none"))
-
-
-contacts_app.registered_commands.append(app.registered_commands.pop())
-contacts_app.registered_commands[-1].name = "untag"
 
 
 # -- newsletters ---------------------------------------------------------------------------
@@ -631,7 +617,9 @@ app.add_typer(newsletter_app, name="newsletter")
 
 
 @command(
-    "dripmail newsletter create a.md b.md c.md --out issues/may --url https://example.org/news"
+    "dripmail newsletter create a.md b.md c.md --out issues/may --url https://example.org/news",
+    name="create",
+    group=newsletter_app,
 )
 def newsletter_create(
     articles: Annotated[list[Path], typer.Argument(help="One article, or several for a digest")],
@@ -671,12 +659,10 @@ def newsletter_create(
         err.print(f"warning: {out}/campaign.yaml: {field_name} is a placeholder", markup=False)
 
 
-newsletter_app.registered_commands.append(app.registered_commands.pop())
-newsletter_app.registered_commands[-1].name = "create"
-
-
 @command(
-    "dripmail newsletter schedule issues/may --to patients --local-time 09:00 --date 2026-06-02"
+    "dripmail newsletter schedule issues/may --to patients --local-time 09:00 --date 2026-06-02",
+    name="schedule",
+    group=newsletter_app,
 )
 def newsletter_schedule(
     folder: Annotated[Path, typer.Argument(help="Newsletter folder")],
@@ -744,11 +730,7 @@ def newsletter_schedule(
     )
 
 
-newsletter_app.registered_commands.append(app.registered_commands.pop())
-newsletter_app.registered_commands[-1].name = "schedule"
-
-
-@command("dripmail newsletter cancel issues/may")
+@command("dripmail newsletter cancel issues/may", name="cancel", group=newsletter_app)
 def newsletter_cancel(
     folder: Annotated[Path, typer.Argument(help="Newsletter folder")],
     now: NowOption = None,
@@ -759,10 +741,6 @@ def newsletter_cancel(
 
     cancelled = cancel_newsletter(_store(db), folder, now=_now(now))
     console.print(f"cancelled {cancelled} emails")
-
-
-newsletter_app.registered_commands.append(app.registered_commands.pop())
-newsletter_app.registered_commands[-1].name = "cancel"
 
 
 # -- database ------------------------------------------------------------------------------
@@ -776,7 +754,11 @@ db_app = typer.Typer(
 app.add_typer(db_app, name="db")
 
 
-@command("dripmail db upgrade --db postgresql+psycopg://dripmail@db.internal/dripmail")
+@command(
+    "dripmail db upgrade --db postgresql+psycopg://dripmail@db.internal/dripmail",
+    name="upgrade",
+    group=db_app,
+)
 def db_upgrade(db: DbOption = None) -> None:
     """Create the schema in an empty database, or upgrade an older one (stop the workers first)."""
     from campaigns.store import Store
@@ -791,11 +773,11 @@ def db_upgrade(db: DbOption = None) -> None:
         console.print(f"{store.display_url}: schema upgraded from {before} to {after}")
 
 
-db_app.registered_commands.append(app.registered_commands.pop())
-db_app.registered_commands[-1].name = "upgrade"
-
-
-@command("dripmail db current --db postgresql+psycopg://dripmail@db.internal/dripmail")
+@command(
+    "dripmail db current --db postgresql+psycopg://dripmail@db.internal/dripmail",
+    name="current",
+    group=db_app,
+)
 def db_current(db: DbOption = None) -> None:
     """Print the database's schema revision and this dripmail's newest."""
     from campaigns.store import UPGRADE_HINT, Store
@@ -811,10 +793,6 @@ def db_current(db: DbOption = None) -> None:
             f"{store.display_url}: schema {state.current}, this dripmail needs {state.head}: "
             f"{UPGRADE_HINT}"
         )
-
-
-db_app.registered_commands.append(app.registered_commands.pop())
-db_app.registered_commands[-1].name = "current"
 
 
 @command("dripmail preview campaigns/sleep --open")

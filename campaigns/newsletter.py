@@ -13,9 +13,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from email.utils import parseaddr
 from pathlib import Path
 
 from sqlalchemy import Connection, create_engine, insert, or_, select, update
@@ -28,9 +27,8 @@ from .split import (
     CampaignDefaults,
     Draft,
     campaign_files,
-    check_defaults,
-    load_defaults,
     preheader,
+    resolve_defaults,
     slugify,
 )
 from .store import (
@@ -222,21 +220,9 @@ def create_newsletter(
     """Read the articles and write the newsletter folder; returns it loaded."""
     if url is not None and not url.startswith("https://"):
         raise InputError(f"{url!r}: links must be https://", field="--url")
-    defaults = load_defaults(defaults_file) if defaults_file else CampaignDefaults()
-    overrides: dict[str, str] = {}
-    if organisation:
-        overrides["organisation"] = organisation
-    if postal_address:
-        overrides["postal_address"] = postal_address
-    if sender:
-        display, address = parseaddr(sender)
-        if not address or "@" not in address:
-            raise InputError(f"{sender!r} is not 'Name <address>' or an address", field="from")
-        overrides["from_address"] = address
-        if display:
-            overrides["from_name"] = display
-    defaults = replace(defaults, **overrides)
-    check_defaults(defaults)
+    defaults = resolve_defaults(
+        defaults_file, organisation=organisation, sender=sender, postal_address=postal_address
+    )
     read = [read_article(path) for path in articles]
     files = newsletter_files(read, title=title, url=url, defaults=defaults)
     out = Path(out)

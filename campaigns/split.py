@@ -743,6 +743,33 @@ def parse_cadence(text: str | Sequence[int]) -> list[int]:
     return delays(len(text), text)
 
 
+def resolve_defaults(
+    defaults_file: Path | str | None,
+    *,
+    organisation: str | None = None,
+    sender: str | None = None,
+    postal_address: str | None = None,
+) -> CampaignDefaults:
+    """The defaults file (if any) with command-line values winning; `sender` is
+    "Name <address>" or a bare address. Checked before anything is written."""
+    defaults = load_defaults(defaults_file) if defaults_file else CampaignDefaults()
+    overrides: dict[str, str] = {}
+    if organisation:
+        overrides["organisation"] = organisation
+    if postal_address:
+        overrides["postal_address"] = postal_address
+    if sender:
+        display, address = parseaddr(sender)
+        if not address or "@" not in address:
+            raise InputError(f"{sender!r} is not 'Name <address>' or an address", field="from")
+        overrides["from_address"] = address
+        if display:
+            overrides["from_name"] = display
+    defaults = replace(defaults, **overrides)
+    check_defaults(defaults)
+    return defaults
+
+
 def build_campaign_folder(
     article: Path | str,
     out: Path | str,
@@ -766,21 +793,9 @@ def build_campaign_folder(
     defaults file. Every check runs before anything is written.
     """
     steps = parse_cadence(cadence)
-    defaults = load_defaults(defaults_file) if defaults_file else CampaignDefaults()
-    overrides: dict[str, str] = {}
-    if organisation:
-        overrides["organisation"] = organisation
-    if postal_address:
-        overrides["postal_address"] = postal_address
-    if sender:
-        display, address = parseaddr(sender)
-        if not address or "@" not in address:
-            raise InputError(f"{sender!r} is not 'Name <address>' or an address", field="from")
-        overrides["from_address"] = address
-        if display:
-            overrides["from_name"] = display
-    defaults = replace(defaults, **overrides)
-    check_defaults(defaults)
+    defaults = resolve_defaults(
+        defaults_file, organisation=organisation, sender=sender, postal_address=postal_address
+    )
     source = read_article(article, title=title)
     drafts = split_article(
         source, min_words=min_words, max_words=max_words, emails=emails, minutes=minutes
