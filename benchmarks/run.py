@@ -156,21 +156,58 @@ def bench_enroll(work: Path, quick: bool) -> None:
 
 
 _DISPATCH_CHILD = r"""
-import json, resource, sys, time
+import json, logging, resource, sys, time
 from datetime import datetime
 sys.path.insert(0, {root!r})
 from campaigns.dispatch import Dispatcher
 from campaigns.store import Store
 from senders.file import NullSender
+logging.disable(logging.INFO)
 store = Store({url!r})
 sender = NullSender()
-dispatcher = Dispatcher(store, lambda campaign: sender, batch_size=500)
+dispatcher = Dispatcher(store, lambda campaign: sender)
+dispatcher.warm_up()
+print("ready", flush=True)
+sys.stdin.readline()
 start = time.perf_counter()
 result = dispatcher.run(now=datetime.fromisoformat({now!r}))
 elapsed = time.perf_counter() - start
 print(json.dumps({{"sent": result.sent, "seconds": elapsed,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
+
+
+def dispatch_workers(url: str, workers: int) -> dict:
+    """Dispatch what is due at NOW with `workers` processes, each a `Dispatcher` like
+    `dripmail run --sender null`. The clock starts once every process has started and
+    compiled the campaign (once per version per process, as a long-running worker has),
+    and stops when the last one is done: throughput, not start-up.
+    """
+    child = _DISPATCH_CHILD.format(root=str(ROOT), url=url, now=NOW.isoformat())
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(workers)
+    ]
+    for process in processes:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    start = time.perf_counter()
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    results = []
+    for process in processes:
+        output, _ = process.communicate()
+        if process.returncode:
+            raise SystemExit(f"a dispatch worker failed with exit code {process.returncode}")
+        results.append(json.loads(output.strip().splitlines()[-1]))
+    return {
+        "sent": sum(r["sent"] for r in results),
+        "seconds": time.perf_counter() - start,
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+    }
 
 
 def dispatch_sqlite(work: Path, count: int) -> dict:
@@ -183,14 +220,9 @@ def dispatch_sqlite(work: Path, count: int) -> dict:
     write_contacts(contacts, count)
     url = f"sqlite:///{work / f'dispatch-{count}.db'}"
     store = Store(url)
-    import_csv(store, campaign, contacts, now=NOW)
+    import_csv(store, campaign, contacts, now=NOW)  # each contact signed up before NOW
     store.close()
-    now = NOW.isoformat()  # every contact signed up before it: each first email is due
-    child = _DISPATCH_CHILD.format(root=str(ROOT), url=url, now=now)
-    output = subprocess.run(
-        [sys.executable, "-c", child], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return dispatch_workers(url, 1)
 
 
 def bench_dispatch(work: Path, quick: bool) -> None:
@@ -204,6 +236,66 @@ def bench_dispatch(work: Path, quick: bool) -> None:
         "deliveries/s",
         command,
     )
+
+
+POSTGRES_SERVER = os.environ.get(
+    "DRIPMAIL_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _postgres(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_SERVER, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql)
+
+
+def _postgres_url(database: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(POSTGRES_SERVER).set(drivername="postgresql+psycopg", database=database)
+    return url.render_as_string(hide_password=False)
+
+
+def bench_postgres(work: Path, quick: bool) -> None:
+    """The same deliveries on PostgreSQL with 1, 2 and 4 worker processes (`run --workers`).
+
+    Contacts are imported once into a template database; each run gets a fresh copy,
+    so every worker count starts from the same due rows.
+    """
+    from campaigns.enroll import import_csv
+    from campaigns.store import Store
+
+    count = 2_000 if quick else 20_000
+    campaign = clinic_campaign(work / "campaign")
+    contacts = work / f"postgres-{count}.csv"
+    write_contacts(contacts, count)
+    prefix = f"dripmail_bench_{os.getpid()}"
+    template = f"{prefix}_template"
+    _postgres(f'CREATE DATABASE "{template}"')
+    made = [template]
+    try:
+        store = Store(_postgres_url(template))
+        import_csv(store, campaign, contacts, now=NOW)
+        store.close()
+        command = f"python benchmarks/run.py postgres{' --quick' if quick else ''}"
+        rates = {}
+        for workers in (1, 2, 4):
+            database = f"{prefix}_w{workers}"
+            _postgres(f'CREATE DATABASE "{database}" TEMPLATE "{template}"')
+            made.append(database)
+            result = dispatch_workers(_postgres_url(database), workers)
+            rates[workers] = result["sent"] / result["seconds"]
+            report(
+                f"dispatch: PostgreSQL, {workers} worker(s), null sender ({result['sent']:,} sent)",
+                rates[workers],
+                "deliveries/s",
+                command,
+            )
+        report("dispatch: PostgreSQL 4 workers / 1 worker", rates[4] / rates[1], "x", command)
+    finally:
+        for database in made:
+            _postgres(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def bench_memory(work: Path, quick: bool) -> None:
@@ -232,6 +324,7 @@ BENCHMARKS = {
     "personalise": bench_personalise,
     "enroll": bench_enroll,
     "dispatch": bench_dispatch,
+    "postgres": bench_postgres,
     "memory": bench_memory,
 }
 

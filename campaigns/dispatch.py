@@ -32,8 +32,20 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Integer, Select, bindparam, literal, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from senders.base import Message, Outcome, Sender, SenderConfigurationError, SendResult
 
@@ -59,7 +71,9 @@ log = logging.getLogger("dripmail.dispatch")
 
 S = DeliveryStatus
 DEFAULT_BATCH = 500
-DEFAULT_HANDOFF = 100
+# Emails handed to the sender per transaction: a whole batch, so a batch costs three
+# commits (claim, hand-off, record) and SendGrid can carry it in one or two requests.
+DEFAULT_HANDOFF = DEFAULT_BATCH
 DEFAULT_LEASE = timedelta(minutes=5)
 DEFAULT_MAX_ATTEMPTS = 5
 RETRY_BASE = timedelta(minutes=5)
@@ -120,11 +134,75 @@ class _Row:
 
 @dataclass(frozen=True)
 class _Going:
-    """A row chosen to go now, with what to do if the hand-off check says it may not."""
+    """A row chosen to go now, in the window opening that started at `opening`."""
 
     row: _Row
-    opening: datetime  # start of the window opening it goes in
-    fallback: dict[int, datetime]  # this row and its later pending steps, re-planned
+    opening: datetime
+    start: datetime  # the next opening: where it moves, should the hand-off check say no
+
+
+@dataclass(frozen=True)
+class _Openings:
+    """For one campaign window and time zone: the opening `now` is in, and the next."""
+
+    current: datetime | None
+    next: datetime
+    tz: ZoneInfo
+
+    @classmethod
+    def at(cls, now: datetime, campaign: Campaign, row: _Row) -> _Openings:
+        tz = schedule.zone(row.timezone)
+        return cls(
+            schedule.opening_containing(now, campaign.window, tz),
+            schedule.next_opening(now, campaign.window, tz),
+            tz,
+        )
+
+
+def _zone_key(row: _Row) -> tuple[str, str]:
+    return row.campaign, row.timezone
+
+
+def _first_to_go(live: list[_Row], history: list[tuple], openings: _Openings) -> _Going | None:
+    """The contact's earliest claimed step, unless the window is shut or one went already
+    in this opening (one email per contact per opening)."""
+    opening = openings.current
+    if opening is None or any(
+        status in _IN_FLIGHT and sent_at is not None and sent_at >= opening
+        for _, _, status, _, sent_at in history
+    ):
+        return None
+    return _Going(live[0], opening, openings.next)
+
+
+def _moved_on(
+    live: list[_Row],
+    history: list[tuple],
+    first: _Going | None,
+    campaign: Campaign,
+    openings: _Openings,
+) -> dict[int, datetime]:
+    """New due times for the contact's claimed and pending steps after the one going now
+    (all of them when none goes): from the next opening, one per opening, in order."""
+    claimed = {r.id for r in live}
+    after = first.row.position if first is not None else -1
+    pending = sorted(
+        (position, delivery_id, due_at)
+        for delivery_id, position, status, due_at, _ in history
+        if (status == S.SCHEDULED or delivery_id in claimed) and position > after
+    )
+    new_due = schedule.replan_in_order(
+        openings.next,
+        [due for _, _, due in pending],
+        campaign.window,
+        openings.tz,
+        min_gap=campaign.min_gap,
+    )
+    return {
+        delivery_id: due
+        for (_, delivery_id, old_due), due in zip(pending, new_due, strict=True)
+        if due != old_due or delivery_id in claimed
+    }
 
 
 SenderFor = Callable[[Campaign], Sender]
@@ -201,6 +279,20 @@ class Dispatcher:
             # rather than when the lease runs out.
             report.released += self._release()
         return report
+
+    def warm_up(self) -> int:
+        """Compile every active campaign's current version now; returns how many.
+
+        A worker compiles a version once, on its first batch of it (about half a second
+        for a long article); a long-running worker may do it before its first claim.
+        """
+        with self.store.connect() as conn:
+            active = conn.execute(
+                select(campaigns.c.name, campaigns.c.version).where(campaigns.c.status == "active")
+            ).all()
+            for name, version in active:
+                self._campaign(conn, name, version)
+        return len(active)
 
     def _campaign(self, conn: Connection, name: str, version: str) -> CompiledCampaign:
         key = (name, version)
@@ -331,21 +423,33 @@ class Dispatcher:
     # -- one batch --------------------------------------------------------------
 
     def _process(self, batch: list[_Row], *, now: datetime, report: RunReport) -> None:
+        by_enrollment: dict[int, list[_Row]] = defaultdict(list)
+        for row in batch:
+            by_enrollment[row.enrollment_id].append(row)
         with self.store.connect() as conn:
             versions = dict(conn.execute(select(campaigns.c.name, campaigns.c.version)).all())
             compiled = {
                 name: self._campaign(conn, name, versions[name])
                 for name in {r.campaign for r in batch}
             }
-            history = self._history(conn, {r.enrollment_id for r in batch})
+            openings = {
+                (r.campaign, r.timezone): _Openings.at(now, compiled[r.campaign].campaign, r)
+                for r in batch
+            }
+            # Only the rows that bear on the choice: gone since the earliest opening, held
+            # by this worker, or due before the latest next opening. A contact with more
+            # than that to re-plan gets all its rows read below.
+            history = self._history(
+                conn,
+                set(by_enrollment),
+                gone_since=min((o.current or now for o in openings.values()), default=now),
+                due_before=max(o.next for o in openings.values()),
+            )
         suppressed = self._suppressed(batch)
 
         going: list[_Going] = []
         skips: list[tuple[_Row, str]] = []
-        moves: dict[int, datetime] = {}  # delivery id -> new due time
-        by_enrollment: dict[int, list[_Row]] = defaultdict(list)
-        for row in batch:
-            by_enrollment[row.enrollment_id].append(row)
+        replan: dict[int, list[_Row]] = {}  # enrollments whose later steps move
         for enrollment_id, rows in by_enrollment.items():
             rows.sort(key=lambda r: r.position)
             campaign = compiled[rows[0].campaign]
@@ -360,79 +464,73 @@ class Dispatcher:
             live = [r for r in rows if r.id not in skipped_ids]
             if not live:
                 continue
-            first = self._one_per_opening(
-                live, history[enrollment_id], campaign.campaign, now=now, moves=moves
-            )
-            if first is not None:
+            first = _first_to_go(live, history[enrollment_id], openings[_zone_key(live[0])])
+            # Steps waiting for a later opening were placed by these same rules when
+            # planned (or re-planned by an edit); only a contact with another step
+            # claimed or overdue, or none going now, needs its steps moved.
+            if (
+                first is not None
+                and len(live) == 1
+                and all(status != S.SCHEDULED for _, _, status, _, _ in history[enrollment_id])
+            ):
                 going.append(first)
+            else:
+                replan[enrollment_id] = live
+        moves: dict[int, datetime] = {}  # delivery id -> new due time
+        if replan:
+            with self.store.connect() as conn:
+                everything = self._history(conn, set(replan))
+            for enrollment_id, live in replan.items():
+                first = _first_to_go(live, everything[enrollment_id], openings[_zone_key(live[0])])
+                campaign = compiled[live[0].campaign].campaign
+                moves.update(
+                    _moved_on(
+                        live,
+                        everything[enrollment_id],
+                        first,
+                        campaign,
+                        openings[_zone_key(live[0])],
+                    )
+                )
+                if first is not None:
+                    going.append(first)
 
         self._skip(skips, now=now, report=report)
         self._move(moves, {r.id for r in batch}, now=now, report=report)
         if going:
             self._hand_off(going, compiled, now=now, report=report)
 
-    def _history(self, conn: Connection, enrollment_ids: set[int]) -> dict[int, list[tuple]]:
-        """Every delivery of these enrollments: (id, position, status, due_at, sent_at)."""
+    def _history(
+        self,
+        conn: Connection,
+        enrollment_ids: set[int],
+        *,
+        gone_since: datetime | None = None,
+        due_before: datetime | None = None,
+    ) -> dict[int, list[tuple]]:
+        """Deliveries of these enrollments as (id, position, status, due_at, sent_at):
+        every one, or with the bounds only those gone since `gone_since`, held by this
+        worker, or scheduled before `due_before`."""
+        query = select(
+            deliveries.c.enrollment_id,
+            deliveries.c.id,
+            deliveries.c.position,
+            deliveries.c.status,
+            deliveries.c.due_at,
+            deliveries.c.sent_at,
+        ).where(deliveries.c.enrollment_id.in_(sorted(enrollment_ids)))
+        if gone_since is not None and due_before is not None:
+            query = query.where(
+                or_(
+                    and_(deliveries.c.status.in_(_IN_FLIGHT), deliveries.c.sent_at >= gone_since),
+                    and_(deliveries.c.status == S.CLAIMED, deliveries.c.lease_owner == self.owner),
+                    and_(deliveries.c.status == S.SCHEDULED, deliveries.c.due_at < due_before),
+                )
+            )
         result: dict[int, list[tuple]] = defaultdict(list)
-        for row in conn.execute(
-            select(
-                deliveries.c.enrollment_id,
-                deliveries.c.id,
-                deliveries.c.position,
-                deliveries.c.status,
-                deliveries.c.due_at,
-                deliveries.c.sent_at,
-            ).where(deliveries.c.enrollment_id.in_(list(enrollment_ids)))
-        ):
+        for row in conn.execute(query):
             result[row[0]].append(tuple(row[1:]))
         return result
-
-    def _one_per_opening(
-        self,
-        live: list[_Row],
-        history: list[tuple],
-        campaign: Campaign,
-        *,
-        now: datetime,
-        moves: dict[int, datetime],
-    ) -> _Going | None:
-        """Pick the one email this contact may get now; re-plan the rest, keeping order."""
-        tz = schedule.zone(live[0].timezone)
-        window = campaign.window
-        opening = schedule.opening_containing(now, window, tz)
-        already = opening is not None and any(
-            sent_at is not None and sent_at >= opening
-            for _, _, status, _, sent_at in history
-            if status in _IN_FLIGHT
-        )
-        first = None if opening is None or already else live[0]
-        claimed = {r.id for r in live}
-        # The contact's later pending steps, in order, after the one going now.
-        pending = sorted(
-            (position, delivery_id, due_at)
-            for delivery_id, position, status, due_at, _ in history
-            if (status == S.SCHEDULED or delivery_id in claimed)
-            and (first is None or position > first.position)
-        )
-        start = schedule.next_opening(now, window, tz)
-        new_due = schedule.replan_in_order(
-            start, [due for _, _, due in pending], window, tz, min_gap=campaign.min_gap
-        )
-        for (_, delivery_id, old_due), due in zip(pending, new_due, strict=True):
-            if due != old_due or delivery_id in claimed:
-                moves[delivery_id] = due
-        if first is None or opening is None:
-            return None
-        # Should the hand-off check find another worker got there first, this step and
-        # the later ones move on by one opening instead.
-        later = [(first.position, first.id, first.due_at), *pending]
-        fallback_due = schedule.replan_in_order(
-            start, [due for _, _, due in later], window, tz, min_gap=campaign.min_gap
-        )
-        fallback = {
-            delivery_id: due for (_, delivery_id, _), due in zip(later, fallback_due, strict=True)
-        }
-        return _Going(first, opening, fallback)
 
     def _suppressed(self, batch: Sequence[_Row]) -> set[str]:
         hashes = {self.store.address_hash(r.email): r.email for r in batch if r.email}
@@ -657,6 +755,8 @@ class Dispatcher:
                     .with_for_update(key_share=True)
                 )
         last = last_sent(conn, contact_ids) if gap else {}
+        # Only the contacts' rows that could block one: gone since the earliest opening,
+        # in another worker's hands, or due. Usually none; the loop below decides exactly.
         siblings: dict[int, list] = defaultdict(list)
         for row in conn.execute(
             select(
@@ -667,10 +767,21 @@ class Dispatcher:
                 deliveries.c.due_at,
                 deliveries.c.sent_at,
                 deliveries.c.lease_owner,
-            ).where(deliveries.c.enrollment_id.in_(enrollment_ids))
+            ).where(
+                deliveries.c.enrollment_id.in_(enrollment_ids),
+                or_(
+                    and_(
+                        deliveries.c.status.in_(_IN_FLIGHT),
+                        deliveries.c.sent_at >= min(item.opening for item in chunk),
+                    ),
+                    and_(deliveries.c.status == S.CLAIMED, deliveries.c.lease_owner != self.owner),
+                    and_(deliveries.c.status == S.SCHEDULED, deliveries.c.due_at <= now),
+                ),
+            )
         ):
             siblings[row.enrollment_id].append(row)
-        allowed, fallback = [], {}
+        allowed: list[_Going] = []
+        waiting: list[tuple[_Going, datetime | None]] = []  # and not before when
         for item in chunk:
             row = item.row
             blocked = any(
@@ -687,27 +798,61 @@ class Dispatcher:
             )
             previous = last.get(row.contact_id)
             if blocked:
-                fallback.update(item.fallback)
+                waiting.append((item, None))
             elif previous is not None and now < previous + gap:
-                # Too soon after another email to this contact (any campaign): this step
-                # and the later ones move to the first opening after the gap, in order.
-                tz = schedule.zone(row.timezone)
-                later = sorted(item.fallback.items(), key=lambda pair: pair[1])
-                new_due = schedule.replan_in_order(
-                    previous + gap, [due for _, due in later], campaign.window, tz, min_gap=gap
-                )
-                fallback.update(zip([i for i, _ in later], new_due, strict=True))
+                # Too soon after another email to this contact (any campaign).
+                waiting.append((item, previous + gap))
             else:
                 allowed.append(item)
                 last[row.contact_id] = now
-        if fallback:
+        if waiting:
             log.info(
                 "%d deliveries wait for the next opening: an earlier step is due or under way",
-                len(chunk) - len(allowed),
+                len(waiting),
             )
-            self._move_in(conn, fallback, {item.row.id for item in chunk}, now=now)
-            report.deferred += len(chunk) - len(allowed)
+            moves = self._moved_on_by_one(conn, waiting, campaign)
+            self._move_in(conn, moves, {item.row.id for item in chunk}, now=now)
+            report.deferred += len(waiting)
         return allowed
+
+    def _moved_on_by_one(
+        self,
+        conn: Connection,
+        waiting: list[tuple[_Going, datetime | None]],
+        campaign: Campaign,
+    ) -> dict[int, datetime]:
+        """These rows and their contacts' later scheduled steps, moved on in order: to the
+        next opening, and (too soon after another email) to the first after the gap."""
+        later: dict[int, list[tuple[int, int, datetime]]] = defaultdict(list)
+        for enrollment_id, delivery_id, position, due_at in conn.execute(
+            select(
+                deliveries.c.enrollment_id,
+                deliveries.c.id,
+                deliveries.c.position,
+                deliveries.c.due_at,
+            ).where(
+                deliveries.c.enrollment_id.in_(sorted({i.row.enrollment_id for i, _ in waiting})),
+                deliveries.c.status == S.SCHEDULED,
+            )
+        ):
+            later[enrollment_id].append((position, delivery_id, due_at))
+        moves: dict[int, datetime] = {}
+        for item, not_before in waiting:
+            row = item.row
+            steps = sorted(
+                [(row.position, row.id, row.due_at)]
+                + [step for step in later[row.enrollment_id] if step[0] > row.position]
+            )
+            tz = schedule.zone(row.timezone)
+            due = schedule.replan_in_order(
+                item.start, [d for _, _, d in steps], campaign.window, tz, min_gap=campaign.min_gap
+            )
+            if not_before is not None:
+                due = schedule.replan_in_order(
+                    not_before, due, campaign.window, tz, min_gap=campaign.min_gap
+                )
+            moves.update(zip([i for _, i, _ in steps], due, strict=True))
+        return moves
 
     def _record(
         self,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+import itertools
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -249,3 +251,42 @@ def test_the_fast_address_check_agrees_with_email_validator(address):
     except ValueError:
         got = None
     assert got == expected
+
+
+def test_min_gap_spans_campaigns_at_hand_off(store, clinic_folder, tmp_path):
+    """Two first emails due together from two campaigns: one goes; the other and its
+    later steps move to the first opening after the gap, in order."""
+    from tests.schedule_helpers import with_window
+
+    window = 'send_window:\n  start: "09:00"\n  end: "17:00"\n  min_gap: 20h\n'
+    second_folder = tmp_path / "second"
+    shutil.copytree(clinic_folder, second_folder)
+    spec = second_folder / "campaign.yaml"
+    spec.write_text(spec.read_text().replace("name: ketamine-and-sleep", "name: sleep-tips", 1))
+    first, second = with_window(clinic_folder, window), with_window(second_folder, window)
+    now = utc("2026-03-02T15:00")  # Monday 10:00 in New York
+    for campaign in (first, second):
+        enroll(store, campaign, signup(at="2026-03-02T10:00"), now=now)
+
+    report = outbox_dispatcher(store, tmp_path / "outbox").run(now=now)
+
+    assert (report.sent, report.deferred) == (1, 1)
+    with store.connect() as conn:
+        planned = conn.execute(
+            select(
+                deliveries.c.enrollment_id,
+                deliveries.c.position,
+                deliveries.c.status,
+                deliveries.c.due_at,
+            ).order_by(deliveries.c.enrollment_id, deliveries.c.position)
+        ).all()
+    by_enrollment: dict[int, list] = {}
+    for row in planned:
+        by_enrollment.setdefault(row.enrollment_id, []).append(row)
+    went, waited = sorted(by_enrollment.values(), key=lambda rows: rows[0].status != "sent")
+    assert went[0].status == "sent"
+    assert {r.status for r in waited} == {"scheduled"}
+    # 15:00 UTC + 20h = Tuesday 06:00 in New York: the window opens at 09:00 EST.
+    assert waited[0].due_at == utc("2026-03-03T14:00")
+    times = [r.due_at for r in waited]
+    assert all(b - a >= timedelta(hours=20) for a, b in itertools.pairwise(times))
