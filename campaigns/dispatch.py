@@ -617,22 +617,28 @@ class Dispatcher:
         now: datetime,
         report: RunReport,
     ) -> None:
-        """Hand the batch to the senders in chunks; a stop request ends it between chunks."""
+        """Hand the batch to the senders in chunks; a stop request ends it between chunks.
+
+        A sender that puts many messages in one request (`batch_limit`) gets chunks of
+        up to that many, so a claimed batch of one step can go in one request.
+        """
         by_campaign: dict[str, list[_Going]] = defaultdict(list)
         for item in going:
             by_campaign[item.row.campaign].append(item)
         for name, items in by_campaign.items():
-            for start in range(0, len(items), self.handoff_size):
+            sender = self.sender_for(compiled[name].campaign)
+            size = max(self.handoff_size, getattr(sender, "batch_limit", 1))
+            for start in range(0, len(items), size):
                 if self.stop.is_set():
                     return  # the rest is still claimed: run() releases it
-                chunk = items[start : start + self.handoff_size]
+                chunk = items[start : start + size]
                 # Suppressions again, right before hand-off: an unsubscribe may have landed.
                 late = self._suppressed([item.row for item in chunk])
                 skips = [(i.row, "the address is suppressed") for i in chunk if i.row.email in late]
                 self._skip(skips, now=now, report=report)
                 chunk = [item for item in chunk if item.row.email not in late]
                 if chunk:
-                    self._send(compiled[name], chunk, now=now, report=report)
+                    self._send(compiled[name], chunk, sender, now=now, report=report)
 
     def _message(self, compiled: CompiledCampaign, row: _Row, *, now: datetime) -> Message:
         spec = compiled.campaign.spec
@@ -656,6 +662,7 @@ class Dispatcher:
         self,
         compiled: CompiledCampaign,
         chunk: list[_Going],
+        sender: Sender,
         *,
         now: datetime,
         report: RunReport,
@@ -701,7 +708,6 @@ class Dispatcher:
         if not rows:
             return
         try:
-            sender = self.sender_for(campaign)
             results = sender.send([messages[row.id] for row in rows.values()])
         except SenderConfigurationError:
             # Nothing went out: put every row back as it was, marked neither sent nor failed.

@@ -18,6 +18,11 @@ backslash first) shows `{{ x }}` as typed.
 Personalise (per contact): four renders of precompiled templates, nothing else. The
 only variables are first_name ("" when unknown), unsubscribe_url and preferences_url;
 a contact's data is a value, never template source.
+
+Batch form (per step, at compile time): when the HTML and text use the variables only
+as plain values, each such expression becomes a substitution tag in one shared copy
+of the content, and a contact's values come from a few tiny renders. A provider can
+then send one body for many contacts (SendGrid personalizations with substitutions).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from jinja2 import (
     TemplateSyntaxError,
     Undefined,
     meta,
+    nodes,
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markdown_it import MarkdownIt
@@ -52,7 +58,7 @@ from markdown_it.token import Token
 from markupsafe import Markup
 
 import templates
-from senders.base import Message
+from senders.base import BatchForm, Message, TaggedContent
 
 from .errors import InputError, NotFoundError
 from .spec import Campaign, Colors, Step
@@ -83,6 +89,8 @@ VARIABLES = frozenset({"first_name", "unsubscribe_url", "preferences_url"})
 FONT_STACK = "-apple-system, BlinkMacSystemFont, Segoe UI, Helvetica, Arial, sans-serif"
 WCAG_AA = 4.5
 _DOCTYPE = "<!doctype html>\n"
+
+log = logging.getLogger("dripmail.render")
 
 # cssutils reports every Outlook-only property (mso-*) MJML writes as an error.
 cssutils.log.setLevel(logging.CRITICAL)
@@ -485,32 +493,180 @@ def _check_staff_text(
         )
 
 
-def _step_template(subject: str, preheader: str | None, html: str, text: str) -> Template:
+def _step_source(subject: str, preheader: str | None, html: str, text: str) -> str:
     """One template whose blocks are the four parts, so a contact needs one context, not four."""
     parts = [("subject", subject, False), ("html", html, True), ("text", text, False)]
     if preheader is not None:
         parts.append(("preheader", preheader, False))
-    source = "".join(
+    return "".join(
         f"{{% block {name} %}}"
         + (part if escape else f"{{% autoescape false %}}{part}{{% endautoescape %}}")
         + "{% endblock %}"
         for name, part, escape in parts
     )
-    return _contact_env().from_string(source)
 
 
 _concat = "".join
+
+
+# ---------------------------------------------------------------------------- batch form
+
+# What a per-contact expression may be for its step to have a batch form: a variable,
+# a constant, `default` with constant arguments, or `urlencode` (which the compiler
+# puts on a name inside a link). Anything else, `{% if first_name %}` above all, makes
+# the content's shape differ per contact, so the step goes one rendered email at a time.
+_PLAIN_FILTERS = frozenset({"default", "d", "urlencode"})
+
+
+def _plain(expr: nodes.Node) -> bool:
+    """Whether `expr` is a plain per-contact value (see _PLAIN_FILTERS)."""
+    if isinstance(expr, nodes.Const):
+        return True
+    if isinstance(expr, nodes.Name):
+        return expr.name in VARIABLES
+    if isinstance(expr, nodes.Filter):
+        return (
+            expr.name in _PLAIN_FILTERS
+            and expr.node is not None
+            and _plain(expr.node)
+            and all(isinstance(arg, nodes.Const) for arg in expr.args)
+            and all(isinstance(kwarg.value, nodes.Const) for kwarg in expr.kwargs)
+            and expr.dyn_args is None
+            and expr.dyn_kwargs is None
+        )
+    return False
+
+
+_Part = str | tuple[nodes.Expr, bool]  # literal text, or (expression, autoescaped)
+
+
+def _flatten(body: list[nodes.Node], autoescape: bool, out: list[_Part]) -> bool:
+    """A block as literal text and plain expressions, in order; False if it has anything else."""
+    for node in body:
+        if isinstance(node, nodes.Output):
+            for child in node.nodes:
+                if isinstance(child, nodes.TemplateData):
+                    out.append(child.data)  # written as it is, escaping or not
+                elif _plain(child):
+                    out.append((child, autoescape))
+                else:
+                    return False
+        elif isinstance(node, nodes.Scope):
+            if not _flatten(node.body, autoescape, out):
+                return False
+        elif isinstance(node, nodes.ScopedEvalContextModifier):  # {% autoescape false %}
+            options = {option.key: option.value for option in node.options}
+            setting = options.pop("autoescape", None)
+            if options or not isinstance(setting, nodes.Const):
+                return False
+            if not _flatten(node.body, bool(setting.value), out):
+                return False
+        else:
+            return False
+    return True
+
+
+class _Batch:
+    """A step's tagged content, and the template whose blocks give one contact's tag values.
+
+    Every distinct (expression, escaping) gets one tag `-<marker>h<n>-` (HTML, the value
+    escaped) or `-<marker>t<n>-` (text, raw): SendGrid applies one value per key to
+    all content, so a value escaped for HTML cannot serve the text part. The marker
+    holds a nonce absent from the step's literal text, so no text is mistaken for a
+    tag; the closing `-` keeps `h1` from matching the start of `h10`. Letters, digits
+    and `-` survive every place a tag lands (text, attribute, URL) unchanged. A value
+    could still hold the marker (a contact's name is theirs to choose): BatchForm.clashes
+    finds that and such a message goes rendered in full.
+    """
+
+    def __init__(self, parts: dict[str, list[_Part]], key: str, seed: str) -> None:
+        literal = seed + _concat(p for ps in parts.values() for p in ps if isinstance(p, str))
+        salt = 0
+        while True:
+            self.marker = "dm" + hashlib.sha256(f"{salt}:{literal}".encode()).hexdigest()[:12]
+            if self.marker not in literal:
+                break
+            salt += 1
+        # One block per distinct (expression, escaping), in order of first use.
+        slots: dict[tuple[str, bool], tuple[nodes.Expr, bool]] = {}
+        for ps in parts.values():
+            for part in ps:
+                if not isinstance(part, str):
+                    slots.setdefault((repr(part[0]), part[1]), part)
+        values = _values_template(list(slots.values()))
+        fills: dict[tuple[str, bool], str] = {}  # what goes in the content for each
+        self._slots: list[tuple[str, Callable[[Any], Any]]] = []  # (tag, its block)
+        for number, (slot, (expr, escape)) in enumerate(slots.items()):
+            block = values.blocks[f"v{number}"]
+            if isinstance(expr, nodes.Name) or any(expr.find_all(nodes.Name)):
+                fills[slot] = tag = f"-{self.marker}{'h' if escape else 't'}{number}-"
+                self._slots.append((tag, block))
+            else:  # a constant, like `{{ "{" }}` for a literal brace: its text
+                fills[slot] = _concat(block(values.new_context({}, shared=True)))
+
+        def content(name: str) -> str:
+            return _concat(
+                p if isinstance(p, str) else fills[repr(p[0]), p[1]] for p in parts[name]
+            )
+
+        self.content = TaggedContent(key, content("html"), content("text"), self.marker)
+        self._new_context = values.new_context
+
+    def form(self, variables: dict[str, str]) -> BatchForm:
+        """One contact's value for each tag."""
+        context = self._new_context(variables, shared=True)
+        return BatchForm(self.content, {tag: _concat(block(context)) for tag, block in self._slots})
+
+
+def _values_template(expressions: list[tuple[nodes.Expr, bool]]) -> Template:
+    """A template with one block `v<n>` per expression, escaping as where it was found.
+
+    Compiled from the step's own expression nodes, so each value is exactly what the
+    full render writes in that place (same filters, same escaping, same sandbox).
+    """
+    env = _contact_env()
+    body: list[nodes.Node] = []
+    for number, (expr, escape) in enumerate(expressions):
+        output: list[nodes.Node] = [nodes.Output([expr])]
+        if not escape:
+            off = nodes.Keyword("autoescape", nodes.Const(False))
+            output = [nodes.ScopedEvalContextModifier([off], output)]
+        body.append(nodes.Block(f"v{number}", output, False, False))
+    code = env.compile(nodes.Template(body))
+    return env.template_class.from_code(env, code, env.make_globals(None))
+
+
+def _batch(source: str, key: str, seed: str) -> _Batch | None:
+    """The step's batch form, or None when its HTML or text is more than plain values."""
+    blocks = {block.name: block for block in _contact_env().parse(source).find_all(nodes.Block)}
+    parts: dict[str, list[_Part]] = {"html": [], "text": []}
+    for name, out in parts.items():
+        if not _flatten(blocks[name].body, True, out):
+            return None
+    return _Batch(parts, key, seed)
 
 
 # -------------------------------------------------------------------------------- compile
 
 
 class CompiledStep:
-    """One step's frozen subject, preheader, HTML and text, as blocks of one Jinja template."""
+    """One step's frozen subject, preheader, HTML and text, as blocks of one Jinja template.
 
-    __slots__ = ("_blocks", "_new_context", "file", "key", "position", "total")
+    `tagged` is the step's batch form (None when it has none): see _Batch.
+    """
 
-    def __init__(self, *, key: str, file: str, position: int, total: int, template: Template):
+    __slots__ = ("_batch", "_blocks", "_new_context", "file", "key", "position", "total")
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        file: str,
+        position: int,
+        total: int,
+        template: Template,
+        batch: _Batch | None = None,
+    ):
         self.key = key
         self.file = file
         self.position = position
@@ -518,9 +674,14 @@ class CompiledStep:
         self._new_context = template.new_context
         blocks = template.blocks
         self._blocks = (blocks["subject"], blocks.get("preheader"), blocks["html"], blocks["text"])
+        self._batch = batch
 
     def __repr__(self) -> str:
         return f"CompiledStep({self.key!r}, {self.position} of {self.total})"
+
+    @property
+    def tagged(self) -> TaggedContent | None:
+        return self._batch.content if self._batch is not None else None
 
     def personalise(
         self, recipient: Recipient, *, unsubscribe_url: str, preferences_url: str
@@ -528,12 +689,7 @@ class CompiledStep:
         """Render this step for one contact: Jinja renders of precompiled templates only."""
         # shared=True: the environment has no globals to merge into the context.
         context = self._new_context(
-            {
-                "first_name": recipient.first_name or "",
-                "unsubscribe_url": unsubscribe_url,
-                "preferences_url": preferences_url,
-            },
-            shared=True,
+            _variables(recipient, unsubscribe_url, preferences_url), shared=True
         )
         subject, preheader, html, text = self._blocks
         return Rendered(
@@ -542,6 +698,26 @@ class CompiledStep:
             _concat(html(context)),
             _concat(text(context)),
         )
+
+    def batch_form(
+        self, recipient: Recipient, *, unsubscribe_url: str, preferences_url: str
+    ) -> BatchForm | None:
+        """The contact's values for the step's tagged content; None when the step has none."""
+        if self._batch is None:
+            return None
+        return self._batch.form(_variables(recipient, unsubscribe_url, preferences_url))
+
+    def drop_batch_form(self) -> None:
+        """Send this step rendered in full only (its batch form failed the compile check)."""
+        self._batch = None
+
+
+def _variables(recipient: Recipient, unsubscribe_url: str, preferences_url: str) -> dict[str, str]:
+    return {
+        "first_name": recipient.first_name or "",
+        "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
+    }
 
 
 class CompiledCampaign:
@@ -577,7 +753,8 @@ class CompiledCampaign:
     ) -> Message:
         """The personalised step as a Message with its list and identity headers."""
         spec = self.campaign.spec
-        rendered = self.step(step_key).personalise(
+        step = self.step(step_key)
+        rendered = step.personalise(
             recipient, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url
         )
         domain = spec.from_.address.rpartition("@")[2]
@@ -607,6 +784,9 @@ class CompiledCampaign:
             date=date,
             categories=(campaign_category(self.campaign.name), f"s-{_short_hash(step_key)}"),
             is_test=is_test,
+            batch=step.batch_form(
+                recipient, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url
+            ),
         )
 
 
@@ -735,16 +915,22 @@ def _compile_step(campaign: Campaign, step: Step, colours: Palette) -> CompiledS
     )
     text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
+    source = _step_source(
+        tokens.source(values["subject"]),
+        tokens.source(values["preheader"]) if values["preheader"] else None,
+        tokens.source(html),
+        tokens.source(text),
+    )
     compiled = CompiledStep(
         key=step.key,
         file=step.file,
         position=step.position,
         total=values["total"],
-        template=_step_template(
-            tokens.source(values["subject"]),
-            tokens.source(values["preheader"]) if values["preheader"] else None,
-            tokens.source(html),
-            tokens.source(text),
+        template=_contact_env().from_string(source),
+        batch=_batch(
+            source,
+            key=f"{campaign.version}:{templates.digest()}:{step.key}",
+            seed=campaign.files.get("campaign.yaml", "") + campaign.files.get(step.file, ""),
         ),
     )
     _try_render(compiled, campaign, step)
@@ -752,19 +938,28 @@ def _compile_step(campaign: Campaign, step: Step, colours: Palette) -> CompiledS
 
 
 def _try_render(compiled: CompiledStep, campaign: Campaign, step: Step) -> None:
-    """Render once with and once without a first name: errors surface now, not per contact."""
+    """Render once with and once without a first name: errors surface now, not per contact.
+
+    The batch form must give the very same HTML and text; if it ever did not, the step
+    goes rendered in full rather than risk a different email.
+    """
     for first_name in ("Sam", ""):
+        recipient = Recipient("check@example.com", first_name)
+        links = {
+            "unsubscribe_url": f"{PLACEHOLDER_PUBLIC_URL}/u/check",
+            "preferences_url": f"{PLACEHOLDER_PUBLIC_URL}/p/check",
+        }
         try:
-            compiled.personalise(
-                Recipient("check@example.com", first_name),
-                unsubscribe_url=f"{PLACEHOLDER_PUBLIC_URL}/u/check",
-                preferences_url=f"{PLACEHOLDER_PUBLIC_URL}/p/check",
-            )
+            rendered = compiled.personalise(recipient, **links)
+            form = compiled.batch_form(recipient, **links)
         except Exception as exc:  # a staff expression can raise anything; name the file
             raise InputError(
                 f"placeholder fails when first_name is {first_name!r}: {exc}",
                 source=_step_file(campaign, step),
             ) from None
+        if form is not None and form.render() != (rendered.html, rendered.text):
+            log.warning("step %s: the batch form differs from the render; not used", step.key)
+            compiled.drop_batch_form()
 
 
 _CACHE: OrderedDict[tuple[str, str], CompiledCampaign] = OrderedDict()

@@ -186,6 +186,7 @@ class SenderConfig(_Model):
     track_clicks: bool = False
     categories: bool = False
     asm_group_id: int | None = None
+    batch: bool = True  # up to 1,000 emails of one step per request (personalizations)
     # both providers: request timeout, parallel requests, and in-run retry bounds
     timeout: float = Field(default=10.0, gt=0, le=300)
     concurrency: int = Field(default=8, ge=1, le=64)

@@ -9,7 +9,8 @@ SenderConfigurationError, which stops the run before anything is marked.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -33,6 +34,55 @@ class Outcome(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class TaggedContent:
+    """A step's HTML and text with a substitution tag wherever a per-contact value goes.
+
+    Built once per compiled step and shared by all its messages. A provider that can
+    send one body to many recipients with per-recipient substitutions (SendGrid's
+    personalizations) sends this once and each contact's tag values with them.
+    """
+
+    key: str  # campaign version, layout and step: equal keys mean equal content
+    html: str
+    text: str
+    marker: str  # in every tag and nowhere else in the content (see BatchForm.clashes)
+
+
+@dataclass(frozen=True)
+class BatchForm:
+    """A message as its step's tagged content plus this contact's value for each tag.
+
+    Replacing every tag in `content` by its value gives exactly the message's html and
+    text (the HTML tags take HTML-escaped values, the text tags raw ones).
+    """
+
+    content: TaggedContent
+    substitutions: Mapping[str, str]
+
+    def clashes(self, *texts: str | None) -> bool:
+        """Whether a value, or one of `texts`, holds the tag marker.
+
+        Such a text could be read as a tag (or break one) when the provider
+        substitutes, so the message must go with its content rendered in full.
+        """
+        marker = self.content.marker
+        return any(marker in value for value in self.substitutions.values()) or any(
+            marker in text for text in texts if text
+        )
+
+    def render(self) -> tuple[str, str]:
+        """(html, text): every tag replaced by its value, in one pass."""
+        if not self.substitutions:
+            return self.content.html, self.content.text
+        tags = re.compile("|".join(map(re.escape, self.substitutions)))
+
+        def fill(text: str) -> str:
+            return tags.sub(lambda match: self.substitutions[match.group(0)], text)
+
+        return fill(self.content.html), fill(self.content.text)
+
+
+@dataclass(frozen=True)
 class Message:
     """One personalised email, ready to hand to a provider."""
 
@@ -50,6 +100,9 @@ class Message:
     date: datetime | None = None
     categories: tuple[str, ...] = ()  # opaque campaign/step ids only
     is_test: bool = False
+    # Set when the html and text are tagged content plus plain per-contact values, so a
+    # provider may send many such messages in one request; senders may ignore it.
+    batch: BatchForm | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -65,7 +118,11 @@ class SendResult:
 
 
 class Sender(Protocol):
-    """A provider adapter. `send` returns one result per message, in order."""
+    """A provider adapter. `send` returns one result per message, in order.
+
+    A sender that sends many messages in one request may also have an int attribute
+    `batch_limit`: the dispatcher then hands it up to that many messages per call.
+    """
 
     name: str
 

@@ -1,8 +1,16 @@
 """SendGrid through the official `sendgrid` client and the v3 Mail Send endpoint.
 
-One POST /v3/mail/send per message (each email is personalised, and the delivery id
-rides in that message's own custom_args), run in a bounded pool of threads because
-the client opens a fresh connection per request.
+Requests run in a bounded pool of threads, because the client opens a fresh
+connection per request. Each message's delivery id rides in its own personalization's
+custom_args. What one request carries:
+
+- a batch: messages of one step whose content is the step's tagged content plus plain
+  per-contact values (Message.batch) go up to 1,000 per request, one personalization
+  each with its own subject, headers and substitutions, the content once;
+- otherwise one message, rendered in full (a step with `{% if %}`, values over
+  SendGrid's limits, a message alone in its group, or `batch: false`).
+
+A request's answer is the answer for every message in it.
 
 How each answer is read (DESIGN.md, Senders):
 
@@ -33,6 +41,7 @@ import re
 import threading
 import time
 import urllib.error
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,7 +52,7 @@ from urllib.parse import urlsplit
 import python_http_client.exceptions as http_errors
 import sendgrid
 
-from .base import Message, Outcome, SenderConfigurationError, SendResult
+from .base import BatchForm, Message, Outcome, SenderConfigurationError, SendResult
 
 log = logging.getLogger("dripmail.sendgrid")
 
@@ -81,6 +90,12 @@ _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCI
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # A display name holding any of these must be quoted to stay one mailbox.
 _SPECIALS = re.compile(r'[,;"<>()\[\]:@\\]')
+
+# "The personalization block is limited to 1000 personalizations per API request", and
+# "the total collective size of your substitutions may not exceed 10,000 bytes per
+# personalization object" (Mail Send errors and schema). Bytes are counted as JSON.
+MAX_PERSONALIZATIONS = 1000
+MAX_SUBSTITUTION_BYTES = 10_000
 
 # status -> what it means for the message (see the module docstring)
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -142,6 +157,7 @@ class SendGridSender:
         max_attempts: int = 3,
         max_wait: float = 60.0,
         backoff: float = 0.5,
+        batch: bool = True,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -164,6 +180,9 @@ class SendGridSender:
         self.max_attempts = int(max_attempts)
         self.max_wait = float(max_wait)
         self.backoff = float(backoff)
+        # How many messages one request may carry (Sender protocol: the dispatcher
+        # hands over at least as many per call, so a claimed batch can go as one).
+        self.batch_limit = MAX_PERSONALIZATIONS if batch else 1
         self._sleep = sleep
         self._clock = clock
         self._key = api_key  # kept only to scrub it from any text we pass on
@@ -205,6 +224,7 @@ class SendGridSender:
             "track_clicks": bool(settings.get("track_clicks", False)),
             "categories": bool(settings.get("categories", False)),
             "asm_group_id": settings.get("asm_group_id"),
+            "batch": bool(settings.get("batch", True)),
         }
         for name in ("timeout", "concurrency", "max_attempts", "max_wait"):
             if settings.get(name) is not None:
@@ -219,27 +239,61 @@ class SendGridSender:
 
     def payload(self, message: Message) -> dict[str, Any]:
         """The JSON body of POST /v3/mail/send for one message."""
+        body = self._common(message, message.text, message.html)
+        body["personalizations"] = [self._personalization(message)]
+        body["subject"] = _one_line(message.subject)
+        headers = self._headers(message)
+        if headers:
+            body["headers"] = headers
+        return body
+
+    def batch_payload(self, messages: Sequence[Message]) -> dict[str, Any]:
+        """The JSON body for messages of one step (see _requests): the tagged content once,
+        and per message a personalization with its subject, headers and tag values."""
+        forms = [message.batch for message in messages if message.batch is not None]
+        if not messages or len(forms) < len(messages):
+            raise ValueError("every message of a batch needs its batch form")
+        content = forms[0].content
+        if any(form.content != content for form in forms):
+            raise ValueError("a batch is messages of one tagged content")
+        body = self._common(messages[0], content.text, content.html)
+        personalizations = []
+        for message, form in zip(messages, forms, strict=True):
+            personalization = self._personalization(message)
+            # No top-level subject: "you can get around this requirement if every
+            # personalization has a subject defined" (Mail Send errors).
+            personalization["subject"] = _one_line(message.subject)
+            headers = self._headers(message)
+            if headers:
+                personalization["headers"] = headers
+            personalization["substitutions"] = dict(form.substitutions)
+            personalizations.append(personalization)
+        body["personalizations"] = personalizations
+        return body
+
+    def _personalization(self, message: Message) -> dict[str, Any]:
         to = {"email": message.to_address}
         if message.to_name and (name := _recipient_name(message.to_name)):
             to["name"] = name
-        personalization: dict[str, Any] = {
+        return {
             "to": [to],
             # Per personalization: the schema types a top-level custom_args as a
             # string, and this is what SendGrid attaches to every event of the email.
             # Only the opaque delivery id: nothing about the person or their health.
             "custom_args": {"delivery_id": str(message.delivery_id)},
         }
+
+    def _common(self, message: Message, text: str, html: str) -> dict[str, Any]:
+        """What is the same for every recipient: sender, content, settings."""
         sender = {"email": message.from_address}
         if from_name := _one_line(message.from_name):
             sender["name"] = from_name
         body: dict[str, Any] = {
-            "personalizations": [personalization],
             "from": sender,
-            "subject": _one_line(message.subject),
             # RFC 2046 and SendGrid both want text/plain first, then text/html.
             "content": [
                 {"type": kind, "value": value}
-                for kind, value in (("text/plain", message.text), ("text/html", message.html))
+                for kind, value in (("text/plain", text), ("text/html", html))
                 if value
             ],
         }
@@ -249,9 +303,6 @@ class SendGridSender:
             if name:
                 reply_to["name"] = name
             body["reply_to"] = reply_to
-        headers = self._headers(message)
-        if headers:
-            body["headers"] = headers
         if self.categories and message.categories:
             # Opaque campaign/step ids; SendGrid allows 10 unique names of <= 255 chars.
             unique = dict.fromkeys(c[:255] for c in message.categories if c)
@@ -301,14 +352,16 @@ class SendGridSender:
             return []
         stop = threading.Event()
         pool = self._executor()
-        futures = [pool.submit(self._deliver, message, stop) for message in messages]
-        outcomes: list[SendResult | _KeyRefused] = []
+        requests = self._requests(messages)
+        futures = [pool.submit(self._deliver, [messages[i] for i in r], stop) for r in requests]
+        outcomes: dict[int, SendResult | _KeyRefused] = {}
         refused: str | None = None
-        for future in futures:
+        for request, future in zip(requests, futures, strict=True):
             try:
-                outcomes.append(future.result())
+                outcomes.update(zip(request, future.result(), strict=True))
             except _KeyRefused as exc:
-                outcomes.append(exc)
+                # A request's answer is every message's in it.
+                outcomes.update((index, exc) for index in request)
                 if refused is None or refused == STOPPED:
                     refused = exc.reason
         # Every message that met the refusal, or was stopped by it, waits for a later run.
@@ -318,7 +371,7 @@ class SendGridSender:
             else SendResult(
                 m.delivery_id, Outcome.TRANSIENT, error=f"not sent: {refused}", attempts=r.attempts
             )
-            for m, r in zip(messages, outcomes, strict=True)
+            for m, r in zip(messages, [outcomes[i] for i in range(len(messages))], strict=True)
         ]
         if refused is None:
             return results
@@ -341,14 +394,55 @@ class SendGridSender:
                 )
             return self._pool
 
-    def _deliver(self, message: Message, stop: threading.Event) -> SendResult:
-        """Send one message with in-run retries (raises _KeyRefused to stop them all)."""
-        delivery_id = message.delivery_id
-        problem = _unsendable(message)
-        if problem:
-            log.warning("delivery %s: not sent: %s", delivery_id, problem)
-            return SendResult(delivery_id, Outcome.PERMANENT, error=problem, attempts=0)
-        body = self.payload(message)
+    def _requests(self, messages: Sequence[Message]) -> list[list[int]]:
+        """The requests to make, as indexes into `messages`, in the order of their first.
+
+        Messages of one tagged content (and the same sender, reply-to and categories,
+        which the body shares) go together, up to MAX_PERSONALIZATIONS a request; every
+        other message goes alone, as does one left alone in its group.
+        """
+        requests: list[list[int]] = []
+        # group -> its requests still open, each with the addresses already in it
+        groups: dict[tuple, list[tuple[list[int], set[str]]]] = defaultdict(list)
+        for index, message in enumerate(messages):
+            form = message.batch
+            if self.batch_limit < 2 or form is None or _unbatchable(message, form):
+                requests.append([index])
+                continue
+            group = groups[
+                form.content.key,
+                message.from_name,
+                message.from_address,
+                message.reply_to,
+                message.categories,
+            ]
+            address = message.to_address.lower()
+            # SendGrid answers 400 when an address is in two personalizations of one
+            # request ("Each unique email address ... should only be included once").
+            for request, addresses in group:
+                if len(request) < self.batch_limit and address not in addresses:
+                    break
+            else:
+                request, addresses = [], set()
+                group.append((request, addresses))
+                requests.append(request)
+            request.append(index)
+            addresses.add(address)
+        return requests
+
+    def _deliver(self, messages: Sequence[Message], stop: threading.Event) -> list[SendResult]:
+        """Make one request, for one message or a batch, with in-run retries; its outcome
+        is every message's (raises _KeyRefused to stop them all)."""
+        if len(messages) == 1:
+            label = f"delivery {messages[0].delivery_id}"
+            problem = _unsendable(messages[0])
+            if problem:
+                log.warning("%s: not sent: %s", label, problem)
+                return self._results(messages, Outcome.PERMANENT, error=problem, attempts=0)
+            body = self.payload(messages[0])
+        else:
+            label = f"batch of {len(messages)} from delivery {messages[0].delivery_id}"
+            body = self.batch_payload(messages)
         attempts = 0
         waited = 0.0
         while True:
@@ -357,25 +451,25 @@ class SendGridSender:
                 raise _KeyRefused(STOPPED, attempts)
             attempts += 1
             answer = self._post(body)
-            log.debug("delivery %s: attempt %d: %s", delivery_id, attempts, answer.kind)
+            log.debug("%s: attempt %d: %s", label, attempts, answer.kind)
             if answer.kind == "config":
                 stop.set()
                 raise _KeyRefused(answer.error or "SendGrid refused the API key", attempts)
             if answer.kind == "sent":
-                return SendResult(
-                    delivery_id, Outcome.SENT, provider_id=answer.provider_id, attempts=attempts
+                # One X-Message-Id per request; SendGrid's events add a per-recipient
+                # suffix and carry each delivery id, which is how they are matched.
+                return self._results(
+                    messages, Outcome.SENT, provider_id=answer.provider_id, attempts=attempts
                 )
             if answer.kind == "permanent":
-                log.warning("delivery %s: SendGrid rejected the email", delivery_id)
-                return SendResult(
-                    delivery_id, Outcome.PERMANENT, error=answer.error, attempts=attempts
+                log.warning("%s: SendGrid rejected the email", label)
+                return self._results(
+                    messages, Outcome.PERMANENT, error=answer.error, attempts=attempts
                 )
             if answer.kind == "ambiguous":
-                log.warning(
-                    "delivery %s: the answer was lost after sending; not retried", delivery_id
-                )
-                return SendResult(
-                    delivery_id, Outcome.AMBIGUOUS, error=answer.error, attempts=attempts
+                log.warning("%s: the answer was lost after sending; not retried", label)
+                return self._results(
+                    messages, Outcome.AMBIGUOUS, error=answer.error, attempts=attempts
                 )
             # Transient: wait and retry while both bounds allow it.
             wait = self._wait_for(answer, attempts)
@@ -385,11 +479,9 @@ class SendGridSender:
                     if answer.reset_at is not None
                     else None
                 )
-                log.info(
-                    "delivery %s: giving up for this run after %d attempts", delivery_id, attempts
-                )
-                return SendResult(
-                    delivery_id,
+                log.info("%s: giving up for this run after %d attempts", label, attempts)
+                return self._results(
+                    messages,
                     Outcome.TRANSIENT,
                     error=f"{answer.error} (after {attempts} attempt{'s' * (attempts > 1)})",
                     retry_at=retry_at,
@@ -397,6 +489,10 @@ class SendGridSender:
                 )
             self._sleep(wait)
             waited += wait
+
+    @staticmethod
+    def _results(messages: Sequence[Message], outcome: Outcome, **details: Any) -> list[SendResult]:
+        return [SendResult(m.delivery_id, outcome, **details) for m in messages]
 
     def _wait_for(self, answer: _Answer, attempts: int) -> float:
         """Seconds before the next attempt: until a 429's reset, else backoff."""
@@ -523,6 +619,16 @@ def _recipient_name(name: str) -> str:
     if not _SPECIALS.search(text):
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _unbatchable(message: Message, form: BatchForm) -> bool:
+    """Whether the message must go rendered in full, alone: it would be rejected, or
+    its values are over SendGrid's limit, or could be read as a tag."""
+    if _unsendable(message):
+        return True  # alone, it gets its own PERMANENT result without a request
+    size = len(json.dumps(dict(form.substitutions), ensure_ascii=False).encode())
+    # SendGrid substitutes in the subject and reply-to too (Mail Send schema).
+    return size > MAX_SUBSTITUTION_BYTES or form.clashes(message.subject, message.reply_to)
 
 
 def _unsendable(message: Message) -> str | None:

@@ -7,7 +7,9 @@ header, a display name its To header would split). A failure answers 400, as
 SendGrid would, and is recorded so a test can assert there were none.
 
 Faults come from a queue (`script(...)`, one per accepted-for-processing request,
-in arrival order) or a callable `fault_for(delivery_id, nth_request)`.
+in arrival order) or a callable `fault_for(delivery_id, nth_request)`. A request with
+several personalizations (a batch) is named by its first delivery id there; it counts
+as a request for each of its deliveries, and its X-Message-Id is accepted for each.
 
 A refused connection cannot be scripted on a listening socket: the kernel has
 completed the handshake before the server sees anything, so "close before reading"
@@ -138,9 +140,10 @@ class Fault:
 class Request:
     """One request as the server saw it, and how it answered."""
 
-    delivery_id: str | None
+    delivery_id: str | None  # the first personalization's
     answer: str  # "202", "200", "429", "500", "drop", "slow", "400", "401" ...
     body: dict[str, Any] | None = field(repr=False, default=None)
+    delivery_ids: tuple[str, ...] = ()  # every personalization's, in order
 
 
 class SendGridServer:
@@ -274,14 +277,16 @@ class SendGridServer:
                 return self._script.pop(0)
         return self.fault_for(delivery_id, nth) if self.fault_for else None
 
-    def _record(self, delivery_id: str | None, answer: str, body: Any) -> None:
+    def _record(self, delivery_ids: tuple[str, ...], answer: str, body: Any) -> None:
+        first = delivery_ids[0] if delivery_ids else None
         with self._lock:
-            self.requests.append(Request(delivery_id, answer, body))
+            self.requests.append(Request(first, answer, body, delivery_ids))
 
-    def _accept(self, delivery_id: str | None) -> str:
+    def _accept(self, delivery_ids: tuple[str, ...]) -> str:
         message_id = secrets.token_urlsafe(16)[:22]  # SendGrid's ids look like this
         with self._lock:
-            self.accepted[delivery_id or "?"].append(message_id)
+            for delivery_id in delivery_ids or ("?",):
+                self.accepted[delivery_id].append(message_id)
         return message_id
 
 
@@ -292,14 +297,16 @@ def _sendgrid_rules(body: dict[str, Any]) -> list[dict[str, Any]]:
     def flag(where: str, message: str) -> None:
         errors.append({"field": where, "message": message})
 
-    headers = body.get("headers") or {}
-    for name, value in headers.items() if isinstance(headers, dict) else ():
-        if name.lower() in RESERVED_HEADERS:
-            flag(f"headers.{name}", "this header is reserved and cannot be set")
-        if not isinstance(value, str):
-            flag(f"headers.{name}", "header values must be strings")
-        elif "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-            flag(f"headers.{name}", "a header would be split by CR/LF")
+    def check_headers(where: str, headers: Any) -> None:
+        for name, value in headers.items() if isinstance(headers, dict) else ():
+            if name.lower() in RESERVED_HEADERS:
+                flag(f"{where}.{name}", "this header is reserved and cannot be set")
+            if not isinstance(value, str):
+                flag(f"{where}.{name}", "header values must be strings")
+            elif "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+                flag(f"{where}.{name}", "a header would be split by CR/LF")
+
+    check_headers("headers", body.get("headers") or {})
     for where, text in (
         ("subject", body.get("subject")),
         ("from.name", (body.get("from") or {}).get("name")),
@@ -307,10 +314,38 @@ def _sendgrid_rules(body: dict[str, Any]) -> list[dict[str, Any]]:
     ):
         if isinstance(text, str) and ("\r" in text or "\n" in text):
             flag(where, "a header would be split by CR/LF")
-    for i, personalization in enumerate(body.get("personalizations") or []):
+    personalizations = body.get("personalizations") or []
+    if not body.get("subject") and not all(p.get("subject") for p in personalizations):
+        flag("subject", "The subject is required.")
+    if not body.get("content"):
+        flag(
+            "content", "Unless a valid template_id is provided, the content parameter is required."
+        )
+    addresses: set[str] = set()
+    for i, personalization in enumerate(personalizations):
         for key, value in (personalization.get("custom_args") or {}).items():
             if not isinstance(value, str):
                 flag(f"personalizations.{i}.custom_args.{key}", "Bad Request")
+        check_headers(f"personalizations.{i}.headers", personalization.get("headers") or {})
+        subject = personalization.get("subject")
+        if isinstance(subject, str) and ("\r" in subject or "\n" in subject):
+            flag(f"personalizations.{i}.subject", "a header would be split by CR/LF")
+        substitutions = personalization.get("substitutions") or {}
+        if len(json.dumps(substitutions, ensure_ascii=False).encode()) > 10_000:
+            flag(
+                f"personalizations.{i}.substitutions",
+                "The total collective size of your substitutions may not exceed 10,000 bytes "
+                "per personalization object.",
+            )
+        for to in personalization.get("to") or []:
+            address = str(to.get("email", "")).lower()
+            if address in addresses:
+                flag(
+                    f"personalizations.{i}.to",
+                    "Each unique email address in the personalizations array should only be "
+                    "included once.",
+                )
+            addresses.add(address)
         for j, to in enumerate(personalization.get("to") or []):
             name = to.get("name")
             if name is None:
@@ -342,16 +377,17 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length)  # always read all of it: a real server would
         if self.path != MAIL_SEND:
             self._answer(404, {"errors": [{"field": None, "message": "not found"}]})
-            fake._record(None, "404", None)
+            fake._record((), "404", None)
             return
         body, errors = fake._check(raw)
-        delivery_id = _delivery_id(body)
+        ids = _delivery_ids(body)
+        delivery_id = ids[0] if ids else None
         with fake._lock:
-            if delivery_id is not None:
-                fake.requests_per_delivery[delivery_id] += 1
+            for each in ids:
+                fake.requests_per_delivery[each] += 1
             nth = fake.requests_per_delivery[delivery_id] if delivery_id else 0
         if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
-            fake._record(delivery_id, "401", body)
+            fake._record(ids, "401", body)
             self._answer(
                 401,
                 {
@@ -366,35 +402,35 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         if errors:
-            fake._record(delivery_id, "400", body)
+            fake._record(ids, "400", body)
             self._answer(400, {"errors": errors})
             return
         fault = fake._next_fault(delivery_id, nth)
         if fault is not None and fault.kind == "status":
-            fake._record(delivery_id, str(fault.status), body)
+            fake._record(ids, str(fault.status), body)
             self._answer(fault.status, fault.body, fault.headers)
             return
         if fault is not None and fault.kind == "drop":
             if fault.accepted:
-                fake._accept(delivery_id)
-            fake._record(delivery_id, "drop", body)
+                fake._accept(ids)
+            fake._record(ids, "drop", body)
             self.close_connection = True  # and write nothing: the client sees EOF
             return
         sandbox = ((body or {}).get("mail_settings") or {}).get("sandbox_mode") or {}
         if sandbox.get("enable"):
             # Sandbox mode: validated, not sent, answered 200 with no message id.
-            fake._record(delivery_id, "200", body)
+            fake._record(ids, "200", body)
             self._answer(200, None)
             return
         if fault is not None and fault.kind == "slow":
-            message_id = fake._accept(delivery_id) if fault.accepted else ""
-            fake._record(delivery_id, "slow", body)
+            message_id = fake._accept(ids) if fault.accepted else ""
+            fake._record(ids, "slow", body)
             fake._stopping.wait(fault.delay)
             with contextlib.suppress(OSError):  # the client has long gone
                 self._answer(202, None, (("X-Message-Id", message_id),))
             return
-        message_id = fake._accept(delivery_id)
-        fake._record(delivery_id, "202", body)
+        message_id = fake._accept(ids)
+        fake._record(ids, "202", body)
         self._answer(202, None, (("X-Message-Id", message_id),))
 
     def _answer(
@@ -412,9 +448,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def _delivery_id(body: dict[str, Any] | None) -> str | None:
+def _delivery_ids(body: dict[str, Any] | None) -> tuple[str, ...]:
+    """The delivery id of each personalization that has one."""
     try:
-        value = body["personalizations"][0]["custom_args"]["delivery_id"]  # type: ignore[index]
-    except (KeyError, IndexError, TypeError):
-        return None
-    return str(value)
+        personalizations = list(body["personalizations"])  # type: ignore[index]
+    except (KeyError, TypeError):
+        return ()
+    ids = []
+    for personalization in personalizations:
+        try:
+            ids.append(str(personalization["custom_args"]["delivery_id"]))
+        except (KeyError, TypeError):
+            continue
+    return tuple(ids)

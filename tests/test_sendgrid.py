@@ -2,6 +2,8 @@
 
 Real SQLite store, real dispatcher, real HTTP; the sender's sleep and clock are
 injected (waits are recorded and return at once), so nothing waits on the wall clock.
+These tests cover one request per message (`batch: false`); test_sendgrid_batch.py
+covers many messages of one step per request.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def senders():
         host: str | None = None,
         **settings,
     ) -> SendGridSender:
+        settings.setdefault("batch", False)
         config = SenderConfig(type="sendgrid", **settings).model_dump()
         environ = {"SENDGRID_API_KEY": key, "SENDGRID_API_HOST": host or server.url}
         sender = SendGridSender.from_settings(config, environ, sleep=fake.sleep, clock=fake.clock)
