@@ -640,7 +640,9 @@ class Dispatcher:
                 if chunk:
                     self._send(compiled[name], chunk, sender, now=now, report=report)
 
-    def _message(self, compiled: CompiledCampaign, row: _Row, *, now: datetime) -> Message:
+    def _message(
+        self, compiled: CompiledCampaign, row: _Row, *, now: datetime, batch_form: bool
+    ) -> Message:
         spec = compiled.campaign.spec
         token = self._signer.token(UnsubscribeClaim(row.contact_id, row.campaign, row.id))
         links = contact_links(
@@ -656,6 +658,7 @@ class Dispatcher:
             unsubscribe_mailto=links.unsubscribe_mailto,
             preferences_url=links.preferences_url,
             date=now,
+            batch_form=batch_form,
         )
 
     def _send(
@@ -669,7 +672,11 @@ class Dispatcher:
     ) -> None:
         campaign = compiled.campaign
         # Rendered before anything is committed: a failure here leaves the rows claimed.
-        messages = {item.row.id: self._message(compiled, item.row, now=now) for item in chunk}
+        batch_form = getattr(sender, "batch_limit", 1) > 1
+        messages = {
+            item.row.id: self._message(compiled, item.row, now=now, batch_form=batch_form)
+            for item in chunk
+        }
         with self.store.begin() as conn:
             lease_now = self._lease_now(conn)
             allowed = self._check_openings(conn, chunk, campaign, now=now, report=report)

@@ -750,8 +750,13 @@ class CompiledCampaign:
         date: datetime | None,
         message_id: str | None = None,
         is_test: bool = False,
+        batch_form: bool = True,
     ) -> Message:
-        """The personalised step as a Message with its list and identity headers."""
+        """The personalised step as a Message with its list and identity headers.
+
+        `batch_form=False` leaves out the step's batch form (a sender that sends one
+        message per request has no use for it, and it costs a few renders).
+        """
         spec = self.campaign.spec
         step = self.step(step_key)
         rendered = step.personalise(
@@ -786,7 +791,9 @@ class CompiledCampaign:
             is_test=is_test,
             batch=step.batch_form(
                 recipient, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url
-            ),
+            )
+            if batch_form
+            else None,
         )
 
 
