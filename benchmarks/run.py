@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.sendgrid_path import bench_sendgrid  # noqa: E402
 from campaigns import render  # noqa: E402
 from campaigns.article import read_article  # noqa: E402
 from campaigns.spec import Campaign, load_folder  # noqa: E402
@@ -325,6 +326,7 @@ BENCHMARKS = {
     "enroll": bench_enroll,
     "dispatch": bench_dispatch,
     "postgres": bench_postgres,
+    "sendgrid": bench_sendgrid,
     "memory": bench_memory,
 }
 
