@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import platform
@@ -61,6 +62,21 @@ def per_second(func: Callable[[], object], seconds: float) -> float:
     return count / elapsed
 
 
+def best_per_second(
+    funcs: list[Callable[[], object]], seconds: float, rounds: int = 6
+) -> list[float]:
+    """Calls per second of each of `funcs`, timed in alternating rounds, best round each.
+
+    On a shared machine the load changes between two measurements; alternating
+    puts both under the same load and the best round is the least disturbed.
+    """
+    best = [0.0] * len(funcs)
+    for _ in range(rounds):
+        for index, func in enumerate(funcs):
+            best[index] = max(best[index], per_second(func, seconds / rounds))
+    return best
+
+
 def clinic_campaign(folder: Path) -> Campaign:
     """The clinic campaign, open around the clock so every zone's first email is due at once."""
     article = read_article(ARTICLE)
@@ -100,18 +116,28 @@ def bench_personalise(work: Path, quick: bool) -> None:
     report("personalise: compiled path (subject+html+text)", fast, "messages/s", command)
     report("personalise: naive path (Jinja->MJML->premailer each)", naive, "messages/s", command)
     report("personalise: compiled / naive", fast / naive, "x", command)
-    message = compiled.message(
-        "welcome",
-        patient,
-        delivery_id="1",
-        unsubscribe_url=links["unsubscribe_url"],
-        unsubscribe_mailto="mailto:care@clinic.example",
-        preferences_url=links["preferences_url"],
-        date=NOW,
+    # A thousand contacts, each with its own name and 70-character tokens: more than
+    # to_bytes's caches hold, so per-contact headers and text lines miss as in a run.
+    rng = random.Random(8)
+    messages = [
+        compiled.message(
+            "welcome",
+            render.Recipient(f"patient{n}@example.com", f"Pat{n}", "America/New_York"),
+            delivery_id=str(n),
+            unsubscribe_url=f"https://mail.clinic.example/u/{rng.randbytes(35).hex()}",
+            unsubscribe_mailto="mailto:care@clinic.example",
+            preferences_url=f"https://mail.clinic.example/p/{rng.randbytes(35).hex()}",
+            date=NOW,
+        )
+        for n in range(1000)
+    ]
+    cycle = itertools.cycle(messages)
+    # The target is a ratio of two costs: time both under the same load.
+    personalised, mime = best_per_second(
+        [lambda: step.personalise(patient, **links), lambda: to_bytes(next(cycle))], seconds
     )
-    mime = per_second(lambda: to_bytes(message), seconds)
     report("message building: MIME bytes for SMTP/file", mime, "messages/s", command)
-    report("message building cost / personalisation cost", fast / mime, "x", command)
+    report("message building cost / personalisation cost", personalised / mime, "x", command)
 
 
 def write_contacts(path: Path, count: int) -> None:
