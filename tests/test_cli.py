@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, create_engine, select
+from sqlalchemy import MetaData, create_engine, select, update
 from typer.testing import CliRunner
 
 from cli import app
@@ -228,3 +228,39 @@ def test_real_senders_refuse_to_start_without_a_public_url(tmp_path, db, monkeyp
     assert_one_line_error(result, "needs a public URL", "DRIPMAIL_PUBLIC_URL")
     assert "SG.not-a-real-key" not in result.output
     assert snapshot(db) == before
+
+
+def test_retry_unknown_requeues_only_what_staff_asked_for(db):
+    """`unknown` may have reached the patient: only those older than --older-than go back."""
+    from campaigns.store import Store, deliveries
+    from tests.helpers import utc
+
+    store = Store(db)
+    with store.begin() as conn:
+        ids = conn.scalars(select(deliveries.c.id).order_by(deliveries.c.id)).all()
+        for delivery_id, touched in ((ids[0], "2026-03-02T12:00"), (ids[1], "2026-03-03T11:00")):
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(status="unknown", updated_at=utc(touched), sent_at=utc(touched))
+            )
+    store.close()
+
+    refused = dripmail("retry", "--db", str(db))
+    result = dripmail(
+        "retry", "--unknown", "--older-than", "24h", "--now", "2026-03-03T12:00Z", "--db", str(db)
+    )
+
+    assert_one_line_error(refused, "--unknown")
+    assert result.exit_code == 0, result.output
+    assert "re-queued 1 unknown deliveries" in result.stdout
+    store = Store(db)
+    with store.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(deliveries))}
+    store.close()
+    assert (rows[ids[0]].status, rows[ids[0]].due_at, rows[ids[0]].sent_at) == (
+        "scheduled",
+        utc("2026-03-03T12:00"),
+        None,
+    )
+    assert rows[ids[1]].status == "unknown"
