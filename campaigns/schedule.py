@@ -17,7 +17,7 @@ Closures (clinic holidays) are whole local dates on which the window does not op
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -208,6 +208,33 @@ def plan_due_times(
         due.append(at)
         last = at
     return due
+
+
+# Due times for (sign-up, zone, the contact's last email or None), as planner() makes it.
+Plan = Callable[[datetime, ZoneInfo, datetime | None], tuple[datetime, ...]]
+
+
+def planner(delays: Sequence[Delay], window: Window, *, min_gap: timedelta = timedelta(0)) -> Plan:
+    """plan_due_times for one sequence, remembered per (sign-up, zone, previous email).
+
+    Contacts imported together often share a sign-up instant (a blank column means now,
+    exports keep whole minutes) and a zone: those are planned once. Instants are keyed
+    in UTC, as aware times in one zone compare equal across a DST fold.
+    """
+    delays = tuple(delays)
+
+    @lru_cache(maxsize=1 << 16)
+    def planned(signed_up_at: datetime, tz: ZoneInfo, previous: datetime | None):
+        return tuple(
+            plan_due_times(signed_up_at, delays, window, tz, min_gap=min_gap, previous=previous)
+        )
+
+    def plan(
+        signed_up_at: datetime, tz: ZoneInfo, previous: datetime | None
+    ) -> tuple[datetime, ...]:
+        return planned(signed_up_at.astimezone(UTC), tz, previous and previous.astimezone(UTC))
+
+    return plan
 
 
 def place(

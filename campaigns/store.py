@@ -16,7 +16,7 @@ import hmac
 import logging
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,6 +74,44 @@ class UTCDateTime(TypeDecorator):
 
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def sqlite_time(value: datetime) -> str:
+    """An aware time as UTCDateTime stores it on SQLite: naive UTC text, microseconds always.
+
+    The same text as SQLAlchemy's SQLite DATETIME format (`YYYY-MM-DD HH:MM:SS.ffffff`),
+    made in C by isoformat: bulk inserts write 600,000 of these.
+    """
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def naive_utc(value: datetime) -> datetime:
+    """An aware time as UTCDateTime hands it to other drivers: naive UTC."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def bulk_insert(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple]
+) -> None:
+    """Insert plain tuples with the driver's executemany, inside `conn`'s transaction.
+
+    SQLAlchemy's own executemany runs every value through its column type, which was a
+    third of a large import's time; here values go to the driver as they are, so
+    UTCDateTime columns take `Store.driver_time` values.
+    """
+    if not rows:
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    conn.exec_driver_sql(
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+        f"VALUES ({', '.join([marker] * len(columns))})",
+        list(rows),
+    )
 
 
 metadata = MetaData()
@@ -297,6 +335,8 @@ class Store:
         except (ArgumentError, ImportError) as exc:
             raise ConfigurationError(f"cannot use database {self.url!r}: {exc}") from None
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        # How a UTCDateTime value reaches the driver, for bulk_insert.
+        self.driver_time = sqlite_time if self.is_sqlite else naive_utc
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             # pysqlite's own transaction handling is switched off so BEGIN IMMEDIATE works.
