@@ -38,6 +38,8 @@ from .suppress import UNSUBSCRIBED
 GONE = (DeliveryStatus.SENDING, DeliveryStatus.SENT, DeliveryStatus.UNKNOWN)
 
 CSV_COLUMNS = ("email", "first_name", "timezone", "signed_up_at", "consent", "tags")
+# A list bound at execution: in_() given 10,000 values coerces each one, every chunk.
+_MANY = bindparam("many", expanding=True)
 CHUNK = 10_000  # contacts per transaction: each commit rewrites the index pages it touched
 _ROW_ERROR = "__error__"
 
@@ -137,7 +139,7 @@ def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
     if not consent:
         raise ValueError("consent: required (where and how this person agreed to be emailed)")
     try:
-        tags = tuple(parse_tags(signup.tags))
+        tags = tuple(parse_tags(signup.tags)) if signup.tags else ()
     except ValueError as exc:
         raise ValueError(f"tags: {exc}") from None
     return Contact(email, first_name, zone_name, signed_up_at, consent, tags)
@@ -259,16 +261,17 @@ def import_csv(
     with store.begin() as conn:
         publish(conn, campaign, now=now)
     done, planned = 0, _planner(store, campaign)
-    for start in range(0, len(valid), CHUNK):
-        chunk = [contact for _, contact in valid[start : start + CHUNK]]
-        with store.begin() as conn:
-            part = _enroll_chunk(conn, store, campaign, chunk, planned=planned, now=now)
-        report.enrolled += part.enrolled
-        report.already += part.already
-        report.suppressed += part.suppressed
-        done += len(chunk)
-        if progress:
-            progress(done, len(valid))
+    with store.bulk() as conn:
+        for start in range(0, len(valid), CHUNK):
+            chunk = [contact for _, contact in valid[start : start + CHUNK]]
+            with conn.begin():
+                part = _enroll_chunk(conn, store, campaign, chunk, planned=planned, now=now)
+            report.enrolled += part.enrolled
+            report.already += part.already
+            report.suppressed += part.suppressed
+            done += len(chunk)
+            if progress:
+                progress(done, len(valid))
     report.rejected.sort()
     report.campaign, report.steps = campaign.name, len(campaign.steps)
     return report
@@ -303,8 +306,8 @@ def read_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
     rows = []
     for record in reader:
         extra = record.pop(None, None)  # a row with more fields than the header
-        if not extra and not any((value or "").strip() for value in record.values()):
-            continue
+        if not extra and not "".join(filter(None, record.values())).strip():
+            continue  # a blank line, or only commas
         record = {k: (v or "") for k, v in record.items()}
         if extra:
             record[_ROW_ERROR] = f"{len(header) + len(extra)} fields, the header has {len(header)}"
@@ -328,9 +331,8 @@ def _enroll_chunk(
     hashes = {contact.email: store.address_hash(contact.email) for contact in batch}
     suppressed = set(
         conn.scalars(
-            select(suppressions.c.address_hash).where(
-                suppressions.c.address_hash.in_(list(hashes.values()))
-            )
+            select(suppressions.c.address_hash).where(suppressions.c.address_hash.in_(_MANY)),
+            {"many": list(hashes.values())},
         )
     )
     if force and suppressed:
@@ -372,8 +374,9 @@ def _enroll_chunk(
             for row in conn.execute(
                 select(enrollments.c.contact_id, enrollments.c.id, enrollments.c.status).where(
                     enrollments.c.campaign == campaign.name,
-                    enrollments.c.contact_id.in_(known_ids),
-                )
+                    enrollments.c.contact_id.in_(_MANY),
+                ),
+                {"many": known_ids},
             )
         }
         if known_ids
@@ -410,8 +413,9 @@ def _enroll_chunk(
         conn.execute(
             select(enrollments.c.contact_id, enrollments.c.id).where(
                 enrollments.c.campaign == campaign.name,
-                enrollments.c.contact_id.in_([ids[c.email] for c in fresh]),
-            )
+                enrollments.c.contact_id.in_(_MANY),
+            ),
+            {"many": [ids[c.email] for c in fresh]},
         ).all()
     )
     steps = [(step.key, step.position) for step in campaign.steps]
@@ -479,10 +483,11 @@ def last_sent(conn: Connection, contact_ids: Sequence[int]) -> dict[int, datetim
             select(enrollments.c.contact_id, func.max(deliveries.c.sent_at))
             .join(deliveries, deliveries.c.enrollment_id == enrollments.c.id)
             .where(
-                enrollments.c.contact_id.in_(list(contact_ids)),
+                enrollments.c.contact_id.in_(_MANY),
                 deliveries.c.status.in_(GONE),
             )
-            .group_by(enrollments.c.contact_id)
+            .group_by(enrollments.c.contact_id),
+            {"many": list(contact_ids)},
         ).all()
     )
 
@@ -588,6 +593,7 @@ def _contact_ids(conn: Connection, emails: Iterable[str]) -> dict[str, int]:
         return {}
     return dict(
         conn.execute(
-            select(contacts.c.email, contacts.c.id).where(contacts.c.email.in_(emails))
+            select(contacts.c.email, contacts.c.id).where(contacts.c.email.in_(_MANY)),
+            {"many": emails},
         ).all()
     )
