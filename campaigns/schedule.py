@@ -213,28 +213,39 @@ def plan_due_times(
 # Due times for (sign-up, zone, the contact's last email or None), as planner() makes it.
 Plan = Callable[[datetime, ZoneInfo, datetime | None], tuple[datetime, ...]]
 
+_PLANS_KEPT = 1 << 16
+
 
 def planner(delays: Sequence[Delay], window: Window, *, min_gap: timedelta = timedelta(0)) -> Plan:
     """plan_due_times for one sequence, remembered per (sign-up, zone, previous email).
 
     Contacts imported together often share a sign-up instant (a blank column means now,
-    exports keep whole minutes) and a zone: those are planned once. Instants are keyed
-    in UTC, as aware times in one zone compare equal across a DST fold.
+    exports keep whole minutes) and a zone: those are planned once.
     """
     delays = tuple(delays)
-
-    @lru_cache(maxsize=1 << 16)
-    def planned(signed_up_at: datetime, tz: ZoneInfo, previous: datetime | None):
-        return tuple(
-            plan_due_times(signed_up_at, delays, window, tz, min_gap=min_gap, previous=previous)
-        )
+    plans: dict[tuple, tuple[datetime, ...]] = {}
 
     def plan(
         signed_up_at: datetime, tz: ZoneInfo, previous: datetime | None
     ) -> tuple[datetime, ...]:
-        return planned(signed_up_at.astimezone(UTC), tz, previous and previous.astimezone(UTC))
+        key = (_exactly(signed_up_at), tz, previous and _exactly(previous))
+        due = plans.get(key)
+        if due is None:
+            if len(plans) >= _PLANS_KEPT:
+                plans.clear()  # sign-ups come roughly in time order: old ones rarely return
+            due = plans[key] = tuple(
+                plan_due_times(signed_up_at, delays, window, tz, min_gap=min_gap, previous=previous)
+            )
+        return due
 
     return plan
+
+
+def _exactly(value: datetime) -> tuple:
+    # One instant read in two zones compares (and hashes) equal, as do the two readings of
+    # a fall-back hour; plan_due_times can tell them apart (it adds hours on the wall clock
+    # of the zone it is given), so the key is the reading itself.
+    return value.replace(tzinfo=None), value.fold, value.tzinfo
 
 
 def place(
