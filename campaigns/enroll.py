@@ -453,6 +453,7 @@ def _planner(store: Store, campaign: Campaign) -> DriverPlan:
         [step.delay for step in campaign.steps], campaign.window, min_gap=campaign.min_gap
     )
 
+    # Plans are in UTC, so equal tuples are equal instants (no fold or zone to tell apart).
     @lru_cache(maxsize=1 << 16)
     def driver_times(due_times: tuple[datetime, ...]) -> tuple[object, ...]:
         return tuple(map(store.driver_time, due_times))

@@ -232,7 +232,7 @@ def planner(delays: Sequence[Delay], window: Window, *, min_gap: timedelta = tim
         due = plans.get(key)
         if due is None:
             if len(plans) >= _PLANS_KEPT:
-                plans.clear()  # sign-ups come roughly in time order: old ones rarely return
+                plans.clear()  # a bound on memory, for imports of unrelated sign-up times
             due = plans[key] = tuple(
                 plan_due_times(signed_up_at, delays, window, tz, min_gap=min_gap, previous=previous)
             )
