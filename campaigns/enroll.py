@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
@@ -22,14 +23,24 @@ from .errors import InputError
 from .newsletter import join_tags, parse_tags, split_tags
 from .publish import open_campaign, publish
 from .spec import Campaign
-from .store import DeliveryStatus, Store, contacts, deliveries, enrollments, suppressions
+from .store import (
+    DeliveryStatus,
+    Store,
+    bulk_insert,
+    contacts,
+    deliveries,
+    enrollments,
+    suppressions,
+)
 from .suppress import UNSUBSCRIBED
 
 # Statuses of an email that (may have) reached the contact: what min_gap is measured from.
 GONE = (DeliveryStatus.SENDING, DeliveryStatus.SENT, DeliveryStatus.UNKNOWN)
 
 CSV_COLUMNS = ("email", "first_name", "timezone", "signed_up_at", "consent", "tags")
-CHUNK = 1000
+# A list bound at execution: in_() given 10,000 values coerces each one, every chunk.
+_MANY = bindparam("many", expanding=True)
+CHUNK = 10_000  # contacts per transaction: each commit rewrites the index pages it touched
 _ROW_ERROR = "__error__"
 
 
@@ -128,7 +139,7 @@ def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
     if not consent:
         raise ValueError("consent: required (where and how this person agreed to be emailed)")
     try:
-        tags = tuple(parse_tags(signup.tags))
+        tags = tuple(parse_tags(signup.tags)) if signup.tags else ()
     except ValueError as exc:
         raise ValueError(f"tags: {exc}") from None
     return Contact(email, first_name, zone_name, signed_up_at, consent, tags)
@@ -184,7 +195,14 @@ def enroll(
     with store.begin() as conn:
         publish(conn, campaign, now=now)
         report = _enroll_chunk(
-            conn, store, campaign, [contact], now=now, restart=restart, force=force
+            conn,
+            store,
+            campaign,
+            [contact],
+            planned=_planner(store, campaign),
+            now=now,
+            restart=restart,
+            force=force,
         )
     report.campaign, report.steps = campaign.name, len(campaign.steps)
     return report
@@ -242,17 +260,18 @@ def import_csv(
         valid.append((line, contact))
     with store.begin() as conn:
         publish(conn, campaign, now=now)
-    done = 0
-    for start in range(0, len(valid), CHUNK):
-        chunk = [contact for _, contact in valid[start : start + CHUNK]]
-        with store.begin() as conn:
-            part = _enroll_chunk(conn, store, campaign, chunk, now=now)
-        report.enrolled += part.enrolled
-        report.already += part.already
-        report.suppressed += part.suppressed
-        done += len(chunk)
-        if progress:
-            progress(done, len(valid))
+    done, planned = 0, _planner(store, campaign)
+    with store.bulk() as conn:
+        for start in range(0, len(valid), CHUNK):
+            chunk = [contact for _, contact in valid[start : start + CHUNK]]
+            with conn.begin():
+                part = _enroll_chunk(conn, store, campaign, chunk, planned=planned, now=now)
+            report.enrolled += part.enrolled
+            report.already += part.already
+            report.suppressed += part.suppressed
+            done += len(chunk)
+            if progress:
+                progress(done, len(valid))
     report.rejected.sort()
     report.campaign, report.steps = campaign.name, len(campaign.steps)
     return report
@@ -287,8 +306,8 @@ def read_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
     rows = []
     for record in reader:
         extra = record.pop(None, None)  # a row with more fields than the header
-        if not extra and not any((value or "").strip() for value in record.values()):
-            continue
+        if not extra and not "".join(filter(None, record.values())).strip():
+            continue  # a blank line, or only commas
         record = {k: (v or "") for k, v in record.items()}
         if extra:
             record[_ROW_ERROR] = f"{len(header) + len(extra)} fields, the header has {len(header)}"
@@ -302,17 +321,18 @@ def _enroll_chunk(
     campaign: Campaign,
     batch: Sequence[Contact],
     *,
+    planned: DriverPlan,
     now: datetime,
     restart: bool = False,
     force: bool = False,
 ) -> EnrollReport:
+    """Enroll one batch of validated contacts with a few queries and bulk inserts."""
     report = EnrollReport()
     hashes = {contact.email: store.address_hash(contact.email) for contact in batch}
     suppressed = set(
         conn.scalars(
-            select(suppressions.c.address_hash).where(
-                suppressions.c.address_hash.in_(list(hashes.values()))
-            )
+            select(suppressions.c.address_hash).where(suppressions.c.address_hash.in_(_MANY)),
+            {"many": list(hashes.values())},
         )
     )
     if force and suppressed:
@@ -323,34 +343,46 @@ def _enroll_chunk(
     report.suppressed = len(hashes) - len(batch)
     ids = _contact_ids(conn, [c.email for c in batch])
     new = [c for c in batch if c.email not in ids]
+    stamp = store.driver_time(now)
     if new:
-        conn.execute(
-            insert(contacts),
+        bulk_insert(
+            conn,
+            contacts,
+            (
+                "email",
+                "first_name",
+                "timezone",
+                "consent_source",
+                "consent_at",
+                "created_at",
+                "tags",
+            ),
             [
-                {
-                    "email": c.email,
-                    "first_name": c.first_name,
-                    "timezone": c.timezone,
-                    "consent_source": c.consent,
-                    "consent_at": now,
-                    "created_at": now,
-                    "tags": join_tags(c.tags),
-                }
+                (c.email, c.first_name, c.timezone, c.consent, stamp, stamp, join_tags(c.tags))
                 for c in new
             ],
         )
         ids.update(_contact_ids(conn, [c.email for c in new]))
-    _add_tags(conn, [(ids[c.email], c.tags) for c in batch if c.tags and c not in new])
-    existing = {
-        row.contact_id: (row.id, row.status)
-        for row in conn.execute(
-            select(enrollments.c.contact_id, enrollments.c.id, enrollments.c.status).where(
-                enrollments.c.campaign == campaign.name,
-                enrollments.c.contact_id.in_(list(ids.values())),
+    new_emails = {c.email for c in new}
+    known = [c for c in batch if c.email not in new_emails]
+    _add_tags(conn, [(ids[c.email], c.tags) for c in known if c.tags])
+    # A contact made just now has no enrollment and no email anywhere yet.
+    known_ids = [ids[c.email] for c in known]
+    existing = (
+        {
+            row.contact_id: (row.id, row.status)
+            for row in conn.execute(
+                select(enrollments.c.contact_id, enrollments.c.id, enrollments.c.status).where(
+                    enrollments.c.campaign == campaign.name,
+                    enrollments.c.contact_id.in_(_MANY),
+                ),
+                {"many": known_ids},
             )
-        )
-    }
-    last = last_sent(conn, [ids[c.email] for c in batch if c.email not in {n.email for n in new}])
+        }
+        if known_ids
+        else {}
+    )
+    last = last_sent(conn, known_ids)
     fresh, again = [], []
     for c in batch:
         found = existing.get(ids[c.email])
@@ -368,16 +400,12 @@ def _enroll_chunk(
         report.enrollment_ids.extend(enrollment_id for _, enrollment_id in again)
     if not fresh:
         return report
-    conn.execute(
-        insert(enrollments),
+    bulk_insert(
+        conn,
+        enrollments,
+        ("contact_id", "campaign", "signed_up_at", "status", "created_at"),
         [
-            {
-                "contact_id": ids[c.email],
-                "campaign": campaign.name,
-                "signed_up_at": c.signed_up_at,
-                "status": "active",
-                "created_at": now,
-            }
+            (ids[c.email], campaign.name, store.driver_time(c.signed_up_at), "active", stamp)
             for c in fresh
         ],
     )
@@ -385,35 +413,57 @@ def _enroll_chunk(
         conn.execute(
             select(enrollments.c.contact_id, enrollments.c.id).where(
                 enrollments.c.campaign == campaign.name,
-                enrollments.c.contact_id.in_([ids[c.email] for c in fresh]),
-            )
+                enrollments.c.contact_id.in_(_MANY),
+            ),
+            {"many": [ids[c.email] for c in fresh]},
         ).all()
     )
-    rows = []
+    steps = [(step.key, step.position) for step in campaign.steps]
+    scheduled = DeliveryStatus.SCHEDULED
+    rows: list[tuple] = []
     for contact in fresh:
-        enrollment_id = enrollment_ids[ids[contact.email]]
+        contact_id = ids[contact.email]
+        enrollment_id = enrollment_ids[contact_id]
         report.enrollment_ids.append(enrollment_id)
-        due_times = plan(
-            campaign,
-            contact.signed_up_at,
-            contact.timezone,
-            previous=last.get(ids[contact.email]),
+        due_times = planned(contact.signed_up_at, contact.timezone, last.get(contact_id))
+        rows.extend(
+            (enrollment_id, key, position, due, scheduled, 0, stamp)
+            for (key, position), due in zip(steps, due_times, strict=True)
         )
-        for step, due in zip(campaign.steps, due_times, strict=True):
-            rows.append(
-                {
-                    "enrollment_id": enrollment_id,
-                    "step_key": step.key,
-                    "position": step.position,
-                    "due_at": due,
-                    "status": DeliveryStatus.SCHEDULED,
-                    "attempts": 0,
-                    "updated_at": now,
-                }
-            )
-    conn.execute(insert(deliveries), rows)
+    bulk_insert(
+        conn,
+        deliveries,
+        ("enrollment_id", "step_key", "position", "due_at", "status", "attempts", "updated_at"),
+        rows,
+    )
     report.enrolled = len(fresh)
     return report
+
+
+# (sign-up, zone name, the contact's last email) -> due times as the driver takes them.
+DriverPlan = Callable[[datetime, str, datetime | None], tuple[object, ...]]
+
+
+def _planner(store: Store, campaign: Campaign) -> DriverPlan:
+    """`plan` for new sign-ups, remembered, in the store's driver form (for bulk_insert).
+
+    Contacts with the same plan share one conversion as well as one planning.
+    """
+    planned = schedule.planner(
+        [step.delay for step in campaign.steps], campaign.window, min_gap=campaign.min_gap
+    )
+
+    # Plans are in UTC, so equal tuples are equal instants (no fold or zone to tell apart).
+    @lru_cache(maxsize=1 << 16)
+    def driver_times(due_times: tuple[datetime, ...]) -> tuple[object, ...]:
+        return tuple(map(store.driver_time, due_times))
+
+    def plan_for(
+        signed_up_at: datetime, timezone: str, previous: datetime | None
+    ) -> tuple[object, ...]:
+        return driver_times(planned(signed_up_at, schedule.zone(timezone), previous))
+
+    return plan_for
 
 
 def _add_tags(conn: Connection, pairs: Sequence[tuple[int, tuple[str, ...]]]) -> None:
@@ -434,10 +484,11 @@ def last_sent(conn: Connection, contact_ids: Sequence[int]) -> dict[int, datetim
             select(enrollments.c.contact_id, func.max(deliveries.c.sent_at))
             .join(deliveries, deliveries.c.enrollment_id == enrollments.c.id)
             .where(
-                enrollments.c.contact_id.in_(list(contact_ids)),
+                enrollments.c.contact_id.in_(_MANY),
                 deliveries.c.status.in_(GONE),
             )
-            .group_by(enrollments.c.contact_id)
+            .group_by(enrollments.c.contact_id),
+            {"many": list(contact_ids)},
         ).all()
     )
 
@@ -543,6 +594,7 @@ def _contact_ids(conn: Connection, emails: Iterable[str]) -> dict[str, int]:
         return {}
     return dict(
         conn.execute(
-            select(contacts.c.email, contacts.c.id).where(contacts.c.email.in_(emails))
+            select(contacts.c.email, contacts.c.id).where(contacts.c.email.in_(_MANY)),
+            {"many": emails},
         ).all()
     )

@@ -17,7 +17,7 @@ Closures (clinic holidays) are whole local dates on which the window does not op
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -208,6 +208,44 @@ def plan_due_times(
         due.append(at)
         last = at
     return due
+
+
+# Due times for (sign-up, zone, the contact's last email or None), as planner() makes it.
+Plan = Callable[[datetime, ZoneInfo, datetime | None], tuple[datetime, ...]]
+
+_PLANS_KEPT = 1 << 16
+
+
+def planner(delays: Sequence[Delay], window: Window, *, min_gap: timedelta = timedelta(0)) -> Plan:
+    """plan_due_times for one sequence, remembered per (sign-up, zone, previous email).
+
+    Contacts imported together often share a sign-up instant (a blank column means now,
+    exports keep whole minutes) and a zone: those are planned once.
+    """
+    delays = tuple(delays)
+    plans: dict[tuple, tuple[datetime, ...]] = {}
+
+    def plan(
+        signed_up_at: datetime, tz: ZoneInfo, previous: datetime | None
+    ) -> tuple[datetime, ...]:
+        key = (_exactly(signed_up_at), tz, previous and _exactly(previous))
+        due = plans.get(key)
+        if due is None:
+            if len(plans) >= _PLANS_KEPT:
+                plans.clear()  # a bound on memory, for imports of unrelated sign-up times
+            due = plans[key] = tuple(
+                plan_due_times(signed_up_at, delays, window, tz, min_gap=min_gap, previous=previous)
+            )
+        return due
+
+    return plan
+
+
+def _exactly(value: datetime) -> tuple:
+    # One instant read in two zones compares (and hashes) equal, as do the two readings of
+    # a fall-back hour; plan_due_times can tell them apart (it adds hours on the wall clock
+    # of the zone it is given), so the key is the reading itself.
+    return value.replace(tzinfo=None), value.fold, value.tzinfo
 
 
 def place(

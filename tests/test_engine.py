@@ -6,12 +6,13 @@ import email
 import email.policy
 import itertools
 import shutil
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select
 
+from campaigns import enroll as enrollment
 from campaigns import schedule
 from campaigns.dispatch import Dispatcher, SenderPool
 from campaigns.enroll import Signup, enroll, import_csv
@@ -19,7 +20,7 @@ from campaigns.errors import ConfigurationError, InputError
 from campaigns.publish import open_campaign
 from campaigns.reports import status_counts
 from campaigns.spec import load_folder
-from campaigns.store import deliveries, suppressions
+from campaigns.store import bulk_insert, contacts, deliveries, enrollments, suppressions
 from senders.base import Message, SenderConfigurationError
 from senders.file import FileSender
 from tests.helpers import utc
@@ -207,6 +208,93 @@ def test_csv_import_leaves_out_only_bad_rows(store, clinic, tmp_path):
     assert report.rejected[1][1].startswith("timezone:")
     report = import_csv(store, clinic, csv_file, now=utc("2026-03-02T12:00"), consent="form")
     assert (report.enrolled, report.already) == (2, 1)
+
+
+def test_a_chunked_import_plans_each_contact_as_the_rules_say(store, clinic, tmp_path, monkeypatch):
+    # Several transactions, a known contact with tags, a duplicate across chunks: every
+    # due time is the one the direct (unremembered) planner gives.
+    monkeypatch.setattr(enrollment, "CHUNK", 3)
+    enroll(
+        store,
+        clinic,
+        Signup("p4@example.com", None, "UTC", None, "form", "old"),
+        now=utc("2026-03-01T12:00"),
+    )
+    zones = ("America/New_York", "Europe/London", "Australia/Sydney", "Asia/Kolkata")
+    csv_file = tmp_path / "contacts.csv"
+    csv_file.write_text(
+        "email,first_name,timezone,signed_up_at,consent,tags\n"
+        + "".join(
+            f"p{i}@example.com,P{i},{zones[i % 4]},2026-03-{7 + i % 3:02d}T0{i % 10}:30,form,new\n"
+            for i in range(10)
+        )
+        + "P1@example.com,Again,UTC,,form,\n"
+    )
+    report = import_csv(store, clinic, csv_file, now=utc("2026-03-02T12:00"))
+    assert (report.enrolled, report.already, report.rejected) == (
+        9,
+        1,
+        [(12, "email: the same address as line 3")],
+    )
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(
+                contacts.c.email,
+                contacts.c.timezone,
+                contacts.c.tags,
+                enrollments.c.signed_up_at,
+                deliveries.c.step_key,
+                deliveries.c.due_at,
+            )
+            .join(enrollments, enrollments.c.contact_id == contacts.c.id)
+            .join(deliveries, deliveries.c.enrollment_id == enrollments.c.id)
+            .where(contacts.c.email != "p4@example.com")
+            .order_by(deliveries.c.id)
+        ).all()
+        tags = conn.scalar(select(contacts.c.tags).where(contacts.c.email == "p4@example.com"))
+    assert tags == ";new;old;"
+    assert len(rows) == 9 * len(clinic.steps)
+    keys = [step.key for step in clinic.steps]
+    for email_address, zone_name, row_tags, signed_up_at, step_key, due_at in rows:
+        expected = enrollment.plan(clinic, signed_up_at, zone_name)
+        assert due_at == expected[keys.index(step_key)], email_address
+        assert row_tags == ";new;"
+
+
+def test_bulk_inserts_store_times_as_the_column_type_does(store):
+    # The driver's executemany skips SQLAlchemy's types: driver_time must make what they make.
+    times = [
+        utc("2026-03-08T07:00"),
+        utc("2026-03-08T02:30:15.000001"),
+        datetime(2026, 11, 1, 1, 30, fold=1, tzinfo=schedule.zone("America/New_York")),
+    ]
+    with store.begin() as conn:
+        conn.execute(
+            insert(suppressions),
+            [
+                {"address_hash": f"a{i}", "reason": "r", "created_at": t}
+                for i, t in enumerate(times)
+            ],
+        )
+        bulk_insert(
+            conn,
+            suppressions,
+            ("address_hash", "reason", "created_at"),
+            [(f"b{i}", "r", store.driver_time(t)) for i, t in enumerate(times)],
+        )
+    with store.connect() as conn:
+        raw = conn.exec_driver_sql(
+            "SELECT address_hash, created_at FROM suppressions ORDER BY address_hash"
+        ).all()
+        typed = (
+            conn.execute(select(suppressions.c.created_at).order_by(suppressions.c.address_hash))
+            .scalars()
+            .all()
+        )
+    assert [value for _, value in raw[:3]] == [value for _, value in raw[3:]]
+    assert typed == [t.astimezone(UTC) for t in times] * 2
+    with pytest.raises(ValueError, match="naive"):
+        store.driver_time(datetime(2026, 3, 8, 7, 0))
 
 
 def test_open_campaign_finds_published_campaigns_by_name(store, clinic):

@@ -13,6 +13,7 @@ from campaigns.schedule import (
     Window,
     add_delay,
     plan_due_times,
+    planner,
     replan_in_order,
     zone,
 )
@@ -92,3 +93,37 @@ def test_late_signups_and_replans_keep_every_rule(signed_up, zone_name, steps, w
             assert after > before and after - before >= gap
     for at, delay in zip(due, steps, strict=True):
         assert at >= add_delay(signed_up, delay, tz)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(instants, st.sampled_from(ZONES), st.none() | instants), min_size=1, max_size=12
+    ),
+    delays,
+    windows(),
+    gaps,
+)
+def test_the_remembering_planner_plans_as_plan_due_times(signups, steps, window, gap):
+    # Each sign-up twice: planned, then remembered; sign-ups read in their own zone too.
+    plan = planner(steps, window, min_gap=gap)
+    for signed_up, zone_name, previous in signups + signups:
+        tz = zone(zone_name)
+        for at in (signed_up, signed_up.astimezone(tz)):
+            direct = plan_due_times(at, steps, window, tz, min_gap=gap, previous=previous)
+            assert list(plan(at, tz, previous)) == direct
+
+
+def test_the_planner_keeps_apart_times_that_compare_equal():
+    # One instant read in UTC and in New York compares (and hashes) equal, yet "3 hours
+    # later" over the spring-forward night differs between the two: no shared plan.
+    tz = zone("America/New_York")
+    window = Window(time(0, 0), time(23, 59))
+    steps = [Delay(3, "h")]
+    plan = planner(steps, window)
+    in_utc = datetime(2026, 3, 8, 5, 30, tzinfo=UTC)
+    in_new_york = in_utc.astimezone(tz)
+    assert in_utc == in_new_york
+    for signed_up in (in_utc, in_new_york):
+        assert plan(signed_up, tz, None) == tuple(plan_due_times(signed_up, steps, window, tz))
+    assert plan(in_utc, tz, None) != plan(in_new_york, tz, None)
