@@ -183,9 +183,18 @@ def bench_enroll(work: Path, quick: bool) -> None:
 
 
 _DISPATCH_CHILD = r"""
-import json, logging, resource, sys, time
+import json, logging, sys, time
 from datetime import datetime
 sys.path.insert(0, {root!r})
+
+def peak_rss_mb():
+    # VmHWM is this process's own high-water mark: getrusage's ru_maxrss survives
+    # exec, so it would report the parent's peak (the import before) instead.
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
 from campaigns.dispatch import Dispatcher
 from campaigns.store import Store
 from senders.file import NullSender
@@ -199,8 +208,7 @@ sys.stdin.readline()
 start = time.perf_counter()
 result = dispatcher.run(now=datetime.fromisoformat({now!r}))
 elapsed = time.perf_counter() - start
-print(json.dumps({{"sent": result.sent, "seconds": elapsed,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+print(json.dumps({{"sent": result.sent, "seconds": elapsed, "peak_rss_mb": peak_rss_mb()}}))
 """
 
 
