@@ -802,6 +802,7 @@ def campaign_category(name: str) -> str:
     return f"c-{_short_hash(name)}"
 
 
+@lru_cache(maxsize=1024)  # per message: a few campaign and step names, again and again
 def _short_hash(value: str) -> str:
     """An opaque id: providers see this, never a campaign or step name about health."""
     return hashlib.sha256(value.encode()).hexdigest()[:10]
