@@ -29,7 +29,7 @@ import secrets
 import socket
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -38,6 +38,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Integer,
+    Row,
     Select,
     bindparam,
     case,
@@ -188,13 +189,12 @@ def _zone_key(row: _Row) -> tuple[str, str]:
     return row.campaign, row.timezone
 
 
-def _first_to_go(live: list[_Row], history: list[tuple], openings: _Openings) -> _Going | None:
+def _first_to_go(live: list[_Row], history: list[Row], openings: _Openings) -> _Going | None:
     """The contact's earliest claimed step, unless the window is shut or one went already
     in this opening (one email per contact per opening)."""
     opening = openings.current
     if opening is None or any(
-        status in _IN_FLIGHT and sent_at is not None and sent_at >= opening
-        for _, _, status, _, sent_at in history
+        r.status in _IN_FLIGHT and r.sent_at is not None and r.sent_at >= opening for r in history
     ):
         return None
     return _Going(live[0], opening, openings.next)
@@ -202,7 +202,7 @@ def _first_to_go(live: list[_Row], history: list[tuple], openings: _Openings) ->
 
 def _moved_on(
     live: list[_Row],
-    history: list[tuple],
+    history: list[Row],
     first: _Going | None,
     campaign: Campaign,
     openings: _Openings,
@@ -212,9 +212,9 @@ def _moved_on(
     claimed = {r.id for r in live}
     after = first.row.position if first is not None else -1
     pending = sorted(
-        (position, delivery_id, due_at)
-        for delivery_id, position, status, due_at, _ in history
-        if (status == S.SCHEDULED or delivery_id in claimed) and position > after
+        (r.position, r.id, r.due_at)
+        for r in history
+        if (r.status == S.SCHEDULED or r.id in claimed) and r.position > after
     )
     new_due = schedule.replan_in_order(
         openings.next,
@@ -465,11 +465,14 @@ class Dispatcher:
             # Only the rows that bear on the choice: gone since the earliest opening, held
             # by this worker, or due before the latest next opening. A contact with more
             # than that to re-plan gets all its rows read below.
-            history = self._history(
+            history = self._rows_of(
                 conn,
-                set(by_enrollment),
-                gone_since=min((o.current or now for o in openings.values()), default=now),
-                due_before=max(o.next for o in openings.values()),
+                by_enrollment,
+                _by_status(
+                    gone=deliveries.c.sent_at >= min(o.current or now for o in openings.values()),
+                    claimed=deliveries.c.lease_owner == self.owner,
+                    scheduled=deliveries.c.due_at < max(o.next for o in openings.values()),
+                ),
             )
         suppressed = self._suppressed(batch)
 
@@ -497,7 +500,7 @@ class Dispatcher:
             if (
                 first is not None
                 and len(live) == 1
-                and all(status != S.SCHEDULED for _, _, status, _, _ in history[enrollment_id])
+                and all(r.status != S.SCHEDULED for r in history[enrollment_id])
             ):
                 going.append(first)
             else:
@@ -505,7 +508,7 @@ class Dispatcher:
         moves: dict[int, datetime] = {}  # delivery id -> new due time
         if replan:
             with self.store.connect() as conn:
-                everything = self._history(conn, set(replan))
+                everything = self._rows_of(conn, replan)
             for enrollment_id, live in replan.items():
                 first = _first_to_go(live, everything[enrollment_id], openings[_zone_key(live[0])])
                 campaign = compiled[live[0].campaign].campaign
@@ -526,36 +529,23 @@ class Dispatcher:
         if going:
             self._hand_off(going, compiled, now=now, report=report)
 
-    def _history(
-        self,
-        conn: Connection,
-        enrollment_ids: set[int],
-        *,
-        gone_since: datetime | None = None,
-        due_before: datetime | None = None,
-    ) -> dict[int, list[tuple]]:
-        """Deliveries of these enrollments as (id, position, status, due_at, sent_at):
-        every one, or with the bounds only those gone since `gone_since`, held by this
-        worker, or scheduled before `due_before`."""
-        query = select(
-            deliveries.c.enrollment_id,
-            deliveries.c.id,
-            deliveries.c.position,
-            deliveries.c.status,
-            deliveries.c.due_at,
-            deliveries.c.sent_at,
-        ).where(deliveries.c.enrollment_id.in_(sorted(enrollment_ids)))
-        if gone_since is not None and due_before is not None:
-            query = query.where(
-                _by_status(
-                    gone=deliveries.c.sent_at >= gone_since,
-                    claimed=deliveries.c.lease_owner == self.owner,
-                    scheduled=deliveries.c.due_at < due_before,
-                )
-            )
-        result: dict[int, list[tuple]] = defaultdict(list)
-        for row in conn.execute(query):
-            result[row[0]].append(tuple(row[1:]))
+    def _rows_of(
+        self, conn: Connection, enrollment_ids: Iterable[int], *where: ColumnElement[bool]
+    ) -> dict[int, list[Row]]:
+        """These enrollments' deliveries (those meeting `where`), by enrollment."""
+        result: dict[int, list[Row]] = defaultdict(list)
+        for row in conn.execute(
+            select(
+                deliveries.c.enrollment_id,
+                deliveries.c.id,
+                deliveries.c.position,
+                deliveries.c.status,
+                deliveries.c.due_at,
+                deliveries.c.sent_at,
+                deliveries.c.lease_owner,
+            ).where(deliveries.c.enrollment_id.in_(sorted(enrollment_ids)), *where)
+        ):
+            result[row.enrollment_id].append(row)
         return result
 
     def _suppressed(self, batch: Sequence[_Row]) -> set[str]:
@@ -805,26 +795,15 @@ class Dispatcher:
         last = last_sent(conn, contact_ids) if gap else {}
         # Only the contacts' rows that could block one: gone since the earliest opening,
         # in another worker's hands, or due. Usually none; the loop below decides exactly.
-        siblings: dict[int, list] = defaultdict(list)
-        for row in conn.execute(
-            select(
-                deliveries.c.enrollment_id,
-                deliveries.c.id,
-                deliveries.c.position,
-                deliveries.c.status,
-                deliveries.c.due_at,
-                deliveries.c.sent_at,
-                deliveries.c.lease_owner,
-            ).where(
-                deliveries.c.enrollment_id.in_(enrollment_ids),
-                _by_status(
-                    gone=deliveries.c.sent_at >= min(item.opening for item in chunk),
-                    claimed=deliveries.c.lease_owner != self.owner,
-                    scheduled=deliveries.c.due_at <= now,
-                ),
-            )
-        ):
-            siblings[row.enrollment_id].append(row)
+        siblings = self._rows_of(
+            conn,
+            enrollment_ids,
+            _by_status(
+                gone=deliveries.c.sent_at >= min(item.opening for item in chunk),
+                claimed=deliveries.c.lease_owner != self.owner,
+                scheduled=deliveries.c.due_at <= now,
+            ),
+        )
         allowed: list[_Going] = []
         waiting: list[tuple[_Going, datetime | None]] = []  # and not before when
         for item in chunk:
@@ -868,25 +847,19 @@ class Dispatcher:
     ) -> dict[int, datetime]:
         """These rows and their contacts' later scheduled steps, moved on in order: to the
         next opening, and (too soon after another email) to the first after the gap."""
-        later: dict[int, list[tuple[int, int, datetime]]] = defaultdict(list)
-        for enrollment_id, delivery_id, position, due_at in conn.execute(
-            select(
-                deliveries.c.enrollment_id,
-                deliveries.c.id,
-                deliveries.c.position,
-                deliveries.c.due_at,
-            ).where(
-                deliveries.c.enrollment_id.in_(sorted({i.row.enrollment_id for i, _ in waiting})),
-                _by_status(scheduled=true()),
-            )
-        ):
-            later[enrollment_id].append((position, delivery_id, due_at))
+        later = self._rows_of(
+            conn, {item.row.enrollment_id for item, _ in waiting}, _by_status(scheduled=true())
+        )
         moves: dict[int, datetime] = {}
         for item, not_before in waiting:
             row = item.row
             steps = sorted(
                 [(row.position, row.id, row.due_at)]
-                + [step for step in later[row.enrollment_id] if step[0] > row.position]
+                + [
+                    (r.position, r.id, r.due_at)
+                    for r in later[row.enrollment_id]
+                    if r.position > row.position
+                ]
             )
             tz = schedule.zone(row.timezone)
             due = schedule.replan_in_order(
