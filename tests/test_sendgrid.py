@@ -15,8 +15,11 @@ import re
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import python_http_client.exceptions as http_errors
@@ -80,9 +83,9 @@ def fake() -> FakeTime:
     return FakeTime()
 
 
-@pytest.fixture
-def senders():
-    """Builds senders on the fake endpoint and closes them after the test."""
+@contextmanager
+def sender_factory(**defaults: Any) -> Iterator[Callable[..., SendGridSender]]:
+    """Builds senders on the fake endpoint (settings over `defaults`); closes them after."""
     made: list[SendGridSender] = []
 
     def build(
@@ -91,18 +94,26 @@ def senders():
         *,
         key: str = KEY,
         host: str | None = None,
-        **settings,
+        **settings: Any,
     ) -> SendGridSender:
-        settings.setdefault("batch", False)
-        config = SenderConfig(type="sendgrid", **settings).model_dump()
+        config = SenderConfig(type="sendgrid", **{**defaults, **settings}).model_dump()
         environ = {"SENDGRID_API_KEY": key, "SENDGRID_API_HOST": host or server.url}
         sender = SendGridSender.from_settings(config, environ, sleep=fake.sleep, clock=fake.clock)
         made.append(sender)
         return sender
 
-    yield build
-    for sender in made:
-        sender.close()
+    try:
+        yield build
+    finally:
+        for sender in made:
+            sender.close()
+
+
+@pytest.fixture
+def senders() -> Iterator[Callable[..., SendGridSender]]:
+    """One request per message unless told (test_sendgrid_batch.py covers batching)."""
+    with sender_factory(batch=False) as build:
+        yield build
 
 
 def enroll_many(store, campaign: Campaign, folder: Path, count: int) -> None:

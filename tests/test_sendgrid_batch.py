@@ -17,7 +17,7 @@ from sqlalchemy import select
 from campaigns.dispatch import Dispatcher
 from campaigns.enroll import import_csv
 from campaigns.render import Recipient, compile_campaign
-from campaigns.spec import Campaign, SenderConfig, load_folder
+from campaigns.spec import Campaign, load_folder
 from campaigns.store import deliveries
 from senders.base import Message, Outcome, SenderConfigurationError, SendResult
 from senders.sendgrid import MAX_PERSONALIZATIONS, SendGridSender
@@ -32,6 +32,7 @@ from tests.test_sendgrid import (
     all_rows,
     enroll_many,
     first_steps,
+    sender_factory,
 )
 
 LINKS = {
@@ -62,19 +63,9 @@ def fake() -> FakeTime:
 
 @pytest.fixture
 def senders() -> Iterator[Any]:
-    """Builds senders (batching on unless told) on the fake endpoint; closes them after."""
-    made: list[SendGridSender] = []
-
-    def build(server: SendGridServer, fake: FakeTime, *, key: str = KEY, **settings: Any):
-        config = SenderConfig(type="sendgrid", **settings).model_dump()
-        environ = {"SENDGRID_API_KEY": key, "SENDGRID_API_HOST": server.url}
-        sender = SendGridSender.from_settings(config, environ, sleep=fake.sleep, clock=fake.clock)
-        made.append(sender)
-        return sender
-
-    yield build
-    for sender in made:
-        sender.close()
+    """Builds senders, batching on unless told; closes them after."""
+    with sender_factory() as build:
+        yield build
 
 
 class Recording:
