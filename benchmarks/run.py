@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,10 +47,11 @@ ZONES = (
     "Australia/Sydney",
 )
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday, 10:00 in New York
+RUNS = 3  # dispatch runs per figure, each from a fresh copy of the same database
 
 
 def report(name: str, value: float, unit: str, command: str) -> None:
-    print(f"{name:<58} {value:>14,.1f} {unit:<14} $ {command}", flush=True)
+    print(f"{name:<64} {value:>14,.1f} {unit:<14} $ {command}", flush=True)
 
 
 def per_second(func: Callable[[], object], seconds: float) -> float:
@@ -245,28 +247,42 @@ def dispatch_workers(url: str, workers: int) -> dict:
     }
 
 
-def dispatch_sqlite(work: Path, count: int) -> dict:
-    """Enroll `count` contacts whose first email is due, then dispatch in a fresh process."""
+def dispatch_sqlite(work: Path, count: int, runs: int = 1) -> dict:
+    """Enroll `count` contacts whose first email is due, then dispatch them in a fresh
+    worker process, `runs` times from copies of that one database: the fastest run."""
     from campaigns.enroll import import_csv
     from campaigns.store import Store
 
     campaign = clinic_campaign(work / "campaign")
     contacts = work / f"dispatch-{count}.csv"
     write_contacts(contacts, count)
-    url = f"sqlite:///{work / f'dispatch-{count}.db'}"
-    store = Store(url)
+    database = work / f"dispatch-{count}.db"
+    template = work / f"dispatch-{count}-template.db"
+    store = Store(f"sqlite:///{template}")
     import_csv(store, campaign, contacts, now=NOW)  # each contact signed up before NOW
-    store.close()
-    return dispatch_workers(url, 1)
+    store.close()  # the last connection checkpoints the WAL into the file
+    results = []
+    for _ in range(runs):
+        shutil.copyfile(template, database)
+        for leftover in (Path(f"{database}-wal"), Path(f"{database}-shm")):
+            leftover.unlink(missing_ok=True)
+        results.append(dispatch_workers(f"sqlite:///{database}", 1))
+    return fastest(results)
+
+
+def fastest(results: list[dict]) -> dict:
+    # As timeit takes the best of its repeats: the machine is shared, and the least
+    # disturbed run is the one that measures the code rather than its neighbours.
+    return min(results, key=lambda result: result["seconds"] / max(result["sent"], 1))
 
 
 def bench_dispatch(work: Path, quick: bool) -> None:
     """claim -> render -> full MIME message -> null sender -> record, on SQLite, one worker."""
     count = 2_000 if quick else 20_000
-    result = dispatch_sqlite(work, count)
+    result = dispatch_sqlite(work, count, runs=RUNS)
     command = f"python benchmarks/run.py dispatch{' --quick' if quick else ''}"
     report(
-        f"dispatch: SQLite, 1 worker, null sender ({result['sent']:,} sent)",
+        f"dispatch: SQLite, 1 worker, null sender ({result['sent']:,}, best of {RUNS})",
         result["sent"] / result["seconds"],
         "deliveries/s",
         command,
@@ -316,13 +332,17 @@ def bench_postgres(work: Path, quick: bool) -> None:
         command = f"python benchmarks/run.py postgres{' --quick' if quick else ''}"
         rates = {}
         for workers in (1, 2, 4):
-            database = f"{prefix}_w{workers}"
-            _postgres(f'CREATE DATABASE "{database}" TEMPLATE "{template}"')
-            made.append(database)
-            result = dispatch_workers(_postgres_url(database), workers)
+            results = []
+            for run in range(RUNS):
+                database = f"{prefix}_w{workers}_{run}"
+                _postgres(f'CREATE DATABASE "{database}" TEMPLATE "{template}"')
+                made.append(database)
+                results.append(dispatch_workers(_postgres_url(database), workers))
+            result = fastest(results)
             rates[workers] = result["sent"] / result["seconds"]
             report(
-                f"dispatch: PostgreSQL, {workers} worker(s), null sender ({result['sent']:,} sent)",
+                f"dispatch: PostgreSQL, {workers} worker(s), null sender "
+                f"({result['sent']:,}, best of {RUNS})",
                 rates[workers],
                 "deliveries/s",
                 command,
