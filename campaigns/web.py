@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import ipaddress
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -40,6 +39,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 import templates
+from senders.base import is_loopback
 
 from .errors import ConfigurationError, NotFoundError
 from .publish import load_version
@@ -73,17 +73,6 @@ _PAGE_HEADERS = {
 # ----------------------------------------------------------------------------- public URL
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_public_url(url: str | None, *, name: str = PUBLIC_URL_ENV) -> None:
     """Unsubscribe links must be https; plain http is accepted only for a loopback address."""
     if not url:
@@ -91,7 +80,7 @@ def check_public_url(url: str | None, *, name: str = PUBLIC_URL_ENV) -> None:
     parts = urlsplit(url.strip())
     if parts.scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and _is_loopback(parts.hostname):
+    if parts.scheme == "http" and is_loopback(parts.hostname):
         return
     raise ConfigurationError(
         f"{name} must be an https address where `dripmail serve` is reachable "
@@ -306,7 +295,7 @@ def serve(
         )
     if not app.state.webhook_configured:
         log.warning("SENDGRID_WEBHOOK_PUBLIC_KEY is not set: /webhooks/sendgrid answers 503")
-    if not _is_loopback(host):
+    if not is_loopback(host):
         log.warning("listening on %s: put an https reverse proxy in front of it", host)
     log.info("serving on http://%s:%d", host, port)
     # No access log: every unsubscribe URL carries a token that acts for one person.

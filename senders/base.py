@@ -9,6 +9,7 @@ SenderConfigurationError, which stops the run before anything is marked.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -129,3 +130,14 @@ class Sender(Protocol):
     def send(self, messages: Sequence[Message]) -> list[SendResult]: ...
 
     def close(self) -> None: ...
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether `host` (a name or an address, IPv6 with or without brackets) is this machine."""
+    host = (host or "").strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

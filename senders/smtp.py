@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .base import Message, Outcome, SenderConfigurationError, SendResult
+from .base import Message, Outcome, SenderConfigurationError, SendResult, is_loopback
 from .mime import to_bytes
 
 log = logging.getLogger("dripmail.smtp")
@@ -658,21 +658,11 @@ def _check_credentials(
         raise SenderConfigurationError(
             f"smtp sender: a username is set ({source}) but {ENV_PASSWORD} is not"
         )
-    if security == "none" and not _is_loopback(host):
+    if security == "none" and not is_loopback(str(host)):
         raise SenderConfigurationError(
             "smtp sender: security none would send the password unencrypted over the "
             "network: use starttls or ssl"
         )
-
-
-def _is_loopback(host: str) -> bool:
-    host = str(host).strip().strip("[]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _shown(value: Any) -> str:
