@@ -665,26 +665,30 @@ class Dispatcher:
                 if chunk:
                     self._send(compiled[name], chunk, sender, now=now, report=report)
 
-    def _message(
-        self, compiled: CompiledCampaign, row: _Row, *, now: datetime, batch_form: bool
-    ) -> Message:
+    def _messages(
+        self, compiled: CompiledCampaign, chunk: list[_Going], *, now: datetime, batch_form: bool
+    ) -> dict[int, Message]:
+        """Each row's personalised Message, by delivery id."""
         spec = compiled.campaign.spec
-        token = self._signer.token(UnsubscribeClaim(row.contact_id, row.campaign, row.id))
-        links = contact_links(
-            public_url(spec.links.public_url) or PLACEHOLDER_PUBLIC_URL,
-            token,
-            spec.links.unsubscribe_mailto or spec.reply_to or spec.from_.address,
-        )
-        return compiled.message(
-            row.step_key,
-            Recipient(row.email or "", row.first_name, row.timezone),
-            delivery_id=str(row.id),
-            unsubscribe_url=links.unsubscribe_url,
-            unsubscribe_mailto=links.unsubscribe_mailto,
-            preferences_url=links.preferences_url,
-            date=now,
-            batch_form=batch_form,
-        )
+        # The same for every email of the campaign: looked up once, not per contact.
+        base_url = public_url(spec.links.public_url) or PLACEHOLDER_PUBLIC_URL
+        mailbox = spec.links.unsubscribe_mailto or spec.reply_to or spec.from_.address
+        messages = {}
+        for item in chunk:
+            row = item.row
+            token = self._signer.token(UnsubscribeClaim(row.contact_id, row.campaign, row.id))
+            links = contact_links(base_url, token, mailbox)
+            messages[row.id] = compiled.message(
+                row.step_key,
+                Recipient(row.email or "", row.first_name, row.timezone),
+                delivery_id=str(row.id),
+                unsubscribe_url=links.unsubscribe_url,
+                unsubscribe_mailto=links.unsubscribe_mailto,
+                preferences_url=links.preferences_url,
+                date=now,
+                batch_form=batch_form,
+            )
+        return messages
 
     def _send(
         self,
@@ -697,11 +701,9 @@ class Dispatcher:
     ) -> None:
         campaign = compiled.campaign
         # Rendered before anything is committed: a failure here leaves the rows claimed.
-        batch_form = getattr(sender, "batch_limit", 1) > 1
-        messages = {
-            item.row.id: self._message(compiled, item.row, now=now, batch_form=batch_form)
-            for item in chunk
-        }
+        messages = self._messages(
+            compiled, chunk, now=now, batch_form=getattr(sender, "batch_limit", 1) > 1
+        )
         with self.store.begin() as conn:
             lease_now = self._lease_now(conn)
             allowed = self._check_openings(conn, chunk, campaign, now=now, report=report)
