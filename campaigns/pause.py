@@ -78,15 +78,13 @@ def resume(store: Store, name: str, *, email: str | None = None, now: datetime) 
                 .values(status="active", paused_at=None, updated_at=now)
             )
             # Contacts paused one by one stay paused: their own resume shifts them.
-            ids = [
-                i
-                for i, status in conn.execute(
-                    select(enrollments.c.id, enrollments.c.status).where(
-                        enrollments.c.campaign == name
+            ids = list(
+                conn.scalars(
+                    select(enrollments.c.id).where(
+                        enrollments.c.campaign == name, enrollments.c.status == "active"
                     )
                 )
-                if status == "active"
-            ]
+            )
         else:
             enrollment_id = _enrollment_of(conn, name, email)
             paused_at = conn.scalar(
