@@ -336,35 +336,32 @@ def read_folder(folder: Path) -> dict[str, str]:
     """campaign.yaml and every step file it names, as relative path -> text."""
     folder = Path(folder)
     spec_path = folder / CAMPAIGN_FILE if folder.is_dir() else folder
-    folder = spec_path.parent
     files = {CAMPAIGN_FILE: _read_text(spec_path)}
     data, lines = load_with_lines(files[CAMPAIGN_FILE], str(spec_path))
     steps = data.get("steps") if isinstance(data, dict) else None
     for index, item in enumerate(steps if isinstance(steps, list) else []):
         name = item.get("file") if isinstance(item, dict) else None
         if isinstance(name, str) and name not in files:
-            path = folder / name
-            if not path.is_file():
-                raise InputError(
-                    f"no such file {name!r} in {folder}",
-                    source=spec_path,
-                    line=line_of(lines, ("steps", index, "file")),
-                    field=f"steps[{index}].file",
-                )
-            files[name] = _read_text(path)
+            files[name] = _referenced(
+                spec_path, name, line_of(lines, ("steps", index, "file")), f"steps[{index}].file"
+            )
     window = data.get("send_window") if isinstance(data, dict) else None
     closed = window.get("closed") if isinstance(window, dict) else None
     if isinstance(closed, str) and closed not in files:
-        path = folder / closed
-        if not path.is_file():
-            raise InputError(
-                f"no such file {closed!r} in {folder}",
-                source=spec_path,
-                line=line_of(lines, ("send_window", "closed")),
-                field="send_window.closed",
-            )
-        files[closed] = _read_text(path)
+        files[closed] = _referenced(
+            spec_path, closed, line_of(lines, ("send_window", "closed")), "send_window.closed"
+        )
     return files
+
+
+def _referenced(spec_path: Path, name: str, line: int | None, field: str) -> str:
+    """The text of a file campaign.yaml names (a step, a closures .ics), beside it."""
+    path = spec_path.parent / name
+    if not path.is_file():
+        raise InputError(
+            f"no such file {name!r} in {spec_path.parent}", source=spec_path, line=line, field=field
+        )
+    return _read_text(path)
 
 
 def _read_text(path: Path) -> str:
