@@ -78,7 +78,7 @@ def _sender_config_error() -> type[Exception]:
 
 
 def _store(db: str | None):
-    from campaigns.store import Store
+    from campaigns.storage.store import Store
 
     return Store(db)
 
@@ -137,7 +137,7 @@ def split(
     force: Annotated[bool, typer.Option("--force", help="Overwrite hand edits")] = False,
 ) -> None:
     """Split an article into an editable campaign folder (campaign.yaml + one file per email)."""
-    from campaigns.split import build_campaign_folder
+    from campaigns.authoring.split import build_campaign_folder
 
     written = build_campaign_folder(
         article,
@@ -175,7 +175,7 @@ def render(
     db: DbOption = None,
 ) -> None:
     """Write every email of a campaign as .html, .txt and .eml, with an index.html."""
-    from campaigns.export import export_for
+    from campaigns.reporting.export import export_for
 
     index = export_for(_store(db) if email else None, campaign, out, email=email)
     console.print(f"wrote {index}")
@@ -213,7 +213,7 @@ def enroll(
     Signing up again is ignored unless --restart; a suppressed or unsubscribed address
     is not enrolled unless --force.
     """
-    from campaigns.enroll import Signup, enroll_ref
+    from campaigns.planning.enroll import Signup, enroll_ref
 
     report = enroll_ref(
         _store(db),
@@ -252,7 +252,7 @@ def import_(
     db: DbOption = None,
 ) -> None:
     """Import contacts from CSV; bad rows are reported by line and left out (exit 1)."""
-    from campaigns.enroll import import_ref
+    from campaigns.planning.enroll import import_ref
 
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("importing", total=None)
@@ -297,7 +297,7 @@ def schedule(
     The note column says when a day off, a closed date, the window's hours, one email
     per opening or min_gap moved an email, and when DST changed the UTC offset.
     """
-    from campaigns.reports import calendar_for
+    from campaigns.reporting.reports import calendar_for
 
     entries = calendar_for(
         _store(db),
@@ -349,9 +349,9 @@ def run(
     db: DbOption = None,
 ) -> None:
     """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly."""
-    from campaigns.dispatch import RunReport
-    from campaigns.schedule import parse_delay
-    from campaigns.workers import WorkerOptions, run_worker, run_workers
+    from campaigns.delivery.dispatch import RunReport
+    from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
+    from campaigns.planning.schedule import parse_delay
 
     try:
         lease_time = parse_delay(lease).as_timedelta()
@@ -412,8 +412,8 @@ def retry(
     db: DbOption = None,
 ) -> None:
     """Re-queue `unknown` deliveries: they may have arrived, so only when staff decide."""
-    from campaigns.dispatch import retry_unknown
-    from campaigns.schedule import parse_delay
+    from campaigns.delivery.dispatch import retry_unknown
+    from campaigns.planning.schedule import parse_delay
 
     if not unknown:
         raise errors.InputError("say what to retry: --unknown", field="retry")
@@ -438,8 +438,8 @@ def send_test(
     db: DbOption = None,
 ) -> None:
     """Send one email of a campaign to a staff address, marked as a test; nothing is recorded."""
-    from campaigns.dispatch import send_test as send
-    from campaigns.publish import open_campaign
+    from campaigns.delivery.dispatch import send_test as send
+    from campaigns.storage.publish import open_campaign
 
     store = _store(db)
     result = send(store, open_campaign(store, campaign), step, to, sender=sender, now=_now(None))
@@ -454,8 +454,8 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Count deliveries by state, per campaign."""
-    from campaigns.reports import status_counts
-    from campaigns.store import DeliveryStatus
+    from campaigns.reporting.reports import status_counts
+    from campaigns.storage.store import DeliveryStatus
 
     counts = status_counts(_store(db), campaign)
     table = Table("campaign", *DeliveryStatus.ALL)
@@ -476,7 +476,7 @@ def serve(
     db: DbOption = None,
 ) -> None:
     """Answer unsubscribe links (/u/, /p/) and SendGrid's signed events (/webhooks/sendgrid)."""
-    from campaigns.web import serve as run_server
+    from campaigns.web.app import serve as run_server
 
     _setup_logging()
     run_server(_store(db), host=host, port=port)
@@ -491,7 +491,7 @@ def stats(
     """Per step: sent, delivered, bounced, opened, clicked, unsubscribed, complaints, rates."""
     import json
 
-    from campaigns.stats import campaign_stats
+    from campaigns.reporting.stats import campaign_stats
 
     result = campaign_stats(_store(db), campaign)
     if as_json:
@@ -530,7 +530,7 @@ def check(
     db: DbOption = None,
 ) -> None:
     """Lint a campaign offline: postal address, unsubscribe, size, links, alt text, text part."""
-    from campaigns.checks import check_ref
+    from campaigns.authoring.checks import check_ref
 
     report = check_ref(campaign, db=db)
     for finding in report.findings:
@@ -560,7 +560,7 @@ def contacts_export(
     """Print everything held on one person as JSON (contact, enrollments, deliveries, events)."""
     import json
 
-    from campaigns.privacy import export_contact
+    from campaigns.compliance.privacy import export_contact
 
     typer.echo(json.dumps(export_contact(_store(db), email), indent=2, ensure_ascii=False))
 
@@ -571,7 +571,7 @@ def contacts_forget(
     db: DbOption = None,
 ) -> None:
     """Erase a person's address and name, cancel their emails, never mail the address again."""
-    from campaigns.privacy import forget_contact
+    from campaigns.compliance.privacy import forget_contact
 
     report = forget_contact(_store(db), email, now=_now(None))
     who = f"contact {report.contact_id}" if report.contact_id is not None else "no contact held"
@@ -588,7 +588,7 @@ def contacts_tag(
     db: DbOption = None,
 ) -> None:
     """Add tags to a contact (newsletters go to tags: `dripmail newsletter schedule --to`)."""
-    from campaigns.newsletter import retag
+    from campaigns.planning.newsletter import retag
 
     console.print("tags: " + (", ".join(retag(_store(db), email, add=tags)) or "none"))
 
@@ -600,7 +600,7 @@ def contacts_untag(
     db: DbOption = None,
 ) -> None:
     """Remove tags from a contact."""
-    from campaigns.newsletter import retag
+    from campaigns.planning.newsletter import retag
 
     console.print("tags: " + (", ".join(retag(_store(db), email, remove=tags)) or "none"))
 
@@ -641,7 +641,7 @@ def newsletter_create(
     force: Annotated[bool, typer.Option(help="Overwrite a folder that is not empty")] = False,
 ) -> None:
     """Write an editable newsletter folder (renders with `dripmail render` and the studio)."""
-    from campaigns.newsletter import create_newsletter
+    from campaigns.planning.newsletter import create_newsletter
 
     made = create_newsletter(
         articles,
@@ -684,7 +684,7 @@ def newsletter_schedule(
     """Plan one delivery per subscribed, unsuppressed member; `dripmail run` sends them."""
     from datetime import date
 
-    from campaigns.newsletter import open_store, schedule_newsletter
+    from campaigns.planning.newsletter import open_store, schedule_newsletter
 
     when = None
     if at is not None:
@@ -737,7 +737,7 @@ def newsletter_cancel(
     db: DbOption = None,
 ) -> None:
     """Cancel every email of this newsletter that has not gone out yet."""
-    from campaigns.newsletter import cancel_newsletter
+    from campaigns.planning.newsletter import cancel_newsletter
 
     cancelled = cancel_newsletter(_store(db), folder, now=_now(now))
     console.print(f"cancelled {cancelled} emails")
@@ -761,7 +761,7 @@ app.add_typer(db_app, name="db")
 )
 def db_upgrade(db: DbOption = None) -> None:
     """Create the schema in an empty database, or upgrade an older one (stop the workers first)."""
-    from campaigns.store import Store
+    from campaigns.storage.store import Store
 
     store = Store(db, migrate=False)
     before, after = store.upgrade()
@@ -780,7 +780,7 @@ def db_upgrade(db: DbOption = None) -> None:
 )
 def db_current(db: DbOption = None) -> None:
     """Print the database's schema revision and this dripmail's newest."""
-    from campaigns.store import UPGRADE_HINT, Store
+    from campaigns.storage.store import UPGRADE_HINT, Store
 
     store = Store(db, migrate=False)
     state = store.schema_state()
@@ -808,7 +808,7 @@ def preview(
     db: DbOption = None,
 ) -> None:
     """Preview every email in the browser, live as you edit; fully local (Ctrl+C stops)."""
-    from campaigns.studio import serve_studio
+    from campaigns.studio.app import serve_studio
 
     serve_studio(
         campaign, host=host, port=port, open_browser=open_browser, db=db, announce=console.print
@@ -832,7 +832,7 @@ def plan(
     Without --apply nothing is changed. With it, the new version is published and the
     plan carried out in one transaction.
     """
-    from campaigns.plan import apply_edit, plan_edit
+    from campaigns.planning.edits import apply_edit, plan_edit
 
     result = (apply_edit if apply else plan_edit)(_store(db), campaign, now=_now(now))
     diff = result.diff
@@ -870,7 +870,7 @@ def pause(
     db: DbOption = None,
 ) -> None:
     """Hold a campaign's (or one contact's) pending emails until resume."""
-    from campaigns.pause import pause as pause_campaign
+    from campaigns.planning.pause import pause as pause_campaign
 
     report = pause_campaign(_store(db), campaign, email=email, now=_now(now))
     who = "the contact" if email else campaign
@@ -888,7 +888,7 @@ def resume(
     db: DbOption = None,
 ) -> None:
     """Let held emails go again, each later by the pause's length, one per opening."""
-    from campaigns.pause import resume as resume_campaign
+    from campaigns.planning.pause import resume as resume_campaign
 
     report = resume_campaign(_store(db), campaign, email=email, now=_now(now))
     who = "the contact" if email else campaign

@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.sendgrid_path import bench_sendgrid  # noqa: E402
-from campaigns import render  # noqa: E402
-from campaigns.article import read_article  # noqa: E402
-from campaigns.spec import Campaign, load_folder  # noqa: E402
-from campaigns.split import load_defaults, split_article, write_campaign  # noqa: E402
+from campaigns.authoring.article import read_article  # noqa: E402
+from campaigns.authoring.spec import Campaign, load_folder  # noqa: E402
+from campaigns.authoring.split import load_defaults, split_article, write_campaign  # noqa: E402
+from campaigns.rendering import render  # noqa: E402
 from examples import ARTICLE, DEFAULTS  # noqa: E402
 
 ZONES = (
@@ -162,8 +162,8 @@ def write_contacts(path: Path, count: int) -> None:
 
 def bench_enroll(work: Path, quick: bool) -> None:
     """Import and plan contacts from CSV on SQLite (six deliveries each)."""
-    from campaigns.enroll import import_csv
-    from campaigns.store import Store
+    from campaigns.planning.enroll import import_csv
+    from campaigns.storage.store import Store
 
     count = 5_000 if quick else 100_000
     campaign = clinic_campaign(work / "campaign")
@@ -197,8 +197,8 @@ def peak_rss_mb():
     return int(line.split()[1]) / 1024
 
 
-from campaigns.dispatch import Dispatcher
-from campaigns.store import Store
+from campaigns.delivery.dispatch import Dispatcher
+from campaigns.storage.store import Store
 from senders.file import NullSender
 logging.disable(logging.INFO)
 store = Store({url!r})
@@ -250,8 +250,8 @@ def dispatch_workers(url: str, workers: int) -> dict:
 def dispatch_sqlite(work: Path, count: int, runs: int = 1) -> dict:
     """Enroll `count` contacts whose first email is due, then dispatch them in a fresh
     worker process, `runs` times from copies of that one database: the fastest run."""
-    from campaigns.enroll import import_csv
-    from campaigns.store import Store
+    from campaigns.planning.enroll import import_csv
+    from campaigns.storage.store import Store
 
     campaign = clinic_campaign(work / "campaign")
     contacts = work / f"dispatch-{count}.csv"
@@ -314,8 +314,8 @@ def bench_postgres(work: Path, quick: bool) -> None:
     Contacts are imported once into a template database; each run gets a fresh copy,
     so every worker count starts from the same due rows.
     """
-    from campaigns.enroll import import_csv
-    from campaigns.store import Store
+    from campaigns.planning.enroll import import_csv
+    from campaigns.storage.store import Store
 
     count = 2_000 if quick else 20_000
     campaign = clinic_campaign(work / "campaign")

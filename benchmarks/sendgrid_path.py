@@ -69,10 +69,10 @@ def bench_sendgrid(work: Path, quick: bool) -> None:
     """The same deliveries through the SendGrid sender with batching on, then off."""
     sys.path.insert(0, str(ROOT))
     from benchmarks.run import NOW, clinic_campaign, report, write_contacts
-    from campaigns.dispatch import Dispatcher
-    from campaigns.enroll import import_csv
-    from campaigns.spec import SenderConfig
-    from campaigns.store import Store
+    from campaigns.authoring.spec import SenderConfig
+    from campaigns.delivery.dispatch import Dispatcher
+    from campaigns.planning.enroll import import_csv
+    from campaigns.storage.store import Store
     from senders.sendgrid import SendGridSender
 
     # urllib would send 127.0.0.1 through a configured proxy.

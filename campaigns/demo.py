@@ -10,17 +10,16 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from campaigns.authoring.article import read_article
+from campaigns.authoring.spec import load_folder
+from campaigns.authoring.split import load_defaults, split_article, write_campaign
+from campaigns.delivery.dispatch import Dispatcher, RunReport
+from campaigns.planning import schedule
+from campaigns.planning.enroll import Signup, enroll
+from campaigns.reporting.export import export_campaign
+from campaigns.reporting.reports import CalendarEntry, calendar
+from campaigns.storage.store import DeliveryStatus, Store, deliveries
 from examples import ARTICLE, DEFAULTS
-
-from . import schedule
-from .article import read_article
-from .dispatch import Dispatcher, RunReport
-from .enroll import Signup, enroll
-from .export import export_campaign
-from .reports import CalendarEntry, calendar
-from .spec import load_folder
-from .split import load_defaults, split_article, write_campaign
-from .store import DeliveryStatus, Store, deliveries
 
 # Three made-up patients, signed up at different local times around the US DST change.
 PATIENTS = (

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from campaigns.spec import Campaign, load_folder
-from campaigns.store import Store
+from campaigns.authoring.spec import Campaign, load_folder
+from campaigns.storage.store import Store
 
 
 @pytest.fixture(autouse=True)
@@ -95,8 +95,8 @@ def store(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Itera
 
 def write_clinic_campaign(folder: Path) -> Path:
     """The bundled clinic article split with the demo's made-up clinic details."""
-    from campaigns.article import read_article
-    from campaigns.split import load_defaults, split_article, write_campaign
+    from campaigns.authoring.article import read_article
+    from campaigns.authoring.split import load_defaults, split_article, write_campaign
     from examples import ARTICLE, DEFAULTS
 
     article = read_article(ARTICLE)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from campaigns.dispatch import Dispatcher
-from campaigns.enroll import import_csv
-from campaigns.spec import Campaign, load_folder
-from campaigns.store import contacts, deliveries, enrollments
+from campaigns.authoring.spec import Campaign, load_folder
+from campaigns.delivery.dispatch import Dispatcher
+from campaigns.planning.enroll import import_csv
+from campaigns.storage.store import contacts, deliveries, enrollments
 from senders.file import NullSender
 
 ZONES = ("America/New_York", "Europe/London", "Australia/Sydney", "Asia/Kolkata")

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from campaigns.article import Article, parse_markdown, parse_text, read_article, word_count
+from campaigns.authoring.article import (
+    Article,
+    parse_markdown,
+    parse_text,
+    read_article,
+    word_count,
+)
 from campaigns.errors import InputError
 
 CLINIC = Path(__file__).resolve().parents[1] / "examples" / "ketamine-and-sleep.txt"

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import insert, select
 
-from campaigns import schedule
-from campaigns.enroll import Signup, enroll
-from campaigns.store import deliveries, enrollments, suppressions
-from campaigns.suppress import UNSUBSCRIBED
+from campaigns.compliance.suppressions import UNSUBSCRIBED
+from campaigns.planning import schedule
+from campaigns.planning.enroll import Signup, enroll
+from campaigns.storage.store import deliveries, enrollments, suppressions
 from tests.helpers import utc
 from tests.schedule_helpers import bulk_signups, deliveries_by_contact, tick, with_window
 

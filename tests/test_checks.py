@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from campaigns.checks import (
+from campaigns.authoring.checks import (
     EMAIL_CHECKS,
     Finding,
     build_email,
@@ -20,7 +20,7 @@ from campaigns.checks import (
     check_unsubscribe,
     compile_steps,
 )
-from campaigns.spec import load_folder
+from campaigns.authoring.spec import load_folder
 from cli import app as cli_app
 
 runner = CliRunner()

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
-from campaigns import enroll as enrollment
-from campaigns import schedule
-from campaigns.dispatch import Dispatcher, SenderPool
-from campaigns.enroll import Signup, enroll, import_csv
+from campaigns.authoring.spec import load_folder
+from campaigns.delivery.dispatch import Dispatcher, SenderPool
 from campaigns.errors import ConfigurationError, InputError
-from campaigns.publish import open_campaign
-from campaigns.reports import status_counts
-from campaigns.spec import load_folder
-from campaigns.store import bulk_insert, contacts, deliveries, enrollments, suppressions
+from campaigns.planning import enroll as enrollment
+from campaigns.planning import schedule
+from campaigns.planning.enroll import Signup, enroll, import_csv
+from campaigns.reporting.reports import status_counts
+from campaigns.storage.publish import open_campaign
+from campaigns.storage.store import bulk_insert, contacts, deliveries, enrollments, suppressions
 from senders.base import Message, SenderConfigurationError
 from senders.file import FileSender
 from tests.helpers import utc
@@ -131,8 +131,8 @@ def test_suppressed_contacts_get_nothing(store, clinic, tmp_path):
 
 
 def test_placeholders_stop_the_run_with_one_line_each(store, tmp_path):
-    from campaigns.article import read_article
-    from campaigns.split import split_article, write_campaign
+    from campaigns.authoring.article import read_article
+    from campaigns.authoring.split import split_article, write_campaign
     from examples import ARTICLE
 
     article = read_article(ARTICLE)
@@ -328,7 +328,7 @@ def test_open_campaign_finds_published_campaigns_by_name(store, clinic):
 def test_the_fast_address_check_agrees_with_email_validator(address):
     from email_validator import EmailNotValidError, validate_email
 
-    from campaigns.enroll import normalise_email
+    from campaigns.planning.enroll import normalise_email
 
     try:
         expected = validate_email(address, check_deliverability=False).normalized.lower()

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from campaigns.authoring.spec import load_folder
 from campaigns.errors import InputError
-from campaigns.export import describe_delay, export_campaign, export_for
-from campaigns.render import PLACEHOLDER_PUBLIC_URL, Recipient
-from campaigns.schedule import Delay
-from campaigns.spec import load_folder
+from campaigns.planning.schedule import Delay
+from campaigns.rendering.render import PLACEHOLDER_PUBLIC_URL, Recipient
+from campaigns.reporting.export import describe_delay, export_campaign, export_for
 
 FIXTURE = Path(__file__).parent / "fixtures" / "render"
 STEMS = ["01-welcome", "02-mental-health", "03-every-patient"]

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from campaigns.store import Store, contacts, deliveries, utcnow
-from campaigns.tokens import Signer, UnsubscribeClaim
-from campaigns.web import create_app
+from campaigns.rendering.tokens import Signer, UnsubscribeClaim
+from campaigns.storage.store import Store, contacts, deliveries, utcnow
+from campaigns.web.app import create_app
 from cli import app as cli_app
 
 PEOPLE = [
@@ -88,7 +88,7 @@ def test_import_and_run_at_debug_print_and_log_no_address_or_name(
 
 
 def test_serve_at_debug_logs_no_address_name_or_key(store, clinic, debug):
-    from campaigns.enroll import Signup, enroll
+    from campaigns.planning.enroll import Signup, enroll
 
     private = ec.generate_private_key(ec.SECP256R1())
     public = base64.b64encode(

@@ -17,7 +17,7 @@ from sqlalchemy import MetaData, create_engine, insert, inspect, select, text
 from typer.testing import CliRunner
 
 from campaigns.errors import ConfigurationError
-from campaigns.store import (
+from campaigns.storage.store import (
     Store,
     _alembic_config,
     campaign_versions,

@@ -11,20 +11,20 @@ import pytest
 from sqlalchemy import insert, select
 from typer.testing import CliRunner
 
-from campaigns.dispatch import Dispatcher
-from campaigns.enroll import Signup, enroll, import_csv
+from campaigns.authoring.spec import load_folder
+from campaigns.compliance.suppressions import add_suppression
+from campaigns.delivery.dispatch import Dispatcher
 from campaigns.errors import InputError
-from campaigns.newsletter import (
+from campaigns.planning.enroll import Signup, enroll, import_csv
+from campaigns.planning.newsletter import (
     cancel_newsletter,
     create_newsletter,
     leave_newsletter,
     retag,
     schedule_newsletter,
 )
-from campaigns.spec import load_folder
-from campaigns.stats import campaign_stats
-from campaigns.store import contacts, deliveries, enrollments
-from campaigns.suppress import add_suppression
+from campaigns.reporting.stats import campaign_stats
+from campaigns.storage.store import contacts, deliveries, enrollments
 from cli import app
 from examples import DEFAULTS
 from senders.file import NullSender
@@ -306,8 +306,8 @@ def test_one_long_article_sends_its_opening_and_a_read_the_rest_link(tmp_path):
 def test_the_preferences_page_offers_the_newsletter_only(store, clinic, issue):
     from starlette.testclient import TestClient
 
-    from campaigns.tokens import Signer, UnsubscribeClaim
-    from campaigns.web import create_app
+    from campaigns.rendering.tokens import Signer, UnsubscribeClaim
+    from campaigns.web.app import create_app
 
     report = enroll(
         store, clinic, Signup("p0@example.com", "P", "UTC", "2026-06-01T10:00", "form"), now=NOW

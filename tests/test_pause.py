@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from typer.testing import CliRunner
 
-from campaigns import schedule
-from campaigns.dispatch import Dispatcher
-from campaigns.pause import pause, resume
+from campaigns.delivery.dispatch import Dispatcher
+from campaigns.planning import schedule
+from campaigns.planning.pause import pause, resume
 from cli import app
 from senders.file import NullSender
 from tests.helpers import utc

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from campaigns import schedule
-from campaigns.plan import apply_edit, diff_campaigns, plan_edit
-from campaigns.publish import load_version
-from campaigns.spec import load_folder
-from campaigns.store import campaigns
+from campaigns.authoring.spec import load_folder
+from campaigns.planning import schedule
+from campaigns.planning.edits import apply_edit, diff_campaigns, plan_edit
+from campaigns.storage.publish import load_version
+from campaigns.storage.store import campaigns
 from tests.helpers import utc
 from tests.schedule_helpers import (
     GONE,

@@ -18,11 +18,11 @@ from sqlalchemy import create_engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import StatementError
 from typer.testing import CliRunner
 
-from campaigns import schedule
-from campaigns.dispatch import Dispatcher, RunReport
-from campaigns.enroll import Signup, enroll, import_csv
-from campaigns.reports import status_counts
-from campaigns.store import Store, campaigns, deliveries, enrollments, meta
+from campaigns.delivery.dispatch import Dispatcher, RunReport
+from campaigns.planning import schedule
+from campaigns.planning.enroll import Signup, enroll, import_csv
+from campaigns.reporting.reports import status_counts
+from campaigns.storage.store import Store, campaigns, deliveries, enrollments, meta
 from cli import app
 from senders.base import Message, Outcome, SendResult
 from tests.helpers import utc
@@ -182,8 +182,8 @@ def test_leases_run_on_the_database_clock_not_on_now_or_the_workers_clock(pg, cl
 
     # A worker whose machine clock runs two hours fast must not take those leases back.
     fast = datetime.now(UTC) + timedelta(hours=2)
-    monkeypatch.setattr("campaigns.store.utcnow", lambda: fast)
-    monkeypatch.setattr("campaigns.dispatch.utcnow", lambda: fast)
+    monkeypatch.setattr("campaigns.storage.store.utcnow", lambda: fast)
+    monkeypatch.setattr("campaigns.delivery.dispatch.utcnow", lambda: fast)
     report = worker(pg, "b", Recording("b")).run(now=NOW)
     assert (report.recovered, report.sent) == (0, 0)
     assert [r.lease_owner for r in rows(pg) if r.status == "claimed"] == ["a", "a"]

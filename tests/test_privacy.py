@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
-from campaigns.dispatch import Dispatcher
-from campaigns.enroll import Signup, enroll, import_csv
-from campaigns.events import apply_sendgrid_events
-from campaigns.privacy import export_contact, forget_contact
-from campaigns.store import Store, contacts, deliveries, enrollments, suppressions, utcnow
+from campaigns.compliance.events import apply_sendgrid_events
+from campaigns.compliance.privacy import export_contact, forget_contact
+from campaigns.delivery.dispatch import Dispatcher
+from campaigns.planning.enroll import Signup, enroll, import_csv
+from campaigns.storage.store import Store, contacts, deliveries, enrollments, suppressions, utcnow
 from cli import app as cli_app
 from senders.file import FileSender
 from tests.helpers import utc

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from campaigns.authoring.spec import Campaign, Colors, load_folder
 from campaigns.errors import InputError
-from campaigns.render import (
+from campaigns.rendering.render import (
     SAMPLE,
     CompiledCampaign,
     Recipient,
@@ -28,7 +29,6 @@ from campaigns.render import (
     palette,
     render_sample,
 )
-from campaigns.spec import Campaign, Colors, load_folder
 from senders.mime import to_bytes
 from tests.helpers import spamassassin
 

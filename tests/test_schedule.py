@@ -6,7 +6,7 @@ from datetime import date, datetime, time
 
 import pytest
 
-from campaigns.schedule import (
+from campaigns.planning.schedule import (
     Window,
     add_delay,
     localize,
@@ -138,8 +138,8 @@ def test_replan_moves_overdue_steps_one_opening_apart_in_order():
 from datetime import date as _date  # noqa: E402
 from datetime import timedelta  # noqa: E402
 
+from campaigns.authoring.spec import load_folder, parse_ics  # noqa: E402
 from campaigns.errors import InputError  # noqa: E402
-from campaigns.spec import load_folder, parse_ics  # noqa: E402
 
 MON_FRI_XMAS = Window(time(9), time(17), frozenset(range(5)), frozenset({_date(2026, 12, 25)}))
 

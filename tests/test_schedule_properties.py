@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaigns.schedule import (
+from campaigns.planning.schedule import (
     Delay,
     Window,
     add_delay,

@@ -26,10 +26,10 @@ import python_http_client.exceptions as http_errors
 import sendgrid
 from sqlalchemy import select
 
-from campaigns.dispatch import Dispatcher
-from campaigns.enroll import Signup, enroll, import_csv
-from campaigns.spec import Campaign, SenderConfig
-from campaigns.store import deliveries
+from campaigns.authoring.spec import Campaign, SenderConfig
+from campaigns.delivery.dispatch import Dispatcher
+from campaigns.planning.enroll import Signup, enroll, import_csv
+from campaigns.storage.store import deliveries
 from senders.base import Message, Outcome, SenderConfigurationError
 from senders.registry import make_sender
 from senders.sendgrid import SendGridSender

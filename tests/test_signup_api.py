@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from campaigns.enroll import Signup, enroll
-from campaigns.store import enrollments
-from campaigns.web import create_app
+from campaigns.planning.enroll import Signup, enroll
+from campaigns.storage.store import enrollments
+from campaigns.web.app import create_app
 from tests.helpers import utc
 
 TOKEN = "s3cret-token-for-tests"

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from campaigns.dispatch import Dispatcher, SenderPool
-from campaigns.enroll import import_csv
-from campaigns.reports import status_counts
-from campaigns.spec import Campaign, load_folder
-from campaigns.store import Store, deliveries
-from campaigns.workers import run_worker
+from campaigns.authoring.spec import Campaign, load_folder
+from campaigns.delivery.dispatch import Dispatcher, SenderPool
+from campaigns.delivery.workers import run_worker
+from campaigns.planning.enroll import import_csv
+from campaigns.reporting.reports import status_counts
+from campaigns.storage.store import Store, deliveries
 from senders.base import Message, Outcome, SenderConfigurationError
 from senders.smtp import SmtpSender
 from tests.helpers import utc

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from campaigns.authoring.spec import load_folder, step_key
 from campaigns.errors import InputError
-from campaigns.spec import load_folder, step_key
 
 CAMPAIGN = """\
 name: sleep

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from campaigns.article import Article, parse_text, read_article, word_count
-from campaigns.errors import InputError
-from campaigns.spec import PLACEHOLDER_EMAIL, load_folder
-from campaigns.split import (
+from campaigns.authoring.article import Article, parse_text, read_article, word_count
+from campaigns.authoring.spec import PLACEHOLDER_EMAIL, load_folder
+from campaigns.authoring.split import (
     CampaignDefaults,
     Draft,
     build_campaign_folder,
@@ -19,6 +18,7 @@ from campaigns.split import (
     split_article,
     write_campaign,
 )
+from campaigns.errors import InputError
 
 CLINIC = Path(__file__).resolve().parents[1] / "examples" / "ketamine-and-sleep.txt"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "articles"

@@ -9,12 +9,12 @@ from sqlalchemy import select, update
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from campaigns.enroll import Signup, enroll
-from campaigns.events import apply_sendgrid_events
-from campaigns.stats import campaign_stats
-from campaigns.store import deliveries, enrollments, utcnow
-from campaigns.tokens import Signer, UnsubscribeClaim
-from campaigns.web import create_app
+from campaigns.compliance.events import apply_sendgrid_events
+from campaigns.planning.enroll import Signup, enroll
+from campaigns.rendering.tokens import Signer, UnsubscribeClaim
+from campaigns.reporting.stats import campaign_stats
+from campaigns.storage.store import deliveries, enrollments, utcnow
+from campaigns.web.app import create_app
 from cli import app as cli_app
 from tests.helpers import utc
 
@@ -116,7 +116,7 @@ def test_unsubscribes_count_against_the_step_they_came_from(store, clinic, sent)
 
 
 def test_events_naming_no_delivery_count_at_campaign_level(store, clinic, sent):
-    from campaigns.render import campaign_category
+    from campaigns.rendering.render import campaign_category
 
     category = campaign_category("ketamine-and-sleep")
     apply_sendgrid_events(store, [sendgrid("open", None, category=[category, "s-x"])], now=utcnow())

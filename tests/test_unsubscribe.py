@@ -13,13 +13,13 @@ from sqlalchemy import MetaData, select
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from campaigns.dispatch import Dispatcher
-from campaigns.enroll import Signup, enroll
+from campaigns.authoring.spec import load_folder
+from campaigns.delivery.dispatch import Dispatcher
 from campaigns.errors import ConfigurationError
-from campaigns.spec import load_folder
-from campaigns.store import deliveries, enrollments, events, suppressions, utcnow
-from campaigns.tokens import UNSUBSCRIBE_SALT, Signer, UnsubscribeClaim, contact_links
-from campaigns.web import check_public_url, create_app
+from campaigns.planning.enroll import Signup, enroll
+from campaigns.rendering.tokens import UNSUBSCRIBE_SALT, Signer, UnsubscribeClaim, contact_links
+from campaigns.storage.store import deliveries, enrollments, events, suppressions, utcnow
+from campaigns.web.app import check_public_url, create_app
 from cli import app as cli_app
 from senders.file import FileSender
 from tests.helpers import utc
@@ -319,7 +319,7 @@ def test_serve_refuses_an_unusable_webhook_key(tmp_path):
 
 
 def test_token_lifetime_is_at_least_a_year():
-    from campaigns.tokens import MAX_AGE_SECONDS
+    from campaigns.rendering.tokens import MAX_AGE_SECONDS
 
     assert timedelta(seconds=MAX_AGE_SECONDS) >= timedelta(days=366)
 

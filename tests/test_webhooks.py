@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import MetaData, select, update
 from starlette.testclient import TestClient
 
-from campaigns.enroll import Signup, enroll
-from campaigns.spec import load_folder
-from campaigns.stats import campaign_stats
-from campaigns.store import deliveries, events, suppressions
-from campaigns.web import create_app
+from campaigns.authoring.spec import load_folder
+from campaigns.planning.enroll import Signup, enroll
+from campaigns.reporting.stats import campaign_stats
+from campaigns.storage.store import deliveries, events, suppressions
+from campaigns.web.app import create_app
 from tests.helpers import utc
 
 NOW = utc("2026-03-02T12:00")

@@ -22,9 +22,9 @@ import pytest
 import yaml
 from sqlalchemy import func, insert, select
 
-from campaigns.publish import publish
-from campaigns.spec import Campaign, load_folder
-from campaigns.store import Store, contacts, deliveries, enrollments
+from campaigns.authoring.spec import Campaign, load_folder
+from campaigns.storage.publish import publish
+from campaigns.storage.store import Store, contacts, deliveries, enrollments
 from tests.conftest import write_clinic_campaign
 from tests.helpers import utc
 

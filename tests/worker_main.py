@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from campaigns.dispatch import RunReport, SenderFor
-from campaigns.store import Store
-from campaigns.workers import WorkerOptions, run_worker, run_workers
+from campaigns.delivery.dispatch import RunReport, SenderFor
+from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
+from campaigns.storage.store import Store
 from senders.base import Message, Outcome, SendResult
 
 

@@ -1,0 +1,1 @@
+"""Authoring: an article becomes an editable campaign folder, read and checked."""

@@ -1,0 +1,565 @@
+"""The campaign file (campaign.yaml) and its step files: schema, load, validate.
+
+A campaign is read from a mapping of relative path -> text, so the same code reads
+an editable folder and a version published in the store. Errors carry file:line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from campaigns.authoring.yamlio import line_of, load_with_lines
+from campaigns.errors import InputError
+from campaigns.planning import schedule
+
+CAMPAIGN_FILE = "campaign.yaml"
+PLACEHOLDER = "TODO"
+PLACEHOLDER_EMAIL = "todo@example.invalid"
+_KEY_PREFIX = re.compile(r"^\d+[a-z]?-")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def _email(value: str) -> str:
+    if value == PLACEHOLDER_EMAIL:
+        return value
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"{value!r} is not an email address ({exc})") from None
+
+
+def _https_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/$.?#][^\s]*$", value):
+        raise ValueError(f"{value!r} is not a web address (start it with https://)")
+    return value
+
+
+def _single_line(value: str) -> str:
+    # CR/LF in a value that becomes a header would start a new header.
+    return " ".join(value.split())
+
+
+EmailAddress = Annotated[str, AfterValidator(_email)]
+Url = Annotated[str, AfterValidator(_https_url)]
+OneLine = Annotated[str, AfterValidator(_single_line)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Mailbox(_Model):
+    name: OneLine
+    address: EmailAddress
+
+
+class Colors(_Model):
+    primary: str = "#0b5394"
+    text: str = "#1f2933"
+    background: str = "#f4f6f8"
+    button_text: str = "#ffffff"
+
+    @field_validator("*")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not _HEX.match(value):
+            raise ValueError(f"{value!r} is not a colour: write it as #RRGGBB")
+        return value.lower()
+
+
+class Brand(_Model):
+    organisation: OneLine
+    postal_address: str
+    logo_url: Url | None = None
+    colors: Colors = Colors()
+    disclaimer: str | None = None
+
+
+class Links(_Model):
+    website: Url | None = None
+    cta_url: Url | None = None
+    cta_label: OneLine | None = None
+    public_url: Url | None = None
+    unsubscribe_mailto: EmailAddress | None = None
+
+
+class SendWindow(_Model):
+    start: str = "09:00"
+    end: str = "17:00"
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(schedule.DAY_NAMES)
+    # Local dates the window stays shut (clinic holidays): ISO dates, or an .ics file's
+    # path relative to the campaign folder (read and published with the version).
+    closed: list[date] | str = []
+    # A frequency cap: no email within this elapsed time of any other to the contact.
+    min_gap: str | None = None
+
+    @field_validator("closed", mode="before")
+    @classmethod
+    def _closed(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            path = Path(value)
+            if path.is_absolute() or ".." in path.parts or path.suffix.lower() != ".ics":
+                raise ValueError(
+                    f"{value!r}: give a list of ISO dates or an .ics file inside the folder"
+                )
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, datetime) or not isinstance(item, (date, str)):
+                    raise ValueError(f"{item!r} is not a date: write it like 2026-12-25")
+        return value
+
+    @field_validator("min_gap", mode="before")
+    @classmethod
+    def _gap(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        return str(schedule.parse_delay(str(value)))
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock(cls, value: Any) -> str:
+        if isinstance(value, int):  # a YAML 1.1 reader turned 17:00 into 1020
+            raise ValueError('write times of day quoted, like "17:00"')
+        schedule.parse_clock(value)
+        return str(value).strip()
+
+    @model_validator(mode="after")
+    def _order(self) -> SendWindow:
+        self.window()
+        return self
+
+    def window(self, closed: frozenset[date] | None = None) -> schedule.Window:
+        """The window; `closed` replaces the listed dates (an .ics file's, once read)."""
+        if closed is None:
+            closed = frozenset(self.closed) if isinstance(self.closed, list) else frozenset()
+        return schedule.Window(
+            start=schedule.parse_clock(self.start),
+            end=schedule.parse_clock(self.end),
+            days=frozenset(schedule.DAY_NAMES.index(day) for day in self.days),
+            closed=closed,
+        )
+
+    @property
+    def gap(self) -> timedelta:
+        """`min_gap` as elapsed time (zero when unset)."""
+        if self.min_gap is None:
+            return timedelta(0)
+        return schedule.parse_delay(self.min_gap).as_timedelta()
+
+
+class SenderConfig(_Model):
+    """Which provider sends, and its settings. Secrets are named, never written here."""
+
+    type: Literal["file", "null", "smtp", "sendgrid"] = "file"
+    # file
+    outbox: str = "outbox"
+    # smtp (DRIPMAIL_SMTP_* variables override; the password comes only from the environment)
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] | None = None
+    username: str | None = None
+    # sendgrid (SENDGRID_API_HOST overrides api_host)
+    api_key_env: str = Field(default="SENDGRID_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    api_host: Url | None = None
+    sandbox_mode: bool = False
+    track_opens: bool = False
+    track_clicks: bool = False
+    categories: bool = False
+    asm_group_id: int | None = None
+    batch: bool = True  # up to 1,000 emails of one step per request (personalizations)
+    # both providers: request timeout, parallel requests, and in-run retry bounds
+    timeout: float = Field(default=10.0, gt=0, le=300)
+    concurrency: int = Field(default=8, ge=1, le=64)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    max_wait: float = Field(default=60.0, ge=0, le=3600)
+
+
+class StepRef(_Model):
+    file: str
+    delay: str
+
+    @field_validator("delay", mode="before")
+    @classmethod
+    def _delay(cls, value: Any) -> str:
+        return str(schedule.parse_delay(str(value)))
+
+    @field_validator("file")
+    @classmethod
+    def _file(cls, value: str) -> str:
+        path = Path(value)
+        if path.is_absolute() or ".." in path.parts or path.suffix.lower() not in (".md", ".txt"):
+            raise ValueError(f"{value!r} must be a .md file inside the campaign folder")
+        return value
+
+    @property
+    def key(self) -> str:
+        return step_key(self.file)
+
+
+class CampaignSpec(_Model):
+    name: str
+    title: OneLine | None = None
+    language: str = "en"
+    from_: Mailbox = Field(alias="from")
+    reply_to: EmailAddress | None = None
+    brand: Brand
+    links: Links = Links()
+    timezone: str = "UTC"
+    send_window: SendWindow = SendWindow()
+    sender: SenderConfig = SenderConfig()
+    steps: list[StepRef] = Field(min_length=1)
+    # "newsletter": one email broadcast to tagged contacts (campaigns/newsletter.py).
+    kind: Literal["drip", "newsletter"] = "drip"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r}: use lower-case letters, digits and dashes")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        schedule.zone(value)
+        return value
+
+    @field_validator("sender", mode="before")
+    @classmethod
+    def _sender_shorthand(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> CampaignSpec:
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.key in seen:
+                raise ValueError(f"two steps have the key {step.key!r}; rename one file")
+            seen.add(step.key)
+        return self
+
+
+def step_key(file_name: str) -> str:
+    """`03-physical-health.md` -> `physical-health`: stable across reordering."""
+    stem = Path(file_name).stem
+    return _KEY_PREFIX.sub("", stem) or stem
+
+
+@dataclass(frozen=True)
+class Step:
+    """One email of the sequence: its source Markdown and what its front matter says."""
+
+    key: str
+    file: str
+    delay: schedule.Delay
+    position: int  # 1-based
+    subject: str
+    preheader: str | None
+    cta: str | None  # a button label, linking to links.cta_url
+    body: str  # Markdown, without front matter
+    body_line: int  # the file line where `body` starts
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A validated campaign: spec, steps in order, and the files it was read from."""
+
+    spec: CampaignSpec
+    steps: tuple[Step, ...]
+    files: Mapping[str, str] = field(repr=False)
+    origin: str = ""
+    closed: frozenset[date] = frozenset()  # every closed date, from the list or the .ics
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @cached_property
+    def version(self) -> str:
+        """Content hash of the campaign file and every file it references."""
+        return content_hash(self.files)
+
+    @cached_property
+    def window(self) -> schedule.Window:
+        return self.spec.send_window.window(self.closed)
+
+    @property
+    def min_gap(self) -> timedelta:
+        return self.spec.send_window.gap
+
+    def step(self, key: str) -> Step:
+        for step in self.steps:
+            if step.key == key:
+                return step
+        raise KeyError(key)
+
+    def placeholders(self) -> list[str]:
+        """Fields still holding what `split` wrote for want of a real value."""
+        found = []
+        if self.spec.brand.organisation.startswith(PLACEHOLDER):
+            found.append("brand.organisation")
+        if self.spec.brand.postal_address.strip().startswith(PLACEHOLDER):
+            found.append("brand.postal_address")
+        if self.spec.from_.address == PLACEHOLDER_EMAIL:
+            found.append("from.address")
+        if self.spec.from_.name.startswith(PLACEHOLDER):
+            found.append("from.name")
+        return found
+
+
+def content_hash(files: Mapping[str, str]) -> str:
+    blob = json.dumps(sorted(files.items()), ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def read_folder(folder: Path) -> dict[str, str]:
+    """campaign.yaml and every step file it names, as relative path -> text."""
+    folder = Path(folder)
+    spec_path = folder / CAMPAIGN_FILE if folder.is_dir() else folder
+    files = {CAMPAIGN_FILE: _read_text(spec_path)}
+    data, lines = load_with_lines(files[CAMPAIGN_FILE], str(spec_path))
+    steps = data.get("steps") if isinstance(data, dict) else None
+    for index, item in enumerate(steps if isinstance(steps, list) else []):
+        name = item.get("file") if isinstance(item, dict) else None
+        if isinstance(name, str) and name not in files:
+            files[name] = _referenced(
+                spec_path, name, line_of(lines, ("steps", index, "file")), f"steps[{index}].file"
+            )
+    window = data.get("send_window") if isinstance(data, dict) else None
+    closed = window.get("closed") if isinstance(window, dict) else None
+    if isinstance(closed, str) and closed not in files:
+        files[closed] = _referenced(
+            spec_path, closed, line_of(lines, ("send_window", "closed")), "send_window.closed"
+        )
+    return files
+
+
+def _referenced(spec_path: Path, name: str, line: int | None, field: str) -> str:
+    """The text of a file campaign.yaml names (a step, a closures .ics), beside it."""
+    path = spec_path.parent / name
+    if not path.is_file():
+        raise InputError(
+            f"no such file {name!r} in {spec_path.parent}", source=spec_path, line=line, field=field
+        )
+    return _read_text(path)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("no such file", source=path) from None
+    except IsADirectoryError:
+        raise InputError("is a folder, not a file", source=path) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", source=path) from None
+
+
+def load_folder(folder: Path | str) -> Campaign:
+    """Read and validate the campaign in `folder` (or the campaign.yaml path given)."""
+    folder = Path(folder)
+    base = folder if folder.is_dir() else folder.parent
+    if not folder.exists():
+        raise InputError("no such campaign folder", source=folder)
+    if folder.is_dir() and not (folder / CAMPAIGN_FILE).is_file():
+        raise InputError(f"no {CAMPAIGN_FILE} here (run `dripmail split` first)", source=folder)
+    return load_files(read_folder(folder), origin=str(base))
+
+
+def load_files(files: Mapping[str, str], origin: str = "") -> Campaign:
+    """Validate a campaign from its files (relative path -> text)."""
+    source = str(Path(origin) / CAMPAIGN_FILE) if origin else CAMPAIGN_FILE
+    data, lines = load_with_lines(files[CAMPAIGN_FILE], source)
+    if not isinstance(data, dict):
+        raise InputError("the campaign file must be a mapping of keys", source=source, line=1)
+    try:
+        spec = CampaignSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc, lines, source) from None
+    steps = []
+    for position, ref in enumerate(spec.steps, start=1):
+        step_source = str(Path(origin) / ref.file) if origin else ref.file
+        if ref.file not in files:
+            raise InputError(
+                f"no such file {ref.file!r}",
+                source=source,
+                line=line_of(lines, ("steps", position - 1, "file")),
+                field=f"steps[{position - 1}].file",
+            )
+        steps.append(parse_step(files[ref.file], ref, position, step_source))
+    closed_ref = spec.send_window.closed
+    if isinstance(closed_ref, str):
+        if closed_ref not in files:
+            raise InputError(
+                f"no such file {closed_ref!r}",
+                source=source,
+                line=line_of(lines, ("send_window", "closed")),
+                field="send_window.closed",
+            )
+        ics_source = str(Path(origin) / closed_ref) if origin else closed_ref
+        closed = parse_ics(files[closed_ref], ics_source)
+    else:
+        closed = frozenset(closed_ref)
+    return Campaign(spec=spec, steps=tuple(steps), files=dict(files), origin=origin, closed=closed)
+
+
+def parse_ics(text: str, source: str) -> frozenset[date]:
+    """The all-day dates of an iCalendar file's VEVENTs (DTEND exclusive, RFC 5545).
+
+    Small and strict: a VCALENDAR of VEVENTs whose DTSTART (and DTEND, if any) are
+    DATE values; anything else in an event (a timed event, a bad date) is an error
+    naming its line. Other components and properties are passed over.
+    """
+    lines: list[tuple[int, str]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if raw[:1] in (" ", "\t") and lines:  # a folded line continues the one before
+            lines[-1] = (lines[-1][0], lines[-1][1] + raw[1:])
+        elif raw.strip():
+            lines.append((number, raw.rstrip()))
+    if not lines or lines[0][1].upper() != "BEGIN:VCALENDAR":
+        raise InputError("not an iCalendar file: expected BEGIN:VCALENDAR", source=source, line=1)
+    closed: set[date] = set()
+    event: dict[str, tuple[int, date]] | None = None
+    begun = 0
+    for number, line in lines:
+        name_params, _, value = line.partition(":")
+        name, *params = name_params.upper().split(";")
+        if name == "BEGIN" and value.upper() == "VEVENT":
+            event, begun = {}, number
+        elif name == "END" and value.upper() == "VEVENT":
+            if event is None:
+                raise InputError("END:VEVENT without BEGIN:VEVENT", source=source, line=number)
+            if "DTSTART" not in event:
+                raise InputError("an event without DTSTART", source=source, line=begun)
+            start = event["DTSTART"][1]
+            end = event.get("DTEND", (number, start + timedelta(days=1)))[1]
+            if end <= start:
+                raise InputError(
+                    "DTEND is not after DTSTART", source=source, line=event["DTEND"][0]
+                )
+            closed.update(start + timedelta(days=n) for n in range((end - start).days))
+            event = None
+        elif event is not None and name in ("DTSTART", "DTEND"):
+            if "VALUE=DATE" not in params and len(value.strip()) != 8:
+                raise InputError(
+                    "only all-day dates (like 20261225) close the window",
+                    source=source,
+                    line=number,
+                    field=name,
+                )
+            try:
+                event[name] = (number, datetime.strptime(value.strip(), "%Y%m%d").date())
+            except ValueError:
+                raise InputError(
+                    f"{value.strip()!r} is not a date like 20261225",
+                    source=source,
+                    line=number,
+                    field=name,
+                ) from None
+    if event is not None:
+        raise InputError("BEGIN:VEVENT is never ended", source=source, line=begun)
+    return frozenset(closed)
+
+
+def _first_error(exc: ValidationError, lines: dict, source: str) -> InputError:
+    error = exc.errors()[0]
+    loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden":
+        message = f"unknown key {loc[-1]!r}"
+        allowed = _allowed_keys(loc[:-1])
+        if allowed:
+            message += f" (expected one of: {', '.join(allowed)})"
+    elif error["type"] == "missing":
+        message = "required"
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+    name = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+    return InputError(message, source=source, line=line_of(lines, loc), field=name or None)
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: Any = CampaignSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None
+        )
+        if info is None:
+            return []
+        annotation = info.annotation
+        inner = getattr(annotation, "__args__", None)
+        model = inner[0] if inner and isinstance(inner[0], type) else annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+_FRONT_MATTER_KEYS = {"subject", "preheader", "cta"}
+
+
+def parse_step(text: str, ref: StepRef, position: int, source: str) -> Step:
+    """A step file: optional `---` front matter (subject, preheader, cta), then Markdown."""
+    body, meta, body_line = text, {}, 1
+    if text.startswith("---"):
+        end = re.search(r"^---\s*$", text[3:], flags=re.MULTILINE)
+        if end is None:
+            raise InputError("front matter opened with --- is never closed", source=source, line=1)
+        header = text[3 : 3 + end.start()]
+        body = text[3 + end.end() :].lstrip("\n")
+        body_line = text[: len(text) - len(body)].count("\n") + 1
+        meta, lines = load_with_lines(header, source)
+        meta = meta or {}
+        if not isinstance(meta, dict):
+            raise InputError("front matter must be key: value lines", source=source, line=2)
+        for key in meta:
+            if key not in _FRONT_MATTER_KEYS:
+                raise InputError(
+                    f"unknown key {key!r} (expected one of: subject, preheader, cta)",
+                    source=source,
+                    line=lines.get((key,)),
+                    field=str(key),
+                )
+    subject = meta.get("subject")
+    if not subject:
+        heading = re.search(r"^# +(.+?)\s*#*\s*$", body, flags=re.MULTILINE)
+        if heading is None:
+            raise InputError(
+                "no subject: add `subject:` front matter or a `# ` heading", source=source
+            )
+        subject = heading.group(1)
+    if not body.strip():
+        raise InputError("the email has no text", source=source)
+    return Step(
+        key=ref.key,
+        file=ref.file,
+        delay=schedule.parse_delay(ref.delay),
+        position=position,
+        subject=_single_line(str(subject)),
+        preheader=_single_line(str(meta["preheader"])) if meta.get("preheader") else None,
+        cta=_single_line(str(meta["cta"])) if meta.get("cta") else None,
+        body=body,
+        body_line=body_line,
+    )

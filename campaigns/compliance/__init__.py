@@ -1,0 +1,1 @@
+"""Compliance: suppressions, provider events, privacy requests."""

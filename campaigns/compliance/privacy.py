@@ -1,0 +1,194 @@
+"""What is held on a person (`contacts export`) and erasing it (`contacts forget`).
+
+Erasure keeps the opaque rows and drops the person. The contact row stays as a
+tombstone with its id only (address, name, consent text and time zone cleared), so
+enrollment and delivery rows, which carry ids, step keys, times and states but nothing
+about the person, keep statistics right; delivery errors are cleared too, since a
+provider's refusal may quote the address. An HMAC of the address goes into
+suppressions, so the address is recognised and refused if it is imported again, and
+pending deliveries are cancelled in the same transaction.
+
+Deleted bytes can linger in a database file, so on SQLite the erasing connection turns
+on `secure_delete` (freed space is overwritten with zeros), then the write-ahead log is
+checkpointed and truncated, the file is vacuumed (rewritten), and the log truncated
+again: afterwards the address and name are in neither the database file nor its -wal
+file. On PostgreSQL the old row versions are removed by VACUUM; bytes may stay in
+unused space of the data files until reused, and backups and archived WAL keep the
+person until they expire (the README says so).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from campaigns.compliance.suppressions import add_suppression, cancel_pending, suppression_of
+from campaigns.errors import InputError
+from campaigns.planning.enroll import normalise_email
+from campaigns.storage.store import Store, contacts, deliveries, enrollments, events
+
+log = logging.getLogger("dripmail.privacy")
+
+ERASED_ZONE = "UTC"  # the column is required; the contact's own zone says where they live
+ERASED = "erased"
+
+
+def _address(email: str) -> str:
+    try:
+        return normalise_email(email)
+    except ValueError as exc:
+        raise InputError(str(exc), field="EMAIL") from None
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _row(row: Any) -> dict[str, Any]:
+    return {key: _iso(value) for key, value in row._mapping.items()}
+
+
+def export_contact(store: Store, email: str) -> dict[str, Any]:
+    """Everything held on the person with this address, as JSON-ready data.
+
+    The contact row, their enrollments and deliveries, provider events by delivery id,
+    and whether the address is suppressed. A person we hold nothing on gets
+    `"contact": null` and empty lists: that is the answer to their request, not an error.
+    """
+    address = _address(email)
+    with store.connect() as conn:
+        contact = conn.execute(select(contacts).where(contacts.c.email == address)).first()
+        suppression = suppression_of(conn, store.address_hash(address))
+        held_enrollments: list[dict[str, Any]] = []
+        held_deliveries: list[dict[str, Any]] = []
+        held_events: dict[str, list[dict[str, Any]]] = {}
+        if contact is not None:
+            held_enrollments = [
+                _row(r)
+                for r in conn.execute(
+                    select(enrollments)
+                    .where(enrollments.c.contact_id == contact.id)
+                    .order_by(enrollments.c.id)
+                )
+            ]
+            held_deliveries = [
+                _row(r)
+                for r in conn.execute(
+                    select(deliveries, enrollments.c.campaign)
+                    .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
+                    .where(enrollments.c.contact_id == contact.id)
+                    .order_by(deliveries.c.enrollment_id, deliveries.c.position)
+                )
+            ]
+            for event in conn.execute(
+                select(events)
+                .where(events.c.delivery_id.in_([d["id"] for d in held_deliveries]))
+                .order_by(events.c.id)
+            ):
+                held_events.setdefault(str(event.delivery_id), []).append(_row(event))
+    return {
+        "contact": _row(contact) if contact is not None else None,
+        "suppressed": suppression is not None,
+        "suppression": (
+            {"reason": suppression[0], "created_at": _iso(suppression[1])} if suppression else None
+        ),
+        "enrollments": held_enrollments,
+        "deliveries": held_deliveries,
+        "events_by_delivery": held_events,
+    }
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    """What an erasure did. `contact_id` is None when no contact held the address."""
+
+    contact_id: int | None
+    cancelled: int
+    newly_suppressed: bool
+    scrubbed: bool  # SQLite: the file and its log were rewritten; PostgreSQL: VACUUM ran
+
+
+def forget_contact(store: Store, email: str, *, now: datetime) -> ForgetReport:
+    """Erase the person with this address, suppress the address, scrub the database."""
+    address = _address(email)
+    address_hash = store.address_hash(address)
+    with store.engine.connect() as conn:
+        if store.is_sqlite:
+            # Before the transaction, on the connection that erases: freed cells and
+            # pages are overwritten with zeros instead of lingering until reused.
+            conn.connection.dbapi_connection.execute("PRAGMA secure_delete=ON")
+        conn.execution_options(dripmail_write=True)
+        try:
+            with conn.begin():
+                contact_id, cancelled, new = _erase(conn, address, address_hash, now=now)
+            scrubbed = _scrub(store, conn)
+        finally:
+            if store.is_sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA secure_delete=OFF")
+    log.info(
+        "forget: contact %s erased, %d pending deliveries cancelled, address %s",
+        contact_id if contact_id is not None else "(none held)",
+        cancelled,
+        "suppressed" if new else "already suppressed",
+    )
+    return ForgetReport(contact_id, cancelled, new, scrubbed)
+
+
+def _erase(
+    conn: Connection, address: str, address_hash: str, *, now: datetime
+) -> tuple[int | None, int, bool]:
+    new = add_suppression(conn, address_hash, "erased", now=now)
+    contact_id = conn.scalar(select(contacts.c.id).where(contacts.c.email == address))
+    if contact_id is None:  # nothing held; the suppression still keeps the address out
+        return None, 0, new
+    enrollment_ids = list(
+        conn.scalars(select(enrollments.c.id).where(enrollments.c.contact_id == contact_id))
+    )
+    cancelled = cancel_pending(
+        conn, enrollment_ids=enrollment_ids, reason="the contact was erased", now=now
+    )
+    if enrollment_ids:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.enrollment_id.in_(enrollment_ids))
+            .values(error=None)
+        )
+        conn.execute(
+            update(enrollments).where(enrollments.c.id.in_(enrollment_ids)).values(status=ERASED)
+        )
+    conn.execute(
+        update(contacts)
+        .where(contacts.c.id == contact_id)
+        .values(
+            email=None,
+            first_name=None,
+            consent_source=None,
+            consent_at=None,
+            timezone=ERASED_ZONE,
+        )
+    )
+    return contact_id, cancelled, new
+
+
+def _scrub(store: Store, conn: Connection) -> bool:
+    """Leave no old copy of erased rows in the database's files; True when complete."""
+    raw = conn.connection.dbapi_connection
+    if store.is_sqlite:
+        # Checkpoint first so VACUUM starts from a file holding every change, then rewrite
+        # the file and truncate the log that held the old page images to zero bytes.
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        raw.execute("VACUUM")
+        busy, _log, _done = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("forget: another connection is reading; the -wal file is not truncated")
+        return busy == 0
+    if store.engine.dialect.name == "postgresql":
+        # VACUUM cannot run in a transaction block: a separate autocommit connection.
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as auto:
+            auto.exec_driver_sql("VACUUM (ANALYZE) contacts, enrollments, deliveries")
+        return True
+    return False

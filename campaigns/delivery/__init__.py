@@ -1,0 +1,1 @@
+"""Delivery: claim due emails, hand them to a sender, record what happened."""

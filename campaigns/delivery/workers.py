@@ -1,0 +1,289 @@
+"""Running dispatchers: one worker loop, or N worker processes on one machine.
+
+A stop request (SIGTERM, SIGINT) lets the hand-off in progress finish, releases the
+rows claimed but not handed off, and ends the run; see dispatch.py for what one
+worker does with a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from campaigns.delivery.dispatch import (
+    DEFAULT_BATCH,
+    DEFAULT_HANDOFF,
+    DEFAULT_LEASE,
+    Dispatcher,
+    RunReport,
+    SenderFor,
+    SenderPool,
+    refuse_placeholders,
+    worker_owner,
+)
+from campaigns.errors import ConfigurationError, DripmailError
+from campaigns.storage.store import Store, utcnow
+from senders.base import SenderConfigurationError
+
+log = logging.getLogger("dripmail.workers")
+
+
+class WorkerError(DripmailError):
+    """A worker process stopped unexpectedly (killed, or an error it did not expect)."""
+
+    exit_code = 1
+
+
+def preflight(store: Store, sender: str | None, *, check_senders: bool = True) -> None:
+    """Fail before any claim: campaigns with placeholders, senders that cannot start.
+
+    `sender` names the sender for every campaign (None: each campaign's own).
+    """
+    refuse_placeholders(store)
+    if check_senders:
+        pool = SenderPool(sender)
+        try:
+            pool.check(store)
+        finally:
+            pool.close()
+
+
+def run_worker(
+    store: Store,
+    *,
+    now: datetime | None,
+    once: bool,
+    sender: str | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    handoff_size: int = DEFAULT_HANDOFF,
+    interval: float = 30.0,
+    lease: timedelta = DEFAULT_LEASE,
+    owner: str | None = None,
+    sender_for: SenderFor | None = None,
+    stop: threading.Event | None = None,
+    handle_signals: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[RunReport]:
+    """Run ticks at `now` (else the clock): one with `once`, else one per `interval` seconds.
+
+    `stop` (or SIGTERM/SIGINT with `handle_signals`) ends the loop after the hand-off
+    in progress; rows claimed and not handed off go back to the queue.
+    """
+    stop = stop or threading.Event()
+    pool = SenderPool(sender) if sender_for is None else None
+    with _stop_on_signals(stop) if handle_signals else _nothing():
+        try:
+            if pool is not None:
+                pool.check(store)
+            dispatcher = Dispatcher(
+                store,
+                pool if pool is not None else sender_for,  # type: ignore[arg-type]
+                owner=owner,
+                batch_size=batch_size,
+                handoff_size=handoff_size,
+                lease=lease,
+                stop=stop,
+            )
+            while not stop.is_set():
+                yield dispatcher.run(now=now or utcnow())
+                if once:
+                    return
+                # Short naps, so a stop request is seen within a fraction of a second.
+                deadline = time.monotonic() + interval
+                while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                    sleep(min(left, 0.2))
+        finally:
+            if pool is not None:
+                pool.close()
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event, forward: Callable[[], None] | None = None):
+    """SIGTERM and SIGINT set `stop` (and call `forward`); the old handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may handle signals
+        return
+
+    def handler(signum: int, _frame) -> None:
+        if not stop.is_set():
+            log.info(
+                "%s: finishing the hand-off in progress, then stopping", signal.strsignal(signum)
+            )
+        stop.set()
+        if forward is not None:
+            forward()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What each worker process of `run_workers` runs with (sent to it pickled)."""
+
+    url: str
+    now: datetime | None
+    once: bool
+    sender: str | None = None
+    batch_size: int = DEFAULT_BATCH
+    handoff_size: int = DEFAULT_HANDOFF
+    interval: float = 30.0
+    lease: timedelta = DEFAULT_LEASE
+    # A module-level function making worker `index`'s senders, instead of `sender`
+    # (embedding, tests); it must be importable by name in a fresh interpreter.
+    sender_factory: Callable[[int], SenderFor] | None = None
+    log_level: int = logging.INFO
+
+
+def run_workers(count: int, options: WorkerOptions) -> Iterator[tuple[int, RunReport]]:
+    """Run `count` worker processes on this machine; yield (worker, report) as ticks end.
+
+    Each process is spawned fresh (its own engine and connections, never a forked
+    one), with its own lease owner id. SIGTERM or SIGINT here is passed on to every
+    worker, which finishes its hand-off, releases its unclaimed rows and exits 0.
+    Should one worker fail, the others are stopped the same way and the error raised:
+    a ConfigurationError for a configuration problem, else WorkerError.
+    """
+    # The same checks as a single worker's, once, before any process starts.
+    store = Store(options.url)
+    try:
+        preflight(store, options.sender, check_senders=options.sender_factory is None)
+    finally:
+        store.close()
+    context = multiprocessing.get_context("spawn")
+    messages = context.Queue()
+    workers = [
+        context.Process(
+            target=_worker_process, args=(index, options, messages), name=f"dripmail-worker-{index}"
+        )
+        for index in range(count)
+    ]
+    stop = threading.Event()
+
+    def stop_all() -> None:
+        stop.set()
+        for worker in workers:
+            if worker.pid is not None and worker.exitcode is None:
+                os.kill(worker.pid, signal.SIGTERM)
+
+    problems: list[str] = []
+    crashed: list[str] = []
+    with _stop_on_signals(stop, forward=stop_all):
+        try:
+            for worker in workers:
+                worker.start()
+            settled: set[int] = set()
+            while True:
+                try:
+                    kind, index, payload = messages.get(timeout=0.2)
+                except queue.Empty:
+                    if len(settled) == count:
+                        break
+                    for index, worker in enumerate(workers):
+                        if index in settled or worker.exitcode is None:
+                            continue
+                        settled.add(index)
+                        code = worker.exitcode
+                        if code != 0 and not (stop.is_set() and code == -signal.SIGTERM):
+                            if code != 2:  # 2: a configuration error, reported on the queue
+                                crashed.append(
+                                    f"worker {index} stopped unexpectedly ({_exit(code)})"
+                                )
+                            if not stop.is_set():
+                                stop_all()
+                    continue
+                if kind == "report":
+                    yield index, payload
+                elif payload not in problems:
+                    problems.append(payload)
+        finally:
+            # Also when the caller stops early: no worker outlives this call.
+            if any(worker.exitcode is None for worker in workers if worker.pid is not None):
+                stop_all()
+            for worker in workers:
+                while worker.pid is not None and worker.exitcode is None:
+                    worker.join(timeout=0.2)
+                    _drain(messages)  # a worker blocked on a full pipe could not exit
+            messages.close()
+    if problems:
+        raise ConfigurationError("\n".join(problems))
+    if crashed:
+        raise WorkerError("; ".join(crashed) + "; the other workers were stopped")
+
+
+def _drain(messages) -> None:
+    try:
+        while True:
+            messages.get_nowait()
+    except queue.Empty:
+        pass
+
+
+def _exit(code: int) -> str:
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+
+
+def _worker_process(index: int, options: WorkerOptions, messages) -> None:
+    """One worker of `run_workers`, in its own interpreter."""
+    import sys
+
+    stop = threading.Event()
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        # Should the parent die without passing a stop on (SIGKILL), stop anyway.
+        threading.Thread(
+            target=lambda: (multiprocessing.connection.wait([parent.sentinel]), stop.set()),
+            daemon=True,
+        ).start()
+    with _stop_on_signals(stop):  # before anything slow, so an early SIGTERM is graceful too
+        logging.basicConfig(
+            level=options.log_level,
+            format=f"%(asctime)s %(levelname)s worker {index} %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        try:
+            store = Store(options.url)
+            try:
+                reports = run_worker(
+                    store,
+                    now=options.now,
+                    once=options.once,
+                    sender=options.sender,
+                    batch_size=options.batch_size,
+                    handoff_size=options.handoff_size,
+                    interval=options.interval,
+                    lease=options.lease,
+                    owner=worker_owner(index),
+                    sender_for=(options.sender_factory(index) if options.sender_factory else None),
+                    stop=stop,
+                )
+                for report in reports:
+                    messages.put(("report", index, report))
+            finally:
+                store.close()
+        except (DripmailError, SenderConfigurationError) as exc:
+            messages.put(("error", index, str(exc)))
+            messages.close()
+            messages.join_thread()
+            sys.exit(2)
+    messages.close()
+    messages.join_thread()

@@ -1,0 +1,1 @@
+"""Planning: contacts, enrollment and the pure time maths of when each email is due."""

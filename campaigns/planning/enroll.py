@@ -1,0 +1,600 @@
+"""Sign-ups: validate contacts, enroll them, and plan one delivery per step.
+
+Single sign-ups and CSV imports share one bulk path, so 100,000 rows cost a few
+queries per chunk rather than several per row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+
+from campaigns.authoring.spec import Campaign
+from campaigns.compliance.suppressions import UNSUBSCRIBED
+from campaigns.errors import InputError
+from campaigns.planning import schedule
+from campaigns.planning.newsletter import join_tags, parse_tags, split_tags
+from campaigns.storage.publish import open_campaign, publish
+from campaigns.storage.store import (
+    DeliveryStatus,
+    Store,
+    bulk_insert,
+    contacts,
+    deliveries,
+    enrollments,
+    suppressions,
+)
+
+# Statuses of an email that (may have) reached the contact: what min_gap is measured from.
+GONE = (DeliveryStatus.SENDING, DeliveryStatus.SENT, DeliveryStatus.UNKNOWN)
+
+CSV_COLUMNS = ("email", "first_name", "timezone", "signed_up_at", "consent", "tags")
+# A list bound at execution: in_() given 10,000 values coerces each one, every chunk.
+_MANY = bindparam("many", expanding=True)
+CHUNK = 10_000  # contacts per transaction: each commit rewrites the index pages it touched
+_ROW_ERROR = "__error__"
+
+
+@dataclass(frozen=True)
+class Signup:
+    """A sign-up as given: free text, to be validated."""
+
+    email: str
+    first_name: str | None = None
+    timezone: str | None = None
+    signed_up_at: str | datetime | None = None
+    consent: str | None = None
+    tags: str | None = None  # `a;b` (for newsletters)
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A validated sign-up: normalised address, known zone, UTC sign-up time."""
+
+    email: str
+    first_name: str | None
+    timezone: str
+    signed_up_at: datetime
+    consent: str
+    tags: tuple[str, ...] = ()
+
+
+@dataclass
+class EnrollReport:
+    """What an enrollment or import did; `rejected` holds (line, message) pairs."""
+
+    enrolled: int = 0
+    already: int = 0
+    suppressed: int = 0
+    restarted: int = 0
+    unsubscribed: int = 0  # enrolled before, unsubscribed since: left alone without --force
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    enrollment_ids: list[int] = field(default_factory=list)
+    campaign: str = ""
+    steps: int = 0
+
+
+# Plain ASCII addresses (nearly all of them) are checked here; anything else goes to
+# email-validator, which is exact but costs ~100 us an address.
+_PLAIN_EMAIL = re.compile(
+    r"[a-z0-9!#$%&'*+/=?^_`{|}~-]{1,64}(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]{1,64})*"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+)
+_SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+
+
+def normalise_email(value: str) -> str:
+    """The address as stored and compared: validated (no DNS), lower-cased."""
+    candidate = value.strip().lower()
+    if (
+        len(candidate) <= 254
+        and _PLAIN_EMAIL.fullmatch(candidate)
+        and len(candidate.partition("@")[0]) <= 64
+        and candidate.rpartition(".")[2] not in _SPECIAL_USE
+    ):
+        return candidate
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        # The address itself stays out of the message: import reports go to logs and terminals.
+        raise ValueError(f"not a valid email address: {exc}") from None
+
+
+def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
+    """One sign-up checked against the campaign; ValueError names the field."""
+    try:
+        email = normalise_email(signup.email or "")
+    except ValueError as exc:
+        raise ValueError(f"email: {exc}") from None
+    zone_name = (signup.timezone or "").strip() or campaign.spec.timezone
+    try:
+        tz = schedule.zone(zone_name)
+    except ValueError as exc:
+        raise ValueError(f"timezone: {exc}") from None
+    if isinstance(signup.signed_up_at, datetime):
+        signed_up_at = schedule.to_utc(signup.signed_up_at)
+    elif signup.signed_up_at and str(signup.signed_up_at).strip():
+        try:
+            signed_up_at = schedule.parse_instant(str(signup.signed_up_at), tz)
+        except ValueError:
+            raise ValueError(
+                f"signed_up_at: {signup.signed_up_at!r} is not an ISO date-time "
+                "(like 2026-03-08T14:30 or 2026-03-08T14:30-05:00)"
+            ) from None
+    else:
+        signed_up_at = now
+    first_name = " ".join((signup.first_name or "").split()) or None
+    if first_name and len(first_name) > 200:
+        raise ValueError("first_name: longer than 200 characters")
+    consent = " ".join((signup.consent or "").split())
+    if not consent:
+        raise ValueError("consent: required (where and how this person agreed to be emailed)")
+    try:
+        tags = tuple(parse_tags(signup.tags)) if signup.tags else ()
+    except ValueError as exc:
+        raise ValueError(f"tags: {exc}") from None
+    return Contact(email, first_name, zone_name, signed_up_at, consent, tags)
+
+
+def plan(
+    campaign: Campaign,
+    signed_up_at: datetime,
+    timezone: str,
+    *,
+    now: datetime | None = None,
+    previous: datetime | None = None,
+) -> list[datetime]:
+    """The due time of every step for a contact who signed up at `signed_up_at`.
+
+    With `now`, overdue steps start at `now` and go one per window opening (never a
+    burst); `previous` is the contact's last email from any campaign, kept `min_gap`
+    away. Enrollment plans from the sign-up alone: `now` there is the wall clock unless
+    `--now` is given, and the dispatcher already sends overdue steps one per opening,
+    in order, at whatever engine time it runs.
+    """
+    return schedule.plan_due_times(
+        signed_up_at,
+        [step.delay for step in campaign.steps],
+        campaign.window,
+        schedule.zone(timezone),
+        min_gap=campaign.min_gap,
+        not_before=now,
+        previous=previous,
+    )
+
+
+def enroll(
+    store: Store,
+    campaign: Campaign,
+    signup: Signup,
+    *,
+    now: datetime,
+    restart: bool = False,
+    force: bool = False,
+) -> EnrollReport:
+    """Enroll one contact (publishing the campaign); bad input raises InputError.
+
+    An address already enrolled is left as it is, unless `restart` (its pending emails
+    are cancelled and the sequence is planned again from the new sign-up). A suppressed
+    or unsubscribed address is not enrolled without `force` (staff vouch for new consent).
+    """
+    try:
+        contact = validate(signup, campaign, now=now)
+    except ValueError as exc:
+        field_name, _, message = str(exc).partition(": ")
+        raise InputError(message, field=field_name) from None
+    with store.begin() as conn:
+        publish(conn, campaign, now=now)
+        report = _enroll_chunk(
+            conn,
+            store,
+            campaign,
+            [contact],
+            planned=_planner(store, campaign),
+            now=now,
+            restart=restart,
+            force=force,
+        )
+    report.campaign, report.steps = campaign.name, len(campaign.steps)
+    return report
+
+
+def enroll_ref(store: Store, ref: str, signup: Signup, *, now: datetime, **options) -> EnrollReport:
+    """Enroll into a campaign folder or a published campaign named `ref`."""
+    return enroll(store, open_campaign(store, ref), signup, now=now, **options)
+
+
+def import_ref(store: Store, ref: str, path: Path, **options) -> EnrollReport:
+    """Import a CSV into a campaign folder or a published campaign named `ref`."""
+    return import_csv(store, open_campaign(store, ref), path, **options)
+
+
+def import_csv(
+    store: Store,
+    campaign: Campaign,
+    path: Path,
+    *,
+    now: datetime,
+    consent: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EnrollReport:
+    """Import a CSV of sign-ups. Bad rows are reported by line and left out; the rest go in.
+
+    An unusable file (not UTF-8, no header, missing columns) raises InputError and
+    imports nothing.
+    """
+    rows = read_csv(path)
+    report = EnrollReport()
+    valid: list[tuple[int, Contact]] = []
+    seen: dict[str, int] = {}
+    for line, record in rows:
+        if _ROW_ERROR in record:
+            report.rejected.append((line, record[_ROW_ERROR]))
+            continue
+        signup = Signup(
+            email=record.get("email") or "",
+            first_name=record.get("first_name"),
+            timezone=record.get("timezone"),
+            signed_up_at=record.get("signed_up_at"),
+            consent=(record.get("consent") or "").strip() or consent,
+            tags=record.get("tags"),
+        )
+        try:
+            contact = validate(signup, campaign, now=now)
+        except ValueError as exc:
+            report.rejected.append((line, str(exc)))
+            continue
+        if contact.email in seen:
+            report.rejected.append((line, f"email: the same address as line {seen[contact.email]}"))
+            continue
+        seen[contact.email] = line
+        valid.append((line, contact))
+    with store.begin() as conn:
+        publish(conn, campaign, now=now)
+    done, planned = 0, _planner(store, campaign)
+    with store.bulk() as conn:
+        for start in range(0, len(valid), CHUNK):
+            chunk = [contact for _, contact in valid[start : start + CHUNK]]
+            with conn.begin():
+                part = _enroll_chunk(conn, store, campaign, chunk, planned=planned, now=now)
+            report.enrolled += part.enrolled
+            report.already += part.already
+            report.suppressed += part.suppressed
+            done += len(chunk)
+            if progress:
+                progress(done, len(valid))
+    report.rejected.sort()
+    report.campaign, report.steps = campaign.name, len(campaign.steps)
+    return report
+
+
+def read_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) pairs; InputError when the file itself is unusable."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(exc.strerror or "cannot read", source=path) from None
+    if b"\0" in raw:
+        raise InputError("not a CSV file (binary content)", source=path)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", source=path) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [name.strip().lower() for name in (reader.fieldnames or [])]
+    if not header:
+        raise InputError("empty file: expected a header row " + ",".join(CSV_COLUMNS), source=path)
+    if "email" not in header:
+        raise InputError(
+            f"no email column in the header (expected {','.join(CSV_COLUMNS)})", source=path, line=1
+        )
+    unknown = [name for name in header if name not in CSV_COLUMNS]
+    if unknown:
+        raise InputError(
+            f"unknown column {unknown[0]!r} (expected {','.join(CSV_COLUMNS)})", source=path, line=1
+        )
+    reader.fieldnames = header
+    rows = []
+    for record in reader:
+        extra = record.pop(None, None)  # a row with more fields than the header
+        if not extra and not "".join(filter(None, record.values())).strip():
+            continue  # a blank line, or only commas
+        record = {k: (v or "") for k, v in record.items()}
+        if extra:
+            record[_ROW_ERROR] = f"{len(header) + len(extra)} fields, the header has {len(header)}"
+        rows.append((reader.line_num, record))
+    return rows
+
+
+def _enroll_chunk(
+    conn: Connection,
+    store: Store,
+    campaign: Campaign,
+    batch: Sequence[Contact],
+    *,
+    planned: DriverPlan,
+    now: datetime,
+    restart: bool = False,
+    force: bool = False,
+) -> EnrollReport:
+    """Enroll one batch of validated contacts with a few queries and bulk inserts."""
+    report = EnrollReport()
+    hashes = {contact.email: store.address_hash(contact.email) for contact in batch}
+    suppressed = set(
+        conn.scalars(
+            select(suppressions.c.address_hash).where(suppressions.c.address_hash.in_(_MANY)),
+            {"many": list(hashes.values())},
+        )
+    )
+    if force and suppressed:
+        # Staff vouch for new consent: the suppression goes, or dispatch would skip them.
+        conn.execute(delete(suppressions).where(suppressions.c.address_hash.in_(suppressed)))
+        suppressed = set()
+    batch = [c for c in batch if hashes[c.email] not in suppressed]
+    report.suppressed = len(hashes) - len(batch)
+    ids = _contact_ids(conn, [c.email for c in batch])
+    new = [c for c in batch if c.email not in ids]
+    stamp = store.driver_time(now)
+    if new:
+        bulk_insert(
+            conn,
+            contacts,
+            (
+                "email",
+                "first_name",
+                "timezone",
+                "consent_source",
+                "consent_at",
+                "created_at",
+                "tags",
+            ),
+            [
+                (c.email, c.first_name, c.timezone, c.consent, stamp, stamp, join_tags(c.tags))
+                for c in new
+            ],
+        )
+        ids.update(_contact_ids(conn, [c.email for c in new]))
+    new_emails = {c.email for c in new}
+    known = [c for c in batch if c.email not in new_emails]
+    _add_tags(conn, [(ids[c.email], c.tags) for c in known if c.tags])
+    # A contact made just now has no enrollment and no email anywhere yet.
+    known_ids = [ids[c.email] for c in known]
+    existing = (
+        {
+            row.contact_id: (row.id, row.status)
+            for row in conn.execute(
+                select(enrollments.c.contact_id, enrollments.c.id, enrollments.c.status).where(
+                    enrollments.c.campaign == campaign.name,
+                    enrollments.c.contact_id.in_(_MANY),
+                ),
+                {"many": known_ids},
+            )
+        }
+        if known_ids
+        else {}
+    )
+    last = last_sent(conn, known_ids)
+    fresh, again = [], []
+    for c in batch:
+        found = existing.get(ids[c.email])
+        if found is None:
+            fresh.append(c)
+        elif found[1] == UNSUBSCRIBED and not force:
+            report.unsubscribed += 1
+        elif restart or (force and found[1] == UNSUBSCRIBED):
+            again.append((c, found[0]))
+        else:
+            report.already += 1
+    if again:
+        _restart(conn, campaign, again, {c.email: last.get(ids[c.email]) for c, _ in again}, now)
+        report.restarted = len(again)
+        report.enrollment_ids.extend(enrollment_id for _, enrollment_id in again)
+    if not fresh:
+        return report
+    bulk_insert(
+        conn,
+        enrollments,
+        ("contact_id", "campaign", "signed_up_at", "status", "created_at"),
+        [
+            (ids[c.email], campaign.name, store.driver_time(c.signed_up_at), "active", stamp)
+            for c in fresh
+        ],
+    )
+    enrollment_ids = dict(
+        conn.execute(
+            select(enrollments.c.contact_id, enrollments.c.id).where(
+                enrollments.c.campaign == campaign.name,
+                enrollments.c.contact_id.in_(_MANY),
+            ),
+            {"many": [ids[c.email] for c in fresh]},
+        ).all()
+    )
+    steps = [(step.key, step.position) for step in campaign.steps]
+    scheduled = DeliveryStatus.SCHEDULED
+    rows: list[tuple] = []
+    for contact in fresh:
+        contact_id = ids[contact.email]
+        enrollment_id = enrollment_ids[contact_id]
+        report.enrollment_ids.append(enrollment_id)
+        due_times = planned(contact.signed_up_at, contact.timezone, last.get(contact_id))
+        rows.extend(
+            (enrollment_id, key, position, due, scheduled, 0, stamp)
+            for (key, position), due in zip(steps, due_times, strict=True)
+        )
+    bulk_insert(
+        conn,
+        deliveries,
+        ("enrollment_id", "step_key", "position", "due_at", "status", "attempts", "updated_at"),
+        rows,
+    )
+    report.enrolled = len(fresh)
+    return report
+
+
+# (sign-up, zone name, the contact's last email) -> due times as the driver takes them.
+DriverPlan = Callable[[datetime, str, datetime | None], tuple[object, ...]]
+
+
+def _planner(store: Store, campaign: Campaign) -> DriverPlan:
+    """`plan` for new sign-ups, remembered, in the store's driver form (for bulk_insert).
+
+    Contacts with the same plan share one conversion as well as one planning.
+    """
+    planned = schedule.planner(
+        [step.delay for step in campaign.steps], campaign.window, min_gap=campaign.min_gap
+    )
+
+    # Plans are in UTC, so equal tuples are equal instants (no fold or zone to tell apart).
+    @lru_cache(maxsize=1 << 16)
+    def driver_times(due_times: tuple[datetime, ...]) -> tuple[object, ...]:
+        return tuple(map(store.driver_time, due_times))
+
+    def plan_for(
+        signed_up_at: datetime, timezone: str, previous: datetime | None
+    ) -> tuple[object, ...]:
+        return driver_times(planned(signed_up_at, schedule.zone(timezone), previous))
+
+    return plan_for
+
+
+def _add_tags(conn: Connection, pairs: Sequence[tuple[int, tuple[str, ...]]]) -> None:
+    """A known contact signing up again with tags keeps its old tags and gains these."""
+    for contact_id, tags in pairs:
+        old = conn.scalar(select(contacts.c.tags).where(contacts.c.id == contact_id))
+        merged = join_tags(sorted(set(split_tags(old)) | set(tags)))
+        if merged != old:
+            conn.execute(update(contacts).where(contacts.c.id == contact_id).values(tags=merged))
+
+
+def last_sent(conn: Connection, contact_ids: Sequence[int]) -> dict[int, datetime]:
+    """Each contact's latest email handed to a provider, from any campaign (for min_gap)."""
+    if not contact_ids:
+        return {}
+    return dict(
+        conn.execute(
+            select(enrollments.c.contact_id, func.max(deliveries.c.sent_at))
+            .join(deliveries, deliveries.c.enrollment_id == enrollments.c.id)
+            .where(
+                enrollments.c.contact_id.in_(_MANY),
+                deliveries.c.status.in_(GONE),
+            )
+            .group_by(enrollments.c.contact_id),
+            {"many": list(contact_ids)},
+        ).all()
+    )
+
+
+def _restart(
+    conn: Connection,
+    campaign: Campaign,
+    again: Sequence[tuple[Contact, int]],
+    previous: dict[str, datetime | None],
+    now: datetime,
+) -> None:
+    """Plan the sequence again from the new sign-up, reusing the enrollment's rows.
+
+    Rows a worker holds right now (claimed, sending) are left to it.
+    """
+    enrollment_ids = [enrollment_id for _, enrollment_id in again]
+    conn.execute(
+        update(enrollments)
+        .where(enrollments.c.id == bindparam("b_id"))
+        .values(signed_up_at=bindparam("b_at"), status="active"),
+        [{"b_id": e, "b_at": c.signed_up_at} for c, e in again],
+    )
+    held = set(
+        conn.execute(
+            select(deliveries.c.enrollment_id, deliveries.c.step_key).where(
+                deliveries.c.enrollment_id.in_(enrollment_ids),
+                deliveries.c.status.in_((DeliveryStatus.CLAIMED, DeliveryStatus.SENDING)),
+            )
+        ).all()
+    )
+    have = set(
+        conn.execute(
+            select(deliveries.c.enrollment_id, deliveries.c.step_key).where(
+                deliveries.c.enrollment_id.in_(enrollment_ids)
+            )
+        ).all()
+    )
+    keys = {step.key for step in campaign.steps}
+    conn.execute(
+        update(deliveries)
+        .where(
+            deliveries.c.enrollment_id.in_(enrollment_ids),
+            deliveries.c.status == DeliveryStatus.SCHEDULED,
+            deliveries.c.step_key.not_in(keys),
+        )
+        .values(status=DeliveryStatus.CANCELLED, error="the sequence was restarted", updated_at=now)
+    )
+    updates, inserts = [], []
+    for contact, enrollment_id in again:
+        due_times = plan(
+            campaign,
+            contact.signed_up_at,
+            contact.timezone,
+            previous=previous.get(contact.email),
+        )
+        for step, due in zip(campaign.steps, due_times, strict=True):
+            if (enrollment_id, step.key) in held:
+                continue
+            values = {"b_e": enrollment_id, "b_k": step.key, "b_p": step.position, "b_due": due}
+            (updates if (enrollment_id, step.key) in have else inserts).append(values)
+    if updates:
+        conn.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.enrollment_id == bindparam("b_e"),
+                deliveries.c.step_key == bindparam("b_k"),
+            )
+            .values(
+                position=bindparam("b_p"),
+                due_at=bindparam("b_due"),
+                status=DeliveryStatus.SCHEDULED,
+                attempts=0,
+                lease_owner=None,
+                lease_expires_at=None,
+                provider_message_id=None,
+                error=None,
+                sent_at=None,
+                updated_at=now,
+            ),
+            updates,
+        )
+    if inserts:
+        conn.execute(
+            insert(deliveries),
+            [
+                {
+                    "enrollment_id": v["b_e"],
+                    "step_key": v["b_k"],
+                    "position": v["b_p"],
+                    "due_at": v["b_due"],
+                    "status": DeliveryStatus.SCHEDULED,
+                    "attempts": 0,
+                    "updated_at": now,
+                }
+                for v in inserts
+            ],
+        )
+
+
+def _contact_ids(conn: Connection, emails: Iterable[str]) -> dict[str, int]:
+    emails = list(emails)
+    if not emails:
+        return {}
+    return dict(
+        conn.execute(
+            select(contacts.c.email, contacts.c.id).where(contacts.c.email.in_(_MANY)),
+            {"many": emails},
+        ).all()
+    )

@@ -1,0 +1,1 @@
+"""Rendering: a campaign step compiled once, personalised per contact, its links signed."""

@@ -1,0 +1,1 @@
+"""Reporting: delivery status, statistics, exported previews."""

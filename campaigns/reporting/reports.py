@@ -1,0 +1,217 @@
+"""Read-only views of the store: status counts, calendars, the sending timeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from campaigns.authoring.spec import Campaign
+from campaigns.errors import InputError
+from campaigns.planning import schedule
+from campaigns.planning.enroll import normalise_email, plan
+from campaigns.storage.publish import open_campaign
+from campaigns.storage.store import DeliveryStatus, Store, contacts, deliveries, enrollments
+
+SAMPLE_ZONES = (
+    "America/New_York",
+    "Europe/London",
+    "Asia/Kolkata",
+    "Australia/Sydney",
+    "Australia/Lord_Howe",
+)
+
+
+def status_counts(store: Store, campaign: str | None = None) -> dict[str, dict[str, int]]:
+    """Deliveries by campaign and state, every state listed."""
+    query = (
+        select(enrollments.c.campaign, deliveries.c.status, func.count())
+        .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
+        .group_by(enrollments.c.campaign, deliveries.c.status)
+    )
+    if campaign:
+        query = query.where(enrollments.c.campaign == campaign)
+    result: dict[str, dict[str, int]] = {}
+    with store.connect() as conn:
+        for name, status, count in conn.execute(query):
+            result.setdefault(name, dict.fromkeys(DeliveryStatus.ALL, 0))[status] = count
+    return result
+
+
+@dataclass(frozen=True)
+class CalendarEntry:
+    """One planned or sent email of one contact, in their local time and in UTC."""
+
+    contact: str  # the address for staff views; `contact_id` for logs
+    contact_id: int | None
+    first_name: str | None
+    timezone: str
+    position: int
+    step_key: str
+    subject: str
+    due_at: datetime
+    status: str
+    sent_at: datetime | None
+    note: str = ""  # why it is not at sign-up + delay: days off, closures, DST, openings
+
+    @property
+    def local(self) -> datetime:
+        return (self.sent_at or self.due_at).astimezone(schedule.zone(self.timezone))
+
+
+def calendar(
+    store: Store, campaign: Campaign, *, email: str | None = None, limit: int = 20
+) -> list[CalendarEntry]:
+    """Each enrolled contact's emails (or one contact's), in step order."""
+    subjects = {step.key: step.subject for step in campaign.steps}
+    query = (
+        select(
+            contacts.c.email,
+            contacts.c.id,
+            contacts.c.first_name,
+            contacts.c.timezone,
+            deliveries.c.position,
+            deliveries.c.step_key,
+            deliveries.c.due_at,
+            deliveries.c.status,
+            deliveries.c.sent_at,
+            enrollments.c.signed_up_at,
+        )
+        .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
+        .join(contacts, contacts.c.id == enrollments.c.contact_id)
+        .where(enrollments.c.campaign == campaign.name)
+        .order_by(contacts.c.id, deliveries.c.position)
+    )
+    if email:
+        query = query.where(contacts.c.email == normalise_email(email))
+    else:
+        first_ids = (
+            select(enrollments.c.contact_id)
+            .where(enrollments.c.campaign == campaign.name)
+            .order_by(enrollments.c.contact_id)
+            .limit(limit)
+        )
+        query = query.where(contacts.c.id.in_(first_ids))
+    with store.connect() as conn:
+        return [
+            CalendarEntry(
+                contact=row.email or f"contact {row.id}",
+                contact_id=row.id,
+                first_name=row.first_name,
+                timezone=row.timezone,
+                position=row.position,
+                step_key=row.step_key,
+                subject=subjects.get(row.step_key, f"({row.step_key}: removed)"),
+                due_at=row.due_at,
+                status=row.status,
+                sent_at=row.sent_at,
+                note=_note(campaign, row.step_key, row.signed_up_at, row.due_at, row.timezone),
+            )
+            for row in conn.execute(query)
+        ]
+
+
+def calendar_for(
+    store: Store,
+    ref: str,
+    *,
+    email: str | None = None,
+    limit: int = 20,
+    now: datetime,
+    sample: bool = False,
+    signed_up_at: str | None = None,
+    zones: tuple[str, ...] = (),
+) -> list[CalendarEntry]:
+    """The calendar of enrolled contacts, or sample sign-ups when none is (or `sample`).
+
+    A sample sign-up is at `signed_up_at` (without an offset: that wall time in each
+    zone), else at `now`, in each of `zones` (default SAMPLE_ZONES).
+    """
+    campaign = open_campaign(store, ref)
+    entries = [] if sample else calendar(store, campaign, email=email, limit=limit)
+    if not entries and not email:
+        chosen = zones or SAMPLE_ZONES
+        for name in chosen:
+            try:
+                schedule.zone(name)
+            except ValueError as exc:
+                raise InputError(str(exc), field="--zone") from None
+        entries = sample_calendar(campaign, signed_up_at=signed_up_at or now, zones=chosen)
+    return entries
+
+
+def sample_calendar(
+    campaign: Campaign,
+    *,
+    signed_up_at: datetime | str,
+    zones: tuple[str, ...] = SAMPLE_ZONES,
+) -> list[CalendarEntry]:
+    """What a sign-up at `signed_up_at` would get in each sample zone, before anyone enrolls."""
+    entries = []
+    for zone_name in zones:
+        if isinstance(signed_up_at, str):
+            try:
+                at = schedule.parse_instant(signed_up_at, schedule.zone(zone_name))
+            except ValueError:
+                raise InputError(
+                    f"{signed_up_at!r} is not an ISO date-time", field="--signed-up-at"
+                ) from None
+        else:
+            at = signed_up_at
+        for step, due in zip(campaign.steps, plan(campaign, at, zone_name), strict=True):
+            entries.append(
+                CalendarEntry(
+                    contact=f"sample ({zone_name})",
+                    contact_id=None,
+                    first_name=None,
+                    timezone=zone_name,
+                    position=step.position,
+                    step_key=step.key,
+                    subject=step.subject,
+                    due_at=due,
+                    status="planned",
+                    sent_at=None,
+                    note=_note(campaign, step.key, at, due, zone_name),
+                )
+            )
+    return entries
+
+
+def _note(
+    campaign: Campaign, key: str, signed_up_at: datetime, due: datetime, zone_name: str
+) -> str:
+    """Why a due time is not simply sign-up + delay, and any DST shift since sign-up."""
+    try:
+        step = campaign.step(key)
+    except KeyError:
+        return "step removed"
+    tz = schedule.zone(zone_name)
+    window = campaign.window
+    nominal = schedule.add_delay(signed_up_at, step.delay, tz)
+    local = nominal.astimezone(tz)
+    notes = []
+    if due != nominal:
+        if due < nominal:
+            notes.append("re-planned")
+        elif local.date() in window.closed:
+            notes.append(f"closed {local.date().isoformat()}")
+        elif local.weekday() not in window.days:
+            notes.append(f"no sending on {local:%a}")
+        elif schedule.opening_containing(nominal, window, tz) is None:
+            notes.append(f"{local:%H:%M} outside {window.start:%H:%M}-{window.end:%H:%M}")
+        if notes and due > schedule.into_window(nominal, window, tz):
+            notes.append("then one per opening / min gap")
+        elif not notes:
+            notes.append("one per opening / min gap")
+    before = signed_up_at.astimezone(tz).utcoffset()
+    after = due.astimezone(tz).utcoffset()
+    if before != after:
+        notes.append(f"DST: UTC{_offset(after)} (signed up at UTC{_offset(before)})")
+    return "; ".join(notes)
+
+
+def _offset(value) -> str:
+    minutes = int(value.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"

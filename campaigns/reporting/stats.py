@@ -1,0 +1,170 @@
+"""Per-step statistics of a campaign: what was sent, and what providers and patients did.
+
+Counts per step are of deliveries: `opened` is how many emails were opened at least
+once, not how many open events arrived (one patient opening an email five times is
+one open), so every rate stays between 0 and 1. Rates are over delivered emails, or
+over sent ones for a step that no delivery event reached (the file and SMTP senders
+report none); the bounce rate is always over sent, since a bounced email was never
+delivered. Events that name no delivery (a send-test, a provider event without our
+delivery id) count at campaign level only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from campaigns.compliance.suppressions import EVENT_TYPES
+from campaigns.storage.publish import open_campaign
+from campaigns.storage.store import DeliveryStatus, Store, deliveries, enrollments, events
+
+# Which stored event types feed which column.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "delivered": ("delivered",),
+    "bounced": ("bounce",),
+    "opened": ("open",),
+    "clicked": ("click",),
+    "unsubscribed": ("unsubscribe", "group_unsubscribe", *EVENT_TYPES.values()),
+    "complaints": ("spamreport",),
+}
+RATED = ("bounced", "opened", "clicked", "unsubscribed", "complaints")
+
+
+@dataclass
+class Counts:
+    """Sent deliveries and, per column, deliveries that had at least one such event."""
+
+    sent: int = 0
+    delivered: int = 0
+    bounced: int = 0
+    opened: int = 0
+    clicked: int = 0
+    unsubscribed: int = 0
+    complaints: int = 0
+
+    def add(self, other: Counts) -> None:
+        for name in asdict(self):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @property
+    def basis(self) -> str:
+        """What rates are taken over: delivered once any delivery event arrived, else sent."""
+        return "delivered" if self.delivered else "sent"
+
+    def rates(self) -> dict[str, float | None]:
+        """Each rated column over its denominator; None when that is zero."""
+        over = self.delivered if self.delivered else self.sent
+        result: dict[str, float | None] = {
+            "delivered": self.delivered / self.sent if self.sent and self.delivered else None
+        }
+        for name in RATED:
+            denominator = self.sent if name == "bounced" else over
+            result[name] = getattr(self, name) / denominator if denominator else None
+        return result
+
+
+@dataclass
+class StepStats:
+    """One step's counts and rates."""
+
+    position: int | None
+    key: str
+    subject: str
+    counts: Counts = field(default_factory=Counts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "step": self.key,
+            "subject": self.subject,
+            **asdict(self.counts),
+            "basis": self.counts.basis,
+            "rates": self.counts.rates(),
+        }
+
+
+@dataclass
+class CampaignStats:
+    """Every step of a campaign, events that name no delivery, and the totals."""
+
+    campaign: str
+    steps: list[StepStats]
+    campaign_level: dict[str, int]  # column -> events naming no delivery
+    total: Counts
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign,
+            "steps": [step.as_dict() for step in self.steps],
+            "campaign_level": self.campaign_level,
+            "total": {**asdict(self.total), "basis": self.total.basis, "rates": self.total.rates()},
+        }
+
+
+def _column_of(event_type: str) -> str | None:
+    for column, types in COLUMNS.items():
+        if event_type in types:
+            return column
+    return None
+
+
+def campaign_stats(store: Store, ref: str) -> CampaignStats:
+    """Statistics of a published campaign (by name, or the folder it was published from)."""
+    campaign = open_campaign(store, ref)
+    name = campaign.name
+    steps = {step.key: StepStats(step.position, step.key, step.subject) for step in campaign.steps}
+    of_campaign = (
+        select(deliveries.c.id)
+        .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
+        .where(enrollments.c.campaign == name)
+    )
+    with store.connect() as conn:
+        sent = conn.execute(
+            select(deliveries.c.step_key, func.count())
+            .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
+            .where(enrollments.c.campaign == name, deliveries.c.status == DeliveryStatus.SENT)
+            .group_by(deliveries.c.step_key)
+        ).all()
+        # Distinct deliveries per step and column: five opens of one email are one open,
+        # and an unsubscribe from the campaign and then from everything is one unsubscribe.
+        column = case(
+            *((events.c.type.in_(types), name) for name, types in COLUMNS.items()),
+            else_=None,
+        ).label("column")
+        by_step = conn.execute(
+            select(deliveries.c.step_key, column, func.count(events.c.delivery_id.distinct()))
+            .join(deliveries, deliveries.c.id == events.c.delivery_id)
+            .where(events.c.delivery_id.in_(of_campaign), column.is_not(None))
+            .group_by(deliveries.c.step_key, column)
+        ).all()
+        loose: list[tuple[str, int]] = []
+        if "campaign" in events.c:  # attribution of delivery-less events needs the column
+            loose = conn.execute(
+                select(events.c.type, func.count())
+                .where(events.c.delivery_id.is_(None), events.c.campaign == name)
+                .group_by(events.c.type)
+            ).all()
+
+    def step(key: str) -> StepStats:
+        if key not in steps:  # a step since removed from the campaign
+            steps[key] = StepStats(None, key, "(removed from the campaign)")
+        return steps[key]
+
+    for key, count in sent:
+        step(key).counts.sent = count
+    for key, column_name, count in by_step:
+        setattr(step(key).counts, column_name, count)
+    campaign_level = dict.fromkeys(COLUMNS, 0)
+    for event_type, count in loose:
+        column = _column_of(event_type)
+        if column is not None:
+            campaign_level[column] += count
+    ordered = sorted(steps.values(), key=lambda s: (s.position is None, s.position or 0, s.key))
+    total = Counts()
+    for item in ordered:
+        total.add(item.counts)
+    for column, count in campaign_level.items():
+        setattr(total, column, getattr(total, column) + count)
+    return CampaignStats(name, ordered, campaign_level, total)

@@ -1,0 +1,1 @@
+"""Storage: the tables, statuses, the store connection, published versions, migrations."""

@@ -1,0 +1,533 @@
+"""SQLAlchemy Core tables and the connection to them (SQLite by default, PostgreSQL too).
+
+Every stored time is UTC. SQLite keeps naive timestamps, so UTCDateTime stores
+naive UTC and hands back aware UTC on every backend alike.
+
+`metadata` below is the schema of the newest migration (campaigns/migrations); the
+migrations, not `create_all`, build and upgrade a database. A store opened on an empty
+database sets it up; one whose schema is older than the code is refused until
+`dripmail db upgrade` has run.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from hashlib import sha256
+from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+
+from campaigns.errors import ConfigurationError
+
+DEFAULT_DATABASE = "dripmail.db"
+DATABASE_ENV = "DRIPMAIL_DATABASE_URL"
+SECRET_ENV = "DRIPMAIL_SECRET_KEY"
+MIGRATIONS = Path(__file__).with_name("migrations")
+UPGRADE_HINT = "run `dripmail db upgrade`"
+# Databases made before migrations existed say `schema = 1` in `meta`: that is revision 0001.
+LEGACY_REVISIONS = {"1": "0001"}
+# One migration at a time per PostgreSQL database, however many workers start at once.
+_MIGRATION_LOCK = 0x64726970  # "drip"
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC in, aware UTC out; stored as naive UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def sqlite_time(value: datetime) -> str:
+    """An aware time as UTCDateTime stores it on SQLite: naive UTC text, microseconds always.
+
+    The same text as SQLAlchemy's SQLite DATETIME format (`YYYY-MM-DD HH:MM:SS.ffffff`),
+    made by isoformat in C rather than by %-formatting a dict per value.
+    """
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def naive_utc(value: datetime) -> datetime:
+    """An aware time as UTCDateTime hands it to other drivers: naive UTC."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def bulk_insert(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple]
+) -> None:
+    """Insert plain tuples with the driver's executemany, inside `conn`'s transaction.
+
+    SQLAlchemy's own executemany runs every value through its column type, which was a
+    third of a large import's time; here values go to the driver as they are, so
+    UTCDateTime columns take `Store.driver_time` values.
+    """
+    if not rows:
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    conn.exec_driver_sql(
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+        f"VALUES ({', '.join([marker] * len(columns))})",
+        list(rows),
+    )
+
+
+metadata = MetaData()
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("version", String(32), nullable=False),
+    Column("status", String(16), nullable=False, default="active"),
+    Column("paused_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # Migration 0005: "newsletter" for a broadcast; NULL for a drip campaign.
+    Column("kind", String(16)),
+)
+
+campaign_versions = Table(
+    "campaign_versions",
+    metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("version", String(32), primary_key=True),
+    Column("files", Text, nullable=False),  # JSON: relative path -> text
+    Column("published_at", UTCDateTime, nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=True, unique=True),  # NULL once erased
+    Column("first_name", String(200)),
+    Column("timezone", String(64), nullable=False),
+    Column("consent_source", Text),
+    Column("consent_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    # Migration 0005: tags as `;a;b;` (membership is one LIKE), and leaving the newsletter.
+    Column("tags", Text),
+    Column("newsletter_unsubscribed_at", UTCDateTime),
+)
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("contact_id", Integer, ForeignKey("contacts.id"), nullable=False),
+    Column("campaign", String(64), nullable=False),
+    Column("signed_up_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False, default="active"),
+    Column("created_at", UTCDateTime, nullable=False),
+    # Migration 0004: when this one contact was paused (resume shifts by the pause length).
+    Column("paused_at", UTCDateTime),
+    UniqueConstraint("contact_id", "campaign", name="uq_enrollment_contact_campaign"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("enrollment_id", Integer, ForeignKey("enrollments.id"), nullable=False),
+    Column("step_key", String(64), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False, default="scheduled"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("provider_message_id", String(200)),
+    Column("error", Text),
+    Column("sent_at", UTCDateTime),
+    Column("updated_at", UTCDateTime),
+    UniqueConstraint("enrollment_id", "step_key", name="uq_delivery_enrollment_step"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("address_hash", String(64), primary_key=True),  # HMAC of the normalised address
+    Column("reason", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("provider", String(32), nullable=False),
+    Column("provider_event_id", String(200), nullable=False, unique=True),
+    Column("delivery_id", Integer),
+    Column("type", String(32), nullable=False),
+    Column("occurred_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    # Migration 0003: the campaign of an event that names no delivery (campaign-level stats).
+    Column("campaign", String(64)),
+)
+
+Index("ix_enrollments_campaign", enrollments.c.campaign, enrollments.c.status)
+Index("ix_deliveries_enrollment", deliveries.c.enrollment_id, deliveries.c.position)
+# Migration 0002. Claiming walks due rows in (due_at, id) order from a keyset cursor, and
+# recovery looks up `claimed` and `sending` rows: both read only the rows of one status, so
+# a tick costs in proportion to the rows in play, not to every delivery ever sent.
+Index("ix_deliveries_claim", deliveries.c.status, deliveries.c.due_at, deliveries.c.id)
+# Migration 0006. `retry --unknown` looks for unknown rows last touched before a time; the
+# index holds unknown rows only, so a sent delivery's status changes never touch it.
+UNKNOWN_ONLY = text("status = 'unknown'")
+Index(
+    "ix_deliveries_unknown",
+    deliveries.c.updated_at,
+    sqlite_where=UNKNOWN_ONLY,
+    postgresql_where=UNKNOWN_ONLY,
+)
+
+
+class DeliveryStatus:
+    """The states of a delivery row (see DESIGN.md)."""
+
+    SCHEDULED = "scheduled"
+    CLAIMED = "claimed"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    ALL = (SCHEDULED, CLAIMED, SENDING, SENT, FAILED, UNKNOWN, SKIPPED, CANCELLED)
+    PENDING = (SCHEDULED, CLAIMED)
+
+
+def database_url(value: str | None = None) -> str:
+    """`--db`, else DRIPMAIL_DATABASE_URL, else dripmail.db here. A bare path means SQLite."""
+    url = value or os.environ.get(DATABASE_ENV) or DEFAULT_DATABASE
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).expanduser()}"
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    # A checkpoint copies the WAL into the database and syncs both, in the committing
+    # connection. Every 1,000 pages (the default) that was a third of a dispatch run's
+    # time: a batch's status changes dirty hundreds of index pages. 10,000 pages is
+    # at most 40 MB of WAL.
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
+    cursor.close()
+
+
+def _sqlite_begin(connection) -> None:
+    # A writing transaction takes the write lock at BEGIN, so two writers queue on the
+    # busy timeout instead of one failing when it upgrades a read lock; readers don't.
+    write = connection.get_execution_options().get("dripmail_write")
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a database's schema stands against this code's migrations."""
+
+    current: str | None  # None: no dripmail tables yet
+    head: str
+
+    @property
+    def is_current(self) -> bool:
+        return self.current == self.head
+
+
+@functools.cache
+def _scripts():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS))
+
+
+def head_revision() -> str:
+    """The newest migration this code knows."""
+    head = _scripts().get_current_head()
+    assert head is not None
+    return head
+
+
+def _alembic_config(connection: Connection):
+    """An alembic Config made in code: no alembic.ini is needed in the user's folder."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection  # env.py migrates on this connection
+    return config
+
+
+def _current_revision(conn: Connection) -> str | None:
+    """The database's revision; None when it holds no dripmail table at all."""
+    from alembic.runtime.migration import MigrationContext
+
+    revision = MigrationContext.configure(conn).get_current_revision()
+    if revision is not None:
+        return revision
+    tables = set(inspect(conn).get_table_names())
+    if not tables & set(metadata.tables):
+        return None
+    legacy = None
+    if meta.name in tables:
+        legacy = conn.scalar(select(meta.c.value).where(meta.c.key == "schema"))
+    if legacy in LEGACY_REVISIONS:
+        return LEGACY_REVISIONS[legacy]
+    raise ConfigurationError(
+        "the database has dripmail tables but no schema version; it was not made by dripmail"
+    )
+
+
+class Store:
+    """The database: tables, a connection factory, and installation secrets.
+
+    Opening a store sets up an empty database (the migrations, to the newest) and
+    refuses one whose schema is older than this code; `migrate=False` opens it as it
+    is, for `dripmail db` itself.
+    """
+
+    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
+        self.url = database_url(url)
+        try:
+            self.engine: Engine = create_engine(self.url)
+        except (ArgumentError, ImportError) as exc:
+            raise ConfigurationError(f"cannot use database {self.url!r}: {exc}") from None
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        # How a UTCDateTime value reaches the driver, for bulk_insert.
+        self.driver_time = sqlite_time if self.is_sqlite else naive_utc
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            # pysqlite's own transaction handling is switched off so BEGIN IMMEDIATE works.
+            event.listen(
+                self.engine,
+                "connect",
+                lambda conn, _r: setattr(conn, "isolation_level", None),
+            )
+            event.listen(self.engine, "begin", _sqlite_begin)
+        self._secrets: dict[str, str] = {}
+        if migrate:
+            self._ensure_schema()
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, when the store is one."""
+        database = self.engine.url.database
+        return Path(database) if self.is_sqlite and database else None
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    # -- schema -----------------------------------------------------------------------
+
+    def schema_state(self) -> SchemaState:
+        """The database's revision next to this code's newest."""
+        with self._opening(), _quiet_alembic(), self.connect() as conn:
+            return SchemaState(_current_revision(conn), head_revision())
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Create or upgrade the schema to the newest migration; (before, after) revisions."""
+        from alembic import command
+
+        with self._opening():
+            with self.begin() as conn:
+                if not self.is_sqlite:
+                    # Workers that start together on an empty database queue here; the
+                    # ones after the first find the schema made. (SQLite: BEGIN IMMEDIATE.)
+                    conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+                before = _current_revision(conn)
+                head = head_revision()
+                if before != head:
+                    config = _alembic_config(conn)
+                    if before is not None and _is_legacy(conn):
+                        command.stamp(config, before)
+                    command.upgrade(config, "head")
+            self._load_secrets()
+        return before, head
+
+    def _ensure_schema(self) -> None:
+        state = self.schema_state()
+        if state.current is None:
+            self.upgrade()  # first use: an empty database is set up
+        elif not state.is_current:
+            known = {script.revision for script in _scripts().walk_revisions()}
+            if state.current not in known:
+                raise ConfigurationError(
+                    f"the database schema ({state.current}) is newer than this dripmail "
+                    f"({state.head}): upgrade dripmail"
+                )
+            raise ConfigurationError(
+                f"the database schema ({state.current}) is older than this dripmail "
+                f"({state.head}): {UPGRADE_HINT}"
+            )
+        else:
+            self._load_secrets()
+
+    @contextmanager
+    def _opening(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            reason = " ".join(str(exc.orig).split())  # one line, whatever the driver says
+            raise ConfigurationError(f"cannot open database {self.display_url}: {reason}") from None
+
+    # -- connections ------------------------------------------------------------------
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A writing transaction: committed when the block ends, rolled back on any error."""
+        with self.engine.connect() as conn:
+            conn.execution_options(dripmail_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def bulk(self) -> Iterator[Connection]:
+        """A connection for a run of writing transactions (`with conn.begin():` each).
+
+        On SQLite its page cache is 64 MiB while it lasts: inserts land all over the
+        delivery indexes, and the default 2 MiB cache spilled and re-read their pages
+        (a quarter of a 100,000-contact import). It goes back after, so workers stay small.
+        """
+        with self.engine.connect() as conn:
+            conn.execution_options(dripmail_write=True)
+            # On the driver's connection: a pragma through `conn` would begin a transaction.
+            driver = conn.connection.driver_connection if self.is_sqlite else None
+            if driver is not None:
+                default = driver.execute("PRAGMA cache_size").fetchone()[0]
+                driver.execute("PRAGMA cache_size=-65536")
+            try:
+                yield conn
+            finally:
+                if driver is not None:
+                    driver.execute(f"PRAGMA cache_size={int(default)}")
+
+    def connect(self) -> Connection:
+        return self.engine.connect()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def clock(self, conn: Connection) -> datetime:
+        """The real clock leases are measured on: the database server's on PostgreSQL.
+
+        Every worker, on whatever machine, then agrees on when a lease ran out; a SQLite
+        file is on this machine, so its clock is this machine's.
+        """
+        if self.is_sqlite:
+            return utcnow()
+        return conn.scalar(select(func.now())).astimezone(UTC)
+
+    # Installation secrets: generated once, kept in the store, never logged.
+
+    def _load_secrets(self) -> None:
+        # Made now, not on first use, so no transaction ever waits on another for them.
+        with self._opening():
+            self._secrets = {
+                key: self._meta_secret(key) for key in ("secret_key", "suppression_key")
+            }
+
+    def _meta_secret(self, key: str) -> str:
+        with self.begin() as conn:
+            value = conn.scalar(select(meta.c.value).where(meta.c.key == key))
+            if value is None:
+                value = secrets.token_urlsafe(32)
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(meta).values(key=key, value=value))
+                except IntegrityError:  # another worker made it first
+                    value = conn.scalar(select(meta.c.value).where(meta.c.key == key))
+        return value
+
+    def secret_key(self) -> str:
+        """DRIPMAIL_SECRET_KEY, else one generated for this database and kept in it."""
+        return os.environ.get(SECRET_ENV) or self._secrets["secret_key"]
+
+    def address_hash(self, email: str) -> str:
+        """Keyed hash of a normalised address: recognises it without keeping it.
+
+        The key is never rotated: a rotated key would let erased or bounced addresses back in.
+        """
+        key = self._secrets["suppression_key"].encode()
+        return hmac.digest(key, email.strip().lower().encode(), sha256).hex()
+
+
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    # Every store checks the schema when it opens; alembic's INFO lines about that
+    # ("Context impl ...", plugin set-up) would open every worker's log.
+    logger = logging.getLogger("alembic")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _is_legacy(conn: Connection) -> bool:
+    """A database made before migrations existed: its tables are there, unstamped."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision() is None
+
+
+def utcnow() -> datetime:
+    """The real clock, for leases and token ages only (due times follow `now=`)."""
+    return datetime.now(UTC)

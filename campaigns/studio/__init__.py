@@ -1,0 +1,1 @@
+"""The local preview studio: live renders of a campaign folder."""

@@ -1,0 +1,1 @@
+"""The public service: unsubscribe pages, the sign-up API and provider webhooks."""

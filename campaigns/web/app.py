@@ -1,0 +1,308 @@
+"""`dripmail serve`: the public endpoints emails and providers talk to.
+
+Routes:
+
+    GET  /u/<token>            unsubscribe confirmation page (changes nothing by itself)
+    GET  /p/<token>            the same page, reached from "Email preferences"
+    POST /u/<token>            `List-Unsubscribe=One-Click` (RFC 8058) or a choice from the page
+    POST /webhooks/sendgrid    SendGrid's signed Event Webhook (campaigns/webhooks.py)
+    POST /api/v1/enrollments   the sign-up API, bearer token (campaigns/signup_api.py)
+    GET  /healthz              "ok", for a reverse proxy or load balancer
+
+Mail providers and security gateways fetch every link in an email, so a GET never
+unsubscribes. Gmail and Yahoo's one-click unsubscribe is an HTTPS POST of the form body
+`List-Unsubscribe=One-Click` to the List-Unsubscribe URL, without cookies or login: the
+signed token in the URL is the only credential, and it leaves all email of the sender.
+The page offers the narrower choices: this campaign only, or the newsletter only (every
+newsletter issue, keeping the drip campaigns).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+import templates
+from campaigns.compliance.suppressions import UNSUBSCRIBED, Scope, unsubscribe
+from campaigns.errors import ConfigurationError, NotFoundError
+from campaigns.rendering.tokens import PUBLIC_URL_ENV, Signer, TokenError, UnsubscribeClaim
+from campaigns.storage.publish import load_version
+from campaigns.storage.store import Store, contacts, enrollments, suppressions, utcnow
+from campaigns.web.signup_api import signup_routes
+from campaigns.web.webhooks import (
+    MAX_BODY,
+    SendGridVerifier,
+    WebhookRejected,
+    read_body,
+    sendgrid_endpoint,
+)
+from senders.base import is_loopback
+
+log = logging.getLogger("dripmail.web")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8025
+MAX_FORM = 8 * 1024  # a one-click body is 26 bytes; a page form hardly more
+ONE_CLICK = ("List-Unsubscribe", "One-Click")
+
+# No scripts, no external resources, no framing; forms post back to this server only.
+# The token in the URL is a credential: no Referer may carry it anywhere.
+_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Robots-Tag": "noindex, nofollow",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+
+# ----------------------------------------------------------------------------- public URL
+
+
+def check_public_url(url: str | None, *, name: str = PUBLIC_URL_ENV) -> None:
+    """Unsubscribe links must be https; plain http is accepted only for a loopback address."""
+    if not url:
+        return
+    parts = urlsplit(url.strip())
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and is_loopback(parts.hostname):
+        return
+    raise ConfigurationError(
+        f"{name} must be an https address where `dripmail serve` is reachable "
+        f"(plain http only for a loopback address such as http://127.0.0.1:8025); got {url!r}"
+    )
+
+
+def check_published_public_urls(store: Store, environ: Mapping[str, str]) -> None:
+    """DRIPMAIL_PUBLIC_URL, else every published campaign's links.public_url, must be https."""
+    if environ.get(PUBLIC_URL_ENV):
+        check_public_url(environ[PUBLIC_URL_ENV])
+        return
+    from campaigns.storage.publish import published_names
+
+    with store.connect() as conn:
+        for name in published_names(conn):
+            campaign = load_version(conn, name)
+            check_public_url(
+                campaign.spec.links.public_url, name=f"campaign {name}: links.public_url"
+            )
+
+
+# ---------------------------------------------------------------------------------- pages
+
+
+@lru_cache(maxsize=1)
+def _pages() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(templates.DIRECTORY / "web"),
+        autoescape=select_autoescape(default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    html = _pages().get_template(template).render(**values)
+    return HTMLResponse(html, status_code=status, headers=_PAGE_HEADERS)
+
+
+def _invalid(message: str) -> HTMLResponse:
+    # 400 and nothing changed: a tampered, foreign or expired token names nobody we trust.
+    return _page("invalid.html.j2", 400, message=message)
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What the page shows: who is writing, which series, what is already unsubscribed."""
+
+    organisation: str | None
+    title: str
+    suppressed: bool
+    campaign_unsubscribed: bool
+    newsletter_unsubscribed: bool = False
+
+
+def preferences(store: Store, claim: UnsubscribeClaim) -> Preferences:
+    """The state the preferences page shows for a token's contact and campaign."""
+    organisation, title = None, "these emails"
+    with store.connect() as conn:
+        try:
+            spec = load_version(conn, claim.campaign).spec
+            organisation, title = spec.brand.organisation, spec.title or claim.campaign
+        except NotFoundError:
+            pass
+        row = conn.execute(
+            select(contacts.c.email, contacts.c.newsletter_unsubscribed_at).where(
+                contacts.c.id == claim.contact_id
+            )
+        ).first()
+        address = row.email if row else None
+        left_newsletter = bool(row and row.newsletter_unsubscribed_at is not None)
+        suppressed = address is None or (
+            conn.scalar(
+                select(suppressions.c.address_hash).where(
+                    suppressions.c.address_hash == store.address_hash(address)
+                )
+            )
+            is not None
+        )
+        status = conn.scalar(
+            select(enrollments.c.status).where(
+                enrollments.c.contact_id == claim.contact_id,
+                enrollments.c.campaign == claim.campaign,
+            )
+        )
+    return Preferences(organisation, title, suppressed, status == UNSUBSCRIBED, left_newsletter)
+
+
+def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """A small form body: urlencoded (what Gmail sends) or multipart/form-data (RFC 8058)."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "multipart/form-data":
+        head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+        message = email.message_from_bytes(head + body, policy=email.policy.HTTP)
+        fields = {}
+        if message.is_multipart():
+            for part in message.iter_parts():
+                name = part.get_param("name", header="content-disposition")
+                if isinstance(name, str):
+                    fields[name] = str(part.get_content()).strip()
+        return fields
+    parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: values[0].strip() for name, values in parsed.items()}
+
+
+def _scope(fields: Mapping[str, str]) -> Scope | None:
+    if fields.get(ONE_CLICK[0]) == ONE_CLICK[1]:
+        return Scope.ALL
+    choice = fields.get("choice")
+    return Scope(choice) if choice in tuple(Scope) else None
+
+
+# ------------------------------------------------------------------------------------ app
+
+
+def create_app(
+    store: Store,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    environ: Mapping[str, str] | None = None,
+    max_webhook_body: int = MAX_BODY,
+) -> Starlette:
+    """The service app. `clock` is the real clock (token and webhook ages), injectable for tests.
+
+    A set but unusable SENDGRID_WEBHOOK_PUBLIC_KEY raises ConfigurationError here, so a
+    bad key stops `serve` at start instead of refusing every event later.
+    """
+    environ = os.environ if environ is None else environ
+    signer = Signer(store.secret_key())
+    verifier = SendGridVerifier.from_env(environ)
+
+    def read(token: str) -> UnsubscribeClaim | None:
+        try:
+            return signer.read(token)
+        except TokenError:
+            return None
+
+    async def show(request: Request) -> Response:
+        token = request.path_params["token"]
+        claim = read(token)
+        if claim is None:
+            return _invalid("The link is damaged, too old, or not one of ours.")
+        state = await run_in_threadpool(preferences, store, claim)
+        log.debug("preferences page: contact %d", claim.contact_id)
+        return _page(
+            "preferences.html.j2",
+            organisation=state.organisation,
+            title=state.title,
+            suppressed=state.suppressed,
+            campaign_unsubscribed=state.campaign_unsubscribed,
+            newsletter_unsubscribed=state.newsletter_unsubscribed,
+            # Relative, so the form works behind a proxy that serves us under a path prefix.
+            action=f"../u/{token}",
+        )
+
+    async def post(request: Request) -> Response:
+        claim = read(request.path_params["token"])
+        if claim is None:
+            return _invalid("The link is damaged, too old, or not one of ours.")
+        try:
+            body = await read_body(request, MAX_FORM)
+        except WebhookRejected as exc:
+            return PlainTextResponse(exc.message, status_code=exc.status)
+        scope = _scope(_form_fields(request.headers.get("content-type", ""), body))
+        if scope is None:
+            return _invalid("The request did not say what to unsubscribe from.")
+        await run_in_threadpool(unsubscribe, store, claim, scope, now=clock())
+        state = await run_in_threadpool(preferences, store, claim)
+        return _page(
+            "done.html.j2", organisation=state.organisation, title=state.title, scope=scope
+        )
+
+    async def health(_request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    routes = [
+        Route("/u/{token}", show, methods=["GET"]),
+        Route("/u/{token}", post, methods=["POST"]),
+        Route("/p/{token}", show, methods=["GET"]),
+        Route(
+            "/webhooks/sendgrid",
+            sendgrid_endpoint(store, verifier, clock, max_body=max_webhook_body),
+            methods=["POST"],
+        ),
+        Route("/healthz", health, methods=["GET"]),
+        *signup_routes(store, environ=environ, clock=clock),
+    ]
+    app = Starlette(routes=routes)
+    app.state.webhook_configured = verifier is not None
+    return app
+
+
+def serve(
+    store: Store,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Check the settings, then answer requests until stopped (uvicorn)."""
+    import uvicorn
+
+    environ = os.environ if environ is None else environ
+    check_published_public_urls(store, environ)
+    app = create_app(store, environ=environ)
+    if not environ.get(PUBLIC_URL_ENV):
+        log.warning(
+            "%s is not set: emails link to each campaign's links.public_url or a placeholder",
+            PUBLIC_URL_ENV,
+        )
+    if not app.state.webhook_configured:
+        log.warning("SENDGRID_WEBHOOK_PUBLIC_KEY is not set: /webhooks/sendgrid answers 503")
+    if not is_loopback(host):
+        log.warning("listening on %s: put an https reverse proxy in front of it", host)
+    log.info("serving on http://%s:%d", host, port)
+    # No access log: every unsubscribe URL carries a token that acts for one person.
+    # log_config=None keeps the logging set up by DRIPMAIL_LOG_LEVEL.
+    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, server_header=False)

@@ -1,0 +1,200 @@
+"""The sign-up API of `dripmail serve`: POST /api/v1/enrollments.
+
+A bearer token from DRIPMAIL_API_TOKEN (compared in constant time) guards it; without
+the variable the route answers 503 and the rest of `serve` works as before. The body
+is read with a 64 KiB cap (413 before it is read in full), validated strictly
+(unknown fields and bad values: 422 naming the field), and enrolling is idempotent
+per address x campaign: a repeat answers 200 with the enrollment made the first time.
+Answers carry the planned calendar. The address never goes into a log line.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from campaigns.errors import InputError, NotFoundError
+from campaigns.planning import schedule
+from campaigns.planning.enroll import Signup, enroll, validate
+from campaigns.storage.publish import load_version
+from campaigns.storage.store import Store, contacts, deliveries, enrollments
+from campaigns.web.webhooks import WebhookRejected, read_body
+
+log = logging.getLogger("dripmail.api")
+
+API_TOKEN_ENV = "DRIPMAIL_API_TOKEN"
+MAX_SIGNUP_BODY = 64 * 1024
+
+
+class _Consent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(min_length=1, max_length=500)
+    text: str = Field(min_length=1, max_length=5000)
+
+
+class SignupIn(BaseModel):
+    """The JSON body: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(max_length=320)
+    first_name: str | None = Field(default=None, max_length=200)
+    timezone: str | None = Field(default=None, max_length=64)
+    campaign: str = Field(max_length=64)
+    signed_up_at: str | None = Field(default=None, max_length=64)
+    consent: _Consent
+
+
+class ApiError(Exception):
+    """An answer other than success: status, message and the field at fault."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+    def response(self) -> JSONResponse:
+        body: dict[str, Any] = {"error": self.message}
+        if self.field:
+            body["field"] = self.field
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+def sign_up(store: Store, body: SignupIn, *, now: datetime) -> tuple[int, dict]:
+    """Enroll (or find) the contact; (201 or 200, the enrollment with its calendar)."""
+    with store.connect() as conn:
+        try:
+            campaign = load_version(conn, body.campaign)
+        except NotFoundError:
+            raise ApiError(422, "no published campaign of that name", "campaign") from None
+    signup = Signup(
+        email=body.email,
+        first_name=body.first_name,
+        timezone=body.timezone,
+        signed_up_at=body.signed_up_at,
+        consent=f"{body.consent.source}: {body.consent.text}",
+    )
+    try:
+        contact = validate(signup, campaign, now=now)
+    except ValueError as exc:
+        field_name, _, message = str(exc).partition(": ")
+        raise ApiError(422, message, field_name) from None
+    existing = _enrollment(store, contact.email, campaign.name)
+    if existing is not None:
+        return 200, existing
+    try:
+        report = enroll(store, campaign, signup, now=now)
+    except IntegrityError:  # the same sign-up, posted twice at once: the other one won
+        report = None
+    except InputError as exc:
+        raise ApiError(422, exc.message, exc.field) from None
+    if report is not None and report.suppressed:
+        raise ApiError(409, "not enrolled: the address is suppressed (unsubscribed or bounced)")
+    if report is not None and report.unsubscribed:
+        raise ApiError(409, "not enrolled: the address unsubscribed from this campaign")
+    found = _enrollment(store, contact.email, campaign.name)
+    assert found is not None
+    return (201 if report is not None and report.enrolled else 200), found
+
+
+def _enrollment(store: Store, email: str, name: str) -> dict | None:
+    with store.connect() as conn:
+        row = conn.execute(
+            select(
+                enrollments.c.id,
+                enrollments.c.signed_up_at,
+                enrollments.c.status,
+                contacts.c.timezone,
+            )
+            .join(contacts, contacts.c.id == enrollments.c.contact_id)
+            .where(contacts.c.email == email, enrollments.c.campaign == name)
+        ).first()
+        if row is None:
+            return None
+        campaign = load_version(conn, name)
+        subjects = {step.key: step.subject for step in campaign.steps}
+        tz = schedule.zone(row.timezone)
+        calendar = [
+            {
+                "step": d.step_key,
+                "subject": subjects.get(d.step_key, ""),
+                "status": d.status,
+                "due_utc": d.due_at.isoformat().replace("+00:00", "Z"),
+                "due_local": d.due_at.astimezone(tz).isoformat(),
+            }
+            for d in conn.execute(
+                select(deliveries.c.step_key, deliveries.c.status, deliveries.c.due_at)
+                .where(deliveries.c.enrollment_id == row.id)
+                .order_by(deliveries.c.position)
+            )
+            if d.status != "cancelled"
+        ]
+    return {
+        "enrollment_id": row.id,
+        "campaign": name,
+        "status": row.status,
+        "timezone": row.timezone,
+        "signed_up_at": row.signed_up_at.isoformat().replace("+00:00", "Z"),
+        "calendar": calendar,
+    }
+
+
+def _authorise(request: Request, token: str | None) -> None:
+    if not token:
+        raise ApiError(503, f"the sign-up API is off: {API_TOKEN_ENV} is not set")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise ApiError(401, "a valid bearer token is required")
+
+
+def _parse(raw: bytes) -> SignupIn:
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ApiError(422, "the body is not JSON", "body") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "the body must be a JSON object", "body")
+    try:
+        return SignupIn.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+        raise ApiError(422, message, where) from None
+
+
+def signup_routes(
+    store: Store, *, environ: Mapping[str, str], clock: Callable[[], datetime]
+) -> list[Route]:
+    """The API's routes, for `campaigns.web.create_app`."""
+    token = environ.get(API_TOKEN_ENV) or None
+
+    async def create(request: Request) -> Response:
+        try:
+            _authorise(request, token)
+            try:
+                raw = await read_body(request, MAX_SIGNUP_BODY)
+            except WebhookRejected as exc:
+                raise ApiError(exc.status, exc.message) from None
+            body = _parse(raw)
+            status, result = await run_in_threadpool(sign_up, store, body, now=clock())
+        except ApiError as exc:
+            log.info("sign-up refused: %d %s", exc.status, exc.field or "")
+            return exc.response()
+        log.info("sign-up: enrollment %s (%d)", result["enrollment_id"], status)
+        return JSONResponse(result, status_code=status)
+
+    return [Route("/api/v1/enrollments", create, methods=["POST"])]
