@@ -455,12 +455,12 @@ def status(
 ) -> None:
     """Count deliveries by state, per campaign."""
     from campaigns.reporting.reports import status_counts
-    from campaigns.storage.store import DeliveryStatus
+    from campaigns.storage.statuses import DELIVERY_STATES
 
     counts = status_counts(_store(db), campaign)
-    table = Table("campaign", *DeliveryStatus.ALL)
+    table = Table("campaign", *DELIVERY_STATES)
     for name, by_state in counts.items():
-        table.add_row(name, *(str(by_state[state]) for state in DeliveryStatus.ALL))
+        table.add_row(name, *(str(by_state[state]) for state in DELIVERY_STATES))
     console.print(table if counts else "no deliveries yet")
 
 

@@ -18,7 +18,9 @@ from campaigns.planning import schedule
 from campaigns.planning.enroll import Signup, enroll
 from campaigns.reporting.export import export_campaign
 from campaigns.reporting.reports import CalendarEntry, calendar
-from campaigns.storage.store import DeliveryStatus, Store, deliveries
+from campaigns.storage.statuses import DeliveryStatus
+from campaigns.storage.store import Store
+from campaigns.storage.tables import deliveries
 from examples import ARTICLE, DEFAULTS
 
 # Three made-up patients, signed up at different local times around the US DST change.

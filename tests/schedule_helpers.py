@@ -13,7 +13,7 @@ from sqlalchemy import select
 from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.delivery.dispatch import Dispatcher
 from campaigns.planning.enroll import import_csv
-from campaigns.storage.store import contacts, deliveries, enrollments
+from campaigns.storage.tables import contacts, deliveries, enrollments
 from senders.file import NullSender
 
 ZONES = ("America/New_York", "Europe/London", "Australia/Sydney", "Asia/Kolkata")

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import insert, select
 
-from campaigns.compliance.suppressions import UNSUBSCRIBED
+from campaigns.storage.statuses import EnrollmentStatus
 from campaigns.planning import schedule
 from campaigns.planning.enroll import Signup, enroll
-from campaigns.storage.store import deliveries, enrollments, suppressions
+from campaigns.storage.tables import deliveries, enrollments, suppressions
 from tests.helpers import utc
 from tests.schedule_helpers import bulk_signups, deliveries_by_contact, tick, with_window
 
@@ -66,7 +66,7 @@ def test_repeat_signup_is_ignored_restart_replans_and_force_lifts_suppression(st
     assert rows[0].due_at == utc("2026-04-06T14:00")  # 10:00 EDT, planned from the new sign-up
 
     with store.begin() as conn:
-        conn.execute(enrollments.update().values(status=UNSUBSCRIBED))
+        conn.execute(enrollments.update().values(status=EnrollmentStatus.UNSUBSCRIBED))
     assert enroll(store, clinic, later, now=now, restart=True).unsubscribed == 1
     assert enroll(store, clinic, later, now=now, force=True).restarted == 1
 

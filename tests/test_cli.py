@@ -232,7 +232,8 @@ def test_real_senders_refuse_to_start_without_a_public_url(tmp_path, db, monkeyp
 
 def test_retry_unknown_requeues_only_what_staff_asked_for(db):
     """`unknown` may have reached the patient: only those older than --older-than go back."""
-    from campaigns.storage.store import Store, deliveries
+    from campaigns.storage.store import Store
+    from campaigns.storage.tables import deliveries
     from tests.helpers import utc
 
     store = Store(db)

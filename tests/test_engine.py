@@ -20,7 +20,8 @@ from campaigns.planning import schedule
 from campaigns.planning.enroll import Signup, enroll, import_csv
 from campaigns.reporting.reports import status_counts
 from campaigns.storage.publish import open_campaign
-from campaigns.storage.store import bulk_insert, contacts, deliveries, enrollments, suppressions
+from campaigns.storage.store import bulk_insert
+from campaigns.storage.tables import contacts, deliveries, enrollments, suppressions
 from senders.base import Message, SenderConfigurationError
 from senders.file import FileSender
 from tests.helpers import utc

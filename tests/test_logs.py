@@ -14,7 +14,8 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim
-from campaigns.storage.store import Store, contacts, deliveries, utcnow
+from campaigns.storage.store import Store, utcnow
+from campaigns.storage.tables import contacts, deliveries
 from campaigns.web.app import create_app
 from cli import app as cli_app
 

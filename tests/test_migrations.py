@@ -17,16 +17,14 @@ from sqlalchemy import MetaData, create_engine, insert, inspect, select, text
 from typer.testing import CliRunner
 
 from campaigns.errors import ConfigurationError
-from campaigns.storage.store import (
-    Store,
-    _alembic_config,
+from campaigns.storage.store import Store, _alembic_config, head_revision
+from campaigns.storage.tables import (
     campaign_versions,
     campaigns,
     contacts,
     deliveries,
     enrollments,
     events,
-    head_revision,
     meta,
     metadata,
     suppressions,

@@ -24,7 +24,7 @@ from campaigns.planning.newsletter import (
     schedule_newsletter,
 )
 from campaigns.reporting.stats import campaign_stats
-from campaigns.storage.store import contacts, deliveries, enrollments
+from campaigns.storage.tables import contacts, deliveries, enrollments
 from cli import app
 from examples import DEFAULTS
 from senders.file import NullSender

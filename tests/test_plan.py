@@ -10,7 +10,7 @@ from campaigns.authoring.spec import load_folder
 from campaigns.planning import schedule
 from campaigns.planning.edits import apply_edit, diff_campaigns, plan_edit
 from campaigns.storage.publish import load_version
-from campaigns.storage.store import campaigns
+from campaigns.storage.tables import campaigns
 from tests.helpers import utc
 from tests.schedule_helpers import (
     GONE,

@@ -22,7 +22,8 @@ from campaigns.delivery.dispatch import Dispatcher, RunReport
 from campaigns.planning import schedule
 from campaigns.planning.enroll import Signup, enroll, import_csv
 from campaigns.reporting.reports import status_counts
-from campaigns.storage.store import Store, campaigns, deliveries, enrollments, meta
+from campaigns.storage.store import Store
+from campaigns.storage.tables import campaigns, deliveries, enrollments, meta
 from cli import app
 from senders.base import Message, Outcome, SendResult
 from tests.helpers import utc

@@ -13,7 +13,8 @@ from campaigns.compliance.events import apply_sendgrid_events
 from campaigns.compliance.privacy import export_contact, forget_contact
 from campaigns.delivery.dispatch import Dispatcher
 from campaigns.planning.enroll import Signup, enroll, import_csv
-from campaigns.storage.store import Store, contacts, deliveries, enrollments, suppressions, utcnow
+from campaigns.storage.store import Store, utcnow
+from campaigns.storage.tables import contacts, deliveries, enrollments, suppressions
 from cli import app as cli_app
 from senders.file import FileSender
 from tests.helpers import utc

@@ -29,7 +29,7 @@ from sqlalchemy import select
 from campaigns.authoring.spec import Campaign, SenderConfig
 from campaigns.delivery.dispatch import Dispatcher
 from campaigns.planning.enroll import Signup, enroll, import_csv
-from campaigns.storage.store import deliveries
+from campaigns.storage.tables import deliveries
 from senders.base import Message, Outcome, SenderConfigurationError
 from senders.registry import make_sender
 from senders.sendgrid import SendGridSender

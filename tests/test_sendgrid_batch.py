@@ -18,7 +18,7 @@ from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.delivery.dispatch import Dispatcher
 from campaigns.planning.enroll import import_csv
 from campaigns.rendering.render import Recipient, compile_campaign
-from campaigns.storage.store import deliveries
+from campaigns.storage.tables import deliveries
 from senders.base import Message, Outcome, SenderConfigurationError, SendResult
 from senders.sendgrid import MAX_PERSONALIZATIONS, SendGridSender
 from tests.sendgrid_server import Fault, SendGridServer

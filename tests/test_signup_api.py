@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from campaigns.planning.enroll import Signup, enroll
-from campaigns.storage.store import enrollments
+from campaigns.storage.tables import enrollments
 from campaigns.web.app import create_app
 from tests.helpers import utc
 

@@ -19,7 +19,8 @@ from campaigns.delivery.dispatch import Dispatcher, SenderPool
 from campaigns.delivery.workers import run_worker
 from campaigns.planning.enroll import import_csv
 from campaigns.reporting.reports import status_counts
-from campaigns.storage.store import Store, deliveries
+from campaigns.storage.store import Store
+from campaigns.storage.tables import deliveries
 from senders.base import Message, Outcome, SenderConfigurationError
 from senders.smtp import SmtpSender
 from tests.helpers import utc

@@ -13,7 +13,8 @@ from campaigns.compliance.events import apply_sendgrid_events
 from campaigns.planning.enroll import Signup, enroll
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim
 from campaigns.reporting.stats import campaign_stats
-from campaigns.storage.store import deliveries, enrollments, utcnow
+from campaigns.storage.store import utcnow
+from campaigns.storage.tables import deliveries, enrollments
 from campaigns.web.app import create_app
 from cli import app as cli_app
 from tests.helpers import utc

@@ -18,7 +18,8 @@ from campaigns.delivery.dispatch import Dispatcher
 from campaigns.errors import ConfigurationError
 from campaigns.planning.enroll import Signup, enroll
 from campaigns.rendering.tokens import UNSUBSCRIBE_SALT, Signer, UnsubscribeClaim, contact_links
-from campaigns.storage.store import deliveries, enrollments, events, suppressions, utcnow
+from campaigns.storage.store import utcnow
+from campaigns.storage.tables import deliveries, enrollments, events, suppressions
 from campaigns.web.app import check_public_url, create_app
 from cli import app as cli_app
 from senders.file import FileSender

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from campaigns.authoring.spec import load_folder
 from campaigns.planning.enroll import Signup, enroll
 from campaigns.reporting.stats import campaign_stats
-from campaigns.storage.store import deliveries, events, suppressions
+from campaigns.storage.tables import deliveries, events, suppressions
 from campaigns.web.app import create_app
 from tests.helpers import utc
 

@@ -24,7 +24,8 @@ from sqlalchemy import func, insert, select
 
 from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.storage.publish import publish
-from campaigns.storage.store import Store, contacts, deliveries, enrollments
+from campaigns.storage.store import Store
+from campaigns.storage.tables import contacts, deliveries, enrollments
 from tests.conftest import write_clinic_campaign
 from tests.helpers import utc
 

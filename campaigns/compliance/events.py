@@ -24,7 +24,9 @@ from sqlalchemy import Connection, select, update
 
 from campaigns.compliance.suppressions import insert_new, suppress_contacts
 from campaigns.planning.enroll import normalise_email
-from campaigns.storage.store import DeliveryStatus, Store, campaigns, deliveries, events
+from campaigns.storage.statuses import DeliveryStatus
+from campaigns.storage.store import Store
+from campaigns.storage.tables import campaigns, deliveries, events
 
 log = logging.getLogger("dripmail.events")
 

@@ -29,7 +29,8 @@ from sqlalchemy import Connection, select, update
 from campaigns.compliance.suppressions import add_suppression, cancel_pending, suppression_of
 from campaigns.errors import InputError
 from campaigns.planning.enroll import normalise_email
-from campaigns.storage.store import Store, contacts, deliveries, enrollments, events
+from campaigns.storage.store import Store
+from campaigns.storage.tables import contacts, deliveries, enrollments, events
 
 log = logging.getLogger("dripmail.privacy")
 

@@ -21,20 +21,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from campaigns.rendering.tokens import UnsubscribeClaim
-from campaigns.storage.store import (
-    DeliveryStatus,
-    Store,
-    contacts,
-    deliveries,
-    enrollments,
-    events,
-    suppressions,
-)
+from campaigns.storage.statuses import PENDING, DeliveryStatus, EnrollmentStatus
+from campaigns.storage.store import Store
+from campaigns.storage.tables import contacts, deliveries, enrollments, events, suppressions
 
 log = logging.getLogger("dripmail.suppress")
 
 DRIPMAIL_PROVIDER = "dripmail"
-UNSUBSCRIBED = "unsubscribed"  # the enrollment status after an unsubscribe
 
 
 class Scope(enum.StrEnum):
@@ -135,7 +128,7 @@ def cancel_pending(
         update(deliveries)
         .where(
             deliveries.c.enrollment_id.in_(ids),
-            deliveries.c.status.in_(DeliveryStatus.PENDING),
+            deliveries.c.status.in_(PENDING),
         )
         .values(
             status=DeliveryStatus.CANCELLED,
@@ -230,8 +223,11 @@ def unsubscribe(
             changed = (
                 conn.execute(
                     update(enrollments)
-                    .where(enrollments.c.id.in_(chosen), enrollments.c.status == "active")
-                    .values(status=UNSUBSCRIBED)
+                    .where(
+                        enrollments.c.id.in_(chosen),
+                        enrollments.c.status == EnrollmentStatus.ACTIVE,
+                    )
+                    .values(status=EnrollmentStatus.UNSUBSCRIBED)
                 ).rowcount
                 > 0
                 or changed

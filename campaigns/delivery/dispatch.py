@@ -63,16 +63,15 @@ from campaigns.rendering.tokens import (
     public_url,
 )
 from campaigns.storage.publish import load_version
-from campaigns.storage.store import (
+from campaigns.storage.statuses import IN_FLIGHT, CampaignStatus, DeliveryStatus, EnrollmentStatus
+from campaigns.storage.store import Store, utcnow
+from campaigns.storage.tables import (
     UNKNOWN_ONLY,
-    DeliveryStatus,
-    Store,
     campaigns,
     contacts,
     deliveries,
     enrollments,
     suppressions,
-    utcnow,
 )
 from senders.base import Message, Outcome, Sender, SenderConfigurationError, SendResult
 
@@ -86,7 +85,6 @@ DEFAULT_HANDOFF = DEFAULT_BATCH
 DEFAULT_LEASE = timedelta(minutes=5)
 DEFAULT_MAX_ATTEMPTS = 5
 RETRY_BASE = timedelta(minutes=5)
-_IN_FLIGHT = (S.SENDING, S.SENT, S.UNKNOWN)  # statuses that count as "went in this opening"
 
 
 @dataclass
@@ -183,7 +181,7 @@ def _by_status(
     use an index, so the contacts' few rows are found through their enrollment.
     """
     whens = [
-        (deliveries.c.status.in_(_IN_FLIGHT), gone),
+        (deliveries.c.status.in_(IN_FLIGHT), gone),
         (deliveries.c.status == S.CLAIMED, claimed),
         (deliveries.c.status == S.SCHEDULED, scheduled),
     ]
@@ -199,7 +197,7 @@ def _first_to_go(live: list[_Row], history: list[Row], openings: _Openings) -> _
     in this opening (one email per contact per opening)."""
     opening = openings.current
     if opening is None or any(
-        r.status in _IN_FLIGHT and r.sent_at is not None and r.sent_at >= opening for r in history
+        r.status in IN_FLIGHT and r.sent_at is not None and r.sent_at >= opening for r in history
     ):
         return None
     return _Going(live[0], opening, openings.next)
@@ -319,7 +317,9 @@ class Dispatcher:
         """
         with self.store.connect() as conn:
             active = conn.execute(
-                select(campaigns.c.name, campaigns.c.version).where(campaigns.c.status == "active")
+                select(campaigns.c.name, campaigns.c.version).where(
+                    campaigns.c.status == CampaignStatus.ACTIVE
+                )
             ).all()
             for name, version in active:
                 self._campaign(conn, name, version)
@@ -417,8 +417,8 @@ class Dispatcher:
                     .join(contacts, contacts.c.id == enrollments.c.contact_id)
                     .where(
                         deliveries.c.id.in_([c.id for c in candidates]),
-                        enrollments.c.status == "active",
-                        campaigns.c.status == "active",
+                        enrollments.c.status == EnrollmentStatus.ACTIVE,
+                        campaigns.c.status == CampaignStatus.ACTIVE,
                     )
                     .order_by(deliveries.c.due_at, deliveries.c.id)
                 )
@@ -816,7 +816,7 @@ class Dispatcher:
         for item in chunk:
             row = item.row
             blocked = any(
-                (other.status in _IN_FLIGHT and other.sent_at and other.sent_at >= item.opening)
+                (other.status in IN_FLIGHT and other.sent_at and other.sent_at >= item.opening)
                 or (
                     other.position < row.position
                     and (
@@ -1019,7 +1019,9 @@ def refuse_placeholders(store: Store) -> None:
     problems = []
     with store.connect() as conn:
         for name, version in conn.execute(
-            select(campaigns.c.name, campaigns.c.version).where(campaigns.c.status == "active")
+            select(campaigns.c.name, campaigns.c.version).where(
+                campaigns.c.status == CampaignStatus.ACTIVE
+            )
         ):
             problems += [
                 f"campaign {name}: {field_name} is still a placeholder; set it in campaign.yaml"

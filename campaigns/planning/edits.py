@@ -26,13 +26,13 @@ from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.errors import NotFoundError
 from campaigns.planning import schedule
-from campaigns.planning.enroll import GONE, last_sent
+from campaigns.planning.enroll import last_sent
 from campaigns.storage.publish import load_version, publish
-from campaigns.storage.store import DeliveryStatus, Store, contacts, deliveries, enrollments
+from campaigns.storage.statuses import IN_FLIGHT, LIVE_ENROLLMENT, PASSED, PENDING, DeliveryStatus
+from campaigns.storage.store import Store
+from campaigns.storage.tables import contacts, deliveries, enrollments
 
 S = DeliveryStatus
-PASSED = (S.SENDING, S.SENT, S.UNKNOWN, S.FAILED, S.SKIPPED)
-LIVE_ENROLLMENT = ("active", "paused")
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def _plan(conn: Connection, new: Campaign, *, now: datetime) -> EditPlan:
     for enrollment_id, person in people.items():
         mine = rows.get(enrollment_id, {})
         for key in diff.copy_changed:
-            if key in mine and mine[key][1] in S.PENDING:
+            if key in mine and mine[key][1] in PENDING:
                 result.copy[key] += 1
         for key in diff.removed:
             if key in mine and mine[key][1] == S.SCHEDULED:
@@ -238,9 +238,9 @@ def _replan(
         _, status, due, sent_at = found
         moment = (
             sent_at
-            if status in GONE
+            if status in IN_FLIGHT
             else due
-            if (status in S.PENDING and step.position < start)
+            if (status in PENDING and step.position < start)
             else None
         )
         if moment is not None and (previous is None or moment > previous):

@@ -19,23 +19,15 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from campaigns.authoring.spec import Campaign
-from campaigns.compliance.suppressions import UNSUBSCRIBED
 from campaigns.errors import InputError
 from campaigns.planning import schedule
 from campaigns.planning.newsletter import join_tags, parse_tags, split_tags
 from campaigns.storage.publish import open_campaign, publish
-from campaigns.storage.store import (
-    DeliveryStatus,
-    Store,
-    bulk_insert,
-    contacts,
-    deliveries,
-    enrollments,
-    suppressions,
-)
+from campaigns.storage.statuses import IN_FLIGHT, DeliveryStatus, EnrollmentStatus
+from campaigns.storage.store import Store, bulk_insert
+from campaigns.storage.tables import contacts, deliveries, enrollments, suppressions
 
 # Statuses of an email that (may have) reached the contact: what min_gap is measured from.
-GONE = (DeliveryStatus.SENDING, DeliveryStatus.SENT, DeliveryStatus.UNKNOWN)
 
 CSV_COLUMNS = ("email", "first_name", "timezone", "signed_up_at", "consent", "tags")
 # A list bound at execution: in_() given 10,000 values coerces each one, every chunk.
@@ -388,9 +380,9 @@ def _enroll_chunk(
         found = existing.get(ids[c.email])
         if found is None:
             fresh.append(c)
-        elif found[1] == UNSUBSCRIBED and not force:
+        elif found[1] == EnrollmentStatus.UNSUBSCRIBED and not force:
             report.unsubscribed += 1
-        elif restart or (force and found[1] == UNSUBSCRIBED):
+        elif restart or (force and found[1] == EnrollmentStatus.UNSUBSCRIBED):
             again.append((c, found[0]))
         else:
             report.already += 1
@@ -405,7 +397,13 @@ def _enroll_chunk(
         enrollments,
         ("contact_id", "campaign", "signed_up_at", "status", "created_at"),
         [
-            (ids[c.email], campaign.name, store.driver_time(c.signed_up_at), "active", stamp)
+            (
+                ids[c.email],
+                campaign.name,
+                store.driver_time(c.signed_up_at),
+                EnrollmentStatus.ACTIVE,
+                stamp,
+            )
             for c in fresh
         ],
     )
@@ -485,7 +483,7 @@ def last_sent(conn: Connection, contact_ids: Sequence[int]) -> dict[int, datetim
             .join(deliveries, deliveries.c.enrollment_id == enrollments.c.id)
             .where(
                 enrollments.c.contact_id.in_(_MANY),
-                deliveries.c.status.in_(GONE),
+                deliveries.c.status.in_(IN_FLIGHT),
             )
             .group_by(enrollments.c.contact_id),
             {"many": list(contact_ids)},
@@ -508,7 +506,7 @@ def _restart(
     conn.execute(
         update(enrollments)
         .where(enrollments.c.id == bindparam("b_id"))
-        .values(signed_up_at=bindparam("b_at"), status="active"),
+        .values(signed_up_at=bindparam("b_at"), status=EnrollmentStatus.ACTIVE),
         [{"b_id": e, "b_at": c.signed_up_at} for c, e in again],
     )
     held = set(

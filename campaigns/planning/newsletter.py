@@ -33,9 +33,9 @@ from campaigns.compliance.suppressions import cancel_pending
 from campaigns.errors import InputError
 from campaigns.planning import schedule
 from campaigns.storage.publish import publish
-from campaigns.storage.store import (
-    DeliveryStatus,
-    Store,
+from campaigns.storage.statuses import DeliveryStatus, EnrollmentStatus
+from campaigns.storage.store import Store
+from campaigns.storage.tables import (
     campaigns,
     contacts,
     deliveries,
@@ -418,7 +418,7 @@ def schedule_newsletter(
             insert(enrollments),
             [
                 {"contact_id": cid, "campaign": campaign.name, "signed_up_at": now,
-                 "status": "active", "created_at": now}
+                 "status": EnrollmentStatus.ACTIVE, "created_at": now}
                 for cid in ids
             ],
         )  # fmt: skip

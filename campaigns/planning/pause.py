@@ -19,14 +19,9 @@ from campaigns.errors import InputError, NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.enroll import last_sent, normalise_email
 from campaigns.storage.publish import load_version
-from campaigns.storage.store import (
-    DeliveryStatus,
-    Store,
-    campaigns,
-    contacts,
-    deliveries,
-    enrollments,
-)
+from campaigns.storage.statuses import PENDING, CampaignStatus, DeliveryStatus, EnrollmentStatus
+from campaigns.storage.store import Store
+from campaigns.storage.tables import campaigns, contacts, deliveries, enrollments
 
 
 @dataclass
@@ -48,8 +43,8 @@ def pause(store: Store, name: str, *, email: str | None = None, now: datetime) -
             changed = bool(
                 conn.execute(
                     update(campaigns)
-                    .where(campaigns.c.name == name, campaigns.c.status == "active")
-                    .values(status="paused", paused_at=now, updated_at=now)
+                    .where(campaigns.c.name == name, campaigns.c.status == CampaignStatus.ACTIVE)
+                    .values(status=CampaignStatus.PAUSED, paused_at=now, updated_at=now)
                 ).rowcount
             )
             ids = _enrollment_ids(conn, name)
@@ -58,8 +53,11 @@ def pause(store: Store, name: str, *, email: str | None = None, now: datetime) -
             changed = bool(
                 conn.execute(
                     update(enrollments)
-                    .where(enrollments.c.id == enrollment_id, enrollments.c.status == "active")
-                    .values(status="paused", paused_at=now)
+                    .where(
+                        enrollments.c.id == enrollment_id,
+                        enrollments.c.status == EnrollmentStatus.ACTIVE,
+                    )
+                    .values(status=EnrollmentStatus.PAUSED, paused_at=now)
                 ).rowcount
             )
             ids = [enrollment_id]
@@ -74,7 +72,7 @@ def resume(store: Store, name: str, *, email: str | None = None, now: datetime) 
         if email is None:
             paused_at = conn.scalar(
                 select(campaigns.c.paused_at).where(
-                    campaigns.c.name == name, campaigns.c.status == "paused"
+                    campaigns.c.name == name, campaigns.c.status == CampaignStatus.PAUSED
                 )
             )
             if paused_at is None:
@@ -82,13 +80,14 @@ def resume(store: Store, name: str, *, email: str | None = None, now: datetime) 
             conn.execute(
                 update(campaigns)
                 .where(campaigns.c.name == name)
-                .values(status="active", paused_at=None, updated_at=now)
+                .values(status=CampaignStatus.ACTIVE, paused_at=None, updated_at=now)
             )
             # Contacts paused one by one stay paused: their own resume shifts them.
             ids = list(
                 conn.scalars(
                     select(enrollments.c.id).where(
-                        enrollments.c.campaign == name, enrollments.c.status == "active"
+                        enrollments.c.campaign == name,
+                        enrollments.c.status == EnrollmentStatus.ACTIVE,
                     )
                 )
             )
@@ -96,7 +95,8 @@ def resume(store: Store, name: str, *, email: str | None = None, now: datetime) 
             enrollment_id = _enrollment_of(conn, name, email)
             paused_at = conn.scalar(
                 select(enrollments.c.paused_at).where(
-                    enrollments.c.id == enrollment_id, enrollments.c.status == "paused"
+                    enrollments.c.id == enrollment_id,
+                    enrollments.c.status == EnrollmentStatus.PAUSED,
                 )
             )
             if paused_at is None:
@@ -104,7 +104,7 @@ def resume(store: Store, name: str, *, email: str | None = None, now: datetime) 
             conn.execute(
                 update(enrollments)
                 .where(enrollments.c.id == enrollment_id)
-                .values(status="active", paused_at=None)
+                .values(status=EnrollmentStatus.ACTIVE, paused_at=None)
             )
             ids = [enrollment_id]
         length = max(now - paused_at, timedelta(0))
@@ -203,7 +203,7 @@ def _pending_count(conn: Connection, ids: list[int]) -> int:
             conn.execute(
                 select(deliveries.c.id).where(
                     deliveries.c.enrollment_id.in_(chunk),
-                    deliveries.c.status.in_(DeliveryStatus.PENDING),
+                    deliveries.c.status.in_(PENDING),
                 )
             ).all()
         )

@@ -26,7 +26,8 @@ from campaigns.planning.enroll import normalise_email
 from campaigns.rendering.render import SAMPLE, Recipient, Rendered, compile_campaign, sample_links
 from campaigns.rendering.tokens import public_url
 from campaigns.storage.publish import open_campaign
-from campaigns.storage.store import Store, contacts
+from campaigns.storage.store import Store
+from campaigns.storage.tables import contacts
 from campaigns.studio.views import (
     STUDIO_TEMPLATES,
     check_rows,

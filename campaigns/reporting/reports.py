@@ -12,7 +12,9 @@ from campaigns.errors import InputError
 from campaigns.planning import schedule
 from campaigns.planning.enroll import normalise_email, plan
 from campaigns.storage.publish import open_campaign
-from campaigns.storage.store import DeliveryStatus, Store, contacts, deliveries, enrollments
+from campaigns.storage.statuses import DELIVERY_STATES
+from campaigns.storage.store import Store
+from campaigns.storage.tables import contacts, deliveries, enrollments
 
 SAMPLE_ZONES = (
     "America/New_York",
@@ -35,7 +37,7 @@ def status_counts(store: Store, campaign: str | None = None) -> dict[str, dict[s
     result: dict[str, dict[str, int]] = {}
     with store.connect() as conn:
         for name, status, count in conn.execute(query):
-            result.setdefault(name, dict.fromkeys(DeliveryStatus.ALL, 0))[status] = count
+            result.setdefault(name, dict.fromkeys(DELIVERY_STATES, 0))[status] = count
     return result
 
 

@@ -18,7 +18,9 @@ from sqlalchemy import case, func, select
 
 from campaigns.compliance.suppressions import EVENT_TYPES
 from campaigns.storage.publish import open_campaign
-from campaigns.storage.store import DeliveryStatus, Store, deliveries, enrollments, events
+from campaigns.storage.statuses import DeliveryStatus
+from campaigns.storage.store import Store
+from campaigns.storage.tables import deliveries, enrollments, events
 
 # Which stored event types feed which column.
 COLUMNS: dict[str, tuple[str, ...]] = {

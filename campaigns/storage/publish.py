@@ -10,7 +10,9 @@ from sqlalchemy import Connection, insert, select, update
 
 from campaigns.authoring import spec
 from campaigns.errors import NotFoundError
-from campaigns.storage.store import Store, campaign_versions, campaigns
+from campaigns.storage.statuses import CampaignStatus
+from campaigns.storage.store import Store
+from campaigns.storage.tables import campaign_versions, campaigns
 
 
 def publish(conn: Connection, campaign: spec.Campaign, *, now: datetime) -> str:
@@ -34,7 +36,7 @@ def publish(conn: Connection, campaign: spec.Campaign, *, now: datetime) -> str:
     if current is None:
         conn.execute(
             insert(campaigns).values(
-                name=campaign.name, version=version, status="active", updated_at=now
+                name=campaign.name, version=version, status=CampaignStatus.ACTIVE, updated_at=now
             )
         )
     elif current != version:

@@ -39,11 +39,13 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 import templates
-from campaigns.compliance.suppressions import UNSUBSCRIBED, Scope, unsubscribe
+from campaigns.compliance.suppressions import Scope, unsubscribe
 from campaigns.errors import ConfigurationError, NotFoundError
 from campaigns.rendering.tokens import PUBLIC_URL_ENV, Signer, TokenError, UnsubscribeClaim
 from campaigns.storage.publish import load_version
-from campaigns.storage.store import Store, contacts, enrollments, suppressions, utcnow
+from campaigns.storage.statuses import EnrollmentStatus
+from campaigns.storage.store import Store, utcnow
+from campaigns.storage.tables import contacts, enrollments, suppressions
 from campaigns.web.signup_api import signup_routes
 from campaigns.web.webhooks import (
     MAX_BODY,
@@ -173,7 +175,9 @@ def preferences(store: Store, claim: UnsubscribeClaim) -> Preferences:
                 enrollments.c.campaign == claim.campaign,
             )
         )
-    return Preferences(organisation, title, suppressed, status == UNSUBSCRIBED, left_newsletter)
+    return Preferences(
+        organisation, title, suppressed, status == EnrollmentStatus.UNSUBSCRIBED, left_newsletter
+    )
 
 
 def _form_fields(content_type: str, body: bytes) -> dict[str, str]:

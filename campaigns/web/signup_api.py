@@ -29,7 +29,9 @@ from campaigns.errors import InputError, NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.enroll import Signup, enroll, validate
 from campaigns.storage.publish import load_version
-from campaigns.storage.store import Store, contacts, deliveries, enrollments
+from campaigns.storage.statuses import DeliveryStatus
+from campaigns.storage.store import Store
+from campaigns.storage.tables import contacts, deliveries, enrollments
 from campaigns.web.webhooks import WebhookRejected, read_body
 
 log = logging.getLogger("dripmail.api")
@@ -138,7 +140,7 @@ def _enrollment(store: Store, email: str, name: str) -> dict | None:
                 .where(deliveries.c.enrollment_id == row.id)
                 .order_by(deliveries.c.position)
             )
-            if d.status != "cancelled"
+            if d.status != DeliveryStatus.CANCELLED
         ]
     return {
         "enrollment_id": row.id,

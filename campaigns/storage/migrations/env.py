@@ -11,7 +11,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from campaigns.storage.store import database_url, metadata
+from campaigns.storage.store import database_url
+from campaigns.storage.tables import metadata
 
 config = context.config
 

@@ -1,0 +1,162 @@
+"""The schema: SQLAlchemy Core tables, their indexes, and the UTC time column type.
+
+`metadata` is the schema of the newest migration (campaigns/storage/migrations); the
+migrations, not `create_all`, build and upgrade a database. Every stored time is UTC.
+SQLite keeps naive timestamps, so UTCDateTime stores naive UTC and hands back aware
+UTC on every backend alike.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+
+from campaigns.storage.statuses import CampaignStatus, DeliveryStatus, EnrollmentStatus
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC in, aware UTC out; stored as naive UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+metadata = MetaData()
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("version", String(32), nullable=False),
+    Column("status", String(16), nullable=False, default=CampaignStatus.ACTIVE),
+    Column("paused_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # Migration 0005: "newsletter" for a broadcast; NULL for a drip campaign.
+    Column("kind", String(16)),
+)
+
+campaign_versions = Table(
+    "campaign_versions",
+    metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("version", String(32), primary_key=True),
+    Column("files", Text, nullable=False),  # JSON: relative path -> text
+    Column("published_at", UTCDateTime, nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=True, unique=True),  # NULL once erased
+    Column("first_name", String(200)),
+    Column("timezone", String(64), nullable=False),
+    Column("consent_source", Text),
+    Column("consent_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    # Migration 0005: tags as `;a;b;` (membership is one LIKE), and leaving the newsletter.
+    Column("tags", Text),
+    Column("newsletter_unsubscribed_at", UTCDateTime),
+)
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("contact_id", Integer, ForeignKey("contacts.id"), nullable=False),
+    Column("campaign", String(64), nullable=False),
+    Column("signed_up_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False, default=EnrollmentStatus.ACTIVE),
+    Column("created_at", UTCDateTime, nullable=False),
+    # Migration 0004: when this one contact was paused (resume shifts by the pause length).
+    Column("paused_at", UTCDateTime),
+    UniqueConstraint("contact_id", "campaign", name="uq_enrollment_contact_campaign"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("enrollment_id", Integer, ForeignKey("enrollments.id"), nullable=False),
+    Column("step_key", String(64), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False, default=DeliveryStatus.SCHEDULED),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("provider_message_id", String(200)),
+    Column("error", Text),
+    Column("sent_at", UTCDateTime),
+    Column("updated_at", UTCDateTime),
+    UniqueConstraint("enrollment_id", "step_key", name="uq_delivery_enrollment_step"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("address_hash", String(64), primary_key=True),  # HMAC of the normalised address
+    Column("reason", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("provider", String(32), nullable=False),
+    Column("provider_event_id", String(200), nullable=False, unique=True),
+    Column("delivery_id", Integer),
+    Column("type", String(32), nullable=False),
+    Column("occurred_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    # Migration 0003: the campaign of an event that names no delivery (campaign-level stats).
+    Column("campaign", String(64)),
+)
+
+Index("ix_enrollments_campaign", enrollments.c.campaign, enrollments.c.status)
+Index("ix_deliveries_enrollment", deliveries.c.enrollment_id, deliveries.c.position)
+# Migration 0002. Claiming walks due rows in (due_at, id) order from a keyset cursor, and
+# recovery looks up `claimed` and `sending` rows: both read only the rows of one status, so
+# a tick costs in proportion to the rows in play, not to every delivery ever sent.
+Index("ix_deliveries_claim", deliveries.c.status, deliveries.c.due_at, deliveries.c.id)
+# Migration 0006. `retry --unknown` looks for unknown rows last touched before a time; the
+# index holds unknown rows only, so a sent delivery's status changes never touch it.
+UNKNOWN_ONLY = text(f"status = '{DeliveryStatus.UNKNOWN}'")
+Index(
+    "ix_deliveries_unknown",
+    deliveries.c.updated_at,
+    sqlite_where=UNKNOWN_ONLY,
+    postgresql_where=UNKNOWN_ONLY,
+)
