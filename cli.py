@@ -588,7 +588,7 @@ def contacts_tag(
     db: DbOption = None,
 ) -> None:
     """Add tags to a contact (newsletters go to tags: `dripmail newsletter schedule --to`)."""
-    from campaigns.planning.newsletter import retag
+    from campaigns.planning.contacts import retag
 
     console.print("tags: " + (", ".join(retag(_store(db), email, add=tags)) or "none"))
 
@@ -600,7 +600,7 @@ def contacts_untag(
     db: DbOption = None,
 ) -> None:
     """Remove tags from a contact."""
-    from campaigns.planning.newsletter import retag
+    from campaigns.planning.contacts import retag
 
     console.print("tags: " + (", ".join(retag(_store(db), email, remove=tags)) or "none"))
 

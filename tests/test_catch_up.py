@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import insert, select
 
-from campaigns.storage.statuses import EnrollmentStatus
 from campaigns.planning import schedule
 from campaigns.planning.enroll import Signup, enroll
+from campaigns.storage.statuses import EnrollmentStatus
 from campaigns.storage.tables import deliveries, enrollments, suppressions
 from tests.helpers import utc
 from tests.schedule_helpers import bulk_signups, deliveries_by_contact, tick, with_window

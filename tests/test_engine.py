@@ -329,7 +329,7 @@ def test_open_campaign_finds_published_campaigns_by_name(store, clinic):
 def test_the_fast_address_check_agrees_with_email_validator(address):
     from email_validator import EmailNotValidError, validate_email
 
-    from campaigns.planning.enroll import normalise_email
+    from campaigns.planning.contacts import normalise_email
 
     try:
         expected = validate_email(address, check_deliverability=False).normalized.lower()

@@ -12,17 +12,12 @@ from sqlalchemy import insert, select
 from typer.testing import CliRunner
 
 from campaigns.authoring.spec import load_folder
-from campaigns.compliance.suppressions import add_suppression
+from campaigns.compliance.suppressions import add_suppression, leave_newsletter
 from campaigns.delivery.dispatch import Dispatcher
 from campaigns.errors import InputError
+from campaigns.planning.contacts import retag
 from campaigns.planning.enroll import Signup, enroll, import_csv
-from campaigns.planning.newsletter import (
-    cancel_newsletter,
-    create_newsletter,
-    leave_newsletter,
-    retag,
-    schedule_newsletter,
-)
+from campaigns.planning.newsletter import cancel_newsletter, create_newsletter, schedule_newsletter
 from campaigns.reporting.stats import campaign_stats
 from campaigns.storage.tables import contacts, deliveries, enrollments
 from cli import app

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from campaigns.compliance.suppressions import insert_new, suppress_contacts
-from campaigns.planning.enroll import normalise_email
+from campaigns.planning.contacts import normalise_email
 from campaigns.storage.statuses import DeliveryStatus
 from campaigns.storage.store import Store
 from campaigns.storage.tables import campaigns, deliveries, events

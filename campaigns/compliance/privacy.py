@@ -28,7 +28,7 @@ from sqlalchemy import Connection, select, update
 
 from campaigns.compliance.suppressions import add_suppression, cancel_pending, suppression_of
 from campaigns.errors import InputError
-from campaigns.planning.enroll import normalise_email
+from campaigns.planning.contacts import normalise_email
 from campaigns.storage.store import Store
 from campaigns.storage.tables import contacts, deliveries, enrollments, events
 

@@ -21,9 +21,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from campaigns.rendering.tokens import UnsubscribeClaim
-from campaigns.storage.statuses import PENDING, DeliveryStatus, EnrollmentStatus
+from campaigns.storage.statuses import PENDING, CampaignKind, DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import Store
-from campaigns.storage.tables import contacts, deliveries, enrollments, events, suppressions
+from campaigns.storage.tables import (
+    campaigns,
+    contacts,
+    deliveries,
+    enrollments,
+    events,
+    suppressions,
+)
 
 log = logging.getLogger("dripmail.suppress")
 
@@ -193,8 +200,6 @@ def unsubscribe(
         if contact is None:  # a test send's link (contact 0), or a contact since deleted
             return UnsubscribeResult(scope, False, 0, False)
         if scope is Scope.NEWSLETTER:
-            from campaigns.planning.newsletter import leave_newsletter
-
             changed, cancelled = leave_newsletter(conn, contact.id, now=now)
             record_unsubscribe_event(conn, claim, scope, now=now)
             log.info("unsubscribe: contact %d, scope newsletter", claim.contact_id)
@@ -276,3 +281,22 @@ def _delivery_of(conn: Connection, claim: UnsubscribeClaim) -> int | None:
         .where(deliveries.c.id == delivery_id, enrollments.c.contact_id == claim.contact_id)
     )
     return found
+
+
+def leave_newsletter(conn: Connection, contact_id: int, *, now: datetime) -> tuple[bool, int]:
+    """The contact leaves every newsletter, not their drip campaigns: (changed, cancelled)."""
+    changed = (
+        conn.execute(
+            update(contacts)
+            .where(contacts.c.id == contact_id, contacts.c.newsletter_unsubscribed_at.is_(None))
+            .values(newsletter_unsubscribed_at=now)
+        ).rowcount
+        > 0
+    )
+    names = select(campaigns.c.name).where(campaigns.c.kind == CampaignKind.NEWSLETTER)
+    ids = conn.scalars(
+        select(enrollments.c.id).where(
+            enrollments.c.contact_id == contact_id, enrollments.c.campaign.in_(names)
+        )
+    )
+    return changed, cancel_pending(conn, enrollment_ids=ids, reason="left the newsletter", now=now)

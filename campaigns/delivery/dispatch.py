@@ -51,8 +51,9 @@ from sqlalchemy import (
 )
 
 from campaigns.authoring.spec import Campaign
-from campaigns.errors import ConfigurationError
+from campaigns.errors import ConfigurationError, InputError, NotFoundError
 from campaigns.planning import schedule
+from campaigns.planning.contacts import normalise_email
 from campaigns.planning.enroll import last_sent
 from campaigns.rendering.render import CompiledCampaign, Recipient, compile_campaign
 from campaigns.rendering.tokens import (
@@ -1058,8 +1059,6 @@ def send_test(
     store: Store, campaign: Campaign, step_key: str, to: str, *, sender: str | None, now: datetime
 ) -> SendResult:
     """Send one rendered step to a staff address, marked as a test; no delivery is recorded."""
-    from campaigns.errors import InputError, NotFoundError
-    from campaigns.planning.enroll import normalise_email
 
     try:
         address = normalise_email(to)

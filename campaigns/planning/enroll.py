@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
-from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError
 from campaigns.planning import schedule
-from campaigns.planning.newsletter import join_tags, parse_tags, split_tags
+from campaigns.planning.contacts import join_tags, normalise_email, parse_tags, split_tags
 from campaigns.storage.publish import open_campaign, publish
 from campaigns.storage.statuses import IN_FLIGHT, DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import Store, bulk_insert
@@ -73,32 +71,6 @@ class EnrollReport:
     enrollment_ids: list[int] = field(default_factory=list)
     campaign: str = ""
     steps: int = 0
-
-
-# Plain ASCII addresses (nearly all of them) are checked here; anything else goes to
-# email-validator, which is exact but costs ~100 us an address.
-_PLAIN_EMAIL = re.compile(
-    r"[a-z0-9!#$%&'*+/=?^_`{|}~-]{1,64}(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]{1,64})*"
-    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
-)
-_SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
-
-
-def normalise_email(value: str) -> str:
-    """The address as stored and compared: validated (no DNS), lower-cased."""
-    candidate = value.strip().lower()
-    if (
-        len(candidate) <= 254
-        and _PLAIN_EMAIL.fullmatch(candidate)
-        and len(candidate.partition("@")[0]) <= 64
-        and candidate.rpartition(".")[2] not in _SPECIAL_USE
-    ):
-        return candidate
-    try:
-        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
-        # The address itself stays out of the message: import reports go to logs and terminals.
-        raise ValueError(f"not a valid email address: {exc}") from None
 
 
 def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:

@@ -10,7 +10,6 @@ newsletter and no drip campaign.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,11 +29,12 @@ from campaigns.authoring.split import (
     slugify,
 )
 from campaigns.compliance.suppressions import cancel_pending
-from campaigns.errors import InputError
+from campaigns.errors import ConfigurationError, InputError
 from campaigns.planning import schedule
+from campaigns.planning.contacts import address_hash, normalise_tag
 from campaigns.storage.publish import publish
-from campaigns.storage.statuses import DeliveryStatus, EnrollmentStatus
-from campaigns.storage.store import Store
+from campaigns.storage.statuses import CampaignKind, DeliveryStatus, EnrollmentStatus
+from campaigns.storage.store import UPGRADE_HINT, Store, _current_revision, head_revision
 from campaigns.storage.tables import (
     campaigns,
     contacts,
@@ -44,81 +44,10 @@ from campaigns.storage.tables import (
     suppressions,
 )
 
-KIND = "newsletter"
+KIND = CampaignKind.NEWSLETTER
 # An article up to this many words goes whole; a longer one sends its opening and a link.
 WHOLE_WORDS = 600
 OPENING_WORDS = 250
-_TAG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-
-
-# ---------------------------------------------------------------- tags
-
-
-def normalise_tag(tag: str) -> str:
-    """A tag as stored: lower case; ValueError naming it when it cannot be one."""
-    value = tag.strip().lower()
-    if not _TAG.match(value):
-        raise ValueError(f"{tag!r} is not a tag: use letters, digits, '-', '_' or '.'")
-    return value
-
-
-def parse_tags(text: str | None) -> list[str]:
-    """`a; b` (the CSV column) -> ["a", "b"]; ValueError on a bad one."""
-    return sorted({normalise_tag(t) for t in (text or "").split(";") if t.strip()})
-
-
-def join_tags(tags: Sequence[str]) -> str | None:
-    """Stored form `;a;b;` so that membership is `LIKE '%;a;%'`; None for no tags."""
-    return f";{';'.join(sorted(set(tags)))};" if tags else None
-
-
-def split_tags(stored: str | None) -> list[str]:
-    return [t for t in (stored or "").split(";") if t]
-
-
-def retag(
-    store: Store, email: str, add: Sequence[str] = (), remove: Sequence[str] = ()
-) -> list[str]:
-    """Add and remove tags on one contact; returns its tags after."""
-    from campaigns.errors import NotFoundError
-    from campaigns.planning.enroll import normalise_email
-
-    try:
-        plus = [normalise_tag(t) for t in add]
-        minus = {normalise_tag(t) for t in remove}
-        address = normalise_email(email)
-    except ValueError as exc:
-        raise InputError(str(exc), field="tag") from None
-    with store.begin() as conn:
-        row = conn.execute(
-            select(contacts.c.id, contacts.c.tags).where(contacts.c.email == address)
-        ).first()
-        if row is None:
-            raise NotFoundError("no contact with that address")
-        tags = (set(split_tags(row.tags)) | set(plus)) - minus
-        conn.execute(
-            update(contacts).where(contacts.c.id == row.id).values(tags=join_tags(sorted(tags)))
-        )
-    return sorted(tags)
-
-
-def leave_newsletter(conn: Connection, contact_id: int, *, now: datetime) -> tuple[bool, int]:
-    """The contact leaves every newsletter, not their drip campaigns: (changed, cancelled)."""
-    changed = (
-        conn.execute(
-            update(contacts)
-            .where(contacts.c.id == contact_id, contacts.c.newsletter_unsubscribed_at.is_(None))
-            .values(newsletter_unsubscribed_at=now)
-        ).rowcount
-        > 0
-    )
-    names = select(campaigns.c.name).where(campaigns.c.kind == KIND)
-    ids = conn.scalars(
-        select(enrollments.c.id).where(
-            enrollments.c.contact_id == contact_id, enrollments.c.campaign.in_(names)
-        )
-    )
-    return changed, cancel_pending(conn, enrollment_ids=ids, reason="left the newsletter", now=now)
 
 
 # ---------------------------------------------------------------- create
@@ -277,8 +206,6 @@ def open_store(url: str | None, *, read_only: bool = False) -> Store:
     A normal Store sets up or checks the schema in a write transaction; a dry run only
     reads the revision, so the SQLite file stays byte-identical.
     """
-    from campaigns.errors import ConfigurationError
-    from campaigns.storage.store import UPGRADE_HINT, _current_revision, head_revision
 
     if not read_only:
         return Store(url)
@@ -336,9 +263,6 @@ def schedule_newsletter(
     zone; a reader whose time has passed gets it now (never a day late). With
     `dry_run` the database is only read (SQLite: opened read-only).
     """
-    import hmac
-    from hashlib import sha256
-
     campaign = spec.load_folder(folder)
     if campaign.spec.kind != KIND:
         raise InputError(
@@ -391,7 +315,7 @@ def schedule_newsletter(
         if row.newsletter_unsubscribed_at is not None:
             plan.skipped_unsubscribed += 1
             continue
-        digest = hmac.new(key.encode(), row.email.strip().lower().encode(), sha256).hexdigest()
+        digest = address_hash(key, row.email)
         if digest in suppressed:
             plan.skipped_suppressed += 1
             continue

@@ -17,7 +17,8 @@ from sqlalchemy import Connection, bindparam, select, update
 from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning import schedule
-from campaigns.planning.enroll import last_sent, normalise_email
+from campaigns.planning.contacts import normalise_email
+from campaigns.planning.enroll import last_sent
 from campaigns.storage.publish import load_version
 from campaigns.storage.statuses import PENDING, CampaignStatus, DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import Store

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from campaigns.authoring.checks import check_step
 from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.errors import InputError, NotFoundError
-from campaigns.planning.enroll import normalise_email
+from campaigns.planning.contacts import normalise_email
 from campaigns.rendering.render import SAMPLE, Recipient, Rendered, compile_campaign, sample_links
 from campaigns.rendering.tokens import public_url
 from campaigns.storage.publish import open_campaign

@@ -37,6 +37,12 @@ class CampaignStatus(enum.StrEnum):
     PAUSED = "paused"
 
 
+class CampaignKind(enum.StrEnum):
+    """What a published campaign is, when it is not a drip (`campaigns.kind` is NULL then)."""
+
+    NEWSLETTER = "newsletter"  # a one-off broadcast to tagged contacts
+
+
 _D = DeliveryStatus
 
 # Every delivery state, in the order reports list them.

@@ -8,7 +8,6 @@ schema is older than the code is refused until `dripmail db upgrade` has run.
 from __future__ import annotations
 
 import functools
-import hmac
 import logging
 import os
 import secrets
@@ -16,7 +15,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from hashlib import sha256
 from pathlib import Path
 
 from sqlalchemy import (
@@ -33,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from campaigns.errors import ConfigurationError
+from campaigns.planning.contacts import address_hash
 from campaigns.storage.tables import meta, metadata
 
 DEFAULT_DATABASE = "dripmail.db"
@@ -340,8 +339,7 @@ class Store:
 
         The key is never rotated: a rotated key would let erased or bounced addresses back in.
         """
-        key = self._secrets["suppression_key"].encode()
-        return hmac.digest(key, email.strip().lower().encode(), sha256).hex()
+        return address_hash(self._secrets["suppression_key"], email)
 
 
 @contextmanager

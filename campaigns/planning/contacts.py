@@ -1,0 +1,107 @@
+"""A contact's identity: the address as stored, its keyed hash, and tags.
+
+Every stage that meets an address (enrollment, suppressions, unsubscribes, privacy,
+newsletters) normalises and hashes it here, so one mailbox is one contact everywhere.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Sequence
+from hashlib import sha256
+from typing import TYPE_CHECKING
+
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+from sqlalchemy import select, update
+
+from campaigns.errors import InputError, NotFoundError
+from campaigns.storage.tables import contacts
+
+if TYPE_CHECKING:
+    from campaigns.storage.store import Store
+
+_TAG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+# Plain ASCII addresses (nearly all of them) are checked here; anything else goes to
+# email-validator, which is exact but costs ~100 us an address.
+_PLAIN_EMAIL = re.compile(
+    r"[a-z0-9!#$%&'*+/=?^_`{|}~-]{1,64}(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]{1,64})*"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+)
+_SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+
+
+def normalise_email(value: str) -> str:
+    """The address as stored and compared: validated (no DNS), lower-cased."""
+    candidate = value.strip().lower()
+    if (
+        len(candidate) <= 254
+        and _PLAIN_EMAIL.fullmatch(candidate)
+        and len(candidate.partition("@")[0]) <= 64
+        and candidate.rpartition(".")[2] not in _SPECIAL_USE
+    ):
+        return candidate
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        # The address itself stays out of the message: import reports go to logs and terminals.
+        raise ValueError(f"not a valid email address: {exc}") from None
+
+
+def address_hash(key: str, email: str) -> str:
+    """Keyed hash (HMAC-SHA256) of a normalised address: recognises it without keeping it.
+
+    The key is the installation's suppression key, never rotated: a rotated key would
+    let erased or bounced addresses back in.
+    """
+    return hmac.digest(key.encode(), email.strip().lower().encode(), sha256).hex()
+
+
+# ---------------------------------------------------------------- tags
+
+
+def normalise_tag(tag: str) -> str:
+    """A tag as stored: lower case; ValueError naming it when it cannot be one."""
+    value = tag.strip().lower()
+    if not _TAG.match(value):
+        raise ValueError(f"{tag!r} is not a tag: use letters, digits, '-', '_' or '.'")
+    return value
+
+
+def parse_tags(text: str | None) -> list[str]:
+    """`a; b` (the CSV column) -> ["a", "b"]; ValueError on a bad one."""
+    return sorted({normalise_tag(t) for t in (text or "").split(";") if t.strip()})
+
+
+def join_tags(tags: Sequence[str]) -> str | None:
+    """Stored form `;a;b;` so that membership is `LIKE '%;a;%'`; None for no tags."""
+    return f";{';'.join(sorted(set(tags)))};" if tags else None
+
+
+def split_tags(stored: str | None) -> list[str]:
+    return [t for t in (stored or "").split(";") if t]
+
+
+def retag(
+    store: Store, email: str, add: Sequence[str] = (), remove: Sequence[str] = ()
+) -> list[str]:
+    """Add and remove tags on one contact; returns its tags after."""
+    try:
+        plus = [normalise_tag(t) for t in add]
+        minus = {normalise_tag(t) for t in remove}
+        address = normalise_email(email)
+    except ValueError as exc:
+        raise InputError(str(exc), field="tag") from None
+    with store.begin() as conn:
+        row = conn.execute(
+            select(contacts.c.id, contacts.c.tags).where(contacts.c.email == address)
+        ).first()
+        if row is None:
+            raise NotFoundError("no contact with that address")
+        tags = (set(split_tags(row.tags)) | set(plus)) - minus
+        conn.execute(
+            update(contacts).where(contacts.c.id == row.id).values(tags=join_tags(sorted(tags)))
+        )
+    return sorted(tags)
