@@ -32,7 +32,7 @@ from campaigns.rendering.render import (
 from senders.mime import to_bytes
 from tests.helpers import spamassassin
 
-FIXTURE = Path(__file__).parent / "fixtures" / "render"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "render"
 UNSUBSCRIBE = "https://balancedketamine.example.com/u/tok-123"
 PREFERENCES = "https://balancedketamine.example.com/p/tok-123"
 MAILTO = "mailto:unsubscribe@balancedketamine.example.com?subject=unsubscribe"
