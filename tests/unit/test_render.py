@@ -8,7 +8,6 @@ import itertools
 import re
 import shutil
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -30,7 +29,6 @@ from campaigns.rendering.render import (
     render_sample,
 )
 from senders.mime import to_bytes
-from tests.helpers import spamassassin
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "render"
 UNSUBSCRIBE = "https://balancedketamine.example.com/u/tok-123"
@@ -476,30 +474,3 @@ def test_brand_colours_that_fail_contrast_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         compile_campaign(campaign)
     assert "brand.colors.text" in str(caught.value) and "4.5:1" in str(caught.value)
-
-
-# -------------------------------------------------------------------------- spam filter
-
-
-def test_spamassassin_scores_every_email_below_one(
-    tmp_path: Path, compiled: CompiledCampaign
-) -> None:
-    files = []
-    for key in compiled.steps:
-        message = compiled.message(
-            key,
-            SAMPLE,
-            delivery_id=f"spam-check-{key}",
-            unsubscribe_url=UNSUBSCRIBE,
-            unsubscribe_mailto=MAILTO,
-            preferences_url=PREFERENCES,
-            date=datetime.now(UTC),  # SpamAssassin scores dates far from its own clock
-        )
-        path = tmp_path / f"{key}.eml"
-        path.write_bytes(to_bytes(message))
-        files.append(path)
-    with ThreadPoolExecutor(max_workers=len(files)) as pool:
-        results = list(pool.map(spamassassin, files))
-    for path, (score, report) in zip(files, results, strict=True):
-        details = report[report.find("Content analysis details") :]
-        assert score < 1.0, f"{path.name}: {score}\n{details}"
