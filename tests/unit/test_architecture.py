@@ -74,7 +74,7 @@ def _imports(tree: ast.AST) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]
     def visit_one(node: ast.AST, in_function: bool) -> Iterator[tuple[ast.AST, bool]]:
         if isinstance(node, ast.Import | ast.ImportFrom):
             yield node, in_function
-        function = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        function = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
         yield from visit(node, in_function or function)
 
     yield from visit(tree, False)
@@ -84,7 +84,9 @@ def _package_of(module: str, path: Path) -> str:
     return module if path.name == "__init__.py" else module.rpartition(".")[0]
 
 
-def _targets(node: ast.Import | ast.ImportFrom, module: str, path: Path, known: set[str]):
+def _targets(
+    node: ast.Import | ast.ImportFrom, module: str, path: Path, known: set[str]
+) -> Iterator[str]:
     """The project modules an import statement loads (outside modules are left out)."""
 
     def longest_known(name: str) -> str | None:
@@ -110,7 +112,8 @@ def _targets(node: ast.Import | ast.ImportFrom, module: str, path: Path, known: 
 
 
 def import_graph(root: Path) -> dict[str, dict[str, Edge]]:
-    """Module -> the project modules it imports, each with its first import's line."""
+    """Module -> the project modules it imports, each with the line of its first import
+    (at the top level if there is one there)."""
     files = source_files(root)
     known = set(files)
     graph: dict[str, dict[str, Edge]] = {}
@@ -119,7 +122,8 @@ def import_graph(root: Path) -> dict[str, dict[str, Edge]]:
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         for node, in_function in _imports(tree):
             for target in _targets(node, module, path, known):
-                if target != module and target not in edges:
+                seen = edges.get(target)
+                if target != module and (seen is None or (seen.in_function and not in_function)):
                     edges[target] = Edge(target, node.lineno, in_function)
         graph[module] = edges
     return graph
