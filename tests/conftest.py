@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh store (SQLite and PostgreSQL), the clinic campaign in a folder."""
+"""Shared fixtures: a fresh store (SQLite and PostgreSQL), the clinic campaign in a folder,
+a newsletter issue of three articles."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from campaigns.authoring.spec import Campaign, load_folder
+from campaigns.planning.newsletter import create_newsletter
 from campaigns.storage.store import Store
+from examples import DEFAULTS
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +100,7 @@ def write_clinic_campaign(folder: Path) -> Path:
     """The bundled clinic article split with the demo's made-up clinic details."""
     from campaigns.authoring.article import read_article
     from campaigns.authoring.split import load_defaults, split_article, write_campaign
-    from examples import ARTICLE, DEFAULTS
+    from examples import ARTICLE
 
     article = read_article(ARTICLE)
     write_campaign(
@@ -114,3 +117,31 @@ def clinic_folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def clinic(clinic_folder: Path) -> Campaign:
     return load_folder(clinic_folder)
+
+
+def write_articles(folder: Path, count: int = 3) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(1, count + 1):
+        path = folder / f"a{i}.md"
+        path.write_text(
+            f"---\ntitle: Sleep note {i}\n---\n\nSummary {i}: rest well after a session, "
+            f"and keep a regular bedtime.\n\nMore detail {i} that the digest leaves out.\n",
+            encoding="utf-8",
+        )
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def issue(tmp_path: Path) -> Path:
+    """A newsletter issue: a digest of three short articles, in a folder."""
+    out = tmp_path / "issue"
+    create_newsletter(
+        write_articles(tmp_path / "articles"),
+        out,
+        title="June news",
+        url="https://example.org/news",
+        defaults_file=DEFAULTS,
+    )
+    return out

@@ -12,16 +12,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import MetaData, create_engine, select, update
-from typer.testing import CliRunner
 
-from cli import app
-
-runner = CliRunner()
-
-
-def dripmail(*args: str, cwd: Path | None = None):
-    result = runner.invoke(app, list(args), catch_exceptions=False, env={"COLUMNS": "200"})
-    return result
+from tests.unit.test_cli import assert_one_line_error, dripmail
 
 
 def snapshot(db: str) -> dict[str, list]:
@@ -56,27 +48,6 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, clinic_folder: Path) -> s
     )
     assert result.exit_code == 0, result.output
     return path
-
-
-def assert_one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
-@pytest.mark.parametrize(
-    ("content", "needle"),
-    [(b"", "the article is empty"), (b"\x00\x01\x02PNG\xff\xfe", "not a text file")],
-)
-def test_split_refuses_empty_and_binary_articles(tmp_path, content, needle):
-    article = tmp_path / "article.txt"
-    article.write_bytes(content)
-    result = dripmail("split", str(article), "--out", str(tmp_path / "c"))
-    assert_one_line_error(result, str(article), needle)
-    assert not (tmp_path / "c").exists()
 
 
 def test_campaign_file_mistakes_name_file_line_and_field(tmp_path, clinic_folder, db):
@@ -148,13 +119,6 @@ def test_schedule_shows_local_and_utc_times(db):
     assert result.exit_code == 0, result.output
     assert "Mon 2026-03-02 10:00 EST" in result.stdout
     assert "2026-03-02 15:00" in result.stdout
-
-
-def test_every_command_has_an_example_in_its_help():
-    for command in app.registered_commands:
-        name = command.name or command.callback.__name__
-        result = dripmail(name, "--help")
-        assert "Example:" in result.stdout, name
 
 
 def test_demo_from_an_empty_folder(tmp_path):

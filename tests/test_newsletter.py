@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date, datetime, time, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,11 +16,10 @@ from campaigns.delivery.dispatch import Dispatcher
 from campaigns.errors import InputError
 from campaigns.planning.contacts import retag
 from campaigns.planning.enroll import Signup, enroll, import_csv
-from campaigns.planning.newsletter import cancel_newsletter, create_newsletter, schedule_newsletter
+from campaigns.planning.newsletter import cancel_newsletter, schedule_newsletter
 from campaigns.reporting.stats import campaign_stats
 from campaigns.storage.tables import contacts, deliveries, enrollments
 from cli import app
-from examples import DEFAULTS
 from senders.file import NullSender
 from tests.helpers import utc
 
@@ -37,33 +35,6 @@ ZONES = (
 )
 DAY = date(2026, 6, 2)
 NOW = utc("2026-06-01T00:00")
-
-
-def write_articles(folder: Path, count: int = 3) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(1, count + 1):
-        path = folder / f"a{i}.md"
-        path.write_text(
-            f"---\ntitle: Sleep note {i}\n---\n\nSummary {i}: rest well after a session, "
-            f"and keep a regular bedtime.\n\nMore detail {i} that the digest leaves out.\n",
-            encoding="utf-8",
-        )
-        paths.append(path)
-    return paths
-
-
-@pytest.fixture
-def issue(tmp_path: Path) -> Path:
-    out = tmp_path / "issue"
-    create_newsletter(
-        write_articles(tmp_path / "articles"),
-        out,
-        title="June news",
-        url="https://example.org/news",
-        defaults_file=DEFAULTS,
-    )
-    return out
 
 
 def add_members(store, count: int, tags: str | None = ";patients;") -> None:
@@ -244,24 +215,6 @@ def test_bad_input_is_one_line_and_exit_2(store, issue, tmp_path):
     assert newsletter_rows(store, load_folder(issue).name) == []
 
 
-def test_a_digest_of_three_renders_titles_summaries_links_and_passes_check(issue, tmp_path):
-    runner = CliRunner()
-    check = runner.invoke(app, ["check", str(issue)])
-    assert check.exit_code == 0, check.output
-    out = tmp_path / "preview"
-    render = runner.invoke(app, ["render", str(issue), "--out", str(out), "--sample"])
-    assert render.exit_code == 0, render.output
-    html = (out / "01-issue.html").read_text(encoding="utf-8")
-    text = (out / "01-issue.txt").read_text(encoding="utf-8")
-    for i in (1, 2, 3):
-        for part in (html, text):
-            assert f"Sleep note {i}" in part
-            assert f"Summary {i}: rest well" in part
-            assert f"https://example.org/news/#sleep-note-{i}" in part
-            assert f"More detail {i}" not in part
-    assert "@media" in html
-
-
 def test_a_digest_fits_a_375px_phone(issue, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -278,24 +231,6 @@ def test_a_digest_fits_a_375px_phone(issue, tmp_path):
         page.goto((out / "01-issue.html").as_uri())
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
         browser.close()
-
-
-def test_one_long_article_sends_its_opening_and_a_read_the_rest_link(tmp_path):
-    article = tmp_path / "long.md"
-    paragraphs = [f"Paragraph {i} " + "word " * 80 for i in range(12)]
-    article.write_text("---\ntitle: A long read\n---\n\n" + "\n\n".join(paragraphs) + "\n")
-    with pytest.raises(InputError, match="--url"):
-        create_newsletter([article], tmp_path / "x", defaults_file=DEFAULTS)
-    made = create_newsletter(
-        [article], tmp_path / "y", url="https://example.org/long", defaults_file=DEFAULTS
-    )
-    body = made.steps[0].body
-    assert "Paragraph 0" in body and "Paragraph 11" not in body
-    assert "(https://example.org/long)" in body and "Read the rest" in body
-    short = tmp_path / "short.md"
-    short.write_text("---\ntitle: Short\n---\n\nAll of it.\n\n## Part two\n\nThe end.\n")
-    whole = create_newsletter([short], tmp_path / "z", defaults_file=DEFAULTS).steps[0].body
-    assert "All of it." in whole and "The end." in whole and "Read the rest" not in whole
 
 
 def test_the_preferences_page_offers_the_newsletter_only(store, clinic, issue):

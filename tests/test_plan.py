@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from campaigns.authoring.spec import load_folder
 from campaigns.planning import schedule
-from campaigns.planning.edits import apply_edit, diff_campaigns, plan_edit
+from campaigns.planning.edits import apply_edit, plan_edit
 from campaigns.storage.publish import load_version
 from campaigns.storage.tables import campaigns
 from tests.helpers import utc
@@ -21,6 +21,7 @@ from tests.schedule_helpers import (
     tick,
     with_window,
 )
+from tests.unit.test_plan import insert_step, remove_step
 
 NAME = "ketamine-and-sleep"
 GAP = timedelta(hours=20)
@@ -33,37 +34,6 @@ WINDOW = 'send_window:\n  start: "09:00"\n  end: "17:00"\n  min_gap: 20h\n'
 def published_version(store) -> str:
     with store.connect() as conn:
         return conn.scalar(select(campaigns.c.version).where(campaigns.c.name == NAME))
-
-
-def insert_step(folder, after_file: str, new_file: str, delay: str) -> None:
-    (folder / new_file).write_text("---\nsubject: An extra word on rest\n---\nRest well.\n")
-    path = folder / "campaign.yaml"
-    text = path.read_text()
-    marker = f"- file: {after_file}\n"
-    at = text.index(marker)
-    at = text.index("\n", text.index("delay:", at)) + 1
-    path.write_text(text[:at] + f"- file: {new_file}\n  delay: {delay}\n" + text[at:])
-
-
-def remove_step(folder, file: str) -> None:
-    path = folder / "campaign.yaml"
-    lines = path.read_text().splitlines(keepends=True)
-    i = lines.index(f"- file: {file}\n")
-    del lines[i : i + 2]
-    path.write_text("".join(lines))
-
-
-def test_diff_is_pure_and_names_each_kind(clinic_folder):
-    old = load_folder(clinic_folder)
-    insert_step(clinic_folder, "03-what-about-physical-health.md", "03b-extra.md", "5d")
-    remove_step(clinic_folder, "05-can-ketamine-make-my-sleep-issues-worse.md")
-    first = clinic_folder / "01-welcome.md"
-    first.write_text(first.read_text() + "\nOne more line.\n")
-    diff = diff_campaigns(old, load_folder(clinic_folder))
-    assert diff.added == ("extra",)
-    assert diff.removed == ("can-ketamine-make-my-sleep-issues-worse",)
-    assert diff.copy_changed == ("welcome",)
-    assert diff.delay_changed == () and not diff.timing_changed
 
 
 def test_editing_a_live_campaign_of_1000_contacts(store, clinic_folder, tmp_path):

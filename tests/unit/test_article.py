@@ -16,8 +16,8 @@ from campaigns.authoring.article import (
 )
 from campaigns.errors import InputError
 
-CLINIC = Path(__file__).resolve().parents[1] / "examples" / "ketamine-and-sleep.txt"
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "articles"
+CLINIC = Path(__file__).resolve().parents[2] / "examples" / "ketamine-and-sleep.txt"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "articles"
 
 CLINIC_HEADINGS = [
     "How Mental Health Affects Sleep",

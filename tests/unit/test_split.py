@@ -20,8 +20,8 @@ from campaigns.authoring.split import (
 )
 from campaigns.errors import InputError
 
-CLINIC = Path(__file__).resolve().parents[1] / "examples" / "ketamine-and-sleep.txt"
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "articles"
+CLINIC = Path(__file__).resolve().parents[2] / "examples" / "ketamine-and-sleep.txt"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "articles"
 
 CLINIC_SUBJECTS = [
     "Ketamine and Sleep",

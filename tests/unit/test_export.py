@@ -19,7 +19,7 @@ from campaigns.planning.schedule import Delay
 from campaigns.rendering.render import PLACEHOLDER_PUBLIC_URL, Recipient
 from campaigns.reporting.export import describe_delay, export_campaign, export_for
 
-FIXTURE = Path(__file__).parent / "fixtures" / "render"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "render"
 STEMS = ["01-welcome", "02-mental-health", "03-every-patient"]
 
 
