@@ -8,7 +8,8 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from campaigns.rendering.render import Recipient, compile_campaign
+from campaigns.rendering.compile import compile_campaign
+from campaigns.rendering.personalise import Recipient
 from campaigns.rendering.tokens import contact_links
 from examples import ARTICLE
 from tests.helpers import spamassassin

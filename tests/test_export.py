@@ -16,7 +16,8 @@ import pytest
 from campaigns.authoring.spec import load_folder
 from campaigns.errors import InputError
 from campaigns.planning.schedule import Delay
-from campaigns.rendering.render import PLACEHOLDER_PUBLIC_URL, Recipient
+from campaigns.rendering.personalise import Recipient
+from campaigns.rendering.tokens import PLACEHOLDER_PUBLIC_URL
 from campaigns.reporting.export import describe_delay, export_campaign, export_for
 
 FIXTURE = Path(__file__).parent / "fixtures" / "render"

@@ -117,7 +117,7 @@ def test_unsubscribes_count_against_the_step_they_came_from(store, clinic, sent)
 
 
 def test_events_naming_no_delivery_count_at_campaign_level(store, clinic, sent):
-    from campaigns.rendering.render import campaign_category
+    from campaigns.rendering.categories import campaign_category
 
     category = campaign_category("ketamine-and-sleep")
     apply_sendgrid_events(store, [sendgrid("open", None, category=[category, "s-x"])], now=utcnow())

@@ -17,10 +17,11 @@ from campaigns.authoring.spec import load_folder
 from campaigns.delivery.dispatch import Dispatcher
 from campaigns.errors import ConfigurationError
 from campaigns.planning.enroll import Signup, enroll
+from campaigns.rendering.links import check_public_url
 from campaigns.rendering.tokens import UNSUBSCRIBE_SALT, Signer, UnsubscribeClaim, contact_links
 from campaigns.storage.store import utcnow
 from campaigns.storage.tables import deliveries, enrollments, events, suppressions
-from campaigns.web.app import check_public_url, create_app
+from campaigns.web.app import create_app
 from cli import app as cli_app
 from senders.file import FileSender
 from tests.helpers import utc

@@ -66,15 +66,9 @@ from campaigns.authoring.checks import Finding, check_step
 from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_folder
 from campaigns.errors import ConfigurationError, DripmailError, InputError
 from campaigns.planning.schedule import parse_instant, zone
-from campaigns.rendering.render import (
-    SAMPLE,
-    CompiledCampaign,
-    Recipient,
-    Rendered,
-    clear_cache,
-    compile_campaign,
-    sample_links,
-)
+from campaigns.rendering.compile import clear_cache, compile_campaign
+from campaigns.rendering.links import sample_links
+from campaigns.rendering.personalise import SAMPLE, CompiledCampaign, Recipient, Rendered
 from campaigns.rendering.tokens import public_url
 from campaigns.studio.views import (
     DESKTOP_WIDTH,
