@@ -137,7 +137,7 @@ def split(
     force: Annotated[bool, typer.Option("--force", help="Overwrite hand edits")] = False,
 ) -> None:
     """Split an article into an editable campaign folder (campaign.yaml + one file per email)."""
-    from campaigns.authoring.split import build_campaign_folder
+    from campaigns.authoring.folder import build_campaign_folder
 
     written = build_campaign_folder(
         article,

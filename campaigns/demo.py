@@ -11,8 +11,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from campaigns.authoring.article import read_article
+from campaigns.authoring.defaults import load_defaults
+from campaigns.authoring.folder import write_campaign
 from campaigns.authoring.spec import load_folder
-from campaigns.authoring.split import load_defaults, split_article, write_campaign
+from campaigns.authoring.split import split_article
 from campaigns.delivery.dispatch import Dispatcher, RunReport
 from campaigns.planning import schedule
 from campaigns.planning.enroll import Signup, enroll
