@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.sendgrid_path import bench_sendgrid  # noqa: E402
-from campaigns.authoring.article import read_article  # noqa: E402
 from campaigns.authoring.defaults import load_defaults  # noqa: E402
 from campaigns.authoring.folder import write_campaign  # noqa: E402
+from campaigns.authoring.readers import read_article  # noqa: E402
 from campaigns.authoring.spec import Campaign, load_folder  # noqa: E402
 from campaigns.authoring.split import split_article  # noqa: E402
 from campaigns.rendering.compile import compile_campaign, compile_step  # noqa: E402

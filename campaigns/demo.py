@@ -10,9 +10,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from campaigns.authoring.article import read_article
 from campaigns.authoring.defaults import load_defaults
 from campaigns.authoring.folder import write_campaign
+from campaigns.authoring.readers import read_article
 from campaigns.authoring.spec import load_folder
 from campaigns.authoring.split import split_article
 from campaigns.delivery.dispatch import Dispatcher, RunReport

@@ -95,9 +95,9 @@ def store(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Itera
 
 def write_clinic_campaign(folder: Path) -> Path:
     """The bundled clinic article split with the demo's made-up clinic details."""
-    from campaigns.authoring.article import read_article
     from campaigns.authoring.defaults import load_defaults
     from campaigns.authoring.folder import write_campaign
+    from campaigns.authoring.readers import read_article
     from campaigns.authoring.split import split_article
     from examples import ARTICLE, DEFAULTS
 

@@ -132,8 +132,8 @@ def test_suppressed_contacts_get_nothing(store, clinic, tmp_path):
 
 
 def test_placeholders_stop_the_run_with_one_line_each(store, tmp_path):
-    from campaigns.authoring.article import read_article
     from campaigns.authoring.folder import write_campaign
+    from campaigns.authoring.readers import read_article
     from campaigns.authoring.split import split_article
     from examples import ARTICLE
 
