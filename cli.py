@@ -808,7 +808,7 @@ def preview(
     db: DbOption = None,
 ) -> None:
     """Preview every email in the browser, live as you edit; fully local (Ctrl+C stops)."""
-    from campaigns.studio.app import serve_studio
+    from campaigns.studio.server import serve_studio
 
     serve_studio(
         campaign, host=host, port=port, open_browser=open_browser, db=db, announce=console.print
