@@ -213,7 +213,8 @@ def enroll(
     Signing up again is ignored unless --restart; a suppressed or unsubscribed address
     is not enrolled unless --force.
     """
-    from campaigns.planning.enroll import Signup, enroll_ref
+    from campaigns.planning.enroll import enroll_ref
+    from campaigns.planning.signups import Signup
 
     report = enroll_ref(
         _store(db),

@@ -10,7 +10,8 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from campaigns.compliance.events import apply_sendgrid_events
-from campaigns.planning.enroll import Signup, enroll
+from campaigns.planning.enroll import enroll
+from campaigns.planning.signups import Signup
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim
 from campaigns.reporting.stats import campaign_stats
 from campaigns.storage.store import utcnow

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from campaigns.authoring.spec import load_folder
 from campaigns.delivery.dispatch import Dispatcher
 from campaigns.errors import ConfigurationError
-from campaigns.planning.enroll import Signup, enroll
+from campaigns.planning.enroll import enroll
+from campaigns.planning.signups import Signup
 from campaigns.rendering.links import check_public_url
 from campaigns.rendering.tokens import UNSUBSCRIBE_SALT, Signer, UnsubscribeClaim, contact_links
 from campaigns.storage.store import utcnow
