@@ -1,8 +1,7 @@
 """Compiled steps and campaigns personalised per contact: Recipient in, Rendered or Message out.
 
-Personalise (per contact): four renders of precompiled templates, nothing else. The
-only variables are first_name ("" when unknown), unsubscribe_url and preferences_url;
-a contact's data is a value, never template source.
+Personalise (per contact): four renders of precompiled templates, nothing else. A
+contact's data is a value for the placeholders' VARIABLES, never template source.
 """
 
 from __future__ import annotations
