@@ -137,7 +137,7 @@ def split(
     force: Annotated[bool, typer.Option("--force", help="Overwrite hand edits")] = False,
 ) -> None:
     """Split an article into an editable campaign folder (campaign.yaml + one file per email)."""
-    from campaigns.authoring.split import build_campaign_folder
+    from campaigns.authoring.folder import build_campaign_folder
 
     written = build_campaign_folder(
         article,
@@ -213,7 +213,8 @@ def enroll(
     Signing up again is ignored unless --restart; a suppressed or unsubscribed address
     is not enrolled unless --force.
     """
-    from campaigns.planning.enroll import Signup, enroll_ref
+    from campaigns.planning.enroll import enroll_ref
+    from campaigns.planning.signups import Signup
 
     report = enroll_ref(
         _store(db),
@@ -808,7 +809,7 @@ def preview(
     db: DbOption = None,
 ) -> None:
     """Preview every email in the browser, live as you edit; fully local (Ctrl+C stops)."""
-    from campaigns.studio.app import serve_studio
+    from campaigns.studio.server import serve_studio
 
     serve_studio(
         campaign, host=host, port=port, open_browser=open_browser, db=db, announce=console.print

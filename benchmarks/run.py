@@ -30,10 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.sendgrid_path import bench_sendgrid  # noqa: E402
-from campaigns.authoring.article import read_article  # noqa: E402
+from campaigns.authoring.defaults import load_defaults  # noqa: E402
+from campaigns.authoring.folder import write_campaign  # noqa: E402
+from campaigns.authoring.readers import read_article  # noqa: E402
 from campaigns.authoring.spec import Campaign, load_folder  # noqa: E402
-from campaigns.authoring.split import load_defaults, split_article, write_campaign  # noqa: E402
-from campaigns.rendering import render  # noqa: E402
+from campaigns.authoring.split import split_article  # noqa: E402
+from campaigns.rendering.compile import compile_campaign, compile_step  # noqa: E402
+from campaigns.rendering.palette import palette  # noqa: E402
+from campaigns.rendering.personalise import Recipient  # noqa: E402
 from examples import ARTICLE, DEFAULTS  # noqa: E402
 
 ZONES = (
@@ -99,19 +103,19 @@ def bench_personalise(work: Path, quick: bool) -> None:
     from senders.mime import to_bytes
 
     campaign = clinic_campaign(work / "campaign")
-    compiled = render.compile_campaign(campaign)
+    compiled = compile_campaign(campaign)
     step = compiled.steps["welcome"]
-    patient = render.Recipient("pat@example.com", "Pat", "America/New_York")
+    patient = Recipient("pat@example.com", "Pat", "America/New_York")
     links = {
         "unsubscribe_url": "https://mail.clinic.example/u/t",
         "preferences_url": "https://mail.clinic.example/p/t",
     }
     seconds = 0.5 if quick else 3.0
     fast = per_second(lambda: step.personalise(patient, **links), seconds)
-    colours = render.palette(campaign.spec.brand.colors)
+    colours = palette(campaign.spec.brand.colors)
     source = campaign.step("welcome")
     naive = per_second(
-        lambda: render._compile_step(campaign, source, colours).personalise(patient, **links),
+        lambda: compile_step(campaign, source, colours).personalise(patient, **links),
         seconds,
     )
     command = "python benchmarks/run.py personalise"
@@ -124,7 +128,7 @@ def bench_personalise(work: Path, quick: bool) -> None:
     messages = [
         compiled.message(
             "welcome",
-            render.Recipient(f"patient{n}@example.com", f"Pat{n}", "America/New_York"),
+            Recipient(f"patient{n}@example.com", f"Pat{n}", "America/New_York"),
             delivery_id=str(n),
             unsubscribe_url=f"https://mail.clinic.example/u/{rng.randbytes(35).hex()}",
             unsubscribe_mailto="mailto:care@clinic.example",

@@ -10,18 +10,22 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from campaigns.authoring.article import read_article
+from campaigns.authoring.defaults import load_defaults
+from campaigns.authoring.folder import write_campaign
+from campaigns.authoring.readers import read_article
 from campaigns.authoring.spec import load_folder
-from campaigns.authoring.split import load_defaults, split_article, write_campaign
+from campaigns.authoring.split import split_article
 from campaigns.delivery.dispatch import Dispatcher, RunReport
 from campaigns.planning import schedule
-from campaigns.planning.enroll import Signup, enroll
+from campaigns.planning.enroll import enroll
+from campaigns.planning.signups import Signup
 from campaigns.reporting.export import export_campaign
 from campaigns.reporting.reports import CalendarEntry, calendar
 from campaigns.storage.statuses import DeliveryStatus
 from campaigns.storage.store import Store
 from campaigns.storage.tables import deliveries
 from examples import ARTICLE, DEFAULTS
+from senders.file import FileSender
 
 # Three made-up patients, signed up at different local times around the US DST change.
 PATIENTS = (
@@ -96,8 +100,6 @@ def patient_with_consent(patient: Signup) -> Signup:
 
 
 def _outbox_sender(outbox: Path):
-    from senders.file import FileSender
-
     sender = FileSender(outbox)
     return lambda _campaign: sender
 

@@ -98,9 +98,11 @@ def store(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Itera
 
 def write_clinic_campaign(folder: Path) -> Path:
     """The bundled clinic article split with the demo's made-up clinic details."""
-    from campaigns.authoring.article import read_article
-    from campaigns.authoring.split import load_defaults, split_article, write_campaign
-    from examples import ARTICLE
+    from campaigns.authoring.defaults import load_defaults
+    from campaigns.authoring.folder import write_campaign
+    from campaigns.authoring.readers import read_article
+    from campaigns.authoring.split import split_article
+    from examples import ARTICLE, DEFAULTS
 
     article = read_article(ARTICLE)
     write_campaign(

@@ -43,7 +43,7 @@ class Received:
 
     @property
     def delivery_id(self) -> str:
-        # render.py's Message-ID: <dripmail.{delivery id}.{version}@{domain}>
+        # personalise.py's Message-ID: <dripmail.{delivery id}.{version}@{domain}>
         message_id = self.message["Message-ID"]
         return str(message_id).strip("<>").split(".")[1]
 

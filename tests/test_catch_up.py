@@ -8,7 +8,8 @@ from datetime import timedelta
 from sqlalchemy import insert, select
 
 from campaigns.planning import schedule
-from campaigns.planning.enroll import Signup, enroll
+from campaigns.planning.enroll import enroll
+from campaigns.planning.signups import Signup
 from campaigns.storage.statuses import EnrollmentStatus
 from campaigns.storage.tables import deliveries, enrollments, suppressions
 from tests.helpers import utc

@@ -17,7 +17,9 @@ from campaigns.delivery.dispatch import Dispatcher, SenderPool
 from campaigns.errors import ConfigurationError, InputError
 from campaigns.planning import enroll as enrollment
 from campaigns.planning import schedule
-from campaigns.planning.enroll import Signup, enroll, import_csv
+from campaigns.planning.enroll import enroll, import_csv
+from campaigns.planning.plans import plan
+from campaigns.planning.signups import Signup
 from campaigns.reporting.reports import status_counts
 from campaigns.storage.publish import open_campaign
 from campaigns.storage.store import bulk_insert
@@ -132,8 +134,9 @@ def test_suppressed_contacts_get_nothing(store, clinic, tmp_path):
 
 
 def test_placeholders_stop_the_run_with_one_line_each(store, tmp_path):
-    from campaigns.authoring.article import read_article
-    from campaigns.authoring.split import split_article, write_campaign
+    from campaigns.authoring.folder import write_campaign
+    from campaigns.authoring.readers import read_article
+    from campaigns.authoring.split import split_article
     from examples import ARTICLE
 
     article = read_article(ARTICLE)
@@ -257,7 +260,7 @@ def test_a_chunked_import_plans_each_contact_as_the_rules_say(store, clinic, tmp
     assert len(rows) == 9 * len(clinic.steps)
     keys = [step.key for step in clinic.steps]
     for email_address, zone_name, row_tags, signed_up_at, step_key, due_at in rows:
-        expected = enrollment.plan(clinic, signed_up_at, zone_name)
+        expected = plan(clinic, signed_up_at, zone_name)
         assert due_at == expected[keys.index(step_key)], email_address
         assert row_tags == ";new;"
 

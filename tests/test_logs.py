@@ -89,7 +89,8 @@ def test_import_and_run_at_debug_print_and_log_no_address_or_name(
 
 
 def test_serve_at_debug_logs_no_address_name_or_key(store, clinic, debug):
-    from campaigns.planning.enroll import Signup, enroll
+    from campaigns.planning.enroll import enroll
+    from campaigns.planning.signups import Signup
 
     private = ec.generate_private_key(ec.SECP256R1())
     public = base64.b64encode(

@@ -15,8 +15,9 @@ from campaigns.compliance.suppressions import add_suppression, leave_newsletter
 from campaigns.delivery.dispatch import Dispatcher
 from campaigns.errors import InputError
 from campaigns.planning.contacts import retag
-from campaigns.planning.enroll import Signup, enroll, import_csv
+from campaigns.planning.enroll import enroll, import_csv
 from campaigns.planning.newsletter import cancel_newsletter, schedule_newsletter
+from campaigns.planning.signups import Signup
 from campaigns.reporting.stats import campaign_stats
 from campaigns.storage.tables import contacts, deliveries, enrollments
 from cli import app

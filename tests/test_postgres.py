@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from campaigns.delivery.dispatch import Dispatcher, RunReport
 from campaigns.planning import schedule
-from campaigns.planning.enroll import Signup, enroll, import_csv
+from campaigns.planning.enroll import enroll, import_csv
+from campaigns.planning.signups import Signup
 from campaigns.reporting.reports import status_counts
 from campaigns.storage.store import Store
 from campaigns.storage.tables import campaigns, deliveries, enrollments, meta

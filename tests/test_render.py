@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from campaigns.authoring.spec import load_folder
-from campaigns.rendering.render import SAMPLE, CompiledCampaign, compile_campaign
+from campaigns.rendering.compile import compile_campaign
+from campaigns.rendering.personalise import SAMPLE, CompiledCampaign
 from senders.mime import to_bytes
 from tests.helpers import spamassassin
 from tests.unit.test_render import FIXTURE, MAILTO, PREFERENCES, UNSUBSCRIBE

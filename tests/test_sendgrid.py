@@ -28,7 +28,8 @@ from sqlalchemy import select
 
 from campaigns.authoring.spec import Campaign, SenderConfig
 from campaigns.delivery.dispatch import Dispatcher
-from campaigns.planning.enroll import Signup, enroll, import_csv
+from campaigns.planning.enroll import enroll, import_csv
+from campaigns.planning.signups import Signup
 from campaigns.storage.tables import deliveries
 from senders.base import Message, Outcome, SenderConfigurationError
 from senders.registry import make_sender

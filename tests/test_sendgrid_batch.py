@@ -17,7 +17,8 @@ from sqlalchemy import select
 from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.delivery.dispatch import Dispatcher
 from campaigns.planning.enroll import import_csv
-from campaigns.rendering.render import Recipient, compile_campaign
+from campaigns.rendering.compile import compile_campaign
+from campaigns.rendering.personalise import Recipient
 from campaigns.storage.tables import deliveries
 from senders.base import Message, Outcome, SenderConfigurationError, SendResult
 from senders.sendgrid import MAX_PERSONALIZATIONS, SendGridSender

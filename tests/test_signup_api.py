@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from campaigns.planning.enroll import Signup, enroll
+from campaigns.planning.enroll import enroll
+from campaigns.planning.signups import Signup
 from campaigns.storage.tables import enrollments
 from campaigns.web.app import create_app
 from tests.helpers import utc

@@ -10,7 +10,8 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from campaigns.compliance.events import apply_sendgrid_events
-from campaigns.planning.enroll import Signup, enroll
+from campaigns.planning.enroll import enroll
+from campaigns.planning.signups import Signup
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim
 from campaigns.reporting.stats import campaign_stats
 from campaigns.storage.store import utcnow
@@ -117,7 +118,7 @@ def test_unsubscribes_count_against_the_step_they_came_from(store, clinic, sent)
 
 
 def test_events_naming_no_delivery_count_at_campaign_level(store, clinic, sent):
-    from campaigns.rendering.render import campaign_category
+    from campaigns.rendering.categories import campaign_category
 
     category = campaign_category("ketamine-and-sleep")
     apply_sendgrid_events(store, [sendgrid("open", None, category=[category, "s-x"])], now=utcnow())

@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 
 from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.reporting.export import export_campaign
-from campaigns.studio.app import StudioServer, make_server
+from campaigns.studio.server import StudioServer, make_server
 from tests.conftest import write_clinic_campaign
 
 CHROMIUM = "/usr/bin/chromium"
@@ -556,7 +556,7 @@ def test_layout_errors_name_their_template_file_and_line(tmp_path: Path) -> None
     """A broken layout (not only a broken campaign file) is shown with its file:line."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
-    from campaigns.studio.app import describe_error
+    from campaigns.studio.errors import describe_error
 
     (tmp_path / "syntax.mjml.j2").write_text("<mjml>\n  {{ organisation | }}\n</mjml>\n")
     (tmp_path / "undefined.mjml.j2").write_text("<mjml>\n\n  {{ organisaton.name }}\n</mjml>\n")

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from campaigns.authoring.spec import load_folder
 from campaigns.delivery.dispatch import Dispatcher
-from campaigns.planning.enroll import Signup, enroll
+from campaigns.planning.enroll import enroll
+from campaigns.planning.signups import Signup
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim
 from campaigns.storage.store import utcnow
 from campaigns.storage.tables import deliveries, enrollments, events, suppressions

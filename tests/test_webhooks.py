@@ -14,7 +14,8 @@ from sqlalchemy import MetaData, select, update
 from starlette.testclient import TestClient
 
 from campaigns.authoring.spec import load_folder
-from campaigns.planning.enroll import Signup, enroll
+from campaigns.planning.enroll import enroll
+from campaigns.planning.signups import Signup
 from campaigns.reporting.stats import campaign_stats
 from campaigns.storage.tables import deliveries, events, suppressions
 from campaigns.web.app import create_app

@@ -23,16 +23,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Literal
 
+from campaigns.authoring.sources import campaign_file, line_containing, step_file
 from campaigns.authoring.spec import CAMPAIGN_FILE, PLACEHOLDER, Campaign, Step, load_folder
 from campaigns.authoring.yamlio import line_of, load_with_lines
-from campaigns.errors import InputError
-from campaigns.rendering.render import (
-    SAMPLE,
-    CompiledCampaign,
-    CompiledStep,
-    Recipient,
-    compile_campaign,
-)
+from campaigns.errors import ConfigurationError, InputError
+from campaigns.rendering.compile import compile_campaign
+from campaigns.rendering.links import check_public_url as check_url
+from campaigns.rendering.personalise import SAMPLE, CompiledCampaign, CompiledStep, Recipient
 from campaigns.rendering.tokens import (
     PLACEHOLDER_PUBLIC_URL,
     Signer,
@@ -41,6 +38,7 @@ from campaigns.rendering.tokens import (
     public_url,
 )
 from campaigns.storage.publish import open_campaign
+from campaigns.storage.store import Store
 
 Severity = Literal["error", "warning"]
 
@@ -88,7 +86,7 @@ class Email:
     preferences_url: str
 
     def line_of(self, needle: str) -> int | None:
-        return _line(self.source, needle)
+        return line_containing(self.source, needle)
 
 
 @dataclass
@@ -109,13 +107,6 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-def _line(text: str, needle: str) -> int | None:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if needle in line:
-            return number
-    return None
 
 
 # ------------------------------------------------------------------------------- parsing
@@ -258,9 +249,16 @@ def check_insecure_urls(email: Email) -> list[Finding]:
             found.append(_error(email, "http-url", message, line))
         else:  # a campaign.yaml value: website, cta_url or logo_url
             yaml_text = email.campaign.files.get(CAMPAIGN_FILE, "")
-            file = _campaign_file(email.campaign)
+            file = campaign_file(email.campaign)
             found.append(
-                Finding("error", "http-url", message, file, _line(yaml_text, url), email.step.key)
+                Finding(
+                    "error",
+                    "http-url",
+                    message,
+                    file,
+                    line_containing(yaml_text, url),
+                    email.step.key,
+                )
             )
     return found
 
@@ -357,13 +355,9 @@ EMAIL_CHECKS: tuple[EmailCheck, ...] = (
 # ----------------------------------------------------------------------- campaign checks
 
 
-def _campaign_file(campaign: Campaign) -> str:
-    return str(Path(campaign.origin) / CAMPAIGN_FILE) if campaign.origin else CAMPAIGN_FILE
-
-
 def check_placeholders(campaign: Campaign) -> list[Finding]:
     """Values `split` left as TODO (the postal address is checked per email)."""
-    _, lines = load_with_lines(campaign.files[CAMPAIGN_FILE], _campaign_file(campaign))
+    _, lines = load_with_lines(campaign.files[CAMPAIGN_FILE], campaign_file(campaign))
     paths = {
         "brand.organisation": ("brand", "organisation"),
         "from.address": ("from", "address"),
@@ -374,7 +368,7 @@ def check_placeholders(campaign: Campaign) -> list[Finding]:
             "error",
             "placeholder",
             f"{name} is still a placeholder",
-            _campaign_file(campaign),
+            campaign_file(campaign),
             line_of(lines, paths[name]),
         )
         for name in campaign.placeholders()
@@ -384,20 +378,17 @@ def check_placeholders(campaign: Campaign) -> list[Finding]:
 
 def check_public_url(campaign: Campaign) -> list[Finding]:
     """links.public_url, when set, is https (http only on a loopback address)."""
-    from campaigns.errors import ConfigurationError
-    from campaigns.web.app import check_public_url as check_url
-
     url = campaign.spec.links.public_url
     try:
         check_url(url, name="links.public_url")
     except ConfigurationError as exc:
-        _, lines = load_with_lines(campaign.files[CAMPAIGN_FILE], _campaign_file(campaign))
+        _, lines = load_with_lines(campaign.files[CAMPAIGN_FILE], campaign_file(campaign))
         return [
             Finding(
                 "error",
                 "public-url",
                 str(exc),
-                _campaign_file(campaign),
+                campaign_file(campaign),
                 line_of(lines, ("links", "public_url")),
             )
         ]
@@ -411,12 +402,8 @@ CAMPAIGN_CHECKS: tuple[CampaignCheck, ...] = (check_placeholders, check_public_u
 # -------------------------------------------------------------------------------- running
 
 
-def _step_file(campaign: Campaign, step: Step) -> str:
-    return str(Path(campaign.origin) / step.file) if campaign.origin else step.file
-
-
 def _template_finding(exc: InputError, campaign: Campaign, step: Step | None) -> Finding:
-    file = exc.source or (_step_file(campaign, step) if step else _campaign_file(campaign))
+    file = exc.source or (step_file(campaign, step) if step else campaign_file(campaign))
     field_name = f"{exc.field}: " if exc.field else ""
     return Finding(
         "error",
@@ -483,7 +470,7 @@ def build_email(campaign: Campaign, compiled: CompiledStep) -> Email:
     return Email(
         campaign=campaign,
         step=step,
-        file=_step_file(campaign, step),
+        file=step_file(campaign, step),
         source=campaign.files.get(step.file, ""),
         html=longest.html,
         text=message.text,
@@ -531,6 +518,4 @@ def check_ref(ref: str | Path, *, db: str | None = None) -> CheckReport:
     path = Path(ref)
     if path.exists():
         return check_campaign(load_folder(path))
-    from campaigns.storage.store import Store
-
     return check_campaign(open_campaign(Store(db), str(ref)))

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, select, update
 
 from campaigns.compliance.suppressions import insert_new, suppress_contacts
 from campaigns.planning.contacts import normalise_email
+from campaigns.rendering.categories import campaign_category
 from campaigns.storage.statuses import DeliveryStatus
 from campaigns.storage.store import Store
 from campaigns.storage.tables import campaigns, deliveries, events
@@ -109,8 +110,6 @@ def _message_id(value: Any) -> str | None:
 
 def _campaigns_by_category(conn: Connection) -> dict[str, str]:
     """Opaque category `c-<hash>` -> campaign name, for events that name no delivery."""
-    from campaigns.rendering.render import campaign_category
-
     return {campaign_category(name): name for name in conn.scalars(select(campaigns.c.name))}
 
 

@@ -55,7 +55,8 @@ from campaigns.errors import ConfigurationError, InputError, NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.contacts import normalise_email
 from campaigns.planning.enroll import last_sent
-from campaigns.rendering.render import CompiledCampaign, Recipient, compile_campaign
+from campaigns.rendering.compile import compile_campaign
+from campaigns.rendering.personalise import CompiledCampaign, Recipient
 from campaigns.rendering.tokens import (
     PLACEHOLDER_PUBLIC_URL,
     Signer,

@@ -6,56 +6,26 @@ queries per chunk rather than several per row.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError
-from campaigns.planning import schedule
-from campaigns.planning.contacts import join_tags, normalise_email, parse_tags, split_tags
+from campaigns.planning.contacts import join_tags, split_tags
+from campaigns.planning.plans import DriverPlan, plan, planner
+from campaigns.planning.signups import Contact, Signup, read_signups, validate
 from campaigns.storage.publish import open_campaign, publish
 from campaigns.storage.statuses import IN_FLIGHT, DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import Store, bulk_insert
 from campaigns.storage.tables import contacts, deliveries, enrollments, suppressions
 
-# Statuses of an email that (may have) reached the contact: what min_gap is measured from.
-
-CSV_COLUMNS = ("email", "first_name", "timezone", "signed_up_at", "consent", "tags")
 # A list bound at execution: in_() given 10,000 values coerces each one, every chunk.
 _MANY = bindparam("many", expanding=True)
 CHUNK = 10_000  # contacts per transaction: each commit rewrites the index pages it touched
-_ROW_ERROR = "__error__"
-
-
-@dataclass(frozen=True)
-class Signup:
-    """A sign-up as given: free text, to be validated."""
-
-    email: str
-    first_name: str | None = None
-    timezone: str | None = None
-    signed_up_at: str | datetime | None = None
-    consent: str | None = None
-    tags: str | None = None  # `a;b` (for newsletters)
-
-
-@dataclass(frozen=True)
-class Contact:
-    """A validated sign-up: normalised address, known zone, UTC sign-up time."""
-
-    email: str
-    first_name: str | None
-    timezone: str
-    signed_up_at: datetime
-    consent: str
-    tags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -71,69 +41,6 @@ class EnrollReport:
     enrollment_ids: list[int] = field(default_factory=list)
     campaign: str = ""
     steps: int = 0
-
-
-def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
-    """One sign-up checked against the campaign; ValueError names the field."""
-    try:
-        email = normalise_email(signup.email or "")
-    except ValueError as exc:
-        raise ValueError(f"email: {exc}") from None
-    zone_name = (signup.timezone or "").strip() or campaign.spec.timezone
-    try:
-        tz = schedule.zone(zone_name)
-    except ValueError as exc:
-        raise ValueError(f"timezone: {exc}") from None
-    if isinstance(signup.signed_up_at, datetime):
-        signed_up_at = schedule.to_utc(signup.signed_up_at)
-    elif signup.signed_up_at and str(signup.signed_up_at).strip():
-        try:
-            signed_up_at = schedule.parse_instant(str(signup.signed_up_at), tz)
-        except ValueError:
-            raise ValueError(
-                f"signed_up_at: {signup.signed_up_at!r} is not an ISO date-time "
-                "(like 2026-03-08T14:30 or 2026-03-08T14:30-05:00)"
-            ) from None
-    else:
-        signed_up_at = now
-    first_name = " ".join((signup.first_name or "").split()) or None
-    if first_name and len(first_name) > 200:
-        raise ValueError("first_name: longer than 200 characters")
-    consent = " ".join((signup.consent or "").split())
-    if not consent:
-        raise ValueError("consent: required (where and how this person agreed to be emailed)")
-    try:
-        tags = tuple(parse_tags(signup.tags)) if signup.tags else ()
-    except ValueError as exc:
-        raise ValueError(f"tags: {exc}") from None
-    return Contact(email, first_name, zone_name, signed_up_at, consent, tags)
-
-
-def plan(
-    campaign: Campaign,
-    signed_up_at: datetime,
-    timezone: str,
-    *,
-    now: datetime | None = None,
-    previous: datetime | None = None,
-) -> list[datetime]:
-    """The due time of every step for a contact who signed up at `signed_up_at`.
-
-    With `now`, overdue steps start at `now` and go one per window opening (never a
-    burst); `previous` is the contact's last email from any campaign, kept `min_gap`
-    away. Enrollment plans from the sign-up alone: `now` there is the wall clock unless
-    `--now` is given, and the dispatcher already sends overdue steps one per opening,
-    in order, at whatever engine time it runs.
-    """
-    return schedule.plan_due_times(
-        signed_up_at,
-        [step.delay for step in campaign.steps],
-        campaign.window,
-        schedule.zone(timezone),
-        min_gap=campaign.min_gap,
-        not_before=now,
-        previous=previous,
-    )
 
 
 def enroll(
@@ -163,7 +70,7 @@ def enroll(
             store,
             campaign,
             [contact],
-            planned=_planner(store, campaign),
+            planned=planner(store, campaign),
             now=now,
             restart=restart,
             force=force,
@@ -196,35 +103,11 @@ def import_csv(
     An unusable file (not UTF-8, no header, missing columns) raises InputError and
     imports nothing.
     """
-    rows = read_csv(path)
-    report = EnrollReport()
-    valid: list[tuple[int, Contact]] = []
-    seen: dict[str, int] = {}
-    for line, record in rows:
-        if _ROW_ERROR in record:
-            report.rejected.append((line, record[_ROW_ERROR]))
-            continue
-        signup = Signup(
-            email=record.get("email") or "",
-            first_name=record.get("first_name"),
-            timezone=record.get("timezone"),
-            signed_up_at=record.get("signed_up_at"),
-            consent=(record.get("consent") or "").strip() or consent,
-            tags=record.get("tags"),
-        )
-        try:
-            contact = validate(signup, campaign, now=now)
-        except ValueError as exc:
-            report.rejected.append((line, str(exc)))
-            continue
-        if contact.email in seen:
-            report.rejected.append((line, f"email: the same address as line {seen[contact.email]}"))
-            continue
-        seen[contact.email] = line
-        valid.append((line, contact))
+    valid, rejected = read_signups(path, campaign, now=now, consent=consent)
+    report = EnrollReport(rejected=rejected)
     with store.begin() as conn:
         publish(conn, campaign, now=now)
-    done, planned = 0, _planner(store, campaign)
+    done, planned = 0, planner(store, campaign)
     with store.bulk() as conn:
         for start in range(0, len(valid), CHUNK):
             chunk = [contact for _, contact in valid[start : start + CHUNK]]
@@ -239,44 +122,6 @@ def import_csv(
     report.rejected.sort()
     report.campaign, report.steps = campaign.name, len(campaign.steps)
     return report
-
-
-def read_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
-    """(line number, row) pairs; InputError when the file itself is unusable."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(exc.strerror or "cannot read", source=path) from None
-    if b"\0" in raw:
-        raise InputError("not a CSV file (binary content)", source=path)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text (byte {exc.start})", source=path) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [name.strip().lower() for name in (reader.fieldnames or [])]
-    if not header:
-        raise InputError("empty file: expected a header row " + ",".join(CSV_COLUMNS), source=path)
-    if "email" not in header:
-        raise InputError(
-            f"no email column in the header (expected {','.join(CSV_COLUMNS)})", source=path, line=1
-        )
-    unknown = [name for name in header if name not in CSV_COLUMNS]
-    if unknown:
-        raise InputError(
-            f"unknown column {unknown[0]!r} (expected {','.join(CSV_COLUMNS)})", source=path, line=1
-        )
-    reader.fieldnames = header
-    rows = []
-    for record in reader:
-        extra = record.pop(None, None)  # a row with more fields than the header
-        if not extra and not "".join(filter(None, record.values())).strip():
-            continue  # a blank line, or only commas
-        record = {k: (v or "") for k, v in record.items()}
-        if extra:
-            record[_ROW_ERROR] = f"{len(header) + len(extra)} fields, the header has {len(header)}"
-        rows.append((reader.line_num, record))
-    return rows
 
 
 def _enroll_chunk(
@@ -410,32 +255,6 @@ def _enroll_chunk(
     return report
 
 
-# (sign-up, zone name, the contact's last email) -> due times as the driver takes them.
-DriverPlan = Callable[[datetime, str, datetime | None], tuple[object, ...]]
-
-
-def _planner(store: Store, campaign: Campaign) -> DriverPlan:
-    """`plan` for new sign-ups, remembered, in the store's driver form (for bulk_insert).
-
-    Contacts with the same plan share one conversion as well as one planning.
-    """
-    planned = schedule.planner(
-        [step.delay for step in campaign.steps], campaign.window, min_gap=campaign.min_gap
-    )
-
-    # Plans are in UTC, so equal tuples are equal instants (no fold or zone to tell apart).
-    @lru_cache(maxsize=1 << 16)
-    def driver_times(due_times: tuple[datetime, ...]) -> tuple[object, ...]:
-        return tuple(map(store.driver_time, due_times))
-
-    def plan_for(
-        signed_up_at: datetime, timezone: str, previous: datetime | None
-    ) -> tuple[object, ...]:
-        return driver_times(planned(signed_up_at, schedule.zone(timezone), previous))
-
-    return plan_for
-
-
 def _add_tags(conn: Connection, pairs: Sequence[tuple[int, tuple[str, ...]]]) -> None:
     """A known contact signing up again with tags keeps its old tags and gains these."""
     for contact_id, tags in pairs:
@@ -455,6 +274,7 @@ def last_sent(conn: Connection, contact_ids: Sequence[int]) -> dict[int, datetim
             .join(deliveries, deliveries.c.enrollment_id == enrollments.c.id)
             .where(
                 enrollments.c.contact_id.in_(_MANY),
+                # Statuses of an email that (may have) reached the contact: min_gap's reference.
                 deliveries.c.status.in_(IN_FLIGHT),
             )
             .group_by(enrollments.c.contact_id),

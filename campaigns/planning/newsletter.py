@@ -19,15 +19,11 @@ from pathlib import Path
 from sqlalchemy import Connection, create_engine, insert, or_, select, update
 
 from campaigns.authoring import spec
-from campaigns.authoring.article import Article, read_article
-from campaigns.authoring.split import (
-    CampaignDefaults,
-    Draft,
-    campaign_files,
-    preheader,
-    resolve_defaults,
-    slugify,
-)
+from campaigns.authoring.article import Article
+from campaigns.authoring.defaults import CampaignDefaults, resolve_defaults
+from campaigns.authoring.folder import campaign_files
+from campaigns.authoring.readers import read_article
+from campaigns.authoring.split import Draft, preheader, slugify
 from campaigns.compliance.suppressions import cancel_pending
 from campaigns.errors import ConfigurationError, InputError
 from campaigns.planning import schedule

@@ -23,7 +23,9 @@ from campaigns.authoring.checks import check_step
 from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning.contacts import normalise_email
-from campaigns.rendering.render import SAMPLE, Recipient, Rendered, compile_campaign, sample_links
+from campaigns.rendering.compile import compile_campaign
+from campaigns.rendering.links import sample_links
+from campaigns.rendering.personalise import SAMPLE, Recipient, Rendered
 from campaigns.rendering.tokens import public_url
 from campaigns.storage.publish import open_campaign
 from campaigns.storage.store import Store

@@ -11,7 +11,7 @@ from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError
 from campaigns.planning import schedule
 from campaigns.planning.contacts import normalise_email
-from campaigns.planning.enroll import plan
+from campaigns.planning.plans import plan
 from campaigns.storage.publish import open_campaign
 from campaigns.storage.statuses import DELIVERY_STATES
 from campaigns.storage.store import Store

@@ -24,7 +24,7 @@ import templates
 from campaigns.authoring.checks import GMAIL_CLIP_BYTES, SUBJECT_MAX, Finding
 from campaigns.authoring.spec import Campaign
 from campaigns.planning.schedule import Delay
-from campaigns.rendering.render import CompiledCampaign, Recipient, Rendered
+from campaigns.rendering.personalise import CompiledCampaign, Recipient, Rendered
 from campaigns.reporting.reports import sample_calendar
 
 __all__ = [

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
@@ -40,9 +40,10 @@ from starlette.routing import Route
 
 import templates
 from campaigns.compliance.suppressions import Scope, unsubscribe
-from campaigns.errors import ConfigurationError, NotFoundError
+from campaigns.errors import NotFoundError
+from campaigns.rendering.links import check_public_url
 from campaigns.rendering.tokens import PUBLIC_URL_ENV, Signer, TokenError, UnsubscribeClaim
-from campaigns.storage.publish import load_version
+from campaigns.storage.publish import load_version, published_names
 from campaigns.storage.statuses import EnrollmentStatus
 from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import contacts, enrollments, suppressions
@@ -80,28 +81,11 @@ _PAGE_HEADERS = {
 # ----------------------------------------------------------------------------- public URL
 
 
-def check_public_url(url: str | None, *, name: str = PUBLIC_URL_ENV) -> None:
-    """Unsubscribe links must be https; plain http is accepted only for a loopback address."""
-    if not url:
-        return
-    parts = urlsplit(url.strip())
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and is_loopback(parts.hostname):
-        return
-    raise ConfigurationError(
-        f"{name} must be an https address where `dripmail serve` is reachable "
-        f"(plain http only for a loopback address such as http://127.0.0.1:8025); got {url!r}"
-    )
-
-
 def check_published_public_urls(store: Store, environ: Mapping[str, str]) -> None:
     """DRIPMAIL_PUBLIC_URL, else every published campaign's links.public_url, must be https."""
     if environ.get(PUBLIC_URL_ENV):
         check_public_url(environ[PUBLIC_URL_ENV])
         return
-    from campaigns.storage.publish import published_names
-
     with store.connect() as conn:
         for name in published_names(conn):
             campaign = load_version(conn, name)

@@ -27,7 +27,8 @@ from starlette.routing import Route
 
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning import schedule
-from campaigns.planning.enroll import Signup, enroll, validate
+from campaigns.planning.enroll import enroll
+from campaigns.planning.signups import Signup, validate
 from campaigns.storage.publish import load_version
 from campaigns.storage.statuses import DeliveryStatus
 from campaigns.storage.store import Store

@@ -7,13 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from campaigns.authoring.article import (
-    Article,
-    parse_markdown,
-    parse_text,
-    read_article,
-    word_count,
-)
+from campaigns.authoring.article import Article, word_count
+from campaigns.authoring.markdown_article import parse_markdown
+from campaigns.authoring.readers import read_article
+from campaigns.authoring.text_article import parse_text
 from campaigns.errors import InputError
 
 CLINIC = Path(__file__).resolve().parents[2] / "examples" / "ketamine-and-sleep.txt"

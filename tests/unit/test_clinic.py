@@ -6,7 +6,8 @@ import email
 import email.policy
 import re
 
-from campaigns.rendering.render import Recipient, compile_campaign
+from campaigns.rendering.compile import compile_campaign
+from campaigns.rendering.personalise import Recipient
 from campaigns.rendering.tokens import contact_links
 from examples import ARTICLE
 

@@ -16,8 +16,10 @@ import pytest
 from campaigns.authoring.spec import load_folder
 from campaigns.errors import InputError
 from campaigns.planning.schedule import Delay
-from campaigns.rendering.render import PLACEHOLDER_PUBLIC_URL, Recipient
-from campaigns.reporting.export import describe_delay, export_campaign, export_for
+from campaigns.rendering.personalise import Recipient
+from campaigns.rendering.tokens import PLACEHOLDER_PUBLIC_URL
+from campaigns.reporting.export import export_campaign, export_for
+from campaigns.studio.views import describe_delay
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "render"
 STEMS = ["01-welcome", "02-mental-health", "03-every-patient"]

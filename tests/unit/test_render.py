@@ -16,18 +16,10 @@ import pytest
 
 from campaigns.authoring.spec import Campaign, Colors, load_folder
 from campaigns.errors import InputError
-from campaigns.rendering.render import (
-    SAMPLE,
-    CompiledCampaign,
-    Recipient,
-    Rendered,
-    clear_cache,
-    compile_campaign,
-    contrast_ratio,
-    markdown_text,
-    palette,
-    render_sample,
-)
+from campaigns.rendering.compile import clear_cache, compile_campaign, render_sample
+from campaigns.rendering.markdown import markdown_text
+from campaigns.rendering.palette import contrast_ratio, palette
+from campaigns.rendering.personalise import SAMPLE, CompiledCampaign, Recipient, Rendered
 from senders.mime import to_bytes
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "render"

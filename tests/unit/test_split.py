@@ -8,16 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from campaigns.authoring.article import Article, parse_text, read_article, word_count
+from campaigns.authoring.article import Article, word_count
+from campaigns.authoring.defaults import CampaignDefaults, load_defaults
+from campaigns.authoring.folder import build_campaign_folder, write_campaign
+from campaigns.authoring.readers import read_article
 from campaigns.authoring.spec import PLACEHOLDER_EMAIL, load_folder
-from campaigns.authoring.split import (
-    CampaignDefaults,
-    Draft,
-    build_campaign_folder,
-    load_defaults,
-    split_article,
-    write_campaign,
-)
+from campaigns.authoring.split import Draft, split_article
+from campaigns.authoring.text_article import parse_text
 from campaigns.errors import InputError
 
 CLINIC = Path(__file__).resolve().parents[2] / "examples" / "ketamine-and-sleep.txt"

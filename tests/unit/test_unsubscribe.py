@@ -10,7 +10,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from campaigns.errors import ConfigurationError
 from campaigns.rendering.tokens import UNSUBSCRIBE_SALT, Signer, UnsubscribeClaim, contact_links
-from campaigns.web.app import check_public_url
+from campaigns.rendering.links import check_public_url
 
 
 @pytest.mark.parametrize(

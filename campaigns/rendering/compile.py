@@ -1,0 +1,277 @@
+"""Compile a campaign's steps once per version (cached by campaign version + layout hash).
+
+    step Markdown -> HTML (markdown-it) -> templates/email.mjml.j2 -> MJML -> mjml-python
+    -> premailer (CSS inlined, @media kept) -> a Jinja template that still holds the
+    per-contact placeholders; the same step -> templates/email.txt.j2 -> a text template.
+
+Placeholders are swapped for opaque tokens on the way in and put back after premailer
+(see campaigns.rendering.placeholders); each step is rendered once at compile time, so
+a broken placeholder is an error now, not per contact.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from functools import lru_cache
+from typing import Any
+
+import cssutils
+import mjml
+import premailer
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+import templates
+from campaigns.authoring.sources import step_file
+from campaigns.authoring.spec import Campaign, Step
+from campaigns.errors import InputError
+from campaigns.rendering.batch import step_batch
+from campaigns.rendering.links import sample_links
+from campaigns.rendering.markdown import markdown_html, markdown_text, with_heading
+from campaigns.rendering.palette import Palette, checked_palette
+from campaigns.rendering.personalise import (
+    SAMPLE,
+    CompiledCampaign,
+    CompiledStep,
+    Recipient,
+    Rendered,
+    step_source,
+)
+from campaigns.rendering.placeholders import (
+    PlaceholderTokens,
+    check_staff_text,
+    contact_environment,
+)
+from campaigns.rendering.tokens import PLACEHOLDER_PUBLIC_URL
+
+__all__ = ["clear_cache", "compile_campaign", "compile_step", "layout_environment", "render_sample"]
+
+FONT_STACK = "-apple-system, BlinkMacSystemFont, Segoe UI, Helvetica, Arial, sans-serif"
+_DOCTYPE = "<!doctype html>\n"
+
+log = logging.getLogger("dripmail.render")
+
+# cssutils reports every Outlook-only property (mso-*) MJML writes as an error.
+cssutils.log.setLevel(logging.CRITICAL)
+
+_URL_ATTRIBUTE = re.compile(r'((?:href|src)=")([^"]*)(")')
+
+
+@lru_cache(maxsize=1)
+def layout_environment() -> Environment:
+    """The compile-time Jinja environment for templates/ (autoescape on except *.txt.j2)."""
+    return Environment(
+        loader=FileSystemLoader(templates.DIRECTORY),
+        autoescape=lambda name: name is not None and not name.endswith(".txt.j2"),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _inline_css(html: str) -> str:
+    """premailer with no network, media queries and classes kept, and the doctype put back."""
+    inlined = premailer.transform(
+        html,
+        allow_network=False,
+        keep_style_tags=True,  # the @media rule that stacks columns lives in a style tag
+        remove_classes=False,  # ... and targets MJML's column classes
+        strip_important=False,  # MJML's media rules need their !important
+        disable_validation=True,
+        # premailer copies CSS width/height onto attributes and overwrites the pixel
+        # width MJML gave an image (Outlook sizes images by it) with "100%".
+        disable_basic_attributes=["width", "height"],
+        cssutils_logging_level=logging.CRITICAL,
+    )
+    # premailer serialises through lxml and drops the doctype (standards mode needs it).
+    if not inlined.lstrip().lower().startswith("<!doctype"):
+        inlined = _DOCTYPE + inlined
+    return inlined.rstrip() + "\n"
+
+
+def _short_lines(html: str, limit: int = 500) -> str:
+    """Break long lines at a space between attributes, where a newline means the same.
+
+    premailer writes the body on one line of many kilobytes; with lines under 998
+    characters (RFC 5322 2.1.1) and ASCII only, the part needs no transfer encoding.
+    """
+    lines = []
+    for line in html.split("\n"):
+        if len(line) <= limit:
+            lines.append(line)
+            continue
+        out: list[str] = []
+        since, in_tag, quote = 0, False, ""
+        for char in line:
+            if quote:
+                quote = "" if char == quote else quote
+            elif in_tag:
+                if char in "\"'":
+                    quote = char
+                elif char == ">":
+                    in_tag = False
+                elif char == " " and since >= limit:
+                    out.append("\n")
+                    since = 0
+                    continue
+            elif char == "<":
+                in_tag = True
+            out.append(char)
+            since += 1
+        lines.append("".join(out))
+    return "\n".join(lines)
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _layout_values(
+    campaign: Campaign, step: Step, tokens: PlaceholderTokens, colours: Palette
+) -> dict[str, Any]:
+    """What the layouts get: brand values as text, staff text and per-contact values as tokens."""
+    spec = campaign.spec
+    brand, links = spec.brand, spec.links
+    return {
+        "language": spec.language,
+        "subject": tokens.protect(step.subject),
+        "preheader": tokens.protect(step.preheader) if step.preheader else None,
+        "organisation": brand.organisation,
+        "logo_url": brand.logo_url,
+        "website": links.website,
+        "position": step.position,
+        "total": len(campaign.steps),
+        "cta_label": tokens.protect(step.cta) if step.cta else None,
+        "cta_url": links.cta_url,
+        "postal_lines": _lines(brand.postal_address),
+        "disclaimer": brand.disclaimer,
+        "unsubscribe_url": tokens.token("{{ unsubscribe_url }}"),
+        "preferences_url": tokens.token("{{ preferences_url }}"),
+        "font_stack": FONT_STACK,
+        "c": colours,
+    }
+
+
+def compile_step(campaign: Campaign, step: Step, colours: Palette) -> CompiledStep:
+    """One step through the whole pipeline, uncached (compile_campaign caches whole versions)."""
+    # Seeded with every text that reaches the layout, so no text can contain a token.
+    tokens = PlaceholderTokens(
+        campaign.files.get("campaign.yaml", "") + campaign.files.get(step.file, "")
+    )
+    for text, field in (
+        (step.subject, "subject"),
+        (step.preheader or "", "preheader"),
+        (step.cta or "", "cta"),
+        (step.body, None),
+    ):
+        check_staff_text(text, field, tokens, campaign, step)
+
+    values = _layout_values(campaign, step, tokens, colours)
+    body = with_heading(tokens.protect(step.body), values["subject"])
+    env = layout_environment()
+    mjml_source = env.get_template("email.mjml.j2").render(
+        values, body_html=Markup(markdown_html(body))
+    )
+    html = _inline_css(mjml.mjml2html(mjml_source, fonts={}))
+    html = _URL_ATTRIBUTE.sub(lambda m: m.group(1) + tokens.in_url(m.group(2)) + m.group(3), html)
+    # Non-ASCII as character references: the same page, and quoted-printable
+    # encoding of an all-ASCII part per message is a fraction of the cost.
+    html = _short_lines(html.encode("ascii", "xmlcharrefreplace").decode("ascii"))
+    text = env.get_template("email.txt.j2").render(
+        values, body_text=markdown_text(body, tokens.in_url)
+    )
+    text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+    source = step_source(
+        tokens.source(values["subject"]),
+        tokens.source(values["preheader"]) if values["preheader"] else None,
+        tokens.source(html),
+        tokens.source(text),
+    )
+    compiled = CompiledStep(
+        key=step.key,
+        file=step.file,
+        position=step.position,
+        total=values["total"],
+        template=contact_environment().from_string(source),
+        batch=step_batch(
+            source,
+            key=f"{campaign.version}:{templates.digest()}:{step.key}",
+            seed=campaign.files.get("campaign.yaml", "") + campaign.files.get(step.file, ""),
+        ),
+    )
+    _try_render(compiled, campaign, step)
+    return compiled
+
+
+def _try_render(compiled: CompiledStep, campaign: Campaign, step: Step) -> None:
+    """Render once with and once without a first name: errors surface now, not per contact.
+
+    The batch form must give the very same HTML and text; if it ever did not, the step
+    goes rendered in full rather than risk a different email.
+    """
+    for first_name in ("Sam", ""):
+        recipient = Recipient("check@example.com", first_name)
+        links = {
+            "unsubscribe_url": f"{PLACEHOLDER_PUBLIC_URL}/u/check",
+            "preferences_url": f"{PLACEHOLDER_PUBLIC_URL}/p/check",
+        }
+        try:
+            rendered = compiled.personalise(recipient, **links)
+            form = compiled.batch_form(recipient, **links)
+        except Exception as exc:  # a staff expression can raise anything; name the file
+            raise InputError(
+                f"placeholder fails when first_name is {first_name!r}: {exc}",
+                source=step_file(campaign, step),
+            ) from None
+        if form is not None and form.render() != (rendered.html, rendered.text):
+            log.warning("step %s: the batch form differs from the render; not used", step.key)
+            compiled.drop_batch_form()
+
+
+_CACHE: OrderedDict[tuple[str, str], CompiledCampaign] = OrderedDict()
+_CACHE_SIZE = 32
+_CACHE_LOCK = threading.Lock()
+
+
+def compile_campaign(campaign: Campaign) -> CompiledCampaign:
+    """Compile every step of `campaign`, once per campaign version and layout version."""
+    key = (campaign.version, templates.digest())
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    colours = checked_palette(campaign)
+    steps = {step.key: compile_step(campaign, step, colours) for step in campaign.steps}
+    compiled = CompiledCampaign(campaign, steps)
+    with _CACHE_LOCK:
+        compiled = _CACHE.setdefault(key, compiled)  # another thread may have won the race
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return compiled
+
+
+def clear_cache() -> None:
+    """Forget every compiled campaign (the preview studio calls this after a layout edit)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def render_sample(
+    campaign: Campaign,
+    step_key: str,
+    recipient: Recipient = SAMPLE,
+    *,
+    public_url: str = PLACEHOLDER_PUBLIC_URL,
+) -> Rendered:
+    """One step personalised for a sample recipient, with placeholder unsubscribe links."""
+    unsubscribe_url, preferences_url = sample_links(public_url)
+    return (
+        compile_campaign(campaign)
+        .step(step_key)
+        .personalise(recipient, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url)
+    )

@@ -1,0 +1,217 @@
+"""Compiled steps and campaigns personalised per contact: Recipient in, Rendered or Message out.
+
+Personalise (per contact): four renders of precompiled templates, nothing else. A
+contact's data is a value for the placeholders' VARIABLES, never template source.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from jinja2 import Template
+
+from campaigns.authoring.spec import Campaign
+from campaigns.errors import NotFoundError
+from campaigns.rendering.batch import Batch
+from campaigns.rendering.categories import campaign_category, step_category
+from campaigns.rendering.placeholders import concat
+from senders.base import BatchForm, Message, TaggedContent
+
+__all__ = [
+    "SAMPLE",
+    "CompiledCampaign",
+    "CompiledStep",
+    "Recipient",
+    "Rendered",
+    "step_source",
+]
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who a step is personalised for."""
+
+    email: str
+    first_name: str | None = None
+    timezone: str = "UTC"
+
+
+SAMPLE = Recipient("sample.patient@example.com", "Sam", "America/New_York")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One personalised email."""
+
+    subject: str
+    preheader: str | None
+    html: str
+    text: str
+
+
+def step_source(subject: str, preheader: str | None, html: str, text: str) -> str:
+    """One template whose blocks are the four parts, so a contact needs one context, not four."""
+    parts = [("subject", subject, False), ("html", html, True), ("text", text, False)]
+    if preheader is not None:
+        parts.append(("preheader", preheader, False))
+    return "".join(
+        f"{{% block {name} %}}"
+        + (part if escape else f"{{% autoescape false %}}{part}{{% endautoescape %}}")
+        + "{% endblock %}"
+        for name, part, escape in parts
+    )
+
+
+class CompiledStep:
+    """One step's frozen subject, preheader, HTML and text, as blocks of one Jinja template.
+
+    `tagged` is the step's batch form (None when it has none): see Batch.
+    """
+
+    __slots__ = ("_batch", "_blocks", "_new_context", "file", "key", "position", "total")
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        file: str,
+        position: int,
+        total: int,
+        template: Template,
+        batch: Batch | None = None,
+    ):
+        self.key = key
+        self.file = file
+        self.position = position
+        self.total = total
+        self._new_context = template.new_context
+        blocks = template.blocks
+        self._blocks = (blocks["subject"], blocks.get("preheader"), blocks["html"], blocks["text"])
+        self._batch = batch
+
+    def __repr__(self) -> str:
+        return f"CompiledStep({self.key!r}, {self.position} of {self.total})"
+
+    @property
+    def tagged(self) -> TaggedContent | None:
+        return self._batch.content if self._batch is not None else None
+
+    def personalise(
+        self, recipient: Recipient, *, unsubscribe_url: str, preferences_url: str
+    ) -> Rendered:
+        """Render this step for one contact: Jinja renders of precompiled templates only."""
+        # shared=True: the environment has no globals to merge into the context.
+        context = self._new_context(
+            _variables(recipient, unsubscribe_url, preferences_url), shared=True
+        )
+        subject, preheader, html, text = self._blocks
+        return Rendered(
+            concat(subject(context)),
+            concat(preheader(context)) if preheader is not None else None,
+            concat(html(context)),
+            concat(text(context)),
+        )
+
+    def batch_form(
+        self, recipient: Recipient, *, unsubscribe_url: str, preferences_url: str
+    ) -> BatchForm | None:
+        """The contact's values for the step's tagged content; None when the step has none."""
+        if self._batch is None:
+            return None
+        return self._batch.form(_variables(recipient, unsubscribe_url, preferences_url))
+
+    def drop_batch_form(self) -> None:
+        """Send this step rendered in full only (its batch form failed the compile check)."""
+        self._batch = None
+
+
+def _variables(recipient: Recipient, unsubscribe_url: str, preferences_url: str) -> dict[str, str]:
+    return {
+        "first_name": recipient.first_name or "",
+        "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
+    }
+
+
+class CompiledCampaign:
+    """A campaign version with every step compiled, ready to personalise per contact."""
+
+    def __init__(self, campaign: Campaign, steps: dict[str, CompiledStep]) -> None:
+        self.campaign = campaign
+        self.steps = steps  # in step order
+
+    def __repr__(self) -> str:
+        return f"CompiledCampaign({self.campaign.name!r}, version={self.campaign.version!r})"
+
+    def step(self, step_key: str) -> CompiledStep:
+        try:
+            return self.steps[step_key]
+        except KeyError:
+            raise NotFoundError(
+                f"campaign {self.campaign.name!r} has no step {step_key!r}"
+            ) from None
+
+    def message(
+        self,
+        step_key: str,
+        recipient: Recipient,
+        *,
+        delivery_id: str,
+        unsubscribe_url: str,
+        unsubscribe_mailto: str,
+        preferences_url: str,
+        date: datetime | None,
+        message_id: str | None = None,
+        is_test: bool = False,
+        batch_form: bool = True,
+    ) -> Message:
+        """The personalised step as a Message with its list and identity headers.
+
+        `batch_form=False` leaves out the step's batch form (a sender that sends one
+        message per request has no use for it, and it costs a few renders).
+        """
+        spec = self.campaign.spec
+        step = self.step(step_key)
+        rendered = step.personalise(
+            recipient, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url
+        )
+        domain = spec.from_.address.rpartition("@")[2]
+        if not unsubscribe_mailto.startswith("mailto:"):
+            unsubscribe_mailto = f"mailto:{unsubscribe_mailto}"
+        headers = {
+            "Message-ID": message_id
+            or f"<dripmail.{_atom(delivery_id)}.{self.campaign.version}@{domain}>",
+            # RFC 2369 list of URIs; RFC 8058 one-click needs the https one and the Post header.
+            "List-Unsubscribe": f"<{unsubscribe_url}>, <{unsubscribe_mailto}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+        if is_test:
+            headers["X-Dripmail-Test"] = "yes"
+        return Message(
+            delivery_id=delivery_id,
+            from_name=spec.from_.name,
+            from_address=spec.from_.address,
+            to_address=recipient.email,
+            to_name=recipient.first_name or None,
+            subject=f"[TEST] {rendered.subject}" if is_test else rendered.subject,
+            preheader=rendered.preheader,
+            html=rendered.html,
+            text=rendered.text,
+            reply_to=spec.reply_to,
+            headers=headers,
+            date=date,
+            categories=(campaign_category(self.campaign.name), step_category(step_key)),
+            is_test=is_test,
+            batch=step.batch_form(
+                recipient, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url
+            )
+            if batch_form
+            else None,
+        )
+
+
+def _atom(value: str) -> str:
+    # The left part of a Message-ID must be an RFC 5322 dot-atom.
+    return re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]", "-", str(value)).strip(".") or "x"

@@ -1,0 +1,107 @@
+"""The studio's uvicorn server: bound before it serves, its event streams ended on stop."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import webbrowser
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import uvicorn
+
+from campaigns.errors import ConfigurationError
+from campaigns.studio.app import DEFAULT_HOST, DEFAULT_PORT, create_app
+from campaigns.studio.state import Studio
+
+__all__ = ["StudioServer", "make_server", "serve_studio"]
+
+
+class StudioServer(uvicorn.Server):
+    """uvicorn, ending the studio's event streams first so that stopping is immediate."""
+
+    def __init__(self, config: uvicorn.Config, studio: Studio, sock: socket.socket) -> None:
+        super().__init__(config)
+        self.studio = studio
+        self.socket = sock
+        self.on_ready: Callable[[str], None] | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.socket.getsockname()[:2]
+        if host in ("0.0.0.0", "::"):  # every address: this machine's is one of them
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}/"
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_ready is not None:
+            self.on_ready(self.url)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.studio.close_streams()
+        await super().shutdown(sockets)
+
+    def run_studio(self) -> None:
+        """Serve until stopped (Ctrl+C, or `should_exit` from another thread)."""
+        self.run(sockets=[self.socket])
+
+
+def make_server(
+    folder: Path | str,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    db: str | None = None,
+    sender: str | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> StudioServer:
+    """Load the folder and bind the socket (port 0: any free port); `run_studio()` serves."""
+    studio = Studio(folder, db=db, sender=sender, clock=clock)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (pick another --port)"
+        ) from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    config = uvicorn.Config(
+        create_app(studio, host=host),
+        log_level="warning",
+        access_log=False,
+        ws="none",
+        lifespan="on",
+        timeout_graceful_shutdown=2,
+    )
+    return StudioServer(config, studio, sock)
+
+
+def serve_studio(
+    folder: Path | str,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    open_browser: bool = False,
+    db: str | None = None,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """`dripmail preview`: serve the studio until Ctrl+C."""
+    server = make_server(folder, host=host, port=port, db=db)
+
+    def ready(url: str) -> None:
+        announce(f"studio for {server.studio.folder} on {url} (Ctrl+C stops it)")
+        if open_browser:
+            threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+
+    server.on_ready = ready
+    # uvicorn stops cleanly on Ctrl+C, then raises the signal again for its caller.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run_studio()
