@@ -62,19 +62,10 @@ def command(
                 for line in str(exc).splitlines() or [type(exc).__name__]:
                     err.print(f"error: {line}", markup=False)
                 raise typer.Exit(exc.exit_code) from None
-            except _sender_config_error() as exc:
-                err.print(f"error: {exc}", markup=False)
-                raise typer.Exit(2) from None
 
         return (group or app).command(name=name)(wrapper)  # type: ignore[return-value]
 
     return decorate
-
-
-def _sender_config_error() -> type[Exception]:
-    from senders.base import SenderConfigurationError
-
-    return SenderConfigurationError
 
 
 def _store(db: str | None):

@@ -33,7 +33,6 @@ from campaigns.delivery.dispatch import (
 )
 from campaigns.errors import ConfigurationError, DripmailError
 from campaigns.storage.store import Store, utcnow
-from senders.base import SenderConfigurationError
 
 log = logging.getLogger("dripmail.workers")
 
@@ -280,7 +279,7 @@ def _worker_process(index: int, options: WorkerOptions, messages) -> None:
                     messages.put(("report", index, report))
             finally:
                 store.close()
-        except (DripmailError, SenderConfigurationError) as exc:
+        except DripmailError as exc:
             messages.put(("error", index, str(exc)))
             messages.close()
             messages.join_thread()
