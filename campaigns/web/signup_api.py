@@ -89,9 +89,8 @@ def sign_up(store: Store, body: SignupIn, *, now: datetime) -> tuple[int, dict]:
     )
     try:
         contact = validate(signup, campaign, now=now)
-    except ValueError as exc:
-        field_name, _, message = str(exc).partition(": ")
-        raise ApiError(422, message, field_name) from None
+    except InputError as exc:
+        raise ApiError(422, exc.message, exc.field) from None
     existing = _enrollment(store, contact.email, campaign.name)
     if existing is not None:
         return 200, existing
