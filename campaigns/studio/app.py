@@ -76,6 +76,7 @@ from campaigns.rendering.render import (
     sample_links,
 )
 from campaigns.rendering.tokens import public_url
+from campaigns.settings import Settings
 from campaigns.studio.views import (
     DESKTOP_WIDTH,
     PHONE_WIDTH,
@@ -150,12 +151,12 @@ class Snapshot:
     _checks: dict[str, list[Finding]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def findings(self, step_key: str) -> list[Finding]:
+    def findings(self, step_key: str, settings: Settings) -> list[Finding]:
         """checks.py's findings for one email, computed once per snapshot."""
         assert self.campaign is not None
         with self._lock:
             if step_key not in self._checks:
-                self._checks[step_key] = check_step(self.campaign, step_key)
+                self._checks[step_key] = check_step(self.campaign, step_key, settings=settings)
             return self._checks[step_key]
 
 
@@ -169,6 +170,7 @@ class Studio:
         db: str | None = None,
         sender: str | None = None,
         clock: Callable[[], datetime] | None = None,
+        settings: Settings | None = None,
     ) -> None:
         folder = Path(folder)
         if not folder.is_dir():
@@ -178,6 +180,7 @@ class Studio:
         self.folder = folder.resolve()
         self.db = db
         self.sender = sender
+        self.settings = Settings.from_env() if settings is None else settings
         self.clock = clock or (lambda: datetime.now(UTC))  # the sample sign-up is "now"
         self.token = secrets.token_urlsafe(24)  # proves a POST came from the studio page
         self.snapshot = Snapshot(version=0)
@@ -285,7 +288,7 @@ class Studio:
 
         with self._store_lock:
             if self._store is None:
-                self._store = Store(self.db)
+                self._store = Store(self.db, settings=self.settings)
             return self._store
 
     def send_test(self, step_key: str, to: str) -> str:
@@ -415,7 +418,9 @@ class Pages:
         self.zones = _zones()
 
     def _links(self, campaign: Campaign) -> tuple[str, str]:
-        return sample_links(public_url(campaign.spec.links.public_url))
+        return sample_links(
+            public_url(self.studio.settings.public_url, campaign.spec.links.public_url)
+        )
 
     def render(
         self, snapshot: Snapshot, params: Any, *, notice: str | None = None, status: int = 200
@@ -452,7 +457,7 @@ class Pages:
         entry = next(e for e in entries if e.key == key)
         rendered = _personalise(compiled, key, recipient, links)
         try:
-            findings = snapshot.findings(key)
+            findings = snapshot.findings(key, studio.settings)
         except Exception as exc:  # the linter must not take the preview down with it
             log.error("checks failed for %s", key, exc_info=exc)
             findings = [Finding("error", "checks", f"the checks could not run: {exc}", "")]

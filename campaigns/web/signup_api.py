@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,7 @@ from starlette.routing import Route
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.enroll import Signup, enroll, validate
+from campaigns.settings import API_TOKEN_ENV, Settings
 from campaigns.storage.publish import load_version
 from campaigns.storage.statuses import DeliveryStatus
 from campaigns.storage.store import Store
@@ -36,7 +37,6 @@ from campaigns.web.webhooks import WebhookRejected, read_body
 
 log = logging.getLogger("dripmail.api")
 
-API_TOKEN_ENV = "DRIPMAIL_API_TOKEN"
 MAX_SIGNUP_BODY = 64 * 1024
 
 
@@ -178,10 +178,10 @@ def _parse(raw: bytes) -> SignupIn:
 
 
 def signup_routes(
-    store: Store, *, environ: Mapping[str, str], clock: Callable[[], datetime]
+    store: Store, *, settings: Settings, clock: Callable[[], datetime]
 ) -> list[Route]:
     """The API's routes, for `campaigns.web.create_app`."""
-    token = environ.get(API_TOKEN_ENV) or None
+    token = settings.api_token.get_secret_value() if settings.api_token else None
 
     async def create(request: Request) -> Response:
         try:
