@@ -995,8 +995,8 @@ class SenderPool:
     def __call__(self, campaign: Campaign) -> Sender:
         from senders.registry import NEEDS_PUBLIC_URL, make_sender
 
-        config = campaign.spec.sender.model_dump()
-        name = self.override or config["type"]
+        config = campaign.spec.sender
+        name = self.override or config.type
         if name in NEEDS_PUBLIC_URL and not public_url(
             self.settings.public_url, campaign.spec.links.public_url
         ):
@@ -1005,9 +1005,9 @@ class SenderPool:
                 f"campaign {campaign.name}: the {name} sender needs a public URL for unsubscribe "
                 "links: set DRIPMAIL_PUBLIC_URL or links.public_url in campaign.yaml"
             )
-        key = (name, repr(sorted(config.items())))
+        key = (name, config)
         if key not in self._made:
-            self._made[key] = make_sender(name, config)
+            self._made[key] = make_sender(name, config, self.settings)
         return self._made[key]
 
     def check(self, store: Store) -> None:

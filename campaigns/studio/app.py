@@ -63,6 +63,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import templates
 from campaigns.authoring.checks import Finding, check_step
+from campaigns.authoring.sender_settings import outbox
 from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_folder
 from campaigns.errors import ConfigurationError, DripmailError, InputError
 from campaigns.planning.schedule import parse_instant, zone
@@ -309,7 +310,7 @@ class Studio:
             raise DripmailError(f"the test was not sent ({result.outcome}): {result.error}")
         where = ""
         if sender == "file" and result.provider_id:
-            where = f": {Path(campaign.spec.sender.outbox) / result.provider_id}"
+            where = f": {Path(outbox(campaign.spec.sender)) / result.provider_id}"
         subject = campaign.step(step_key).subject
         return f"Sent a test of “{subject}” to {to.strip()} through the {sender} sender{where}."
 
@@ -490,7 +491,7 @@ class Pages:
             },
             widths={"desktop": DESKTOP_WIDTH, "phone": PHONE_WIDTH},
             sender=studio.sender or campaign.spec.sender.type,
-            outbox=campaign.spec.sender.outbox,
+            outbox=outbox(campaign.spec.sender),
             placeholders=campaign.placeholders(),
             signed_up=format_when(contact.signed_up_at),
             delay=describe_delay(campaign.step(key).delay),
