@@ -428,7 +428,8 @@ def _first_error(exc: ValidationError, lines: dict, source: str) -> InputError:
     loc, _ = _walk(tuple(error["loc"]))
     if error["type"] == "extra_forbidden":
         message = f"unknown key {loc[-1]!r}"
-        allowed = _keys(_walk(tuple(error["loc"])[:-1])[1])
+        _, parent = _walk(tuple(error["loc"])[:-1])
+        allowed = _keys(parent)
         if allowed:
             message += f" (expected one of: {', '.join(allowed)})"
     elif error["type"] == "missing":
@@ -445,7 +446,7 @@ def _first_error(exc: ValidationError, lines: dict, source: str) -> InputError:
 
 
 def _walk(loc: tuple) -> tuple[tuple, Any]:
-    """`loc` as campaign.yaml spells it, and the model it ends in (else not a model).
+    """`loc` as campaign.yaml spells it, and the type of the field it ends in.
 
     After a discriminated union pydantic names the model it tried (`sender.smtp.port`):
     that name is no key of the file, so it is dropped (`sender.port`).
