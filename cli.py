@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,6 +16,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from campaigns import errors
+
+if TYPE_CHECKING:
+    from campaigns.settings import Settings
+    from campaigns.storage.store import Store
 
 app = typer.Typer(
     name="dripmail",
@@ -62,25 +65,23 @@ def command(
                 for line in str(exc).splitlines() or [type(exc).__name__]:
                     err.print(f"error: {line}", markup=False)
                 raise typer.Exit(exc.exit_code) from None
-            except _sender_config_error() as exc:
-                err.print(f"error: {exc}", markup=False)
-                raise typer.Exit(2) from None
 
         return (group or app).command(name=name)(wrapper)  # type: ignore[return-value]
 
     return decorate
 
 
-def _sender_config_error() -> type[Exception]:
-    from senders.base import SenderConfigurationError
+def _settings() -> Settings:
+    """The command's settings: every DRIPMAIL_* and SENDGRID_* variable, read once."""
+    from campaigns.settings import Settings
 
-    return SenderConfigurationError
+    return Settings.from_env()
 
 
-def _store(db: str | None):
+def _store(db: str | None, settings: Settings | None = None) -> Store:
     from campaigns.storage.store import Store
 
-    return Store(db)
+    return Store(db, settings=settings)
 
 
 def _now(value: str | None) -> datetime:
@@ -93,8 +94,8 @@ def _now(value: str | None) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _setup_logging() -> None:
-    level = os.environ.get("DRIPMAIL_LOG_LEVEL", "INFO").upper()
+def _setup_logging(settings: Settings) -> None:
+    level = settings.log_level.upper()
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -177,7 +178,9 @@ def render(
     """Write every email of a campaign as .html, .txt and .eml, with an index.html."""
     from campaigns.reporting.export import export_for
 
-    index = export_for(_store(db) if email else None, campaign, out, email=email)
+    settings = _settings()
+    store = _store(db, settings) if email else None
+    index = export_for(store, campaign, out, email=email, settings=settings)
     console.print(f"wrote {index}")
 
 
@@ -360,7 +363,8 @@ def run(
         raise errors.InputError(str(exc), field="--lease") from None
     if not lease_time:
         raise errors.InputError("must be longer than zero, like 5m", field="--lease")
-    _setup_logging()
+    settings = _settings()
+    _setup_logging(settings)
 
     def line(report) -> str:
         return (
@@ -368,7 +372,7 @@ def run(
             f"retrying {report.retrying}, deferred {report.deferred}, skipped {report.skipped}"
         )
 
-    store = _store(db)
+    store = _store(db, settings)
     if workers == 1:
         for report in run_worker(
             store,
@@ -379,6 +383,7 @@ def run(
             interval=interval,
             lease=lease_time,
             handle_signals=True,
+            settings=settings,
         ):
             console.print(line(report))
         return
@@ -479,8 +484,9 @@ def serve(
     """Answer unsubscribe links (/u/, /p/) and SendGrid's signed events (/webhooks/sendgrid)."""
     from campaigns.web.app import serve as run_server
 
-    _setup_logging()
-    run_server(_store(db), host=host, port=port)
+    settings = _settings()
+    _setup_logging(settings)
+    run_server(_store(db, settings), host=host, port=port)
 
 
 @command("dripmail stats ketamine-and-sleep --json")

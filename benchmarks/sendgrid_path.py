@@ -69,9 +69,10 @@ def bench_sendgrid(work: Path, quick: bool) -> None:
     """The same deliveries through the SendGrid sender with batching on, then off."""
     sys.path.insert(0, str(ROOT))
     from benchmarks.run import NOW, clinic_campaign, report, write_contacts
-    from campaigns.authoring.spec import SenderConfig
+    from campaigns.authoring.sender_settings import SendGridSenderSettings
     from campaigns.delivery.dispatch import Dispatcher
     from campaigns.planning.enroll import import_csv
+    from campaigns.settings import Settings
     from campaigns.storage.store import Store
     from senders.sendgrid import SendGridSender
 
@@ -89,9 +90,9 @@ def bench_sendgrid(work: Path, quick: bool) -> None:
         for batch in (True, False):
             store = Store(f"sqlite:///{work / f'sendgrid-{batch}.db'}")
             import_csv(store, campaign, contacts, now=NOW)
-            settings = SenderConfig(type="sendgrid", batch=batch).model_dump()
+            config = SendGridSenderSettings(batch=batch)
             environ = {"SENDGRID_API_KEY": KEY, "SENDGRID_API_HOST": url}
-            sender = SendGridSender.from_settings(settings, environ)
+            sender = SendGridSender.from_settings(config, Settings.from_env(environ))
             before = _stats(child)
             start = time.perf_counter()
             result = Dispatcher(store, lambda _campaign, s=sender: s).run(now=NOW)

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from campaigns.errors import DripmailError
 
-class SenderError(Exception):
-    """Base of the sender error family."""
+
+class SenderError(DripmailError):
+    """Base of the sender errors: one of dripmail's errors (exit code 2)."""
 
 
 class SenderConfigurationError(SenderError):

@@ -2,33 +2,45 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from typing import Any
+from campaigns.authoring.sender_settings import (
+    SENDER_TYPES,
+    AnySenderSettings,
+    FileSenderSettings,
+    NullSenderSettings,
+    SmtpSenderSettings,
+    settings_for,
+)
+from campaigns.settings import Settings
 
 from .base import Sender, SenderConfigurationError
 from .file import FileSender, NullSender
 
-NAMES = ("file", "null", "smtp", "sendgrid")
+NAMES = SENDER_TYPES
 NEEDS_PUBLIC_URL = ("smtp", "sendgrid")
 
 
 def make_sender(
-    name: str, settings: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    name: str, config: AnySenderSettings | None = None, settings: Settings | None = None
 ) -> Sender:
-    """A ready sender; a misconfiguration raises SenderConfigurationError before any claim."""
-    settings = dict(settings or {})
-    environ = os.environ if environ is None else environ
-    if name == "file":
-        return FileSender(settings.get("outbox") or "outbox")
-    if name == "null":
+    """A ready `name` sender; a misconfiguration raises SenderConfigurationError before any claim.
+
+    It runs with the campaign's `config` when that is `name`'s (see `settings_for`) and the
+    installation's `settings` (default: the environment's, read now).
+    """
+    if name not in NAMES:
+        raise SenderConfigurationError(
+            f"unknown sender {name!r} (choose one of: {', '.join(NAMES)})"
+        )
+    config = settings_for(name, config)
+    if isinstance(config, FileSenderSettings):
+        return FileSender(config.outbox) if config.outbox else FileSender()
+    if isinstance(config, NullSenderSettings):
         return NullSender()
-    if name == "smtp":
+    settings = Settings.from_env() if settings is None else settings
+    if isinstance(config, SmtpSenderSettings):
         from .smtp import SmtpSender
 
-        return SmtpSender.from_settings(settings, environ)
-    if name == "sendgrid":
-        from .sendgrid import SendGridSender
+        return SmtpSender.from_settings(config, settings)
+    from .sendgrid import SendGridSender
 
-        return SendGridSender.from_settings(settings, environ)
-    raise SenderConfigurationError(f"unknown sender {name!r} (choose one of: {', '.join(NAMES)})")
+    return SendGridSender.from_settings(config, settings)

@@ -12,7 +12,7 @@ custom_args. What one request carries:
 
 A request's answer is the answer for every message in it.
 
-How each answer is read (DESIGN.md, Senders):
+How each answer is read (docs/architecture.md, Senders):
 
 - 202 (200 in sandbox mode): sent; X-Message-Id is SendGrid's id for it.
 - 429: wait until X-RateLimit-Reset, then retry. 500/502/503/504, a refused
@@ -42,7 +42,7 @@ import threading
 import time
 import urllib.error
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,13 +52,14 @@ from urllib.parse import urlsplit
 import python_http_client.exceptions as http_errors
 import sendgrid
 
+from campaigns.authoring.sender_settings import SendGridSenderSettings
+from campaigns.settings import SENDGRID_HOST_ENV, SENDGRID_KEY_ENV, Settings
+
 from .base import BatchForm, Message, Outcome, SenderConfigurationError, SendResult
 
 log = logging.getLogger("dripmail.sendgrid")
 
 DEFAULT_HOST = "https://api.sendgrid.com"
-HOST_ENV = "SENDGRID_API_HOST"
-DEFAULT_KEY_ENV = "SENDGRID_API_KEY"
 BACKOFF_CAP = 30.0  # seconds: the longest single backoff wait
 STOPPED = "the run stopped on a SendGrid configuration error"
 
@@ -146,7 +147,7 @@ class SendGridSender:
         api_key: str,
         *,
         host: str = DEFAULT_HOST,
-        api_key_env: str = DEFAULT_KEY_ENV,
+        api_key_env: str = SENDGRID_KEY_ENV,
         sandbox_mode: bool = False,
         track_opens: bool = False,
         track_clicks: bool = False,
@@ -201,35 +202,36 @@ class SendGridSender:
 
     @classmethod
     def from_settings(
-        cls, settings: Mapping[str, Any], environ: Mapping[str, str], **overrides: Any
+        cls, config: SendGridSenderSettings, settings: Settings, **overrides: Any
     ) -> SendGridSender:
-        """Build from campaign.yaml `sender:` settings and the environment.
+        """Build from the campaign's `sender:` settings and the installation's.
 
         The key comes from the variable named by `api_key_env`; the host from
         SENDGRID_API_HOST, else `api_host`, else SendGrid's global host. `overrides`
         (e.g. sleep, clock, backoff) go to the constructor.
         """
-        key_env = settings.get("api_key_env") or DEFAULT_KEY_ENV
-        api_key = (environ.get(key_env) or "").strip()
+        key = settings.secret(config.api_key_env)
+        api_key = key.get_secret_value().strip() if key else ""
         if not api_key:
             raise SenderConfigurationError(
-                f"the sendgrid sender needs an API key: set the environment variable {key_env}"
+                "the sendgrid sender needs an API key: set the environment variable "
+                f"{config.api_key_env}"
             )
-        host = environ.get(HOST_ENV) or settings.get("api_host") or DEFAULT_HOST
         options: dict[str, Any] = {
-            "host": host,
-            "api_key_env": key_env,
-            "sandbox_mode": bool(settings.get("sandbox_mode", False)),
-            "track_opens": bool(settings.get("track_opens", False)),
-            "track_clicks": bool(settings.get("track_clicks", False)),
-            "categories": bool(settings.get("categories", False)),
-            "asm_group_id": settings.get("asm_group_id"),
-            "batch": bool(settings.get("batch", True)),
+            "host": settings.sendgrid_api_host or config.api_host or DEFAULT_HOST,
+            "api_key_env": config.api_key_env,
+            "sandbox_mode": config.sandbox_mode,
+            "track_opens": config.track_opens,
+            "track_clicks": config.track_clicks,
+            "categories": config.categories,
+            "asm_group_id": config.asm_group_id,
+            "batch": config.batch,
+            "timeout": config.timeout,
+            "concurrency": config.concurrency,
+            "max_attempts": config.max_attempts,
+            "max_wait": config.max_wait,
+            **overrides,
         }
-        for name in ("timeout", "concurrency", "max_attempts", "max_wait"):
-            if settings.get(name) is not None:
-                options[name] = settings[name]
-        options.update(overrides)
         return cls(api_key, **options)
 
     def __repr__(self) -> str:
@@ -597,7 +599,7 @@ def _valid_host(host: str) -> str:
     if problem:
         raise SenderConfigurationError(
             f"sendgrid: {text!r} is not an API address (like https://api.sendgrid.com); "
-            f"check api_host or {HOST_ENV}"
+            f"check api_host or {SENDGRID_HOST_ENV}"
         )
     return text.rstrip("/")
 

@@ -23,19 +23,23 @@ import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from campaigns.authoring.sender_settings import SmtpSenderSettings
+from campaigns.settings import (
+    SMTP_HOST_ENV,
+    SMTP_PASSWORD_ENV,
+    SMTP_PORT_ENV,
+    SMTP_SECURITY_ENV,
+    SMTP_USERNAME_ENV,
+    Settings,
+)
 
 from .base import Message, Outcome, SenderConfigurationError, SendResult, is_loopback
 from .mime import to_bytes
 
 log = logging.getLogger("dripmail.smtp")
-
-ENV_HOST = "DRIPMAIL_SMTP_HOST"
-ENV_PORT = "DRIPMAIL_SMTP_PORT"
-ENV_SECURITY = "DRIPMAIL_SMTP_SECURITY"
-ENV_USERNAME = "DRIPMAIL_SMTP_USERNAME"
-ENV_PASSWORD = "DRIPMAIL_SMTP_PASSWORD"  # the password is read from here and nowhere else
 
 SECURITIES = ("starttls", "ssl", "none")
 # RFC 8314: 465 is implicit TLS submission; RFC 6409: 587 is submission with STARTTLS.
@@ -101,51 +105,46 @@ class SmtpSender:
     @classmethod
     def from_settings(
         cls,
-        settings: Mapping[str, Any],
-        environ: Mapping[str, str],
+        config: SmtpSenderSettings,
+        settings: Settings,
         *,
         ssl_context: ssl.SSLContext | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> SmtpSender:
-        """Campaign `sender:` settings, each overridden by its DRIPMAIL_SMTP_* variable."""
+        """The campaign's `sender:` settings, each overridden by its DRIPMAIL_SMTP_* variable."""
 
-        def pick(key: str, env: str) -> tuple[Any, str]:
-            value = environ.get(env)
-            if value is not None and value.strip():
-                return value.strip(), env
-            value = settings.get(key)
+        def pick(key: str, variable: str | None, env: str) -> tuple[Any, str]:
+            if variable is not None and variable.strip():
+                return variable.strip(), env
+            value = getattr(config, key)
             if isinstance(value, str):
                 value = value.strip() or None
             return value, f"sender.{key} in campaign.yaml"
 
-        host, host_from = pick("host", ENV_HOST)
-        port, port_from = pick("port", ENV_PORT)
-        security, security_from = pick("security", ENV_SECURITY)
-        username, username_from = pick("username", ENV_USERNAME)
-        password = environ.get(ENV_PASSWORD) or None  # never stripped: spaces may be meant
+        host, host_from = pick("host", settings.smtp_host, SMTP_HOST_ENV)
+        port, port_from = pick("port", settings.smtp_port, SMTP_PORT_ENV)
+        security, security_from = pick("security", settings.smtp_security, SMTP_SECURITY_ENV)
+        username, username_from = pick("username", settings.smtp_username, SMTP_USERNAME_ENV)
+        # Never stripped: spaces may be meant.
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
         if host is None:
             raise SenderConfigurationError(
-                f"smtp sender: no host: set {ENV_HOST} or sender.host in campaign.yaml"
+                f"smtp sender: no host: set {SMTP_HOST_ENV} or sender.host in campaign.yaml"
             )
         # Checked here, where each value's source is known, so the error names it.
         host = _check_host(host, host_from)
         port = None if port is None else _check_port(port, port_from)
         security = _check_security(security or "starttls", security_from)
         _check_credentials(username, password, security, host, username_from)
-
-        def number(key: str, default: float) -> float:
-            value = settings.get(key)
-            return default if value is None else float(value)
-
         return cls(
             host,
             port,
             security=security,
             username=username,
             password=password,
-            timeout=number("timeout", DEFAULT_TIMEOUT),
-            max_attempts=int(number("max_attempts", DEFAULT_MAX_ATTEMPTS)),
-            max_wait=number("max_wait", DEFAULT_MAX_WAIT),
+            timeout=config.timeout,
+            max_attempts=config.max_attempts,
+            max_wait=config.max_wait,
             ssl_context=ssl_context,
             sleep=sleep,
         )
@@ -309,8 +308,8 @@ class SmtpSender:
             raise _Reply("MAIL", code, text)
         if code == 530:  # RFC 4954: authentication required
             raise _Misconfigured(
-                f"the SMTP server {self._where} wants a login: set {ENV_USERNAME} and "
-                f"{ENV_PASSWORD} ({text})"
+                f"the SMTP server {self._where} wants a login: set {SMTP_USERNAME_ENV} and "
+                f"{SMTP_PASSWORD_ENV} ({text})"
             )
         # Every message of the batch has the same sender address: refusing it is not
         # about one message.
@@ -326,7 +325,7 @@ class SmtpSender:
         if code == 530 or (code >= 500 and "relay" in text.lower()):
             raise _Misconfigured(
                 f"the SMTP server {self._where} will not relay mail for this sender; "
-                f"check {ENV_USERNAME}/{ENV_PASSWORD} ({_first_code(text)})"
+                f"check {SMTP_USERNAME_ENV}/{SMTP_PASSWORD_ENV} ({_first_code(text)})"
             )
         raise _Reply("RCPT", code, text)
 
@@ -380,7 +379,7 @@ class SmtpSender:
                 # A name that never resolved is a typo, not network trouble.
                 raise _Misconfigured(
                     f"the SMTP host {self.host!r} does not exist ({exc.strerror}): "
-                    f"check {ENV_HOST} or sender.host"
+                    f"check {SMTP_HOST_ENV} or sender.host"
                 ) from None
             raise _Trouble(f"could not look up {self.host}: {exc.strerror}") from None
         except ssl.SSLError as exc:
@@ -432,7 +431,7 @@ class SmtpSender:
                 raise _Trouble(f"the SMTP server could not check the login now ({text})") from None
             raise _Misconfigured(
                 f"the SMTP server refused the username/password ({_first_code(text)}): "
-                f"check {ENV_USERNAME} and {ENV_PASSWORD}"
+                f"check {SMTP_USERNAME_ENV} and {SMTP_PASSWORD_ENV}"
             ) from None
         except smtplib.SMTPNotSupportedError:
             raise _Misconfigured(
@@ -636,7 +635,7 @@ def _check_host(value: Any, source: str) -> str:
     if "://" in host:
         hint = " (give the host name alone, not a URL)"
     elif ":" in host:
-        hint = f" (give the port in {ENV_PORT} or sender.port)"
+        hint = f" (give the port in {SMTP_PORT_ENV} or sender.port)"
     try:
         ascii_host = host.encode("idna").decode("ascii")
     except UnicodeError:
@@ -656,7 +655,7 @@ def _check_credentials(
         return
     if not password:
         raise SenderConfigurationError(
-            f"smtp sender: a username is set ({source}) but {ENV_PASSWORD} is not"
+            f"smtp sender: a username is set ({source}) but {SMTP_PASSWORD_ENV} is not"
         )
     if security == "none" and not is_loopback(str(host)):
         raise SenderConfigurationError(

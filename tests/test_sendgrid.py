@@ -26,10 +26,12 @@ import python_http_client.exceptions as http_errors
 import sendgrid
 from sqlalchemy import select
 
-from campaigns.authoring.spec import Campaign, SenderConfig
+from campaigns.authoring.sender_settings import FileSenderSettings, SendGridSenderSettings
+from campaigns.authoring.spec import Campaign
 from campaigns.delivery.dispatch import Dispatcher
 from campaigns.planning.enroll import enroll, import_csv
 from campaigns.planning.signups import Signup
+from campaigns.settings import Settings
 from campaigns.storage.tables import deliveries
 from senders.base import Message, Outcome, SenderConfigurationError
 from senders.registry import make_sender
@@ -97,9 +99,11 @@ def sender_factory(**defaults: Any) -> Iterator[Callable[..., SendGridSender]]:
         host: str | None = None,
         **settings: Any,
     ) -> SendGridSender:
-        config = SenderConfig(type="sendgrid", **{**defaults, **settings}).model_dump()
+        config = SendGridSenderSettings(**{**defaults, **settings})
         environ = {"SENDGRID_API_KEY": key, "SENDGRID_API_HOST": host or server.url}
-        sender = SendGridSender.from_settings(config, environ, sleep=fake.sleep, clock=fake.clock)
+        sender = SendGridSender.from_settings(
+            config, Settings.from_env(environ), sleep=fake.sleep, clock=fake.clock
+        )
         made.append(sender)
         return sender
 
@@ -548,12 +552,15 @@ def test_a_host_that_is_not_sendgrids_api_stops_the_run(store, clinic, server, f
 
 
 def test_the_host_comes_from_the_environment_then_the_campaign_file(server):
-    settings = SenderConfig(type="sendgrid", api_host="https://api.eu.sendgrid.com").model_dump()
-    eu = make_sender("sendgrid", settings, {"SENDGRID_API_KEY": KEY})
+    settings = SendGridSenderSettings(api_host="https://api.eu.sendgrid.com")
+    key_only = Settings.from_env({"SENDGRID_API_KEY": KEY})
+    eu = make_sender("sendgrid", settings, key_only)
     local = make_sender(
-        "sendgrid", settings, {"SENDGRID_API_KEY": KEY, "SENDGRID_API_HOST": server.url}
+        "sendgrid",
+        settings,
+        Settings.from_env({"SENDGRID_API_KEY": KEY, "SENDGRID_API_HOST": server.url}),
     )
-    default = make_sender("sendgrid", SenderConfig().model_dump(), {"SENDGRID_API_KEY": KEY})
+    default = make_sender("sendgrid", FileSenderSettings(), key_only)
     assert (eu.host, local.host, default.host) == (
         "https://api.eu.sendgrid.com",
         server.url,

@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from campaigns.authoring.sender_settings import SmtpSenderSettings
 from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.delivery.dispatch import Dispatcher, SenderPool
 from campaigns.delivery.workers import run_worker
 from campaigns.planning.enroll import import_csv
 from campaigns.reporting.reports import status_counts
+from campaigns.settings import Settings
 from campaigns.storage.store import Store
 from campaigns.storage.tables import deliveries
 from senders.base import Message, Outcome, SenderConfigurationError
@@ -82,8 +84,8 @@ def sender_for(
     if password is not None:
         environ |= {"DRIPMAIL_SMTP_USERNAME": LOGIN[0], "DRIPMAIL_SMTP_PASSWORD": password}
     return SmtpSender.from_settings(
-        settings,
-        environ,
+        SmtpSenderSettings(**settings),
+        Settings.from_env(environ),
         ssl_context=certificate.client_context() if certificate else None,
         sleep=sleep if sleep is not None else Sleeps(),
     )
@@ -398,8 +400,8 @@ def test_a_refused_connection_is_transient_and_bounded(store, clinic, tmp_path):
         port = probe.getsockname()[1]
     sleeps = Sleeps()
     sender = SmtpSender.from_settings(
-        {"host": "127.0.0.1", "port": port, "security": "none", "max_attempts": 3},
-        {},
+        SmtpSenderSettings(host="127.0.0.1", port=port, security="none", max_attempts=3),
+        Settings.from_env({}),
         sleep=sleeps,
     )
     report = run(store, sender)
@@ -423,7 +425,7 @@ def test_environment_variables_override_the_campaign_file(
         )
     )
     campaign = load_folder(clinic_folder)
-    from_file = SmtpSender.from_settings(campaign.spec.sender.model_dump(), {})
+    from_file = SmtpSender.from_settings(campaign.spec.sender, Settings.from_env({}))
     assert (from_file.host, from_file.port, from_file.security) == (
         "smtp.campaign-file.example",
         2525,

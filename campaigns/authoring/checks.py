@@ -37,6 +37,7 @@ from campaigns.rendering.tokens import (
     contact_links,
     public_url,
 )
+from campaigns.settings import Settings
 from campaigns.storage.publish import open_campaign
 from campaigns.storage.store import Store
 
@@ -442,14 +443,20 @@ def compile_steps(campaign: Campaign) -> tuple[dict[str, CompiledStep], list[Fin
     return steps, findings
 
 
-def build_email(campaign: Campaign, compiled: CompiledStep) -> Email:
-    """A compiled step personalised as checks need it (long name for size, sample otherwise)."""
+def build_email(
+    campaign: Campaign, compiled: CompiledStep, *, settings: Settings | None = None
+) -> Email:
+    """A compiled step personalised as checks need it (long name for size, sample otherwise).
+
+    Its links are built on the public URL in `settings` (default: the environment's).
+    """
+    settings = Settings.from_env() if settings is None else settings
     spec = campaign.spec
     step = campaign.step(compiled.key)
     # A real-length signed token, so sizes are what patients get, not a short placeholder.
     token = Signer("dripmail-check").token(UnsubscribeClaim(_ID, campaign.name, _ID))
     links = contact_links(
-        public_url(spec.links.public_url) or PLACEHOLDER_PUBLIC_URL,
+        public_url(settings.public_url, spec.links.public_url) or PLACEHOLDER_PUBLIC_URL,
         token,
         spec.links.unsubscribe_mailto or spec.reply_to or spec.from_.address,
     )
@@ -487,17 +494,20 @@ def check_email(email: Email, checks: Iterable[EmailCheck] = EMAIL_CHECKS) -> li
     return [finding for check in checks for finding in check(email)]
 
 
-def check_step(campaign: Campaign, step_key: str) -> list[Finding]:
+def check_step(
+    campaign: Campaign, step_key: str, *, settings: Settings | None = None
+) -> list[Finding]:
     """The findings for one email (the preview studio shows these beside it)."""
     steps, findings = compile_steps(campaign)
     findings = [f for f in findings if f.step in (step_key, None)]
     if step_key in steps:
-        findings += check_email(build_email(campaign, steps[step_key]))
+        findings += check_email(build_email(campaign, steps[step_key], settings=settings))
     return findings
 
 
-def check_campaign(campaign: Campaign) -> CheckReport:
+def check_campaign(campaign: Campaign, *, settings: Settings | None = None) -> CheckReport:
     """Every campaign check and every email check over every step."""
+    settings = Settings.from_env() if settings is None else settings
     report = CheckReport(campaign.name)
     for check in CAMPAIGN_CHECKS:
         report.findings += check(campaign)
@@ -505,7 +515,9 @@ def check_campaign(campaign: Campaign) -> CheckReport:
     report.findings += template_findings
     for step in campaign.steps:
         if step.key in steps:
-            report.findings += check_email(build_email(campaign, steps[step.key]))
+            report.findings += check_email(
+                build_email(campaign, steps[step.key], settings=settings)
+            )
     order = {step.key: step.position for step in campaign.steps}
     report.findings.sort(
         key=lambda f: (f.severity != "error", order.get(f.step or "", 0), f.line or 0)
@@ -513,9 +525,12 @@ def check_campaign(campaign: Campaign) -> CheckReport:
     return report
 
 
-def check_ref(ref: str | Path, *, db: str | None = None) -> CheckReport:
+def check_ref(
+    ref: str | Path, *, db: str | None = None, settings: Settings | None = None
+) -> CheckReport:
     """Check a campaign folder, or a published campaign by name (then the database is read)."""
+    settings = Settings.from_env() if settings is None else settings
     path = Path(ref)
     if path.exists():
-        return check_campaign(load_folder(path))
-    return check_campaign(open_campaign(Store(db), str(ref)))
+        return check_campaign(load_folder(path), settings=settings)
+    return check_campaign(open_campaign(Store(db, settings=settings), str(ref)), settings=settings)

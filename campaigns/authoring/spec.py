@@ -14,66 +14,36 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from email_validator import EmailNotValidError, validate_email
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from campaigns.authoring.fields import (
+    PLACEHOLDER_EMAIL,
+    EmailAddress,
+    FileModel,
+    OneLine,
+    Url,
+    single_line,
 )
-
+from campaigns.authoring.sender_settings import FileSenderSettings, SenderSettings
 from campaigns.authoring.yamlio import line_of, load_with_lines
 from campaigns.errors import InputError
 from campaigns.planning import schedule
 
 CAMPAIGN_FILE = "campaign.yaml"
 PLACEHOLDER = "TODO"
-PLACEHOLDER_EMAIL = "todo@example.invalid"
 _KEY_PREFIX = re.compile(r"^\d+[a-z]?-")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
-def _email(value: str) -> str:
-    if value == PLACEHOLDER_EMAIL:
-        return value
-    try:
-        return validate_email(value, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise ValueError(f"{value!r} is not an email address ({exc})") from None
-
-
-def _https_url(value: str) -> str:
-    if not re.match(r"^https?://[^\s/$.?#][^\s]*$", value):
-        raise ValueError(f"{value!r} is not a web address (start it with https://)")
-    return value
-
-
-def _single_line(value: str) -> str:
-    # CR/LF in a value that becomes a header would start a new header.
-    return " ".join(value.split())
-
-
-EmailAddress = Annotated[str, AfterValidator(_email)]
-Url = Annotated[str, AfterValidator(_https_url)]
-OneLine = Annotated[str, AfterValidator(_single_line)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
-
-class Mailbox(_Model):
+class Mailbox(FileModel):
     name: OneLine
     address: EmailAddress
 
 
-class Colors(_Model):
+class Colors(FileModel):
     primary: str = "#0b5394"
     text: str = "#1f2933"
     background: str = "#f4f6f8"
@@ -87,7 +57,7 @@ class Colors(_Model):
         return value.lower()
 
 
-class Brand(_Model):
+class Brand(FileModel):
     organisation: OneLine
     postal_address: str
     logo_url: Url | None = None
@@ -95,7 +65,7 @@ class Brand(_Model):
     disclaimer: str | None = None
 
 
-class Links(_Model):
+class Links(FileModel):
     website: Url | None = None
     cta_url: Url | None = None
     cta_label: OneLine | None = None
@@ -103,13 +73,15 @@ class Links(_Model):
     unsubscribe_mailto: EmailAddress | None = None
 
 
-class SendWindow(_Model):
+class SendWindow(FileModel):
     start: str = "09:00"
     end: str = "17:00"
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(schedule.DAY_NAMES)
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: list(schedule.DAY_NAMES)
+    )
     # Local dates the window stays shut (clinic holidays): ISO dates, or an .ics file's
     # path relative to the campaign folder (read and published with the version).
-    closed: list[date] | str = []
+    closed: list[date] | str = Field(default_factory=list)
     # A frequency cap: no email within this elapsed time of any other to the contact.
     min_gap: str | None = None
 
@@ -167,34 +139,7 @@ class SendWindow(_Model):
         return schedule.parse_delay(self.min_gap).as_timedelta()
 
 
-class SenderConfig(_Model):
-    """Which provider sends, and its settings. Secrets are named, never written here."""
-
-    type: Literal["file", "null", "smtp", "sendgrid"] = "file"
-    # file
-    outbox: str = "outbox"
-    # smtp (DRIPMAIL_SMTP_* variables override; the password comes only from the environment)
-    host: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    security: Literal["starttls", "ssl", "none"] | None = None
-    username: str | None = None
-    # sendgrid (SENDGRID_API_HOST overrides api_host)
-    api_key_env: str = Field(default="SENDGRID_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    api_host: Url | None = None
-    sandbox_mode: bool = False
-    track_opens: bool = False
-    track_clicks: bool = False
-    categories: bool = False
-    asm_group_id: int | None = None
-    batch: bool = True  # up to 1,000 emails of one step per request (personalizations)
-    # both providers: request timeout, parallel requests, and in-run retry bounds
-    timeout: float = Field(default=10.0, gt=0, le=300)
-    concurrency: int = Field(default=8, ge=1, le=64)
-    max_attempts: int = Field(default=3, ge=1, le=20)
-    max_wait: float = Field(default=60.0, ge=0, le=3600)
-
-
-class StepRef(_Model):
+class StepRef(FileModel):
     file: str
     delay: str
 
@@ -216,7 +161,7 @@ class StepRef(_Model):
         return step_key(self.file)
 
 
-class CampaignSpec(_Model):
+class CampaignSpec(FileModel):
     name: str
     title: OneLine | None = None
     language: str = "en"
@@ -226,7 +171,7 @@ class CampaignSpec(_Model):
     links: Links = Links()
     timezone: str = "UTC"
     send_window: SendWindow = SendWindow()
-    sender: SenderConfig = SenderConfig()
+    sender: SenderSettings = FileSenderSettings()
     steps: list[StepRef] = Field(min_length=1)
     # "newsletter": one email broadcast to tagged contacts (campaigns/newsletter.py).
     kind: Literal["drip", "newsletter"] = "drip"
@@ -243,11 +188,6 @@ class CampaignSpec(_Model):
     def _zone(cls, value: str) -> str:
         schedule.zone(value)
         return value
-
-    @field_validator("sender", mode="before")
-    @classmethod
-    def _sender_shorthand(cls, value: Any) -> Any:
-        return {"type": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _unique_keys(self) -> CampaignSpec:
@@ -485,35 +425,62 @@ def parse_ics(text: str, source: str) -> frozenset[date]:
 
 def _first_error(exc: ValidationError, lines: dict, source: str) -> InputError:
     error = exc.errors()[0]
-    loc = tuple(error["loc"])
+    loc, _ = _walk(tuple(error["loc"]))
     if error["type"] == "extra_forbidden":
         message = f"unknown key {loc[-1]!r}"
-        allowed = _allowed_keys(loc[:-1])
+        _, parent = _walk(tuple(error["loc"])[:-1])
+        allowed = _keys(parent)
         if allowed:
             message += f" (expected one of: {', '.join(allowed)})"
     elif error["type"] == "missing":
         message = "required"
+    elif error["type"] == "union_tag_invalid":
+        # A `type` naming none of a union's models (sender.type): said as a Literal would.
+        loc = (*loc, error["ctx"]["discriminator"].strip("'"))
+        head, _, last = error["ctx"]["expected_tags"].rpartition(", ")
+        message = f"Input should be {head} or {last}"
     else:
         message = error["msg"].removeprefix("Value error, ")
     name = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
     return InputError(message, source=source, line=line_of(lines, loc), field=name or None)
 
 
-def _allowed_keys(loc: tuple) -> list[str]:
+def _walk(loc: tuple) -> tuple[tuple, Any]:
+    """`loc` as campaign.yaml spells it, and the type of the field it ends in.
+
+    After a discriminated union pydantic names the model it tried (`sender.smtp.port`):
+    that name is no key of the file, so it is dropped (`sender.port`).
+    """
     model: Any = CampaignSpec
+    members: dict[Any, Any] | None = None
+    path: list = []
     for part in loc:
+        if members is not None:
+            model, members = members.get(part), None
+            continue
+        path.append(part)
         if isinstance(part, int):
             continue
-        info = model.model_fields.get(part) or next(
-            (f for f in model.model_fields.values() if f.alias == part), None
-        )
+        fields = model.model_fields if _is_model(model) else {}
+        info = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
         if info is None:
-            return []
-        annotation = info.annotation
-        inner = getattr(annotation, "__args__", None)
-        model = inner[0] if inner and isinstance(inner[0], type) else annotation
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
+            model = None
+            continue
+        inner = getattr(info.annotation, "__args__", None)
+        model = inner[0] if inner and isinstance(inner[0], type) else info.annotation
+        if isinstance(info.discriminator, str):
+            members = {m.model_fields[info.discriminator].default: m for m in inner or ()}
+    return tuple(path), model
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def _keys(model: Any) -> list[str]:
+    """The keys a campaign-file mapping takes (none when `model` is not a model)."""
+    if not _is_model(model):
+        return []
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
@@ -557,9 +524,9 @@ def parse_step(text: str, ref: StepRef, position: int, source: str) -> Step:
         file=ref.file,
         delay=schedule.parse_delay(ref.delay),
         position=position,
-        subject=_single_line(str(subject)),
-        preheader=_single_line(str(meta["preheader"])) if meta.get("preheader") else None,
-        cta=_single_line(str(meta["cta"])) if meta.get("cta") else None,
+        subject=single_line(str(subject)),
+        preheader=single_line(str(meta["preheader"])) if meta.get("preheader") else None,
+        cta=single_line(str(meta["cta"])) if meta.get("cta") else None,
         body=body,
         body_line=body_line,
     )

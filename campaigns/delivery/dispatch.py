@@ -64,6 +64,7 @@ from campaigns.rendering.tokens import (
     contact_links,
     public_url,
 )
+from campaigns.settings import Settings
 from campaigns.storage.publish import load_version
 from campaigns.storage.statuses import IN_FLIGHT, CampaignStatus, DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import Store, utcnow
@@ -678,7 +679,10 @@ class Dispatcher:
         """Each row's personalised Message, by delivery id."""
         spec = compiled.campaign.spec
         # The same for every email of the campaign: looked up once, not per contact.
-        base_url = public_url(spec.links.public_url) or PLACEHOLDER_PUBLIC_URL
+        base_url = (
+            public_url(self.store.settings.public_url, spec.links.public_url)
+            or PLACEHOLDER_PUBLIC_URL
+        )
         mailbox = spec.links.unsubscribe_mailto or spec.reply_to or spec.from_.address
         messages = {}
         for item in chunk:
@@ -984,24 +988,27 @@ def _by_id(pair: tuple[_Row, str]) -> int:
 class SenderPool:
     """Senders by campaign: the campaign file's choice unless `--sender` overrides it."""
 
-    def __init__(self, override: str | None = None) -> None:
+    def __init__(self, override: str | None = None, settings: Settings | None = None) -> None:
         self.override = override
+        self.settings = Settings.from_env() if settings is None else settings
         self._made: dict[tuple, Sender] = {}
 
     def __call__(self, campaign: Campaign) -> Sender:
         from senders.registry import NEEDS_PUBLIC_URL, make_sender
 
-        config = campaign.spec.sender.model_dump()
-        name = self.override or config["type"]
-        if name in NEEDS_PUBLIC_URL and not public_url(campaign.spec.links.public_url):
+        config = campaign.spec.sender
+        name = self.override or config.type
+        if name in NEEDS_PUBLIC_URL and not public_url(
+            self.settings.public_url, campaign.spec.links.public_url
+        ):
             # An unsubscribe link that leads nowhere breaks the law: refuse to start.
             raise SenderConfigurationError(
                 f"campaign {campaign.name}: the {name} sender needs a public URL for unsubscribe "
                 "links: set DRIPMAIL_PUBLIC_URL or links.public_url in campaign.yaml"
             )
-        key = (name, repr(sorted(config.items())))
+        key = (name, config)
         if key not in self._made:
-            self._made[key] = make_sender(name, config)
+            self._made[key] = make_sender(name, config, self.settings)
         return self._made[key]
 
     def check(self, store: Store) -> None:
@@ -1072,7 +1079,7 @@ def send_test(
     spec = campaign.spec
     token = Signer(store.secret_key()).token(UnsubscribeClaim(0, campaign.name, None))
     links = contact_links(
-        public_url(spec.links.public_url) or PLACEHOLDER_PUBLIC_URL,
+        public_url(store.settings.public_url, spec.links.public_url) or PLACEHOLDER_PUBLIC_URL,
         token,
         spec.links.unsubscribe_mailto or spec.reply_to or spec.from_.address,
     )
@@ -1086,7 +1093,7 @@ def send_test(
         date=now,
         is_test=True,
     )
-    pool = SenderPool(sender)
+    pool = SenderPool(sender, store.settings)
     try:
         (result,) = pool(campaign).send([message])
     finally:

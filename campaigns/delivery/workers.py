@@ -32,8 +32,8 @@ from campaigns.delivery.dispatch import (
     worker_owner,
 )
 from campaigns.errors import ConfigurationError, DripmailError
+from campaigns.settings import Settings
 from campaigns.storage.store import Store, utcnow
-from senders.base import SenderConfigurationError
 
 log = logging.getLogger("dripmail.workers")
 
@@ -51,7 +51,7 @@ def preflight(store: Store, sender: str | None, *, check_senders: bool = True) -
     """
     refuse_placeholders(store)
     if check_senders:
-        pool = SenderPool(sender)
+        pool = SenderPool(sender, store.settings)
         try:
             pool.check(store)
         finally:
@@ -73,14 +73,16 @@ def run_worker(
     stop: threading.Event | None = None,
     handle_signals: bool = False,
     sleep: Callable[[float], None] = time.sleep,
+    settings: Settings | None = None,
 ) -> Iterator[RunReport]:
     """Run ticks at `now` (else the clock): one with `once`, else one per `interval` seconds.
 
     `stop` (or SIGTERM/SIGINT with `handle_signals`) ends the loop after the hand-off
-    in progress; rows claimed and not handed off go back to the queue.
+    in progress; rows claimed and not handed off go back to the queue. The senders
+    take their settings from `settings` (default: the environment, read now).
     """
     stop = stop or threading.Event()
-    pool = SenderPool(sender) if sender_for is None else None
+    pool = SenderPool(sender, settings) if sender_for is None else None
     with _stop_on_signals(stop) if handle_signals else _nothing():
         try:
             if pool is not None:
@@ -280,7 +282,7 @@ def _worker_process(index: int, options: WorkerOptions, messages) -> None:
                     messages.put(("report", index, report))
             finally:
                 store.close()
-        except (DripmailError, SenderConfigurationError) as exc:
+        except DripmailError as exc:
             messages.put(("error", index, str(exc)))
             messages.close()
             messages.join_thread()

@@ -58,11 +58,7 @@ def enroll(
     are cancelled and the sequence is planned again from the new sign-up). A suppressed
     or unsubscribed address is not enrolled without `force` (staff vouch for new consent).
     """
-    try:
-        contact = validate(signup, campaign, now=now)
-    except ValueError as exc:
-        field_name, _, message = str(exc).partition(": ")
-        raise InputError(message, field=field_name) from None
+    contact = validate(signup, campaign, now=now)
     with store.begin() as conn:
         publish(conn, campaign, now=now)
         report = _enroll_chunk(

@@ -47,38 +47,41 @@ class Contact:
 
 
 def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
-    """One sign-up checked against the campaign; ValueError names the field."""
+    """One sign-up checked against the campaign; InputError names the field."""
     try:
         email = normalise_email(signup.email or "")
     except ValueError as exc:
-        raise ValueError(f"email: {exc}") from None
+        raise InputError(str(exc), field="email") from None
     zone_name = (signup.timezone or "").strip() or campaign.spec.timezone
     try:
         tz = schedule.zone(zone_name)
     except ValueError as exc:
-        raise ValueError(f"timezone: {exc}") from None
+        raise InputError(str(exc), field="timezone") from None
     if isinstance(signup.signed_up_at, datetime):
         signed_up_at = schedule.to_utc(signup.signed_up_at)
     elif signup.signed_up_at and str(signup.signed_up_at).strip():
         try:
             signed_up_at = schedule.parse_instant(str(signup.signed_up_at), tz)
         except ValueError:
-            raise ValueError(
-                f"signed_up_at: {signup.signed_up_at!r} is not an ISO date-time "
-                "(like 2026-03-08T14:30 or 2026-03-08T14:30-05:00)"
+            raise InputError(
+                f"{signup.signed_up_at!r} is not an ISO date-time "
+                "(like 2026-03-08T14:30 or 2026-03-08T14:30-05:00)",
+                field="signed_up_at",
             ) from None
     else:
         signed_up_at = now
     first_name = " ".join((signup.first_name or "").split()) or None
     if first_name and len(first_name) > 200:
-        raise ValueError("first_name: longer than 200 characters")
+        raise InputError("longer than 200 characters", field="first_name")
     consent = " ".join((signup.consent or "").split())
     if not consent:
-        raise ValueError("consent: required (where and how this person agreed to be emailed)")
+        raise InputError(
+            "required (where and how this person agreed to be emailed)", field="consent"
+        )
     try:
         tags = tuple(parse_tags(signup.tags)) if signup.tags else ()
     except ValueError as exc:
-        raise ValueError(f"tags: {exc}") from None
+        raise InputError(str(exc), field="tags") from None
     return Contact(email, first_name, zone_name, signed_up_at, consent, tags)
 
 
@@ -107,7 +110,7 @@ def read_signups(
         )
         try:
             contact = validate(signup, campaign, now=now)
-        except ValueError as exc:
+        except InputError as exc:  # "field: message", the line's reason
             rejected.append((line, str(exc)))
             continue
         if contact.email in seen:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from campaigns.errors import ConfigurationError
-from campaigns.rendering.tokens import PLACEHOLDER_PUBLIC_URL, PUBLIC_URL_ENV
+from campaigns.rendering.tokens import PLACEHOLDER_PUBLIC_URL
+from campaigns.settings import PUBLIC_URL_ENV
 from senders.base import is_loopback
 
 __all__ = ["check_public_url", "sample_links"]

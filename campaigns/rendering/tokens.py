@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import time
 import zlib
 from dataclasses import dataclass
@@ -12,7 +11,6 @@ from dataclasses import dataclass
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
 
-PUBLIC_URL_ENV = "DRIPMAIL_PUBLIC_URL"
 PLACEHOLDER_PUBLIC_URL = "https://unsubscribe.example.invalid"
 UNSUBSCRIBE_SALT = "dripmail.unsubscribe.v1"
 MAX_AGE_SECONDS = 400 * 24 * 3600  # over a year: CAN-SPAM asks 30 days at the least
@@ -32,9 +30,10 @@ class TokenError(ValueError):
     """A token that is tampered with, foreign, or too old."""
 
 
-def public_url(campaign_public_url: str | None = None) -> str | None:
-    """DRIPMAIL_PUBLIC_URL, else the campaign's links.public_url, else None."""
-    url = os.environ.get(PUBLIC_URL_ENV) or campaign_public_url
+def public_url(configured: str | None, campaign_public_url: str | None) -> str | None:
+    """`configured` (DRIPMAIL_PUBLIC_URL, Settings.public_url), else the campaign's
+    links.public_url, else None."""
+    url = configured or campaign_public_url
     return url.rstrip("/") if url else None
 
 

@@ -27,6 +27,7 @@ from campaigns.rendering.compile import compile_campaign
 from campaigns.rendering.links import sample_links
 from campaigns.rendering.personalise import SAMPLE, Recipient, Rendered
 from campaigns.rendering.tokens import public_url
+from campaigns.settings import Settings
 from campaigns.storage.publish import open_campaign
 from campaigns.storage.store import Store
 from campaigns.storage.tables import contacts
@@ -56,12 +57,15 @@ def export_campaign(
     recipient: Recipient = SAMPLE,
     public_url: str | None = None,
     date: datetime | None = None,
+    settings: Settings | None = None,
 ) -> list[Path]:
     """Write each step as `NN-<key>.html/.txt/.eml` and an `index.html`; return the paths.
 
     `public_url` falls back to the campaign's links.public_url, then a placeholder;
-    `date` (the .eml Date header, and the sample sign-up of the timeline) defaults to now.
+    `date` (the .eml Date header, and the sample sign-up of the timeline) defaults to now;
+    `settings` (default: the environment's) are those the index's checks run with.
     """
+    settings = Settings.from_env() if settings is None else settings
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     compiled = compile_campaign(campaign)
@@ -97,7 +101,7 @@ def export_campaign(
                 "text_file": paths["txt"].name,
                 "eml": paths["eml"].name,
                 "checks": check_rows(
-                    check_step(campaign, step.key),
+                    check_step(campaign, step.key, settings=settings),
                     rendered,
                     campaign.spec.brand.postal_address,
                     Path(campaign.origin) if campaign.origin else None,
@@ -130,14 +134,20 @@ def export_campaign(
 
 
 def export_for(
-    store: Store | None, ref: str | Path, out: Path, *, email: str | None = None
+    store: Store | None,
+    ref: str | Path,
+    out: Path,
+    *,
+    email: str | None = None,
+    settings: Settings | None = None,
 ) -> Path:
     """`dripmail render`: export a campaign folder or published campaign; return index.html.
 
     With `email`, the emails are personalised for that enrolled contact (needs `store`);
-    otherwise for the sample patient. Links are built on DRIPMAIL_PUBLIC_URL or the
-    campaign's links.public_url, else on the placeholder.
+    otherwise for the sample patient. Links are built on DRIPMAIL_PUBLIC_URL (`settings`,
+    default: the environment's) or the campaign's links.public_url, else on the placeholder.
     """
+    settings = Settings.from_env() if settings is None else settings
     # Without a store only a folder can be previewed: no database is created for it.
     campaign = load_folder(ref) if store is None else open_campaign(store, ref)
     recipient = SAMPLE if email is None else _contact(store, email)
@@ -145,7 +155,8 @@ def export_for(
         campaign,
         Path(out),
         recipient=recipient,
-        public_url=public_url(campaign.spec.links.public_url),
+        public_url=public_url(settings.public_url, campaign.spec.links.public_url),
+        settings=settings,
     )
     return paths[-1]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,11 +31,10 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from campaigns.errors import ConfigurationError
 from campaigns.planning.contacts import address_hash
+from campaigns.settings import Settings
 from campaigns.storage.tables import meta, metadata
 
 DEFAULT_DATABASE = "dripmail.db"
-DATABASE_ENV = "DRIPMAIL_DATABASE_URL"
-SECRET_ENV = "DRIPMAIL_SECRET_KEY"
 MIGRATIONS = Path(__file__).with_name("migrations")
 UPGRADE_HINT = "run `dripmail db upgrade`"
 # Databases made before migrations existed say `schema = 1` in `meta`: that is revision 0001.
@@ -83,9 +81,12 @@ def bulk_insert(
     )
 
 
-def database_url(value: str | None = None) -> str:
-    """`--db`, else DRIPMAIL_DATABASE_URL, else dripmail.db here. A bare path means SQLite."""
-    url = value or os.environ.get(DATABASE_ENV) or DEFAULT_DATABASE
+def database_url(value: str | None = None, settings: Settings | None = None) -> str:
+    """`--db`, else DRIPMAIL_DATABASE_URL (`settings`, default: the environment's), else
+    dripmail.db here. A bare path means SQLite."""
+    if not value:
+        value = (Settings.from_env() if settings is None else settings).database_url
+    url = value or DEFAULT_DATABASE
     if "://" not in url:
         url = f"sqlite:///{Path(url).expanduser()}"
     return url
@@ -173,11 +174,15 @@ class Store:
 
     Opening a store sets up an empty database (the migrations, to the newest) and
     refuses one whose schema is older than this code; `migrate=False` opens it as it
-    is, for `dripmail db` itself.
+    is, for `dripmail db` itself. `settings` (default: read from the environment now)
+    are the installation's, for whatever works on this store.
     """
 
-    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
-        self.url = database_url(url)
+    def __init__(
+        self, url: str | None = None, *, migrate: bool = True, settings: Settings | None = None
+    ) -> None:
+        self.settings = Settings.from_env() if settings is None else settings
+        self.url = database_url(url, self.settings)
         try:
             self.engine: Engine = create_engine(self.url)
         except (ArgumentError, ImportError) as exc:
@@ -332,7 +337,8 @@ class Store:
 
     def secret_key(self) -> str:
         """DRIPMAIL_SECRET_KEY, else one generated for this database and kept in it."""
-        return os.environ.get(SECRET_ENV) or self._secrets["secret_key"]
+        configured = self.settings.secret_key
+        return configured.get_secret_value() if configured else self._secrets["secret_key"]
 
     def address_hash(self, email: str) -> str:
         """Keyed hash of a normalised address: recognises it without keeping it.

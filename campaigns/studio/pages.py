@@ -10,6 +10,7 @@ from zoneinfo import available_timezones
 
 from starlette.responses import HTMLResponse
 
+from campaigns.authoring.sender_settings import outbox
 from campaigns.authoring.checks import Finding
 from campaigns.authoring.spec import Campaign
 from campaigns.rendering.links import sample_links
@@ -56,7 +57,9 @@ class Pages:
 
     def links(self, campaign: Campaign) -> tuple[str, str]:
         """(unsubscribe_url, preferences_url) the previews of `campaign` carry."""
-        return sample_links(public_url(campaign.spec.links.public_url))
+        return sample_links(
+            public_url(self.studio.settings.public_url, campaign.spec.links.public_url)
+        )
 
     def render(
         self, snapshot: Snapshot, params: Any, *, notice: str | None = None, status: int = 200
@@ -93,7 +96,7 @@ class Pages:
         entry = next(e for e in entries if e.key == key)
         rendered = personalise(compiled, key, recipient, links)
         try:
-            findings = snapshot.findings(key)
+            findings = snapshot.findings(key, studio.settings)
         except Exception as exc:  # the linter must not take the preview down with it
             log.error("checks failed for %s", key, exc_info=exc)
             findings = [Finding("error", "checks", f"the checks could not run: {exc}", "")]
@@ -126,7 +129,7 @@ class Pages:
             },
             widths={"desktop": DESKTOP_WIDTH, "phone": PHONE_WIDTH},
             sender=studio.sender or campaign.spec.sender.type,
-            outbox=campaign.spec.sender.outbox,
+            outbox=outbox(campaign.spec.sender),
             placeholders=campaign.placeholders(),
             signed_up=format_when(contact.signed_up_at),
             delay=describe_delay(campaign.step(key).delay),

@@ -25,6 +25,8 @@ from jinja2 import TemplateError
 from starlette.concurrency import run_in_threadpool
 
 import templates
+from campaigns.authoring.sender_settings import outbox
+from campaigns.settings import Settings
 from campaigns.authoring.checks import Finding, check_step
 from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_folder
 from campaigns.delivery.dispatch import send_test
@@ -51,12 +53,12 @@ class Snapshot:
     _checks: dict[str, list[Finding]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def findings(self, step_key: str) -> list[Finding]:
+    def findings(self, step_key: str, settings: Settings) -> list[Finding]:
         """checks.py's findings for one email, computed once per snapshot."""
         assert self.campaign is not None
         with self._lock:
             if step_key not in self._checks:
-                self._checks[step_key] = check_step(self.campaign, step_key)
+                self._checks[step_key] = check_step(self.campaign, step_key, settings=settings)
             return self._checks[step_key]
 
 
@@ -70,6 +72,7 @@ class Studio:
         db: str | None = None,
         sender: str | None = None,
         clock: Callable[[], datetime] | None = None,
+        settings: Settings | None = None,
     ) -> None:
         folder = Path(folder)
         if not folder.is_dir():
@@ -79,6 +82,7 @@ class Studio:
         self.folder = folder.resolve()
         self.db = db
         self.sender = sender
+        self.settings = Settings.from_env() if settings is None else settings
         self.clock = clock or (lambda: datetime.now(UTC))  # the sample sign-up is "now"
         self.token = secrets.token_urlsafe(24)  # proves a POST came from the studio page
         self.snapshot = Snapshot(version=0)
@@ -184,7 +188,7 @@ class Studio:
         """The database send-test signs its unsubscribe token with (opened on first use)."""
         with self._store_lock:
             if self._store is None:
-                self._store = Store(self.db)
+                self._store = Store(self.db, settings=self.settings)
             return self._store
 
     def send_test(self, step_key: str, to: str) -> str:
@@ -203,7 +207,7 @@ class Studio:
             raise DripmailError(f"the test was not sent ({result.outcome}): {result.error}")
         where = ""
         if sender == "file" and result.provider_id:
-            where = f": {Path(campaign.spec.sender.outbox) / result.provider_id}"
+            where = f": {Path(outbox(campaign.spec.sender)) / result.provider_id}"
         subject = campaign.step(step_key).subject
         return f"Sent a test of “{subject}” to {to.strip()} through the {sender} sender{where}."
 

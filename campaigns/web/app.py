@@ -22,7 +22,6 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,7 +41,8 @@ import templates
 from campaigns.compliance.suppressions import Scope, unsubscribe
 from campaigns.errors import NotFoundError
 from campaigns.rendering.links import check_public_url
-from campaigns.rendering.tokens import PUBLIC_URL_ENV, Signer, TokenError, UnsubscribeClaim
+from campaigns.rendering.tokens import Signer, TokenError, UnsubscribeClaim
+from campaigns.settings import PUBLIC_URL_ENV, WEBHOOK_KEY_ENV, Settings
 from campaigns.storage.publish import load_version, published_names
 from campaigns.storage.statuses import EnrollmentStatus
 from campaigns.storage.store import Store, utcnow
@@ -81,10 +81,11 @@ _PAGE_HEADERS = {
 # ----------------------------------------------------------------------------- public URL
 
 
-def check_published_public_urls(store: Store, environ: Mapping[str, str]) -> None:
-    """DRIPMAIL_PUBLIC_URL, else every published campaign's links.public_url, must be https."""
-    if environ.get(PUBLIC_URL_ENV):
-        check_public_url(environ[PUBLIC_URL_ENV])
+def check_published_public_urls(store: Store, configured: str | None) -> None:
+    """`configured` (DRIPMAIL_PUBLIC_URL), else every published campaign's links.public_url,
+    must be https."""
+    if configured:
+        check_public_url(configured)
         return
     with store.connect() as conn:
         for name in published_names(conn):
@@ -92,6 +93,11 @@ def check_published_public_urls(store: Store, environ: Mapping[str, str]) -> Non
             check_public_url(
                 campaign.spec.links.public_url, name=f"campaign {name}: links.public_url"
             )
+
+
+def _settings(store: Store, environ: Mapping[str, str] | None) -> Settings:
+    """The store's settings, or those in `environ` when a test gives one."""
+    return store.settings if environ is None else Settings.from_env(environ)
 
 
 # ---------------------------------------------------------------------------------- pages
@@ -200,12 +206,14 @@ def create_app(
 ) -> Starlette:
     """The service app. `clock` is the real clock (token and webhook ages), injectable for tests.
 
-    A set but unusable SENDGRID_WEBHOOK_PUBLIC_KEY raises ConfigurationError here, so a
-    bad key stops `serve` at start instead of refusing every event later.
+    The settings are the store's, or those in `environ` (a mapping standing in for the
+    environment, in tests). A set but unusable SENDGRID_WEBHOOK_PUBLIC_KEY raises
+    ConfigurationError here, so a bad key stops `serve` at start instead of refusing
+    every event later.
     """
-    environ = os.environ if environ is None else environ
+    settings = _settings(store, environ)
     signer = Signer(store.secret_key())
-    verifier = SendGridVerifier.from_env(environ)
+    verifier = SendGridVerifier.from_settings(settings)
 
     def read(token: str) -> UnsubscribeClaim | None:
         try:
@@ -261,7 +269,7 @@ def create_app(
             methods=["POST"],
         ),
         Route("/healthz", health, methods=["GET"]),
-        *signup_routes(store, environ=environ, clock=clock),
+        *signup_routes(store, settings=settings, clock=clock),
     ]
     app = Starlette(routes=routes)
     app.state.webhook_configured = verifier is not None
@@ -278,16 +286,16 @@ def serve(
     """Check the settings, then answer requests until stopped (uvicorn)."""
     import uvicorn
 
-    environ = os.environ if environ is None else environ
-    check_published_public_urls(store, environ)
+    settings = _settings(store, environ)
+    check_published_public_urls(store, settings.public_url)
     app = create_app(store, environ=environ)
-    if not environ.get(PUBLIC_URL_ENV):
+    if not settings.public_url:
         log.warning(
             "%s is not set: emails link to each campaign's links.public_url or a placeholder",
             PUBLIC_URL_ENV,
         )
     if not app.state.webhook_configured:
-        log.warning("SENDGRID_WEBHOOK_PUBLIC_KEY is not set: /webhooks/sendgrid answers 503")
+        log.warning("%s is not set: /webhooks/sendgrid answers 503", WEBHOOK_KEY_ENV)
     if not is_loopback(host):
         log.warning("listening on %s: put an https reverse proxy in front of it", host)
     log.info("serving on http://%s:%d", host, port)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from campaigns.errors import InputError, NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.enroll import enroll
 from campaigns.planning.signups import Signup, validate
+from campaigns.settings import API_TOKEN_ENV, Settings
 from campaigns.storage.publish import load_version
 from campaigns.storage.statuses import DeliveryStatus
 from campaigns.storage.store import Store
@@ -37,7 +38,6 @@ from campaigns.web.webhooks import WebhookRejected, read_body
 
 log = logging.getLogger("dripmail.api")
 
-API_TOKEN_ENV = "DRIPMAIL_API_TOKEN"
 MAX_SIGNUP_BODY = 64 * 1024
 
 
@@ -90,9 +90,8 @@ def sign_up(store: Store, body: SignupIn, *, now: datetime) -> tuple[int, dict]:
     )
     try:
         contact = validate(signup, campaign, now=now)
-    except ValueError as exc:
-        field_name, _, message = str(exc).partition(": ")
-        raise ApiError(422, message, field_name) from None
+    except InputError as exc:
+        raise ApiError(422, exc.message, exc.field) from None
     existing = _enrollment(store, contact.email, campaign.name)
     if existing is not None:
         return 200, existing
@@ -180,10 +179,10 @@ def _parse(raw: bytes) -> SignupIn:
 
 
 def signup_routes(
-    store: Store, *, environ: Mapping[str, str], clock: Callable[[], datetime]
+    store: Store, *, settings: Settings, clock: Callable[[], datetime]
 ) -> list[Route]:
     """The API's routes, for `campaigns.web.create_app`."""
-    token = environ.get(API_TOKEN_ENV) or None
+    token = settings.api_token.get_secret_value() if settings.api_token else None
 
     async def create(request: Request) -> Response:
         try:

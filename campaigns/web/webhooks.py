@@ -16,9 +16,8 @@ from __future__ import annotations
 import binascii
 import json
 import logging
-import os
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -30,11 +29,11 @@ from starlette.responses import JSONResponse, Response
 
 from campaigns.compliance.events import apply_sendgrid_events
 from campaigns.errors import ConfigurationError
+from campaigns.settings import WEBHOOK_KEY_ENV, Settings
 from campaigns.storage.store import Store
 
 log = logging.getLogger("dripmail.webhooks")
 
-PUBLIC_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_BODY = 1024 * 1024  # SendGrid batches events; a real batch is far below this
@@ -66,15 +65,15 @@ class SendGridVerifier:
         if not isinstance(key, ec.EllipticCurvePublicKey):
             # The key itself is never echoed: it stays out of every log and message.
             raise ConfigurationError(
-                f"{PUBLIC_KEY_ENV} is not an ECDSA public key: paste the verification key "
+                f"{WEBHOOK_KEY_ENV} is not an ECDSA public key: paste the verification key "
                 "exactly as SendGrid shows it under Mail Settings -> Signed Event Webhook"
             )
         self._key = key
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> SendGridVerifier | None:
+    def from_settings(cls, settings: Settings) -> SendGridVerifier | None:
         """The verifier for SENDGRID_WEBHOOK_PUBLIC_KEY, or None when it is not set."""
-        value = (os.environ if environ is None else environ).get(PUBLIC_KEY_ENV, "").strip()
+        value = (settings.sendgrid_webhook_public_key or "").strip()
         return cls(value) if value else None
 
     def verify(
@@ -129,7 +128,7 @@ def sendgrid_endpoint(
     async def endpoint(request: Request) -> Response:
         if verifier is None:
             # 503 rather than 4xx: SendGrid keeps retrying, so nothing is lost while unset.
-            return _refuse(503, f"{PUBLIC_KEY_ENV} is not set; events cannot be verified")
+            return _refuse(503, f"{WEBHOOK_KEY_ENV} is not set; events cannot be verified")
         try:
             body = await read_body(request, max_body)
             verifier.verify(

@@ -1,0 +1,115 @@
+"""The campaign file's `sender:`: which provider sends, and that provider's settings.
+
+One model per provider, picked by `type`, so a key of another provider is an unknown
+key. Secrets are never written here: the SMTP password and the SendGrid key come from
+the environment (campaigns/settings.py), whose DRIPMAIL_SMTP_* variables and
+SENDGRID_API_HOST also win over the values below.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, BeforeValidator, Field
+
+from campaigns.authoring.fields import FileModel, Url
+from campaigns.settings import SENDGRID_KEY_ENV
+
+# What pydantic said of a `sender:` that is no mapping when it was one model; kept word
+# for word, as every campaign-file message is.
+NOT_A_MAPPING = "Input should be a valid dictionary or instance of SenderConfig"
+
+# Both network providers: the request timeout, parallel requests, and in-run retry bounds.
+Timeout = Annotated[float, Field(default=10.0, gt=0, le=300)]
+Concurrency = Annotated[int, Field(default=8, ge=1, le=64)]
+MaxAttempts = Annotated[int, Field(default=3, ge=1, le=20)]
+MaxWait = Annotated[float, Field(default=60.0, ge=0, le=3600)]
+
+
+class FileSenderSettings(FileModel):
+    """The local default: one .eml per message in `outbox`."""
+
+    type: Literal["file"] = "file"
+    outbox: str = "outbox"
+
+
+class NullSenderSettings(FileModel):
+    """Builds every message in full and discards it: measures everything but the provider."""
+
+    type: Literal["null"] = "null"
+
+
+class SmtpSenderSettings(FileModel):
+    """An SMTP relay; each value is overridden by its DRIPMAIL_SMTP_* variable."""
+
+    type: Literal["smtp"] = "smtp"
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] | None = None
+    username: str | None = None
+    timeout: Timeout
+    concurrency: Concurrency  # accepted, unused: SMTP is one conversation at a time
+    max_attempts: MaxAttempts
+    max_wait: MaxWait
+
+
+class SendGridSenderSettings(FileModel):
+    """SendGrid's v3 Mail Send API; SENDGRID_API_HOST overrides `api_host`."""
+
+    type: Literal["sendgrid"] = "sendgrid"
+    api_key_env: str = Field(default=SENDGRID_KEY_ENV, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    api_host: Url | None = None
+    sandbox_mode: bool = False
+    track_opens: bool = False
+    track_clicks: bool = False
+    categories: bool = False
+    asm_group_id: int | None = None
+    batch: bool = True  # up to 1,000 emails of one step per request (personalizations)
+    timeout: Timeout
+    concurrency: Concurrency
+    max_attempts: MaxAttempts
+    max_wait: MaxWait
+
+
+def _mapping(value: Any) -> Any:
+    """`sender: smtp` is `{type: smtp}`; a mapping without `type` is the file sender's."""
+    if isinstance(value, str):
+        return {"type": value}
+    if isinstance(value, dict):
+        return value if "type" in value else {**value, "type": "file"}
+    if isinstance(value, BaseModel):
+        return value
+    raise ValueError(NOT_A_MAPPING)
+
+
+AnySenderSettings = (
+    FileSenderSettings | NullSenderSettings | SmtpSenderSettings | SendGridSenderSettings
+)
+SenderSettings = Annotated[
+    AnySenderSettings, Field(discriminator="type"), BeforeValidator(_mapping)
+]
+SETTINGS_BY_TYPE: dict[str, type[AnySenderSettings]] = {
+    model.model_fields["type"].default: model for model in get_args(AnySenderSettings)
+}
+SENDER_TYPES = tuple(SETTINGS_BY_TYPE)  # file, null, smtp, sendgrid
+
+
+def settings_for(name: str, config: AnySenderSettings | None = None) -> AnySenderSettings:
+    """The settings the `name` sender runs with: the campaign's `config` when it is that
+    provider's; else (`--sender` chose another) that provider's defaults, with the values
+    of the keys both have (timeout, concurrency, max_attempts, max_wait)."""
+    if config is not None and config.type == name:
+        return config
+    model = SETTINGS_BY_TYPE[name]
+    if config is None:
+        return model()
+    shared = (model.model_fields.keys() & type(config).model_fields.keys()) - {"type"}
+    return model(**{key: getattr(config, key) for key in shared})
+
+
+def outbox(config: AnySenderSettings) -> str:
+    """The folder the file sender writes to: the campaign's, or the default when the
+    campaign names another sender (`--sender file`)."""
+    if isinstance(config, FileSenderSettings):
+        return config.outbox
+    return FileSenderSettings().outbox

@@ -1,0 +1,91 @@
+"""Every environment variable dripmail reads, resolved once into one Settings object.
+
+The CLI builds it when a command starts and passes it down (the store, the senders,
+the web app). A library caller that passes none gets one read from the environment at
+that moment. Nothing else in dripmail reads os.environ.
+
+Secrets are SecretStr: a repr, a log line or an error shows `**********`, and only
+the code that hands a secret to its provider calls `get_secret_value()`. Values a
+sender checks itself (the SMTP port, security) stay text here, so its error can name
+the variable they came from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATABASE_ENV = "DRIPMAIL_DATABASE_URL"
+SECRET_ENV = "DRIPMAIL_SECRET_KEY"
+PUBLIC_URL_ENV = "DRIPMAIL_PUBLIC_URL"
+API_TOKEN_ENV = "DRIPMAIL_API_TOKEN"
+LOG_LEVEL_ENV = "DRIPMAIL_LOG_LEVEL"
+SMTP_HOST_ENV = "DRIPMAIL_SMTP_HOST"
+SMTP_PORT_ENV = "DRIPMAIL_SMTP_PORT"
+SMTP_SECURITY_ENV = "DRIPMAIL_SMTP_SECURITY"
+SMTP_USERNAME_ENV = "DRIPMAIL_SMTP_USERNAME"
+SMTP_PASSWORD_ENV = "DRIPMAIL_SMTP_PASSWORD"  # the SMTP password is read from here and nowhere else
+SENDGRID_KEY_ENV = "SENDGRID_API_KEY"  # the default; a campaign may name another (api_key_env)
+SENDGRID_HOST_ENV = "SENDGRID_API_HOST"
+WEBHOOK_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
+
+
+class Settings(BaseSettings):
+    """The installation's settings, one field per variable (an empty variable is unset)."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, frozen=True, extra="ignore")
+
+    database_url: str | None = Field(default=None, validation_alias=DATABASE_ENV)
+    secret_key: SecretStr | None = Field(default=None, validation_alias=SECRET_ENV)
+    public_url: str | None = Field(default=None, validation_alias=PUBLIC_URL_ENV)
+    api_token: SecretStr | None = Field(default=None, validation_alias=API_TOKEN_ENV)
+    log_level: str = Field(default="INFO", validation_alias=LOG_LEVEL_ENV)
+    smtp_host: str | None = Field(default=None, validation_alias=SMTP_HOST_ENV)
+    smtp_port: str | None = Field(default=None, validation_alias=SMTP_PORT_ENV)
+    smtp_security: str | None = Field(default=None, validation_alias=SMTP_SECURITY_ENV)
+    smtp_username: str | None = Field(default=None, validation_alias=SMTP_USERNAME_ENV)
+    smtp_password: SecretStr | None = Field(default=None, validation_alias=SMTP_PASSWORD_ENV)
+    sendgrid_api_key: SecretStr | None = Field(default=None, validation_alias=SENDGRID_KEY_ENV)
+    sendgrid_api_host: str | None = Field(default=None, validation_alias=SENDGRID_HOST_ENV)
+    sendgrid_webhook_public_key: str | None = Field(default=None, validation_alias=WEBHOOK_KEY_ENV)
+
+    # The environment as it was read, for the one variable only a campaign file names
+    # (sender.api_key_env). Private: in no repr and no dump.
+    _environ: Mapping[str, str] = PrivateAttr(default_factory=lambda: dict(os.environ))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings in `environ` (a mapping standing in for it, in tests), else in this
+        process's environment, read now."""
+        if environ is None:
+            return cls()
+        # Every variable given, unset ones as None: init values win over the process
+        # environment, so nothing leaks in from it.
+        settings = cls(**{name: environ.get(name) for name in variables()})
+        settings._environ = dict(environ)
+        return settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unset_when_empty(cls, data: Any) -> Any:
+        # `VAR=` is unset, as `os.environ.get(VAR) or default` always treated it.
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value not in ("", None)}
+        return data
+
+    def secret(self, name: str) -> SecretStr | None:
+        """The variable `name` as a secret (None when unset or empty): a campaign names
+        its SendGrid key's variable in `api_key_env`."""
+        if name == SENDGRID_KEY_ENV:
+            return self.sendgrid_api_key
+        value = self._environ.get(name)
+        return SecretStr(value) if value else None
+
+
+def variables() -> tuple[str, ...]:
+    """The name of every variable Settings reads."""
+    return tuple(str(field.validation_alias) for field in Settings.model_fields.values())
