@@ -66,6 +66,7 @@ class SmtpSender:
     """
 
     name = "smtp"
+    batch_limit = 1
 
     def __init__(
         self,

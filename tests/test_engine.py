@@ -150,6 +150,7 @@ def test_placeholders_stop_the_run_with_one_line_each(store, tmp_path):
 
 class RefusingSender:
     name = "refusing"
+    batch_limit = 1
 
     def send(self, messages: list[Message]):
         raise SenderConfigurationError("the API key was refused")

@@ -36,6 +36,7 @@ class Recording:
     """A sender that keeps the delivery ids it is handed."""
 
     name = "recording"
+    batch_limit = 1
 
     def __init__(self, tag: str) -> None:
         self.tag = tag

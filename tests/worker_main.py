@@ -33,6 +33,7 @@ class CountingSender:
     """Records each delivery id in a file per process, then reports it sent."""
 
     name = "counting"
+    batch_limit = 1
 
     def __init__(
         self, out: Path, *, kill_after: int | None = None, term_after: int | None = None
