@@ -33,13 +33,8 @@ from campaigns.rendering.render import (
     Recipient,
     compile_campaign,
 )
-from campaigns.rendering.tokens import (
-    PLACEHOLDER_PUBLIC_URL,
-    Signer,
-    UnsubscribeClaim,
-    contact_links,
-    public_url,
-)
+from campaigns.rendering.links import LinkBase, contact_message
+from campaigns.rendering.tokens import Signer, UnsubscribeClaim
 from campaigns.storage.publish import open_campaign
 
 Severity = Literal["error", "warning"]
@@ -457,22 +452,16 @@ def compile_steps(campaign: Campaign) -> tuple[dict[str, CompiledStep], list[Fin
 
 def build_email(campaign: Campaign, compiled: CompiledStep) -> Email:
     """A compiled step personalised as checks need it (long name for size, sample otherwise)."""
-    spec = campaign.spec
     step = campaign.step(compiled.key)
     # A real-length signed token, so sizes are what patients get, not a short placeholder.
     token = Signer("dripmail-check").token(UnsubscribeClaim(_ID, campaign.name, _ID))
-    links = contact_links(
-        public_url(spec.links.public_url) or PLACEHOLDER_PUBLIC_URL,
-        token,
-        spec.links.unsubscribe_mailto or spec.reply_to or spec.from_.address,
-    )
-    message = CompiledCampaign(campaign, {compiled.key: compiled}).message(
+    links = LinkBase.of(campaign).signed(token)
+    message = contact_message(
+        CompiledCampaign(campaign, {compiled.key: compiled}),
         compiled.key,
         SAMPLE,
+        links,
         delivery_id=str(_ID),
-        unsubscribe_url=links.unsubscribe_url,
-        unsubscribe_mailto=links.unsubscribe_mailto,
-        preferences_url=links.preferences_url,
         date=None,
     )
     longest = compiled.personalise(
