@@ -26,6 +26,7 @@ from typing import Literal
 from campaigns.authoring.spec import CAMPAIGN_FILE, PLACEHOLDER, Campaign, Step, load_folder
 from campaigns.authoring.yamlio import line_of, load_with_lines
 from campaigns.errors import InputError
+from campaigns.rendering.links import LinkBase, contact_message
 from campaigns.rendering.render import (
     SAMPLE,
     CompiledCampaign,
@@ -33,7 +34,6 @@ from campaigns.rendering.render import (
     Recipient,
     compile_campaign,
 )
-from campaigns.rendering.links import LinkBase, contact_message
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim
 from campaigns.storage.publish import open_campaign
 
