@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from campaigns.authoring.article import read_article
 from campaigns.authoring.spec import load_folder
 from campaigns.authoring.split import load_defaults, split_article, write_campaign
-from campaigns.delivery.dispatch import Dispatcher, RunReport
+from campaigns.delivery.dispatcher import Dispatcher
+from campaigns.delivery.report import RunReport
 from campaigns.planning import schedule
 from campaigns.planning.enroll import Signup, enroll
 from campaigns.reporting.export import export_campaign

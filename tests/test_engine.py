@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import insert, select
 
 from campaigns.authoring.spec import load_folder
-from campaigns.delivery.dispatch import Dispatcher, SenderPool
+from campaigns.delivery.dispatcher import Dispatcher
+from campaigns.delivery.sender_pool import SenderPool
 from campaigns.errors import ConfigurationError, InputError
 from campaigns.planning import enroll as enrollment
 from campaigns.planning import schedule

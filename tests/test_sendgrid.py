@@ -27,7 +27,7 @@ import sendgrid
 from sqlalchemy import select
 
 from campaigns.authoring.spec import Campaign, SenderConfig
-from campaigns.delivery.dispatch import Dispatcher
+from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning.enroll import Signup, enroll, import_csv
 from campaigns.storage.tables import deliveries
 from senders.base import Message, Outcome, SenderConfigurationError

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from campaigns.authoring.spec import load_folder
-from campaigns.delivery.dispatch import Dispatcher
+from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.errors import ConfigurationError
 from campaigns.planning.enroll import Signup, enroll
 from campaigns.rendering.tokens import UNSUBSCRIBE_SALT, Signer, UnsubscribeClaim, contact_links

@@ -20,17 +20,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from campaigns.delivery.dispatch import (
+from campaigns.delivery.dispatcher import (
     DEFAULT_BATCH,
     DEFAULT_HANDOFF,
     DEFAULT_LEASE,
     Dispatcher,
-    RunReport,
-    SenderFor,
-    SenderPool,
     refuse_placeholders,
-    worker_owner,
 )
+from campaigns.delivery.handoff import SenderFor
+from campaigns.delivery.leases import worker_owner
+from campaigns.delivery.report import RunReport
+from campaigns.delivery.sender_pool import SenderPool
 from campaigns.errors import ConfigurationError, DripmailError
 from campaigns.storage.store import Store, utcnow
 from senders.base import SenderConfigurationError

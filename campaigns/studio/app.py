@@ -290,7 +290,7 @@ class Studio:
 
     def send_test(self, step_key: str, to: str) -> str:
         """Send one email of the last good version to `to`; a sentence saying what happened."""
-        from campaigns.delivery.dispatch import send_test
+        from campaigns.delivery.send_test import send_test
 
         snapshot = self.snapshot
         if snapshot.campaign is None or snapshot.compiled is None:
