@@ -1,7 +1,7 @@
 """Running dispatchers: one worker loop, or N worker processes on one machine.
 
 A stop request (SIGTERM, SIGINT) lets the hand-off in progress finish, releases the
-rows claimed but not handed off, and ends the run; see dispatch.py for what one
+rows claimed but not handed off, and ends the run; see dispatcher.py for what one
 worker does with a batch.
 """
 
