@@ -353,7 +353,7 @@ def run(
     db: DbOption = None,
 ) -> None:
     """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly."""
-    from campaigns.delivery.dispatch import RunReport
+    from campaigns.delivery.report import RunReport
     from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
     from campaigns.planning.schedule import parse_delay
 
@@ -418,7 +418,7 @@ def retry(
     db: DbOption = None,
 ) -> None:
     """Re-queue `unknown` deliveries: they may have arrived, so only when staff decide."""
-    from campaigns.delivery.dispatch import retry_unknown
+    from campaigns.delivery.retry import retry_unknown
     from campaigns.planning.schedule import parse_delay
 
     if not unknown:
@@ -444,7 +444,7 @@ def send_test(
     db: DbOption = None,
 ) -> None:
     """Send one email of a campaign to a staff address, marked as a test; nothing is recorded."""
-    from campaigns.delivery.dispatch import send_test as send
+    from campaigns.delivery.send_test import send_test as send
     from campaigns.storage.publish import open_campaign
 
     store = _store(db)

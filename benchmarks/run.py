@@ -201,7 +201,7 @@ def peak_rss_mb():
     return int(line.split()[1]) / 1024
 
 
-from campaigns.delivery.dispatch import Dispatcher
+from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.storage.store import Store
 from senders.file import NullSender
 logging.disable(logging.INFO)

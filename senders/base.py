@@ -123,11 +123,12 @@ class SendResult:
 class Sender(Protocol):
     """A provider adapter. `send` returns one result per message, in order.
 
-    A sender that sends many messages in one request may also have an int attribute
-    `batch_limit`: the dispatcher then hands it up to that many messages per call.
+    `batch_limit` is how many messages one request may carry (1: one message per
+    request); the dispatcher hands a sender at least that many per call.
     """
 
     name: str
+    batch_limit: int
 
     def send(self, messages: Sequence[Message]) -> list[SendResult]: ...
 

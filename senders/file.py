@@ -17,6 +17,7 @@ class FileSender:
     """Writes RFC 5322 files; nothing leaves the machine."""
 
     name = "file"
+    batch_limit = 1
 
     def __init__(self, outbox: Path | str = "outbox") -> None:
         self.outbox = Path(outbox)
@@ -55,6 +56,7 @@ class NullSender:
     """Builds every message in full and discards it: measures everything but the provider."""
 
     name = "null"
+    batch_limit = 1
 
     def send(self, messages: Sequence[Message]) -> list[SendResult]:
         for message in messages:

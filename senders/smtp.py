@@ -70,6 +70,7 @@ class SmtpSender:
     """
 
     name = "smtp"
+    batch_limit = 1
 
     def __init__(
         self,

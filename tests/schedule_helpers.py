@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from campaigns.authoring.spec import Campaign, load_folder
-from campaigns.delivery.dispatch import Dispatcher
+from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning.enroll import import_csv
 from campaigns.storage.tables import contacts, deliveries, enrollments
 from senders.file import NullSender

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import insert, select
 
 from campaigns.authoring.spec import load_folder
-from campaigns.delivery.dispatch import Dispatcher, SenderPool
+from campaigns.delivery.dispatcher import Dispatcher
+from campaigns.delivery.sender_pool import SenderPool
 from campaigns.errors import ConfigurationError, InputError
 from campaigns.planning import enroll as enrollment
 from campaigns.planning import schedule
@@ -153,6 +154,7 @@ def test_placeholders_stop_the_run_with_one_line_each(store, tmp_path):
 
 class RefusingSender:
     name = "refusing"
+    batch_limit = 1
 
     def send(self, messages: list[Message]):
         raise SenderConfigurationError("the API key was refused")

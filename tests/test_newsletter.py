@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from campaigns.authoring.spec import load_folder
 from campaigns.compliance.suppressions import add_suppression, leave_newsletter
-from campaigns.delivery.dispatch import Dispatcher
+from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.errors import InputError
 from campaigns.planning.contacts import retag
 from campaigns.planning.enroll import enroll, import_csv

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from typer.testing import CliRunner
 
-from campaigns.delivery.dispatch import Dispatcher
+from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning import schedule
 from campaigns.planning.pause import pause, resume
 from cli import app

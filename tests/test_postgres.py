@@ -18,7 +18,8 @@ from sqlalchemy import create_engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import StatementError
 from typer.testing import CliRunner
 
-from campaigns.delivery.dispatch import Dispatcher, RunReport
+from campaigns.delivery.dispatcher import Dispatcher
+from campaigns.delivery.report import RunReport
 from campaigns.planning import schedule
 from campaigns.planning.enroll import enroll, import_csv
 from campaigns.planning.signups import Signup
@@ -37,6 +38,7 @@ class Recording:
     """A sender that keeps the delivery ids it is handed."""
 
     name = "recording"
+    batch_limit = 1
 
     def __init__(self, tag: str) -> None:
         self.tag = tag
@@ -176,7 +178,7 @@ def test_leases_run_on_the_database_clock_not_on_now_or_the_workers_clock(pg, cl
     enroll_many(pg, clinic, 2)
     first = worker(pg, "a", Recording("a"))  # no `clock`: the database's
     before = db_now(pg)
-    batch, _ = first._claim(NOW)  # engine time is March; the lease is not
+    batch, _ = first.leases.claim(NOW)  # engine time is March; the lease is not
     after = db_now(pg)
     leases = [r.lease_expires_at for r in rows(pg) if r.status == "claimed"]
     assert len(batch) == len(leases) == 2
@@ -185,7 +187,7 @@ def test_leases_run_on_the_database_clock_not_on_now_or_the_workers_clock(pg, cl
     # A worker whose machine clock runs two hours fast must not take those leases back.
     fast = datetime.now(UTC) + timedelta(hours=2)
     monkeypatch.setattr("campaigns.storage.store.utcnow", lambda: fast)
-    monkeypatch.setattr("campaigns.delivery.dispatch.utcnow", lambda: fast)
+    monkeypatch.setattr("campaigns.delivery.handoff.utcnow", lambda: fast)
     report = worker(pg, "b", Recording("b")).run(now=NOW)
     assert (report.recovered, report.sent) == (0, 0)
     assert [r.lease_owner for r in rows(pg) if r.status == "claimed"] == ["a", "a"]
@@ -197,16 +199,16 @@ def test_a_worker_whose_lease_was_taken_over_sends_and_finishes_nothing(pg, clin
     slow, quick = Recording("slow"), Recording("quick")
     a = worker(pg, "a", slow, clock=lambda: start)
     b = worker(pg, "b", quick, clock=lambda: start + timedelta(minutes=10))
-    batch_a, _ = a._claim(NOW)
+    batch_a, _ = a.leases.claim(NOW)
     assert len(batch_a) == 3
     # A stalls past its lease: B takes the rows back...
-    assert b._recover(NOW) == 3
+    assert b.leases.recover(NOW) == 3
     queued = rows(pg)
     a._process(batch_a, now=NOW, report=RunReport())  # ...and A, waking, touches nothing
     row = batch_a[0].id
-    a._move({row: NOW + timedelta(days=1)}, {row}, now=NOW, report=RunReport())
+    a.recorder.move({row: NOW + timedelta(days=1)}, {row}, now=NOW, report=RunReport())
     assert rows(pg) == queued and slow.ids == []
-    batch_b, _ = b._claim(NOW)  # then B claims them itself
+    batch_b, _ = b.leases.claim(NOW)  # then B claims them itself
     assert {r.id for r in batch_b} == {r.id for r in batch_a}
 
     a_report = RunReport()
@@ -220,7 +222,7 @@ def test_a_worker_whose_lease_was_taken_over_sends_and_finishes_nothing(pg, clin
     # A finishing late changes nothing either: its skip, move and record updates are fenced.
     before = rows(pg)
     a._process(batch_a, now=NOW, report=RunReport())
-    a._skip([(batch_a[0], "test")], now=NOW, report=RunReport())
+    a.recorder.skip([(batch_a[0], "test")], now=NOW, report=RunReport())
     assert rows(pg) == before and slow.ids == []
 
 
@@ -228,7 +230,7 @@ def test_a_worker_that_died_mid_hand_off_leaves_unknown_not_a_second_send(pg, cl
     enroll_many(pg, clinic, 2)
     start = datetime.now(UTC)
     a = worker(pg, "a", Recording("a"), clock=lambda: start)
-    batch, _ = a._claim(NOW)
+    batch, _ = a.leases.claim(NOW)
     # A commits `sending` and dies before it can record anything.
     with pg.begin() as conn:
         conn.execute(
@@ -253,7 +255,7 @@ def test_claims_walk_forward_from_a_keyset_cursor_and_pass_over_paused_rows(pg, 
     claimer = worker(pg, "a", Recording("a"), batch_size=2)
     batches, cursor = [], None
     while True:
-        batch, cursor = claimer._claim(NOW, after=cursor)
+        batch, cursor = claimer.leases.claim(NOW, after=cursor)
         if cursor is None:
             break
         batches.append([r.id for r in batch])
@@ -277,7 +279,7 @@ def test_a_claim_reads_the_due_rows_not_the_history(pg, clinic):
             {"e": enrollment_id},
         )
         conn.execute(text("analyze deliveries"))
-    query = worker(pg, "a", Recording("a")).claim_query(NOW)
+    query = worker(pg, "a", Recording("a")).leases.claim_query(NOW)
     with pg.begin() as conn:
         compiled = query.compile(dialect=conn.dialect)
         params = {
@@ -328,8 +330,8 @@ def test_two_workers_holding_steps_of_one_contact_send_one_email_now(pg, clinic,
     one, two = Recording("one"), Recording("two")
     a = worker(pg, "a", one, batch_size=1)
     b = worker(pg, "b", two, batch_size=1)
-    batch_a, _ = a._claim(NOW)
-    batch_b, _ = b._claim(NOW)
+    batch_a, _ = a.leases.claim(NOW)
+    batch_b, _ = b.leases.claim(NOW)
     assert [r.position for r in batch_a + batch_b] == [1, 2]
 
     order = [(a, batch_a), (b, batch_b)]

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.authoring.spec import Campaign, load_folder
-from campaigns.delivery.dispatch import Dispatcher
+from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning.enroll import import_csv
 from campaigns.rendering.compile import compile_campaign
 from campaigns.rendering.personalise import Recipient

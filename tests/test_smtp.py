@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from campaigns.authoring.sender_settings import SmtpSenderSettings
 from campaigns.authoring.spec import Campaign, load_folder
-from campaigns.delivery.dispatch import Dispatcher, SenderPool
+from campaigns.delivery.dispatcher import Dispatcher
+from campaigns.delivery.sender_pool import SenderPool
 from campaigns.delivery.workers import run_worker
 from campaigns.planning.enroll import import_csv
 from campaigns.reporting.reports import status_counts

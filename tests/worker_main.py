@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from campaigns.delivery.dispatch import RunReport, SenderFor
+from campaigns.delivery.handoff import SenderFor
+from campaigns.delivery.report import RunReport
 from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
 from campaigns.storage.store import Store
 from senders.base import Message, Outcome, SendResult
@@ -33,6 +34,7 @@ class CountingSender:
     """Records each delivery id in a file per process, then reports it sent."""
 
     name = "counting"
+    batch_limit = 1
 
     def __init__(
         self, out: Path, *, kill_after: int | None = None, term_after: int | None = None

@@ -28,15 +28,10 @@ from campaigns.authoring.spec import CAMPAIGN_FILE, PLACEHOLDER, Campaign, Step,
 from campaigns.authoring.yamlio import line_of, load_with_lines
 from campaigns.errors import ConfigurationError, InputError
 from campaigns.rendering.compile import compile_campaign
+from campaigns.rendering.links import LinkBase, contact_message
 from campaigns.rendering.links import check_public_url as check_url
 from campaigns.rendering.personalise import SAMPLE, CompiledCampaign, CompiledStep, Recipient
-from campaigns.rendering.tokens import (
-    PLACEHOLDER_PUBLIC_URL,
-    Signer,
-    UnsubscribeClaim,
-    contact_links,
-    public_url,
-)
+from campaigns.rendering.tokens import Signer, UnsubscribeClaim
 from campaigns.settings import Settings
 from campaigns.storage.publish import open_campaign
 from campaigns.storage.store import Store
@@ -451,22 +446,16 @@ def build_email(
     Its links are built on the public URL in `settings` (default: the environment's).
     """
     settings = Settings.from_env() if settings is None else settings
-    spec = campaign.spec
     step = campaign.step(compiled.key)
     # A real-length signed token, so sizes are what patients get, not a short placeholder.
     token = Signer("dripmail-check").token(UnsubscribeClaim(_ID, campaign.name, _ID))
-    links = contact_links(
-        public_url(settings.public_url, spec.links.public_url) or PLACEHOLDER_PUBLIC_URL,
-        token,
-        spec.links.unsubscribe_mailto or spec.reply_to or spec.from_.address,
-    )
-    message = CompiledCampaign(campaign, {compiled.key: compiled}).message(
+    links = LinkBase.of(campaign, settings.public_url).signed(token)
+    message = contact_message(
+        CompiledCampaign(campaign, {compiled.key: compiled}),
         compiled.key,
         SAMPLE,
+        links,
         delivery_id=str(_ID),
-        unsubscribe_url=links.unsubscribe_url,
-        unsubscribe_mailto=links.unsubscribe_mailto,
-        preferences_url=links.preferences_url,
         date=None,
     )
     longest = compiled.personalise(

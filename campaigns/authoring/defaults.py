@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from campaigns.authoring.spec import EmailAddress, Url
+from campaigns.authoring.fields import EmailAddress, Url
 from campaigns.authoring.yamlio import load_with_lines
 from campaigns.errors import InputError
 from campaigns.planning import schedule

@@ -19,8 +19,9 @@ import yaml
 
 from campaigns.authoring.article import Article
 from campaigns.authoring.defaults import CampaignDefaults, check_defaults, resolve_defaults
+from campaigns.authoring.fields import PLACEHOLDER_EMAIL
 from campaigns.authoring.readers import read_article
-from campaigns.authoring.spec import CAMPAIGN_FILE, PLACEHOLDER_EMAIL, load_files, load_folder
+from campaigns.authoring.spec import CAMPAIGN_FILE, load_files, load_folder
 from campaigns.authoring.split import Draft, slugify, split_article
 from campaigns.errors import InputError
 from campaigns.planning import schedule

@@ -1,7 +1,7 @@
 """Running dispatchers: one worker loop, or N worker processes on one machine.
 
 A stop request (SIGTERM, SIGINT) lets the hand-off in progress finish, releases the
-rows claimed but not handed off, and ends the run; see dispatch.py for what one
+rows claimed but not handed off, and ends the run; see dispatcher.py for what one
 worker does with a batch.
 """
 
@@ -20,17 +20,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from campaigns.delivery.dispatch import (
+from campaigns.delivery.dispatcher import (
     DEFAULT_BATCH,
     DEFAULT_HANDOFF,
     DEFAULT_LEASE,
     Dispatcher,
-    RunReport,
-    SenderFor,
-    SenderPool,
     refuse_placeholders,
-    worker_owner,
 )
+from campaigns.delivery.handoff import SenderFor
+from campaigns.delivery.leases import worker_owner
+from campaigns.delivery.report import RunReport
+from campaigns.delivery.sender_pool import SenderPool
 from campaigns.errors import ConfigurationError, DripmailError
 from campaigns.settings import Settings
 from campaigns.storage.store import Store, utcnow

@@ -14,7 +14,6 @@ from pathlib import Path
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from campaigns.authoring.spec import Campaign
-from campaigns.errors import InputError
 from campaigns.planning.contacts import join_tags, split_tags
 from campaigns.planning.plans import DriverPlan, plan, planner
 from campaigns.planning.signups import Contact, Signup, read_signups, validate

@@ -1,15 +1,28 @@
-"""The public URL the unsubscribe and preference links are built on: its rule, and previews'."""
+"""A contact's links and the Message that carries them, one recipe for every caller.
+
+Dispatch, `send-test`, the checks and the review export (`dripmail render`) all build a
+step's email this way, so what a reviewer sees is what a contact gets: links on the
+public URL, an unsubscribe mailto to the campaign's mailbox, the list headers. The
+public URL's own rule (https, or http on a loopback address) is here too.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
+from campaigns.authoring.spec import Campaign
 from campaigns.errors import ConfigurationError
-from campaigns.rendering.tokens import PLACEHOLDER_PUBLIC_URL
+from campaigns.rendering.personalise import CompiledCampaign, Recipient
+from campaigns.rendering.tokens import (
+    PLACEHOLDER_PUBLIC_URL,
+    ContactLinks,
+    contact_links,
+    public_url,
+)
 from campaigns.settings import PUBLIC_URL_ENV
-from senders.base import is_loopback
-
-__all__ = ["check_public_url", "sample_links"]
+from senders.base import Message, is_loopback
 
 
 def check_public_url(url: str | None, *, name: str = PUBLIC_URL_ENV) -> None:
@@ -31,3 +44,59 @@ def sample_links(public_url: str | None = None) -> tuple[str, str]:
     """(unsubscribe_url, preferences_url) for previews; real signed tokens come from elsewhere."""
     base = (public_url or PLACEHOLDER_PUBLIC_URL).rstrip("/")
     return f"{base}/u/sample-token", f"{base}/p/sample-token"
+
+
+@dataclass(frozen=True)
+class LinkBase:
+    """What the links of every email of a campaign share (worked out once, not per email)."""
+
+    url: str  # the public URL the links are built on, without a trailing slash
+    mailbox: str  # where a mailto unsubscribe goes
+
+    @classmethod
+    def of(cls, campaign: Campaign, configured: str | None) -> LinkBase:
+        """On `configured` (DRIPMAIL_PUBLIC_URL), else links.public_url, else the placeholder;
+        the mailbox is links.unsubscribe_mailto, else reply_to, else the From address."""
+        spec = campaign.spec
+        return cls(
+            public_url(configured, spec.links.public_url) or PLACEHOLDER_PUBLIC_URL,
+            spec.links.unsubscribe_mailto or spec.reply_to or spec.from_.address,
+        )
+
+    def signed(self, token: str) -> ContactLinks:
+        """One contact's links, carrying their signed unsubscribe token."""
+        return contact_links(self.url, token, self.mailbox)
+
+    def sample(self) -> ContactLinks:
+        """Links for previews: a sample token, and a mailto that only asks to unsubscribe."""
+        unsubscribe_url, preferences_url = sample_links(self.url)
+        return ContactLinks(
+            unsubscribe_url=unsubscribe_url,
+            unsubscribe_mailto=f"mailto:{self.mailbox}?subject=unsubscribe",
+            preferences_url=preferences_url,
+        )
+
+
+def contact_message(
+    compiled: CompiledCampaign,
+    step_key: str,
+    recipient: Recipient,
+    links: ContactLinks,
+    *,
+    delivery_id: str,
+    date: datetime | None,
+    is_test: bool = False,
+    batch_form: bool = True,
+) -> Message:
+    """The step personalised for `recipient`, with `links` in its body and list headers."""
+    return compiled.message(
+        step_key,
+        recipient,
+        delivery_id=delivery_id,
+        unsubscribe_url=links.unsubscribe_url,
+        unsubscribe_mailto=links.unsubscribe_mailto,
+        preferences_url=links.preferences_url,
+        date=date,
+        is_test=is_test,
+        batch_form=batch_form,
+    )

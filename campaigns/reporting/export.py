@@ -24,7 +24,7 @@ from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning.contacts import normalise_email
 from campaigns.rendering.compile import compile_campaign
-from campaigns.rendering.links import sample_links
+from campaigns.rendering.links import LinkBase, contact_message
 from campaigns.rendering.personalise import SAMPLE, Recipient, Rendered
 from campaigns.rendering.tokens import public_url
 from campaigns.settings import Settings
@@ -41,13 +41,7 @@ from campaigns.studio.views import (
 )
 from senders.mime import to_bytes
 
-__all__ = ["describe_delay", "export_campaign", "export_for", "unsubscribe_mailto"]
-
-
-def unsubscribe_mailto(campaign: Campaign) -> str:
-    """The mailto half of List-Unsubscribe: links.unsubscribe_mailto, else the sender."""
-    address = campaign.spec.links.unsubscribe_mailto or campaign.spec.from_.address
-    return f"mailto:{address}?subject=unsubscribe"
+__all__ = ["describe_delay", "export_campaign", "export_for"]
 
 
 def export_campaign(
@@ -61,31 +55,31 @@ def export_campaign(
 ) -> list[Path]:
     """Write each step as `NN-<key>.html/.txt/.eml` and an `index.html`; return the paths.
 
-    `public_url` falls back to the campaign's links.public_url, then a placeholder;
-    `date` (the .eml Date header, and the sample sign-up of the timeline) defaults to now;
-    `settings` (default: the environment's) are those the index's checks run with.
+    `public_url` falls back to DRIPMAIL_PUBLIC_URL (in `settings`), the campaign's
+    links.public_url, then a placeholder (as for the emails sent); `date` (the .eml Date
+    header, and the sample sign-up of the timeline) defaults to now; `settings` (default:
+    the environment's) are also those the index's checks run with.
     """
     settings = Settings.from_env() if settings is None else settings
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     compiled = compile_campaign(campaign)
-    links = sample_links(public_url or campaign.spec.links.public_url)
-    unsubscribe_url, preferences_url = links
+    links = LinkBase.of(campaign, public_url or settings.public_url).sample()
     date = date or datetime.now(UTC)
     width = max(2, len(str(len(campaign.steps))))
-    entries = timeline(campaign, compiled, recipient, signed_up_at=date, links=links)
+    entries = timeline(
+        campaign,
+        compiled,
+        recipient,
+        signed_up_at=date,
+        links=(links.unsubscribe_url, links.preferences_url),
+    )
     written: list[Path] = []
     emails = []
     for step, entry in zip(campaign.steps, entries, strict=True):
         stem = f"{step.position:0{width}d}-{step.key}"
-        message = compiled.message(
-            step.key,
-            recipient,
-            delivery_id=f"sample-{stem}",
-            unsubscribe_url=unsubscribe_url,
-            unsubscribe_mailto=unsubscribe_mailto(campaign),
-            preferences_url=preferences_url,
-            date=date,
+        message = contact_message(
+            compiled, step.key, recipient, links, delivery_id=f"sample-{stem}", date=date
         )
         paths = {kind: out / f"{stem}.{kind}" for kind in ("html", "txt", "eml")}
         paths["html"].write_text(message.html, encoding="utf-8")

@@ -10,8 +10,8 @@ from zoneinfo import available_timezones
 
 from starlette.responses import HTMLResponse
 
-from campaigns.authoring.sender_settings import outbox
 from campaigns.authoring.checks import Finding
+from campaigns.authoring.sender_settings import outbox
 from campaigns.authoring.spec import Campaign
 from campaigns.rendering.links import sample_links
 from campaigns.rendering.personalise import CompiledCampaign, Recipient, Rendered

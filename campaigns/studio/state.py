@@ -25,14 +25,14 @@ from jinja2 import TemplateError
 from starlette.concurrency import run_in_threadpool
 
 import templates
-from campaigns.authoring.sender_settings import outbox
-from campaigns.settings import Settings
 from campaigns.authoring.checks import Finding, check_step
+from campaigns.authoring.sender_settings import outbox
 from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_folder
 from campaigns.delivery.dispatch import send_test
 from campaigns.errors import DripmailError, InputError
 from campaigns.rendering.compile import clear_cache, compile_campaign
 from campaigns.rendering.personalise import CompiledCampaign
+from campaigns.settings import Settings
 from campaigns.storage.store import Store
 from campaigns.studio.errors import StudioError, describe_error
 

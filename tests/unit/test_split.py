@@ -10,9 +10,10 @@ import pytest
 
 from campaigns.authoring.article import Article, word_count
 from campaigns.authoring.defaults import CampaignDefaults, load_defaults
+from campaigns.authoring.fields import PLACEHOLDER_EMAIL
 from campaigns.authoring.folder import build_campaign_folder, write_campaign
 from campaigns.authoring.readers import read_article
-from campaigns.authoring.spec import PLACEHOLDER_EMAIL, load_folder
+from campaigns.authoring.spec import load_folder
 from campaigns.authoring.split import Draft, split_article
 from campaigns.authoring.text_article import parse_text
 from campaigns.errors import InputError

@@ -9,8 +9,8 @@ import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from campaigns.errors import ConfigurationError
-from campaigns.rendering.tokens import UNSUBSCRIBE_SALT, Signer, UnsubscribeClaim, contact_links
 from campaigns.rendering.links import check_public_url
+from campaigns.rendering.tokens import UNSUBSCRIBE_SALT, Signer, UnsubscribeClaim, contact_links
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,195 @@
+"""Claim due deliveries, decide what goes, hand it to a sender, record what happened.
+
+Delivery states (docs/architecture.md, "Delivery states"): scheduled -> claimed (lease)
+-> sending (committed just before hand-off) -> sent | failed | unknown; also skipped
+and cancelled. Due times follow the engine's `now`; leases follow the database's clock.
+
+The Dispatcher runs the loop; each concern has its module: leases.py (claiming,
+fencing, recovery), decide.py (the rules, pure), handoff.py (the `sending` transition
+and the senders), outcomes.py (what results mean, pure), recording.py (writing it down).
+A stop request (SIGTERM) lets the hand-off in progress finish, releases the rows
+claimed but not handed off, and ends the run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, select
+
+from campaigns.delivery.decide import DueRow, Openings, Rules, decide
+from campaigns.delivery.handoff import HandOff, SenderFor
+from campaigns.delivery.history import SuppressedAddresses, by_status, rows_of
+from campaigns.delivery.leases import Cursor, Leases, worker_owner
+from campaigns.delivery.recording import Recorder
+from campaigns.delivery.report import RunReport
+from campaigns.errors import ConfigurationError
+from campaigns.rendering.render import CompiledCampaign, compile_campaign
+from campaigns.storage.publish import load_version
+from campaigns.storage.statuses import CampaignStatus
+from campaigns.storage.store import Store
+from campaigns.storage.tables import campaigns, deliveries
+
+DEFAULT_BATCH = 500
+# Emails handed to the sender per transaction: a whole batch, so a batch costs three
+# commits (claim, hand-off, record) and SendGrid can carry it in one or two requests.
+DEFAULT_HANDOFF = DEFAULT_BATCH
+DEFAULT_LEASE = timedelta(minutes=5)
+DEFAULT_MAX_ATTEMPTS = 5
+
+
+class Dispatcher:
+    """One worker: claims batches of due deliveries until none is left at `now`.
+
+    `clock`, when given, replaces the database's clock for leases (tests); `stop`,
+    when set, ends the run after the hand-off in progress.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        sender_for: SenderFor,
+        *,
+        owner: str | None = None,
+        batch_size: int = DEFAULT_BATCH,
+        handoff_size: int = DEFAULT_HANDOFF,
+        lease: timedelta = DEFAULT_LEASE,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        clock: Callable[[], datetime] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        if lease <= timedelta(0):
+            raise ConfigurationError("the lease must be longer than zero")
+        self.store = store
+        self.owner = owner or worker_owner()
+        self.stop = stop or threading.Event()
+        self.leases = Leases(store, self.owner, length=lease, batch_size=batch_size, clock=clock)
+        self.recorder = Recorder(store, self.owner)
+        self.suppressed = SuppressedAddresses(store, batch_size)
+        self.hand_off = HandOff(
+            store,
+            sender_for,
+            self.leases,
+            self.recorder,
+            self.suppressed,
+            size=max(1, handoff_size),
+            max_attempts=max_attempts,
+            stop=self.stop,
+        )
+        self._compiled: dict[tuple[str, str], CompiledCampaign] = {}
+
+    # -- the loop ---------------------------------------------------------------
+
+    def run(self, *, now: datetime) -> RunReport:
+        """Send everything due at `now`, batch by batch; safe to run again at the same `now`."""
+        report = RunReport()
+        refuse_placeholders(self.store)
+        try:
+            report.recovered += self.leases.recover(now)
+            after: Cursor | None = None
+            fresh_pass = True
+            while not self.stop.is_set():
+                batch, cursor = self.leases.claim(now, after=after)
+                if cursor is None:
+                    if fresh_pass:
+                        break
+                    # The end of a pass. Rows behind the cursor may have come back since
+                    # (a lease that ran out, rows another worker released): one more pass,
+                    # which ends the run when it finds nothing to claim.
+                    report.recovered += self.leases.recover(now)
+                    after, fresh_pass = None, True
+                    continue
+                after = cursor
+                if batch:
+                    fresh_pass = False
+                    report.batches += 1
+                    self._process(batch, now=now, report=report)
+        finally:
+            # Claimed but not handed off (a stop, an error): back to the queue at once
+            # rather than when the lease runs out.
+            report.released += self.leases.release()
+        return report
+
+    def warm_up(self) -> int:
+        """Compile every active campaign's current version now; returns how many.
+
+        A worker compiles a version once, on its first batch of it (about half a second
+        for a long article); a long-running worker may do it before its first claim.
+        """
+        with self.store.connect() as conn:
+            active = conn.execute(
+                select(campaigns.c.name, campaigns.c.version).where(
+                    campaigns.c.status == CampaignStatus.ACTIVE
+                )
+            ).all()
+            for name, version in active:
+                self._campaign(conn, name, version)
+        return len(active)
+
+    def _campaign(self, conn: Connection, name: str, version: str) -> CompiledCampaign:
+        key = (name, version)
+        if key not in self._compiled:
+            self._compiled[key] = compile_campaign(load_version(conn, name, version))
+        return self._compiled[key]
+
+    # -- one batch --------------------------------------------------------------
+
+    def _process(self, batch: list[DueRow], *, now: datetime, report: RunReport) -> None:
+        """Decide what becomes of a claimed batch (decide.py), write it down, hand off."""
+        enrollment_ids = {row.enrollment_id for row in batch}
+        with self.store.connect() as conn:
+            versions = dict(conn.execute(select(campaigns.c.name, campaigns.c.version)).all())
+            compiled = {
+                name: self._campaign(conn, name, versions[name])
+                for name in {r.campaign for r in batch}
+            }
+            rules = {name: Rules.of(c.campaign) for name, c in compiled.items()}
+            openings = {
+                key: Openings.at(now, rules[key[0]].window, key[1])
+                for key in {r.zone_key for r in batch}
+            }
+            # Only the rows that bear on the choice: gone since the earliest opening, held
+            # by this worker, or due before the latest next opening. A contact with more
+            # than that to re-plan gets all its rows read below.
+            history = rows_of(
+                conn,
+                enrollment_ids,
+                by_status(
+                    gone=deliveries.c.sent_at >= min(o.current or now for o in openings.values()),
+                    claimed=deliveries.c.lease_owner == self.owner,
+                    scheduled=deliveries.c.due_at < max(o.next for o in openings.values()),
+                ),
+            )
+        suppressed = self.suppressed(batch)
+        decision = decide(batch, history, openings, rules, suppressed=suppressed, complete=False)
+        if decision.unsure:
+            with self.store.connect() as conn:
+                everything = rows_of(conn, decision.unsure)
+            rest = [row for live in decision.unsure.values() for row in live]
+            again = decide(rest, everything, openings, rules, suppressed=suppressed)
+            decision.going += again.going
+            decision.moves.update(again.moves)
+
+        self.recorder.skip(decision.skips, now=now, report=report)
+        self.recorder.move(decision.moves, {r.id for r in batch}, now=now, report=report)
+        if decision.going:
+            self.hand_off(decision.going, compiled, rules, now=now, report=report)
+
+
+def refuse_placeholders(store: Store) -> None:
+    """Stop before any claim while a published campaign still holds split's placeholders."""
+    problems = []
+    with store.connect() as conn:
+        for name, version in conn.execute(
+            select(campaigns.c.name, campaigns.c.version).where(
+                campaigns.c.status == CampaignStatus.ACTIVE
+            )
+        ):
+            problems += [
+                f"campaign {name}: {field_name} is still a placeholder; set it in campaign.yaml"
+                for field_name in load_version(conn, name, version).placeholders()
+            ]
+    if problems:
+        raise ConfigurationError("\n".join(problems))

@@ -1,0 +1,248 @@
+"""Handing the rows chosen to go to their senders, and recording what they answered.
+
+Chunk by chunk: suppressions are asked again (an unsubscribe may have landed), each
+row is checked again against the rules in the transaction that marks it `sending`,
+committed just before the sender sees it, and the sender's results are recorded.
+One email per contact per window opening holds across workers: that transaction
+locks the contacts' enrollments and looks at their other deliveries. A stop request
+(SIGTERM) ends the hand-off between chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, select, true, update
+
+from campaigns.authoring.spec import Campaign
+from campaigns.delivery.decide import Going, Rules, admit, postpone
+from campaigns.delivery.history import SuppressedAddresses, by_status, rows_of
+from campaigns.delivery.leases import Leases
+from campaigns.delivery.outcomes import classify
+from campaigns.delivery.recording import Recorder
+from campaigns.delivery.report import RunReport
+from campaigns.planning.enroll import last_sent
+from campaigns.rendering.links import LinkBase, contact_message
+from campaigns.rendering.render import CompiledCampaign, Recipient
+from campaigns.rendering.tokens import Signer, UnsubscribeClaim
+from campaigns.storage.statuses import DeliveryStatus
+from campaigns.storage.store import Store, utcnow
+from campaigns.storage.tables import contacts, deliveries, enrollments
+from senders.base import Message, Sender, SenderConfigurationError
+
+log = logging.getLogger("dripmail.dispatch")
+
+S = DeliveryStatus
+SenderFor = Callable[[Campaign], Sender]
+
+
+class HandOff:
+    """Hands rows to senders in chunks of `size` (or a sender's `batch_limit`, if larger)."""
+
+    def __init__(
+        self,
+        store: Store,
+        sender_for: SenderFor,
+        leases: Leases,
+        recorder: Recorder,
+        suppressed: SuppressedAddresses,
+        *,
+        size: int,
+        max_attempts: int,
+        stop: threading.Event,
+    ) -> None:
+        self.store = store
+        self.sender_for = sender_for
+        self.leases = leases
+        self.recorder = recorder
+        self.suppressed = suppressed
+        self.size = size
+        self.max_attempts = max_attempts
+        self.stop = stop
+        self._signer = Signer(store.secret_key())
+
+    def __call__(
+        self,
+        going: Sequence[Going],
+        compiled: Mapping[str, CompiledCampaign],
+        rules: Mapping[str, Rules],
+        *,
+        now: datetime,
+        report: RunReport,
+    ) -> None:
+        """Hand the rows to the senders in chunks; a stop request ends it between chunks.
+
+        A sender that puts many messages in one request gets chunks of up to its
+        `batch_limit`, so a claimed batch of one step can go in one request.
+        """
+        by_campaign: dict[str, list[Going]] = defaultdict(list)
+        for item in going:
+            by_campaign[item.row.campaign].append(item)
+        for name, items in by_campaign.items():
+            sender = self.sender_for(compiled[name].campaign)
+            size = max(self.size, sender.batch_limit)
+            for start in range(0, len(items), size):
+                if self.stop.is_set():
+                    return  # the rest is still claimed: the dispatcher releases it
+                chunk = items[start : start + size]
+                # Suppressions again, right before hand-off: an unsubscribe may have landed.
+                late = self.suppressed([item.row for item in chunk])
+                skips = [(i.row, "the address is suppressed") for i in chunk if i.row.email in late]
+                self.recorder.skip(skips, now=now, report=report)
+                chunk = [item for item in chunk if item.row.email not in late]
+                if chunk:
+                    self._send(compiled[name], rules[name], chunk, sender, now=now, report=report)
+
+    def _messages(
+        self, compiled: CompiledCampaign, chunk: list[Going], *, now: datetime, batch_form: bool
+    ) -> dict[int, Message]:
+        """Each row's personalised Message, by delivery id."""
+        # The same for every email of the campaign: worked out once, not per contact.
+        base = LinkBase.of(compiled.campaign, self.store.settings.public_url)
+        messages = {}
+        for item in chunk:
+            row = item.row
+            token = self._signer.token(UnsubscribeClaim(row.contact_id, row.campaign, row.id))
+            messages[row.id] = contact_message(
+                compiled,
+                row.step_key,
+                Recipient(row.email or "", row.first_name, row.timezone),
+                base.signed(token),
+                delivery_id=str(row.id),
+                date=now,
+                batch_form=batch_form,
+            )
+        return messages
+
+    def _send(
+        self,
+        compiled: CompiledCampaign,
+        rules: Rules,
+        chunk: list[Going],
+        sender: Sender,
+        *,
+        now: datetime,
+        report: RunReport,
+    ) -> None:
+        # Rendered before anything is committed: a failure here leaves the rows claimed.
+        messages = self._messages(compiled, chunk, now=now, batch_form=sender.batch_limit > 1)
+        with self.store.begin() as conn:
+            lease_now = self.leases.now(conn)
+            allowed = self._check_openings(conn, chunk, rules, now=now, report=report)
+            handed = self._start_sending(conn, allowed, now=now, lease_now=lease_now)
+            # A heartbeat for the rest of the batch, still waiting its turn.
+            self.leases.renew(conn, lease_now)
+        if len(handed) < len(allowed):
+            # The lease ran out and another worker took these over: theirs to send now.
+            log.warning(
+                "%d deliveries were taken over by another worker", len(allowed) - len(handed)
+            )
+        rows = {str(item.row.id): item.row for item in allowed if item.row.id in handed}
+        if not rows:
+            return
+        try:
+            results = sender.send([messages[row.id] for row in rows.values()])
+        except SenderConfigurationError:
+            # Nothing went out: put every row back as it was, marked neither sent nor failed.
+            self.recorder.put_back(row.id for row in rows.values())
+            raise
+        outcomes = classify(
+            results,
+            rows,
+            window=rules.window,
+            max_attempts=self.max_attempts,
+            now=now,
+            real_now=(self.leases.clock or utcnow)(),
+        )
+        self.recorder.record(outcomes, compiled.campaign.name, now=now, report=report)
+
+    def _start_sending(
+        self, conn: Connection, allowed: list[Going], *, now: datetime, lease_now: datetime
+    ) -> set[int]:
+        """Mark the rows `sending` (one attempt more); returns the ids this worker still held."""
+        if not allowed:
+            return set()
+        return set(
+            conn.scalars(
+                update(deliveries)
+                .where(
+                    deliveries.c.id.in_([item.row.id for item in allowed]),
+                    deliveries.c.status == S.CLAIMED,
+                    deliveries.c.lease_owner == self.leases.owner,
+                )
+                .values(
+                    status=S.SENDING,
+                    attempts=deliveries.c.attempts + 1,
+                    sent_at=now,
+                    updated_at=now,
+                    lease_expires_at=lease_now + self.leases.length,
+                )
+                .returning(deliveries.c.id)
+            )
+        )
+
+    def _check_openings(
+        self,
+        conn: Connection,
+        chunk: list[Going],
+        rules: Rules,
+        *,
+        now: datetime,
+        report: RunReport,
+    ) -> list[Going]:
+        """The rows that may still go (decide.admit); the others move on (decide.postpone).
+
+        The enrollments are locked first, so two workers handing off steps of one contact
+        take turns, and the second sees what the first committed. With a gap the contacts
+        are locked too (after the enrollments, both in id order: no deadlock), as the
+        gap spans campaigns handed off by other workers. (SQLite: BEGIN IMMEDIATE.)
+        """
+        owner = self.leases.owner
+        enrollment_ids = sorted({item.row.enrollment_id for item in chunk})
+        gap = rules.min_gap
+        contact_ids = sorted({item.row.contact_id for item in chunk})
+        if not self.store.is_sqlite:
+            conn.execute(
+                select(enrollments.c.id)
+                .where(enrollments.c.id.in_(enrollment_ids))
+                .order_by(enrollments.c.id)
+                .with_for_update(key_share=True)
+            )
+            if gap:
+                conn.execute(
+                    select(contacts.c.id)
+                    .where(contacts.c.id.in_(contact_ids))
+                    .order_by(contacts.c.id)
+                    .with_for_update(key_share=True)
+                )
+        last = last_sent(conn, contact_ids) if gap else {}
+        # Only the contacts' rows that could block one: gone since the earliest opening,
+        # in another worker's hands, or due. Usually none; `admit` decides exactly.
+        siblings = rows_of(
+            conn,
+            enrollment_ids,
+            by_status(
+                gone=deliveries.c.sent_at >= min(item.opening for item in chunk),
+                claimed=deliveries.c.lease_owner != owner,
+                scheduled=deliveries.c.due_at <= now,
+            ),
+        )
+        admission = admit(chunk, siblings, last, owner=owner, min_gap=gap, now=now)
+        if admission.waiting:
+            log.info(
+                "%d deliveries wait for the next opening: an earlier step is due or under way",
+                len(admission.waiting),
+            )
+            later = rows_of(
+                conn,
+                {item.row.enrollment_id for item, _ in admission.waiting},
+                by_status(scheduled=true()),
+            )
+            moves = postpone(admission.waiting, later, rules)
+            self.recorder.move_in(conn, moves, {item.row.id for item in chunk}, now=now)
+            report.deferred += len(admission.waiting)
+        return admission.allowed

@@ -1,0 +1,34 @@
+"""What one dispatcher run did, in counts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, fields
+
+
+@dataclass
+class RunReport:
+    """Counts of what one run did."""
+
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    retrying: int = 0
+    deferred: int = 0
+    skipped: int = 0
+    recovered: int = 0
+    released: int = 0
+    batches: int = 0
+    by_campaign: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    @property
+    def handed_off(self) -> int:
+        return self.sent + self.failed + self.unknown + self.retrying
+
+    def add(self, other: RunReport) -> None:
+        """Fold another run's counts into this one (several workers, one total)."""
+        for count in fields(self):
+            if count.name != "by_campaign":
+                setattr(self, count.name, getattr(self, count.name) + getattr(other, count.name))
+        for campaign, count in other.by_campaign.items():
+            self.by_campaign[campaign] += count
