@@ -70,7 +70,7 @@ def bench_sendgrid(work: Path, quick: bool) -> None:
     sys.path.insert(0, str(ROOT))
     from benchmarks.run import NOW, clinic_campaign, report, write_contacts
     from campaigns.authoring.sender_settings import SendGridSenderSettings
-    from campaigns.delivery.dispatch import Dispatcher
+    from campaigns.delivery.dispatcher import Dispatcher
     from campaigns.planning.enroll import import_csv
     from campaigns.settings import Settings
     from campaigns.storage.store import Store

@@ -15,7 +15,8 @@ from campaigns.authoring.folder import write_campaign
 from campaigns.authoring.readers import read_article
 from campaigns.authoring.spec import load_folder
 from campaigns.authoring.split import split_article
-from campaigns.delivery.dispatch import Dispatcher, RunReport
+from campaigns.delivery.dispatcher import Dispatcher
+from campaigns.delivery.report import RunReport
 from campaigns.planning import schedule
 from campaigns.planning.enroll import enroll
 from campaigns.planning.signups import Signup

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from campaigns.compliance.events import apply_sendgrid_events
 from campaigns.compliance.privacy import export_contact, forget_contact
-from campaigns.delivery.dispatch import Dispatcher
+from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning.enroll import enroll, import_csv
 from campaigns.planning.signups import Signup
 from campaigns.storage.store import Store, utcnow

@@ -28,7 +28,7 @@ from sqlalchemy import select
 
 from campaigns.authoring.sender_settings import FileSenderSettings, SendGridSenderSettings
 from campaigns.authoring.spec import Campaign
-from campaigns.delivery.dispatch import Dispatcher
+from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning.enroll import enroll, import_csv
 from campaigns.planning.signups import Signup
 from campaigns.settings import Settings

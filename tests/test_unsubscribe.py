@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from campaigns.authoring.spec import load_folder
-from campaigns.delivery.dispatch import Dispatcher
+from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning.enroll import enroll
 from campaigns.planning.signups import Signup
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim

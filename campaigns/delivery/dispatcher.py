@@ -26,7 +26,8 @@ from campaigns.delivery.leases import Cursor, Leases, worker_owner
 from campaigns.delivery.recording import Recorder
 from campaigns.delivery.report import RunReport
 from campaigns.errors import ConfigurationError
-from campaigns.rendering.render import CompiledCampaign, compile_campaign
+from campaigns.rendering.compile import compile_campaign
+from campaigns.rendering.personalise import CompiledCampaign
 from campaigns.storage.publish import load_version
 from campaigns.storage.statuses import CampaignStatus
 from campaigns.storage.store import Store

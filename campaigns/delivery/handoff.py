@@ -27,7 +27,7 @@ from campaigns.delivery.recording import Recorder
 from campaigns.delivery.report import RunReport
 from campaigns.planning.enroll import last_sent
 from campaigns.rendering.links import LinkBase, contact_message
-from campaigns.rendering.render import CompiledCampaign, Recipient
+from campaigns.rendering.personalise import CompiledCampaign, Recipient
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim
 from campaigns.storage.statuses import DeliveryStatus
 from campaigns.storage.store import Store, utcnow

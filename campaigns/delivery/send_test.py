@@ -9,8 +9,9 @@ from campaigns.authoring.spec import Campaign
 from campaigns.delivery.sender_pool import SenderPool
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning.contacts import normalise_email
+from campaigns.rendering.compile import compile_campaign
 from campaigns.rendering.links import LinkBase, contact_message
-from campaigns.rendering.render import Recipient, compile_campaign
+from campaigns.rendering.personalise import Recipient
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim
 from campaigns.storage.store import Store
 from senders.base import SendResult

@@ -28,7 +28,7 @@ import templates
 from campaigns.authoring.checks import Finding, check_step
 from campaigns.authoring.sender_settings import outbox
 from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_folder
-from campaigns.delivery.dispatch import send_test
+from campaigns.delivery.send_test import send_test
 from campaigns.errors import DripmailError, InputError
 from campaigns.rendering.compile import clear_cache, compile_campaign
 from campaigns.rendering.personalise import CompiledCampaign
