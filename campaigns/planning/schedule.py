@@ -167,8 +167,9 @@ def next_opening(instant: datetime, window: Window, tz: ZoneInfo) -> datetime:
     for offset in range(_SEARCH_DAYS):
         candidate = day + timedelta(days=offset)
         if window.opens_on(candidate):
-            opening, _ = window.bounds(candidate, tz)
-            if opening > instant:
+            opening, closing = window.bounds(candidate, tz)
+            # A window that lies wholly in a spring-forward gap does not open that day.
+            if instant < opening < closing:
                 return opening
     raise ValueError("the send window never opens")
 

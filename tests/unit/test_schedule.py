@@ -331,3 +331,15 @@ def test_schedule_cli_shows_sample_zones_with_days_off_closures_and_dst(clinic_f
     assert "Mon 2026-12-28 09:00 EST" in result.output and "closed 2026-12-25" in result.output
     bad = CliRunner().invoke(app, [*args, "--zone", "Mars/Olympus"])
     assert bad.exit_code == 2 and "--zone: unknown time zone 'Mars/Olympus'" in bad.output
+
+
+def test_a_window_wholly_inside_the_spring_forward_gap_does_not_open_that_day():
+    # London skips 01:00-02:00 on Sunday 31 March 2024: a 01:00-01:30 window has no
+    # minute that day, so nothing goes at 02:00 BST (past `end`); the next opening is
+    # Monday 01:00 BST (00:00 UTC). Found by test_schedule_properties.
+    london = zone("Europe/London")
+    night = Window(time(1), time(1, 30))
+    assert next_opening(utc("2024-03-30T23:00"), night, london) == utc("2024-04-01T00:00")
+    assert plan_due_times(utc("2024-03-30T23:00"), d("0d"), night, london) == [
+        utc("2024-04-01T00:00")
+    ]
