@@ -248,14 +248,24 @@ def import_(
     csv_file: Annotated[
         Path,
         typer.Argument(
-            metavar="CSV", help="email,first_name,timezone,signed_up_at,consent,tags (a;b)"
+            metavar="CSV",
+            help="Columns email,first_name,timezone,signed_up_at,consent,tags (a;b); "
+            "any others are kept on the contact",
         ),
     ],
     consent: Annotated[str | None, typer.Option(help="Consent text for rows without one")] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="The file's encoding when not UTF-8, like cp1252 (older Excel)"),
+    ] = None,
     now: NowOption = None,
     db: DbOption = None,
 ) -> None:
-    """Import contacts from CSV; bad rows are reported by line and left out (exit 1)."""
+    """Import contacts from CSV; bad rows are reported by line and left out (exit 1).
+
+    Comma, semicolon or tab delimited, as Excel, HubSpot or Mailchimp export it: header
+    names like Email Address, First Name or Time zone are understood.
+    """
     from campaigns.planning.enroll import import_ref
 
     with Progress(console=err, transient=True) as progress:
@@ -266,10 +276,17 @@ def import_(
             csv_file,
             now=_now(now),
             consent=consent,
+            encoding=encoding,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     for line, message in report.rejected:
         err.print(f"{csv_file}:{line}: {message}", markup=False)
+    if report.attributes:
+        kept = ", ".join(
+            header if header == name else f"{header} (as {name})"
+            for header, name in report.attributes.items()
+        )
+        console.print(f"kept on each contact: {kept}")
     console.print(
         f"imported {report.enrolled}, already enrolled {report.already}, "
         f"suppressed {report.suppressed}, rejected {len(report.rejected)}"
