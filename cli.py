@@ -248,10 +248,17 @@ def import_(
     csv_file: Annotated[
         Path,
         typer.Argument(
-            metavar="CSV", help="email,first_name,timezone,signed_up_at,consent,tags (a;b)"
+            metavar="CSV",
+            help="Columns email, first_name, timezone, signed_up_at, consent, tags (a;b), "
+            "or as exports name them (Email Address, First Name, Time zone); "
+            "other columns are kept on each contact",
         ),
     ],
     consent: Annotated[str | None, typer.Option(help="Consent text for rows without one")] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="The file's encoding when not UTF-8, like cp1252 (older Excel)"),
+    ] = None,
     now: NowOption = None,
     db: DbOption = None,
 ) -> None:
@@ -266,10 +273,17 @@ def import_(
             csv_file,
             now=_now(now),
             consent=consent,
+            encoding=encoding,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     for line, message in report.rejected:
         err.print(f"{csv_file}:{line}: {message}", markup=False)
+    if report.attributes:
+        kept = ", ".join(
+            header if header == name else f"{header} (as {name})"
+            for header, name in report.attributes.items()
+        )
+        console.print(f"kept on each contact: {kept}")
     console.print(
         f"imported {report.enrolled}, already enrolled {report.already}, "
         f"suppressed {report.suppressed}, rejected {len(report.rejected)}"
@@ -339,12 +353,14 @@ def run(
         str | None, typer.Option(help="file, smtp, sendgrid or null (default: the campaign's)")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Deliveries claimed per batch")] = 500,
-    interval: Annotated[float, typer.Option(help="Seconds between ticks without --once")] = 30.0,
+    interval: Annotated[
+        str, typer.Option(help="Time between ticks without --once: seconds, or 30s, 2m")
+    ] = "30s",
     lease: Annotated[
         str,
         typer.Option(
             help="How long a claimed batch stays this worker's before others may take it "
-            "back (m, h), on the database's clock"
+            "back (s, m, h), on the database's clock"
         ),
     ] = "5m",
     workers: Annotated[
@@ -355,12 +371,16 @@ def run(
     """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly."""
     from campaigns.delivery.report import RunReport
     from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
-    from campaigns.planning.schedule import parse_delay
+    from campaigns.planning.schedule import parse_delay, parse_seconds
 
     try:
         lease_time = parse_delay(lease).as_timedelta()
     except ValueError as exc:
         raise errors.InputError(str(exc), field="--lease") from None
+    try:
+        tick = parse_seconds(interval)
+    except ValueError as exc:
+        raise errors.InputError(str(exc), field="--interval") from None
     if not lease_time:
         raise errors.InputError("must be longer than zero, like 5m", field="--lease")
     settings = _settings()
@@ -380,7 +400,7 @@ def run(
             once=once or bool(now),
             sender=sender,
             batch_size=batch_size,
-            interval=interval,
+            interval=tick,
             lease=lease_time,
             handle_signals=True,
             settings=settings,
@@ -394,7 +414,7 @@ def run(
         once=once or bool(now),
         sender=sender,
         batch_size=batch_size,
-        interval=interval,
+        interval=tick,
         lease=lease_time,
         log_level=logging.getLogger().level,
     )
@@ -412,7 +432,7 @@ def retry(
         bool, typer.Option("--unknown", help="Re-queue deliveries whose outcome was lost")
     ] = False,
     older_than: Annotated[
-        str, typer.Option(help="Only those unknown for at least this long (m, h, d, w)")
+        str, typer.Option(help="Only those unknown for at least this long (s, m, h, d, w)")
     ] = "24h",
     now: NowOption = None,
     db: DbOption = None,
@@ -869,9 +889,9 @@ def plan(
     console.print("applied" if result.applied else "nothing changed (use --apply)")
 
 
-@command("dripmail pause ketamine-and-sleep --email pat@example.com")
+@command("dripmail pause campaigns/sleep --email pat@example.com")
 def pause(
-    campaign: Annotated[str, typer.Argument(help="Published campaign name")],
+    campaign: Annotated[str, typer.Argument(help="Campaign folder or published campaign name")],
     email: Annotated[str | None, typer.Option(help="Only this contact")] = None,
     now: NowOption = None,
     db: DbOption = None,
@@ -880,16 +900,16 @@ def pause(
     from campaigns.planning.pause import pause as pause_campaign
 
     report = pause_campaign(_store(db), campaign, email=email, now=_now(now))
-    who = "the contact" if email else campaign
+    who = "the contact" if email else report.campaign
     if report.changed:
         console.print(f"paused {who}: {report.held} pending emails held")
     else:
         console.print(f"{who} was already paused; nothing changed")
 
 
-@command("dripmail resume ketamine-and-sleep --now 2026-04-11T12:00")
+@command("dripmail resume campaigns/sleep --now 2026-04-11T12:00")
 def resume(
-    campaign: Annotated[str, typer.Argument(help="Published campaign name")],
+    campaign: Annotated[str, typer.Argument(help="Campaign folder or published campaign name")],
     email: Annotated[str | None, typer.Option(help="Only this contact")] = None,
     now: NowOption = None,
     db: DbOption = None,
@@ -898,7 +918,7 @@ def resume(
     from campaigns.planning.pause import resume as resume_campaign
 
     report = resume_campaign(_store(db), campaign, email=email, now=_now(now))
-    who = "the contact" if email else campaign
+    who = "the contact" if email else report.campaign
     if report.changed:
         console.print(
             f"resumed {who} after {report.paused_for}: {report.held} pending emails moved later"

@@ -19,6 +19,7 @@ person until they expire (the README says so).
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -91,8 +92,11 @@ def export_contact(store: Store, email: str) -> dict[str, Any]:
                 .order_by(events.c.id)
             ):
                 held_events.setdefault(str(event.delivery_id), []).append(_row(event))
+    held_contact = _row(contact) if contact is not None else None
+    if held_contact and held_contact.get("attributes"):  # an import's other columns, as given
+        held_contact["attributes"] = json.loads(held_contact["attributes"])
     return {
-        "contact": _row(contact) if contact is not None else None,
+        "contact": held_contact,
         "suppressed": suppression is not None,
         "suppression": (
             {"reason": suppression[0], "created_at": _iso(suppression[1])} if suppression else None
@@ -167,6 +171,7 @@ def _erase(
         .values(
             email=None,
             first_name=None,
+            attributes=None,
             consent_source=None,
             consent_at=None,
             timezone=ERASED_ZONE,

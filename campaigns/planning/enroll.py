@@ -6,7 +6,8 @@ queries per chunk rather than several per row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +40,8 @@ class EnrollReport:
     rejected: list[tuple[int, str]] = field(default_factory=list)
     enrollment_ids: list[int] = field(default_factory=list)
     campaign: str = ""
+    # An import's columns kept on each contact: the header as written -> attribute name.
+    attributes: dict[str, str] = field(default_factory=dict)
     steps: int = 0
 
 
@@ -91,15 +94,18 @@ def import_csv(
     *,
     now: datetime,
     consent: str | None = None,
+    encoding: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EnrollReport:
     """Import a CSV of sign-ups. Bad rows are reported by line and left out; the rest go in.
 
-    An unusable file (not UTF-8, no header, missing columns) raises InputError and
-    imports nothing.
+    An unusable file (not UTF-8 or `encoding`, no header, no email column) raises
+    InputError and imports nothing. Columns dripmail has no field for are kept on each
+    contact as attributes.
     """
-    valid, rejected = read_signups(path, campaign, now=now, consent=consent)
-    report = EnrollReport(rejected=rejected)
+    read = read_signups(path, campaign, now=now, consent=consent, encoding=encoding)
+    valid = read.valid
+    report = EnrollReport(rejected=read.rejected, attributes=read.attributes)
     with store.begin() as conn:
         publish(conn, campaign, now=now)
     done, planned = 0, planner(store, campaign)
@@ -114,7 +120,6 @@ def import_csv(
             done += len(chunk)
             if progress:
                 progress(done, len(valid))
-    report.rejected.sort()
     report.campaign, report.steps = campaign.name, len(campaign.steps)
     return report
 
@@ -160,9 +165,19 @@ def _enroll_chunk(
                 "consent_at",
                 "created_at",
                 "tags",
+                "attributes",
             ),
             [
-                (c.email, c.first_name, c.timezone, c.consent, stamp, stamp, join_tags(c.tags))
+                (
+                    c.email,
+                    c.first_name,
+                    c.timezone,
+                    c.consent,
+                    stamp,
+                    stamp,
+                    join_tags(c.tags),
+                    _attributes_json(c.attributes),
+                )
                 for c in new
             ],
         )
@@ -170,6 +185,7 @@ def _enroll_chunk(
     new_emails = {c.email for c in new}
     known = [c for c in batch if c.email not in new_emails]
     _add_tags(conn, [(ids[c.email], c.tags) for c in known if c.tags])
+    _add_attributes(conn, [(ids[c.email], c.attributes) for c in known if c.attributes])
     # A contact made just now has no enrollment and no email anywhere yet.
     known_ids = [ids[c.email] for c in known]
     existing = (
@@ -257,6 +273,22 @@ def _add_tags(conn: Connection, pairs: Sequence[tuple[int, tuple[str, ...]]]) ->
         merged = join_tags(sorted(set(split_tags(old)) | set(tags)))
         if merged != old:
             conn.execute(update(contacts).where(contacts.c.id == contact_id).values(tags=merged))
+
+
+def _add_attributes(conn: Connection, pairs: Sequence[tuple[int, Mapping[str, str]]]) -> None:
+    """A known contact imported again keeps its attributes; the new file's values win."""
+    for contact_id, attributes in pairs:
+        old = conn.scalar(select(contacts.c.attributes).where(contacts.c.id == contact_id))
+        merged = _attributes_json({**json.loads(old or "{}"), **attributes})
+        if merged != old:
+            conn.execute(
+                update(contacts).where(contacts.c.id == contact_id).values(attributes=merged)
+            )
+
+
+def _attributes_json(attributes: Mapping[str, str]) -> str | None:
+    """Stored as a JSON object of strings; None for none."""
+    return json.dumps(dict(sorted(attributes.items())), ensure_ascii=False) if attributes else None
 
 
 def last_sent(conn: Connection, contact_ids: Sequence[int]) -> dict[int, datetime]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Connection, bindparam, select, update
 
@@ -19,7 +20,7 @@ from campaigns.errors import InputError, NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.contacts import normalise_email
 from campaigns.planning.enroll import last_sent
-from campaigns.storage.publish import load_version
+from campaigns.storage.publish import campaign_name, load_version
 from campaigns.storage.statuses import PENDING, CampaignStatus, DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import Store
 from campaigns.storage.tables import campaigns, contacts, deliveries, enrollments
@@ -36,8 +37,12 @@ class PauseReport:
     paused_for: timedelta | None = None
 
 
-def pause(store: Store, name: str, *, email: str | None = None, now: datetime) -> PauseReport:
-    """Hold a campaign's (or one contact's) pending emails from `now`."""
+def pause(store: Store, ref: str | Path, *, email: str | None = None, now: datetime) -> PauseReport:
+    """Hold a campaign's (or one contact's) pending emails from `now`.
+
+    `ref` is the campaign's folder or its published name.
+    """
+    name = campaign_name(ref)
     with store.begin() as conn:
         load_version(conn, name)  # NotFoundError for an unknown campaign
         if email is None:
@@ -66,8 +71,14 @@ def pause(store: Store, name: str, *, email: str | None = None, now: datetime) -
     return PauseReport(name, email, changed, held)
 
 
-def resume(store: Store, name: str, *, email: str | None = None, now: datetime) -> PauseReport:
-    """Let held emails go again, each moved later by the length of the pause."""
+def resume(
+    store: Store, ref: str | Path, *, email: str | None = None, now: datetime
+) -> PauseReport:
+    """Let held emails go again, each moved later by the length of the pause.
+
+    `ref` is the campaign's folder or its published name.
+    """
+    name = campaign_name(ref)
     with store.begin() as conn:
         campaign = load_version(conn, name)
         if email is None:

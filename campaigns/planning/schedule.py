@@ -24,15 +24,15 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_DELAY = re.compile(r"^\s*(\d+)\s*([dwhm])\s*$")
+_DELAY = re.compile(r"^\s*(\d+)\s*([dwhms])\s*$")
 
 
 @dataclass(frozen=True)
 class Delay:
-    """A step's delay after sign-up: `d`/`w` are calendar days, `h`/`m` elapsed time."""
+    """A step's delay after sign-up: `d`/`w` are calendar days, `h`/`m`/`s` elapsed time."""
 
     amount: int
-    unit: str  # one of d, w, h, m
+    unit: str  # one of d, w, h, m, s
 
     def __str__(self) -> str:
         return f"{self.amount}{self.unit}"
@@ -43,18 +43,30 @@ class Delay:
 
     def as_timedelta(self) -> timedelta:
         """As elapsed time (a day is 24 hours): for ages and leases, not for schedules."""
-        minutes = {"m": 1, "h": 60, "d": 1440, "w": 10080}[self.unit]
-        return timedelta(minutes=self.amount * minutes)
+        seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[self.unit]
+        return timedelta(seconds=self.amount * seconds)
 
 
 def parse_delay(text: str) -> Delay:
-    """Parse `0d`, `2d`, `36h`, `90m`, `1w`; raise ValueError with what is allowed."""
+    """Parse `0d`, `2d`, `36h`, `90m`, `30s`, `1w`; raise ValueError with what is allowed."""
     match = _DELAY.match(str(text))
     if not match:
         raise ValueError(
-            f"{text!r} is not a delay: write a whole number and a unit, like 0d, 2d, 36h, 90m or 1w"
+            f"{text!r} is not a delay: write a whole number and a unit, "
+            "like 0d, 2d, 36h, 90m, 30s or 1w"
         )
     return Delay(int(match.group(1)), match.group(2))
+
+
+def parse_seconds(text: str) -> float:
+    """A duration in seconds: a plain number (`0.5`) or a delay (`30s`, `2m`, `1h`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return parse_delay(text).as_timedelta().total_seconds()
+    if not 0 <= value < float("inf"):  # also refuses nan
+        raise ValueError(f"{text!r} is not a duration: write seconds, like 30 or 30s, or 2m")
+    return value
 
 
 def parse_clock(text: str) -> time:
@@ -101,10 +113,8 @@ def parse_instant(text: str, tz: ZoneInfo) -> datetime:
 
 def add_delay(start: datetime, delay: Delay, tz: ZoneInfo) -> datetime:
     """`start` plus `delay`: calendar days keep the local time of day, hours are elapsed."""
-    if delay.unit == "h":
-        return (start + timedelta(hours=delay.amount)).astimezone(UTC)
-    if delay.unit == "m":
-        return (start + timedelta(minutes=delay.amount)).astimezone(UTC)
+    if not delay.is_calendar:  # h, m, s: elapsed time
+        return (start + delay.as_timedelta()).astimezone(UTC)
     days = delay.amount * (7 if delay.unit == "w" else 1)
     local = start.astimezone(tz)
     wall = local.replace(tzinfo=None) + timedelta(days=days)

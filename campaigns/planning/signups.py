@@ -1,14 +1,20 @@
 """Sign-ups as given (a command, the sign-up API, a CSV row), validated into Contacts.
 
-A CSV file is read whole before anything is imported: an unusable file (not UTF-8, no
-header, unknown columns) is refused, and a bad row is marked with its line number.
+A CSV file is read whole before anything is imported, as exports really come: comma,
+semicolon or tab delimited, a UTF-8 byte order mark, CRLF line ends, header names in any
+case and spacing with the usual aliases (`Email Address`, `First Name`, `Time zone`).
+Columns dripmail has no field for are kept on each contact as attributes. An unusable
+file (not UTF-8, no header, no email column) is refused whole; a bad row (a quote never
+closed, the wrong number of fields, a bad value) is left out and reported by its line.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -16,10 +22,30 @@ from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError
 from campaigns.planning import schedule
 from campaigns.planning.contacts import normalise_email, parse_tags
+from campaigns.planning.zones import contact_zone
 
 CSV_COLUMNS = ("email", "first_name", "timezone", "signed_up_at", "consent", "tags")
-# The key a row carries when it is broken: what is wrong with it, for the report.
-_ROW_ERROR = "__error__"
+# Header names as exports write them, compared as letters and digits only, in lower case
+# ("E-mail", "Email Address", "First Name", "Time zone" all match).
+COLUMN_ALIASES = {
+    **dict.fromkeys(("email", "emailaddress", "emailaddr"), "email"),
+    **dict.fromkeys(("firstname", "first", "givenname", "forename"), "first_name"),
+    **dict.fromkeys(("timezone", "tz", "zone"), "timezone"),
+    **dict.fromkeys(
+        ("signedupat", "signedup", "signedupon", "signupdate", "signuptime", "signupat"),
+        "signed_up_at",
+    ),
+    **dict.fromkeys(("consent", "consentsource"), "consent"),
+    **dict.fromkeys(("tags", "tag"), "tags"),
+}
+DELIMITERS = (",", ";", "\t")
+MAX_ATTRIBUTE = 1000  # characters in one attribute value
+# One physical line with its line end; a CSV record may span several (a quoted newline).
+_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+_EXPORT_HINT = (
+    'in Excel use File > Save As > "CSV UTF-8 (Comma delimited)", '
+    "or import it as it is with --encoding cp1252"
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +58,8 @@ class Signup:
     signed_up_at: str | datetime | None = None
     consent: str | None = None
     tags: str | None = None  # `a;b` (for newsletters)
+    # Other columns of an imported file: name -> text.
+    attributes: Mapping[str, str] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
@@ -44,6 +72,7 @@ class Contact:
     signed_up_at: datetime
     consent: str
     tags: tuple[str, ...] = ()
+    attributes: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
 def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
@@ -52,8 +81,10 @@ def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
         email = normalise_email(signup.email or "")
     except ValueError as exc:
         raise InputError(str(exc), field="email") from None
-    zone_name = (signup.timezone or "").strip() or campaign.spec.timezone
+    given_zone = (signup.timezone or "").strip()
     try:
+        # The contact's own zone must name a place; the campaign's was checked with its file.
+        zone_name = contact_zone(given_zone) if given_zone else campaign.spec.timezone
         tz = schedule.zone(zone_name)
     except ValueError as exc:
         raise InputError(str(exc), field="timezone") from None
@@ -82,24 +113,43 @@ def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
         tags = tuple(parse_tags(signup.tags)) if signup.tags else ()
     except ValueError as exc:
         raise InputError(str(exc), field="tags") from None
-    return Contact(email, first_name, zone_name, signed_up_at, consent, tags)
+    attributes = {}
+    for name, value in (signup.attributes or {}).items():
+        text = str(value).strip()
+        if len(text) > MAX_ATTRIBUTE:
+            raise InputError(f"longer than {MAX_ATTRIBUTE} characters", field=name)
+        if text:
+            attributes[name] = text
+    return Contact(email, first_name, zone_name, signed_up_at, consent, tags, attributes)
+
+
+@dataclass
+class SignupFile:
+    """A CSV's valid contacts and rejected rows by line, and the columns kept as attributes."""
+
+    valid: list[tuple[int, Contact]]
+    rejected: list[tuple[int, str]]
+    attributes: dict[str, str]  # the column's header as written -> the attribute's name
 
 
 def read_signups(
-    path: Path, campaign: Campaign, *, now: datetime, consent: str | None = None
-) -> tuple[list[tuple[int, Contact]], list[tuple[int, str]]]:
+    path: Path,
+    campaign: Campaign,
+    *,
+    now: datetime,
+    consent: str | None = None,
+    encoding: str | None = None,
+) -> SignupFile:
     """A CSV's valid contacts and its rejected rows, by line; a repeated address is rejected.
 
-    `consent` is for rows that leave their consent column empty.
+    `consent` is for rows that leave their consent column empty; `encoding` reads a file
+    that is not UTF-8 (cp1252 for an older Excel's "CSV (Comma delimited)").
     """
-    rows = read_csv(path)
-    rejected: list[tuple[int, str]] = []
+    table = read_csv(path, encoding=encoding)
+    rejected = list(table.rejected)
     valid: list[tuple[int, Contact]] = []
     seen: dict[str, int] = {}
-    for line, record in rows:
-        if _ROW_ERROR in record:
-            rejected.append((line, record[_ROW_ERROR]))
-            continue
+    for line, record, attributes in table.rows:
         signup = Signup(
             email=record.get("email") or "",
             first_name=record.get("first_name"),
@@ -107,6 +157,7 @@ def read_signups(
             signed_up_at=record.get("signed_up_at"),
             consent=(record.get("consent") or "").strip() or consent,
             tags=record.get("tags"),
+            attributes=attributes,
         )
         try:
             contact = validate(signup, campaign, now=now)
@@ -118,42 +169,177 @@ def read_signups(
             continue
         seen[contact.email] = line
         valid.append((line, contact))
-    return valid, rejected
+    rejected.sort()
+    return SignupFile(valid, rejected, table.attributes)
 
 
-def read_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
-    """(line number, row) pairs; InputError when the file itself is unusable."""
+@dataclass
+class CsvTable:
+    """A contacts file as read: rows by line, rows refused by line, extra columns."""
+
+    # (line, {field: text} for dripmail's fields, {attribute: text} for the other columns)
+    rows: list[tuple[int, dict[str, str], dict[str, str]]]
+    rejected: list[tuple[int, str]]
+    attributes: dict[str, str]  # header as written -> attribute name
+    delimiter: str = ","
+
+
+def read_csv(path: Path, *, encoding: str | None = None) -> CsvTable:
+    """The file's rows by line number; InputError (nothing read) when it is unusable."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise InputError(exc.strerror or "cannot read", source=path) from None
-    if b"\0" in raw:
+    lines = _LINES.findall(decode(raw, path, encoding))
+    first = 0
+    while first < len(lines) and not lines[first].strip():
+        first += 1
+    if first == len(lines):
+        raise InputError("empty file: expected a header row " + ",".join(CSV_COLUMNS), source=path)
+    delimiter = None
+    # Excel's own hint, written by some exports: `sep=;` on the first line.
+    hint = re.fullmatch(r"sep=(.)\s*", lines[first], re.IGNORECASE)
+    if hint:
+        delimiter, first = hint.group(1), first + 1
+    header_line = lines[first] if first < len(lines) else ""
+    delimiter = delimiter or sniff_delimiter(header_line)
+    header = next(csv.reader([header_line], delimiter=delimiter), [])
+    fields, attributes = map_header(header, source=path, line=first + 1)
+    rows, rejected = [], []
+    for line, cells in parse_records(lines, first + 1, delimiter, len(header)):
+        if isinstance(cells, str):
+            rejected.append((line, cells))
+            continue
+        record = {fields[i]: cells[i] for i in fields}
+        extra = {attributes[i][1]: cells[i].strip() for i in attributes if cells[i].strip()}
+        rows.append((line, record, extra))
+    return CsvTable(rows, rejected, dict(attributes.values()), delimiter)
+
+
+def decode(raw: bytes, path: Path, encoding: str | None = None) -> str:
+    """The file's text, without a byte order mark; InputError naming the first bad byte's line."""
+    if encoding:
+        try:
+            codec = codecs.lookup(encoding).name
+        except LookupError:
+            raise InputError(
+                f"unknown encoding {encoding!r} (try cp1252 or utf-8)", field="--encoding"
+            ) from None
+    elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        codec = "utf-16"  # Excel's "Unicode Text": tab-delimited UTF-16
+    else:
+        codec = "utf-8-sig"
+    if b"\0" in raw and not codec.startswith("utf-16"):
         raise InputError("not a CSV file (binary content)", source=path)
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode(codec).removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text (byte {exc.start})", source=path) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [name.strip().lower() for name in (reader.fieldnames or [])]
-    if not header:
-        raise InputError("empty file: expected a header row " + ",".join(CSV_COLUMNS), source=path)
-    if "email" not in header:
+        line = raw[: exc.start].count(b"\n") + 1
+        byte = f"byte 0x{raw[exc.start]:02x}"
+        if encoding:
+            raise InputError(
+                f"not {encoding} text ({byte}): check --encoding", source=path, line=line
+            ) from None
         raise InputError(
-            f"no email column in the header (expected {','.join(CSV_COLUMNS)})", source=path, line=1
-        )
-    unknown = [name for name in header if name not in CSV_COLUMNS]
-    if unknown:
+            f"not UTF-8 text ({byte}, likely an accented letter): {_EXPORT_HINT}",
+            source=path,
+            line=line,
+        ) from None
+
+
+def sniff_delimiter(header_line: str) -> str:
+    """`,`, `;` or tab: the one that splits the header into an email column, else the most."""
+
+    def score(delimiter: str) -> tuple[bool, int]:
+        cells = next(csv.reader([header_line], delimiter=delimiter), [])
+        return any(COLUMN_ALIASES.get(_key(c)) == "email" for c in cells), len(cells)
+
+    return max(DELIMITERS, key=score)
+
+
+def map_header(
+    header: list[str], *, source: Path, line: int
+) -> tuple[dict[int, str], dict[int, tuple[str, str]]]:
+    """Column index -> field for dripmail's columns, and -> (header, attribute) for the rest."""
+    fields: dict[int, str] = {}
+    named: dict[str, str] = {}  # field -> the header that gave it
+    attributes: dict[int, tuple[str, str]] = {}
+    for index, name in enumerate(header):
+        name = name.strip()
+        known = COLUMN_ALIASES.get(_key(name))
+        if known and known in named:
+            raise InputError(
+                f"columns {named[known]!r} and {name!r} both hold {known}: delete one",
+                source=source,
+                line=line,
+            )
+        if known:
+            fields[index], named[known] = known, name
+        elif name:  # a column with no header (a trailing delimiter) holds nothing to keep
+            attribute = re.sub(r"\W+", "_", name.casefold()).strip("_") or f"column_{index + 1}"
+            taken = {a for _, a in attributes.values()}
+            while attribute in taken or attribute in CSV_COLUMNS:
+                attribute += "_"
+            attributes[index] = (name, attribute)
+    if "email" not in named:
         raise InputError(
-            f"unknown column {unknown[0]!r} (expected {','.join(CSV_COLUMNS)})", source=path, line=1
+            "no email column in the header (name one Email, E-mail or Email Address; "
+            f"dripmail reads {','.join(CSV_COLUMNS)})",
+            source=source,
+            line=line,
         )
-    reader.fieldnames = header
-    rows = []
-    for record in reader:
-        extra = record.pop(None, None)  # a row with more fields than the header
-        if not extra and not "".join(filter(None, record.values())).strip():
-            continue  # a blank line, or only commas
-        record = {k: (v or "") for k, v in record.items()}
-        if extra:
-            record[_ROW_ERROR] = f"{len(header) + len(extra)} fields, the header has {len(header)}"
-        rows.append((reader.line_num, record))
-    return rows
+    return fields, attributes
+
+
+def parse_records(
+    lines: list[str], first: int, delimiter: str, width: int
+) -> list[tuple[int, list[str] | str]]:
+    """(line, cells) for each record from `lines[first]` on, or (line, why it is refused).
+
+    A quote that is never closed swallows the lines after it; that row is refused and
+    reading starts again on the next line, so the rows after it still import.
+    """
+    records: list[tuple[int, list[str] | str]] = []
+    start = first
+    while start < len(lines):
+        reader = csv.reader(lines[start:], delimiter=delimiter, strict=True)
+        consumed, resume = 0, None
+        try:
+            for cells in reader:
+                begin, consumed = start + consumed, reader.line_num
+                while len(cells) > width and not cells[-1].strip():
+                    cells.pop()  # trailing empty cells (a spreadsheet's stray delimiters)
+                if not any(cell.strip() for cell in cells):
+                    continue  # a blank line, or only delimiters
+                if len(cells) == width:
+                    records.append((begin + 1, cells))
+                elif start + consumed - begin > 1:  # a stray quote swallowed later lines
+                    records.append((begin + 1, _quote_problem(lines[begin])))
+                    resume = begin + 1
+                    break
+                else:
+                    records.append((begin + 1, _width_problem(len(cells), width, delimiter)))
+        except csv.Error:
+            begin = start + consumed
+            records.append((begin + 1, _quote_problem(lines[begin])))
+            resume = begin + 1
+        if resume is None:
+            break
+        start = resume
+    return records
+
+
+def _quote_problem(line: str) -> str:
+    if line.count('"') % 2:
+        return 'a quote (") opened on this line is never closed: the row is left out'
+    return 'a misplaced quote ("): quote the whole field, doubling quotes inside it'
+
+
+def _width_problem(count: int, width: int, delimiter: str) -> str:
+    shown = "tab" if delimiter == "\t" else f'"{delimiter}"'
+    return f"{count} fields where the header has {width}: a missing or extra {shown}?"
+
+
+def _key(name: str) -> str:
+    """Letters and digits only, in lower case: how header names are compared."""
+    return re.sub(r"[\W_]+", "", name.casefold())

@@ -9,7 +9,8 @@ from pathlib import Path
 from sqlalchemy import Connection, insert, select, update
 
 from campaigns.authoring import spec
-from campaigns.errors import NotFoundError
+from campaigns.authoring.yamlio import load_with_lines
+from campaigns.errors import InputError, NotFoundError
 from campaigns.storage.statuses import CampaignStatus
 from campaigns.storage.store import Store
 from campaigns.storage.tables import campaign_versions, campaigns
@@ -68,11 +69,36 @@ def published_names(conn: Connection) -> list[str]:
     return list(conn.scalars(select(campaigns.c.name).order_by(campaigns.c.name)))
 
 
+def is_folder_ref(ref: str | Path) -> bool:
+    """Whether `ref` names a campaign folder (or its campaign.yaml) rather than a published name."""
+    text = str(ref)
+    return Path(ref).exists() or any(sep in text for sep in ("/", "\\")) or text.endswith(".yaml")
+
+
+def campaign_name(ref: str | Path) -> str:
+    """The published name `ref` stands for: a folder's `name`, else `ref` itself.
+
+    Only the name is read from a folder, so a campaign whose folder is mid-edit (or
+    broken) can still be paused and resumed by it.
+    """
+    if not is_folder_ref(ref):
+        return str(ref)
+    path = Path(ref)
+    spec_path = path / spec.CAMPAIGN_FILE if path.is_dir() else path
+    try:
+        data, _ = load_with_lines(spec_path.read_text(encoding="utf-8"), str(spec_path))
+    except (OSError, UnicodeDecodeError, InputError):
+        data = None
+    name = data.get("name") if isinstance(data, dict) else None
+    if isinstance(name, str) and name.strip():
+        return name.strip()
+    return spec.load_folder(path).name  # raises the error that says what is wrong with it
+
+
 def open_campaign(store: Store, ref: str | Path) -> spec.Campaign:
     """A campaign folder (or its campaign.yaml), else the published campaign of that name."""
-    path = Path(ref)
-    if path.exists() or any(sep in str(ref) for sep in ("/", "\\")) or str(ref).endswith(".yaml"):
-        return spec.load_folder(path)
+    if is_folder_ref(ref):
+        return spec.load_folder(Path(ref))
     with store.connect() as conn:
         try:
             return load_version(conn, str(ref))

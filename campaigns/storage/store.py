@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -143,7 +144,9 @@ def _alembic_config(connection: Connection):
     """An alembic Config made in code: no alembic.ini is needed in the user's folder."""
     from alembic.config import Config
 
-    config = Config()
+    # Today's stdout, not the one alembic bound when first imported: that may have been a
+    # stream since closed (a command run inside a test runner).
+    config = Config(stdout=sys.stdout)
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection  # env.py migrates on this connection
     return config

@@ -88,6 +88,9 @@ contacts = Table(
     # Migration 0005: tags as `;a;b;` (membership is one LIKE), and leaving the newsletter.
     Column("tags", Text),
     Column("newsletter_unsubscribed_at", UTCDateTime),
+    # Migration 0007: an imported file's other columns (Phone, Last Name), as a JSON object
+    # of strings; NULL for none.
+    Column("attributes", Text),
 )
 
 enrollments = Table(

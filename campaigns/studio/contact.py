@@ -8,6 +8,7 @@ from typing import Any
 
 from campaigns.authoring.spec import Campaign
 from campaigns.planning.schedule import parse_instant, zone
+from campaigns.planning.zones import contact_zone
 from campaigns.rendering.personalise import SAMPLE, Recipient
 
 
@@ -37,7 +38,8 @@ def read_contact(params: Any, campaign: Campaign, now: datetime) -> Contact:
     name = str(params.get("name", SAMPLE.first_name or ""))[:100].strip()
     timezone = str(params.get("tz") or campaign.spec.timezone).strip()
     try:
-        tz = zone(timezone)
+        # A picked zone follows the rule every contact's does (no EST, no GMT+5).
+        tz = zone(contact_zone(timezone) if params.get("tz") else timezone)
     except ValueError as exc:
         problems.append(f"{exc}; showing {campaign.spec.timezone}")
         timezone = campaign.spec.timezone

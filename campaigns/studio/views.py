@@ -45,7 +45,7 @@ STUDIO_TEMPLATES = templates.DIRECTORY / "studio"
 DESKTOP_WIDTH = 600  # the layout's mj-body width: what desktop clients and webmail show
 PHONE_WIDTH = 375  # an iPhone's CSS width: below MJML's 480 px breakpoint, so columns stack
 
-_UNITS = {"m": "minute", "h": "hour", "d": "day", "w": "week"}
+_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week"}
 Status = Literal["ok", "warning", "error"]
 
 
