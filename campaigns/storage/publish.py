@@ -68,10 +68,16 @@ def published_names(conn: Connection) -> list[str]:
     return list(conn.scalars(select(campaigns.c.name).order_by(campaigns.c.name)))
 
 
+def is_folder_ref(ref: str | Path) -> bool:
+    """Whether a campaign argument names a folder (or campaign.yaml) rather than a name."""
+    text = str(ref)
+    return Path(ref).exists() or any(sep in text for sep in ("/", "\\")) or text.endswith(".yaml")
+
+
 def open_campaign(store: Store, ref: str | Path) -> spec.Campaign:
     """A campaign folder (or its campaign.yaml), else the published campaign of that name."""
     path = Path(ref)
-    if path.exists() or any(sep in str(ref) for sep in ("/", "\\")) or str(ref).endswith(".yaml"):
+    if is_folder_ref(ref):
         return spec.load_folder(path)
     with store.connect() as conn:
         try:
