@@ -305,7 +305,7 @@ def schedule(
     from campaigns.reporting.reports import calendar_for
 
     entries = calendar_for(
-        _store(db, existing=True),
+        _store(db, existing=not sample),  # sample sign-ups need no contacts
         campaign,
         email=email,
         limit=limit,
