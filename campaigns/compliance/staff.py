@@ -133,7 +133,11 @@ def read_suppression_list(path: Path) -> tuple[list[tuple[int, str]], list[int]]
     found: list[tuple[int, str]] = []
     unreadable: list[int] = []
     if column is None:
-        rows: Iterable[tuple[int, str]] = enumerate(lines, start=1)
+        # A list without a header: the address is the line, or its first cell.
+        rows: Iterable[tuple[int, str]] = (
+            (number, re.split(r"[,;\t]", line, maxsplit=1)[0])
+            for number, line in enumerate(lines, start=1)
+        )
     else:
         index, delimiter = column
         rows = (
