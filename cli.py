@@ -538,11 +538,11 @@ def stats(
             c.basis,
         )
     console.print(table)
-    loose = {name: n for name, n in result.campaign_level.items() if n}
+    loose = {name: count for name, count in result.campaign_level.items() if count}
     if loose:
         console.print(
             "events naming no delivery (in the total): "
-            + ", ".join(f"{name} {n}" for name, n in loose.items())
+            + ", ".join(f"{name} {count}" for name, count in loose.items())
         )
     if untracked:
         console.print(
