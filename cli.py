@@ -78,10 +78,11 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
-def _store(db: str | None, settings: Settings | None = None) -> Store:
+def _store(db: str | None, settings: Settings | None = None, *, existing: bool = False) -> Store:
+    """The command's store; `existing` (commands that only read) never creates a database."""
     from campaigns.storage.store import Store
 
-    return Store(db, settings=settings)
+    return Store(db, settings=settings, existing=existing)
 
 
 def _now(value: str | None) -> datetime:
@@ -318,7 +319,7 @@ def schedule(
     from campaigns.reporting.reports import calendar_for
 
     entries = calendar_for(
-        _store(db),
+        _store(db, existing=not sample),  # sample sign-ups need no contacts
         campaign,
         email=email,
         limit=limit,
@@ -392,7 +393,8 @@ def run(
             f"retrying {report.retrying}, deferred {report.deferred}, skipped {report.skipped}"
         )
 
-    store = _store(db, settings)
+    store = _store(db, settings, existing=True)
+    console.print(f"database: {store.location}")
     if workers == 1:
         for report in run_worker(
             store,
@@ -447,7 +449,7 @@ def retry(
         age = parse_delay(older_than).as_timedelta()
     except ValueError as exc:
         raise errors.InputError(str(exc), field="--older-than") from None
-    count = retry_unknown(_store(db), older_than=age, now=_now(now))
+    count = retry_unknown(_store(db, existing=True), older_than=age, now=_now(now))
     console.print(f"re-queued {count} unknown deliveries")
 
 
@@ -483,7 +485,9 @@ def status(
     from campaigns.reporting.reports import status_counts
     from campaigns.storage.statuses import DELIVERY_STATES
 
-    counts = status_counts(_store(db), campaign)
+    store = _store(db, existing=True)
+    console.print(f"database: {store.location}")
+    counts = status_counts(store, campaign)
     table = Table("campaign", *DELIVERY_STATES)
     for name, by_state in counts.items():
         table.add_row(name, *(str(by_state[state]) for state in DELIVERY_STATES))
@@ -518,36 +522,52 @@ def stats(
     """Per step: sent, delivered, bounced, opened, clicked, unsubscribed, complaints, rates."""
     import json
 
-    from campaigns.reporting.stats import campaign_stats
+    from campaigns.reporting.stats import RATED, campaign_stats
 
-    result = campaign_stats(_store(db), campaign)
+    result = campaign_stats(_store(db, existing=True), campaign)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return
 
-    def pct(value: float | None) -> str:
-        return "-" if value is None else f"{value:.1%}"
+    untracked = result.untracked
+
+    def cell(column: str, value: int, rate: float | None) -> str:
+        if column in untracked:
+            return "not tracked"
+        return str(value) if rate is None else f"{value} ({rate:.1%})"
 
     table = Table(
-        "#", "step", "sent", "delivered", "bounced", "opened", "clicked", "unsub", "complaints",
-        "open rate", "click rate", "unsub rate", "complaint rate", "rates over",
-        title=f"{result.campaign}",
+        "#", "step", "sent", "delivered", "bounced", "opened", "clicked", "unsubscribed",
+        "complaints", "rates over", title=f"{result.campaign}",
     )  # fmt: skip
+    for column in table.columns:
+        # A long step key (or "not tracked") wraps inside its cell instead of being cut;
+        # headers stay whole.
+        column.overflow = "fold"
+        column.min_width = len(str(column.header))
     rows = [(str(s.position or "-"), s.key, s.counts) for s in result.steps]
     rows.append(("", "campaign total", result.total))
     for position, key, c in rows:
-        rates = c.rates()
+        rates = c.rates(untracked)
         table.add_row(
-            position, key, str(c.sent), str(c.delivered), str(c.bounced), str(c.opened),
-            str(c.clicked), str(c.unsubscribed), str(c.complaints), pct(rates["opened"]),
-            pct(rates["clicked"]), pct(rates["unsubscribed"]), pct(rates["complaints"]), c.basis,
-        )  # fmt: skip
+            position,
+            key,
+            str(c.sent),
+            str(c.delivered),
+            *(cell(name, getattr(c, name), rates[name]) for name in RATED),
+            c.basis,
+        )
     console.print(table)
     loose = {name: count for name, count in result.campaign_level.items() if count}
     if loose:
         console.print(
             "events naming no delivery (in the total): "
             + ", ".join(f"{name} {count}" for name, count in loose.items())
+        )
+    if untracked:
+        console.print(
+            f"not tracked: {' and '.join(untracked)} (the sender reports none; SendGrid with "
+            "track_opens/track_clicks and its event webhook does)"
         )
 
 
@@ -589,7 +609,9 @@ def contacts_export(
 
     from campaigns.compliance.privacy import export_contact
 
-    typer.echo(json.dumps(export_contact(_store(db), email), indent=2, ensure_ascii=False))
+    typer.echo(
+        json.dumps(export_contact(_store(db, existing=True), email), indent=2, ensure_ascii=False)
+    )
 
 
 @command("dripmail contacts forget pat@example.com", name="forget", group=contacts_app)
@@ -630,6 +652,123 @@ def contacts_untag(
     from campaigns.planning.contacts import retag
 
     console.print("tags: " + (", ".join(retag(_store(db), email, remove=tags)) or "none"))
+
+
+# -- suppressions --------------------------------------------------------------------------
+
+
+suppress_app = typer.Typer(
+    help="Stop email to a person without erasing them (only the address's keyed hash is kept).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(suppress_app, name="suppress")
+
+
+@command(
+    "dripmail suppress add pat@example.com --reason 'patient phoned'",
+    name="add",
+    group=suppress_app,
+)
+def suppress_add(
+    emails: Annotated[list[str], typer.Argument(metavar="EMAIL...", help="Addresses to stop")],
+    reason: Annotated[
+        str | None, typer.Option(help="Why, up to 32 characters (default: added by staff)")
+    ] = None,
+    now: NowOption = None,
+    db: DbOption = None,
+) -> None:
+    """Never email these addresses again; their pending emails are cancelled at once."""
+    from campaigns.compliance.staff import suppress_addresses
+
+    report = suppress_addresses(_store(db), emails, reason=reason, now=_now(now))
+    console.print(
+        f"{report.new} newly suppressed, {report.already} already suppressed; "
+        f"{report.cancelled} pending emails cancelled"
+    )
+
+
+@command(
+    "dripmail suppress import mailchimp-unsubscribed.csv --reason 'from Mailchimp'",
+    name="import",
+    group=suppress_app,
+)
+def suppress_import(
+    file: Annotated[
+        Path,
+        typer.Argument(metavar="FILE", help="One address a line, or a CSV with an email column"),
+    ],
+    reason: Annotated[
+        str | None, typer.Option(help="Why, up to 32 characters (default: imported list)")
+    ] = None,
+    now: NowOption = None,
+    db: DbOption = None,
+) -> None:
+    """Suppress every address of a list exported from another email service.
+
+    Unreadable lines are reported by number and left out (exit 1).
+    """
+    from campaigns.compliance.staff import import_suppressions
+
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("suppressing", total=None)
+        report = import_suppressions(
+            _store(db),
+            file,
+            reason=reason,
+            now=_now(now),
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    for line in report.unreadable:
+        err.print(f"{file}:{line}: no email address on this line", markup=False)
+    console.print(
+        f"{report.new} newly suppressed, {report.already} already suppressed, "
+        f"{len(report.unreadable)} unreadable; {report.cancelled} pending emails cancelled"
+    )
+    if report.unreadable:
+        raise typer.Exit(1)
+
+
+@command("dripmail suppress check pat@example.com", name="check", group=suppress_app)
+def suppress_check(
+    email: Annotated[str, typer.Argument(help="The address")],
+    db: DbOption = None,
+) -> None:
+    """Say whether an address is suppressed, since when and why."""
+    from campaigns.compliance.staff import check_suppression
+
+    state = check_suppression(_store(db, existing=True), email)
+    if state.suppressed and state.since is not None:
+        console.print(f"yes: suppressed since {state.since:%Y-%m-%d %H:%M} UTC ({state.reason})")
+    elif state.removed_at is not None:
+        console.print(
+            f"no: its suppression was removed {state.removed_at:%Y-%m-%d %H:%M} UTC "
+            f"({state.removed_because})"
+        )
+    else:
+        console.print("no: not suppressed")
+
+
+@command(
+    "dripmail suppress remove pat@example.com --reason 'signed up again at reception'",
+    name="remove",
+    group=suppress_app,
+)
+def suppress_remove(
+    email: Annotated[str, typer.Argument(help="The address")],
+    reason: Annotated[
+        str | None, typer.Option(help="Why (required, kept), up to 32 characters")
+    ] = None,
+    now: NowOption = None,
+    db: DbOption = None,
+) -> None:
+    """Let email go to an address again; cancelled emails stay cancelled (enroll --restart)."""
+    from campaigns.compliance.staff import remove_suppression
+
+    if remove_suppression(_store(db, existing=True), email, reason=reason, now=_now(now)):
+        console.print("removed the suppression; new emails may be planned for this address")
+    else:
+        console.print("not suppressed; nothing changed")
 
 
 # -- newsletters ---------------------------------------------------------------------------
@@ -861,7 +1000,9 @@ def plan(
     """
     from campaigns.planning.edits import apply_edit, plan_edit
 
-    result = (apply_edit if apply else plan_edit)(_store(db), campaign, now=_now(now))
+    result = (apply_edit if apply else plan_edit)(
+        _store(db, existing=True), campaign, now=_now(now)
+    )
     diff = result.diff
     if diff.unchanged:
         console.print(f"{diff.name}: the folder matches the published version {diff.old_version}")
@@ -899,7 +1040,7 @@ def pause(
     """Hold a campaign's (or one contact's) pending emails until resume."""
     from campaigns.planning.pause import pause as pause_campaign
 
-    report = pause_campaign(_store(db), campaign, email=email, now=_now(now))
+    report = pause_campaign(_store(db, existing=True), campaign, email=email, now=_now(now))
     who = "the contact" if email else report.campaign
     if report.changed:
         console.print(f"paused {who}: {report.held} pending emails held")
@@ -917,7 +1058,7 @@ def resume(
     """Let held emails go again, each later by the pause's length, one per opening."""
     from campaigns.planning.pause import resume as resume_campaign
 
-    report = resume_campaign(_store(db), campaign, email=email, now=_now(now))
+    report = resume_campaign(_store(db, existing=True), campaign, email=email, now=_now(now))
     who = "the contact" if email else report.campaign
     if report.changed:
         console.print(

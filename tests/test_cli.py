@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import MetaData, create_engine, select, update
 
+from campaigns.storage.store import Store
 from tests.unit.test_cli import assert_one_line_error, dripmail
 
 
@@ -229,3 +230,45 @@ def test_retry_unknown_requeues_only_what_staff_asked_for(db):
         None,
     )
     assert rows[ids[1]].status == "unknown"
+
+
+READ_ONLY = [
+    ("status",),
+    ("stats", "ketamine-and-sleep"),
+    ("schedule", "ketamine-and-sleep"),
+    ("run", "--once"),
+    ("check", "ketamine-and-sleep"),
+    ("plan", "campaigns/sleep"),
+    ("pause", "ketamine-and-sleep"),
+    ("resume", "ketamine-and-sleep"),
+    ("retry", "--unknown"),
+    ("contacts", "export", "pat@example.com"),
+]
+
+
+@pytest.mark.parametrize("args", READ_ONLY, ids=lambda a: " ".join(a))
+def test_a_reading_command_in_the_wrong_folder_says_there_is_no_database(
+    tmp_path, monkeypatch, args
+):
+    """Run from the wrong folder, a command that only reads names the missing file and how
+    to point elsewhere, and leaves no empty database behind to answer "nothing" next time."""
+    monkeypatch.chdir(tmp_path)
+    result = dripmail(*args)
+    assert_one_line_error(
+        result,
+        f"no database at {tmp_path / 'dripmail.db'}",
+        "--db",
+        "DRIPMAIL_DATABASE_URL",
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_status_and_run_say_which_database_they_used(db):
+    shown = db.split("?")[0] if db.startswith("postgresql") else db.removeprefix("sqlite:///")
+    assert f"database: {shown}" in dripmail("status", "--db", db).stdout
+    assert f"database: {shown}" in dripmail("run", "--now", "2026-03-02T15:00Z", "--db", db).stdout
+
+
+def test_the_database_shown_never_carries_a_password():
+    store = Store("postgresql+psycopg://dripmail:s3cret@db.internal/dripmail", migrate=False)
+    assert store.location == "postgresql+psycopg://dripmail:***@db.internal/dripmail"

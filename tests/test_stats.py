@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
+from campaigns.authoring.spec import load_folder
 from campaigns.compliance.events import apply_sendgrid_events
 from campaigns.planning.enroll import enroll
 from campaigns.planning.signups import Signup
@@ -161,3 +162,53 @@ def test_stats_command_prints_a_table_and_json(tmp_path, clinic_folder):
     unknown = runner.invoke(cli_app, ["stats", "no-such-campaign", "--db", db], env=env)
     assert unknown.exit_code == 2
     assert "no-such-campaign" in unknown.stderr
+
+
+def step_column(table: str) -> str:
+    """The `step` cells of a printed table, joined: what a reader sees once wrapping is undone."""
+    return "".join(
+        line.split("│")[2].strip() for line in table.splitlines() if line.startswith("│")
+    )
+
+
+def test_opens_and_clicks_a_sender_cannot_see_are_not_tracked_never_zero(store, clinic, sent):
+    """The clinic campaign sends with the file sender: nobody could count an open, so the
+    table and the JSON say "not tracked" instead of 0.0%; long step keys wrap whole."""
+    runner = CliRunner()
+    table = runner.invoke(
+        cli_app, ["stats", "ketamine-and-sleep", "--db", store.url], env={"COLUMNS": "100"}
+    )
+    assert table.exit_code == 0, table.output
+    assert "not tracked" in table.stdout
+    assert "…" not in table.stdout
+    for step in clinic.steps:
+        assert step.key in step_column(table.stdout)
+    as_json = runner.invoke(cli_app, ["stats", "ketamine-and-sleep", "--json", "--db", store.url])
+    data = json.loads(as_json.stdout)
+    first = data["steps"][0]
+    assert first["sent"] == 4
+    assert (first["opened"], first["clicked"]) == (None, None)
+    assert (first["rates"]["opened"], first["rates"]["clicked"]) == (None, None)
+    assert data["total"]["rates"]["opened"] is None
+    assert data["not_tracked"] == ["opened", "clicked"]
+
+
+def test_sendgrid_tracking_opens_shows_a_real_zero(store, clinic_folder, tmp_path):
+    """With SendGrid tracking opens and its webhook reporting deliveries, no opens is 0%."""
+    spec = clinic_folder / "campaign.yaml"
+    text = spec.read_text(encoding="utf-8")
+    file_sender = "sender:\n  type: file\n  outbox: outbox\n"
+    assert file_sender in text
+    spec.write_text(
+        text.replace(file_sender, "sender:\n  type: sendgrid\n  track_opens: true\n"),
+        encoding="utf-8",
+    )
+    enroll(store, load_folder(clinic_folder), Signup("ana@example.com", None, "Europe/London",
+           "2026-03-02T10:00", "clinic form"), now=NOW)  # fmt: skip
+    with store.begin() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.position == 1).values(status="sent"))
+        first = conn.scalar(select(deliveries.c.id).where(deliveries.c.position == 1))
+    apply_sendgrid_events(store, [sendgrid("delivered", first)], now=utcnow())
+    result = campaign_stats(store, "ketamine-and-sleep")
+    assert result.untracked == ("clicked",)
+    assert result.steps[0].counts.rates(result.untracked)["opened"] == 0.0

@@ -33,7 +33,7 @@ from campaigns.rendering.links import check_public_url as check_url
 from campaigns.rendering.personalise import SAMPLE, CompiledCampaign, CompiledStep, Recipient
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim
 from campaigns.settings import Settings
-from campaigns.storage.publish import open_campaign
+from campaigns.storage.publish import is_folder_ref, open_campaign
 from campaigns.storage.store import Store
 
 Severity = Literal["error", "warning"]
@@ -519,7 +519,8 @@ def check_ref(
 ) -> CheckReport:
     """Check a campaign folder, or a published campaign by name (then the database is read)."""
     settings = Settings.from_env() if settings is None else settings
-    path = Path(ref)
-    if path.exists():
-        return check_campaign(load_folder(path), settings=settings)
-    return check_campaign(open_campaign(Store(db, settings=settings), str(ref)), settings=settings)
+    if is_folder_ref(ref):
+        return check_campaign(load_folder(Path(ref)), settings=settings)
+    # Only a published name needs the database; reading one never creates it.
+    store = Store(db, settings=settings, existing=True)
+    return check_campaign(open_campaign(store, str(ref)), settings=settings)

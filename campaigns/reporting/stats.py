@@ -7,10 +7,16 @@ over sent ones for a step that no delivery event reached (the file and SMTP send
 report none); the bounce rate is always over sent, since a bounced email was never
 delivered. Events that name no delivery (a send-test, a provider event without our
 delivery id) count at campaign level only.
+
+Opens and clicks are only known when the provider tracks them (SendGrid's
+`track_opens`/`track_clicks`) and reports events; the file and SMTP senders never do.
+A column nobody could have counted is "not tracked" (None), never a 0% that reads as
+"nobody opened it".
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,6 +38,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "complaints": ("spamreport",),
 }
 RATED = ("bounced", "opened", "clicked", "unsubscribed", "complaints")
+# Columns that exist only when the provider tracks them, and the sender key turning it on.
+TRACKING = {"opened": "track_opens", "clicked": "track_clicks"}
+# Columns only a provider's events fill (dripmail records unsubscribes itself).
+PROVIDER_REPORTED = ("delivered", "bounced", "opened", "clicked", "complaints")
 
 
 @dataclass
@@ -55,16 +65,23 @@ class Counts:
         """What rates are taken over: delivered once any delivery event arrived, else sent."""
         return "delivered" if self.delivered else "sent"
 
-    def rates(self) -> dict[str, float | None]:
-        """Each rated column over its denominator; None when that is zero."""
+    def rates(self, untracked: Collection[str] = ()) -> dict[str, float | None]:
+        """Each rated column over its denominator; None when that is zero or the column
+        is `untracked`."""
         over = self.delivered if self.delivered else self.sent
         result: dict[str, float | None] = {
             "delivered": self.delivered / self.sent if self.sent and self.delivered else None
         }
         for name in RATED:
             denominator = self.sent if name == "bounced" else over
-            result[name] = getattr(self, name) / denominator if denominator else None
+            known = denominator and name not in untracked
+            result[name] = getattr(self, name) / denominator if known else None
         return result
+
+    def as_dict(self, untracked: Collection[str] = ()) -> dict[str, Any]:
+        """Counts (None for an untracked column), the rates' basis, and the rates."""
+        counts = {k: None if k in untracked else v for k, v in asdict(self).items()}
+        return {**counts, "basis": self.basis, "rates": self.rates(untracked)}
 
 
 @dataclass
@@ -76,14 +93,12 @@ class StepStats:
     subject: str
     counts: Counts = field(default_factory=Counts)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, untracked: Collection[str] = ()) -> dict[str, Any]:
         return {
             "position": self.position,
             "step": self.key,
             "subject": self.subject,
-            **asdict(self.counts),
-            "basis": self.counts.basis,
-            "rates": self.counts.rates(),
+            **self.counts.as_dict(untracked),
         }
 
 
@@ -95,14 +110,31 @@ class CampaignStats:
     steps: list[StepStats]
     campaign_level: dict[str, int]  # column -> events naming no delivery
     total: Counts
+    untracked: tuple[str, ...] = ()  # columns no sender could count ("not tracked")
 
     def as_dict(self) -> dict[str, Any]:
+        level = {k: None if k in self.untracked else v for k, v in self.campaign_level.items()}
         return {
             "campaign": self.campaign,
-            "steps": [step.as_dict() for step in self.steps],
-            "campaign_level": self.campaign_level,
-            "total": {**asdict(self.total), "basis": self.total.basis, "rates": self.total.rates()},
+            "not_tracked": list(self.untracked),
+            "steps": [step.as_dict(self.untracked) for step in self.steps],
+            "campaign_level": level,
+            "total": self.total.as_dict(self.untracked),
         }
+
+
+def untracked_columns(total: Counts, tracking: Mapping[str, bool]) -> tuple[str, ...]:
+    """Columns of TRACKING that nobody counted: no such event arrived, and either the
+    sender does not track it or it reported no event at all (no webhook set up).
+
+    `tracking` is the campaign sender's setting per column (False for file and SMTP).
+    """
+    reported = any(getattr(total, name) for name in PROVIDER_REPORTED)
+    return tuple(
+        column
+        for column in TRACKING
+        if not getattr(total, column) and not (tracking.get(column) and reported)
+    )
 
 
 def _column_of(event_type: str) -> str | None:
@@ -169,4 +201,8 @@ def campaign_stats(store: Store, ref: str) -> CampaignStats:
         total.add(item.counts)
     for column, count in campaign_level.items():
         setattr(total, column, getattr(total, column) + count)
-    return CampaignStats(name, ordered, campaign_level, total)
+    tracking = {
+        column: bool(getattr(campaign.spec.sender, key, False)) for column, key in TRACKING.items()
+    }
+    untracked = untracked_columns(total, tracking)
+    return CampaignStats(name, ordered, campaign_level, total, untracked)

@@ -38,6 +38,7 @@ from campaigns.storage.tables import meta, metadata
 DEFAULT_DATABASE = "dripmail.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
 UPGRADE_HINT = "run `dripmail db upgrade`"
+ELSEWHERE_HINT = "point to yours with --db FILE or DRIPMAIL_DATABASE_URL"
 # Databases made before migrations existed say `schema = 1` in `meta`: that is revision 0001.
 LEGACY_REVISIONS = {"1": "0001"}
 # One migration at a time per PostgreSQL database, however many workers start at once.
@@ -177,12 +178,20 @@ class Store:
 
     Opening a store sets up an empty database (the migrations, to the newest) and
     refuses one whose schema is older than this code; `migrate=False` opens it as it
-    is, for `dripmail db` itself. `settings` (default: read from the environment now)
-    are the installation's, for whatever works on this store.
+    is, for `dripmail db` itself. `existing=True` (commands that only read) refuses a
+    SQLite file that is not there instead of creating it: run in the wrong folder, a
+    fresh empty database would answer "nothing" and hide the mistake. `settings`
+    (default: read from the environment now) are the installation's, for whatever works
+    on this store.
     """
 
     def __init__(
-        self, url: str | None = None, *, migrate: bool = True, settings: Settings | None = None
+        self,
+        url: str | None = None,
+        *,
+        migrate: bool = True,
+        settings: Settings | None = None,
+        existing: bool = False,
     ) -> None:
         self.settings = Settings.from_env() if settings is None else settings
         self.url = database_url(url, self.settings)
@@ -203,6 +212,9 @@ class Store:
             )
             event.listen(self.engine, "begin", _sqlite_begin)
         self._secrets: dict[str, str] = {}
+        if existing and self.path is not None and not self.path.is_file():
+            self.engine.dispose()
+            raise ConfigurationError(f"no database at {self.location}: {ELSEWHERE_HINT}")
         if migrate:
             self._ensure_schema()
 
@@ -210,12 +222,20 @@ class Store:
     def path(self) -> Path | None:
         """The SQLite file, when the store is one."""
         database = self.engine.url.database
-        return Path(database) if self.is_sqlite and database else None
+        in_memory = database == ":memory:" or (database or "").startswith("file:")
+        return Path(database) if self.is_sqlite and database and not in_memory else None
 
     @property
     def display_url(self) -> str:
         """The URL with any password masked, for messages."""
         return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def location(self) -> str:
+        """Which database this is, for messages: a SQLite file's absolute path, else the
+        URL with any password masked."""
+        path = self.path
+        return str(path.resolve()) if path is not None else self.display_url
 
     # -- schema -----------------------------------------------------------------------
 
