@@ -19,6 +19,7 @@ newsletter issue, keeping the drip campaigns).
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import logging
@@ -29,6 +30,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
 
+import uvicorn
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
 from starlette.applications import Starlette
@@ -47,6 +49,7 @@ from campaigns.storage.publish import load_version, published_names
 from campaigns.storage.statuses import EnrollmentStatus
 from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import contacts, enrollments, suppressions
+from campaigns.web.listen import listening_socket
 from campaigns.web.signup_api import signup_routes
 from campaigns.web.webhooks import (
     MAX_BODY,
@@ -60,7 +63,7 @@ from senders.base import is_loopback
 log = logging.getLogger("dripmail.web")
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8025
+DEFAULT_PORT = 8026  # `preview` has 8025: both run side by side
 MAX_FORM = 8 * 1024  # a one-click body is 26 bytes; a page form hardly more
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 
@@ -283,12 +286,14 @@ def serve(
     port: int = DEFAULT_PORT,
     environ: Mapping[str, str] | None = None,
 ) -> None:
-    """Check the settings, then answer requests until stopped (uvicorn)."""
-    import uvicorn
+    """Check the settings, bind the port, then answer requests until stopped (uvicorn).
 
+    A bad setting or a port in use raises ConfigurationError before anything is served.
+    """
     settings = _settings(store, environ)
     check_published_public_urls(store, settings.public_url)
     app = create_app(store, environ=environ)
+    sock = listening_socket(host, port)
     if not settings.public_url:
         log.warning(
             "%s is not set: emails link to each campaign's links.public_url or a placeholder",
@@ -298,7 +303,10 @@ def serve(
         log.warning("%s is not set: /webhooks/sendgrid answers 503", WEBHOOK_KEY_ENV)
     if not is_loopback(host):
         log.warning("listening on %s: put an https reverse proxy in front of it", host)
-    log.info("serving on http://%s:%d", host, port)
+    log.info("serving on http://%s:%d", host, sock.getsockname()[1])
     # No access log: every unsubscribe URL carries a token that acts for one person.
     # log_config=None keeps the logging set up by DRIPMAIL_LOG_LEVEL.
-    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, server_header=False)
+    config = uvicorn.Config(app, access_log=False, log_config=None, server_header=False)
+    # uvicorn stops cleanly on Ctrl+C, then raises the signal again for its caller.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[sock])
