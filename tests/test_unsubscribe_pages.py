@@ -3,10 +3,15 @@ only for newsletter readers, and "I changed my mind" restoring exactly what was 
 
 from __future__ import annotations
 
+import base64
+import threading
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+import uvicorn
+from playwright.sync_api import Browser, Route, expect
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
@@ -17,8 +22,10 @@ from campaigns.planning.contacts import retag
 from campaigns.planning.newsletter import schedule_newsletter
 from campaigns.storage.tables import contacts, deliveries, enrollments, events, suppressions
 from campaigns.web.app import create_app
+from campaigns.web.listen import listening_socket
 from senders.file import NullSender
 from tests.helpers import utc
+from tests.test_studio import axe_source, browser, run_axe  # noqa: F401 (fixtures)
 from tests.test_unsubscribe import delivery_rows, enroll_pat, second_campaign, snapshot, token_for
 
 NOW = utc("2026-03-02T12:00")
@@ -242,3 +249,92 @@ def test_undo_twice_changes_nothing_more_and_the_link_can_unsubscribe_again(
     with store.connect() as conn:
         kinds = [row.type for row in conn.execute(select(events).order_by(events.c.id))]
     assert kinds.count("resubscribe") == 2
+
+
+# ------------------------------------------------------------------ in Chromium, with axe
+
+# A 1x1 plum PNG standing in for the clinic's logo (the browser never leaves the machine).
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGPIVg0FAAJYAT8f3d6pAAAAAElFTkSuQmCC"
+)
+
+
+class Announcing(uvicorn.Server):
+    """uvicorn, saying when it is ready."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+@pytest.fixture
+def served(store) -> Iterator[str]:
+    """`dripmail serve`'s app on a free port, in a thread: its base URL."""
+    sock = listening_socket("127.0.0.1", 0)
+    server = Announcing(
+        uvicorn.Config(create_app(store, environ={}), log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    assert server.ready.wait(30), "the server did not start"
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@pytest.mark.sqlite_only
+def test_the_pages_work_at_375px_by_keyboard_and_pass_axe(
+    store,
+    clinic_folder,
+    served: str,
+    browser: Browser,  # noqa: F811 (the fixture)
+    axe_source: str,  # noqa: F811
+):
+    clinic = load_folder(branded(clinic_folder))
+    pat = enroll_pat(store, clinic)
+    token, _ = token_for(store, pat)
+    left: list[str] = []
+
+    def guard(route: Route) -> None:
+        url = route.request.url
+        if url == LOGO:
+            route.fulfill(status=200, content_type="image/png", body=PNG)
+        elif url.startswith(served):
+            route.continue_()
+        else:
+            left.append(url)
+            route.abort("blockedbyclient")
+
+    # bypass_csp: axe is injected as an inline script (the pages run none of their own).
+    context = browser.new_context(viewport={"width": 375, "height": 740}, bypass_csp=True)
+    context.route("**/*", guard)
+    page = context.new_page()
+    try:
+        page.goto(f"{served}/u/{token}")
+        expect(page.get_by_role("img", name="Balanced Ketamine")).to_be_visible()
+        steps = [
+            ("Email preferences", "Stop only “Ketamine and Sleep”", 2),
+            ("You are unsubscribed", "I changed my mind", 1),
+            ("Welcome back", None, 0),
+        ]
+        for heading, button, tabs in steps:
+            expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 375, heading
+            assert run_axe(page, axe_source, iframes=False) == [], heading
+            if button is None:
+                break
+            for _ in range(tabs):
+                page.keyboard.press("Tab")
+            expect(page.get_by_role("button", name=button)).to_be_focused()
+            page.keyboard.press("Enter")  # a plain form post: no script needed
+    finally:
+        context.close()
+    assert left == []
+    with store.connect() as conn:
+        assert conn.scalar(select(enrollments.c.status).where(enrollments.c.id == pat)) == "active"
