@@ -259,14 +259,13 @@ def unsubscribe_key(claim: UnsubscribeClaim, scope: Scope) -> str:
     )[:200]
 
 
-def unsubscribe_event(
+def record_unsubscribe_event(
     conn: Connection, claim: UnsubscribeClaim, scope: Scope, *, now: datetime
-) -> int:
-    """Record the unsubscribe as an event (once per link and choice); the event's id."""
-    key = unsubscribe_key(claim, scope)
+) -> bool:
+    """The unsubscribe as an event, keyed so the same link and choice count once."""
     values: dict[str, Any] = {
         "provider": DRIPMAIL_PROVIDER,
-        "provider_event_id": key,
+        "provider_event_id": unsubscribe_key(claim, scope),
         "delivery_id": _delivery_of(conn, claim),
         "type": EVENT_TYPES[scope],
         "occurred_at": now,
@@ -274,7 +273,15 @@ def unsubscribe_event(
     }
     if "campaign" in events.c:  # campaign-level attribution, once the store has the column
         values["campaign"] = claim.campaign
-    insert_new(conn, events, values)
+    return insert_new(conn, events, values)
+
+
+def unsubscribe_event(
+    conn: Connection, claim: UnsubscribeClaim, scope: Scope, *, now: datetime
+) -> int:
+    """Record the unsubscribe as an event (once per link and choice); the event's id."""
+    record_unsubscribe_event(conn, claim, scope, now=now)
+    key = unsubscribe_key(claim, scope)
     return conn.scalar(select(events.c.id).where(events.c.provider_event_id == key))
 
 

@@ -124,6 +124,9 @@ def _pages() -> Environment:
     )
 
 
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")  # a netloc safe to write into the CSP
+
+
 @dataclass(frozen=True)
 class PageBrand:
     """Whose page it is: the campaign's organisation, logo and colours (brand.*)."""
@@ -142,9 +145,6 @@ class PageBrand:
         return f"{parts.scheme}://{parts.netloc}" if ok else None
 
 
-_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")
-
-
 def page_brand(spec: CampaignSpec) -> PageBrand:
     """The brand of a published campaign; the default colours when its own would not reach
     WCAG AA on the page (a published version has passed that check, an old one may not)."""
@@ -154,7 +154,9 @@ def page_brand(spec: CampaignSpec) -> PageBrand:
     return PageBrand(spec.brand.organisation, spec.brand.logo_url, colours)
 
 
-def _page(template: str, status: int = 200, brand: PageBrand | None = None, **values: Any):
+def _page(
+    template: str, status: int = 200, brand: PageBrand | None = None, **values: Any
+) -> HTMLResponse:
     brand = brand or PageBrand()
     html = _pages().get_template(template).render(brand=brand, **values)
     csp = _CSP + (f"; img-src {brand.logo_origin}" if brand.logo_origin else "")
