@@ -82,8 +82,13 @@ def _latest(conn: Connection, claim: UnsubscribeClaim) -> Undoable | None:
     """The newest unsubscribe made from this link (any choice) that is not undone."""
     keys = {unsubscribe_key(claim, scope): scope for scope in Scope}
     row = conn.execute(
-        select(events.c.id, events.c.provider_event_id, events.c.occurred_at)
-        .add_columns(events.c.delivery_id, events.c.campaign)
+        select(
+            events.c.id,
+            events.c.provider_event_id,
+            events.c.occurred_at,
+            events.c.delivery_id,
+            events.c.campaign,
+        )
         .where(events.c.provider_event_id.in_(list(keys)))
         .order_by(events.c.occurred_at.desc(), events.c.id.desc())
     ).first()
