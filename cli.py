@@ -497,12 +497,12 @@ def status(
 # -- service, statistics, checks, privacy ----------------------------------------------------
 
 
-@command("DRIPMAIL_PUBLIC_URL=https://mail.clinic.example dripmail serve --port 8025")
+@command("DRIPMAIL_PUBLIC_URL=https://mail.clinic.example dripmail serve --port 8026")
 def serve(
     host: Annotated[
         str, typer.Option(help="Address to listen on (put an https proxy in front)")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on")] = 8025,
+    port: Annotated[int, typer.Option(help="Port to listen on (preview uses 8025)")] = 8026,
     db: DbOption = None,
 ) -> None:
     """Answer unsubscribe links (/u/, /p/) and SendGrid's signed events (/webhooks/sendgrid)."""

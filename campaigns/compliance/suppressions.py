@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from campaigns.compliance.undo_record import UndoRecord, remember
 from campaigns.rendering.tokens import UnsubscribeClaim
 from campaigns.storage.statuses import PENDING, CampaignKind, DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import Store
@@ -199,15 +200,20 @@ def unsubscribe(
         ).first()
         if contact is None:  # a test send's link (contact 0), or a contact since deleted
             return UnsubscribeResult(scope, False, 0, False)
+        # The event first: what this unsubscribe cancels names it, so that "I changed my
+        # mind" (campaigns/compliance/undo.py) restores exactly that.
+        event_id = unsubscribe_event(conn, claim, scope, now=now)
+        reason = cancel_reason(scope, event_id)
+        done = UndoRecord(event_id, str(scope), now)
         if scope is Scope.NEWSLETTER:
-            changed, cancelled = leave_newsletter(conn, contact.id, now=now)
-            record_unsubscribe_event(conn, claim, scope, now=now)
+            changed, cancelled = leave_newsletter(conn, contact.id, now=now, reason=reason)
+            remember(conn, replace(done, newsletter=changed))
             log.info("unsubscribe: contact %d, scope newsletter", claim.contact_id)
             return UnsubscribeResult(scope, changed, cancelled, True)
+        suppressed = False
         if scope is Scope.ALL:
-            changed = False
             if contact.email is not None:  # an erased contact is suppressed already
-                changed = add_suppression(
+                suppressed = add_suppression(
                     conn, store.address_hash(contact.email), "unsubscribe", now=now
                 )
             chosen = enrollment_ids_of(conn, [contact.id])
@@ -220,24 +226,22 @@ def unsubscribe(
                     )
                 )
             )
-            changed = False
-        cancelled = cancel_pending(
-            conn, enrollment_ids=chosen, reason=f"unsubscribed ({scope})", now=now
-        )
-        if chosen:
-            changed = (
-                conn.execute(
-                    update(enrollments)
-                    .where(
-                        enrollments.c.id.in_(chosen),
-                        enrollments.c.status == EnrollmentStatus.ACTIVE,
-                    )
-                    .values(status=EnrollmentStatus.UNSUBSCRIBED)
-                ).rowcount
-                > 0
-                or changed
+        cancelled = cancel_pending(conn, enrollment_ids=chosen, reason=reason, now=now)
+        left = list(
+            conn.scalars(
+                select(enrollments.c.id).where(
+                    enrollments.c.id.in_(chosen), enrollments.c.status == EnrollmentStatus.ACTIVE
+                )
             )
-        record_unsubscribe_event(conn, claim, scope, now=now)
+        )
+        if left:
+            conn.execute(
+                update(enrollments)
+                .where(enrollments.c.id.in_(left))
+                .values(status=EnrollmentStatus.UNSUBSCRIBED)
+            )
+        changed = suppressed or bool(left)
+        remember(conn, replace(done, suppressed=suppressed, enrollments=tuple(left)))
     log.info(
         "unsubscribe: contact %d, scope %s, %d pending deliveries cancelled",
         claim.contact_id,
@@ -247,24 +251,45 @@ def unsubscribe(
     return UnsubscribeResult(scope, changed, cancelled, True)
 
 
+def unsubscribe_key(claim: UnsubscribeClaim, scope: Scope) -> str:
+    """The event's unique key: the same link and choice count once."""
+    event_type = EVENT_TYPES[scope]
+    return (
+        f"dripmail:{event_type}:{claim.contact_id}:{claim.delivery_id or '-'}:{claim.campaign}"
+    )[:200]
+
+
 def record_unsubscribe_event(
     conn: Connection, claim: UnsubscribeClaim, scope: Scope, *, now: datetime
 ) -> bool:
     """The unsubscribe as an event, keyed so the same link and choice count once."""
-    event_type = EVENT_TYPES[scope]
     values: dict[str, Any] = {
         "provider": DRIPMAIL_PROVIDER,
-        "provider_event_id": (
-            f"dripmail:{event_type}:{claim.contact_id}:{claim.delivery_id or '-'}:{claim.campaign}"
-        )[:200],
+        "provider_event_id": unsubscribe_key(claim, scope),
         "delivery_id": _delivery_of(conn, claim),
-        "type": event_type,
+        "type": EVENT_TYPES[scope],
         "occurred_at": now,
         "created_at": now,
     }
     if "campaign" in events.c:  # campaign-level attribution, once the store has the column
         values["campaign"] = claim.campaign
     return insert_new(conn, events, values)
+
+
+def unsubscribe_event(
+    conn: Connection, claim: UnsubscribeClaim, scope: Scope, *, now: datetime
+) -> int:
+    """Record the unsubscribe as an event (once per link and choice); the event's id."""
+    record_unsubscribe_event(conn, claim, scope, now=now)
+    key = unsubscribe_key(claim, scope)
+    return conn.scalar(select(events.c.id).where(events.c.provider_event_id == key))
+
+
+def cancel_reason(scope: Scope, event_id: int) -> str:
+    """The `error` text of a delivery this unsubscribe cancelled: it names the event."""
+    if scope is Scope.NEWSLETTER:
+        return f"left the newsletter (event {event_id})"
+    return f"unsubscribed ({scope}, event {event_id})"
 
 
 def _delivery_of(conn: Connection, claim: UnsubscribeClaim) -> int | None:
@@ -283,7 +308,9 @@ def _delivery_of(conn: Connection, claim: UnsubscribeClaim) -> int | None:
     return found
 
 
-def leave_newsletter(conn: Connection, contact_id: int, *, now: datetime) -> tuple[bool, int]:
+def leave_newsletter(
+    conn: Connection, contact_id: int, *, now: datetime, reason: str = "left the newsletter"
+) -> tuple[bool, int]:
     """The contact leaves every newsletter, not their drip campaigns: (changed, cancelled)."""
     changed = (
         conn.execute(
@@ -299,4 +326,4 @@ def leave_newsletter(conn: Connection, contact_id: int, *, now: datetime) -> tup
             enrollments.c.contact_id == contact_id, enrollments.c.campaign.in_(names)
         )
     )
-    return changed, cancel_pending(conn, enrollment_ids=ids, reason="left the newsletter", now=now)
+    return changed, cancel_pending(conn, enrollment_ids=ids, reason=reason, now=now)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import uvicorn
 
-from campaigns.errors import ConfigurationError
 from campaigns.studio.app import DEFAULT_HOST, DEFAULT_PORT, create_app
 from campaigns.studio.state import Studio
+from campaigns.web.listen import listening_socket
 
 __all__ = ["StudioServer", "make_server", "serve_studio"]
 
@@ -61,18 +61,7 @@ def make_server(
 ) -> StudioServer:
     """Load the folder and bind the socket (port 0: any free port); `run_studio()` serves."""
     studio = Studio(folder, db=db, sender=sender, clock=clock)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host.strip("[]"), port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigurationError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc} (pick another --port)"
-        ) from None
-    sock.listen(128)
-    sock.set_inheritable(True)
+    sock = listening_socket(host, port)
     config = uvicorn.Config(
         create_app(studio, host=host),
         log_level="warning",

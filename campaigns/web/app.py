@@ -14,23 +14,29 @@ unsubscribes. Gmail and Yahoo's one-click unsubscribe is an HTTPS POST of the fo
 `List-Unsubscribe=One-Click` to the List-Unsubscribe URL, without cookies or login: the
 signed token in the URL is the only credential, and it leaves all email of the sender.
 The page offers the narrower choices: this campaign only, or the newsletter only (every
-newsletter issue, keeping the drip campaigns).
+newsletter issue, keeping the drip campaigns; offered once a newsletter has gone to the
+contact). After any unsubscribe, `choice=undo` from the same link ("I changed my mind",
+within 30 days) restores what that unsubscribe cancelled (campaigns/compliance/undo.py).
+The pages carry the campaign's organisation, logo and colours (brand.*).
 """
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import logging
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
+import uvicorn
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -38,15 +44,19 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 import templates
+from campaigns.authoring.spec import CampaignSpec, Colors
 from campaigns.compliance.suppressions import Scope, unsubscribe
+from campaigns.compliance.undo import Undoable, undo_unsubscribe, undoable
 from campaigns.errors import NotFoundError
 from campaigns.rendering.links import check_public_url
+from campaigns.rendering.palette import WCAG_AA, Palette, contrast_ratio, palette
 from campaigns.rendering.tokens import Signer, TokenError, UnsubscribeClaim
 from campaigns.settings import PUBLIC_URL_ENV, WEBHOOK_KEY_ENV, Settings
 from campaigns.storage.publish import load_version, published_names
-from campaigns.storage.statuses import EnrollmentStatus
+from campaigns.storage.statuses import IN_FLIGHT, CampaignKind, EnrollmentStatus
 from campaigns.storage.store import Store, utcnow
-from campaigns.storage.tables import contacts, enrollments, suppressions
+from campaigns.storage.tables import campaigns, contacts, deliveries, enrollments, suppressions
+from campaigns.web.listen import listening_socket
 from campaigns.web.signup_api import signup_routes
 from campaigns.web.webhooks import (
     MAX_BODY,
@@ -60,7 +70,7 @@ from senders.base import is_loopback
 log = logging.getLogger("dripmail.web")
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8025
+DEFAULT_PORT = 8026  # `preview` has 8025: both run side by side
 MAX_FORM = 8 * 1024  # a one-click body is 26 bytes; a page form hardly more
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 
@@ -71,11 +81,11 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "X-Robots-Tag": "noindex, nofollow",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
 }
+_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 # ----------------------------------------------------------------------------- public URL
@@ -114,9 +124,44 @@ def _pages() -> Environment:
     )
 
 
-def _page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
-    html = _pages().get_template(template).render(**values)
-    return HTMLResponse(html, status_code=status, headers=_PAGE_HEADERS)
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")  # a netloc safe to write into the CSP
+
+
+@dataclass(frozen=True)
+class PageBrand:
+    """Whose page it is: the campaign's organisation, logo and colours (brand.*)."""
+
+    organisation: str | None = None
+    logo_url: str | None = None
+    colors: Palette = field(default_factory=lambda: palette(Colors()))
+
+    @property
+    def logo_origin(self) -> str | None:
+        """The logo's scheme://host[:port], the one image source the page allows."""
+        if not self.logo_url:
+            return None
+        parts = urlsplit(self.logo_url)
+        ok = parts.scheme in ("https", "http") and _HOST.fullmatch(parts.netloc)
+        return f"{parts.scheme}://{parts.netloc}" if ok else None
+
+
+def page_brand(spec: CampaignSpec) -> PageBrand:
+    """The brand of a published campaign; the default colours when its own would not reach
+    WCAG AA on the page (a published version has passed that check, an old one may not)."""
+    colours = palette(spec.brand.colors)
+    if any(contrast_ratio(fg, bg) < WCAG_AA for _field, fg, bg in colours.pairs()):
+        colours = palette(Colors())
+    return PageBrand(spec.brand.organisation, spec.brand.logo_url, colours)
+
+
+def _page(
+    template: str, status: int = 200, brand: PageBrand | None = None, **values: Any
+) -> HTMLResponse:
+    brand = brand or PageBrand()
+    html = _pages().get_template(template).render(brand=brand, **values)
+    csp = _CSP + (f"; img-src {brand.logo_origin}" if brand.logo_origin else "")
+    headers = {**_PAGE_HEADERS, "Content-Security-Policy": csp}
+    return HTMLResponse(html, status_code=status, headers=headers)
 
 
 def _invalid(message: str) -> HTMLResponse:
@@ -133,15 +178,19 @@ class Preferences:
     suppressed: bool
     campaign_unsubscribed: bool
     newsletter_unsubscribed: bool = False
+    brand: PageBrand = field(default_factory=PageBrand)
+    newsletter_received: bool = False  # "stop only the newsletter" is offered only then
+    undo: Undoable | None = None  # the unsubscribe "I changed my mind" would undo
 
 
-def preferences(store: Store, claim: UnsubscribeClaim) -> Preferences:
+def preferences(store: Store, claim: UnsubscribeClaim, *, now: datetime) -> Preferences:
     """The state the preferences page shows for a token's contact and campaign."""
-    organisation, title = None, "these emails"
+    organisation, title, brand = None, "these emails", PageBrand()
     with store.connect() as conn:
         try:
             spec = load_version(conn, claim.campaign).spec
             organisation, title = spec.brand.organisation, spec.title or claim.campaign
+            brand = page_brand(spec)
         except NotFoundError:
             pass
         row = conn.execute(
@@ -165,9 +214,33 @@ def preferences(store: Store, claim: UnsubscribeClaim) -> Preferences:
                 enrollments.c.campaign == claim.campaign,
             )
         )
+        received = _received_newsletter(conn, claim.contact_id)
     return Preferences(
-        organisation, title, suppressed, status == EnrollmentStatus.UNSUBSCRIBED, left_newsletter
+        organisation,
+        title,
+        suppressed,
+        status == EnrollmentStatus.UNSUBSCRIBED,
+        left_newsletter,
+        brand,
+        received,
+        undoable(store, claim, now=now),
     )
+
+
+def _received_newsletter(conn: Connection, contact_id: int) -> bool:
+    """Whether a newsletter issue has gone to this contact (handed to a sender)."""
+    newsletters = select(campaigns.c.name).where(campaigns.c.kind == CampaignKind.NEWSLETTER)
+    found = conn.scalar(
+        select(deliveries.c.id)
+        .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
+        .where(
+            enrollments.c.contact_id == contact_id,
+            enrollments.c.campaign.in_(newsletters),
+            deliveries.c.status.in_(IN_FLIGHT),
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
@@ -185,6 +258,9 @@ def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
         return fields
     parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
     return {name: values[0].strip() for name, values in parsed.items()}
+
+
+UNDO = "undo"  # the page's "I changed my mind" button
 
 
 def _scope(fields: Mapping[str, str]) -> Scope | None:
@@ -221,40 +297,51 @@ def create_app(
         except TokenError:
             return None
 
-    async def show(request: Request) -> Response:
-        token = request.path_params["token"]
-        claim = read(token)
-        if claim is None:
-            return _invalid("The link is damaged, too old, or not one of ours.")
-        state = await run_in_threadpool(preferences, store, claim)
-        log.debug("preferences page: contact %d", claim.contact_id)
+    def state_page(template: str, state: Preferences, token: str, **values: Any) -> Response:
         return _page(
-            "preferences.html.j2",
+            template,
+            brand=state.brand,
             organisation=state.organisation,
             title=state.title,
             suppressed=state.suppressed,
             campaign_unsubscribed=state.campaign_unsubscribed,
             newsletter_unsubscribed=state.newsletter_unsubscribed,
+            newsletter_received=state.newsletter_received,
+            undo=state.undo,
             # Relative, so the form works behind a proxy that serves us under a path prefix.
             action=f"../u/{token}",
+            **values,
         )
 
+    async def show(request: Request) -> Response:
+        token = request.path_params["token"]
+        claim = read(token)
+        if claim is None:
+            return _invalid("The link is damaged, too old, or not one of ours.")
+        state = await run_in_threadpool(partial(preferences, store, claim, now=clock()))
+        log.debug("preferences page: contact %d", claim.contact_id)
+        return state_page("preferences.html.j2", state, token)
+
     async def post(request: Request) -> Response:
-        claim = read(request.path_params["token"])
+        token = request.path_params["token"]
+        claim = read(token)
         if claim is None:
             return _invalid("The link is damaged, too old, or not one of ours.")
         try:
             body = await read_body(request, MAX_FORM)
         except WebhookRejected as exc:
             return PlainTextResponse(exc.message, status_code=exc.status)
-        scope = _scope(_form_fields(request.headers.get("content-type", ""), body))
+        fields = _form_fields(request.headers.get("content-type", ""), body)
+        if fields.get("choice") == UNDO:
+            undone = await run_in_threadpool(partial(undo_unsubscribe, store, claim, now=clock()))
+            state = await run_in_threadpool(partial(preferences, store, claim, now=clock()))
+            return state_page("undone.html.j2", state, token, undone=undone)
+        scope = _scope(fields)
         if scope is None:
             return _invalid("The request did not say what to unsubscribe from.")
         await run_in_threadpool(unsubscribe, store, claim, scope, now=clock())
-        state = await run_in_threadpool(preferences, store, claim)
-        return _page(
-            "done.html.j2", organisation=state.organisation, title=state.title, scope=scope
-        )
+        state = await run_in_threadpool(partial(preferences, store, claim, now=clock()))
+        return state_page("done.html.j2", state, token, scope=scope)
 
     async def health(_request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -283,12 +370,14 @@ def serve(
     port: int = DEFAULT_PORT,
     environ: Mapping[str, str] | None = None,
 ) -> None:
-    """Check the settings, then answer requests until stopped (uvicorn)."""
-    import uvicorn
+    """Check the settings, bind the port, then answer requests until stopped (uvicorn).
 
+    A bad setting or a port in use raises ConfigurationError before anything is served.
+    """
     settings = _settings(store, environ)
     check_published_public_urls(store, settings.public_url)
     app = create_app(store, environ=environ)
+    sock = listening_socket(host, port)
     if not settings.public_url:
         log.warning(
             "%s is not set: emails link to each campaign's links.public_url or a placeholder",
@@ -298,7 +387,10 @@ def serve(
         log.warning("%s is not set: /webhooks/sendgrid answers 503", WEBHOOK_KEY_ENV)
     if not is_loopback(host):
         log.warning("listening on %s: put an https reverse proxy in front of it", host)
-    log.info("serving on http://%s:%d", host, port)
+    log.info("serving on http://%s:%d", host, sock.getsockname()[1])
     # No access log: every unsubscribe URL carries a token that acts for one person.
     # log_config=None keeps the logging set up by DRIPMAIL_LOG_LEVEL.
-    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, server_header=False)
+    config = uvicorn.Config(app, access_log=False, log_config=None, server_header=False)
+    # uvicorn stops cleanly on Ctrl+C, then raises the signal again for its caller.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[sock])
