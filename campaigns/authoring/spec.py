@@ -6,6 +6,7 @@ an editable folder and a version published in the store. Errors carry file:line.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -424,14 +425,13 @@ def parse_ics(text: str, source: str) -> frozenset[date]:
 
 
 def _first_error(exc: ValidationError, lines: dict, source: str) -> InputError:
-    error = exc.errors()[0]
+    found = exc.errors()
+    # A misspelt key (organization) also leaves the key it meant missing: name the cause.
+    error = next((e for e in found if e["type"] == "extra_forbidden"), found[0])
     loc, _ = _walk(tuple(error["loc"]))
     if error["type"] == "extra_forbidden":
-        message = f"unknown key {loc[-1]!r}"
         _, parent = _walk(tuple(error["loc"])[:-1])
-        allowed = _keys(parent)
-        if allowed:
-            message += f" (expected one of: {', '.join(allowed)})"
+        message = unknown_key(str(loc[-1]), _keys(parent))
     elif error["type"] == "missing":
         message = "required"
     elif error["type"] == "union_tag_invalid":
@@ -473,6 +473,16 @@ def _walk(loc: tuple) -> tuple[tuple, Any]:
     return tuple(path), model
 
 
+def unknown_key(key: str, allowed: list[str]) -> str:
+    """`unknown key 'organization': did you mean `organisation`?`, else the keys it takes."""
+    message = f"unknown key {key!r}"
+    # Spelling variants (organization, colour) and typos are the usual cause.
+    close = difflib.get_close_matches(key.lower(), allowed, n=1, cutoff=0.6)
+    if close:
+        return f"{message}: did you mean `{close[0]}`?"
+    return f"{message} (expected one of: {', '.join(allowed)})" if allowed else message
+
+
 def _is_model(value: Any) -> bool:
     return isinstance(value, type) and issubclass(value, BaseModel)
 
@@ -504,7 +514,7 @@ def parse_step(text: str, ref: StepRef, position: int, source: str) -> Step:
         for key in meta:
             if key not in _FRONT_MATTER_KEYS:
                 raise InputError(
-                    f"unknown key {key!r} (expected one of: subject, preheader, cta)",
+                    unknown_key(str(key), ["subject", "preheader", "cta"]),
                     source=source,
                     line=lines.get((key,)),
                     field=str(key),
