@@ -97,7 +97,7 @@ def main(
         ),
     ] = False,
 ) -> None:
-    """Turn an article into a drip campaign of responsive emails, sent per patient."""
+    """The options before any command (`--version`); the app's help is the Typer's."""
 
 
 def _settings() -> Settings:
