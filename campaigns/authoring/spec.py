@@ -33,6 +33,8 @@ from campaigns.errors import InputError
 from campaigns.planning import schedule
 
 CAMPAIGN_FILE = "campaign.yaml"
+# The line every email opens with, after its heading, unless `greeting:` says otherwise.
+DEFAULT_GREETING = 'Hi {{ first_name | default("there") }},'
 PLACEHOLDER = "TODO"
 _KEY_PREFIX = re.compile(r"^\d+[a-z]?-")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -176,6 +178,24 @@ class CampaignSpec(FileModel):
     steps: list[StepRef] = Field(min_length=1)
     # "newsletter": one email broadcast to tagged contacts (campaigns/newsletter.py).
     kind: Literal["drip", "newsletter"] = "drip"
+    # The line each email opens with (placeholders allowed); false: none.
+    greeting: str | None = DEFAULT_GREETING
+    # Each email but the last ends with a line naming the next and when it comes.
+    teaser: bool = True
+
+    @field_validator("greeting", mode="before")
+    @classmethod
+    def _greeting(cls, value: Any) -> str | None:
+        if value is False:
+            return None
+        if value is True:
+            return DEFAULT_GREETING
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(
+                'write the line each email opens with, like "Hello {{ first_name | '
+                "default('there') }},\", or false for none"
+            )
+        return single_line(value)
 
     @field_validator("name")
     @classmethod
