@@ -30,8 +30,7 @@ IMAGE_WIDTH = 552
 _GREETING_WORDS = re.compile(
     r"^(hi|hello|hey|dear|greetings|good (morning|afternoon|evening)|welcome)\b", re.IGNORECASE
 )
-
-
+_LEADING_STATEMENTS = re.compile(r"^(?:\{%.*?%\}\s*)+")
 _default_image = _MD.renderer.rules["image"]
 
 
@@ -69,7 +68,8 @@ def greets(markdown: str) -> bool:
     index = _opening(tokens)
     if index is None:
         return False
-    line = tokens[index].content.strip()
+    # `{% if first_name %}Hi {{ first_name }},{% else %}Hello,{% endif %}` greets too.
+    line = _LEADING_STATEMENTS.sub("", tokens[index].content.strip())
     if "\n" in line or len(line) > 80:
         return False
     return bool(_GREETING_WORDS.match(line)) or ("first_name" in line and line.endswith(","))
