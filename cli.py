@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -54,7 +56,8 @@ def command(
     example, turning errors into one line."""
 
     def decorate(func: F) -> F:
-        doc = (func.__doc__ or "").strip()
+        # cleandoc: an indented docstring line would reach the help as a run of spaces.
+        doc = inspect.cleandoc(func.__doc__ or "")
         func.__doc__ = f"{doc}\n\nExample:\n\n    {example}"
 
         @functools.wraps(func)
@@ -69,6 +72,32 @@ def command(
         return (group or app).command(name=name)(wrapper)  # type: ignore[return-value]
 
     return decorate
+
+
+def _n(count: int, noun: str, nouns: str | None = None) -> str:
+    """A count with its noun agreeing: `1 email`, `2 emails`."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            typer.echo(f"dripmail {version('dripmail')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("dripmail (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """The options before any command (`--version`); the app's help is the Typer's."""
 
 
 def _settings() -> Settings:
@@ -86,12 +115,16 @@ def _store(db: str | None, settings: Settings | None = None, *, existing: bool =
 
 
 def _now(value: str | None) -> datetime:
+    from campaigns.planning.schedule import INSTANT_EXAMPLE
+
     if not value:
         return datetime.now(UTC)
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise errors.InputError(f"{value!r} is not an ISO date-time", field="--now") from None
+        raise errors.InputError(
+            f"{value!r} is not an ISO date-time: {INSTANT_EXAMPLE}", field="--now"
+        ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
@@ -159,7 +192,9 @@ def split(
     )
     for path in written.files:
         console.print(f"wrote {path}")
-    console.print(f"{written.emails} emails; edit them, then: dripmail render {out} --out previews")
+    console.print(
+        f"{_n(written.emails, 'email')}; edit them, then: dripmail render {out} --out previews"
+    )
     for field_name in written.placeholders:
         console.print(
             f"placeholder: {field_name} (set it in {out / 'campaign.yaml'} before sending)"
@@ -229,9 +264,13 @@ def enroll(
         force=force,
     )
     if report.enrolled:
-        console.print(f"enrolled contact into {report.campaign}: {report.steps} emails planned")
+        console.print(
+            f"enrolled contact into {report.campaign}: {_n(report.steps, 'email')} planned"
+        )
     elif report.restarted:
-        console.print(f"restarted the sequence in {report.campaign}: {report.steps} emails planned")
+        console.print(
+            f"restarted the sequence in {report.campaign}: {_n(report.steps, 'email')} planned"
+        )
     elif report.suppressed:
         console.print("not enrolled: the address is suppressed (use --force with new consent)")
     elif report.unsubscribed:
@@ -340,6 +379,9 @@ def schedule(
             e.status,
             e.note,
         )
+    if email and not entries:
+        err.print(f"error: {email} is not enrolled in {campaign}", markup=False)
+        raise typer.Exit(1)
     console.print(table)
 
 
@@ -450,7 +492,7 @@ def retry(
     except ValueError as exc:
         raise errors.InputError(str(exc), field="--older-than") from None
     count = retry_unknown(_store(db, existing=True), older_than=age, now=_now(now))
-    console.print(f"re-queued {count} unknown deliveries")
+    console.print(f"re-queued {_n(count, 'unknown delivery', 'unknown deliveries')}")
 
 
 @command(
@@ -625,7 +667,8 @@ def contacts_forget(
     report = forget_contact(_store(db), email, now=_now(None))
     who = f"contact {report.contact_id}" if report.contact_id is not None else "no contact held"
     console.print(
-        f"erased: {who}; {report.cancelled} pending emails cancelled; the address is suppressed"
+        f"erased: {who}; {_n(report.cancelled, 'pending email')} cancelled; "
+        "the address is suppressed"
         + ("" if report.scrubbed else " (database file not fully scrubbed: see the log)")
     )
 
@@ -851,6 +894,7 @@ def newsletter_schedule(
     from datetime import date
 
     from campaigns.planning.newsletter import open_store, schedule_newsletter
+    from campaigns.planning.schedule import INSTANT_EXAMPLE
 
     when = None
     if at is not None:
@@ -859,7 +903,9 @@ def newsletter_schedule(
         except errors.InputError:
             when = None
         if when is None:
-            raise errors.InputError(f"{at!r} is not an ISO date-time", field="--at")
+            raise errors.InputError(
+                f"{at!r} is not an ISO date-time: {INSTANT_EXAMPLE}", field="--at"
+            )
     day = None
     if on_date is not None:
         try:
@@ -890,7 +936,7 @@ def newsletter_schedule(
     console.print(zones)
     verb = "planned" if plan.written else "would plan"
     console.print(
-        f"{verb} {len(plan.due)} emails of {plan.campaign}; left out: "
+        f"{verb} {_n(len(plan.due), 'email')} of {plan.campaign}; left out: "
         f"{plan.skipped_unsubscribed} left the newsletter, {plan.skipped_suppressed} suppressed, "
         f"{plan.already} already planned" + (" (dry run: nothing written)" if dry_run else "")
     )
@@ -906,7 +952,7 @@ def newsletter_cancel(
     from campaigns.planning.newsletter import cancel_newsletter
 
     cancelled = cancel_newsletter(_store(db), folder, now=_now(now))
-    console.print(f"cancelled {cancelled} emails")
+    console.print(f"cancelled {_n(cancelled, 'email')}")
 
 
 # -- database ------------------------------------------------------------------------------
@@ -1011,22 +1057,24 @@ def plan(
         f"{diff.name}: {diff.old_version} -> {diff.new_version}, {result.enrolled} enrolled"
     )
     for key, count in result.copy.items():
-        console.print(f"  copy changed   {key}: {count} pending emails will use the new copy")
+        console.print(f"  copy changed   {key}: {_n(count, 'pending email')} will use the new copy")
     for key, count in result.added.items():
         console.print(
-            f"  step added     {key}: planned for {count} contacts; "
+            f"  step added     {key}: planned for {_n(count, 'contact')}; "
             f"{result.passed[key]} already past its position"
         )
     for key, count in result.removed.items():
-        console.print(f"  step removed   {key}: {count} pending emails cancelled")
+        console.print(f"  step removed   {key}: {_n(count, 'pending email')} cancelled")
     for key, old, new in diff.delay_changed:
         console.print(
-            f"  delay {old}->{new}  {key}: {result.replanned[key]} pending emails re-planned"
+            f"  delay {old}->{new}  {key}: {_n(result.replanned[key], 'pending email')} re-planned"
         )
     if diff.timing_changed:
         console.print("  send window or min_gap changed: pending emails re-planned into it")
     if result.moved:
-        console.print(f"  {result.moved} later emails move to keep order, openings and min_gap")
+        console.print(
+            f"  {_n(result.moved, 'later email')} move to keep order, openings and min_gap"
+        )
     console.print("applied" if result.applied else "nothing changed (use --apply)")
 
 
@@ -1043,7 +1091,7 @@ def pause(
     report = pause_campaign(_store(db, existing=True), campaign, email=email, now=_now(now))
     who = "the contact" if email else report.campaign
     if report.changed:
-        console.print(f"paused {who}: {report.held} pending emails held")
+        console.print(f"paused {who}: {_n(report.held, 'pending email')} held")
     else:
         console.print(f"{who} was already paused; nothing changed")
 
@@ -1062,7 +1110,8 @@ def resume(
     who = "the contact" if email else report.campaign
     if report.changed:
         console.print(
-            f"resumed {who} after {report.paused_for}: {report.held} pending emails moved later"
+            f"resumed {who} after {report.paused_for}: "
+            f"{_n(report.held, 'pending email')} moved later"
         )
     else:
         console.print(f"{who} was not paused; nothing changed")
@@ -1106,7 +1155,7 @@ def demo(
     emls = sorted(result.outbox.glob("*.eml"))
     console.print(f"campaign folder: {result.campaign_folder}")
     console.print(f"previews:        {result.previews / 'index.html'}")
-    console.print(f"outbox:          {result.outbox} ({len(emls)} .eml files, index.csv)")
+    console.print(f"outbox:          {result.outbox} ({_n(len(emls), '.eml file')}, index.csv)")
     console.print(f"database:        {result.database}")
 
 

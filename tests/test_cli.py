@@ -219,7 +219,7 @@ def test_retry_unknown_requeues_only_what_staff_asked_for(db):
 
     assert_one_line_error(refused, "--unknown")
     assert result.exit_code == 0, result.output
-    assert "re-queued 1 unknown deliveries" in result.stdout
+    assert "re-queued 1 unknown delivery" in result.stdout
     store = Store(db)
     with store.connect() as conn:
         rows = {r.id: r for r in conn.execute(select(deliveries))}

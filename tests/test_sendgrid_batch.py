@@ -252,9 +252,11 @@ def test_a_step_with_if_goes_one_request_per_message(
     store, clinic_folder, tmp_path, server, fake, senders
 ):
     welcome = clinic_folder / "01-welcome.md"
+    # The step's own greeting, in place of the layout's (which it recognises as one).
     text = welcome.read_text(encoding="utf-8").replace(
-        'Hi {{ first_name | default("there") }},',
-        "{% if first_name %}Hi {{ first_name }},{% else %}Hello,{% endif %}",
+        "# Ketamine and Sleep\n",
+        "# Ketamine and Sleep\n\n"
+        "{% if first_name %}Hi {{ first_name }},{% else %}Hello,{% endif %}\n",
     )
     welcome.write_text(text, encoding="utf-8")
     campaign = load_folder(clinic_folder)

@@ -27,9 +27,10 @@ from campaigns.authoring.sources import campaign_file, line_containing, step_fil
 from campaigns.authoring.spec import CAMPAIGN_FILE, PLACEHOLDER, Campaign, Step, load_folder
 from campaigns.authoring.yamlio import line_of, load_with_lines
 from campaigns.errors import ConfigurationError, InputError
-from campaigns.rendering.compile import compile_campaign
+from campaigns.rendering.compile import compile_campaign, teaser_line
 from campaigns.rendering.links import LinkBase, contact_message
 from campaigns.rendering.links import check_public_url as check_url
+from campaigns.rendering.markdown import greets
 from campaigns.rendering.personalise import SAMPLE, CompiledCampaign, CompiledStep, Recipient
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim
 from campaigns.settings import Settings
@@ -282,6 +283,11 @@ def check_text_part(email: Email) -> list[Finding]:
         f"Part {email.step.position} of {len(email.campaign.steps)}",
     }
     words = [line for line in body.splitlines() if line.strip() and line.strip() not in layout]
+    # The layout's greeting opens the body and its teaser ends it: neither is the email's text.
+    if words and email.campaign.spec.greeting and not greets(email.step.body):
+        words = words[1:]
+    if words and teaser_line(email.campaign, email.step):
+        words = words[:-1]
     if not any(re.search(r"\w", line) for line in words):
         return [_error(email, "empty-text", "the text part is empty: the email has no text")]
     return []

@@ -89,12 +89,11 @@ _HEADER = """\
 # sender          `file` writes each email as an .eml file in the outbox folder
 # steps           the emails in order: a Markdown file each, and its delay after sign-up
 #                 (0d, 2d, 36h, 1w: days and weeks keep the contact's local time of day)
+# greeting        the line every email opens with (default: Hi {{ first_name }} or "Hi
+#                 there,"); `greeting: false` for none
+# teaser          each email but the last ends "Next, in 2 days: <subject>"; false: none
 # Values starting with TODO are placeholders: `dripmail run` will not send until they are set.
 """
-
-
-# The opening email greets the contact by name; staff may edit or remove it.
-GREETING = 'Hi {{ first_name | default("there") }},'
 
 
 def campaign_files(
@@ -117,7 +116,7 @@ def campaign_files(
         zip(drafts, delays(len(drafts), cadence), strict=True), start=1
     ):
         file = f"{number:0{width}d}-{draft.key}.md"
-        files[file] = step_text(draft, greeting=GREETING if number == 1 else None)
+        files[file] = step_text(draft)  # the layout greets (campaign.yaml's `greeting:`)
         steps.append({"file": file, "delay": f"{day}d"})
     spec: dict[str, Any] = {
         "name": slugify(name or article.title, 63) or "campaign",
@@ -159,15 +158,15 @@ def campaign_files(
     return {CAMPAIGN_FILE: files.pop(CAMPAIGN_FILE), **files}
 
 
-def step_text(draft: Draft, *, greeting: str | None = None) -> str:
-    """A step file: front matter (preheader, cta), `# subject`, a greeting, then the blocks."""
+def step_text(draft: Draft) -> str:
+    """A step file: front matter (preheader, cta), `# subject`, then the blocks."""
     meta: dict[str, str] = {}
     if draft.preheader:
         meta["preheader"] = draft.preheader
     if draft.cta:
         meta["cta"] = draft.cta
     front = f"---\n{_dump(meta)}---\n" if meta else ""
-    body = "\n\n".join([f"# {draft.subject}", *([greeting] if greeting else []), *draft.paragraphs])
+    body = "\n\n".join([f"# {draft.subject}", *draft.paragraphs])
     return f"{front}{body}\n"
 
 

@@ -6,6 +6,7 @@ an editable folder and a version published in the store. Errors carry file:line.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -32,6 +33,8 @@ from campaigns.errors import InputError
 from campaigns.planning import schedule
 
 CAMPAIGN_FILE = "campaign.yaml"
+# The line every email opens with, after its heading, unless `greeting:` says otherwise.
+DEFAULT_GREETING = 'Hi {{ first_name | default("there") }},'
 PLACEHOLDER = "TODO"
 _KEY_PREFIX = re.compile(r"^\d+[a-z]?-")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -175,6 +178,24 @@ class CampaignSpec(FileModel):
     steps: list[StepRef] = Field(min_length=1)
     # "newsletter": one email broadcast to tagged contacts (campaigns/newsletter.py).
     kind: Literal["drip", "newsletter"] = "drip"
+    # The line each email opens with (placeholders allowed); false: none.
+    greeting: str | None = DEFAULT_GREETING
+    # Each email but the last ends with a line naming the next and when it comes.
+    teaser: bool = True
+
+    @field_validator("greeting", mode="before")
+    @classmethod
+    def _greeting(cls, value: Any) -> str | None:
+        if value is False:
+            return None
+        if value is True:
+            return DEFAULT_GREETING
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(
+                'write the line each email opens with, like "Hello {{ first_name | '
+                "default('there') }},\", or false for none"
+            )
+        return single_line(value)
 
     @field_validator("name")
     @classmethod
@@ -424,14 +445,13 @@ def parse_ics(text: str, source: str) -> frozenset[date]:
 
 
 def _first_error(exc: ValidationError, lines: dict, source: str) -> InputError:
-    error = exc.errors()[0]
+    found = exc.errors()
+    # A misspelt key (organization) also leaves the key it meant missing: name the cause.
+    error = next((e for e in found if e["type"] == "extra_forbidden"), found[0])
     loc, _ = _walk(tuple(error["loc"]))
     if error["type"] == "extra_forbidden":
-        message = f"unknown key {loc[-1]!r}"
         _, parent = _walk(tuple(error["loc"])[:-1])
-        allowed = _keys(parent)
-        if allowed:
-            message += f" (expected one of: {', '.join(allowed)})"
+        message = unknown_key(str(loc[-1]), _keys(parent))
     elif error["type"] == "missing":
         message = "required"
     elif error["type"] == "union_tag_invalid":
@@ -473,6 +493,16 @@ def _walk(loc: tuple) -> tuple[tuple, Any]:
     return tuple(path), model
 
 
+def unknown_key(key: str, allowed: list[str]) -> str:
+    """`unknown key 'organization': did you mean `organisation`?`, else the keys it takes."""
+    message = f"unknown key {key!r}"
+    # Spelling variants (organization, colour) and typos are the usual cause.
+    close = difflib.get_close_matches(key.lower(), allowed, n=1, cutoff=0.6)
+    if close:
+        return f"{message}: did you mean `{close[0]}`?"
+    return f"{message} (expected one of: {', '.join(allowed)})" if allowed else message
+
+
 def _is_model(value: Any) -> bool:
     return isinstance(value, type) and issubclass(value, BaseModel)
 
@@ -504,7 +534,7 @@ def parse_step(text: str, ref: StepRef, position: int, source: str) -> Step:
         for key in meta:
             if key not in _FRONT_MATTER_KEYS:
                 raise InputError(
-                    f"unknown key {key!r} (expected one of: subject, preheader, cta)",
+                    unknown_key(str(key), ["subject", "preheader", "cta"]),
                     source=source,
                     line=lines.get((key,)),
                     field=str(key),

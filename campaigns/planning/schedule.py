@@ -103,9 +103,16 @@ def localize(naive: datetime, tz: ZoneInfo) -> datetime:
     return to_utc(naive.replace(tzinfo=tz))
 
 
+# What a bad date-time's message shows, so that the fix is in the message.
+INSTANT_EXAMPLE = "write it like 2026-03-09T14:00 or 2026-03-09T14:00+01:00"
+
+
 def parse_instant(text: str, tz: ZoneInfo) -> datetime:
     """ISO 8601 date-time; one without an offset is read in `tz`. Returns UTC."""
-    value = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    try:
+        value = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO date-time: {INSTANT_EXAMPLE}") from None
     if value.tzinfo is None:
         return localize(value, tz)
     return value.astimezone(UTC)

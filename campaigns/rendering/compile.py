@@ -16,6 +16,7 @@ import re
 import threading
 from collections import OrderedDict
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import cssutils
@@ -26,11 +27,18 @@ from markupsafe import Markup
 
 import templates
 from campaigns.authoring.sources import step_file
-from campaigns.authoring.spec import Campaign, Step
+from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, Step
 from campaigns.errors import InputError
+from campaigns.planning.schedule import Delay
 from campaigns.rendering.batch import step_batch
 from campaigns.rendering.links import sample_links
-from campaigns.rendering.markdown import markdown_html, markdown_text, with_heading
+from campaigns.rendering.markdown import (
+    greets,
+    markdown_html,
+    markdown_text,
+    with_greeting,
+    with_heading,
+)
 from campaigns.rendering.palette import Palette, checked_palette
 from campaigns.rendering.personalise import (
     SAMPLE,
@@ -47,7 +55,15 @@ from campaigns.rendering.placeholders import (
 )
 from campaigns.rendering.tokens import PLACEHOLDER_PUBLIC_URL
 
-__all__ = ["clear_cache", "compile_campaign", "compile_step", "layout_environment", "render_sample"]
+__all__ = [
+    "clear_cache",
+    "compile_campaign",
+    "compile_step",
+    "layout_environment",
+    "render_sample",
+    "teaser_line",
+    "until_next",
+]
 
 FONT_STACK = "-apple-system, BlinkMacSystemFont, Segoe UI, Helvetica, Arial, sans-serif"
 _DOCTYPE = "<!doctype html>\n"
@@ -130,6 +146,57 @@ def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def until_next(current: Delay, following: Delay) -> str:
+    """When the next email comes, in words: `tomorrow`, `in 2 days`, `in 1 week`, `in 6 hours`.
+
+    Days and weeks keep the contact's local time of day, so they are counted in days;
+    otherwise as elapsed time. The send window may move either email a little: the
+    words say what the campaign file says.
+    """
+    if current.is_calendar and following.is_calendar:
+        days = (following.as_timedelta() - current.as_timedelta()).days
+        if days <= 0:
+            return "later today"
+        if days == 1:
+            return "tomorrow"
+        if days % 7 == 0:
+            return f"in {_count(days // 7, 'week')}"
+        return f"in {_count(days, 'day')}"
+    minutes = int((following.as_timedelta() - current.as_timedelta()).total_seconds() // 60)
+    if minutes <= 0:
+        return "shortly"
+    if minutes % 1440 == 0:
+        return "tomorrow" if minutes == 1440 else f"in {_count(minutes // 1440, 'day')}"
+    if minutes % 60 == 0:
+        return f"in {_count(minutes // 60, 'hour')}"
+    return f"in {_count(minutes, 'minute')}"
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def teaser_line(campaign: Campaign, step: Step) -> str | None:
+    """`Next, in 2 days: What About Physical Health?`, or None for the last email."""
+    if not campaign.spec.teaser or step.position >= len(campaign.steps):
+        return None
+    following = campaign.steps[step.position]  # positions are 1-based
+    return f"Next, {until_next(step.delay, following.delay)}: {following.subject}"
+
+
+def _greeted(body: str, campaign: Campaign, step: Step, tokens: PlaceholderTokens) -> str:
+    """`body` (protected Markdown) with the campaign's greeting, unless the step has its own."""
+    greeting = campaign.spec.greeting
+    if not greeting or greets(step.body):
+        return body
+    try:
+        check_staff_text(greeting, "greeting", tokens, campaign, step)
+    except InputError as exc:  # the greeting is campaign.yaml's, not the step file's
+        source = str(Path(campaign.origin) / CAMPAIGN_FILE) if campaign.origin else CAMPAIGN_FILE
+        raise InputError(exc.message, source=source, field="greeting") from None
+    return with_greeting(body, tokens.protect(greeting))
+
+
 def _layout_values(
     campaign: Campaign, step: Step, tokens: PlaceholderTokens, colours: Palette
 ) -> dict[str, Any]:
@@ -147,6 +214,7 @@ def _layout_values(
         "total": len(campaign.steps),
         "cta_label": tokens.protect(step.cta) if step.cta else None,
         "cta_url": links.cta_url,
+        "teaser": tokens.protect(teaser) if (teaser := teaser_line(campaign, step)) else None,
         "postal_lines": _lines(brand.postal_address),
         "disclaimer": brand.disclaimer,
         "unsubscribe_url": tokens.token("{{ unsubscribe_url }}"),
@@ -172,6 +240,7 @@ def compile_step(campaign: Campaign, step: Step, colours: Palette) -> CompiledSt
 
     values = _layout_values(campaign, step, tokens, colours)
     body = with_heading(tokens.protect(step.body), values["subject"])
+    body = _greeted(body, campaign, step, tokens)
     env = layout_environment()
     mjml_source = env.get_template("email.mjml.j2").render(
         values, body_html=Markup(markdown_html(body))

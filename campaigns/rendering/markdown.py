@@ -5,16 +5,42 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-__all__ = ["markdown_html", "markdown_text", "with_heading"]
+__all__ = [
+    "IMAGE_WIDTH",
+    "greets",
+    "markdown_html",
+    "markdown_text",
+    "with_greeting",
+    "with_heading",
+]
 
 _MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable(
     "table"
 )
 _MD_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+# The layout's content column: 600px less 24px of padding each side. Desktop Outlook
+# ignores max-width and shows an image without a width attribute at its full size.
+IMAGE_WIDTH = 552
+# A step that already opens with a greeting (as split wrote them before the layout did).
+_GREETING_WORDS = re.compile(
+    r"^(hi|hello|hey|dear|greetings|good (morning|afternoon|evening)|welcome)\b", re.IGNORECASE
+)
+_LEADING_STATEMENTS = re.compile(r"^(?:\{%.*?%\}\s*)+")
+_default_image = _MD.renderer.rules["image"]
+
+
+def _image(renderer: Any, tokens: list[Token], index: int, options: Any, env: Any) -> str:
+    """markdown-it's image (alt text from the label), with the column's width."""
+    tokens[index].attrSet("width", str(IMAGE_WIDTH))
+    return _default_image(tokens, index, options, env)
+
+
+_MD.add_render_rule("image", _image)
 
 
 def with_heading(markdown: str, subject: str) -> str:
@@ -23,6 +49,42 @@ def with_heading(markdown: str, subject: str) -> str:
         return markdown
     heading = _MD_PUNCTUATION.sub(r"\\\1", subject)  # the subject is text, not Markdown
     return f"# {heading}\n\n{markdown}"
+
+
+def _opening(tokens: list[Token]) -> int | None:
+    """The index of the body's first paragraph's inline token when only a `# ` heading
+    comes before it, else None."""
+    index = 0
+    if tokens and tokens[0].type == "heading_open" and tokens[0].tag == "h1":
+        index = 3
+    if index + 1 < len(tokens) and tokens[index].type == "paragraph_open":
+        return index + 1
+    return None
+
+
+def greets(markdown: str) -> bool:
+    """Whether the body already opens (after its heading) with a short greeting line."""
+    tokens = _MD.parse(markdown)
+    index = _opening(tokens)
+    if index is None:
+        return False
+    # `{% if first_name %}Hi {{ first_name }},{% else %}Hello,{% endif %}` greets too.
+    line = _LEADING_STATEMENTS.sub("", tokens[index].content.strip())
+    if "\n" in line or len(line) > 80:
+        return False
+    return bool(_GREETING_WORDS.match(line)) or ("first_name" in line and line.endswith(","))
+
+
+def with_greeting(markdown: str, greeting: str) -> str:
+    """The body with `greeting` (text, not Markdown) as a paragraph after its `# ` heading."""
+    line = _MD_PUNCTUATION.sub(r"\\\1", greeting)
+    tokens = _MD.parse(markdown)
+    heading = tokens[0] if tokens and tokens[0].type == "heading_open" else None
+    if heading is None or heading.tag != "h1" or heading.map is None:
+        return f"{line}\n\n{markdown}"
+    lines = markdown.split("\n")
+    end = heading.map[1]
+    return "\n".join([*lines[:end], "", line, "", *lines[end:]])
 
 
 def markdown_html(markdown: str) -> str:

@@ -156,10 +156,8 @@ def sample_calendar(
         if isinstance(signed_up_at, str):
             try:
                 at = schedule.parse_instant(signed_up_at, schedule.zone(zone_name))
-            except ValueError:
-                raise InputError(
-                    f"{signed_up_at!r} is not an ISO date-time", field="--signed-up-at"
-                ) from None
+            except ValueError as exc:
+                raise InputError(str(exc), field="--signed-up-at") from None
         else:
             at = signed_up_at
         for step, due in zip(campaign.steps, plan(campaign, at, zone_name), strict=True):

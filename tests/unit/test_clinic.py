@@ -104,3 +104,19 @@ def test_list_unsubscribe_parses_back_to_its_exact_uris(clinic):
         ]
         assert b"=?" not in raw.split(b"List-Unsubscribe:")[1].split(b"List-Unsubscribe-Post")[0]
         assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_every_clinic_email_greets_pat_and_names_the_next_one(clinic):
+    # Added with `greeting:` and `teaser:`: the layout greets in every email (split used to
+    # greet in the first only) and each email but the last ends naming the next.
+    texts = [m.text.split("\n-- \n", 1)[0] for m in messages(clinic)]
+    assert [t.count("Hi Pat,") for t in texts] == [1] * 6
+    endings = [t.strip().splitlines()[-1] for t in texts]
+    assert endings[:5] == [
+        "Next, in 2 days: How Mental Health Affects Sleep",
+        "Next, in 2 days: What About Physical Health?",
+        "Next, in 3 days: How Ketamine Therapy Can Help",
+        "Next, in 3 days: Can Ketamine Make My Sleep Issues Worse?",
+        "Next, in 4 days: All Patients are Different",
+    ]
+    assert "Next," not in texts[5]

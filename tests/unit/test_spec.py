@@ -81,7 +81,12 @@ def test_version_changes_with_any_referenced_file(tmp_path):
         ),
         (
             ('  end: "17:00"', '  ends: "17:00"'),
-            "campaign.yaml:11: send_window.ends: unknown key 'ends' (expected one of: start, end",
+            "campaign.yaml:11: send_window.ends: unknown key 'ends': did you mean `end`?",
+        ),
+        (
+            ("  organisation: Clinic", "  organization: Clinic"),
+            "campaign.yaml:6: brand.organization: unknown key 'organization': "
+            "did you mean `organisation`?",
         ),
         (
             ("address: care@clinic.example.com", "address: care-at-clinic"),
