@@ -144,3 +144,27 @@ def test_the_studio_shows_a_site_post_and_an_article_quoting_templates(tmp_path:
             text = client.get(f"/email/{key}.txt")
             assert text.status_code == 200, text.text
         assert studio.snapshot.error is None
+
+
+def test_split_a_pasted_page_names_its_author_and_date_and_writes_the_article_only(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "campaign"
+    result = split("pasted-clinic-page.txt", folder)
+    assert "article: by Dr. Jane Smith, March 4, 2024" in result.output
+    steps = sorted(folder.glob("[0-9]*.md"))
+    subjects = [
+        re.search(r"^# (.+)$", step.read_text(encoding="utf-8"), re.MULTILINE).group(1)
+        for step in steps
+    ]
+    assert subjects == [
+        "How Ketamine Therapy Supports Better Sleep",
+        "Why Sleep Suffers With Depression",
+        "How Ketamine Therapy Can Help",
+        "Simple Steps You Can Take Tonight",
+    ]
+    welcome = steps[0].read_text(encoding="utf-8")
+    assert "Home" not in welcome and "By Dr. Jane Smith" not in welcome
+    check = dripmail("check", str(folder))
+    assert check.exit_code == 0, check.output
+    assert "generic-subject" not in check.output and "site menu" not in check.output

@@ -360,10 +360,10 @@ def check_generic_subject(email: Email) -> list[Finding]:
     """A subject that is one generic word ("Blog") is a menu item, not what the email says."""
     if email.step.subject.strip(" .:!").lower() not in _GENERIC:
         return []
-    message = (
-        f'the subject "{email.step.subject}" says nothing about the email: write what it is about'
-    )
-    return [_warning(email, "generic-subject", message, email.line_of(email.step.subject))]
+    subject = email.step.subject
+    message = f'the subject "{subject}" says nothing about the email: write what it is about'
+    line = email.line_of(f"# {subject}") or email.line_of(f"subject: {subject}")
+    return [_warning(email, "generic-subject", message, line)]
 
 
 def check_menu_preheader(email: Email) -> list[Finding]:
