@@ -192,7 +192,7 @@ def _paired(tag: str, result: LiquidResult) -> str:
     name = re.match(r"\{\{[<%]\s*/?\s*([\w-]+)", tag)
     if name and name.group(1) in _CONTAINERS:
         return _GONE
-    result.dropped.append(" ".join(tag.split()))
+    _report(result, tag)
     return _GONE
 
 
@@ -209,8 +209,15 @@ def _output(tag: str, result: LiquidResult) -> str:
         found = _STRING.match(tag[2:-2].strip("-+ \t"))
         if found and not found.group(3):
             return found.group(1) if found.group(1) is not None else found.group(2)
-    result.dropped.append(" ".join(tag.split()))
+    _report(result, tag)
     return _GONE
+
+
+def _report(result: LiquidResult, tag: str) -> None:
+    """Each distinct tag once: split's summary names it, not every place it stood."""
+    tag = " ".join(tag.split())
+    if tag not in result.dropped:
+        result.dropped.append(tag)
 
 
 def take_notes(block: str) -> str:
