@@ -167,4 +167,5 @@ def test_split_a_pasted_page_names_its_author_and_date_and_writes_the_article_on
     assert "Home" not in welcome and "By Dr. Jane Smith" not in welcome
     check = dripmail("check", str(folder))
     assert check.exit_code == 0, check.output
-    assert "generic-subject" not in check.output and "site menu" not in check.output
+    assert "says nothing about the email" not in check.output
+    assert "short capitalised words" not in check.output

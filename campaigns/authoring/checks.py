@@ -374,8 +374,8 @@ def check_menu_preheader(email: Email) -> list[Finding]:
     if any(w[-1:] in ".!?," for w in words):
         return []
     message = (
-        f'the preheader "{email.step.preheader}" reads like a site menu: write the sentence '
-        "the inbox should show under the subject"
+        f'the preheader "{email.step.preheader}" is only short capitalised words (a site '
+        "menu or a heading?): write the sentence the inbox should show under the subject"
     )
     return [_warning(email, "menu-preheader", message, email.line_of(email.step.preheader or ""))]
 

@@ -88,6 +88,7 @@ def resolve_liquid(
         text = _HIGHLIGHT.sub(lambda m: keep(_fence(m)), text)
     text = _FIGURE.sub(lambda m: _figure(m.group(1), base_url), text)
     text = _LINK.sub(lambda m: _link(m, base_url), text)
+    text = _references(text, base_url)
     if links_only:
         return LiquidResult(_unstash(text, stash))
     text = _PAIRED.sub(lambda m: _paired(m.group(0), result), text)
@@ -174,6 +175,35 @@ def _link(match: re.Match[str], base_url: str | None) -> str:
         return f"{bang}[{text}]({url})"
     kind = "image" if bang else "link"
     return f"{text if not bang else ''}{_MARK}{kind}\x1f{text}{_MARK}"
+
+
+_DEFINITION = re.compile(r"^ {0,3}\[([^\]\n]+)\]:[ \t]*(\S*\{[{%].*?)[ \t]*$", re.MULTILINE)
+
+
+def _references(text: str, base_url: str | None) -> str:
+    """`[id]: {{ site.baseurl }}/x` definitions: resolved, or gone with their links' marks."""
+    unresolved: set[str] = set()
+
+    def definition(match: re.Match[str]) -> str:
+        path = site_path(match.group(2))
+        url = absolute(path, base_url) if path is not None else None
+        if url is not None:
+            return f"[{match.group(1)}]: {url}"
+        unresolved.add(match.group(1).lower())
+        return ""
+
+    text = _DEFINITION.sub(definition, text)
+    if not unresolved:
+        return text
+
+    def use(match: re.Match[str]) -> str:
+        bang, label, ref = match.groups()
+        if (ref or label).lower() not in unresolved:
+            return match.group(0)
+        kind = "image" if bang else "link"
+        return f"{label if not bang else ''}{_MARK}{kind}\x1f{label}{_MARK}"
+
+    return re.sub(r"(!?)\[([^\]\n]+)\](?:\[([^\]\n]*)\])?(?![(:])", use, text)
 
 
 def _figure(attributes: str, base_url: str | None) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Set as AbstractSet
 
 from campaigns.authoring.article import (
     BULLET,
@@ -158,7 +159,9 @@ def _take_title(blocks: list[list[str]]) -> tuple[str | None, list[list[str]]]:
     return None, blocks
 
 
-def _text_sections(blocks: list[list[str]], signatures: set[int] = frozenset()) -> list[Section]:
+def _text_sections(
+    blocks: list[list[str]], signatures: AbstractSet[int] = frozenset()
+) -> list[Section]:
     """Decide which blocks are headings, then gather the rest under them."""
     numbered = _numbered_headings(blocks)
 

@@ -169,3 +169,11 @@ def test_a_newsletter_and_a_digest_of_site_posts_compile(tmp_path: Path) -> None
         campaign = load_files(files, origin=str(tmp_path))
         rendered = render_sample(campaign, "issue")
         assert "%7B%7B" not in rendered.html
+
+
+def test_reference_style_links_with_site_paths() -> None:
+    post = "Read [our guide][guide] and [the map][].\n\n[guide]: {{ site.baseurl }}/guide/\n"
+    post += "[the map]: {% link map.md %}\n"
+    resolved = resolve_liquid(post, "https://clinic.example/blog/")
+    assert "[guide]: https://clinic.example/guide/" in resolved.text
+    assert "{%" not in resolved.text and "[the map]" not in resolved.text
