@@ -43,7 +43,11 @@ _FIGURE = re.compile(r"\{\{[<%]\s*figure\s+(.*?)\s*[>%]\}\}")
 _ATTRIBUTE = re.compile(r"""(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)'|(\S+))""")
 _PAIRED = re.compile(r"\{\{([<%])\s*/?\s*[\w-]+\s*[^{}]*?[>%]\}\}")
 _LINK = re.compile(r"(!?)\[([^\]\n]*)\]\(\s*([^()\s]*(?:\{[{%][^\n]*?[}%]\}[^()\s]*)+)\s*\)")
-_TAG = re.compile(r"\{\{[<%].*?[>%]\}\}|\{%.*?%\}|\{\{.*?\}\}", re.DOTALL)
+# A tag may run over lines, never over a blank line (an unclosed `{{` takes no paragraph).
+_INSIDE = r"(?:(?!\n[ \t]*\n).)*?"
+_TAG = re.compile(
+    rf"\{{\{{[<%]{_INSIDE}[>%]\}}\}}|\{{%{_INSIDE}%\}}|\{{\{{{_INSIDE}\}}\}}", re.DOTALL
+)
 _STRING = re.compile(r"""^\s*(?:"([^"]*)"|'([^']*)')\s*(.*)$""")
 _SITE_PREFIX = re.compile(
     r"\{\{-?\s*(?:site\.url|site\.baseurl|site\.base_url|baseurl|base_url)\s*-?\}\}"

@@ -177,3 +177,20 @@ def test_reference_style_links_with_site_paths() -> None:
     resolved = resolve_liquid(post, "https://clinic.example/blog/")
     assert "[guide]: https://clinic.example/guide/" in resolved.text
     assert "{%" not in resolved.text and "[the map]" not in resolved.text
+
+
+def test_an_unclosed_brace_in_a_post_takes_no_paragraph_with_it(tmp_path: Path) -> None:
+    post = tmp_path / "post.md"
+    post.write_text(
+        "---\ntitle: Braces\n---\n\nTemplates open a tag with {{ and nothing else on this "
+        "line closes it.\n\nThe next paragraph ends a tag: }} and goes on.\n\n"
+        "{% include a.html\n  x=1 %}\n\nThe last paragraph.\n",
+        encoding="utf-8",
+    )
+    article = read_article(post)
+    assert article.dropped == ("{% include a.html x=1 %}",)
+    campaign = load_files(campaign_files(article, split_article(article)), origin=str(tmp_path))
+    text = " ".join(render_sample(campaign, campaign.steps[0].key).text.split())
+    assert "open a tag with {{ and nothing else" in text
+    assert "The next paragraph ends a tag: }} and goes on." in text
+    assert "The last paragraph." in text
