@@ -169,6 +169,10 @@ def split(
     defaults: Annotated[
         Path | None, typer.Option(help="YAML file of defaults (see README)")
     ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="The article's public address: site links are made absolute"),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite hand edits")] = False,
 ) -> None:
     """Split an article into an editable campaign folder (campaign.yaml + one file per email)."""
@@ -188,6 +192,7 @@ def split(
         sender=sender,
         postal_address=address,
         defaults_file=defaults,
+        url=url,
         force=force,
     )
     for path in written.files:
@@ -195,6 +200,17 @@ def split(
     console.print(
         f"{_n(written.emails, 'email')}; edit them, then: dripmail render {out} --out previews"
     )
+    if written.author or written.date:
+        about = [f"by {written.author}" if written.author else "", written.date or ""]
+        console.print("article: " + ", ".join(part for part in about if part), markup=False)
+    if written.dropped:
+        count = len(written.dropped)
+        console.print(
+            f"left out {count} site template tag{'s' if count != 1 else ''} with no text "
+            f"of {'their' if count != 1 else 'its'} own (includes, embeds): "
+            + ", ".join(written.dropped),
+            markup=False,
+        )
     for field_name in written.placeholders:
         console.print(
             f"placeholder: {field_name} (set it in {out / 'campaign.yaml'} before sending)"

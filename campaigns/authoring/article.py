@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from campaigns.errors import InputError
 
@@ -37,6 +38,9 @@ class Article:
     title: str
     sections: tuple[Section, ...]
     source: str  # the file path as given, for error messages
+    dropped: tuple[str, ...] = ()  # site template tags left out: no text of their own
+    author: str | None = None  # from a byline or front matter, when the article has one
+    date: str | None = None  # the article's date line, as written
 
     @property
     def paragraphs(self) -> tuple[str, ...]:
@@ -54,7 +58,12 @@ def require_text(text: str, source: str) -> None:
 
 
 def finish_article(
-    sections: Iterable[Section], *, source: str, title: str | None, doc_title: str | None
+    sections: Iterable[Section],
+    *,
+    source: str,
+    title: str | None,
+    doc_title: str | None,
+    **about: Any,
 ) -> Article:
     """The Article: non-empty sections, titled by `title`, the document's, or the file name."""
     kept = tuple(section for section in sections if section.paragraphs)
@@ -64,7 +73,7 @@ def finish_article(
             source=source,
         )
     final = one_line(title or "") or one_line(doc_title or "") or title_from_name(source)
-    return Article(title=final, sections=kept, source=source)
+    return Article(title=final, sections=kept, source=source, **about)
 
 
 def one_line(text: str) -> str:
@@ -96,6 +105,8 @@ def title_from_name(source: str) -> str:
 
 # ---------------------------------------------------------------- words
 
+# A note line split leaves for `check` (campaigns.authoring.liquid): never a reader's words.
+_NOTE = re.compile(r"^\[//\]: #.*$", re.MULTILINE)
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _AUTOLINK = re.compile(r"<(?:https?://|mailto:)[^>]*>")
@@ -108,7 +119,7 @@ _EMPHASIS = re.compile(r"(\*\*|__|\*|_|~~|`)(?=\S)(.+?)(?<=\S)\1")
 
 def plain_text(markdown: str) -> str:
     """The words a reader sees in a Markdown block: no link targets, markers or emphasis."""
-    text = _IMAGE.sub(r"\1", markdown)
+    text = _IMAGE.sub(r"\1", _NOTE.sub("", markdown))
     text = _LINK.sub(r"\1", text)
     text = _AUTOLINK.sub("", text)
     text = _TAG.sub("", text)

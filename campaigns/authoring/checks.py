@@ -10,7 +10,8 @@ Errors: no postal address (CAN-SPAM), no unsubscribe link or List-Unsubscribe he
 102 KB once personalised (Gmail clips the rest, unsubscribe link included), template
 variables that do not exist, a plain http:// image or link, an image without alt text,
 an empty text part. Warnings: HTML over 80 KB, a subject over 70 characters, no
-preheader, a link that reads "click here".
+preheader, a link that reads "click here", a link or image split left out (its note
+line), a subject that is one generic word, a preheader that reads like a site menu.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Literal
 
+from campaigns.authoring.liquid import NOTE_LINE
 from campaigns.authoring.sources import campaign_file, line_containing, step_file
 from campaigns.authoring.spec import CAMPAIGN_FILE, PLACEHOLDER, Campaign, Step, load_folder
 from campaigns.authoring.yamlio import line_of, load_with_lines
@@ -340,6 +342,50 @@ def check_link_text(email: Email) -> list[Finding]:
     return found
 
 
+def check_left_out(email: Email) -> list[Finding]:
+    """Note lines split left where an article's link or image had a site template address."""
+    return [
+        _warning(
+            email,
+            "link-left-out",
+            note.group("text"),
+            email.source.count("\n", 0, note.start()) + 1,
+        )
+        for note in NOTE_LINE.finditer(email.source)
+    ]
+
+
+# Words a page's menu, breadcrumb or section label is made of: never an email's subject.
+_GENERIC = frozenset(
+    {"blog", "home", "news", "articles", "article", "posts", "post", "services", "about"}
+    | {"contact", "resources", "updates", "newsletter", "menu", "welcome", "untitled", "faq"}
+)
+
+
+def check_generic_subject(email: Email) -> list[Finding]:
+    """A subject that is one generic word ("Blog") is a menu item, not what the email says."""
+    if email.step.subject.strip(" .:!").lower() not in _GENERIC:
+        return []
+    subject = email.step.subject
+    message = f'the subject "{subject}" says nothing about the email: write what it is about'
+    line = email.line_of(f"# {subject}") or email.line_of(f"subject: {subject}")
+    return [_warning(email, "generic-subject", message, line)]
+
+
+def check_menu_preheader(email: Email) -> list[Finding]:
+    """A preheader of short capitalised words only ("Home Services Blog") is a site's menu."""
+    words = (email.step.preheader or "").split()
+    if len(words) < 2 or not all(w[:1].isupper() and len(w) <= 12 for w in words):
+        return []
+    if any(w[-1:] in ".!?," for w in words):
+        return []
+    message = (
+        f'the preheader "{email.step.preheader}" is only short capitalised words (a site '
+        "menu or a heading?): write the sentence the inbox should show under the subject"
+    )
+    return [_warning(email, "menu-preheader", message, email.line_of(email.step.preheader or ""))]
+
+
 EmailCheck = Callable[[Email], list[Finding]]
 EMAIL_CHECKS: tuple[EmailCheck, ...] = (
     check_postal_address,
@@ -351,6 +397,9 @@ EMAIL_CHECKS: tuple[EmailCheck, ...] = (
     check_subject_length,
     check_preheader,
     check_link_text,
+    check_left_out,
+    check_generic_subject,
+    check_menu_preheader,
 )
 
 

@@ -14,12 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from campaigns.authoring.article import Article
 from campaigns.authoring.defaults import CampaignDefaults, check_defaults, resolve_defaults
 from campaigns.authoring.fields import PLACEHOLDER_EMAIL
+from campaigns.authoring.liquid import literal_braces
 from campaigns.authoring.readers import read_article
 from campaigns.authoring.spec import CAMPAIGN_FILE, load_files, load_folder
 from campaigns.authoring.split import Draft, slugify, split_article
@@ -159,14 +161,20 @@ def campaign_files(
 
 
 def step_text(draft: Draft) -> str:
-    """A step file: front matter (preheader, cta), `# subject`, then the blocks."""
+    """A step file: front matter (preheader, cta), `# subject`, then the blocks.
+
+    The article's own `{{ }}` and `{% %}` are written inside `{% raw %}`: a step file is
+    a template, and only what staff add to it is a placeholder.
+    """
     meta: dict[str, str] = {}
     if draft.preheader:
-        meta["preheader"] = draft.preheader
+        meta["preheader"] = literal_braces(draft.preheader)
     if draft.cta:
-        meta["cta"] = draft.cta
+        meta["cta"] = literal_braces(draft.cta)
     front = f"---\n{_dump(meta)}---\n" if meta else ""
-    body = "\n\n".join([f"# {draft.subject}", *draft.paragraphs])
+    blocks = [literal_braces(block) for block in draft.paragraphs]
+    subject = literal_braces(draft.subject)
+    body = "\n\n".join([f"# {subject}", *blocks])
     return f"{front}{body}\n"
 
 
@@ -267,6 +275,9 @@ class SplitResult:
     files: list[Path]
     emails: int
     placeholders: list[str]  # campaign fields still holding a TODO placeholder
+    dropped: tuple[str, ...] = ()  # the article's site template tags with no text of their own
+    author: str | None = None  # the article's byline, when it has one
+    date: str | None = None  # the article's date line, when it has one
 
 
 def parse_cadence(text: str | Sequence[int]) -> list[int]:
@@ -296,18 +307,20 @@ def build_campaign_folder(
     sender: str | None = None,
     postal_address: str | None = None,
     defaults_file: Path | str | None = None,
+    url: str | None = None,
     force: bool = False,
 ) -> SplitResult:
     """Read an article, split it and write the campaign folder: `dripmail split` in one call.
 
     `sender` is "Name <address>" or a bare address; the options given here win over the
-    defaults file. Every check runs before anything is written.
+    defaults file. `url` is the article's public address: a post's site links join it.
+    Every check runs before anything is written.
     """
     steps = parse_cadence(cadence)
     defaults = resolve_defaults(
         defaults_file, organisation=organisation, sender=sender, postal_address=postal_address
     )
-    source = read_article(article, title=title)
+    source = read_article(article, title=title, url=check_article_url(url))
     drafts = split_article(
         source, min_words=min_words, max_words=max_words, emails=emails, minutes=minutes
     )
@@ -315,5 +328,24 @@ def build_campaign_folder(
         source, drafts, Path(out), cadence=steps, defaults=defaults, name=name, force=force
     )
     return SplitResult(
-        files=written, emails=len(drafts), placeholders=load_folder(out).placeholders()
+        files=written,
+        emails=len(drafts),
+        placeholders=load_folder(out).placeholders(),
+        dropped=source.dropped,
+        author=source.author,
+        date=source.date,
     )
+
+
+def check_article_url(url: str | None) -> str | None:
+    """`--url`: the article's public address, an absolute https:// (or http://) URL."""
+    if url is None:
+        return None
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise InputError(
+            f"{url!r} is not a web address: give the article's public address, "
+            "like https://clinic.example/blog/better-sleep/",
+            field="--url",
+        )
+    return url.strip()

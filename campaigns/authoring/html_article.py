@@ -35,4 +35,11 @@ def parse_html(html: str, *, source: str, title: str | None = None) -> Article:
         )
     metadata = trafilatura.extract_metadata(html)
     doc_title = metadata.title if metadata is not None and metadata.title else None
-    return markdown_article(markdown, source=source, title=title, doc_title=doc_title)
+    return markdown_article(
+        markdown,
+        source=source,
+        title=title,
+        doc_title=doc_title,
+        author=(metadata.author or None) if metadata is not None else None,
+        date=(metadata.date or None) if metadata is not None else None,
+    )

@@ -1,11 +1,15 @@
 """A Markdown article: front matter `title:`, a leading `#` as the title, `#`/`##` sections.
 
-Each block keeps its Markdown source text; sections of related links are dropped.
+Each block keeps its Markdown source text; sections of related links are dropped. A post
+with front matter is a static-site generator's: its template tags are read first
+(campaigns.authoring.liquid); without front matter only link and image targets are.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import date, datetime
+from typing import Any
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -21,18 +25,46 @@ from campaigns.authoring.article import (
     require_text,
 )
 from campaigns.authoring.chrome import is_chrome, is_chrome_block, is_chrome_header
+from campaigns.authoring.liquid import resolve_liquid, take_notes
 from campaigns.authoring.yamlio import load_with_lines
 from campaigns.errors import InputError
 
 
-def parse_markdown(text: str, *, source: str, title: str | None = None) -> Article:
-    """Markdown: front matter `title:`, a leading `#` as the title, `#`/`##` sections."""
+def parse_markdown(
+    text: str, *, source: str, title: str | None = None, url: str | None = None
+) -> Article:
+    """Markdown: front matter `title:`, a leading `#` as the title, `#`/`##` sections.
+
+    `url` is the article's public address: site paths in links and images join it.
+    """
     require_text(text, source)
-    doc_title, body = _front_matter(text, source)
-    return markdown_article(body, source=source, title=title, doc_title=doc_title)
+    meta, body = _front_matter(text, source)
+    resolved = resolve_liquid(body, url, links_only=meta is None)
+    about = meta or {}
+    return markdown_article(
+        resolved.text,
+        source=source,
+        title=title,
+        doc_title=_text(about.get("title")),
+        dropped=tuple(resolved.dropped),
+        author=_text(about.get("author")),
+        date=_text(about.get("date")),
+    )
 
 
-def _front_matter(text: str, source: str) -> tuple[str | None, str]:
+def _text(value: object) -> str | None:
+    """A front matter value as one line (a date or date-time as its day)."""
+    if isinstance(value, datetime):
+        value = value.date()
+    if isinstance(value, date):
+        return value.isoformat()
+    text = one_line(str(value)) if value is not None else ""
+    stamp = re.match(r"^(\d{4}-\d{2}-\d{2})[ T]\d", text)  # a post's date-time: its day
+    return (stamp.group(1) if stamp else text) or None
+
+
+def _front_matter(text: str, source: str) -> tuple[dict | None, str]:
+    """The front matter's keys (None when there is none) and the body after it."""
     text = text.lstrip("\ufeff")
     if not re.match(r"^---[ \t]*\r?\n", text):
         return None, text
@@ -47,12 +79,11 @@ def _front_matter(text: str, source: str) -> tuple[str | None, str]:
         raise InputError(exc.message, source=source, line=(exc.line or 0) + 1) from None
     if meta is not None and not isinstance(meta, dict):
         raise InputError("front matter must be key: value lines", source=source, line=2)
-    found = (meta or {}).get("title")
-    return (str(found) if found else None), body
+    return meta or {}, body
 
 
 def markdown_article(
-    body: str, *, source: str, title: str | None, doc_title: str | None
+    body: str, *, source: str, title: str | None, doc_title: str | None, **about: Any
 ) -> Article:
     blocks = _markdown_blocks(body)
     if blocks and blocks[0][0] == 1 and doc_title is None:
@@ -79,7 +110,9 @@ def markdown_article(
             items.append(("block", "#" * level + " " + text))
         elif not is_chrome_block(text):
             items.append(("block", text))
-    return finish_article(gather_sections(items), source=source, title=title, doc_title=doc_title)
+    return finish_article(
+        gather_sections(items), source=source, title=title, doc_title=doc_title, **about
+    )
 
 
 _MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
@@ -103,6 +136,7 @@ def _markdown_blocks(body: str) -> list[tuple[int, str]]:
         source = "\n".join(lines[token.map[0] : token.map[1]]).strip("\n").rstrip()
         if token.type == "html_block" and source.lstrip().startswith("<!--"):
             continue
+        source = take_notes(source)  # a link left out leaves a note line for `check`
         if source.strip():
             out.append((0, source))
     return out

@@ -18,8 +18,11 @@ from campaigns.authoring.text_article import parse_text
 from campaigns.errors import InputError
 
 
-def read_article(path: Path | str, *, title: str | None = None) -> Article:
-    """Read an article file, choosing the reader by its extension (.txt, .md, .html)."""
+def read_article(path: Path | str, *, title: str | None = None, url: str | None = None) -> Article:
+    """Read an article file, choosing the reader by its extension (.txt, .md, .html).
+
+    `url` is the article's public address: a Markdown post's site paths join it.
+    """
     source = str(path)
     file = Path(path)
     try:
@@ -34,6 +37,8 @@ def read_article(path: Path | str, *, title: str | None = None) -> Article:
     if parser is None:
         kind = repr(file.suffix) if file.suffix else "a file without an extension"
         raise InputError(f"cannot read {kind} as an article: use .txt, .md or .html", source=source)
+    if parser is parse_markdown:
+        return parse_markdown(_decode(raw, source), source=source, title=title, url=url)
     return parser(_decode(raw, source), source=source, title=title)
 
 

@@ -1,14 +1,18 @@
 """Plain text read in the style of a page copied out of a browser (the clinic's article).
 
 Paragraphs are separated by blank lines, headings are short standalone lines, and site
-chrome ("Skip to content", share buttons, cookie notices) mixed in is dropped. Lines
-without bullets that are clearly a list become a Markdown list.
+chrome ("Skip to content", share buttons, cookie notices, menu lines) mixed in is dropped.
+Above the first paragraph a section label ("Blog"), the byline and the date line go too
+(the article keeps them as author and date). A signature after a closing line ("Warm
+regards,") or in the byline's name is never a heading. Lines without bullets that are
+clearly a list become a Markdown list.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Set as AbstractSet
 
 from campaigns.authoring.article import (
     BULLET,
@@ -19,7 +23,15 @@ from campaigns.authoring.article import (
     is_short,
     require_text,
 )
-from campaigns.authoring.chrome import is_chrome, is_chrome_header
+from campaigns.authoring.chrome import (
+    about_line,
+    is_chrome,
+    is_chrome_header,
+    is_closing,
+    is_menu_line,
+    is_nav_word,
+    is_reading_time,
+)
 
 _NUMBERED = re.compile(r"^(\d{1,2})[.)]\s+(\S.*)$")
 _END_PUNCTUATION = ".!;:,…"
@@ -49,9 +61,48 @@ def parse_text(text: str, *, source: str, title: str | None = None) -> Article:
     """Plain text: blank-line paragraphs, short standalone lines as headings, chrome dropped."""
     require_text(text, source)
     blocks = _drop_chrome(_text_blocks(text))
+    blocks, author, date = _drop_page_head(blocks)
     doc_title, blocks = _take_title(blocks)
-    sections = _text_sections(blocks)
-    return finish_article(sections, source=source, title=title, doc_title=doc_title)
+    sections = _text_sections(blocks, _signatures(blocks, author))
+    return finish_article(
+        sections, source=source, title=title, doc_title=doc_title, author=author, date=date
+    )
+
+
+def _drop_page_head(
+    blocks: list[list[str]],
+) -> tuple[list[list[str]], str | None, str | None]:
+    """Before the first paragraph: section labels, byline and date lines go; the byline's
+    name and the date are kept for the summary."""
+    author = date = None
+    out: list[list[str]] = []
+    for index, block in enumerate(blocks):
+        if not all(is_short(line) for line in block):  # the first paragraph: the head ends
+            return out + blocks[index:], author, date
+        kept = []
+        for line in block:
+            about = about_line(line)
+            if about is not None:
+                author, date = author or about[0], date or about[1]
+            elif not (is_nav_word(line) or is_reading_time(line)):
+                kept.append(line)
+        if kept:
+            out.append(kept)
+    return out, author, date
+
+
+def _signatures(blocks: list[list[str]], author: str | None) -> set[int]:
+    """Blocks that sign the article off: never a heading."""
+    name = (author or "").split(",")[0].strip().lower()
+    found = set()
+    for index, block in enumerate(blocks):
+        if len(block) != 1 or not is_heading_like(block[0]):
+            continue
+        line = block[0].lstrip("—–- ").split(",")[0].strip().lower()
+        after_closing = index > 0 and is_closing(blocks[index - 1][-1])
+        if after_closing or (name and line == name) or block[0].startswith(("—", "–")):
+            found.add(index)
+    return found
 
 
 def _text_blocks(text: str) -> list[list[str]]:
@@ -83,7 +134,7 @@ def _drop_chrome(blocks: list[list[str]]) -> list[list[str]]:
         for line in block:
             if is_chrome_header(line):
                 in_links = True
-            elif is_chrome(line):
+            elif is_chrome(line) or is_menu_line(line):
                 continue
             elif in_links and is_short(line):
                 # The last short line right before a paragraph is a heading, not a link title.
@@ -108,9 +159,15 @@ def _take_title(blocks: list[list[str]]) -> tuple[str | None, list[list[str]]]:
     return None, blocks
 
 
-def _text_sections(blocks: list[list[str]]) -> list[Section]:
+def _text_sections(
+    blocks: list[list[str]], signatures: AbstractSet[int] = frozenset()
+) -> list[Section]:
     """Decide which blocks are headings, then gather the rest under them."""
     numbered = _numbered_headings(blocks)
+
+    def heading_like(position: int) -> bool:
+        return position not in signatures and _is_single_heading_like(blocks[position])
+
     items: list[tuple[str, str]] = []  # ("heading", text) or ("block", markdown)
     index = 0
     while index < len(blocks):
@@ -119,7 +176,7 @@ def _text_sections(blocks: list[list[str]]) -> list[Section]:
             items.append(("heading", _numbered_heading(block[0]) or block[0]))
             index += 1
             continue
-        if not _is_single_heading_like(block):
+        if not heading_like(index):
             items.extend(("block", md) for md in _block_markdown(block))
             index += 1
             continue
@@ -127,7 +184,7 @@ def _text_sections(blocks: list[list[str]]) -> list[Section]:
         while (
             index + len(run) < len(blocks)
             and (index + len(run)) not in numbered
-            and _is_single_heading_like(blocks[index + len(run)])
+            and heading_like(index + len(run))
         ):
             run.append(blocks[index + len(run)][0])
         has_body = index + len(run) < len(blocks) and (index + len(run)) not in numbered

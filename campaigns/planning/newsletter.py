@@ -149,7 +149,7 @@ def create_newsletter(
     defaults = resolve_defaults(
         defaults_file, organisation=organisation, sender=sender, postal_address=postal_address
     )
-    read = [read_article(path) for path in articles]
+    read = [read_article(path, url=url) for path in articles]
     files = newsletter_files(read, title=title, url=url, defaults=defaults)
     out = Path(out)
     spec.load_files(files, origin=str(out))

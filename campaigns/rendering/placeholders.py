@@ -7,7 +7,8 @@ inside href), so every tag is swapped for an opaque alphanumeric token first and
 back after premailer. A tag is one whole `{{ ... }}` or `{% ... %}` on one line;
 everything else, including a stray `{{`, `{%` or `{#` in the article, is literal text
 and is escaped so that Jinja prints it as written. In Markdown, `\\{{ x }}` (a
-backslash first) shows `{{ x }}` as typed.
+backslash first) shows `{{ x }}` as typed; `{% raw %}...{% endraw %}` shows what it
+holds as typed anywhere, code included (split writes an article's own tags so).
 
 The only variables are first_name ("" when unknown), unsubscribe_url and
 preferences_url; a contact's data is a value, never template source.
@@ -48,6 +49,9 @@ _TAG = re.compile(
     """,
     re.VERBOSE,
 )
+_RAW = re.compile(r"\{%-?\s*raw\s*-?%\}(.*?)\{%-?\s*endraw\s*-?%\}", re.DOTALL)
+_OPENER = re.compile(r"\{(?=[{%#])")
+_BRACE = '{{ "{" }}'  # a tag that prints one literal brace
 _STATEMENT = re.compile(r"^\{%[-+]?\s*(\w+)")
 _STATEMENTS = frozenset({"if", "elif", "else", "endif"})
 
@@ -81,7 +85,12 @@ class PlaceholderTokens:
         return self._by_tag[tag]
 
     def protect(self, text: str) -> str:
-        """Replace every Jinja tag in `text` with its token."""
+        """Replace every Jinja tag in `text` with its token; a raw block's text is literal.
+
+        In a raw block each brace that would open a delimiter becomes the token of a tag
+        printing one brace, so the rest goes through Markdown as ordinary text.
+        """
+        text = _RAW.sub(lambda m: _OPENER.sub(lambda _: self.token(_BRACE), m.group(1)), text)
         return _TAG.sub(lambda m: self.token(m.group(0)), text)
 
     def in_url(self, url: str) -> str:
@@ -143,7 +152,8 @@ def check_staff_text(
             message, source=source, line=line_containing(file_text, needle), field=field
         )
 
-    for tag in _TAG.findall(text):
+    tags = _TAG.findall(without_raw(text))
+    for tag in tags:
         statement = _STATEMENT.match(tag)
         if statement and statement.group(1) not in _STATEMENTS:
             raise error(
@@ -163,12 +173,17 @@ def check_staff_text(
     unknown = sorted(meta.find_undeclared_variables(tree) - VARIABLES)
     if unknown:
         name = unknown[0]
-        tag = next((t for t in _TAG.findall(text) if re.search(rf"\b{name}\b", t)), name)
+        tag = next((t for t in tags if re.search(rf"\b{name}\b", t)), name)
         raise error(
             f"unknown placeholder {name!r} in {tag}; "
             f"the variables are {', '.join(sorted(VARIABLES))}",
             tag,
         )
+
+
+def without_raw(text: str) -> str:
+    """`text` without its `{% raw %}` blocks: what remains may hold placeholders."""
+    return _RAW.sub("", text)
 
 
 # What a block of a contact template renders, joined (a bound method: no lookup per call).
