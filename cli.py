@@ -352,7 +352,11 @@ def run(
     ] = 1,
     db: DbOption = None,
 ) -> None:
-    """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly."""
+    """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly.
+
+    A campaign that cannot send (placeholders, its own sender) is kept back and named
+    with the command that fixes it; the others send, and the exit code is 1.
+    """
     from campaigns.delivery.report import RunReport
     from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
     from campaigns.planning.schedule import parse_delay
@@ -372,6 +376,16 @@ def run(
             f"retrying {report.retrying}, deferred {report.deferred}, skipped {report.skipped}"
         )
 
+    shown: list[str] = []
+
+    def held(report) -> None:
+        # A campaign kept back by its own problem: one line each, when they change.
+        lines = [h.line() for _, h in sorted(report.held.items())]
+        if lines and lines != shown:
+            for text in lines:
+                err.print(f"error: {text}", markup=False)
+        shown[:] = lines or shown
+
     store = _store(db, settings)
     if workers == 1:
         for report in run_worker(
@@ -386,6 +400,9 @@ def run(
             settings=settings,
         ):
             console.print(line(report))
+            held(report)
+        if shown:
+            raise typer.Exit(1)
         return
     store.close()  # each worker process opens its own
     options = WorkerOptions(
@@ -404,6 +421,9 @@ def run(
         console.print(f"worker {index}: {line(report)}")
     if options.once:
         console.print(f"all {workers} workers: {line(total)}")
+    held(total)
+    if shown:
+        raise typer.Exit(1)
 
 
 @command("dripmail retry --unknown --older-than 24h")
