@@ -15,7 +15,7 @@ from sqlalchemy import insert, select
 from campaigns.authoring.spec import load_folder
 from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.delivery.sender_pool import SenderPool
-from campaigns.errors import ConfigurationError, InputError
+from campaigns.errors import InputError
 from campaigns.planning import enroll as enrollment
 from campaigns.planning import schedule
 from campaigns.planning.enroll import enroll, import_csv

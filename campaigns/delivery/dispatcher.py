@@ -194,4 +194,3 @@ class Dispatcher:
         self.recorder.move(decision.moves, {r.id for r in batch}, now=now, report=report)
         if decision.going:
             self.hand_off(decision.going, compiled, rules, now=now, report=report)
-

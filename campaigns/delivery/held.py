@@ -105,9 +105,7 @@ class Holds:
         }
 
 
-def survey(
-    conn: Connection, load: Callable[[str, str], Campaign], sender_for: Callable
-) -> Holds:
+def survey(conn: Connection, load: Callable[[str, str], Campaign], sender_for: Callable) -> Holds:
     """Every active campaign checked before a run claims anything: which are kept back.
 
     `load(name, version)` gives a published version (cached by the caller); `sender_for`
