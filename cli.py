@@ -886,7 +886,17 @@ def plan(
         console.print("  send window or min_gap changed: pending emails re-planned into it")
     if result.moved:
         console.print(f"  {result.moved} later emails move to keep order, openings and min_gap")
-    console.print("applied" if result.applied else "nothing changed (use --apply)")
+    for path, old, new in diff.fields_changed:
+        console.print(f"  changed        {path}: {_short(old)} -> {_short(new)}", markup=False)
+    for path in diff.files_changed:
+        console.print(f"  file changed   {path} (comments or layout only)", markup=False)
+    console.print("applied" if result.applied else "not applied yet: run again with --apply")
+
+
+def _short(value: str, width: int = 50) -> str:
+    """A campaign-file value for one line of `plan`: quoted, long ones cut."""
+    text = value if len(value) <= width else value[: width - 1] + "…"
+    return f"“{text}”" if text else "(not set)"
 
 
 @command("dripmail pause ketamine-and-sleep --email pat@example.com")

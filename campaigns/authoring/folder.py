@@ -89,7 +89,7 @@ _HEADER = """\
 # sender          `file` writes each email as an .eml file in the outbox folder
 # steps           the emails in order: a Markdown file each, and its delay after sign-up
 #                 (0d, 2d, 36h, 1w: days and weeks keep the contact's local time of day)
-# Values starting with TODO are placeholders: `dripmail run` will not send until they are set.
+# Values starting with TODO are placeholders: nobody can be enrolled until they are set.
 """
 
 

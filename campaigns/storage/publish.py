@@ -77,7 +77,7 @@ def campaign_source(campaign: spec.Campaign) -> str:
     """How a message names a campaign's file: its path, or the published campaign."""
     if campaign.origin:
         return str(Path(campaign.origin) / spec.CAMPAIGN_FILE)
-    return f"campaign {campaign.name}"
+    return f"campaign {campaign.name}, {spec.CAMPAIGN_FILE}"
 
 
 def placeholder_lines(campaign: spec.Campaign) -> list[str]:
