@@ -681,7 +681,7 @@ def newsletter_create(
         defaults_file=defaults,
         force=force,
     )
-    console.print(f"wrote {out}: “{made.steps[0].subject}”", markup=False)
+    console.print(f"wrote {out}: “{made.steps[0].subject}” (name: {made.name})", markup=False)
     for field_name in made.placeholders():
         err.print(f"warning: {out}/campaign.yaml: {field_name} is a placeholder", markup=False)
 
@@ -749,12 +749,16 @@ def newsletter_schedule(
         zones.add_row(name, str(count))
     console.print(hours)
     console.print(zones)
-    verb = "planned" if plan.written else "would plan"
+    verb = "would plan" if dry_run else "planned"
     console.print(
         f"{verb} {len(plan.due)} emails of {plan.campaign}; left out: "
         f"{plan.skipped_unsubscribed} left the newsletter, {plan.skipped_suppressed} suppressed, "
         f"{plan.already} already planned" + (" (dry run: nothing written)" if dry_run else "")
     )
+    why = plan.why_nobody()
+    if why:
+        err.print(f"error: {why}", markup=False)
+        raise typer.Exit(1)
 
 
 @command("dripmail newsletter cancel issues/may", name="cancel", group=newsletter_app)
