@@ -153,7 +153,7 @@ def test_placeholders_are_refused_at_publish_and_keep_only_their_campaign_back(
     assert rows(store) == []
     # A database from before the refusal: the draft was published and enrolled into.
     with monkeypatch.context() as patched:
-        patched.setattr(publish, "check_publishable", lambda _conn, _campaign: None)
+        patched.setattr(publish, "check_publishable", lambda _conn, _campaign: None, raising=False)
         enroll(store, draft, signup("bo@example.com"), now=utc("2026-03-02T12:00"))
     enroll(store, clinic, signup(), now=utc("2026-03-02T12:00"))
     report = outbox_dispatcher(store, tmp_path / "outbox").run(now=utc("2026-03-02T15:00"))

@@ -125,7 +125,7 @@ def test_a_campaign_still_holding_placeholders_is_422_and_enrolls_no_one(
     draft = load_folder(tmp_path / "draft")
     # Published (with a first sign-up) by a dripmail from before the refusal.
     with monkeypatch.context() as older:
-        older.setattr(publish, "check_publishable", lambda _conn, _campaign: None)
+        older.setattr(publish, "check_publishable", lambda _conn, _campaign: None, raising=False)
         enroll(store, draft, Signup("staff@example.com", None, None, None, "staff"), now=NOW)
     app = create_app(store, clock=lambda: NOW, environ={"DRIPMAIL_API_TOKEN": TOKEN})
     with TestClient(app) as client:
