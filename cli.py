@@ -352,11 +352,7 @@ def run(
     ] = 1,
     db: DbOption = None,
 ) -> None:
-    """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly.
-
-    A campaign that cannot send (placeholders, its own sender) is kept back and named
-    with the command that fixes it; the others send, and the exit code is 1.
-    """
+    """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly."""
     from campaigns.delivery.report import RunReport
     from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
     from campaigns.planning.schedule import parse_delay
