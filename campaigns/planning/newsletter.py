@@ -215,9 +215,7 @@ class SchedulePlan:
             )
             if count
         ]
-        return f"nobody to send to: every contact tagged {tags} was left out: " + ", ".join(
-            reasons
-        )
+        return f"nobody to send to: every contact tagged {tags} was left out: " + ", ".join(reasons)
 
     @property
     def per_hour(self) -> list[tuple[datetime, int]]:
