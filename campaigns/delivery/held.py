@@ -52,8 +52,8 @@ def placeholder_problem(campaign: Campaign) -> str | None:
     found = campaign.placeholders()
     if not found:
         return None
-    verb = "is" if len(found) == 1 else "are"
-    return f"{', '.join(found)} {verb} still a placeholder (TODO) in campaign.yaml"
+    still = "is still a placeholder" if len(found) == 1 else "are still placeholders"
+    return f"{', '.join(found)} {still} (TODO) in campaign.yaml"
 
 
 def classify_senders(errors: Mapping[str, str], sendable: int) -> dict[str, str]:
