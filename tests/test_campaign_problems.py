@@ -204,3 +204,22 @@ def test_a_problem_every_campaign_shares_still_stops_the_run(tmp_path, clinic_fo
     assert result.exit_code == 2, result.output
     assert "kept back" not in result.stderr
     assert statuses(db, "ketamine-and-sleep") == before
+
+
+def test_several_workers_keep_the_draft_back_and_name_it_once(
+    tmp_path, clinic_folder, postgres_url, monkeypatch
+):
+    draft = split_draft(tmp_path)
+    with monkeypatch.context() as older:
+        older.setattr(publish, "check_publishable", lambda _conn, _campaign: None, raising=False)
+        assert enroll(draft, "bo@example.com", postgres_url).exit_code == 0
+    assert enroll(clinic_folder, "ana@example.com", postgres_url).exit_code == 0
+
+    result = dripmail("run", "--workers", "2", "--now", NOW, "--db", postgres_url)
+    assert result.exit_code == 1, result.output
+    assert "all 2 workers: sent 1," in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert f"campaign {DRAFT}: 1 due email kept back: " in errors[0]
+    assert f"dripmail plan {draft.resolve()} --apply" in errors[0]
+    assert set(statuses(postgres_url, DRAFT)) == {"scheduled"}
