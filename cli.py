@@ -890,6 +890,8 @@ def plan(
         console.print(f"  changed        {path}: {_short(old)} -> {_short(new)}", markup=False)
     for path in diff.files_changed:
         console.print(f"  file changed   {path} (comments or layout only)", markup=False)
+    for text in result.refusals:
+        err.print(f"warning: {text}", markup=False)
     console.print("applied" if result.applied else "not applied yet: run again with --apply")
 
 

@@ -167,6 +167,11 @@ def test_plan_apply_refuses_a_version_that_brings_placeholders_back(tmp_path, cl
         )
     )
     before = snapshot(db)
+    dry = dripmail("plan", str(clinic_folder), "--db", db)
+    assert dry.exit_code == 0, dry.output
+    assert "changed        brand.organisation: “Balanced Ketamine” -> “TODO: your" in dry.stdout
+    assert dry.stderr.startswith(f"warning: {spec}:")
+    assert "brand.organisation: still a placeholder (TODO)" in dry.stderr
     result = dripmail("plan", str(clinic_folder), "--apply", "--db", db)
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1

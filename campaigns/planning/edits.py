@@ -27,7 +27,7 @@ from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_folder
 from campaigns.errors import NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.enroll import last_sent
-from campaigns.storage.publish import load_version, publish
+from campaigns.storage.publish import load_version, placeholder_lines, publish
 from campaigns.storage.statuses import IN_FLIGHT, LIVE_ENROLLMENT, PASSED, PENDING, DeliveryStatus
 from campaigns.storage.store import Store
 from campaigns.storage.tables import contacts, deliveries, enrollments
@@ -133,6 +133,8 @@ class EditPlan:
     replanned: dict[str, int] = field(default_factory=dict)  # key -> pending emails re-planned
     moved: int = 0  # other pending emails moved later to keep order, openings and gaps
     applied: bool = False
+    # Why --apply would be refused (placeholders left), one line each; empty: it would not.
+    refusals: list[str] = field(default_factory=list)
     # The writes, for apply_edit: new rows, (id, due) updates, ids to cancel, positions.
     _inserts: list[dict] = field(default_factory=list, repr=False)
     _updates: dict[int, datetime] = field(default_factory=dict, repr=False)
@@ -143,7 +145,9 @@ def plan_edit(store: Store, folder: str, *, now: datetime) -> EditPlan:
     """What `apply_edit` would do for the campaign in `folder` at engine time `now`."""
     new = load_folder(folder)
     with store.connect() as conn:
-        return _plan(conn, new, now=now)
+        result = _plan(conn, new, now=now)
+    result.refusals = placeholder_lines(new)
+    return result
 
 
 def apply_edit(store: Store, folder: str, *, now: datetime) -> EditPlan:

@@ -90,7 +90,7 @@ def placeholder_lines(campaign: spec.Campaign) -> list[str]:
     return [
         str(
             InputError(
-                "still a placeholder (TODO): set it in campaign.yaml; nothing was published",
+                "still a placeholder (TODO): set it in campaign.yaml before publishing",
                 source=source,
                 line=line_of(lines, tuple(name.split("."))),
                 field=name,
