@@ -136,16 +136,16 @@ def snapshot(url: str) -> dict[str, list]:
 
 def without_new_columns(data: dict[str, list]) -> dict[str, list]:
     """A snapshot without the columns added since 0001 (events.campaign,
-    enrollments.paused_at, contacts.tags and .newsletter_unsubscribed_at, campaigns.kind;
-    NULL in old rows)."""
+    enrollments.paused_at, contacts.tags and .newsletter_unsubscribed_at, campaigns.kind
+    and .folder; NULL in old rows)."""
     assert all(row[-1] is None for row in data["events"])
     assert all(row[-1] is None for row in data["enrollments"])
     assert all(row[-2:] == (None, None) for row in data["contacts"])
-    assert all(row[-1] is None for row in data["campaigns"])
+    assert all(row[-2:] == (None, None) for row in data["campaigns"])
     return {
         **data,
         "contacts": [row[:-2] for row in data["contacts"]],
-        "campaigns": [row[:-1] for row in data["campaigns"]],
+        "campaigns": [row[:-2] for row in data["campaigns"]],
         "events": [row[:-1] for row in data["events"]],
         "enrollments": [row[:-1] for row in data["enrollments"]],
     }
