@@ -87,8 +87,7 @@ def run_demo(folder: Path, *, on_tick: Callable[[datetime], None] | None = None)
             on_tick(now.astimezone(tz))
         report = dispatcher.run(now=now)
         runs += 1
-        for name in ("sent", "failed", "unknown", "skipped", "deferred"):
-            setattr(total, name, getattr(total, name) + getattr(report, name))
+        total.add(report)
     timeline = sorted(calendar(store, campaign), key=lambda e: e.sent_at or e.due_at)
     store.close()
     return DemoResult(folder, campaign_folder, outbox, previews, database, timeline, runs, total)

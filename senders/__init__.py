@@ -1,6 +1,6 @@
 """Provider adapters: each turns Messages into SendResults through one provider."""
 
-from .base import (
+from senders.base import (
     BatchForm,
     Message,
     Outcome,

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .base import Message, Outcome, SendResult
-from .mime import to_bytes
+from senders.base import Message, Outcome, SendResult
+from senders.mime import to_bytes
 
 INDEX = "index.csv"
 

@@ -24,7 +24,7 @@ from email.policy import EmailPolicy
 from email.utils import format_datetime, formataddr
 from typing import TypeVar
 
-from .base import Message
+from senders.base import Message
 
 __all__ = ["POLICY", "build_mime", "to_bytes"]
 

@@ -11,9 +11,8 @@ from campaigns.authoring.sender_settings import (
     settings_for,
 )
 from campaigns.settings import Settings
-
-from .base import Sender, SenderConfigurationError
-from .file import FileSender, NullSender
+from senders.base import Sender, SenderConfigurationError
+from senders.file import FileSender, NullSender
 
 NAMES = SENDER_TYPES
 NEEDS_PUBLIC_URL = ("smtp", "sendgrid")
@@ -37,10 +36,12 @@ def make_sender(
     if isinstance(config, NullSenderSettings):
         return NullSender()
     settings = Settings.from_env() if settings is None else settings
+    # Imported here, not at the top: the provider clients (the `sendgrid` package above
+    # all) would otherwise load for every command, most of which never send.
     if isinstance(config, SmtpSenderSettings):
-        from .smtp import SmtpSender
+        from senders.smtp import SmtpSender
 
         return SmtpSender.from_settings(config, settings)
-    from .sendgrid import SendGridSender
+    from senders.sendgrid import SendGridSender
 
     return SendGridSender.from_settings(config, settings)
