@@ -451,6 +451,16 @@ def run(
             f"retrying {report.retrying}, deferred {report.deferred}, skipped {report.skipped}"
         )
 
+    shown: list[str] = []
+
+    def held(report) -> None:
+        # A campaign kept back by its own problem: one line each, when they change.
+        lines = [h.line() for _, h in sorted(report.held.items())]
+        if lines and lines != shown:
+            for text in lines:
+                err.print(f"error: {text}", markup=False)
+        shown[:] = lines or shown
+
     store = _store(db, settings, existing=True)
     console.print(f"database: {store.location}")
     if workers == 1:
@@ -466,6 +476,9 @@ def run(
             settings=settings,
         ):
             console.print(line(report))
+            held(report)
+        if shown:
+            raise typer.Exit(1)
         return
     store.close()  # each worker process opens its own
     options = WorkerOptions(
@@ -484,6 +497,9 @@ def run(
         console.print(f"worker {index}: {line(report)}")
     if options.once:
         console.print(f"all {workers} workers: {line(total)}")
+    held(total)
+    if shown:
+        raise typer.Exit(1)
 
 
 @command("dripmail retry --unknown --older-than 24h")
@@ -879,7 +895,7 @@ def newsletter_create(
         defaults_file=defaults,
         force=force,
     )
-    console.print(f"wrote {out}: “{made.steps[0].subject}”", markup=False)
+    console.print(f"wrote {out}: “{made.steps[0].subject}” (name: {made.name})", markup=False)
     for field_name in made.placeholders():
         err.print(f"warning: {out}/campaign.yaml: {field_name} is a placeholder", markup=False)
 
@@ -950,12 +966,16 @@ def newsletter_schedule(
         zones.add_row(name, str(count))
     console.print(hours)
     console.print(zones)
-    verb = "planned" if plan.written else "would plan"
+    verb = "would plan" if dry_run else "planned"
     console.print(
         f"{verb} {_n(len(plan.due), 'email')} of {plan.campaign}; left out: "
         f"{plan.skipped_unsubscribed} left the newsletter, {plan.skipped_suppressed} suppressed, "
         f"{plan.already} already planned" + (" (dry run: nothing written)" if dry_run else "")
     )
+    why = plan.why_nobody()
+    if why:
+        err.print(f"error: {why}", markup=False)
+        raise typer.Exit(1)
 
 
 @command("dripmail newsletter cancel issues/may", name="cancel", group=newsletter_app)
@@ -1091,7 +1111,19 @@ def plan(
         console.print(
             f"  {_n(result.moved, 'later email')} move to keep order, openings and min_gap"
         )
-    console.print("applied" if result.applied else "nothing changed (use --apply)")
+    for path, old, new in diff.fields_changed:
+        console.print(f"  changed        {path}: {_short(old)} -> {_short(new)}", markup=False)
+    for path in diff.files_changed:
+        console.print(f"  file changed   {path} (comments or layout only)", markup=False)
+    for text in result.refusals:
+        err.print(f"warning: {text}", markup=False)
+    console.print("applied" if result.applied else "not applied yet: run again with --apply")
+
+
+def _short(value: str, width: int = 50) -> str:
+    """A campaign-file value for one line of `plan`: quoted, long ones cut."""
+    text = value if len(value) <= width else value[: width - 1] + "…"
+    return f"“{text}”" if text else "(not set)"
 
 
 @command("dripmail pause campaigns/sleep --email pat@example.com")

@@ -15,7 +15,7 @@ from sqlalchemy import insert, select
 from campaigns.authoring.spec import load_folder
 from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.delivery.sender_pool import SenderPool
-from campaigns.errors import ConfigurationError, InputError
+from campaigns.errors import InputError
 from campaigns.planning import enroll as enrollment
 from campaigns.planning import schedule
 from campaigns.planning.enroll import enroll, import_csv
@@ -134,22 +134,40 @@ def test_suppressed_contacts_get_nothing(store, clinic, tmp_path):
     assert not (tmp_path / "outbox").exists()
 
 
-def test_placeholders_stop_the_run_with_one_line_each(store, tmp_path):
+def test_placeholders_are_refused_at_publish_and_keep_only_their_campaign_back(
+    store, clinic, tmp_path, monkeypatch
+):
     from campaigns.authoring.folder import write_campaign
     from campaigns.authoring.readers import read_article
     from campaigns.authoring.split import split_article
+    from campaigns.storage import publish
     from examples import ARTICLE
 
     article = read_article(ARTICLE)
-    write_campaign(article, split_article(article), tmp_path / "c")
-    campaign = load_folder(tmp_path / "c")
-    enroll(store, campaign, signup(), now=utc("2026-03-02T12:00"))
-    with pytest.raises(ConfigurationError) as caught:
-        outbox_dispatcher(store, tmp_path / "outbox").run(now=utc("2026-03-02T15:00"))
+    write_campaign(article, split_article(article), tmp_path / "draft", name="draft")
+    draft = load_folder(tmp_path / "draft")
+    with pytest.raises(InputError) as caught:
+        enroll(store, draft, signup("bo@example.com"), now=utc("2026-03-02T12:00"))
     lines = str(caught.value).splitlines()
-    assert len(lines) == 4
-    assert all("placeholder" in line for line in lines)
-    assert all(r.status == "scheduled" for r in rows(store))
+    assert len(lines) == 4 and all("still a placeholder" in line for line in lines)
+    assert rows(store) == []
+    # A database from before the refusal: the draft was published and enrolled into.
+    with monkeypatch.context() as patched:
+        patched.setattr(publish, "check_publishable", lambda _conn, _campaign: None, raising=False)
+        enroll(store, draft, signup("bo@example.com"), now=utc("2026-03-02T12:00"))
+    enroll(store, clinic, signup(), now=utc("2026-03-02T12:00"))
+    report = outbox_dispatcher(store, tmp_path / "outbox").run(now=utc("2026-03-02T15:00"))
+    assert report.sent == 1 and report.by_campaign == {clinic.name: 1}
+    held = report.held["draft"]
+    assert held.waiting == 1 and "from.address" in held.problem
+    assert f"dripmail plan {(tmp_path / 'draft').resolve()} --apply" in held.line()
+    with store.connect() as conn:
+        waiting = conn.execute(
+            select(deliveries.c.status, deliveries.c.attempts)
+            .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
+            .where(enrollments.c.campaign == "draft")
+        ).all()
+    assert set(waiting) == {("scheduled", 0)}
 
 
 class RefusingSender:

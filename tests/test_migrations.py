@@ -137,15 +137,15 @@ def snapshot(url: str) -> dict[str, list]:
 def without_new_columns(data: dict[str, list]) -> dict[str, list]:
     """A snapshot without the columns added since 0001 (events.campaign,
     enrollments.paused_at, contacts.tags, .newsletter_unsubscribed_at and .attributes,
-    campaigns.kind; NULL in old rows)."""
+    campaigns.kind and .folder; NULL in old rows)."""
     assert all(row[-1] is None for row in data["events"])
     assert all(row[-1] is None for row in data["enrollments"])
     assert all(row[-3:] == (None, None, None) for row in data["contacts"])
-    assert all(row[-1] is None for row in data["campaigns"])
+    assert all(row[-2:] == (None, None) for row in data["campaigns"])
     return {
         **data,
         "contacts": [row[:-3] for row in data["contacts"]],
-        "campaigns": [row[:-1] for row in data["campaigns"]],
+        "campaigns": [row[:-2] for row in data["campaigns"]],
         "events": [row[:-1] for row in data["events"]],
         "enrollments": [row[:-1] for row in data["enrollments"]],
     }

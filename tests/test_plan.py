@@ -181,7 +181,7 @@ def test_plan_cli_prints_counts_and_changes_nothing_without_apply(store, clinic_
     )
     assert result.exit_code == 0, result.output
     assert f"step removed   {campaign.steps[5].key}: 10 pending emails cancelled" in result.output
-    assert "nothing changed (use --apply)" in result.output
+    assert "not applied yet: run again with --apply" in result.output
     assert published_version(store) == version
     result = CliRunner().invoke(
         app, ["plan", str(clinic_folder), "--apply", "--db", store.url, "--now", "2026-03-02T00:00"]

@@ -108,3 +108,31 @@ def test_without_a_token_setting_the_api_is_503_and_the_rest_works(store, clinic
     with TestClient(app) as test_client:
         assert post(test_client).status_code == 503
         assert test_client.get("/healthz").text == "ok"
+
+
+def test_a_campaign_still_holding_placeholders_is_422_and_enrolls_no_one(
+    store, tmp_path, monkeypatch
+):
+    from campaigns.authoring.folder import write_campaign
+    from campaigns.authoring.readers import read_article
+    from campaigns.authoring.spec import load_folder
+    from campaigns.authoring.split import split_article
+    from campaigns.storage import publish
+    from examples import ARTICLE
+
+    article = read_article(ARTICLE)
+    write_campaign(article, split_article(article), tmp_path / "draft")
+    draft = load_folder(tmp_path / "draft")
+    # Published (with a first sign-up) by a dripmail from before the refusal.
+    with monkeypatch.context() as older:
+        older.setattr(publish, "check_publishable", lambda _conn, _campaign: None, raising=False)
+        enroll(store, draft, Signup("staff@example.com", None, None, None, "staff"), now=NOW)
+    app = create_app(store, clock=lambda: NOW, environ={"DRIPMAIL_API_TOKEN": TOKEN})
+    with TestClient(app) as client:
+        answer = post(client, {**BODY, "campaign": draft.name})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "campaign"
+    lines = answer.json()["error"].splitlines()
+    assert len(lines) == 4 and all("still a placeholder (TODO)" in line for line in lines)
+    assert lines[0].startswith(f"campaign {draft.name}, campaign.yaml:")
+    assert count(store) == 1

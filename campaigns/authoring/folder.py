@@ -94,7 +94,7 @@ _HEADER = """\
 # greeting        the line every email opens with (default: Hi {{ first_name }} or "Hi
 #                 there,"); `greeting: false` for none
 # teaser          each email but the last ends "Next, in 2 days: <subject>"; false: none
-# Values starting with TODO are placeholders: `dripmail run` will not send until they are set.
+# Values starting with TODO are placeholders: nobody can be enrolled until they are set.
 """
 
 

@@ -8,7 +8,8 @@ The Dispatcher runs the loop; each concern has its module: leases.py (claiming,
 fencing, recovery), decide.py (the rules, pure), handoff.py (the `sending` transition
 and the senders), outcomes.py (what results mean, pure), recording.py (writing it down).
 A stop request (SIGTERM) lets the hand-off in progress finish, releases the rows
-claimed but not handed off, and ends the run.
+claimed but not handed off, and ends the run. A campaign whose own problem stops it
+(held.py) is kept back, its rows left `scheduled`, and every other campaign sends.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select
 
+from campaigns.authoring.spec import Campaign
 from campaigns.delivery.decide import DueRow, Openings, Rules, decide
 from campaigns.delivery.handoff import HandOff, SenderFor
+from campaigns.delivery.held import survey
 from campaigns.delivery.history import SuppressedAddresses, by_status, rows_of
 from campaigns.delivery.leases import Cursor, Leases, worker_owner
 from campaigns.delivery.recording import Recorder
@@ -79,6 +82,8 @@ class Dispatcher:
             max_attempts=max_attempts,
             stop=self.stop,
         )
+        self.sender_for = sender_for
+        self._versions: dict[tuple[str, str], Campaign] = {}
         self._compiled: dict[tuple[str, str], CompiledCampaign] = {}
 
     # -- the loop ---------------------------------------------------------------
@@ -86,7 +91,11 @@ class Dispatcher:
     def run(self, *, now: datetime) -> RunReport:
         """Send everything due at `now`, batch by batch; safe to run again at the same `now`."""
         report = RunReport()
-        refuse_placeholders(self.store)
+        # A campaign whose own problem stops it is kept back; the others send (held.py).
+        with self.store.connect() as conn:
+            self.leases.holds = survey(
+                conn, lambda name, version: self._version(conn, name, version), self.sender_for
+            )
         try:
             report.recovered += self.leases.recover(now)
             after: Cursor | None = None
@@ -111,6 +120,7 @@ class Dispatcher:
             # Claimed but not handed off (a stop, an error): back to the queue at once
             # rather than when the lease runs out.
             report.released += self.leases.release()
+        report.held = self.leases.holds.reported()
         return report
 
     def warm_up(self) -> int:
@@ -129,10 +139,17 @@ class Dispatcher:
                 self._campaign(conn, name, version)
         return len(active)
 
+    def _version(self, conn: Connection, name: str, version: str) -> Campaign:
+        """A published version, read once per worker (versions never change)."""
+        key = (name, version)
+        if key not in self._versions:
+            self._versions[key] = load_version(conn, name, version)
+        return self._versions[key]
+
     def _campaign(self, conn: Connection, name: str, version: str) -> CompiledCampaign:
         key = (name, version)
         if key not in self._compiled:
-            self._compiled[key] = compile_campaign(load_version(conn, name, version))
+            self._compiled[key] = compile_campaign(self._version(conn, name, version))
         return self._compiled[key]
 
     # -- one batch --------------------------------------------------------------
@@ -177,20 +194,3 @@ class Dispatcher:
         self.recorder.move(decision.moves, {r.id for r in batch}, now=now, report=report)
         if decision.going:
             self.hand_off(decision.going, compiled, rules, now=now, report=report)
-
-
-def refuse_placeholders(store: Store) -> None:
-    """Stop before any claim while a published campaign still holds split's placeholders."""
-    problems = []
-    with store.connect() as conn:
-        for name, version in conn.execute(
-            select(campaigns.c.name, campaigns.c.version).where(
-                campaigns.c.status == CampaignStatus.ACTIVE
-            )
-        ):
-            problems += [
-                f"campaign {name}: {field_name} is still a placeholder; set it in campaign.yaml"
-                for field_name in load_version(conn, name, version).placeholders()
-            ]
-    if problems:
-        raise ConfigurationError("\n".join(problems))

@@ -40,6 +40,10 @@ S = DeliveryStatus
 SenderFor = Callable[[Campaign], Sender]
 
 
+class _KeptBack(Exception):
+    """The campaign is kept back: its rows are not handed off."""
+
+
 class HandOff:
     """Hands rows to senders in chunks of `size` (or a sender's `batch_limit`, if larger)."""
 
@@ -82,20 +86,37 @@ class HandOff:
         by_campaign: dict[str, list[Going]] = defaultdict(list)
         for item in going:
             by_campaign[item.row.campaign].append(item)
+        holds = self.leases.holds
         for name, items in by_campaign.items():
-            sender = self.sender_for(compiled[name].campaign)
-            size = max(self.size, sender.batch_limit)
-            for start in range(0, len(items), size):
-                if self.stop.is_set():
-                    return  # the rest is still claimed: the dispatcher releases it
-                chunk = items[start : start + size]
-                # Suppressions again, right before hand-off: an unsubscribe may have landed.
-                late = self.suppressed([item.row for item in chunk])
-                skips = [(i.row, "the address is suppressed") for i in chunk if i.row.email in late]
-                self.recorder.skip(skips, now=now, report=report)
-                chunk = [item for item in chunk if item.row.email not in late]
-                if chunk:
-                    self._send(compiled[name], rules[name], chunk, sender, now=now, report=report)
+            sender: Sender | None = None
+            start = 0
+            try:
+                if name in holds:  # kept back since the batch was claimed (its sender failed)
+                    raise _KeptBack
+                sender = self.sender_for(compiled[name].campaign)
+                size = max(self.size, sender.batch_limit)
+                for start in range(0, len(items), size):
+                    if self.stop.is_set():
+                        return  # the rest is still claimed: the dispatcher releases it
+                    chunk = items[start : start + size]
+                    # Suppressions again, right before hand-off: an unsubscribe may have landed.
+                    late = self.suppressed([item.row for item in chunk])
+                    skips = [
+                        (i.row, "the address is suppressed") for i in chunk if i.row.email in late
+                    ]
+                    self.recorder.skip(skips, now=now, report=report)
+                    chunk = [item for item in chunk if item.row.email not in late]
+                    if chunk:
+                        self._send(
+                            compiled[name], rules[name], chunk, sender, now=now, report=report
+                        )
+            except SenderConfigurationError as exc:
+                # Raises again when the sender is every sending campaign's (held.py).
+                holds.sender_failed(name, sender, str(exc))
+                holds.keep(name, (item.row.id for item in items[start:]))
+            except _KeptBack:
+                # Still claimed, not sent: the dispatcher releases them at the end of the run.
+                holds.keep(name, (item.row.id for item in items))
 
     def _messages(
         self, compiled: CompiledCampaign, chunk: list[Going], *, now: datetime, batch_form: bool

@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 
 from campaigns.delivery.decide import DueRow
+from campaigns.delivery.held import Holds
 from campaigns.storage.statuses import CampaignStatus, DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import Store
 from campaigns.storage.tables import campaigns, contacts, deliveries, enrollments
@@ -76,6 +77,8 @@ class Leases:
         self.length = length
         self.batch_size = batch_size
         self.clock = clock
+        # Campaigns this run keeps back (held.py): their due rows are passed over, counted.
+        self.holds = Holds()
 
     def now(self, conn: Connection) -> datetime:
         """The time leases are measured in: the database's clock."""
@@ -134,7 +137,8 @@ class Leases:
         """Lease the next batch of due rows: owner id and expiry on the database's clock.
 
         Returns the rows and the cursor to continue from (None: nothing left this pass).
-        Rows of paused enrollments or campaigns are passed over, not claimed.
+        Rows of paused enrollments or campaigns are passed over, not claimed; so are
+        the rows of campaigns kept back, which `holds` counts.
         """
         with self.store.begin() as conn:
             candidates = conn.execute(self.claim_query(now, after=after)).all()
@@ -168,6 +172,11 @@ class Leases:
                     .order_by(deliveries.c.due_at, deliveries.c.id)
                 )
             ]
+            if self.holds.held:
+                for row in rows:
+                    if row.campaign in self.holds:
+                        self.holds.keep(row.campaign, (row.id,))
+                rows = [row for row in rows if row.campaign not in self.holds]
             if rows:
                 conn.execute(
                     update(deliveries)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 
+from campaigns.delivery.held import Held
+
 
 @dataclass
 class RunReport:
@@ -20,6 +22,8 @@ class RunReport:
     released: int = 0
     batches: int = 0
     by_campaign: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Campaigns kept back with due emails waiting (held.py): `dripmail run` exits 1.
+    held: dict[str, Held] = field(default_factory=dict)
 
     @property
     def handed_off(self) -> int:
@@ -28,7 +32,11 @@ class RunReport:
     def add(self, other: RunReport) -> None:
         """Fold another run's counts into this one (several workers, one total)."""
         for count in fields(self):
-            if count.name != "by_campaign":
+            if count.name not in ("by_campaign", "held"):
                 setattr(self, count.name, getattr(self, count.name) + getattr(other, count.name))
         for campaign, count in other.by_campaign.items():
             self.by_campaign[campaign] += count
+        for name, held in other.held.items():
+            # Every worker passes over the same waiting rows: the largest count is the total.
+            if name not in self.held or held.waiting > self.held[name].waiting:
+                self.held[name] = held

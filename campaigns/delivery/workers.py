@@ -20,19 +20,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from campaigns.delivery.dispatcher import (
-    DEFAULT_BATCH,
-    DEFAULT_HANDOFF,
-    DEFAULT_LEASE,
-    Dispatcher,
-    refuse_placeholders,
-)
+from campaigns.delivery.dispatcher import DEFAULT_BATCH, DEFAULT_HANDOFF, DEFAULT_LEASE, Dispatcher
 from campaigns.delivery.handoff import SenderFor
+from campaigns.delivery.held import survey
 from campaigns.delivery.leases import worker_owner
 from campaigns.delivery.report import RunReport
 from campaigns.delivery.sender_pool import SenderPool
 from campaigns.errors import ConfigurationError, DripmailError
 from campaigns.settings import Settings
+from campaigns.storage.publish import load_version
 from campaigns.storage.store import Store, utcnow
 
 log = logging.getLogger("dripmail.workers")
@@ -45,17 +41,20 @@ class WorkerError(DripmailError):
 
 
 def preflight(store: Store, sender: str | None, *, check_senders: bool = True) -> None:
-    """Fail before any claim: campaigns with placeholders, senders that cannot start.
+    """Fail before any worker starts when no campaign's sender can work (held.py).
 
-    `sender` names the sender for every campaign (None: each campaign's own).
+    `sender` names the sender for every campaign (None: each campaign's own). A problem
+    of one campaign's own (placeholders, its sender) only keeps that campaign back, in
+    each worker's run; this raises only for a problem every campaign shares.
     """
-    refuse_placeholders(store)
-    if check_senders:
-        pool = SenderPool(sender, store.settings)
-        try:
-            pool.check(store)
-        finally:
-            pool.close()
+    if not check_senders:
+        return
+    pool = SenderPool(sender, store.settings)
+    try:
+        with store.connect() as conn:
+            survey(conn, lambda name, version: load_version(conn, name, version), pool)
+    finally:
+        pool.close()
 
 
 def run_worker(
@@ -85,8 +84,7 @@ def run_worker(
     pool = SenderPool(sender, settings) if sender_for is None else None
     with _stop_on_signals(stop) if handle_signals else _nothing():
         try:
-            if pool is not None:
-                pool.check(store)
+            # Each run checks the campaigns and their senders first (held.py).
             dispatcher = Dispatcher(
                 store,
                 pool if pool is not None else sender_for,  # type: ignore[arg-type]

@@ -23,11 +23,11 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
-from campaigns.authoring.spec import Campaign, load_folder
+from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_folder
 from campaigns.errors import NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.enroll import last_sent
-from campaigns.storage.publish import load_version, publish
+from campaigns.storage.publish import load_version, placeholder_lines, publish
 from campaigns.storage.statuses import IN_FLIGHT, LIVE_ENROLLMENT, PASSED, PENDING, DeliveryStatus
 from campaigns.storage.store import Store
 from campaigns.storage.tables import contacts, deliveries, enrollments
@@ -47,10 +47,31 @@ class CampaignDiff:
     removed: tuple[str, ...] = ()
     delay_changed: tuple[tuple[str, str, str], ...] = ()  # key, old delay, new delay
     timing_changed: bool = False  # window hours, days, closures or min_gap
+    # campaign.yaml fields (dotted) other than steps: path, old value, new value.
+    fields_changed: tuple[tuple[str, str, str], ...] = ()
+    # Files whose text changed and that nothing above accounts for (comments, a closures file).
+    files_changed: tuple[str, ...] = ()
 
     @property
     def unchanged(self) -> bool:
         return self.old_version == self.new_version
+
+
+def _flatten(value: object, path: str = "") -> dict[str, str]:
+    """A campaign file's values by dotted path (lists whole), as text."""
+    if isinstance(value, dict):
+        flat: dict[str, str] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{path}.{key}" if path else str(key)))
+        return flat
+    if isinstance(value, list):
+        return {path: ", ".join(str(item) for item in value)}
+    return {path: "" if value is None else str(value)}
+
+
+def _fields(campaign: Campaign) -> dict[str, str]:
+    data = campaign.spec.model_dump(mode="json", by_alias=True, exclude={"steps"})
+    return _flatten(data)
 
 
 def diff_campaigns(old: Campaign, new: Campaign) -> CampaignDiff:
@@ -70,6 +91,21 @@ def diff_campaigns(old: Campaign, new: Campaign) -> CampaignDiff:
             copy.append(key)
         if before.delay != step.delay:
             delays.append((key, str(before.delay), str(step.delay)))
+    old_fields, new_fields = _fields(old), _fields(new)
+    changed_fields = tuple(
+        (path, old_fields.get(path, ""), new_fields.get(path, ""))
+        for path in sorted(old_fields.keys() | new_fields.keys())
+        if old_fields.get(path, "") != new_fields.get(path, "")
+    )
+    # Step files are reported by step (copy, added, removed) above.
+    accounted = {step.file for step in (*old.steps, *new.steps)}
+    if changed_fields:
+        accounted.add(CAMPAIGN_FILE)
+    changed_files = tuple(
+        path
+        for path in sorted(old.files.keys() | new.files.keys())
+        if old.files.get(path) != new.files.get(path) and path not in accounted
+    )
     return CampaignDiff(
         name=new.name,
         old_version=old.version,
@@ -79,6 +115,8 @@ def diff_campaigns(old: Campaign, new: Campaign) -> CampaignDiff:
         removed=tuple(key for key in old_steps if key not in new_steps),
         delay_changed=tuple(delays),
         timing_changed=(old.window, old.min_gap) != (new.window, new.min_gap),
+        fields_changed=changed_fields,
+        files_changed=changed_files,
     )
 
 
@@ -95,6 +133,8 @@ class EditPlan:
     replanned: dict[str, int] = field(default_factory=dict)  # key -> pending emails re-planned
     moved: int = 0  # other pending emails moved later to keep order, openings and gaps
     applied: bool = False
+    # Why --apply would be refused (placeholders left), one line each; empty: it would not.
+    refusals: list[str] = field(default_factory=list)
     # The writes, for apply_edit: new rows, (id, due) updates, ids to cancel, positions.
     _inserts: list[dict] = field(default_factory=list, repr=False)
     _updates: dict[int, datetime] = field(default_factory=dict, repr=False)
@@ -105,7 +145,9 @@ def plan_edit(store: Store, folder: str, *, now: datetime) -> EditPlan:
     """What `apply_edit` would do for the campaign in `folder` at engine time `now`."""
     new = load_folder(folder)
     with store.connect() as conn:
-        return _plan(conn, new, now=now)
+        result = _plan(conn, new, now=now)
+    result.refusals = placeholder_lines(new)
+    return result
 
 
 def apply_edit(store: Store, folder: str, *, now: datetime) -> EditPlan:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from sqlalchemy import Connection, create_engine, insert, or_, select, update
+from sqlalchemy import Connection, create_engine, insert, or_, select
 
 from campaigns.authoring import spec
 from campaigns.authoring.article import Article
@@ -28,11 +28,10 @@ from campaigns.compliance.suppressions import cancel_pending
 from campaigns.errors import ConfigurationError, InputError
 from campaigns.planning import schedule
 from campaigns.planning.contacts import address_hash, normalise_tag
-from campaigns.storage.publish import publish
+from campaigns.storage.publish import check_publishable, publish
 from campaigns.storage.statuses import CampaignKind, DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import UPGRADE_HINT, Store, _current_revision, head_revision
 from campaigns.storage.tables import (
-    campaigns,
     contacts,
     deliveries,
     enrollments,
@@ -42,6 +41,8 @@ from campaigns.storage.tables import (
 
 KIND = CampaignKind.NEWSLETTER
 # An article up to this many words goes whole; a longer one sends its opening and a link.
+# campaigns.name is 64 characters; split's names keep to 63.
+NAME_MAX = 63
 WHOLE_WORDS = 600
 OPENING_WORDS = 250
 
@@ -73,14 +74,25 @@ def _opening(article: Article, url: str | None) -> tuple[list[str], bool]:
     return kept, True
 
 
+def newsletter_name(subject: str, now: datetime) -> str:
+    """`<slug>-newsletter-<yyyy-mm>`: never the name of a drip campaign split from the
+    same article (that is the bare slug), and one per month."""
+    suffix = f"-newsletter-{now:%Y-%m}"
+    return (slugify(subject, NAME_MAX - len(suffix)) or "issue") + suffix
+
+
 def newsletter_files(
     articles: Sequence[Article],
     *,
     title: str | None = None,
     url: str | None = None,
     defaults: CampaignDefaults | None = None,
+    now: datetime | None = None,
 ) -> dict[str, str]:
-    """campaign.yaml (kind newsletter) and its one step file, path -> text."""
+    """campaign.yaml (kind newsletter) and its one step file, path -> text.
+
+    Named by `newsletter_name` for the month of `now` (default: the clock).
+    """
     if not articles:
         raise InputError("give at least one article", field="ARTICLE")
     if len(articles) == 1:
@@ -108,7 +120,8 @@ def newsletter_files(
         paragraphs=tuple(blocks),
         cta=None,
     )
-    files = campaign_files(articles[0], [draft], cadence=[0], defaults=defaults, name=subject)
+    name = newsletter_name(subject, now or datetime.now(UTC))
+    files = campaign_files(articles[0], [draft], cadence=[0], defaults=defaults, name=name)
     _, _, body = files[spec.CAMPAIGN_FILE].partition("\nname:")
     body = body.replace(f"title: {articles[0].title}\n", f"title: {_yaml_str(subject)}\n", 1)
     # A broadcast goes at the hour it was scheduled for: its window is the whole day.
@@ -142,15 +155,19 @@ def create_newsletter(
     postal_address: str | None = None,
     defaults_file: Path | str | None = None,
     force: bool = False,
+    now: datetime | None = None,
 ) -> spec.Campaign:
-    """Read the articles and write the newsletter folder; returns it loaded."""
+    """Read the articles and write the newsletter folder; returns it loaded.
+
+    `now` (default: the clock) gives the month in its name (`newsletter_name`).
+    """
     if url is not None and not url.startswith("https://"):
         raise InputError(f"{url!r}: links must be https://", field="--url")
     defaults = resolve_defaults(
         defaults_file, organisation=organisation, sender=sender, postal_address=postal_address
     )
     read = [read_article(path, url=url) for path in articles]
-    files = newsletter_files(read, title=title, url=url, defaults=defaults)
+    files = newsletter_files(read, title=title, url=url, defaults=defaults, now=now)
     out = Path(out)
     spec.load_files(files, origin=str(out))
     if out.exists() and not out.is_dir():
@@ -177,6 +194,28 @@ class SchedulePlan:
     skipped_suppressed: int = 0
     already: int = 0
     written: bool = False
+    tags: tuple[str, ...] = ()
+
+    def why_nobody(self) -> str | None:
+        """Why nobody gets the newsletter, when nobody does (None otherwise)."""
+        if self.due:
+            return None
+        tags = ", ".join(self.tags)
+        if not (self.skipped_unsubscribed or self.skipped_suppressed or self.already):
+            return (
+                f"nobody to send to: no contact has the tag {tags} "
+                "(tag contacts with `dripmail contacts tag`, or import them with a tags column)"
+            )
+        reasons = [
+            f"{count} {what}"
+            for count, what in (
+                (self.already, "already have this newsletter planned or sent (once each)"),
+                (self.skipped_unsubscribed, "left the newsletter"),
+                (self.skipped_suppressed, "are suppressed"),
+            )
+            if count
+        ]
+        return f"nobody to send to: every contact tagged {tags} was left out: " + ", ".join(reasons)
 
     @property
     def per_hour(self) -> list[tuple[datetime, int]]:
@@ -282,9 +321,12 @@ def schedule_newsletter(
             clock = schedule.parse_clock(local_time)
         except ValueError as exc:
             raise InputError(str(exc), field="--local-time") from None
-    plan = SchedulePlan(campaign=campaign.name)
+    plan = SchedulePlan(campaign=campaign.name, tags=tuple(wanted))
     engine, conn = _read_only(store) if dry_run else (None, store.connect())
     try:
+        # Before counting: a drip campaign of the same name would count its contacts
+        # as "already planned" (and placeholders would be refused only after).
+        check_publishable(conn, campaign)
         key = _suppression_key(conn) or ""
         suppressed = set(conn.scalars(select(suppressions.c.address_hash)))
         done = set(
@@ -331,8 +373,7 @@ def schedule_newsletter(
         return plan
     step = campaign.steps[0]
     with store.begin() as conn:
-        publish(conn, campaign, now=now)
-        conn.execute(update(campaigns).where(campaigns.c.name == campaign.name).values(kind=KIND))
+        publish(conn, campaign, now=now)  # kind: newsletter
         ids = list(plan.due)
         conn.execute(
             insert(enrollments),

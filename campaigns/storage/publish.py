@@ -1,4 +1,10 @@
-"""Publishing: a campaign version goes into the store, so workers need only the database."""
+"""Publishing: a campaign version goes into the store, so workers need only the database.
+
+A version is published only when it can be sent: never one that still holds split's
+TODO placeholders, never under a name a campaign of the other kind (drip, newsletter)
+already has. The folder it came from is kept, so `dripmail run` can name the command
+that fixes a campaign it had to keep back (`dripmail plan FOLDER --apply`).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +15,20 @@ from pathlib import Path
 from sqlalchemy import Connection, insert, select, update
 
 from campaigns.authoring import spec
-from campaigns.authoring.yamlio import load_with_lines
+from campaigns.authoring.yamlio import line_of, load_with_lines
 from campaigns.errors import InputError, NotFoundError
-from campaigns.storage.statuses import CampaignStatus
+from campaigns.storage.statuses import CampaignKind, CampaignStatus
 from campaigns.storage.store import Store
 from campaigns.storage.tables import campaign_versions, campaigns
 
 
 def publish(conn: Connection, campaign: spec.Campaign, *, now: datetime) -> str:
-    """Store this version of the campaign (once) and make it the current one."""
+    """Store this version of the campaign (once) and make it the current one.
+
+    Refused (InputError, nothing written) while it holds placeholders or its name is
+    another kind's; see `check_publishable`.
+    """
+    check_publishable(conn, campaign)
     version = campaign.version
     exists = conn.scalar(
         select(campaign_versions.c.version).where(
@@ -33,20 +44,86 @@ def publish(conn: Connection, campaign: spec.Campaign, *, now: datetime) -> str:
                 published_at=now,
             )
         )
-    current = conn.scalar(select(campaigns.c.version).where(campaigns.c.name == campaign.name))
+    folder = {"folder": str(Path(campaign.origin).resolve())} if campaign.origin else {}
+    current = conn.execute(
+        select(campaigns.c.version, campaigns.c.folder).where(campaigns.c.name == campaign.name)
+    ).first()
     if current is None:
         conn.execute(
             insert(campaigns).values(
-                name=campaign.name, version=version, status=CampaignStatus.ACTIVE, updated_at=now
+                name=campaign.name,
+                version=version,
+                status=CampaignStatus.ACTIVE,
+                updated_at=now,
+                kind=_kind(campaign),
+                **folder,
             )
         )
-    elif current != version:
+    elif current.version != version or folder.get("folder", current.folder) != current.folder:
         conn.execute(
             update(campaigns)
             .where(campaigns.c.name == campaign.name)
-            .values(version=version, updated_at=now)
+            .values(version=version, updated_at=now, **folder)
         )
     return version
+
+
+def _kind(campaign: spec.Campaign) -> str | None:
+    """campaigns.kind: "newsletter" for a broadcast, NULL for a drip campaign."""
+    return CampaignKind.NEWSLETTER if campaign.spec.kind == CampaignKind.NEWSLETTER else None
+
+
+def campaign_source(campaign: spec.Campaign) -> str:
+    """How a message names a campaign's file: its path, or the published campaign."""
+    if campaign.origin:
+        return str(Path(campaign.origin) / spec.CAMPAIGN_FILE)
+    return f"campaign {campaign.name}, {spec.CAMPAIGN_FILE}"
+
+
+def placeholder_lines(campaign: spec.Campaign) -> list[str]:
+    """One line per field still holding split's TODO placeholder, with its file and line."""
+    found = campaign.placeholders()
+    if not found:
+        return []
+    source = campaign_source(campaign)
+    _, lines = load_with_lines(campaign.files[spec.CAMPAIGN_FILE], source)
+    return [
+        str(
+            InputError(
+                "still a placeholder (TODO): set it in campaign.yaml before publishing",
+                source=source,
+                line=line_of(lines, tuple(name.split("."))),
+                field=name,
+            )
+        )
+        for name in found
+    ]
+
+
+def check_publishable(conn: Connection, campaign: spec.Campaign) -> None:
+    """InputError, one line per problem, when this version may not be published.
+
+    Placeholders would reach patients' inboxes (or stop the run); a name already used
+    by a campaign of the other kind would mix two campaigns' enrollments under one name.
+    """
+    problems = placeholder_lines(campaign)
+    row = conn.execute(
+        select(campaigns.c.kind, campaigns.c.folder).where(campaigns.c.name == campaign.name)
+    ).first()
+    if row is not None and (row.kind or "drip") != campaign.spec.kind:
+        other = f"the {row.kind or 'drip'} campaign" + (f" in {row.folder}" if row.folder else "")
+        problems.append(
+            str(
+                InputError(
+                    f"{campaign.name!r} is already published by {other}; give this "
+                    f"{campaign.spec.kind} another name (name: in campaign.yaml)",
+                    source=campaign_source(campaign),
+                    field="name",
+                )
+            )
+        )
+    if problems:
+        raise InputError("\n".join(problems))
 
 
 def load_version(conn: Connection, name: str, version: str | None = None) -> spec.Campaign:

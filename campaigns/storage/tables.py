@@ -64,6 +64,9 @@ campaigns = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # Migration 0005: "newsletter" for a broadcast; NULL for a drip campaign.
     Column("kind", String(16)),
+    # Migration 0007: the folder it was last published from (NULL: by name only), so a
+    # message can name the command that fixes it.
+    Column("folder", Text),
 )
 
 campaign_versions = Table(

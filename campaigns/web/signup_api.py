@@ -100,7 +100,9 @@ def sign_up(store: Store, body: SignupIn, *, now: datetime) -> tuple[int, dict]:
     except IntegrityError:  # the same sign-up, posted twice at once: the other one won
         report = None
     except InputError as exc:
-        raise ApiError(422, exc.message, exc.field) from None
+        # The contact was checked above: an error without a field is the campaign's own
+        # (a published version that still holds placeholders is not published again).
+        raise ApiError(422, exc.message, exc.field or "campaign") from None
     if report is not None and report.suppressed:
         raise ApiError(409, "not enrolled: the address is suppressed (unsubscribed or bounced)")
     if report is not None and report.unsubscribed:
