@@ -68,7 +68,7 @@ def test_a_newsletter_of_a_drip_campaigns_article_gets_its_own_name_and_is_plann
     assert re.fullmatch(rf"{DRIP}-newsletter-\d{{4}}-\d{{2}}", name), name
     result = dripmail("newsletter", "schedule", str(news), "--to", "patients", *AT, "--db", db)
     assert result.exit_code == 0, result.output
-    assert f"planned 1 emails of {name}" in result.stdout
+    assert f"planned 1 email of {name}" in result.stdout
     assert "would" not in result.output
 
 
