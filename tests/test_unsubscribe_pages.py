@@ -215,6 +215,28 @@ def test_undoing_keeps_a_suppression_that_was_there_before(store, clinic, client
     assert status == "active"
 
 
+def test_undoing_keeps_the_suppression_when_the_address_bounced_since(store, clinic, client, clock):
+    # The unsubscribe made the suppression; a bounce reported after it also suppresses
+    # the address. Undoing the unsubscribe must not lift what the bounce asked for.
+    pat = enroll_pat(store, clinic)
+    token, claim = token_for(store, pat)
+    client.post(f"/u/{token}", data={"choice": "all"})
+    with store.begin() as conn:
+        conn.execute(
+            events.insert().values(
+                provider="sendgrid",
+                provider_event_id="sg-bounce-1",
+                delivery_id=claim.delivery_id,
+                type="bounce",
+                occurred_at=NOW,
+                created_at=NOW,
+            )
+        )
+    client.post(f"/u/{token}", data={"choice": "undo"})
+    with store.connect() as conn:
+        assert conn.execute(select(suppressions.c.reason)).scalars().all() == ["unsubscribe"]
+
+
 def test_after_30_days_the_unsubscribe_stands(store, clinic, client, clock):
     token, _ = token_for(store, enroll_pat(store, clinic))
     client.post(f"/u/{token}", data={"choice": "all"})

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
+from campaigns.compliance.events import SUPPRESSING
 from campaigns.compliance.suppressions import (
     DRIPMAIL_PROVIDER,
     EVENT_TYPES,
@@ -160,6 +161,28 @@ def _restore_enrollments(conn: Connection, ids: tuple[int, ...]) -> None:
         conn.execute(update(enrollments).where(enrollments.c.id == row.id).values(**values))
 
 
+def _suppressed_since(conn: Connection, contact_id: int, event_id: int) -> bool:
+    """Whether another event on the contact's emails since this one also suppresses them.
+
+    A later one-click unsubscribe, a bounce or a complaint asks for the same suppression
+    on its own account; undoing this unsubscribe must not lift it.
+    """
+    return (
+        conn.scalar(
+            select(events.c.id)
+            .join(deliveries, deliveries.c.id == events.c.delivery_id)
+            .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
+            .where(
+                enrollments.c.contact_id == contact_id,
+                events.c.id > event_id,
+                events.c.type.in_(SUPPRESSING),
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def undo_unsubscribe(store: Store, claim: UnsubscribeClaim, *, now: datetime) -> UndoResult:
     """Undo the newest unsubscribe made from this link, in one transaction; idempotent."""
     with store.begin() as conn:
@@ -172,7 +195,7 @@ def undo_unsubscribe(store: Store, claim: UnsubscribeClaim, *, now: datetime) ->
         record = recall(conn, found.event_id)
         if record is None or found.at < now - timedelta(days=UNDO_DAYS):
             return UndoResult(found.scope, expired=True)
-        if record.suppressed:
+        if record.suppressed and not _suppressed_since(conn, contact.id, found.event_id):
             conn.execute(
                 delete(suppressions).where(
                     suppressions.c.address_hash == store.address_hash(contact.email)
