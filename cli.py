@@ -373,12 +373,13 @@ def schedule(
     """
     from campaigns.reporting.reports import calendar_for
 
+    when = _now(now)
     entries = calendar_for(
         _store(db, existing=not sample),  # sample sign-ups need no contacts
         campaign,
         email=email,
         limit=limit,
-        now=_now(now),
+        now=when,
         sample=sample,
         signed_up_at=signed_up_at,
         zones=tuple(zone or ()),
@@ -461,12 +462,13 @@ def run(
                 err.print(f"error: {text}", markup=False)
         shown[:] = lines or shown
 
+    when = _now(now) if now else None
     store = _store(db, settings, existing=True)
     console.print(f"database: {store.location}")
     if workers == 1:
         for report in run_worker(
             store,
-            now=_now(now) if now else None,
+            now=when,
             once=once or bool(now),
             sender=sender,
             batch_size=batch_size,
@@ -483,7 +485,7 @@ def run(
     store.close()  # each worker process opens its own
     options = WorkerOptions(
         url=store.url,
-        now=_now(now) if now else None,
+        now=when,
         once=once or bool(now),
         sender=sender,
         batch_size=batch_size,
@@ -523,7 +525,8 @@ def retry(
         age = parse_delay(older_than).as_timedelta()
     except ValueError as exc:
         raise errors.InputError(str(exc), field="--older-than") from None
-    count = retry_unknown(_store(db, existing=True), older_than=age, now=_now(now))
+    when = _now(now)
+    count = retry_unknown(_store(db, existing=True), older_than=age, now=when)
     console.print(f"re-queued {_n(count, 'unknown delivery', 'unknown deliveries')}")
 
 
@@ -756,7 +759,8 @@ def suppress_add(
     """Never email these addresses again; their pending emails are cancelled at once."""
     from campaigns.compliance.staff import suppress_addresses
 
-    report = suppress_addresses(_store(db), emails, reason=reason, now=_now(now))
+    when = _now(now)
+    report = suppress_addresses(_store(db), emails, reason=reason, now=when)
     console.print(
         f"{report.new} newly suppressed, {report.already} already suppressed; "
         f"{report.cancelled} pending emails cancelled"
@@ -840,7 +844,8 @@ def suppress_remove(
     """Let email go to an address again; cancelled emails stay cancelled (enroll --restart)."""
     from campaigns.compliance.staff import remove_suppression
 
-    if remove_suppression(_store(db, existing=True), email, reason=reason, now=_now(now)):
+    when = _now(now)
+    if remove_suppression(_store(db, existing=True), email, reason=reason, now=when):
         console.print("removed the suppression; new emails may be planned for this address")
     else:
         console.print("not suppressed; nothing changed")
@@ -987,7 +992,8 @@ def newsletter_cancel(
     """Cancel every email of this newsletter that has not gone out yet."""
     from campaigns.planning.newsletter import cancel_newsletter
 
-    cancelled = cancel_newsletter(_store(db), folder, now=_now(now))
+    when = _now(now)
+    cancelled = cancel_newsletter(_store(db), folder, now=when)
     console.print(f"cancelled {_n(cancelled, 'email')}")
 
 
@@ -1082,9 +1088,8 @@ def plan(
     """
     from campaigns.planning.edits import apply_edit, plan_edit
 
-    result = (apply_edit if apply else plan_edit)(
-        _store(db, existing=True), campaign, now=_now(now)
-    )
+    when = _now(now)
+    result = (apply_edit if apply else plan_edit)(_store(db, existing=True), campaign, now=when)
     diff = result.diff
     if diff.unchanged:
         console.print(f"{diff.name}: the folder matches the published version {diff.old_version}")
@@ -1136,7 +1141,8 @@ def pause(
     """Hold a campaign's (or one contact's) pending emails until resume."""
     from campaigns.planning.pause import pause as pause_campaign
 
-    report = pause_campaign(_store(db, existing=True), campaign, email=email, now=_now(now))
+    when = _now(now)
+    report = pause_campaign(_store(db, existing=True), campaign, email=email, now=when)
     who = "the contact" if email else report.campaign
     if report.changed:
         console.print(f"paused {who}: {_n(report.held, 'pending email')} held")
@@ -1154,7 +1160,8 @@ def resume(
     """Let held emails go again, each later by the pause's length, one per opening."""
     from campaigns.planning.pause import resume as resume_campaign
 
-    report = resume_campaign(_store(db, existing=True), campaign, email=email, now=_now(now))
+    when = _now(now)
+    report = resume_campaign(_store(db, existing=True), campaign, email=email, now=when)
     who = "the contact" if email else report.campaign
     if report.changed:
         console.print(

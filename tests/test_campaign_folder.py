@@ -69,4 +69,4 @@ def test_lease_and_older_than_take_seconds(db):
         "retry", "--unknown", "--older-than", "90s", "--now", "2026-03-02T15:02Z", "--db", db
     )
     assert "re-queued 0 unknown deliveries" in too_soon.stdout, too_soon.output
-    assert "re-queued 1 unknown deliveries" in in_time.stdout, in_time.output
+    assert "re-queued 1 unknown delivery" in in_time.stdout, in_time.output

@@ -139,7 +139,8 @@ def _email_count(emails: int, units: Sequence[_Unit], source: str) -> int:
         raise InputError("must be 1 or more", source=source, field="emails")
     if emails > len(units):
         raise InputError(
-            f"asks for {emails} emails but the article has only {len(units)} paragraphs "
+            f"asks for {emails} emails but the article has only {len(units)} "
+            f"paragraph{'s' if len(units) != 1 else ''} "
             "(a paragraph is never split)",
             source=source,
             field="emails",
