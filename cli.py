@@ -31,6 +31,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _group(name: str, help_text: str) -> typer.Typer:
+    """A command group (`dripmail NAME ...`) added to the app."""
+    group = typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None)
+    app.add_typer(group, name=name)
+    return group
+
+
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -668,12 +677,9 @@ def check(
         raise typer.Exit(1)
 
 
-contacts_app = typer.Typer(
-    help="What is held on a person, and erasing it (GDPR access and erasure).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
+contacts_app = _group(
+    "contacts", "What is held on a person, and erasing it (GDPR access and erasure)."
 )
-app.add_typer(contacts_app, name="contacts")
 
 
 @command("dripmail contacts export pat@example.com > pat.json", name="export", group=contacts_app)
@@ -735,12 +741,10 @@ def contacts_untag(
 # -- suppressions --------------------------------------------------------------------------
 
 
-suppress_app = typer.Typer(
-    help="Stop email to a person without erasing them (only the address's keyed hash is kept).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
+suppress_app = _group(
+    "suppress",
+    "Stop email to a person without erasing them (only the address's keyed hash is kept).",
 )
-app.add_typer(suppress_app, name="suppress")
 
 
 @command(
@@ -854,12 +858,9 @@ def suppress_remove(
 # -- newsletters ---------------------------------------------------------------------------
 
 
-newsletter_app = typer.Typer(
-    help="One email (an article or a digest) to tagged contacts, at once or at local time.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
+newsletter_app = _group(
+    "newsletter", "One email (an article or a digest) to tagged contacts, at once or at local time."
 )
-app.add_typer(newsletter_app, name="newsletter")
 
 
 @command(
@@ -1000,12 +1001,10 @@ def newsletter_cancel(
 # -- database ------------------------------------------------------------------------------
 
 
-db_app = typer.Typer(
-    help="The database schema: create it or upgrade it to this version of dripmail.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
+db_app = _group(
+    "db",
+    "The database schema: create it or upgrade it to this version of dripmail.",
 )
-app.add_typer(db_app, name="db")
 
 
 @command(
