@@ -56,7 +56,15 @@ def settle(store: Store, leases: Leases, senders: Mapping[str, Sender], *, now: 
         asked.setdefault(id(sender), (sender, []))[1].append(str(delivery_id))
     answers: list[SendResult] = []
     for sender, ids in asked.values():
-        answers += sender.settle(ids)
+        try:
+            told = sender.settle(ids)
+        except Exception:  # settling is a courtesy: the rows stay as they were
+            log.exception(
+                "the %s sender could not settle %d open deliveries", sender.name, len(ids)
+            )
+            continue
+        wanted = set(ids)
+        answers += [answer for answer in told if answer.delivery_id in wanted]
     return record(store, leases, answers, now=now)
 
 
