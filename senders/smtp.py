@@ -33,7 +33,7 @@ from campaigns.settings import (
     SMTP_USERNAME_ENV,
     Settings,
 )
-from senders.base import Message, Outcome, SenderConfigurationError, SendResult
+from senders.base import Message, Outcome, Sender, SenderConfigurationError, SendResult
 from senders.mime import to_bytes
 from senders.retry import backoff
 from senders.smtp_connection import (
@@ -68,7 +68,7 @@ DATA_END_TIMEOUT = 60.0
 BACKOFF_BASE = 1.0
 
 
-class SmtpSender:
+class SmtpSender(Sender):
     """Sends Messages in order over one reused SMTP connection.
 
     The campaign's `concurrency` setting does not apply: SMTP is one conversation at a
