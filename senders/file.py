@@ -40,7 +40,14 @@ class FileSender:
         prefix = "test-" if message.is_test else ""
         name = f"{when:%Y%m%dT%H%M%SZ}-{prefix}d{message.delivery_id}.eml"
         try:
-            (self.outbox / name).write_bytes(to_bytes(message, linesep="\n"))
+            # A file takes UTF-8 headers (RFC 6532), so an address with a non-ASCII
+            # local part is written as it is, as SMTPUTF8 would carry it.
+            data = to_bytes(message, linesep="\n", utf8=True)
+        except Exception as exc:  # this message's own data: it fails alone
+            error = f"could not build it: {exc}"
+            return SendResult(message.delivery_id, Outcome.PERMANENT, error=error)
+        try:
+            (self.outbox / name).write_bytes(data)
         except OSError as exc:
             return SendResult(message.delivery_id, Outcome.TRANSIENT, error=f"outbox: {exc}")
         writer.writerow(
@@ -60,7 +67,7 @@ class NullSender:
 
     def send(self, messages: Sequence[Message]) -> list[SendResult]:
         for message in messages:
-            to_bytes(message)  # built in full, as SMTP and the outbox would
+            to_bytes(message, utf8=True)  # built in full, as SMTP and the outbox would
         return [SendResult(m.delivery_id, Outcome.SENT) for m in messages]
 
     def close(self) -> None:
