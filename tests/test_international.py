@@ -242,3 +242,65 @@ def test_the_signup_api_answers_422_for_a_nul_in_any_field(store, clinic, field,
                              "field": field}  # fmt: skip
     with store.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(enrollments)) == 1
+
+
+# -- existing rows ------------------------------------------------------------------------------
+
+
+def test_migration_0009_rewrites_stored_idn_domains_and_keeps_their_suppressions(tmp_path, request):
+    """A database at 0008 with addresses stored the old way (Unicode domain)."""
+    from alembic import command
+    from sqlalchemy import create_engine, insert
+
+    from campaigns.planning.contacts import address_hash
+    from campaigns.storage.store import _alembic_config
+    from campaigns.storage.tables import meta, suppressions
+
+    for url in (f"sqlite:///{tmp_path / 'old.db'}", request.getfixturevalue("postgres_url")):
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0008")
+            conn.execute(insert(meta).values(key="suppression_key", value="k"))
+            conn.execute(
+                insert(contacts),
+                [
+                    {"id": i, "email": email, "timezone": "UTC", "created_at": ENROLLED_AT}
+                    for i, email in (
+                        (1, "pat@bücher.de"),  # stored by the old normalise_email
+                        (2, "üser@example.com"),  # no domain to rewrite
+                        (3, "ana@müller.example"),
+                        (4, "ana@xn--mller-kva.example"),  # the same mailbox, typed apart
+                        (5, None),  # erased
+                    )
+                ],
+            )
+            # The old hash was over the address as stored: the Unicode domain.
+            old_hash = hmac_of("pat@bücher.de")
+            conn.execute(
+                insert(suppressions),
+                [
+                    {"address_hash": old_hash, "reason": "unsubscribe", "created_at": ENROLLED_AT},
+                    {"address_hash": hmac_of("ana@müller.example"), "reason": "bounce",
+                     "created_at": ENROLLED_AT},
+                ],
+            )  # fmt: skip
+            command.upgrade(_alembic_config(conn), "head")
+            emails = dict(conn.execute(select(contacts.c.id, contacts.c.email)).all())
+            hashes = set(conn.scalars(select(suppressions.c.address_hash)))
+        engine.dispose()
+        assert emails == {
+            1: "pat@xn--bcher-kva.de",
+            2: "üser@example.com",
+            3: "ana@müller.example",  # its A-label form is contact 4's: left for staff
+            4: "ana@xn--mller-kva.example",
+            5: None,
+        }
+        assert address_hash("k", "pat@bücher.de") in hashes
+        assert address_hash("k", "ana@müller.example") in hashes
+
+
+def hmac_of(address: str) -> str:
+    import hmac
+    from hashlib import sha256
+
+    return hmac.digest(b"k", address.encode(), sha256).hex()
