@@ -56,7 +56,9 @@ class FileSender(Sender):
 
     def build(self, message: Message) -> Message:
         """The message with its file's bytes: a message that cannot be built fails alone."""
-        return replace(message, prepared=to_bytes(message, linesep="\n"))
+        # A file takes UTF-8 headers (RFC 6532), so an address with a non-ASCII local
+        # part is written as it is, as SMTPUTF8 would carry it.
+        return replace(message, prepared=to_bytes(message, linesep="\n", utf8=True))
 
     def send(self, messages: Sequence[Message]) -> list[SendResult]:
         self.outbox.mkdir(parents=True, exist_ok=True)
@@ -101,7 +103,7 @@ class FileSender(Sender):
         prefix = "test-" if message.is_test else ""
         name = f"{when:%Y%m%dT%H%M%SZ}-{prefix}d{message.delivery_id}.eml"
         try:
-            data = message.prepared or to_bytes(message, linesep="\n")
+            data = message.prepared or to_bytes(message, linesep="\n", utf8=True)
         except Exception as exc:  # this message's own data: it fails alone
             reason = f"could not build it: {type(exc).__name__}: {exc}"
             return SendResult(message.delivery_id, Outcome.PERMANENT, error=reason)
@@ -234,12 +236,12 @@ class NullSender(Sender):
 
     def build(self, message: Message) -> Message:
         # Built in full, as SMTP and the outbox would.
-        return replace(message, prepared=to_bytes(message))
+        return replace(message, prepared=to_bytes(message, utf8=True))
 
     def send(self, messages: Sequence[Message]) -> list[SendResult]:
         for message in messages:
             if message.prepared is None:
-                to_bytes(message)
+                to_bytes(message, utf8=True)
         return [SendResult(m.delivery_id, Outcome.SENT) for m in messages]
 
     def close(self) -> None:
