@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from campaigns import csv_cells
 from senders.base import Message, Outcome, SendResult
 from senders.mime import to_bytes
 
@@ -28,14 +28,14 @@ class FileSender:
         new_index = not index.exists()
         results = []
         with index.open("a", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
+            writer = csv_cells.writer(handle)  # a subject may start with `=`
             if new_index:
                 writer.writerow(["sent_at", "to", "subject", "file", "delivery_id"])
             for message in messages:
                 results.append(self._write(message, writer))
         return results
 
-    def _write(self, message: Message, writer) -> SendResult:
+    def _write(self, message: Message, writer: csv_cells.SafeWriter) -> SendResult:
         when = (message.date or datetime.now(UTC)).astimezone(UTC)
         prefix = "test-" if message.is_test else ""
         name = f"{when:%Y%m%dT%H%M%SZ}-{prefix}d{message.delivery_id}.eml"
