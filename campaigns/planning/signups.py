@@ -42,8 +42,8 @@ DELIMITERS = (",", ";", "\t")
 MAX_ATTRIBUTE = 1000  # characters in one attribute value
 # One physical line with its line end; a CSV record may span several (a quoted newline).
 _LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
-# Looks like an address (not validated: only to tell a row from a line of a quoted note).
-_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# Looks like an address, even a bad one (only to tell a row from a line of a quoted note).
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+")
 _EXPORT_HINT = (
     'in Excel use File > Save As > "CSV UTF-8 (Comma delimited)", '
     "or import it as it is with --encoding cp1252"
