@@ -340,14 +340,18 @@ def parse_records(
 
 
 def _swallows_a_row(lines: list[str], delimiter: str, width: int, email_index: int | None) -> bool:
-    """Whether any of a record's later lines reads, on its own, as a row with an address."""
+    """Whether any of a record's later lines is, on its own, a row with an address.
+
+    The line is cut at every delimiter, quotes and all: inside the runaway field they
+    mean nothing, and a row whose own quote closed it would not read alone either.
+    """
     if email_index is None:
         return False
     for line in lines:
-        cells = next(csv.reader([line], delimiter=delimiter), [])
-        while len(cells) > width and not cells[-1].strip():
-            cells.pop()
-        if len(cells) == width and _ADDRESS.fullmatch(cells[email_index].strip()):
+        cells = line.rstrip("\r\n").split(delimiter)
+        if len(cells) < min(width, 2) or len(cells) <= email_index:
+            continue  # a line of a note, not a row
+        if _ADDRESS.fullmatch(cells[email_index].strip().strip('"').strip()):
             return True
     return False
 

@@ -106,6 +106,17 @@ ROWS = st.lists(st.tuples(EMAILS, PLAIN, ZONES, WHEN, PLAIN, PLAIN), min_size=1,
     ],
     stray=None,
 )
+@example(
+    # Found by this test: line 4's quote is closed by line 5's own opening quote, so line 5
+    # does not read as a row on its own; cut at the delimiters, it does.
+    rows=[
+        ("0@a.com", "", "", "", "", ""),
+        ("1@a.com", "", "", "", "", ""),
+        ("a@b", "", "", "2000-01-01T00:00:00", "", ""),
+        ("2@a.com", "", "", "", "", ""),
+    ],
+    stray=(2, 1, True),
+)
 def test_every_line_of_a_contact_file_is_imported_or_reported_never_swallowed(
     folder, campaign, rows, stray
 ):
