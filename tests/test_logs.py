@@ -5,8 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import httpx
 import pytest
+import uvicorn
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
@@ -16,7 +21,8 @@ from typer.testing import CliRunner
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim
 from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import contacts, deliveries
-from campaigns.web.app import create_app
+from campaigns.web.app import create_app, server_config
+from campaigns.web.listen import listening_socket
 from cli import app as cli_app
 
 PEOPLE = [
@@ -25,6 +31,7 @@ PEOPLE = [
     ("octavia.brightwater@example.com", "Octavia", "Australia/Sydney"),
 ]
 API_KEY = "SG.not-a-real-key.do-not-print-me"
+CONSENT = "Yes, Marchbanks-Quill may email me the sleep series"
 
 
 def leaks(text: str) -> list[str]:
@@ -43,6 +50,9 @@ def debug(monkeypatch, caplog):
     monkeypatch.setenv("DRIPMAIL_LOG_LEVEL", "DEBUG")
     monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
     caplog.set_level(logging.DEBUG)
+    # SQLAlchemy sets its own loggers to WARNING: DEBUG for them too, so the statements,
+    # their parameters and the rows fetched would all be seen if they leaked.
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy")
     return caplog
 
 
@@ -141,3 +151,88 @@ def test_serve_at_debug_logs_no_address_name_or_key(store, clinic, debug):
     assert leaks(logged) == [], logged
     assert public not in logged
     assert token not in logged
+
+
+def test_a_database_error_shows_the_statement_but_no_value(store, debug):
+    """The engine hides parameters: the error and SQLAlchemy's own log lines name no value."""
+    from sqlalchemy import insert
+    from sqlalchemy.exc import DBAPIError
+
+    address, name, _zone = PEOPLE[1]
+    # PostgreSQL refuses the NUL; SQLite, the missing time zone.
+    row = {"email": address, "first_name": f"{name}\x00", "timezone": None}
+    row |= {"consent_source": CONSENT, "consent_at": utcnow(), "created_at": utcnow()}
+    with pytest.raises(DBAPIError) as failure, store.begin() as conn:
+        conn.execute(insert(contacts).values(**row))
+    message = str(failure.value)
+    assert "INSERT INTO contacts" in message  # the statement's shape stays, to debug by
+    assert leaks(message) == [] and CONSENT not in message, message
+    logged = "\n".join(debug.handler.format(r) for r in debug.records)
+    assert "INSERT INTO contacts" in logged
+    assert leaks(logged) == [] and CONSENT not in logged, logged
+
+
+class _Announcing(uvicorn.Server):
+    """uvicorn, saying when it is ready."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+@contextmanager
+def serving(store: Store, environ: dict[str, str]) -> Iterator[str]:
+    """`serve`'s app under uvicorn as `serve` runs it, on a free port: its base URL."""
+    sock = listening_socket("127.0.0.1", 0)
+    server = _Announcing(server_config(create_app(store, environ=environ)))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    assert server.ready.wait(30), "the server did not start"
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+def test_serve_on_postgresql_logs_nothing_of_a_signup_with_a_nul_in_the_name(
+    postgres_url, clinic, debug
+):
+    """PostgreSQL refuses NUL in text; the error it raises, logged at DEBUG with every
+    logger on (SQLAlchemy's included), shows the statement's shape only."""
+    from campaigns.planning.enroll import enroll
+    from campaigns.planning.signups import Signup
+
+    store = Store(postgres_url)
+    # Publish the campaign: the API enrolls only into published campaigns.
+    enroll(store, clinic, Signup("staff@example.com", None, None, None, "staff"), now=utcnow())
+    address, name, zone = PEOPLE[0]
+    body = {
+        "email": address,
+        "first_name": f"{name}\x00",
+        "timezone": zone,
+        "campaign": clinic.name,
+        "consent": {"source": "clinic website form", "text": CONSENT},
+    }
+    try:
+        with serving(store, {"DRIPMAIL_API_TOKEN": "t0ken"}) as url:
+            answer = httpx.post(
+                f"{url}/api/v1/enrollments",
+                json=body,
+                headers={"Authorization": "Bearer t0ken"},
+                timeout=30,
+            )
+        with store.connect() as conn:
+            stored = conn.scalar(select(contacts.c.id).where(contacts.c.email == address))
+    finally:
+        store.close()
+    assert answer.status_code == 422, answer.text
+    assert stored is None
+    # Formatted as a handler writes them: a traceback logged with a record is included.
+    logged = "\n".join(debug.handler.format(r) for r in debug.records if r.name != "httpx")
+    assert leaks(logged) == [] and CONSENT not in logged, logged
+    assert leaks(answer.text) == [] and CONSENT not in answer.text

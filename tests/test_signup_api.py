@@ -45,7 +45,9 @@ def count(store) -> int:
         return conn.scalar(select(func.count()).select_from(enrollments))
 
 
-def test_a_new_signup_is_201_with_its_calendar_and_a_repeat_is_200(client, store, caplog):
+def test_a_new_signup_is_201_with_its_calendar_and_a_repeat_is_200_saying_no_more(
+    client, store, caplog
+):
     caplog.set_level(logging.DEBUG)
     first = post(client)
     assert first.status_code == 201, first.text
@@ -60,8 +62,15 @@ def test_a_new_signup_is_201_with_its_calendar_and_a_repeat_is_200(client, store
     assert data["calendar"][0]["due_local"] == "2026-03-02T16:45:00+05:30"
     assert data["calendar"][1]["due_local"] == "2026-03-04T16:45:00+05:30"
     assert data["calendar"][0]["subject"]
-    again = post(client, {**BODY, "email": "PAT@example.com"})
-    assert again.status_code == 200 and again.json() == data
+    # Posted again by anyone holding the address (another zone, another time): 200, the
+    # enrollment's id and campaign, and nothing the first caller gave or has happened since.
+    again = post(
+        client,
+        {**BODY, "email": "PAT@example.com", "timezone": "Europe/London", "signed_up_at": None},
+    )
+    assert again.status_code == 200, again.text
+    assert again.json() == {"enrollment_id": data["enrollment_id"], "campaign": BODY["campaign"]}
+    assert "Kolkata" not in again.text and "16:45" not in again.text
     assert count(store) == 2  # the staff sign-up and Pat, once
     assert "pat@example.com" not in caplog.text.lower()
 
@@ -136,3 +145,70 @@ def test_a_campaign_still_holding_placeholders_is_422_and_enrolls_no_one(
     assert len(lines) == 4 and all("still a placeholder (TODO)" in line for line in lines)
     assert lines[0].startswith(f"campaign {draft.name}, campaign.yaml:")
     assert count(store) == 1
+
+
+def _unsubscribe_pat(store, client, scope):
+    from campaigns.compliance.suppressions import unsubscribe
+    from campaigns.rendering.tokens import UnsubscribeClaim
+    from campaigns.storage.tables import contacts
+
+    first = post(client)
+    assert first.status_code == 201
+    with store.connect() as conn:
+        pat = conn.scalar(select(contacts.c.id).where(contacts.c.email == BODY["email"]))
+    unsubscribe(store, UnsubscribeClaim(pat, BODY["campaign"], None), scope, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("scope", "reason"),
+    [("campaign", "unsubscribed from this campaign"), ("all", "suppressed")],
+)
+def test_an_unsubscribed_or_suppressed_address_is_409_and_nothing_changes(
+    client, store, scope, reason
+):
+    from campaigns.compliance.suppressions import Scope
+
+    _unsubscribe_pat(store, client, Scope(scope))
+    with store.connect() as conn:
+        before = conn.execute(select(enrollments)).all()
+    again = post(client)
+    assert again.status_code == 409, again.text
+    assert reason in again.json()["error"]
+    assert "calendar" not in again.json() and "status" not in again.json()
+    with store.connect() as conn:
+        assert conn.execute(select(enrollments)).all() == before
+
+
+def test_a_bounced_address_with_an_active_enrollment_is_409(client, store):
+    from campaigns.compliance.suppressions import suppress_contacts
+
+    assert post(client).status_code == 201
+    with store.begin() as conn:
+        suppress_contacts(conn, store, BODY["email"], "bounce", now=NOW)
+    assert post(client).status_code == 409
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"\xff\xfe", b"[" * 60_000, b'{"a":' * 10_000],
+    ids=["not-json", "not-utf8", "60k-brackets", "10k-objects"],
+)
+def test_a_malformed_or_deeply_nested_body_is_400_not_500(client, store, raw):
+    answer = client.post(
+        "/api/v1/enrollments",
+        content=raw,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["field"] == "body"
+    assert count(store) == 1
+
+
+def test_a_body_nested_just_within_the_cap_is_read(client, store):
+    # 32 levels is the cap (the body, consent, then 30 lists): a bad value (422, naming
+    # the field), not a malformed body.
+    text: object = "x"
+    for _ in range(30):
+        text = [text]
+    answer = post(client, {**BODY, "consent": {"source": "form", "text": text}})
+    assert answer.status_code == 422 and answer.json()["field"] == "consent.text"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import zlib
 from pathlib import Path
 
 import pytest
+from itsdangerous import URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode
 from sqlalchemy import MetaData, select
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
@@ -14,7 +17,7 @@ from campaigns.authoring.spec import load_folder
 from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning.enroll import enroll
 from campaigns.planning.signups import Signup
-from campaigns.rendering.tokens import Signer, UnsubscribeClaim
+from campaigns.rendering.tokens import UNSUBSCRIBE_SALT, Signer, UnsubscribeClaim
 from campaigns.storage.store import utcnow
 from campaigns.storage.tables import deliveries, enrollments, events, suppressions
 from campaigns.web.app import create_app
@@ -238,6 +241,48 @@ def test_tampered_foreign_and_expired_tokens_get_400_and_change_nothing(
         ):
             assert answer.status_code == 400, candidate
             assert "This link is not valid" in answer.text
+    assert snapshot(store) == before
+
+
+def signed_over(store, payload: bytes) -> str:
+    """A token our key signs over any payload bytes (as a leaked key or a bug would)."""
+    compressed = zlib.compress(payload, 9)  # itsdangerous's "." form, when it is shorter
+    short = len(compressed) < len(payload)
+    value = b"." + base64_encode(compressed) if short else base64_encode(payload)
+    serializer = URLSafeTimedSerializer(store.secret_key(), salt=UNSUBSCRIBE_SALT)
+    return serializer.make_signer().sign(value).decode()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'["pat", "ketamine-and-sleep", null]',  # not an id
+        b'[1, ["ketamine-and-sleep"], {"x": 1}]',  # a list for a name, an object for an id
+        b'[1, "ketamine-and-sleep", "7"]',
+        b'[true, "ketamine-and-sleep", null]',
+        b'[10000000000000000000000000000, "ketamine-and-sleep", null]',  # past INTEGER
+        b'[1, "ketamine-and-sleep", 99999999999]',
+        b'[1, "", null]',
+        b"[1, 2]",
+        b'{"contact": 1}',
+        b"not json",
+        b"[" * 100_000 + b"]" * 100_000,  # compresses to a few hundred bytes
+    ],
+    ids=lambda p: p[:24].decode(),
+)
+def test_a_validly_signed_malformed_token_gets_400_and_changes_nothing(
+    store, clinic, client, payload
+):
+    enroll_pat(store, clinic)
+    token = signed_over(store, payload)
+    before = snapshot(store)
+    for answer in (
+        client.get(f"/u/{token}"),
+        client.get(f"/p/{token}"),
+        client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"}),
+    ):
+        assert answer.status_code == 400, answer.text
+        assert "This link is not valid" in answer.text
     assert snapshot(store) == before
 
 

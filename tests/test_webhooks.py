@@ -302,6 +302,36 @@ def test_a_signed_body_that_is_not_an_event_list_is_refused(store, client):
         rejected(store, client, body, signed(body), 400)
 
 
+def test_a_signed_body_nested_100000_levels_deep_is_400_and_changes_nothing(store, clinic, client):
+    enroll_pat(store, clinic)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    # Deep inside a real event too, and nested objects: all refused before parsing.
+    inside = json.dumps([event("bounce")]).encode()[:-1] + b"," + deep + b"]"
+    objects = b'[{"a":' * 50_000 + b"1" + b"}]" * 50_000
+    for body in (deep, inside, objects):
+        rejected(store, client, body, signed(body), 400)
+
+
+def test_signed_events_with_values_no_database_holds_are_never_a_500(store, clinic, client):
+    enrollment = enroll_pat(store, clinic)
+    delivery = first_delivery(store, enrollment)
+    # An id past INTEGER is not one of ours: the event is stored unlinked.
+    huge = event("open", n=1)
+    huge["delivery_id"] = 10**30
+    answer = post(client, [huge])
+    assert answer.status_code == 200 and answer.json()["stored"] == 1, answer.text
+    # A NUL, which PostgreSQL cannot store: stored (SQLite), or the whole batch refused
+    # with 400 and nothing kept, never a 500.
+    batch = [event("bounce", delivery.id, n=2), event("open", delivery.id, n=3)]
+    batch[1]["sg_event_id"] = "evt\x00nul"
+    body = json.dumps(batch).encode()
+    before = snapshot(store)
+    answer = client.post("/webhooks/sendgrid", content=body, headers=signed(body))
+    assert answer.status_code in (200, 400), answer.text
+    if answer.status_code == 400:
+        assert snapshot(store) == before
+
+
 def test_without_the_public_key_the_endpoint_answers_503(store):
     with app_client(store, environ={}) as client:
         body = json.dumps([event("bounce")]).encode()

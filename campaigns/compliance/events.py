@@ -40,6 +40,7 @@ SUPPRESSING = frozenset({"bounce", "dropped", "spamreport", "unsubscribe", "grou
 # so a delivery whose answer was lost (`unknown`) was in fact sent.
 NOT_SENT = "dropped"
 _TYPE = re.compile(r"^[a-z_]{1,32}$")
+MAX_ID = 2**31 - 1  # the largest id an INTEGER column holds on PostgreSQL
 
 
 @dataclass
@@ -75,10 +76,12 @@ def sendgrid_event_key(item: Mapping[str, Any], address_hash: str | None) -> str
 
 def _delivery_id(value: Any) -> int | None:
     """Our delivery id from custom args: digits only (a send-test's `test-...` is not one)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value if value > 0 else None
     if isinstance(value, str) and value.isdigit() and len(value) < 19:
-        return int(value)
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        # Ids are INTEGER columns (32-bit on PostgreSQL): a larger number is not one of
+        # ours, and looking it up would fail the whole batch.
+        return value if 0 < value <= MAX_ID else None
     return None
 
 

@@ -230,7 +230,9 @@ class SchedulePlan:
 def _read_only(store: Store):
     """A connection that cannot write: for --dry-run, the file stays byte-identical."""
     if store.is_sqlite and store.path is not None:
-        engine = create_engine(f"sqlite:///file:{store.path}?mode=ro&uri=true")
+        engine = create_engine(
+            f"sqlite:///file:{store.path}?mode=ro&uri=true", hide_parameters=True
+        )
         return engine, engine.connect()
     return None, store.connect()
 

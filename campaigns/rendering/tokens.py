@@ -7,14 +7,21 @@ import json
 import time
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadData, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
+
+from campaigns import boundedjson
 
 PLACEHOLDER_PUBLIC_URL = "https://unsubscribe.example.invalid"
 UNSUBSCRIBE_SALT = "dripmail.unsubscribe.v1"
 MAX_AGE_SECONDS = 400 * 24 * 3600  # over a year: CAN-SPAM asks 30 days at the least
 _WORTH_COMPRESSING = 64  # bytes of JSON
+# A token is ~200 characters (a 19-digit id, a 63-character campaign name, a delivery
+# id). The cap also bounds what a compressed payload can inflate to (zlib: ~1000:1).
+MAX_TOKEN_LENGTH = 1024
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: a larger one would fail in PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -37,11 +44,44 @@ def public_url(configured: str | None, campaign_public_url: str | None) -> str |
     return url.rstrip("/") if url else None
 
 
+class _BoundedJSON:
+    """itsdangerous's payload serializer, parsing through `boundedjson` (depth-capped)."""
+
+    @staticmethod
+    def loads(payload: str | bytes) -> Any:
+        return boundedjson.loads(payload, what="token")
+
+    @staticmethod
+    def dumps(obj: Any, **_kwargs: Any) -> str:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _id(value: Any) -> int:
+    """A stored id from a payload: an int (never a bool), in the database's range."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID:
+        return value
+    raise TokenError("not a valid unsubscribe link")
+
+
+def claim_from_payload(payload: Any) -> UnsubscribeClaim:
+    """The claim a signed payload makes, or TokenError when its shape is not ours: a
+    valid signature over `["x", 1, {}]` (a leaked key, a bug) is refused, not trusted."""
+    if not isinstance(payload, list) or len(payload) != 3:
+        raise TokenError("not a valid unsubscribe link")
+    contact_id, campaign, delivery_id = payload
+    if not isinstance(campaign, str) or not 0 < len(campaign) <= 64:
+        raise TokenError("not a valid unsubscribe link")
+    delivery = None if delivery_id is None else _id(delivery_id)
+    return UnsubscribeClaim(_id(contact_id), campaign, delivery)
+
+
 class Signer:
     """Makes and reads unsubscribe tokens under the installation's secret key."""
 
     def __init__(self, secret_key: str) -> None:
-        self._serializer = URLSafeTimedSerializer(secret_key, salt=UNSUBSCRIBE_SALT)
+        self._serializer = URLSafeTimedSerializer(
+            secret_key, salt=UNSUBSCRIBE_SALT, serializer=_BoundedJSON
+        )
         self._key = self._serializer.make_signer().derive_key()
 
     def token(self, claim: UnsubscribeClaim, *, issued_at: int | None = None) -> str:
@@ -71,13 +111,17 @@ class Signer:
         return (value + b"." + base64_encode(signature)).decode("ascii")
 
     def read(self, token: str) -> UnsubscribeClaim:
+        """The claim of a token we signed, or TokenError (tampered, foreign, too old,
+        too long, or a signed payload that is not a claim)."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise TokenError("not a valid unsubscribe link")
         try:
-            contact_id, campaign, delivery_id = self._serializer.loads(
-                token, max_age=MAX_AGE_SECONDS
-            )
-        except (BadSignature, ValueError, TypeError) as exc:
+            # BadData covers a bad signature, an expired one, and a payload that does
+            # not decompress or parse (BadPayload, which is not a BadSignature).
+            payload = self._serializer.loads(token, max_age=MAX_AGE_SECONDS)
+        except (BadData, ValueError, TypeError) as exc:
             raise TokenError("not a valid unsubscribe link") from exc
-        return UnsubscribeClaim(int(contact_id), str(campaign), delivery_id)
+        return claim_from_payload(payload)
 
 
 @dataclass(frozen=True)

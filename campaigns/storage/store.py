@@ -47,6 +47,18 @@ LEGACY_REVISIONS = {"1": "0001"}
 _MIGRATION_LOCK = 0x64726970  # "drip"
 
 
+def _no_result_rows(record: logging.LogRecord) -> bool:
+    """Drop SQLAlchemy's DEBUG "Row (...)" records: a fetched row holds addresses and names.
+
+    `hide_parameters` keeps values out of the statements SQLAlchemy logs and of its
+    errors, but at DEBUG it logs every row fetched too. The statements stay.
+    """
+    return record.msg != "Row %r"
+
+
+logging.getLogger("sqlalchemy.engine.Engine").addFilter(_no_result_rows)
+
+
 def sqlite_time(value: datetime) -> str:
     """An aware time as UTCDateTime stores it on SQLite: naive UTC text, microseconds always.
 
@@ -202,7 +214,9 @@ class Store:
         self.settings = Settings.from_env() if settings is None else settings
         self.url = database_url(url, self.settings)
         try:
-            self.engine: Engine = create_engine(self.url)
+            # Parameters hidden: a database error (and SQLAlchemy's own logging) shows the
+            # statement's shape only, never the address, name or consent text bound to it.
+            self.engine: Engine = create_engine(self.url, hide_parameters=True)
         except (ArgumentError, ImportError) as exc:
             raise ConfigurationError(f"cannot use database {self.url!r}: {exc}") from None
         self.is_sqlite = self.engine.dialect.name == "sqlite"

@@ -246,6 +246,9 @@ def create_app(studio: Studio, *, host: str = DEFAULT_HOST) -> ASGIApp:
         exception_handlers={404: _not_found},
         lifespan=lifespan,
     )
+    # No redirect from `/x/` to `/x` built from the Host header (listening on every
+    # address, the guard lets any Host through): such paths are 404.
+    app.router.redirect_slashes = False
     return _HostGuard(app, _allowed_hosts(host))
 
 

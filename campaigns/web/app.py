@@ -9,6 +9,9 @@ Routes:
     POST /api/v1/enrollments   the sign-up API, bearer token (campaigns/signup_api.py)
     GET  /healthz              "ok", for a reverse proxy or load balancer
 
+Paths match exactly: `/healthz/` or `/u/<token>/` is 404, never a redirect (which
+Starlette would build from the request's Host header).
+
 Mail providers and security gateways fetch every link in an email, so a GET never
 unsubscribes. Gmail and Yahoo's one-click unsubscribe is an HTTPS POST of the form body
 `List-Unsubscribe=One-Click` to the List-Unsubscribe URL, without cookies or login: the
@@ -359,8 +362,19 @@ def create_app(
         *signup_routes(store, settings=settings, clock=clock),
     ]
     app = Starlette(routes=routes)
+    # Starlette answers `/healthz/` with a redirect to `/healthz` built from the request's
+    # Host header: `Host: evil.example` got `Location: http://evil.example/healthz`, and
+    # `/u/<token>/` carried the token there. No redirect: such paths are 404.
+    app.router.redirect_slashes = False
     app.state.webhook_configured = verifier is not None
     return app
+
+
+def server_config(app: Starlette) -> uvicorn.Config:
+    """How `serve` runs `app` under uvicorn (tests run it the same way)."""
+    # No access log: every unsubscribe URL carries a token that acts for one person.
+    # log_config=None keeps the logging set up by DRIPMAIL_LOG_LEVEL.
+    return uvicorn.Config(app, access_log=False, log_config=None, server_header=False)
 
 
 def serve(
@@ -388,9 +402,7 @@ def serve(
     if not is_loopback(host):
         log.warning("listening on %s: put an https reverse proxy in front of it", host)
     log.info("serving on http://%s:%d", host, sock.getsockname()[1])
-    # No access log: every unsubscribe URL carries a token that acts for one person.
-    # log_config=None keeps the logging set up by DRIPMAIL_LOG_LEVEL.
-    config = uvicorn.Config(app, access_log=False, log_config=None, server_header=False)
+    config = server_config(app)
     # uvicorn stops cleanly on Ctrl+C, then raises the signal again for its caller.
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run(sockets=[sock])

@@ -3,42 +3,48 @@
 A bearer token from DRIPMAIL_API_TOKEN (compared in constant time) guards it; without
 the variable the route answers 503 and the rest of `serve` works as before. The body
 is read with a 64 KiB cap (413 before it is read in full), validated strictly
-(unknown fields and bad values: 422 naming the field), and enrolling is idempotent
-per address x campaign: a repeat answers 200 with the enrollment made the first time.
-Answers carry the planned calendar. The address never goes into a log line.
+(a body that is not JSON, or nests deeper than 32 levels: 400; unknown fields and bad
+values: 422 naming the field), and enrolling is idempotent per address x campaign: a
+new enrollment answers 201 with its planned calendar; a repeat answers 200 with the
+enrollment's id and campaign only, so posting someone's address again tells no more than
+the first answer did; an unsubscribed or suppressed address answers 409. The address
+never goes into a log line.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from campaigns import boundedjson
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.enroll import enroll
 from campaigns.planning.signups import Signup, control_character, validate
 from campaigns.settings import API_TOKEN_ENV, Settings
 from campaigns.storage.publish import load_version
-from campaigns.storage.statuses import DeliveryStatus
+from campaigns.storage.statuses import DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import Store
-from campaigns.storage.tables import contacts, deliveries, enrollments
+from campaigns.storage.tables import contacts, deliveries, enrollments, suppressions
 from campaigns.web.webhooks import WebhookRejected, read_body
 
 log = logging.getLogger("dripmail.api")
 
 MAX_SIGNUP_BODY = 64 * 1024
+SUPPRESSED = "not enrolled: the address is suppressed (unsubscribed or bounced)"
+UNSUBSCRIBED = "not enrolled: the address unsubscribed from this campaign"
 
 
 class _Consent(BaseModel):
@@ -75,7 +81,8 @@ class ApiError(Exception):
 
 
 def sign_up(store: Store, body: SignupIn, *, now: datetime) -> tuple[int, dict]:
-    """Enroll (or find) the contact; (201 or 200, the enrollment with its calendar)."""
+    """Enroll the contact: (201, the enrollment with its calendar), or for a repeat
+    (200, the enrollment's id and campaign); ApiError for a refusal (409, 422)."""
     with store.connect() as conn:
         try:
             campaign = load_version(conn, body.campaign)
@@ -92,24 +99,62 @@ def sign_up(store: Store, body: SignupIn, *, now: datetime) -> tuple[int, dict]:
         contact = validate(signup, campaign, now=now)
     except InputError as exc:
         raise ApiError(422, exc.message, exc.field) from None
-    existing = _enrollment(store, contact.email, campaign.name)
-    if existing is not None:
-        return 200, existing
-    try:
-        report = enroll(store, campaign, signup, now=now)
-    except IntegrityError:  # the same sign-up, posted twice at once: the other one won
-        report = None
-    except InputError as exc:
-        # The contact was checked above: an error without a field is the campaign's own
-        # (a published version that still holds placeholders is not published again).
-        raise ApiError(422, exc.message, exc.field or "campaign") from None
-    if report is not None and report.suppressed:
-        raise ApiError(409, "not enrolled: the address is suppressed (unsubscribed or bounced)")
-    if report is not None and report.unsubscribed:
-        raise ApiError(409, "not enrolled: the address unsubscribed from this campaign")
-    found = _enrollment(store, contact.email, campaign.name)
-    assert found is not None
-    return (201 if report is not None and report.enrolled else 200), found
+    if _existing(store, contact.email, campaign.name) is None:
+        try:
+            report = enroll(store, campaign, signup, now=now)
+        except IntegrityError:  # the same sign-up, posted twice at once: the other one won
+            report = None
+        except DataError:
+            # A value the database cannot store (PostgreSQL refuses NUL in text): the
+            # request's fault, not the server's. The driver's message names no value,
+            # and the engine hides parameters, so nothing personal reaches a log.
+            message = "a value the database cannot store: remove control characters"
+            raise ApiError(422, message, "body") from None
+        except InputError as exc:
+            # The contact was checked above: an error without a field is the campaign's
+            # own (a published version that still holds placeholders is not published).
+            raise ApiError(422, exc.message, exc.field or "campaign") from None
+        if report is not None and report.suppressed:
+            raise ApiError(409, SUPPRESSED)
+        if report is not None and report.unsubscribed:
+            raise ApiError(409, UNSUBSCRIBED)
+        found = _enrollment(store, contact.email, campaign.name)
+        if report is not None and report.enrolled and found is not None:
+            return 201, found
+    existing = _existing(store, contact.email, campaign.name)
+    if existing is None:  # enroll made nothing and said no why: nothing to answer with
+        raise ApiError(409, "not enrolled")
+    if existing.suppressed:
+        raise ApiError(409, SUPPRESSED)
+    if existing.status == EnrollmentStatus.UNSUBSCRIBED:
+        raise ApiError(409, UNSUBSCRIBED)
+    # A repeat says no more than the first answer did: not the zone, sign-up time or
+    # calendar given by whoever posted the address first, nor what has been sent since.
+    return 200, {"enrollment_id": existing.id, "campaign": campaign.name}
+
+
+@dataclass(frozen=True)
+class _Existing:
+    id: int
+    status: str
+    suppressed: bool
+
+
+def _existing(store: Store, email: str, name: str) -> _Existing | None:
+    """The address's enrollment in campaign `name`, if any, and whether it is suppressed."""
+    with store.connect() as conn:
+        row = conn.execute(
+            select(enrollments.c.id, enrollments.c.status)
+            .join(contacts, contacts.c.id == enrollments.c.contact_id)
+            .where(contacts.c.email == email, enrollments.c.campaign == name)
+        ).first()
+        if row is None:
+            return None
+        hashed = store.address_hash(email)
+        suppressed = conn.scalar(
+            select(suppressions.c.address_hash).where(suppressions.c.address_hash == hashed)
+        )
+    return _Existing(row.id, row.status, suppressed is not None)
 
 
 def _enrollment(store: Store, email: str, name: str) -> dict | None:
@@ -166,9 +211,9 @@ def _authorise(request: Request, token: str | None) -> None:
 
 def _parse(raw: bytes) -> SignupIn:
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ApiError(422, "the body is not JSON", "body") from None
+        data = boundedjson.loads(raw)
+    except InputError as exc:  # malformed (or nested past the cap): 400, as for a webhook
+        raise ApiError(400, f"the body is {exc.message}", "body") from None
     if not isinstance(data, dict):
         raise ApiError(422, "the body must be a JSON object", "body")
     try:

@@ -14,7 +14,6 @@ request replayed later is refused even though its signature is good.
 from __future__ import annotations
 
 import binascii
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -23,12 +22,14 @@ from datetime import UTC, datetime, timedelta
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
+from sqlalchemy.exc import DataError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from campaigns import boundedjson
 from campaigns.compliance.events import apply_sendgrid_events
-from campaigns.errors import ConfigurationError
+from campaigns.errors import ConfigurationError, InputError
 from campaigns.settings import WEBHOOK_KEY_ENV, Settings
 from campaigns.storage.store import Store
 
@@ -140,7 +141,13 @@ def sendgrid_endpoint(
             items = _parse(body)
         except WebhookRejected as exc:
             return _refuse(exc.status, exc.message)
-        report = await run_in_threadpool(apply_sendgrid_events, store, items, now=clock())
+        try:
+            report = await run_in_threadpool(apply_sendgrid_events, store, items, now=clock())
+        except DataError:
+            # A value PostgreSQL cannot store (a NUL in an event id or address): the batch
+            # is one transaction, rolled back, so nothing changed. The error names no
+            # value: the engine hides parameters.
+            return _refuse(400, "an event holds a value the database cannot store")
         return JSONResponse(
             {"stored": report.stored, "duplicates": report.duplicates, "ignored": report.ignored}
         )
@@ -150,9 +157,10 @@ def sendgrid_endpoint(
 
 def _parse(body: bytes) -> list:
     try:
-        items = json.loads(body)
-    except ValueError:
-        raise WebhookRejected(400, "the body is not JSON") from None
+        # Depth-capped: a signed body of 100,000 brackets made json raise RecursionError.
+        items = boundedjson.loads(body)
+    except InputError as exc:
+        raise WebhookRejected(400, f"the body is {exc.message}") from None
     if not isinstance(items, list):
         raise WebhookRejected(400, "the body is not a JSON array of events")
     return items

@@ -42,7 +42,8 @@ class _SignedAt(TimestampSigner):
     [
         UnsubscribeClaim(7, "ketamine-and-sleep", 1234),
         UnsubscribeClaim(0, "sleep", None),
-        UnsubscribeClaim(2**40, "a" * 200, 99),  # long enough that itsdangerous compresses it
+        # The largest id and name a claim holds: long enough that itsdangerous compresses it.
+        UnsubscribeClaim(2**31 - 1, "a" * 64, 99),
         UnsubscribeClaim(5, "schlaf-über", 1),
     ],
 )

@@ -44,7 +44,8 @@ def run_migrations_online() -> None:
         with context.begin_transaction():  # a no-op inside the store's transaction
             context.run_migrations()
         return
-    engine = create_engine(database_url(config.get_main_option("sqlalchemy.url")))
+    url = database_url(config.get_main_option("sqlalchemy.url"))
+    engine = create_engine(url, hide_parameters=True)  # errors show no stored values
     with engine.connect() as connection:
         _configure(connection)
         with context.begin_transaction():
