@@ -182,7 +182,12 @@ def split(
         str | None,
         typer.Option("--url", help="The article's public address: site links are made absolute"),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite hand edits")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite hand edits; write over 60 emails")
+    ] = False,
+    max_size: Annotated[
+        str, typer.Option("--max-size", help="Largest article to read, like 5MB")
+    ] = "2MB",
 ) -> None:
     """Split an article into an editable campaign folder (campaign.yaml + one file per email)."""
     from campaigns.authoring.folder import build_campaign_folder
@@ -203,6 +208,7 @@ def split(
         defaults_file=defaults,
         url=url,
         force=force,
+        max_size=max_size,
     )
     for path in written.files:
         console.print(f"wrote {path}")
