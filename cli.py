@@ -441,6 +441,13 @@ def run(
     workers: Annotated[
         int, typer.Option(min=1, help="Worker processes on this machine (PostgreSQL: in parallel)")
     ] = 1,
+    outbox: Annotated[
+        str | None,
+        typer.Option(
+            "--outbox",
+            help="The file sender's folder, over the campaign's [env: DRIPMAIL_OUTBOX]",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly."""
@@ -459,6 +466,8 @@ def run(
     if not lease_time:
         raise errors.InputError("must be longer than zero, like 5m", field="--lease")
     settings = _settings()
+    if outbox:  # the operator's choice, over DRIPMAIL_OUTBOX and the campaign file's
+        settings = settings.model_copy(update={"outbox": outbox})
     _setup_logging(settings)
 
     def line(report) -> str:
@@ -507,6 +516,7 @@ def run(
         interval=tick,
         lease=lease_time,
         log_level=logging.getLogger().level,
+        outbox=settings.outbox,
     )
     total = RunReport()
     for index, report in run_workers(workers, options):

@@ -203,6 +203,24 @@ def test_minutes_that_would_make_more_than_60_emails_ask_first(tmp_path):
 # ---------------------------------------------------------------- point 10: where files go
 
 
+@pytest.mark.parametrize("outbox", ["../elsewhere", "/var/spool/outbox", "mail/../../x"])
+def test_a_campaign_file_cannot_send_the_outbox_outside_the_working_folder(clinic_folder, outbox):
+    spec = clinic_folder / "campaign.yaml"
+    replace_in(spec, "  outbox: outbox", f"  outbox: {outbox}")
+    result = dripmail("check", str(clinic_folder))
+    assert_one_line_error(
+        result,
+        f"{spec}:{line_of(spec, '  outbox:')}: sender.outbox:",
+        "outside the working folder",
+        "DRIPMAIL_OUTBOX",
+    )
+
+
+def test_an_outbox_under_the_working_folder_is_fine(clinic_folder):
+    replace_in(clinic_folder / "campaign.yaml", "  outbox: outbox", "  outbox: mail/outbox")
+    assert load_folder(clinic_folder).spec.sender.outbox == "mail/outbox"
+
+
 @pytest.fixture
 def linked_step(clinic_folder: Path, tmp_path: Path) -> Path:
     """The first step file swapped for a link to a file outside the campaign folder."""
