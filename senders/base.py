@@ -4,6 +4,12 @@ A sender never raises for a single message: each message gets a SendResult whose
 outcome says what the dispatcher must record. Only a problem that makes every
 message fail the same way (bad credentials, a missing setting) raises
 SenderConfigurationError, which stops the run before anything is marked.
+
+Two more steps have defaults that keep a provider's behaviour as it was: `build`
+(the dispatcher builds every message of a hand-off before any row becomes `sending`,
+so one message that cannot be built fails alone) and `settle` (a sender that can
+tell by itself what became of a message a stopped run left `sending` or `unknown`
+says so; the file sender can, a provider whose answer was lost cannot).
 """
 
 from __future__ import annotations
@@ -106,6 +112,9 @@ class Message:
     # Set when the html and text are tagged content plus plain per-contact values, so a
     # provider may send many such messages in one request; senders may ignore it.
     batch: BatchForm | None = field(default=None, repr=False)
+    # The bytes the sender will hand over, when its `build` made them ahead (the file
+    # sender's RFC 5322 file); None: the sender builds them when it sends.
+    prepared: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,8 @@ class Sender(Protocol):
     """A provider adapter. `send` returns one result per message, in order.
 
     `batch_limit` is how many messages one request may carry (1: one message per
-    request); the dispatcher hands a sender at least that many per call.
+    request); the dispatcher hands a sender at least that many per call. Subclass it
+    to inherit the defaults of `build` and `settle`.
     """
 
     name: str
@@ -133,6 +143,25 @@ class Sender(Protocol):
     def send(self, messages: Sequence[Message]) -> list[SendResult]: ...
 
     def close(self) -> None: ...
+
+    def build(self, message: Message) -> Message:
+        """The message as it will be handed over, built now; raises if it cannot be.
+
+        Called for every message of a hand-off before any of its rows is marked
+        `sending`, so an exception fails that message alone. Default: a Message is all
+        this sender needs (it builds its request when it sends, and answers per message).
+        """
+        return message
+
+    def settle(self, delivery_ids: Sequence[str]) -> list[SendResult]:
+        """What became of messages a stopped run left `sending` or `unknown`, if known.
+
+        One result for each id this sender can tell about by itself: SENT (it went;
+        `provider_id` as `send` would give it) or TRANSIENT (it never went: it goes back
+        to the queue). Ids it cannot tell about are left out and stay `unknown`.
+        Default: none (a provider's lost answer can only be settled by its events).
+        """
+        return []
 
 
 def is_loopback(host: str | None) -> bool:

@@ -5,6 +5,11 @@
 same message with the standard package; tests check that both parse to the same
 headers and parts.
 
+Addresses go with their domain as IDNA A-label (senders.addresses). A non-ASCII local
+part can only go in a message with UTF-8 headers (RFC 6532), written when the caller
+says the way out takes one (`utf8=True`: SMTPUTF8, or a file); otherwise building the
+message raises NeedsSmtpUtf8, which fails that one message.
+
 Most of a drip email is the same for every contact, so `to_bytes` keeps header
 lines and encoded text lines in bounded caches, and sends the rendered HTML as
 7bit without encoding it.
@@ -24,6 +29,7 @@ from email.policy import EmailPolicy
 from email.utils import format_datetime, formataddr
 from typing import TypeVar
 
+from senders.addresses import NeedsSmtpUtf8, wire_address
 from senders.base import Message
 
 __all__ = ["POLICY", "build_mime", "to_bytes"]
@@ -80,17 +86,14 @@ class _Memo(dict[_K, _V]):
 POLICY = _Policy(linesep="\r\n", max_line_length=_MAX_LINE, utf8=False)
 
 
-def build_mime(message: Message) -> EmailMessage:
+def build_mime(message: Message, *, utf8: bool = False) -> EmailMessage:
     """The message as an EmailMessage (the standard package's reference build)."""
-    mime = EmailMessage(policy=POLICY)
-    mime["From"] = Address(display_name=_safe(message.from_name), addr_spec=message.from_address)
-    mime["To"] = (
-        Address(display_name=_safe(message.to_name), addr_spec=message.to_address)
-        if message.to_name
-        else message.to_address
-    )
+    mime = EmailMessage(policy=POLICY.clone(utf8=True) if utf8 else POLICY)
+    mime["From"] = _mailbox(message.from_name, _wire(message.from_address, utf8))
+    to_address = _wire(message.to_address, utf8)
+    mime["To"] = _mailbox(message.to_name, to_address) if message.to_name else to_address
     if message.reply_to:
-        mime["Reply-To"] = message.reply_to
+        mime["Reply-To"] = _reply_to(message.reply_to, utf8)
     mime["Subject"] = _safe(message.subject)
     if message.date is not None:
         mime["Date"] = format_datetime(message.date)
@@ -101,14 +104,24 @@ def build_mime(message: Message) -> EmailMessage:
     return mime
 
 
-def to_bytes(message: Message, *, linesep: str = "\r\n") -> bytes:
-    """multipart/alternative, text part first (RFC 2046: the least faithful part first)."""
+def to_bytes(message: Message, *, linesep: str = "\r\n", utf8: bool = False) -> bytes:
+    """multipart/alternative, text part first (RFC 2046: the least faithful part first).
+
+    `utf8`: the way out takes UTF-8 headers (RFC 6532), so an address with a non-ASCII
+    local part is written as it is; without it such an address raises NeedsSmtpUtf8.
+    """
     head = [
-        _MAILBOX_LINES["From", message.from_name, message.from_address, linesep],
-        _MAILBOX_LINES["To", message.to_name, message.to_address, linesep],
+        _MAILBOX_LINES["From", message.from_name, _wire(message.from_address, utf8), linesep],
+        _MAILBOX_LINES["To", message.to_name, _wire(message.to_address, utf8), linesep],
     ]
     if message.reply_to:
-        head.append(_HEADER_LINES["Reply-To", message.reply_to, linesep])
+        reply_to = _reply_to(message.reply_to, utf8)
+        # An RFC 6532 address goes as it is: encoded words are not allowed in one.
+        head.append(
+            _HEADER_LINES["Reply-To", reply_to, linesep]
+            if reply_to.isascii()
+            else f"Reply-To: {_safe(reply_to)}"
+        )
     head.append(_HEADER_LINES["Subject", message.subject, linesep])
     if message.date is not None:
         # Every message of a dispatch batch carries the batch's clock reading. The
@@ -129,7 +142,8 @@ def to_bytes(message: Message, *, linesep: str = "\r\n") -> bytes:
     delimiter = f"{linesep}--{boundary}".encode("ascii")
     return b"".join(
         (
-            linesep.join(head).encode("ascii"),
+            # Every header is ASCII but an RFC 6532 address, which `utf8` allowed.
+            linesep.join(head).encode("utf-8" if utf8 else "ascii"),
             delimiter,
             _PART_HEADS["plain", text_encoding, linesep],
             text,
@@ -139,6 +153,27 @@ def to_bytes(message: Message, *, linesep: str = "\r\n") -> bytes:
             f"{linesep}--{boundary}--{linesep}".encode("ascii"),
         )
     )
+
+
+def _mailbox(name: str | None, address: str) -> Address | str:
+    """A mailbox for build_mime; as text for an RFC 6532 address, which Address refuses."""
+    if address.isascii():
+        return Address(display_name=_safe(name or ""), addr_spec=address)
+    name = _safe(name or "").replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{name}" <{address}>' if name else address
+
+
+def _wire(address: str, utf8: bool) -> str:
+    """The address as written in a header: domain as A-label; NeedsSmtpUtf8 if it must be."""
+    wire, needs_utf8 = wire_address(address)
+    if needs_utf8 and not utf8:
+        raise NeedsSmtpUtf8
+    return wire
+
+
+def _reply_to(value: str, utf8: bool) -> str:
+    """A bare Reply-To address goes as _wire writes it; a `Name <address>` as given."""
+    return value if value.isascii() or "<" in value else _wire(value.strip(), utf8)
 
 
 def _part_head(key: tuple[str, str, str]) -> bytes:
@@ -258,7 +293,8 @@ def _mailbox_line(key: tuple[str, str | None, str, str]) -> str:
     # RFC 5322 3.2.3: a name with specials such as `;` or `,` must be a quoted string
     # (formataddr quotes and escapes it); any other name goes as it is.
     mailbox = formataddr((name, address)) if _SPECIALS.search(name) else f"{name} <{address}>"
-    plain = _folded(field, mailbox, linesep)
+    # An RFC 6532 address (UTF-8) goes as it is; only a non-ASCII name needs encoding.
+    plain = _folded(field, mailbox, linesep, utf8=name.isascii() and not address.isascii())
     return plain or f"{field}: {_encoded_words(name, linesep)} <{address}>"
 
 
@@ -280,13 +316,14 @@ _PART_HEADS = _Memo(_part_head, 16)
 _QP_LINES = _Memo(_qp_line, 1024, lambda line: len(line) <= _MAX_LINE_OCTETS)
 
 
-def _folded(field: str, value: str, linesep: str) -> str | None:
+def _folded(field: str, value: str, linesep: str, *, utf8: bool = False) -> str | None:
     """`field: value` folded at spaces; None unless ASCII with every line within 998.
 
     RFC 5322 2.1.1 caps a line at 998 characters; a longer run without a space can
-    only go as encoded words, which break anywhere.
+    only go as encoded words, which break anywhere. `utf8`: the value may hold UTF-8
+    that must not be encoded (an RFC 6532 address).
     """
-    if not value.isascii():
+    if not (utf8 or value.isascii()):
         return None
     line = _fold_words(f"{field}: {value}", linesep)
     if len(line) <= _MAX_LINE_OCTETS or all(

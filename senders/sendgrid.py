@@ -49,7 +49,7 @@ import sendgrid
 
 from campaigns.authoring.sender_settings import SendGridSenderSettings
 from campaigns.settings import SENDGRID_HOST_ENV, SENDGRID_KEY_ENV, Settings
-from senders.base import Message, Outcome, SenderConfigurationError, SendResult
+from senders.base import Message, Outcome, Sender, SenderConfigurationError, SendResult
 from senders.sendgrid_answers import MailSend, wait_for
 from senders.sendgrid_body import MAX_PERSONALIZATIONS, PayloadWriter, plan_requests, unsendable
 
@@ -82,7 +82,7 @@ class _KeyRefused(Exception):
         self.attempts = attempts  # requests this message made before the stop
 
 
-class SendGridSender:
+class SendGridSender(Sender):
     """Sends Messages through SendGrid's v3 Mail Send API with the official client."""
 
     name = "sendgrid"

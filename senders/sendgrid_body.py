@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from senders.addresses import NO_SMTPUTF8, AddressError, wire_address
 from senders.base import BatchForm, Message
 
 log = logging.getLogger("dripmail.sendgrid")
@@ -101,7 +102,7 @@ class PayloadWriter:
         return body
 
     def _personalization(self, message: Message) -> dict[str, Any]:
-        to = {"email": message.to_address}
+        to = {"email": wire_address(message.to_address)[0]}
         if message.to_name and (name := _recipient_name(message.to_name)):
             to["name"] = name
         return {
@@ -114,7 +115,7 @@ class PayloadWriter:
 
     def _common(self, message: Message, text: str, html: str) -> dict[str, Any]:
         """What is the same for every recipient: sender, content, settings."""
-        sender = {"email": message.from_address}
+        sender = {"email": wire_address(message.from_address)[0]}
         if from_name := one_line(message.from_name):
             sender["name"] = from_name
         body: dict[str, Any] = {
@@ -128,7 +129,7 @@ class PayloadWriter:
         }
         if message.reply_to:
             name, address = email.utils.parseaddr(one_line(message.reply_to))
-            reply_to = {"email": address or one_line(message.reply_to)}
+            reply_to = {"email": _wire(address or one_line(message.reply_to))}
             if name:
                 reply_to["name"] = name
             body["reply_to"] = reply_to
@@ -213,6 +214,14 @@ def one_line(value: str | None) -> str:
     return " ".join(_CONTROL.sub(" ", str(value or "")).split())
 
 
+def _wire(address: str) -> str:
+    """An address with its domain as A-label; as given if it has none to encode."""
+    try:
+        return wire_address(address)[0]
+    except AddressError:
+        return address
+
+
 def _recipient_name(name: str) -> str:
     """A display name SendGrid cannot split into two mailboxes.
 
@@ -241,6 +250,13 @@ def unsendable(message: Message) -> str | None:
     """Why SendGrid would refuse the message whatever it carries; None if it would not."""
     if not message.to_address:
         return "the message has no recipient address"
+    try:
+        if any(wire_address(a)[1] for a in (message.to_address, message.from_address)):
+            # The Mail Send schema types addresses as "email" (RFC 5321), not "idn-email"
+            # (RFC 6531), and SendGrid documents no SMTPUTF8: such a message fails alone.
+            return f"not sent: {NO_SMTPUTF8}, which SendGrid's Mail Send API does not take"
+    except AddressError as exc:
+        return str(exc)
     if not one_line(message.subject):
         return "the subject is empty"
     if not (message.text or message.html):

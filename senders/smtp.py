@@ -33,7 +33,8 @@ from campaigns.settings import (
     SMTP_USERNAME_ENV,
     Settings,
 )
-from senders.base import Message, Outcome, SenderConfigurationError, SendResult
+from senders.addresses import NO_SMTPUTF8, wire_address
+from senders.base import Message, Outcome, Sender, SenderConfigurationError, SendResult
 from senders.mime import to_bytes
 from senders.retry import backoff
 from senders.smtp_connection import (
@@ -68,7 +69,7 @@ DATA_END_TIMEOUT = 60.0
 BACKOFF_BASE = 1.0
 
 
-class SmtpSender:
+class SmtpSender(Sender):
     """Sends Messages in order over one reused SMTP connection.
 
     The campaign's `concurrency` setting does not apply: SMTP is one conversation at a
@@ -208,14 +209,17 @@ class SmtpSender:
     def _deliver(self, message: Message, batch: _Batch) -> tuple[SendResult, bool]:
         """(result, whether the server was unreachable) for one message."""
         try:
-            data = to_bytes(message)  # CRLF line ends; CR/LF in header values already removed
-        except Exception as exc:  # this message's own data: it fails alone
-            return _result(message, Outcome.PERMANENT, error=f"could not build it: {exc}"), False
-        try:
             sender, sender_utf8 = _envelope_address(message.from_address)
             rcpt, rcpt_utf8 = _envelope_address(message.to_address)
         except ValueError as exc:
             return _result(message, Outcome.PERMANENT, error=str(exc)), False
+        utf8 = sender_utf8 or rcpt_utf8
+        try:
+            # CRLF line ends; CR/LF in header values already removed. With `utf8` the
+            # headers may hold the UTF-8 address (RFC 6532); it goes only by SMTPUTF8.
+            data = to_bytes(message, utf8=utf8)
+        except Exception as exc:  # this message's own data: it fails alone
+            return _result(message, Outcome.PERMANENT, error=f"could not build it: {exc}"), False
         trouble: Trouble | None = None
         attempt = 0
         while attempt < self.max_attempts:
@@ -232,9 +236,19 @@ class SmtpSender:
             attempt += 1
             try:
                 smtp = self._connection.get()
-                self._transaction(
-                    smtp, message, sender, rcpt, data, sender_utf8 or rcpt_utf8, batch
-                )
+                if utf8 and not smtp.has_extn("smtputf8"):
+                    # RFC 6531 3.4: without the extension such an address cannot go at
+                    # all, and no retry changes that. The rest of the batch goes on.
+                    log.warning(
+                        "delivery %s: not sent: the server does not offer SMTPUTF8",
+                        message.delivery_id,
+                    )
+                    error = (
+                        f"not sent: {NO_SMTPUTF8}, and the SMTP server "
+                        f"{self._connection.where} does not offer SMTPUTF8"
+                    )
+                    return _result(message, Outcome.PERMANENT, error=error, attempts=0), False
+                self._transaction(smtp, message, sender, rcpt, data, utf8, batch)
             except Reply as reply:
                 outcome = Outcome.PERMANENT if reply.code >= 500 else Outcome.TRANSIENT
                 log.warning(
@@ -276,9 +290,11 @@ class SmtpSender:
         """MAIL, RCPT, DATA by hand (not sendmail) to know which phase failed."""
         options = [f"SIZE={len(data)}"] if smtp.has_extn("size") else []
         if utf8:
-            if not smtp.has_extn("smtputf8"):
-                raise Reply("MAIL", 553, "the server does not accept non-ASCII addresses")
+            # RFC 6531: the UTF-8 address and headers are 8-bit data, as smtplib's own
+            # send_message says with BODY=8BITMIME beside SMTPUTF8.
             options.append("SMTPUTF8")
+            if smtp.has_extn("8bitmime"):
+                options.append("BODY=8BITMIME")
         after_data = False
         try:
             code, reply = smtp.mail(sender, options)
@@ -371,12 +387,8 @@ def _result(
 
 
 def _envelope_address(address: str) -> tuple[str, bool]:
-    """The address for MAIL/RCPT (domain in IDNA) and whether it needs SMTPUTF8."""
+    """The address for MAIL/RCPT (domain as A-label) and whether it needs SMTPUTF8."""
     local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or any(c in address for c in "\r\n<> \t"):
+    if not at or not local or not domain or any(c in address for c in "\r\n<> \t\0"):
         raise ValueError("not a deliverable address")
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise ValueError("the address has a domain that cannot be encoded") from None
-    return f"{local}@{domain}", not local.isascii()
+    return wire_address(address)

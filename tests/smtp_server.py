@@ -36,6 +36,7 @@ class Received:
     rcpt_tos: tuple[str, ...]
     data: bytes
     peer: Any  # (host, port) of the client: one value per connection
+    mail_options: tuple[str, ...] = ()  # MAIL FROM parameters, such as SMTPUTF8
 
     @property
     def message(self) -> EmailMessage:
@@ -105,6 +106,7 @@ class RecordingHandler:
                     tuple(envelope.rcpt_tos),
                     envelope.original_content,
                     session.peer,
+                    tuple(envelope.mail_options),
                 )
             )
             number = len(self.received)
@@ -135,10 +137,12 @@ class SmtpTestServer:
         starttls: ssl.SSLContext | None = None,
         implicit_tls: ssl.SSLContext | None = None,
         credentials: tuple[str, str] | None = None,
+        smtputf8: bool = False,
     ) -> None:
         self.handler = RecordingHandler(faults)
         self.logins: list[bool] = []
-        kwargs: dict[str, Any] = {}
+        # RFC 6531: offer SMTPUTF8 in the EHLO reply (aiosmtpd does not by default).
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if starttls is not None:
             kwargs.update(tls_context=starttls, require_starttls=True)
         self.credentials = credentials  # may be changed while running

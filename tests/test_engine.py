@@ -25,7 +25,7 @@ from campaigns.reporting.reports import status_counts
 from campaigns.storage.publish import open_campaign
 from campaigns.storage.store import bulk_insert
 from campaigns.storage.tables import contacts, deliveries, enrollments, suppressions
-from senders.base import Message, SenderConfigurationError
+from senders.base import Message, Sender, SenderConfigurationError
 from senders.file import FileSender
 from tests.helpers import utc
 
@@ -170,7 +170,7 @@ def test_placeholders_are_refused_at_publish_and_keep_only_their_campaign_back(
     assert set(waiting) == {("scheduled", 0)}
 
 
-class RefusingSender:
+class RefusingSender(Sender):
     name = "refusing"
     batch_limit = 1
 

@@ -27,14 +27,14 @@ from campaigns.reporting.reports import status_counts
 from campaigns.storage.store import Store
 from campaigns.storage.tables import campaigns, deliveries, enrollments, meta
 from cli import app
-from senders.base import Message, Outcome, SendResult
+from senders.base import Message, Outcome, Sender, SendResult
 from tests.helpers import utc
 
 NOW = utc("2026-03-02T15:00")  # 10:00 in New York: every first step is due
 CONSENT = "clinic sign-up form"
 
 
-class Recording:
+class Recording(Sender):
     """A sender that keeps the delivery ids it is handed."""
 
     name = "recording"

@@ -20,7 +20,7 @@ from campaigns.planning.enroll import import_csv
 from campaigns.rendering.compile import compile_campaign
 from campaigns.rendering.personalise import Recipient
 from campaigns.storage.tables import deliveries
-from senders.base import Message, Outcome, SenderConfigurationError, SendResult
+from senders.base import Message, Outcome, Sender, SenderConfigurationError, SendResult
 from senders.sendgrid import MAX_PERSONALIZATIONS, SendGridSender
 from tests.sendgrid_server import Fault, SendGridServer
 from tests.test_sendgrid import (
@@ -69,7 +69,7 @@ def senders() -> Iterator[Any]:
         yield build
 
 
-class Recording:
+class Recording(Sender):
     """A sender that keeps every message the dispatcher hands over, then sends it."""
 
     def __init__(self, sender: SendGridSender) -> None:

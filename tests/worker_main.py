@@ -27,10 +27,10 @@ from campaigns.delivery.handoff import SenderFor
 from campaigns.delivery.report import RunReport
 from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
 from campaigns.storage.store import Store
-from senders.base import Message, Outcome, SendResult
+from senders.base import Message, Outcome, Sender, SendResult
 
 
-class CountingSender:
+class CountingSender(Sender):
     """Records each delivery id in a file per process, then reports it sent."""
 
     name = "counting"

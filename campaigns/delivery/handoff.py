@@ -1,8 +1,13 @@
 """Handing the rows chosen to go to their senders, and recording what they answered.
 
-Chunk by chunk: suppressions are asked again (an unsubscribe may have landed), each
-row is checked again against the rules in the transaction that marks it `sending`,
-committed just before the sender sees it, and the sender's results are recorded.
+Chunk by chunk: suppressions are asked again (an unsubscribe may have landed), every
+message of the chunk is built (personalised, then `Sender.build`: the file sender's
+MIME), each row is checked again against the rules in the transaction that marks it
+`sending`, committed just before the sender sees it, and the sender's results are
+recorded. No message strands its chunk: one that cannot be built fails alone, with
+the reason, before any row is `sending`; a sender that raises anyway (a bug, not a
+configuration problem) has its rows settled by `Sender.settle` where it can tell, the
+rest `unknown` with the reason, and the next chunk goes on.
 One email per contact per window opening holds across workers: that transaction
 locks the contacts' enrollments and looks at their other deliveries. A stop request
 (SIGTERM) ends the hand-off between chunks.
@@ -19,7 +24,7 @@ from datetime import datetime
 from sqlalchemy import Connection, select, true, update
 
 from campaigns.authoring.spec import Campaign
-from campaigns.delivery.decide import Going, Rules, admit, postpone
+from campaigns.delivery.decide import DueRow, Going, Rules, admit, postpone
 from campaigns.delivery.history import SuppressedAddresses, by_status, rows_of
 from campaigns.delivery.leases import Leases
 from campaigns.delivery.outcomes import classify
@@ -32,7 +37,7 @@ from campaigns.rendering.tokens import Signer, UnsubscribeClaim
 from campaigns.storage.statuses import DeliveryStatus
 from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import contacts, deliveries, enrollments
-from senders.base import Message, Sender, SenderConfigurationError
+from senders.base import Message, Outcome, Sender, SenderConfigurationError, SendResult
 
 log = logging.getLogger("dripmail.dispatch")
 
@@ -118,26 +123,37 @@ class HandOff:
                 # Still claimed, not sent: the dispatcher releases them at the end of the run.
                 holds.keep(name, (item.row.id for item in items))
 
-    def _messages(
-        self, compiled: CompiledCampaign, chunk: list[Going], *, now: datetime, batch_form: bool
-    ) -> dict[int, Message]:
-        """Each row's personalised Message, by delivery id."""
+    def _build(
+        self, compiled: CompiledCampaign, chunk: list[Going], sender: Sender, *, now: datetime
+    ) -> tuple[dict[int, Message], list[tuple[DueRow, str]]]:
+        """Each row's Message, personalised and built by its sender, by delivery id; and
+        the rows whose message could not be built, with the reason (they fail alone)."""
         # The same for every email of the campaign: worked out once, not per contact.
         base = LinkBase.of(compiled.campaign, self.store.settings.public_url)
-        messages = {}
+        batch_form = sender.batch_limit > 1
+        messages: dict[int, Message] = {}
+        broken: list[tuple[DueRow, str]] = []
         for item in chunk:
             row = item.row
             token = self._signer.token(UnsubscribeClaim(row.contact_id, row.campaign, row.id))
-            messages[row.id] = contact_message(
-                compiled,
-                row.step_key,
-                Recipient(row.email or "", row.first_name, row.timezone),
-                base.signed(token),
-                delivery_id=str(row.id),
-                date=now,
-                batch_form=batch_form,
-            )
-        return messages
+            try:
+                message = contact_message(
+                    compiled,
+                    row.step_key,
+                    Recipient(row.email or "", row.first_name, row.timezone),
+                    base.signed(token),
+                    delivery_id=str(row.id),
+                    date=now,
+                    batch_form=batch_form,
+                )
+                messages[row.id] = sender.build(message)
+            except SenderConfigurationError:
+                raise
+            except Exception as exc:  # this message's own data: it fails alone
+                # The type only in the log: an exception's text may quote an address.
+                log.warning("delivery %d: could not be built (%s)", row.id, type(exc).__name__)
+                broken.append((row, f"could not build it: {_describe(exc)}"))
+        return messages, broken
 
     def _send(
         self,
@@ -149,8 +165,13 @@ class HandOff:
         now: datetime,
         report: RunReport,
     ) -> None:
-        # Rendered before anything is committed: a failure here leaves the rows claimed.
-        messages = self._messages(compiled, chunk, now=now, batch_form=sender.batch_limit > 1)
+        # Built before anything is committed: a message that cannot be built fails alone,
+        # and nothing of it is `sending`.
+        messages, broken = self._build(compiled, chunk, sender, now=now)
+        self.recorder.fail(broken, now=now, report=report)
+        chunk = [item for item in chunk if item.row.id in messages]
+        if not chunk:
+            return
         with self.store.begin() as conn:
             lease_now = self.leases.now(conn)
             allowed = self._check_openings(conn, chunk, rules, now=now, report=report)
@@ -171,6 +192,14 @@ class HandOff:
             # Nothing went out: put every row back as it was, marked neither sent nor failed.
             self.recorder.put_back(row.id for row in rows.values())
             raise
+        except Exception as exc:  # a sender broke its contract: settle what it can tell
+            log.error(
+                "the %s sender raised %s while handing over %d emails",
+                sender.name,
+                type(exc).__name__,
+                len(rows),
+            )
+            results = _after_raise(sender, list(rows), exc)
         outcomes = classify(
             results,
             rows,
@@ -267,3 +296,24 @@ class HandOff:
             self.recorder.move_in(conn, moves, {item.row.id for item in chunk}, now=now)
             report.deferred += len(admission.waiting)
         return admission.allowed
+
+
+def _describe(exc: Exception) -> str:
+    """An exception as a reason a user can read in the delivery's row."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _after_raise(sender: Sender, ids: list[str], exc: Exception) -> list[SendResult]:
+    """Results for a hand-off whose sender raised: what it can settle, the rest unknown.
+
+    Some of them may have gone before it raised, so the others are never sent again
+    by themselves (`unknown`, with the reason).
+    """
+    try:
+        settled = {r.delivery_id: r for r in sender.settle(ids) if r.delivery_id in ids}
+    except Exception:  # settling is a courtesy; unknown is always safe
+        log.exception("the %s sender could not settle its hand-off", sender.name)
+        settled = {}
+    reason = f"the {sender.name} sender stopped while handing it over: {_describe(exc)}"
+    return [settled.get(i) or SendResult(i, Outcome.AMBIGUOUS, error=reason) for i in ids]

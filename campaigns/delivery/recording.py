@@ -37,12 +37,23 @@ class Recorder:
         self, skips: Sequence[tuple[DueRow, str]], *, now: datetime, report: RunReport
     ) -> None:
         """Mark rows skipped, each with its reason."""
-        if not skips:
+        self._end(skips, S.SKIPPED, now=now)
+        report.skipped += len(skips)
+
+    def fail(
+        self, failures: Sequence[tuple[DueRow, str]], *, now: datetime, report: RunReport
+    ) -> None:
+        """Mark claimed rows failed before hand-off (their email could not be built)."""
+        self._end(failures, S.FAILED, now=now)
+        report.failed += len(failures)
+
+    def _end(self, ended: Sequence[tuple[DueRow, str]], status: str, *, now: datetime) -> None:
+        if not ended:
             return
         with self.store.begin() as conn:
             conn.execute(
                 fenced(self.owner).values(
-                    status=S.SKIPPED,
+                    status=status,
                     error=bindparam("b_error"),
                     lease_owner=None,
                     lease_expires_at=None,
@@ -50,10 +61,9 @@ class Recorder:
                 ),
                 [
                     {"b_id": r.id, "b_error": reason}
-                    for r, reason in sorted(skips, key=lambda pair: pair[0].id)
+                    for r, reason in sorted(ended, key=lambda pair: pair[0].id)
                 ],
             )
-        report.skipped += len(skips)
 
     def move(
         self, moves: dict[int, datetime], mine: set[int], *, now: datetime, report: RunReport

@@ -6,6 +6,7 @@ newsletters) normalises and hashes it here, so one mailbox is one contact everyw
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import re
 from collections.abc import Sequence
@@ -31,32 +32,65 @@ _PLAIN_EMAIL = re.compile(
     r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
 )
 _SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+# RFC 5321 4.5.3.1.1: a local part is at most 64 octets (UTF-8 octets for an RFC 6531
+# address). email-validator checks it only in strict mode, so it is checked here.
+MAX_LOCAL_PART = 64
+# RFC 5321 4.5.3.1.3: a path is at most 256 octets, the angle brackets included.
+MAX_ADDRESS = 254
 
 
 def normalise_email(value: str) -> str:
-    """The address as stored and compared: validated (no DNS), lower-cased."""
+    """The address as stored and compared: validated (no DNS), one form per mailbox.
+
+    The local part is lower-cased (as dripmail always has), the domain is its IDNA
+    A-label: `Pat@Bücher.de` and `pat@xn--bcher-kva.de` are one contact, and the form
+    stored is the one every sender puts on the wire. A non-ASCII local part stays as
+    given (NFC, lower case): it can only go by SMTPUTF8 (RFC 6531).
+    """
     candidate = value.strip().lower()
     if (
-        len(candidate) <= 254
+        len(candidate) <= MAX_ADDRESS
         and _PLAIN_EMAIL.fullmatch(candidate)
-        and len(candidate.partition("@")[0]) <= 64
+        and len(candidate.partition("@")[0]) <= MAX_LOCAL_PART
         and candidate.rpartition(".")[2] not in _SPECIAL_USE
+        and ".xn--" not in candidate
+        and "@xn--" not in candidate  # an A-label is checked by email-validator, below
     ):
         return candidate
     try:
-        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
+        checked = validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         # The address itself stays out of the message: import reports go to logs and terminals.
         raise ValueError(f"not a valid email address: {exc}") from None
+    local = checked.local_part.lower()
+    octets = len(local.encode("utf-8"))
+    if octets > MAX_LOCAL_PART:
+        raise ValueError(
+            f"not a valid email address: the part before the @-sign is {octets} octets "
+            f"long, and mail servers take at most {MAX_LOCAL_PART} (RFC 5321)"
+        )
+    address = f"{local}@{checked.ascii_domain.lower()}"
+    if len(address.encode("utf-8")) > MAX_ADDRESS:
+        raise ValueError(f"not a valid email address: longer than {MAX_ADDRESS} octets (RFC 5321)")
+    return address
 
 
 def address_hash(key: str, email: str) -> str:
     """Keyed hash (HMAC-SHA256) of a normalised address: recognises it without keeping it.
 
+    `email` is normalise_email's form (domain as A-label), so both spellings of an
+    internationalised domain are one hash.
+
     The key is the installation's suppression key, never rotated: a rotated key would
     let erased or bounced addresses back in.
     """
-    return hmac.digest(key.encode(), email.strip().lower().encode(), sha256).hex()
+    address = email.strip().lower()
+    if not address.isascii():
+        # A Unicode domain given by a caller that did not normalise: its A-label form,
+        # or the same hash would not recognise the same mailbox.
+        with contextlib.suppress(ValueError):
+            address = normalise_email(address)
+    return hmac.digest(key.encode(), address.encode(), sha256).hex()
 
 
 # ---------------------------------------------------------------- tags

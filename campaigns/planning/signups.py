@@ -42,6 +42,12 @@ DELIMITERS = (",", ";", "\t")
 MAX_ATTRIBUTE = 1000  # characters in one attribute value
 # One physical line with its line end; a CSV record may span several (a quoted newline).
 _LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+# Control characters (Unicode Cc) and lone surrogates (Cs) in a name, consent text or
+# other text of a sign-up. NUL is refused by PostgreSQL (and made its error log carry
+# the row), a lone surrogate cannot be encoded at all, and the rest have no business
+# in a name. Tab, CR and LF are only white space here: they are folded into spaces,
+# as a form's text area or a quoted CSV cell may hold a line break.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _EXPORT_HINT = (
     'in Excel use File > Save As > "CSV UTF-8 (Comma delimited)", '
     "or import it as it is with --encoding cp1252"
@@ -75,8 +81,23 @@ class Contact:
     attributes: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
+def control_character(text: str | None) -> str | None:
+    """The first control character in `text`, as `U+0000`; None when there is none."""
+    found = _CONTROL.search(text or "")
+    return None if found is None else f"U+{ord(found.group()):04X}"
+
+
+def check_text(text: str | None, field: str) -> None:
+    """InputError naming `field` when `text` holds a control character (see _CONTROL)."""
+    found = control_character(text)
+    if found:
+        raise InputError(f"holds the control character {found}: remove it", field=field)
+
+
 def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
     """One sign-up checked against the campaign; InputError names the field."""
+    check_text(signup.first_name, "first_name")
+    check_text(signup.consent, "consent")
     try:
         email = normalise_email(signup.email or "")
     except ValueError as exc:
@@ -116,6 +137,7 @@ def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
     attributes = {}
     for name, value in (signup.attributes or {}).items():
         text = str(value).strip()
+        check_text(text, name)
         if len(text) > MAX_ATTRIBUTE:
             raise InputError(f"longer than {MAX_ATTRIBUTE} characters", field=name)
         if text:
@@ -229,7 +251,7 @@ def decode(raw: bytes, path: Path, encoding: str | None = None) -> str:
         codec = "utf-16"  # Excel's "Unicode Text": tab-delimited UTF-16
     else:
         codec = "utf-8-sig"
-    if b"\0" in raw and not codec.startswith("utf-16"):
+    if b"\0" in raw and not codec.startswith("utf-16") and _binary(raw, codec):
         raise InputError("not a CSV file (binary content)", source=path)
     try:
         return raw.decode(codec).removeprefix("\ufeff")
@@ -245,6 +267,23 @@ def decode(raw: bytes, path: Path, encoding: str | None = None) -> str:
             source=path,
             line=line,
         ) from None
+
+
+def _binary(raw: bytes, codec: str) -> bool:
+    """Whether a file holding NUL bytes is binary (a spreadsheet, a PDF), not a text file.
+
+    A NUL in the header line, or text that does not decode, is a binary file; a NUL
+    further down is a bad row, reported by its line (validate refuses it) while the
+    other rows import.
+    """
+    header = raw.lstrip(b"\r\n").split(b"\n", 1)[0]
+    if b"\0" in header:
+        return True
+    try:
+        raw.decode(codec)
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 def sniff_delimiter(header_line: str) -> str:

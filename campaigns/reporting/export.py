@@ -84,7 +84,8 @@ def export_campaign(
         paths = {kind: out / f"{stem}.{kind}" for kind in ("html", "txt", "eml")}
         paths["html"].write_text(message.html, encoding="utf-8")
         paths["txt"].write_text(message.text, encoding="utf-8")
-        paths["eml"].write_bytes(to_bytes(message, linesep="\n"))
+        # A file takes UTF-8 headers (RFC 6532), as the file sender writes them.
+        paths["eml"].write_bytes(to_bytes(message, linesep="\n", utf8=True))
         written.extend(paths.values())
         rendered = Rendered(message.subject, message.preheader, message.html, message.text)
         emails.append(

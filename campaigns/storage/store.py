@@ -27,6 +27,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
@@ -37,6 +38,7 @@ from campaigns.storage.tables import meta, metadata
 
 DEFAULT_DATABASE = "dripmail.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "alembic_version"  # alembic's default; env.py names no other
 UPGRADE_HINT = "run `dripmail db upgrade`"
 ELSEWHERE_HINT = "point to yours with --db FILE or DRIPMAIL_DATABASE_URL"
 # Databases made before migrations existed say `schema = 1` in `meta`: that is revision 0001.
@@ -134,11 +136,17 @@ def _scripts():
     return ScriptDirectory(str(MIGRATIONS))
 
 
+@functools.cache
 def head_revision() -> str:
-    """The newest migration this code knows."""
-    head = _scripts().get_current_head()
-    assert head is not None
-    return head
+    """The newest migration this code knows: the highest `NNNN_*.py` in versions/.
+
+    Read from the file names because every store checks its schema when it opens, and
+    alembic's ScriptDirectory loads every migration and, through Mako, Pygments' lexers:
+    a few MB in each worker for one string. The migrations are a line (each revision is
+    its file's number and names the one before), which a unit test checks against alembic.
+    """
+    files = (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
+    return max(path.name[:4] for path in files)
 
 
 def _alembic_config(connection: Connection):
@@ -155,12 +163,10 @@ def _alembic_config(connection: Connection):
 
 def _current_revision(conn: Connection) -> str | None:
     """The database's revision; None when it holds no dripmail table at all."""
-    from alembic.runtime.migration import MigrationContext
-
-    revision = MigrationContext.configure(conn).get_current_revision()
+    tables = set(inspect(conn).get_table_names())
+    revision = _stamped_revision(conn, tables)
     if revision is not None:
         return revision
-    tables = set(inspect(conn).get_table_names())
     if not tables & set(metadata.tables):
         return None
     legacy = None
@@ -386,9 +392,16 @@ def _quiet_alembic() -> Iterator[None]:
 
 def _is_legacy(conn: Connection) -> bool:
     """A database made before migrations existed: its tables are there, unstamped."""
-    from alembic.runtime.migration import MigrationContext
+    return _stamped_revision(conn, set(inspect(conn).get_table_names())) is None
 
-    return MigrationContext.configure(conn).get_current_revision() is None
+
+def _stamped_revision(conn: Connection, tables: set[str]) -> str | None:
+    """The revision alembic stamped, read with SQLAlchemy alone: importing any part of
+    alembic imports all of it (autogenerate, Mako, Pygments), which a worker opening its
+    store does not need."""
+    if VERSION_TABLE not in tables:
+        return None
+    return conn.scalar(text(f"SELECT version_num FROM {VERSION_TABLE}"))
 
 
 def utcnow() -> datetime:

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.enroll import enroll
-from campaigns.planning.signups import Signup, validate
+from campaigns.planning.signups import Signup, control_character, validate
 from campaigns.settings import API_TOKEN_ENV, Settings
 from campaigns.storage.publish import load_version
 from campaigns.storage.statuses import DeliveryStatus
@@ -172,12 +172,27 @@ def _parse(raw: bytes) -> SignupIn:
     if not isinstance(data, dict):
         raise ApiError(422, "the body must be a JSON object", "body")
     try:
-        return SignupIn.model_validate(data)
+        body = SignupIn.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"]) or "body"
         message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
         raise ApiError(422, message, where) from None
+    # Before any of it reaches a query: PostgreSQL refuses a NUL (and its error would
+    # log the statement's parameters), and no field has a use for a control character.
+    for where, text in (
+        ("email", body.email),
+        ("first_name", body.first_name),
+        ("timezone", body.timezone),
+        ("campaign", body.campaign),
+        ("signed_up_at", body.signed_up_at),
+        ("consent.source", body.consent.source),
+        ("consent.text", body.consent.text),
+    ):
+        found = control_character(text)
+        if found:
+            raise ApiError(422, f"holds the control character {found}: remove it", where)
+    return body
 
 
 def signup_routes(
