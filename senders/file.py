@@ -26,6 +26,7 @@ from email import policy
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
+from campaigns import csv_cells
 from senders.base import Message, Outcome, Sender, SendResult
 from senders.mime import to_bytes
 
@@ -183,7 +184,7 @@ def repair_index(outbox: Path) -> int:
     else:  # a torn line, a repeated row or no header: rewrite it whole, atomically
         temporary = outbox / f".{INDEX}.{os.getpid()}-{secrets.token_hex(4)}{TEMPORARY}"
         with temporary.open("w", newline="", encoding="utf-8") as handle:
-            csv.writer(handle).writerows([INDEX_HEADER, *kept, *added])
+            csv_cells.writer(handle).writerows([INDEX_HEADER, *kept, *added])
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, index)
@@ -198,7 +199,7 @@ def repair_index(outbox: Path) -> int:
 def _append(index: Path, rows: list[Sequence[str]]) -> None:
     """Whole lines, one write, flushed: a crash leaves at most a torn last line."""
     text = io.StringIO()
-    writer = csv.writer(text)
+    writer = csv_cells.writer(text)  # a subject may start with `=`
     if not index.exists() or index.stat().st_size == 0:
         writer.writerow(INDEX_HEADER)
     writer.writerows(rows)

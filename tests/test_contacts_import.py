@@ -2,8 +2,9 @@
 
 Each fixture under tests/fixtures/contacts/ is shaped like the file a clinic really has:
 Excel's "CSV UTF-8" in a European locale (semicolons, a byte order mark, CRLF), a
-Mailchimp audience export, an older Excel's cp1252 "CSV (Comma delimited)", and a file
-edited by hand with a quote left open.
+Mailchimp audience export, an older Excel's cp1252 "CSV (Comma delimited)", a file
+edited by hand with a quote left open, and a CRM export whose stray quote a later row's
+inches (`6'1"`) close.
 """
 
 from __future__ import annotations
@@ -123,6 +124,31 @@ def test_an_unterminated_quote_is_its_row_alone_and_a_short_row_is_named(
     assert sorted(people) == ["ana@example.com", "cy@example.com"]
     assert people["cy@example.com"][:2] == ("Cy", "Europe/Madrid")
     assert not any("Unclosed" in (name or "") for name, _, _ in people.values())
+
+
+def test_a_crm_export_with_a_stray_quote_reports_that_line_and_imports_the_rows_after_it(
+    tmp_path, clinic_folder, db
+):
+    # The quote opened on line 3 is "closed" by line 5's `Height 6'1"`: read as CSV, lines
+    # 3 to 5 are one record of the right width, Ben's, holding Chloe's and Dev's rows.
+    csv_file = fixture(tmp_path, "crm-stray-quote.csv")
+
+    result = dripmail("import", str(clinic_folder), str(csv_file), "--now", NOW, "--db", db)
+
+    assert result.exit_code == 1, result.output
+    assert error_lines(result) == [
+        f'{csv_file}:3: a quote (") opened on this line is never closed: the row is left out'
+    ]
+    assert "imported 4, already enrolled 0, suppressed 0, rejected 1" in result.stdout
+    people = held(db)
+    assert sorted(people) == [
+        "amira.haddad@example.com",
+        "chloe.dubois@example.com",
+        "dev.patel@example.com",
+        "eva.novak@example.com",
+    ]
+    assert people["dev.patel@example.com"][2]["notes"] == "Height 6'1\""
+    assert not any("\n" in v for _, _, attrs in people.values() for v in attrs.values())
 
 
 def test_a_cp1252_file_names_the_line_and_how_to_export_then_imports_with_encoding(

@@ -48,6 +48,8 @@ _LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 # in a name. Tab, CR and LF are only white space here: they are folded into spaces,
 # as a form's text area or a quoted CSV cell may hold a line break.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# Looks like an address, even a bad one (only to tell a row from a line of a quoted note).
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+")
 _EXPORT_HINT = (
     'in Excel use File > Save As > "CSV UTF-8 (Comma delimited)", '
     "or import it as it is with --encoding cp1252"
@@ -228,7 +230,9 @@ def read_csv(path: Path, *, encoding: str | None = None) -> CsvTable:
     header = next(csv.reader([header_line], delimiter=delimiter), [])
     fields, attributes = map_header(header, source=path, line=first + 1)
     rows, rejected = [], []
-    for line, cells in parse_records(lines, first + 1, delimiter, len(header)):
+    email_index = next(i for i, name in fields.items() if name == "email")
+    records = parse_records(lines, first + 1, delimiter, len(header), email_index)
+    for line, cells in records:
         if isinstance(cells, str):
             rejected.append((line, cells))
             continue
@@ -331,12 +335,15 @@ def map_header(
 
 
 def parse_records(
-    lines: list[str], first: int, delimiter: str, width: int
+    lines: list[str], first: int, delimiter: str, width: int, email_index: int | None = None
 ) -> list[tuple[int, list[str] | str]]:
     """(line, cells) for each record from `lines[first]` on, or (line, why it is refused).
 
     A quote that is never closed swallows the lines after it; that row is refused and
-    reading starts again on the next line, so the rows after it still import.
+    reading starts again on the next line, so the rows after it still import. A stray
+    quote can also be "closed" by a quote on a later row (`6'1"`, `12" screen`): the
+    record then has the right width but holds other contacts' rows in one cell, so a
+    record over several lines, one of which is a contact's row on its own, is refused too.
     """
     records: list[tuple[int, list[str] | str]] = []
     start = first
@@ -350,7 +357,10 @@ def parse_records(
                     cells.pop()  # trailing empty cells (a spreadsheet's stray delimiters)
                 if not any(cell.strip() for cell in cells):
                     continue  # a blank line, or only delimiters
-                if len(cells) == width:
+                later = lines[begin + 1 : start + consumed]  # a quoted field's other lines
+                if len(cells) == width and not _swallows_a_row(
+                    later, delimiter, width, email_index
+                ):
                     records.append((begin + 1, cells))
                 elif start + consumed - begin > 1:  # a stray quote swallowed later lines
                     records.append((begin + 1, _quote_problem(lines[begin])))
@@ -366,6 +376,23 @@ def parse_records(
             break
         start = resume
     return records
+
+
+def _swallows_a_row(lines: list[str], delimiter: str, width: int, email_index: int | None) -> bool:
+    """Whether any of a record's later lines is, on its own, a row with an address.
+
+    The line is cut at every delimiter, quotes and all: inside the runaway field they
+    mean nothing, and a row whose own quote closed it would not read alone either.
+    """
+    if email_index is None:
+        return False
+    for line in lines:
+        cells = line.rstrip("\r\n").split(delimiter)
+        if len(cells) < min(width, 2) or len(cells) <= email_index:
+            continue  # a line of a note, not a row
+        if _ADDRESS.fullmatch(cells[email_index].strip().strip('"').strip()):
+            return True
+    return False
 
 
 def _quote_problem(line: str) -> str:

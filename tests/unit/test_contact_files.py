@@ -107,3 +107,20 @@ def test_a_file_in_a_wrong_encoding_names_the_line_of_its_first_bad_byte(tmp_pat
     assert 'Save As > "CSV UTF-8 (Comma delimited)"' in caught.value.message
     rows = read_csv(write(tmp_path, data), encoding="cp1252").rows
     assert rows[1][1]["first_name"] == "Zoë"
+
+
+def test_a_stray_quote_closed_by_a_later_rows_inches_never_merges_contacts():
+    # A CRM export: row 1002's note opens a quote that is never closed, and row 1004's
+    # `Height 6'1"` closes it, so the three rows read as one record of the right width.
+    table = read_csv(Path(__file__).parents[1] / "fixtures" / "contacts" / "crm-stray-quote.csv")
+    assert [(line, record["email"]) for line, record, _ in table.rows] == [
+        (2, "amira.haddad@example.com"),
+        (4, "chloe.dubois@example.com"),
+        (5, "dev.patel@example.com"),
+        (6, "eva.novak@example.com"),
+    ]
+    assert table.rejected == [
+        (3, 'a quote (") opened on this line is never closed: the row is left out')
+    ]
+    assert all("\n" not in note for _, _, extra in table.rows for note in extra.values())
+    assert table.rows[2][2]["notes"] == "Height 6'1\""
