@@ -74,10 +74,8 @@ Path_ = tuple[str | int, ...]
 
 def load_with_lines(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
     """Parse YAML; return the data and the 1-based line of every key and item path."""
-    loader = _Loader(text)
-    try:  # composed once, then built from the same nodes (what yaml.load does)
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+    try:
+        node, data = _parse(text)
     except _Refused as exc:
         mark = exc.problem_mark
         raise InputError(
@@ -89,12 +87,22 @@ def load_with_lines(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
         raise InputError(
             f"not valid YAML: {problem}", source=source, line=mark.line + 1 if mark else None
         ) from None
-    finally:
-        loader.dispose()
     lines: dict[Path_, int] = {}
     if node is not None:
         _walk(node, (), lines)
     return data, lines
+
+
+def _parse(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree and its data, composed once and built from the same nodes
+    (what yaml.load does). The reader checks the text as the loader is made: inside the
+    caller's handler too."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        return node, loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
 
 
 def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:

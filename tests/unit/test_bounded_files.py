@@ -83,6 +83,12 @@ def test_deep_nesting_is_one_line_not_a_recursion_error(clinic_folder):
     assert_one_line_error(dripmail("check", str(clinic_folder)), str(spec), "nested more than")
 
 
+def test_a_control_character_is_still_one_line(clinic_folder):
+    spec = clinic_folder / "campaign.yaml"
+    spec.write_text("\x1f" + spec.read_text(encoding="utf-8"), encoding="utf-8")
+    assert_one_line_error(dripmail("check", str(clinic_folder)), str(spec), "not valid YAML")
+
+
 def test_campaign_files_over_1_mb_are_refused_naming_the_file(clinic_folder, tmp_path):
     spec = clinic_folder / "campaign.yaml"
     with spec.open("a", encoding="utf-8") as handle:  # a valid file, only too long
