@@ -182,7 +182,12 @@ def split(
         str | None,
         typer.Option("--url", help="The article's public address: site links are made absolute"),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite hand edits")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite hand edits; write over 60 emails")
+    ] = False,
+    max_size: Annotated[
+        str, typer.Option("--max-size", help="Largest article to read, like 5MB")
+    ] = "2MB",
 ) -> None:
     """Split an article into an editable campaign folder (campaign.yaml + one file per email)."""
     from campaigns.authoring.folder import build_campaign_folder
@@ -203,6 +208,7 @@ def split(
         defaults_file=defaults,
         url=url,
         force=force,
+        max_size=max_size,
     )
     for path in written.files:
         console.print(f"wrote {path}")
@@ -435,6 +441,13 @@ def run(
     workers: Annotated[
         int, typer.Option(min=1, help="Worker processes on this machine (PostgreSQL: in parallel)")
     ] = 1,
+    outbox: Annotated[
+        str | None,
+        typer.Option(
+            "--outbox",
+            help="The file sender's folder, over the campaign's [env: DRIPMAIL_OUTBOX]",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly."""
@@ -453,6 +466,8 @@ def run(
     if not lease_time:
         raise errors.InputError("must be longer than zero, like 5m", field="--lease")
     settings = _settings()
+    if outbox:  # the operator's choice, over DRIPMAIL_OUTBOX and the campaign file's
+        settings = settings.model_copy(update={"outbox": outbox})
     _setup_logging(settings)
 
     def line(report) -> str:
@@ -501,6 +516,7 @@ def run(
         interval=tick,
         lease=lease_time,
         log_level=logging.getLogger().level,
+        outbox=settings.outbox,
     )
     total = RunReport()
     for index, report in run_workers(workers, options):

@@ -8,6 +8,7 @@ from campaigns.authoring.sender_settings import (
     FileSenderSettings,
     NullSenderSettings,
     SmtpSenderSettings,
+    outbox,
     settings_for,
 )
 from campaigns.settings import Settings
@@ -24,18 +25,19 @@ def make_sender(
     """A ready `name` sender; a misconfiguration raises SenderConfigurationError before any claim.
 
     It runs with the campaign's `config` when that is `name`'s (see `settings_for`) and the
-    installation's `settings` (default: the environment's, read now).
+    installation's `settings` (default: the environment's, read now), whose outbox
+    (DRIPMAIL_OUTBOX, `run --outbox`) wins over the campaign's.
     """
     if name not in NAMES:
         raise SenderConfigurationError(
             f"unknown sender {name!r} (choose one of: {', '.join(NAMES)})"
         )
     config = settings_for(name, config)
-    if isinstance(config, FileSenderSettings):
-        return FileSender(config.outbox) if config.outbox else FileSender()
     if isinstance(config, NullSenderSettings):
         return NullSender()
     settings = Settings.from_env() if settings is None else settings
+    if isinstance(config, FileSenderSettings):
+        return FileSender(outbox(config, settings))
     # Imported here, not at the top: the provider clients (the `sendgrid` package above
     # all) would otherwise load for every command, most of which never send.
     if isinstance(config, SmtpSenderSettings):

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from campaigns.authoring.bounded import CAMPAIGN_FILE_LIMIT, read_bounded
 from campaigns.authoring.fields import EmailAddress, Url
 from campaigns.authoring.yamlio import load_with_lines
 from campaigns.errors import InputError
@@ -49,12 +50,9 @@ _CHECKS: dict[str, Any] = {
 def load_defaults(path: Path | str) -> CampaignDefaults:
     """Read a defaults file: YAML with the keys of CampaignDefaults, each a text value."""
     source = str(path)
+    raw = read_bounded(path, limit=CAMPAIGN_FILE_LIMIT, noun="a defaults file")
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError("no such file", source=source) from None
-    except IsADirectoryError:
-        raise InputError("is a folder, not a defaults file", source=source) from None
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", source=source) from None
     data, lines = load_with_lines(text, source)

@@ -19,12 +19,13 @@ from urllib.parse import urlsplit
 import yaml
 
 from campaigns.authoring.article import Article
+from campaigns.authoring.bounded import ARTICLE_LIMIT, parse_size
 from campaigns.authoring.defaults import CampaignDefaults, check_defaults, resolve_defaults
 from campaigns.authoring.fields import PLACEHOLDER_EMAIL
 from campaigns.authoring.liquid import literal_braces
 from campaigns.authoring.readers import read_article
 from campaigns.authoring.spec import CAMPAIGN_FILE, load_files, load_folder
-from campaigns.authoring.split import Draft, slugify, split_article
+from campaigns.authoring.split import MAX_EMAILS, Draft, slugify, split_article
 from campaigns.errors import InputError
 from campaigns.planning import schedule
 
@@ -309,20 +310,29 @@ def build_campaign_folder(
     defaults_file: Path | str | None = None,
     url: str | None = None,
     force: bool = False,
+    max_size: int | str = ARTICLE_LIMIT,
 ) -> SplitResult:
     """Read an article, split it and write the campaign folder: `dripmail split` in one call.
 
     `sender` is "Name <address>" or a bare address; the options given here win over the
     defaults file. `url` is the article's public address: a post's site links join it.
-    Every check runs before anything is written.
+    `max_size` is the largest article read, in bytes or as text like "5MB". `force`
+    overwrites hand edits and writes more than MAX_EMAILS (60) emails when `emails`
+    does not set the count. Every check runs before anything is written.
     """
     steps = parse_cadence(cadence)
+    limit = parse_size(max_size) if isinstance(max_size, str) else max_size
     defaults = resolve_defaults(
         defaults_file, organisation=organisation, sender=sender, postal_address=postal_address
     )
-    source = read_article(article, title=title, url=check_article_url(url))
+    source = read_article(article, title=title, url=check_article_url(url), max_size=limit)
     drafts = split_article(
-        source, min_words=min_words, max_words=max_words, emails=emails, minutes=minutes
+        source,
+        min_words=min_words,
+        max_words=max_words,
+        emails=emails,
+        minutes=minutes,
+        max_emails=None if force else MAX_EMAILS,  # a folder of hundreds nobody reviews
     )
     written = write_campaign(
         source, drafts, Path(out), cadence=steps, defaults=defaults, name=name, force=force

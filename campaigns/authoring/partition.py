@@ -14,6 +14,19 @@ def balanced(weights: Sequence[int], parts: int) -> list[int]:
     return partition(weights, parts, min_max(weights, parts), [False] * len(weights))
 
 
+def fewest_parts(weights: Sequence[int], limit: int) -> int:
+    """The fewest contiguous runs of `weights` each at most `limit` (no weight is over it).
+
+    Greedy is exact here: filling each run as far as it goes never needs more runs.
+    """
+    used, total = 1, 0
+    for weight in weights:
+        if total + weight > limit:
+            used, total = used + 1, 0
+        total += weight
+    return used
+
+
 def min_max(weights: Sequence[int], parts: int) -> int:
     """The smallest possible longest part when cutting `weights` into `parts` runs."""
 

@@ -12,28 +12,34 @@ from collections.abc import Callable
 from pathlib import Path
 
 from campaigns.authoring.article import Article
+from campaigns.authoring.bounded import ARTICLE_LIMIT, read_bounded
 from campaigns.authoring.html_article import parse_html
 from campaigns.authoring.markdown_article import parse_markdown
 from campaigns.authoring.text_article import parse_text
 from campaigns.errors import InputError
 
 
-def read_article(path: Path | str, *, title: str | None = None, url: str | None = None) -> Article:
+def read_article(
+    path: Path | str,
+    *,
+    title: str | None = None,
+    url: str | None = None,
+    max_size: int = ARTICLE_LIMIT,
+) -> Article:
     """Read an article file, choosing the reader by its extension (.txt, .md, .html).
 
-    `url` is the article's public address: a Markdown post's site paths join it.
+    `url` is the article's public address: a Markdown post's site paths join it. A file
+    over `max_size` bytes, or one that is not a regular file, is refused before it is read.
     """
     source = str(path)
     file = Path(path)
-    try:
-        raw = file.read_bytes()
-    except FileNotFoundError:
-        raise InputError("no such file", source=source) from None
-    except IsADirectoryError:
-        raise InputError("is a folder, not an article file", source=source) from None
-    except PermissionError:
-        raise InputError("cannot read the file (permission denied)", source=source) from None
     parser = _PARSERS.get(file.suffix.lower())
+    raw = read_bounded(
+        path,
+        limit=max_size,
+        noun="an article file",
+        hint="raise the limit with --max-size, like --max-size 5MB",
+    )
     if parser is None:
         kind = repr(file.suffix) if file.suffix else "a file without an extension"
         raise InputError(f"cannot read {kind} as an article: use .txt, .md or .html", source=source)

@@ -8,12 +8,13 @@ SENDGRID_API_HOST also win over the values below.
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
 from campaigns.authoring.fields import FileModel, Url
-from campaigns.settings import SENDGRID_KEY_ENV
+from campaigns.settings import OUTBOX_ENV, SENDGRID_KEY_ENV, Settings
 
 # What pydantic said of a `sender:` that is no mapping when it was one model; kept word
 # for word, as every campaign-file message is.
@@ -27,10 +28,26 @@ MaxWait = Annotated[float, Field(default=60.0, ge=0, le=3600)]
 
 
 class FileSenderSettings(FileModel):
-    """The local default: one .eml per message in `outbox`."""
+    """The local default: one .eml per message in `outbox`, a folder under the working one.
+
+    A campaign file may not send it elsewhere (`/var/...`, `../x`): whoever edits a
+    campaign could otherwise write files anywhere the worker can. The operator chooses
+    any folder with DRIPMAIL_OUTBOX or `dripmail run --outbox` (see `outbox` below).
+    """
 
     type: Literal["file"] = "file"
     outbox: str = "outbox"
+
+    @field_validator("outbox")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        path = PurePath(value)
+        if path.is_absolute() or ".." in path.parts or value.startswith("~"):
+            raise ValueError(
+                f"{value!r} leads outside the working folder: name a folder inside it, like "
+                f"outbox (to write elsewhere, set {OUTBOX_ENV} or use dripmail run --outbox)"
+            )
+        return value
 
 
 class NullSenderSettings(FileModel):
@@ -107,9 +124,12 @@ def settings_for(name: str, config: AnySenderSettings | None = None) -> AnySende
     return model(**{key: getattr(config, key) for key in shared})
 
 
-def outbox(config: AnySenderSettings) -> str:
-    """The folder the file sender writes to: the campaign's, or the default when the
-    campaign names another sender (`--sender file`)."""
-    if isinstance(config, FileSenderSettings):
+def outbox(config: AnySenderSettings, settings: Settings | None = None) -> str:
+    """The folder the file sender writes to: the operator's (`run --outbox`,
+    DRIPMAIL_OUTBOX) when `settings` has one; else the campaign's, or the default when
+    the campaign names another sender (`--sender file`) or an empty one."""
+    if settings is not None and settings.outbox:
+        return settings.outbox
+    if isinstance(config, FileSenderSettings) and config.outbox:
         return config.outbox
     return FileSenderSettings().outbox

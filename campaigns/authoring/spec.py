@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from campaigns.authoring.bounded import CAMPAIGN_FILE_LIMIT, inside, read_bounded
 from campaigns.authoring.fields import (
     PLACEHOLDER_EMAIL,
     EmailAddress,
@@ -317,6 +318,14 @@ def read_folder(folder: Path) -> dict[str, str]:
 
 def _referenced(spec_path: Path, name: str, line: int | None, field: str) -> str:
     """The text of a file campaign.yaml names (a step, a closures .ics), beside it."""
+    if inside(spec_path.parent, name) is None:
+        raise InputError(
+            f"{name!r} leads outside the campaign folder {spec_path.parent}: keep the file "
+            "itself in the folder, not a link to one elsewhere",
+            source=spec_path,
+            line=line,
+            field=field,
+        )
     path = spec_path.parent / name
     if not path.is_file():
         raise InputError(
@@ -326,12 +335,7 @@ def _referenced(spec_path: Path, name: str, line: int | None, field: str) -> str
 
 
 def _read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("no such file", source=path) from None
-    except IsADirectoryError:
-        raise InputError("is a folder, not a file", source=path) from None
+    raw = read_bounded(path, limit=CAMPAIGN_FILE_LIMIT)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from campaigns.authoring.article import Article, plain_text, word_count
-from campaigns.authoring.partition import balanced, min_max, partition
+from campaigns.authoring.partition import balanced, fewest_parts, min_max, partition
 from campaigns.errors import InputError
 
 WORDS_PER_MINUTE = 200
+# More emails than this from one article only when asked for (--emails N, or --force).
+MAX_EMAILS = 60
 KEY_MAX = 40
 PREHEADER_MAX = 100
 
@@ -58,8 +60,13 @@ def split_article(
     max_words: int = 450,
     emails: int | None = None,
     minutes: float | None = None,
+    max_emails: int | None = None,
 ) -> list[Draft]:
-    """Split an article into emails; every paragraph lands in exactly one, in order."""
+    """Split an article into emails; every paragraph lands in exactly one, in order.
+
+    `max_emails` bounds the count when `emails` does not set it: more is refused (before
+    the costly balancing) with a line saying how many it would be.
+    """
     units = _units(article)
     if emails is not None and minutes is not None:
         raise InputError(
@@ -70,7 +77,9 @@ def split_article(
     if emails is not None:
         ranges = _pack(units, _email_count(emails, units, article.source))
     elif minutes is not None:
-        ranges = _pack(units, _minutes_to_emails(minutes, units, article.source))
+        count = _minutes_to_emails(minutes, units, article.source)
+        _check_count(count, max_emails, article.source)
+        ranges = _pack(units, count)
     else:
         if min_words < 0:
             raise InputError("must be 0 or more", source=article.source, field="min_words")
@@ -81,9 +90,24 @@ def split_article(
                 field="max_words",
             )
         ranges = _section_ranges(units)
-        ranges = _merge_short(ranges, units, min_words)
-        ranges = [part for group in ranges for part in _split_long(group, units, max_words)]
+        groups = _merge_short(ranges, units, min_words)
+        counts = [_parts_needed(group, units, max_words) for group in groups]
+        _check_count(sum(counts), max_emails, article.source)
+        ranges = [
+            part
+            for group, count in zip(groups, counts, strict=True)
+            for part in _split_long(group, units, count)
+        ]
     return _drafts(article, units, ranges)
+
+
+def _check_count(count: int, most: int | None, source: str) -> None:
+    if most is not None and count > most:
+        raise InputError(
+            f"would make {count} emails, more than {most}: choose how many with "
+            f"--emails N (like --emails 12), or pass --force to write all {count}",
+            source=source,
+        )
 
 
 def _units(article: Article) -> list[_Unit]:
@@ -118,20 +142,25 @@ def _merge_short(ranges: list[_Range], units: Sequence[_Unit], min_words: int) -
     return groups
 
 
-def _split_long(group: _Range, units: Sequence[_Unit], max_words: int) -> list[_Range]:
-    """A group over `max_words` becomes the fewest balanced parts that fit, where possible."""
+def _parts_needed(group: _Range, units: Sequence[_Unit], max_words: int) -> int:
+    """How many emails a group becomes: the fewest parts of at most `max_words`, or one
+    per paragraph when a paragraph alone is longer (a paragraph is never split)."""
+    weights = [unit.words for unit in units[group[0] : group[1]]]
+    if sum(weights) <= max_words or len(weights) < 2:
+        return 1
+    if max(weights) > max_words:
+        return len(weights)
+    return fewest_parts(weights, max_words)
+
+
+def _split_long(group: _Range, units: Sequence[_Unit], parts: int) -> list[_Range]:
+    """A group cut into `parts` balanced runs (`_parts_needed` chose how many)."""
     start, end = group
-    weights = [unit.words for unit in units[start:end]]
-    total = sum(weights)
-    if total <= max_words or len(weights) < 2:
+    if parts == 1:
         return [group]
-    parts = min(len(weights), math.ceil(total / max_words))
-    while True:
-        cuts = balanced(weights, parts)
-        bounds = list(zip(cuts, [*cuts[1:], len(weights)], strict=True))
-        if parts == len(weights) or max(sum(weights[a:b]) for a, b in bounds) <= max_words:
-            return [(start + a, start + b) for a, b in bounds]
-        parts += 1
+    weights = [unit.words for unit in units[start:end]]
+    cuts = balanced(weights, parts)
+    return [(start + a, start + b) for a, b in zip(cuts, [*cuts[1:], len(weights)], strict=True)]
 
 
 def _email_count(emails: int, units: Sequence[_Unit], source: str) -> int:

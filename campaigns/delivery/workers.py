@@ -152,6 +152,7 @@ class WorkerOptions:
     # (embedding, tests); it must be importable by name in a fresh interpreter.
     sender_factory: Callable[[int], SenderFor] | None = None
     log_level: int = logging.INFO
+    outbox: str | None = None  # the file sender's folder (`run --outbox`), over the campaign's
 
 
 def run_workers(count: int, options: WorkerOptions) -> Iterator[tuple[int, RunReport]]:
@@ -261,7 +262,10 @@ def _worker_process(index: int, options: WorkerOptions, messages) -> None:
             stream=sys.stderr,
         )
         try:
-            store = Store(options.url)
+            settings = Settings.from_env()
+            if options.outbox:
+                settings = settings.model_copy(update={"outbox": options.outbox})
+            store = Store(options.url, settings=settings)
             try:
                 reports = run_worker(
                     store,
@@ -275,6 +279,7 @@ def _worker_process(index: int, options: WorkerOptions, messages) -> None:
                     owner=worker_owner(index),
                     sender_for=(options.sender_factory(index) if options.sender_factory else None),
                     stop=stop,
+                    settings=settings,
                 )
                 for report in reports:
                     messages.put(("report", index, report))

@@ -45,6 +45,7 @@ from starlette.responses import (
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from campaigns.authoring.bounded import inside
 from campaigns.authoring.spec import Campaign
 from campaigns.errors import DripmailError, InputError
 from campaigns.rendering.personalise import SAMPLE, Recipient, Rendered
@@ -85,8 +86,8 @@ def _safe_file(folder: Path, relative: str) -> Path | None:
     parts = relative.split("/")
     if any(part in ("", ".", "..") or part.startswith(".") for part in parts):
         return None
-    candidate = (folder / relative).resolve()
-    if not candidate.is_relative_to(folder) or not candidate.is_file():
+    candidate = inside(folder, relative)  # the same check loading the campaign makes
+    if candidate is None or not candidate.is_file():
         return None
     return candidate
 

@@ -129,7 +129,7 @@ class Pages:
             },
             widths={"desktop": DESKTOP_WIDTH, "phone": PHONE_WIDTH},
             sender=studio.sender or campaign.spec.sender.type,
-            outbox=outbox(campaign.spec.sender),
+            outbox=outbox(campaign.spec.sender, studio.settings),
             placeholders=campaign.placeholders(),
             signed_up=format_when(contact.signed_up_at),
             delay=describe_delay(campaign.step(key).delay),

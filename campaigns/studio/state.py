@@ -207,7 +207,7 @@ class Studio:
             raise DripmailError(f"the test was not sent ({result.outcome}): {result.error}")
         where = ""
         if sender == "file" and result.provider_id:
-            where = f": {Path(outbox(campaign.spec.sender)) / result.provider_id}"
+            where = f": {Path(outbox(campaign.spec.sender, self.settings)) / result.provider_id}"
         subject = campaign.step(step_key).subject
         return f"Sent a test of “{subject}” to {to.strip()} through the {sender} sender{where}."
 

@@ -38,6 +38,7 @@ VARIABLES = {
     "SENDGRID_API_KEY": ("sendgrid_api_key", "SG.do-not-print-me"),
     "SENDGRID_API_HOST": ("sendgrid_api_host", "https://api.eu.sendgrid.com"),
     "SENDGRID_WEBHOOK_PUBLIC_KEY": ("sendgrid_webhook_public_key", "MFkwEwYHKoZIzj0CAQYI"),
+    "DRIPMAIL_OUTBOX": ("outbox", "/var/spool/dripmail/outbox"),
 }
 SECRETS = (
     "DRIPMAIL_SECRET_KEY",
