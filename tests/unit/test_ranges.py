@@ -342,6 +342,23 @@ def test_a_newsletter_date_outside_the_range_is_one_line(tmp_path):
 # -- files that are not what they should be ------------------------------------------------
 
 
+@pytest.mark.parametrize("kind", ["text", "empty", "folder"])
+def test_status_on_something_that_is_not_a_database_is_one_line(tmp_path, kind):
+    path = tmp_path / "not.db"
+    if kind == "text":
+        path.write_text("hello, I am a text file\n" * 20)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    else:
+        path.mkdir()
+    before = sorted(os.listdir(tmp_path))
+    result = dripmail("status", "--db", str(path))
+    assert_one_line_error(result, str(path))
+    assert sorted(os.listdir(tmp_path)) == before  # no -wal, -shm or journal left beside it
+    if kind == "empty":
+        assert path.read_bytes() == b""  # not set up as a database by a command that reads
+
+
 @pytest.mark.parametrize("where", ["file", "proc"])
 def test_split_into_an_impossible_place_is_one_line_and_writes_nothing(tmp_path, where):
     regular = tmp_path / "notes.txt"
