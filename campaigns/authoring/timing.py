@@ -134,7 +134,7 @@ def parse_ics(text: str, source: str) -> frozenset[date]:
                     field=name,
                 ) from None
             try:  # DTEND is exclusive: the day before it is the last one closed
-                ranges.check_date(day - timedelta(days=name == "DTEND"), value.strip())
+                ranges.check_date(day - timedelta(days=1 if name == "DTEND" else 0), value.strip())
             except ValueError as exc:
                 raise InputError(str(exc), source=source, line=number, field=name) from None
             event[name] = (number, day)
