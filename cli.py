@@ -123,18 +123,16 @@ def _store(db: str | None, settings: Settings | None = None, *, existing: bool =
     return Store(db, settings=settings, existing=existing)
 
 
-def _now(value: str | None) -> datetime:
-    from campaigns.planning.schedule import INSTANT_EXAMPLE
+def _now(value: str | None, field: str = "--now") -> datetime:
+    """`--now` (or another date-time option): UTC when no offset, within the range."""
+    from campaigns.planning.schedule import parse_instant, zone
 
     if not value:
         return datetime.now(UTC)
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise errors.InputError(
-            f"{value!r} is not an ISO date-time: {INSTANT_EXAMPLE}", field="--now"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        return parse_instant(value, zone("UTC"))
+    except ValueError as exc:
+        raise errors.InputError(str(exc), field=field) from None
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -286,11 +284,12 @@ def enroll(
     from campaigns.planning.enroll import enroll_ref
     from campaigns.planning.signups import Signup
 
+    when = _now(now)  # a bad --now opens no database
     report = enroll_ref(
         _store(db),
         campaign,
         Signup(email, first_name, timezone, signed_up_at, consent),
-        now=_now(now),
+        now=when,
         restart=restart,
         force=force,
     )
@@ -336,13 +335,14 @@ def import_(
     """Import contacts from CSV; bad rows are reported by line and left out (exit 1)."""
     from campaigns.planning.enroll import import_ref
 
+    when = _now(now)  # a bad --now opens no database
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("importing", total=None)
         report = import_ref(
             _store(db),
             campaign,
             csv_file,
-            now=_now(now),
+            now=when,
             consent=consent,
             encoding=encoding,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
@@ -386,9 +386,14 @@ def schedule(
     The note column says when a day off, a closed date, the window's hours, one email
     per opening or min_gap moved an email, and when DST changed the UTC offset.
     """
+    from campaigns.planning.ranges import MAX_SHOWN, check_count
     from campaigns.reporting.reports import calendar_for
 
     when = _now(now)
+    try:
+        check_count(limit, MAX_SHOWN)
+    except ValueError as exc:
+        raise errors.InputError(str(exc), field="--limit") from None
     entries = calendar_for(
         _store(db, existing=not sample),  # sample sign-ups need no contacts
         campaign,
@@ -453,12 +458,17 @@ def run(
     """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly."""
     from campaigns.delivery.report import RunReport
     from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
+    from campaigns.planning.ranges import MAX_BATCH, check_count
     from campaigns.planning.schedule import parse_delay, parse_seconds
 
     try:
         lease_time = parse_delay(lease).as_timedelta()
     except ValueError as exc:
         raise errors.InputError(str(exc), field="--lease") from None
+    try:
+        check_count(batch_size, MAX_BATCH)
+    except ValueError as exc:
+        raise errors.InputError(str(exc), field="--batch-size") from None
     try:
         tick = parse_seconds(interval)
     except ValueError as exc:
@@ -945,29 +955,22 @@ def newsletter_schedule(
     db: DbOption = None,
 ) -> None:
     """Plan one delivery per subscribed, unsuppressed member; `dripmail run` sends them."""
-    from datetime import date
-
     from campaigns.planning.newsletter import open_store, schedule_newsletter
-    from campaigns.planning.schedule import INSTANT_EXAMPLE
+    from campaigns.planning.schedule import INSTANT_EXAMPLE, parse_date
 
     when = None
     if at is not None:
-        try:
-            when = _now(at) if at.strip() else None
-        except errors.InputError:
-            when = None
-        if when is None:
+        if not at.strip():
             raise errors.InputError(
                 f"{at!r} is not an ISO date-time: {INSTANT_EXAMPLE}", field="--at"
             )
+        when = _now(at, "--at")
     day = None
     if on_date is not None:
         try:
-            day = date.fromisoformat(on_date.strip())
-        except ValueError:
-            raise errors.InputError(
-                f"{on_date!r} is not a date (YYYY-MM-DD)", field="--date"
-            ) from None
+            day = parse_date(on_date)
+        except ValueError as exc:
+            raise errors.InputError(str(exc), field="--date") from None
     store = open_store(db, read_only=dry_run)
     plan = schedule_newsletter(
         store,

@@ -7,9 +7,12 @@ changed since split wrote it stops the run unless forced. `build_campaign_folder
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +30,7 @@ from campaigns.authoring.readers import read_article
 from campaigns.authoring.spec import CAMPAIGN_FILE, load_files, load_folder
 from campaigns.authoring.split import MAX_EMAILS, Draft, slugify, split_article
 from campaigns.errors import InputError
-from campaigns.planning import schedule
+from campaigns.planning import ranges, schedule
 
 MANIFEST = ".split-manifest.json"
 DEFAULT_CADENCE = (0, 2, 4, 7, 10, 14)
@@ -75,7 +78,14 @@ def delays(count: int, cadence: Sequence[int] = DEFAULT_CADENCE) -> list[int]:
     gap = days[-1] - days[-2] if len(days) >= 2 else max(days[-1], 1)
     while len(days) < count:
         days.append(days[-1] + gap)
-    return days[:count]
+    days = days[:count]
+    if days and days[-1] > ranges.MAX_DURATION.days:
+        raise InputError(
+            f"email {len(days)} would come {days[-1]} days after sign-up: that is more "
+            f"than {ranges.MAX_DURATION_TEXT}, the longest delay",
+            field="cadence",
+        )
+    return days
 
 
 _HEADER = """\
@@ -211,16 +221,11 @@ def write_campaign(
                 "use --force to overwrite",
                 source=out,
             )
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for relative, text in files.items():
-        _write_atomic(out / relative, text)
-        written.append(out / relative)
+    manifest = {"written_by": "dripmail split", "files": {f: _sha256(t) for f, t in files.items()}}
+    _write_all(out, {**files, MANIFEST: json.dumps(manifest, indent=2, sort_keys=True) + "\n"})
     for stale in sorted(set(previous) - set(files)):
         (out / stale).unlink(missing_ok=True)  # steps split wrote before and no longer writes
-    manifest = {"written_by": "dripmail split", "files": {f: _sha256(t) for f, t in files.items()}}
-    _write_atomic(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return written
+    return [out / relative for relative in files]
 
 
 def _sha256(text: str) -> str:
@@ -260,10 +265,36 @@ def _step_order(name: str) -> tuple[int, str]:
     return (0 if name == CAMPAIGN_FILE else 1, name)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8", newline="\n")
-    os.replace(temporary, path)
+def _write_all(out: Path, files: Mapping[str, str]) -> None:
+    """Write every file into `out`, or none: all go to temporary names first, and only
+    then is each renamed into place. A folder that cannot be made or written (under a
+    regular file, a read-only place) is one InputError, with what was made removed."""
+    made = next((p for p in reversed((out, *out.parents)) if not p.exists()), None)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for relative, text in files.items():
+            path = out / relative
+            if path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(path))
+            temporary = path.with_name(f".{path.name}.tmp")
+            staged.append((temporary, path))
+            temporary.write_text(text, encoding="utf-8", newline="\n")
+    except OSError as exc:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        reason = exc.strerror or str(exc)
+        where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != out else ""
+        above = next((p for p in out.parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            reason, where = f"{above} is a file, not a folder", ""
+        raise InputError(
+            f"cannot write the campaign folder here: {reason}{where}", source=out
+        ) from None
+    for temporary, path in staged:
+        os.replace(temporary, path)
 
 
 # ---------------------------------------------------------------- one call for the CLI
@@ -285,7 +316,8 @@ def parse_cadence(text: str | Sequence[int]) -> list[int]:
     """`"0,2,4,7"` -> [0, 2, 4, 7]; checked like any cadence."""
     if isinstance(text, str):
         parts = [part.strip() for part in text.split(",") if part.strip()]
-        if not all(part.isdigit() for part in parts):
+        # ASCII digits only: `²` is a digit to str.isdigit but not to int().
+        if not all(re.fullmatch(r"[0-9]{1,30}", part) for part in parts):
             raise InputError(
                 f"{text!r}: write whole days after sign-up, like 0,2,4,7", field="cadence"
             )

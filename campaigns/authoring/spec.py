@@ -12,12 +12,20 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from campaigns.authoring.bounded import CAMPAIGN_FILE_LIMIT, inside, read_bounded
 from campaigns.authoring.fields import (
@@ -29,9 +37,10 @@ from campaigns.authoring.fields import (
     single_line,
 )
 from campaigns.authoring.sender_settings import FileSenderSettings, SenderSettings
+from campaigns.authoring.timing import check_timing, parse_ics
 from campaigns.authoring.yamlio import line_of, load_with_lines
 from campaigns.errors import InputError
-from campaigns.planning import schedule
+from campaigns.planning import ranges, schedule
 
 CAMPAIGN_FILE = "campaign.yaml"
 # The line every email opens with, after its heading, unless `greeting:` says otherwise.
@@ -40,6 +49,8 @@ PLACEHOLDER = "TODO"
 _KEY_PREFIX = re.compile(r"^\d+[a-z]?-")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+# A closed date: read (and its range checked) by the one date parser.
+ClosedDate = Annotated[date, BeforeValidator(schedule.parse_date)]
 
 
 class Mailbox(FileModel):
@@ -85,7 +96,7 @@ class SendWindow(FileModel):
     )
     # Local dates the window stays shut (clinic holidays): ISO dates, or an .ics file's
     # path relative to the campaign folder (read and published with the version).
-    closed: list[date] | str = Field(default_factory=list)
+    closed: list[ClosedDate] | str = Field(default_factory=list)
     # A frequency cap: no email within this elapsed time of any other to the contact.
     min_gap: str | None = None
 
@@ -98,10 +109,6 @@ class SendWindow(FileModel):
                 raise ValueError(
                     f"{value!r}: give a list of ISO dates or an .ics file inside the folder"
                 )
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, datetime) or not isinstance(item, (date, str)):
-                    raise ValueError(f"{item!r} is not a date: write it like 2026-12-25")
         return value
 
     @field_validator("min_gap", mode="before")
@@ -209,6 +216,16 @@ class CampaignSpec(FileModel):
     @classmethod
     def _zone(cls, value: str) -> str:
         schedule.zone(value)
+        return value
+
+    @field_validator("steps")
+    @classmethod
+    def _count(cls, value: list[StepRef]) -> list[StepRef]:
+        if len(value) > ranges.MAX_STEPS:
+            raise ValueError(
+                f"{len(value)} emails: a campaign has at most {ranges.MAX_STEPS}; "
+                "make the rest a second campaign"
+            )
         return value
 
     @model_validator(mode="after")
@@ -387,65 +404,20 @@ def load_files(files: Mapping[str, str], origin: str = "") -> Campaign:
         closed = parse_ics(files[closed_ref], ics_source)
     else:
         closed = frozenset(closed_ref)
-    return Campaign(spec=spec, steps=tuple(steps), files=dict(files), origin=origin, closed=closed)
-
-
-def parse_ics(text: str, source: str) -> frozenset[date]:
-    """The all-day dates of an iCalendar file's VEVENTs (DTEND exclusive, RFC 5545).
-
-    Small and strict: a VCALENDAR of VEVENTs whose DTSTART (and DTEND, if any) are
-    DATE values; anything else in an event (a timed event, a bad date) is an error
-    naming its line. Other components and properties are passed over.
-    """
-    lines: list[tuple[int, str]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if raw[:1] in (" ", "\t") and lines:  # a folded line continues the one before
-            lines[-1] = (lines[-1][0], lines[-1][1] + raw[1:])
-        elif raw.strip():
-            lines.append((number, raw.rstrip()))
-    if not lines or lines[0][1].upper() != "BEGIN:VCALENDAR":
-        raise InputError("not an iCalendar file: expected BEGIN:VCALENDAR", source=source, line=1)
-    closed: set[date] = set()
-    event: dict[str, tuple[int, date]] | None = None
-    begun = 0
-    for number, line in lines:
-        name_params, _, value = line.partition(":")
-        name, *params = name_params.upper().split(";")
-        if name == "BEGIN" and value.upper() == "VEVENT":
-            event, begun = {}, number
-        elif name == "END" and value.upper() == "VEVENT":
-            if event is None:
-                raise InputError("END:VEVENT without BEGIN:VEVENT", source=source, line=number)
-            if "DTSTART" not in event:
-                raise InputError("an event without DTSTART", source=source, line=begun)
-            start = event["DTSTART"][1]
-            end = event.get("DTEND", (number, start + timedelta(days=1)))[1]
-            if end <= start:
-                raise InputError(
-                    "DTEND is not after DTSTART", source=source, line=event["DTEND"][0]
-                )
-            closed.update(start + timedelta(days=n) for n in range((end - start).days))
-            event = None
-        elif event is not None and name in ("DTSTART", "DTEND"):
-            if "VALUE=DATE" not in params and len(value.strip()) != 8:
-                raise InputError(
-                    "only all-day dates (like 20261225) close the window",
-                    source=source,
-                    line=number,
-                    field=name,
-                )
-            try:
-                event[name] = (number, datetime.strptime(value.strip(), "%Y%m%d").date())
-            except ValueError:
-                raise InputError(
-                    f"{value.strip()!r} is not a date like 20261225",
-                    source=source,
-                    line=number,
-                    field=name,
-                ) from None
-    if event is not None:
-        raise InputError("BEGIN:VEVENT is never ended", source=source, line=begun)
-    return frozenset(closed)
+    campaign = Campaign(
+        spec=spec, steps=tuple(steps), files=dict(files), origin=origin, closed=closed
+    )
+    # What enroll will plan, checked here: `check`, `enroll` and `run` all load through
+    # this function, so a campaign `check` passes is one enroll can plan.
+    check_timing(
+        [step.delay for step in steps],
+        campaign.window,
+        spec.timezone,
+        campaign.min_gap,
+        source=source,
+        line=line_of(lines, ("send_window", "closed")),
+    )
+    return campaign
 
 
 def _first_error(exc: ValidationError, lines: dict, source: str) -> InputError:
@@ -494,6 +466,10 @@ def _walk(loc: tuple) -> tuple[tuple, Any]:
         model = inner[0] if inner and isinstance(inner[0], type) else info.annotation
         if isinstance(info.discriminator, str):
             members = {m.model_fields[info.discriminator].default: m for m in inner or ()}
+        elif _is_plain_union(info.annotation):
+            # A union of two kinds of value (closed: dates or an .ics file): pydantic names
+            # the kind it tried (`list[date]`), which is no key of the file either.
+            members = {}
     return tuple(path), model
 
 
@@ -505,6 +481,13 @@ def unknown_key(key: str, allowed: list[str]) -> str:
     if close:
         return f"{message}: did you mean `{close[0]}`?"
     return f"{message} (expected one of: {', '.join(allowed)})" if allowed else message
+
+
+def _is_plain_union(annotation: Any) -> bool:
+    """A union of two or more types besides None (pydantic puts each one's name in `loc`)."""
+    if get_origin(annotation) not in (Union, UnionType):
+        return False
+    return len([a for a in get_args(annotation) if a is not NoneType]) > 1
 
 
 def _is_model(value: Any) -> bool:

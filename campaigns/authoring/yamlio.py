@@ -69,6 +69,18 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."),
 )
 
+
+def _timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    # `2026-13-45` looks like a date to YAML but is none: kept as the text it is, so the
+    # field that wanted a date refuses it by its file, line and name (not a traceback).
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError):
+        return loader.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
 Path_ = tuple[str | int, ...]
 
 

@@ -23,8 +23,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from campaigns.planning import ranges
+
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_DELAY = re.compile(r"^\s*(\d+)\s*([dwhms])\s*$")
+_DELAY = re.compile(r"^\s*(\d+)\s*([dwhms])\s*$", re.ASCII)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 @dataclass(frozen=True)
@@ -43,19 +46,28 @@ class Delay:
 
     def as_timedelta(self) -> timedelta:
         """As elapsed time (a day is 24 hours): for ages and leases, not for schedules."""
-        seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[self.unit]
-        return timedelta(seconds=self.amount * seconds)
+        return timedelta(seconds=self.amount * _UNIT_SECONDS[self.unit])
 
 
 def parse_delay(text: str) -> Delay:
-    """Parse `0d`, `2d`, `36h`, `90m`, `30s`, `1w`; raise ValueError with what is allowed."""
+    """Parse `0d`, `2d`, `36h`, `90m`, `30s`, `1w`; raise ValueError with what is allowed.
+
+    Every duration dripmail reads comes through here (delays, min_gap, --lease,
+    --older-than): one over ranges.MAX_DURATION is refused before it becomes a timedelta.
+    """
     match = _DELAY.match(str(text))
     if not match:
         raise ValueError(
             f"{text!r} is not a delay: write a whole number and a unit, "
             "like 0d, 2d, 36h, 90m, 30s or 1w"
         )
-    return Delay(int(match.group(1)), match.group(2))
+    digits, unit = match.group(1), match.group(2)
+    # Past 30 digits it is out of range anyway, and int() refuses past 4,300 digits.
+    amount = int(digits) if len(digits) <= 30 else None
+    seconds = float("inf") if amount is None else amount * _UNIT_SECONDS[unit]
+    ranges.check_seconds(seconds, str(text).strip())
+    assert amount is not None
+    return Delay(amount, unit)
 
 
 def parse_seconds(text: str) -> float:
@@ -66,7 +78,28 @@ def parse_seconds(text: str) -> float:
         return parse_delay(text).as_timedelta().total_seconds()
     if not 0 <= value < float("inf"):  # also refuses nan
         raise ValueError(f"{text!r} is not a duration: write seconds, like 30 or 30s, or 2m")
+    ranges.check_seconds(value, str(text).strip())
     return value
+
+
+def parse_date(value: str | date) -> date:
+    """An ISO date (`2026-12-25`, or a date YAML already read) within the range.
+
+    Every calendar date dripmail reads comes through here: closures, `--date`.
+    """
+    if isinstance(value, datetime) or not isinstance(value, (date, str)):
+        raise ValueError(f"{value!r} is not a date: write it like 2026-12-25")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text, flags=re.ASCII):
+                raise ValueError
+            value = date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"{ranges.shown(text)} is not a date: write it like 2026-12-25"
+            ) from None
+    return ranges.check_date(value)
 
 
 def parse_clock(text: str) -> time:
@@ -83,7 +116,8 @@ def zone(name: str) -> ZoneInfo:
         if not name or name != name.strip():
             raise ValueError
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+    # OSError: a name too long to be a file name (zoneinfo looks for a file of that name).
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError) as exc:
         raise ValueError(
             f"unknown time zone {name!r} (use an IANA name like Europe/London)"
         ) from exc
@@ -107,15 +141,24 @@ def localize(naive: datetime, tz: ZoneInfo) -> datetime:
 INSTANT_EXAMPLE = "write it like 2026-03-09T14:00 or 2026-03-09T14:00+01:00"
 
 
-def parse_instant(text: str, tz: ZoneInfo) -> datetime:
-    """ISO 8601 date-time; one without an offset is read in `tz`. Returns UTC."""
+def parse_instant(text: str | datetime, tz: ZoneInfo) -> datetime:
+    """ISO 8601 date-time (or a datetime); one without an offset is read in `tz`. UTC.
+
+    Every date-time dripmail reads comes through here (--now, sign-up times, --at): one
+    outside the range (ranges.RANGE_TEXT) is a ranges.OutOfRange (a ValueError) saying so.
+    """
+    if isinstance(text, datetime):
+        value, text = text, text.isoformat()
+    else:
+        try:
+            value = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{text!r} is not an ISO date-time: {INSTANT_EXAMPLE}") from None
     try:
-        value = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{text!r} is not an ISO date-time: {INSTANT_EXAMPLE}") from None
-    if value.tzinfo is None:
-        return localize(value, tz)
-    return value.astimezone(UTC)
+        instant = localize(value, tz) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 moved across midnight by the offset
+        raise ranges.out_of_range(str(text).strip()) from None
+    return ranges.check_instant(instant, str(text).strip())
 
 
 def add_delay(start: datetime, delay: Delay, tz: ZoneInfo) -> datetime:

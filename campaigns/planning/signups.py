@@ -20,7 +20,7 @@ from pathlib import Path
 
 from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError
-from campaigns.planning import schedule
+from campaigns.planning import ranges, schedule
 from campaigns.planning.contacts import normalise_email, parse_tags
 from campaigns.planning.zones import contact_zone
 
@@ -111,11 +111,11 @@ def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
         tz = schedule.zone(zone_name)
     except ValueError as exc:
         raise InputError(str(exc), field="timezone") from None
-    if isinstance(signup.signed_up_at, datetime):
-        signed_up_at = schedule.to_utc(signup.signed_up_at)
-    elif signup.signed_up_at and str(signup.signed_up_at).strip():
+    if isinstance(signup.signed_up_at, datetime) or str(signup.signed_up_at or "").strip():
         try:
-            signed_up_at = schedule.parse_instant(str(signup.signed_up_at), tz)
+            signed_up_at = schedule.parse_instant(signup.signed_up_at, tz)
+        except ranges.OutOfRange as exc:
+            raise InputError(str(exc), field="signed_up_at") from None
         except ValueError:
             raise InputError(
                 f"{signup.signed_up_at!r} is not an ISO date-time "

@@ -29,7 +29,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
 
 from campaigns.errors import ConfigurationError
 from campaigns.planning.contacts import address_hash
@@ -235,6 +235,13 @@ class Store:
         if existing and self.path is not None and not self.path.is_file():
             self.engine.dispose()
             raise ConfigurationError(f"no database at {self.location}: {ELSEWHERE_HINT}")
+        if existing and self.path is not None and self.path.stat().st_size == 0:
+            # SQLite would take an empty file as a new database and set it up: a command
+            # that only reads says what it found instead.
+            self.engine.dispose()
+            raise ConfigurationError(
+                f"{self.location} is an empty file, not a dripmail database: {ELSEWHERE_HINT}"
+            )
         if migrate:
             self._ensure_schema()
 
@@ -306,7 +313,11 @@ class Store:
     def _opening(self) -> Iterator[None]:
         try:
             yield
-        except OperationalError as exc:
+        except DatabaseError as exc:
+            # Cannot connect (OperationalError), or a file that is not a database (SQLite's
+            # plain DatabaseError); an error in a statement is dripmail's, and goes on up.
+            if type(exc) not in (OperationalError, DatabaseError):
+                raise
             reason = " ".join(str(exc.orig).split())  # one line, whatever the driver says
             raise ConfigurationError(f"cannot open database {self.display_url}: {reason}") from None
 
