@@ -49,7 +49,7 @@ _LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 # as a form's text area or a quoted CSV cell may hold a line break.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 # Looks like an address, even a bad one (only to tell a row from a line of a quoted note).
-_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+")
+_ADDRESS = re.compile(r"\S*@\S*")
 _EXPORT_HINT = (
     'in Excel use File > Save As > "CSV UTF-8 (Comma delimited)", '
     "or import it as it is with --encoding cp1252"

@@ -4,14 +4,6 @@ Every fuzz test runs a bounded number of small examples with a per-example deadl
 the suite stays well under a minute; `.ci/run` exports CI=true, which Hypothesis reads to
 run derandomised (the same examples on every run, no example database).
 
-Kept out of the input space until the helpers fixing them are merged (re-enable then):
-- YAML anchors and aliases (`&`/`*`) in campaign files and front matter: alias bombs are
-  branch `files`' (issue 16 point 4);
-- sign-up times, closure dates and delays outside 1970-2100 / 10 years: `OverflowError`
-  is branch `ranges`' (point 5), e.g. a CSV `signed_up_at` of 9999-12-31T23:59:59, or an
-  .ics DTSTART of 99991231;
-- JSON nested deeper than the recursion limit: branch `web`'s (point 9); the examples here
-  are far too short to reach it.
 """
 
 from __future__ import annotations

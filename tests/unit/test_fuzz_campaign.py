@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import yaml
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_files, read_folder
@@ -41,7 +41,8 @@ SCALARS = st.one_of(
     st.dates(),
     st.sampled_from(
         ["0d", "2d", "36h", "1w", "-1d", "09:00", "25:00", "mon", "TODO: set", "outbox",
-         "smtp", "sendgrid", "file", "closed.ics", "01-welcome.md", "nope.md", "#zzz"]
+         "smtp", "sendgrid", "file", "closed.ics", "01-welcome.md", "nope.md", "#zzz",
+         "3654d", "100000y", "99999999999d", "1e308d", "../out", "/tmp/x"]
     ),
 )  # fmt: skip
 VALUES = st.recursive(
@@ -63,18 +64,15 @@ ICS = st.lists(
             "DTSTART:20260101T100000",
             "DTEND;VALUE=DATE:20261224",
             "DTSTART;VALUE=DATE:2026",
+            "DTSTART;VALUE=DATE:99991231",
+            "DTEND;VALUE=DATE:00010101",
             " folded",
             "X-FOO:bar",
             "",
         ]
     ),
     max_size=8,
-).map("\n".join)  # dates within 1970-2100: outside, OverflowError is branch `ranges`'
-
-
-def no_aliases(text: str) -> bool:
-    # YAML anchors (and so aliases) are branch `files`' to bound (alias bombs): kept out.
-    return "&" not in text
+).map("\n".join)
 
 
 @fuzz_settings(max_examples=80)
@@ -105,7 +103,9 @@ def test_a_campaign_file_with_any_values_loads_or_names_what_is_wrong(files, cha
 
 
 YAMLISH = st.lists(
-    st.sampled_from([*":-[]{}#'\"|>!%@`,?\n \t", "abc", "0", "1.5", "subject", "---"]),
+    st.sampled_from(
+        [*":-[]{}#'\"|>!%@`,?\n \t&*", "abc", "0", "1.5", "subject", "---", "&a [1]", "*a"]
+    ),
     max_size=40,
 ).map("".join)
 
@@ -124,7 +124,6 @@ def test_any_file_of_the_folder_spliced_with_any_text_loads_or_names_what_is_wro
     text = files[name]
     start = min(start, len(text))
     edited = {**files, name: text[:start] + insert + text[start + length :]}
-    assume(no_aliases(edited[name]) or name != CAMPAIGN_FILE)
     result = outcome(lambda: load_files(edited))
     assert isinstance(result, Campaign | InputError)
 
@@ -147,7 +146,6 @@ def test_step_front_matter_of_any_shape_loads_or_names_what_is_wrong(
     files, meta, raw, body, closed
 ):
     header = raw if raw is not None else yaml.safe_dump(meta, allow_unicode=True)
-    assume(no_aliases(header))
     text = "---\n" + header + ("\n---\n" if closed else "\n") + body
     edited = {**files, "01-welcome.md": text}
     result = outcome(lambda: load_files(edited))

@@ -29,7 +29,6 @@ NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 CLOCK = datetime(2026, 3, 10, 15, tzinfo=UTC)  # the real clock the app sees (webhook ages)
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
-# Small documents: JSON deeper than the recursion limit is branch `web`'s (point 9).
 JSON = st.recursive(
     SCALARS,
     lambda inner: (
@@ -37,7 +36,14 @@ JSON = st.recursive(
     ),
     max_leaves=8,
 )
-BODIES = st.binary(max_size=120) | JSON.map(lambda value: json.dumps(value).encode())
+# Nesting as deep as a hostile sender likes: far past the recursion limit.
+DEEP = st.builds(
+    lambda depth, opener, closed: opener * depth + (b"]" * depth if closed else b""),
+    st.integers(1, 200_000),
+    st.sampled_from([b"[", b'{"a":', b'[{"a":']),
+    st.booleans(),
+)
+BODIES = st.binary(max_size=120) | JSON.map(lambda value: json.dumps(value).encode()) | DEEP
 
 
 @fuzz_settings(max_examples=150)
