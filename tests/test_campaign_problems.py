@@ -8,7 +8,9 @@ exit 1. Publishing a version with placeholders is refused everywhere (exit 2 / 4
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -228,3 +230,55 @@ def test_several_workers_keep_the_draft_back_and_name_it_once(
     assert f"campaign {DRAFT}: 1 due email kept back: " in errors[0]
     assert f"dripmail plan {draft.resolve()} --apply" in errors[0]
     assert set(statuses(postgres_url, DRAFT)) == {"scheduled"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda text: text.replace("delay: 2d", "delay: 5000d", 1), "10 years"),
+        (lambda text: text.replace("outbox: outbox", "outbox: ../elsewhere", 1), "outbox"),
+    ],
+    ids=["delay-over-10-years", "outbox-outside"],
+)
+def test_a_version_published_before_a_new_bound_is_kept_back_and_the_others_send(
+    tmp_path, clinic_folder, db, edit, named
+):
+    # Two campaigns; one of them published (by an older dripmail) with what is refused now.
+    other = tmp_path / "other"
+    shutil.copytree(clinic_folder, other)
+    spec = other / "campaign.yaml"
+    spec.write_text(
+        spec.read_text(encoding="utf-8").replace("name: ketamine-and-sleep", "name: sleep-two"),
+        encoding="utf-8",
+    )
+    assert enroll(clinic_folder, "ana@example.com", db).exit_code == 0
+    assert enroll(other, "bo@example.com", db).exit_code == 0
+    engine = create_engine(db)
+    with engine.begin() as conn:
+        files = json.loads(
+            conn.scalar(
+                select(campaign_versions.c.files).where(campaign_versions.c.campaign == "sleep-two")
+            )
+        )
+        edited = edit(files["campaign.yaml"])
+        assert edited != files["campaign.yaml"]
+        files["campaign.yaml"] = edited
+        conn.execute(
+            campaign_versions.update()
+            .where(campaign_versions.c.campaign == "sleep-two")
+            .values(files=json.dumps(files))
+        )
+    engine.dispose()
+
+    result = dripmail("run", "--now", NOW, "--db", db)
+
+    assert "Traceback" not in result.output
+    assert result.exit_code == 1, result.output
+    assert "sent 1," in result.stdout
+    assert statuses(db, "ketamine-and-sleep")[0] == "sent"
+    assert set(statuses(db, "sleep-two")) == {"scheduled"}
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("error: campaign sleep-two: 1 due email kept back: ")
+    assert "no longer loads" in errors[0] and named in errors[0]
+    assert f"dripmail plan {other.resolve()} --apply" in errors[0]

@@ -30,7 +30,7 @@ from campaigns.delivery.leases import Cursor, Leases, worker_owner
 from campaigns.delivery.recording import Recorder
 from campaigns.delivery.report import RunReport
 from campaigns.delivery.settle import settle
-from campaigns.errors import ConfigurationError
+from campaigns.errors import ConfigurationError, InputError
 from campaigns.rendering.compile import compile_campaign
 from campaigns.rendering.personalise import CompiledCampaign
 from campaigns.storage.publish import load_version
@@ -137,7 +137,7 @@ class Dispatcher:
         )
 
     def warm_up(self) -> int:
-        """Compile every active campaign's current version now; returns how many.
+        """Compile every active campaign's current version now; returns how many loaded.
 
         A worker compiles a version once, on its first batch of it (about half a second
         for a long article); a long-running worker may do it before its first claim.
@@ -148,9 +148,14 @@ class Dispatcher:
                     campaigns.c.status == CampaignStatus.ACTIVE
                 )
             ).all()
+            compiled = 0
             for name, version in active:
-                self._campaign(conn, name, version)
-        return len(active)
+                try:
+                    self._campaign(conn, name, version)
+                except InputError:
+                    continue  # a version that no longer loads is kept back by run (held.py)
+                compiled += 1
+        return compiled
 
     def _version(self, conn: Connection, name: str, version: str) -> Campaign:
         """A published version, read once per worker (versions never change)."""

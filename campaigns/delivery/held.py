@@ -1,8 +1,9 @@
 """Campaigns a run keeps back: a problem that belongs to one campaign stays that campaign's.
 
-A campaign is kept back when its published version cannot be sent as it is: it still
-holds split's TODO placeholders (published by a dripmail older than the refusal in
-storage/publish.py), or its own sender cannot be made or was refused. Its due
+A campaign is kept back when its published version cannot be sent as it is: it no
+longer loads (published by a dripmail older than a rule it breaks, such as a bound on
+delays or the outbox), it still holds split's TODO placeholders (published before the
+refusal in storage/publish.py), or its own sender cannot be made or was refused. Its due
 deliveries stay `scheduled` (never claimed, or put back untouched); every other
 campaign sends; the run reports one line per campaign kept back, with the command that
 publishes the fix, and `dripmail run` exits 1.
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import Connection, select
 
 from campaigns.authoring.spec import Campaign
+from campaigns.errors import InputError
 from campaigns.storage.statuses import CampaignStatus
 from campaigns.storage.tables import campaigns
 from senders.base import Sender, SenderConfigurationError
@@ -122,7 +124,13 @@ def survey(conn: Connection, load: Callable[[str, str], Campaign], sender_for: C
     senders: dict[str, Sender] = {}
     errors: dict[str, str] = {}
     for row in rows:
-        campaign = load(row.name, row.version)
+        try:
+            campaign = load(row.name, row.version)
+        except InputError as exc:
+            first = str(exc).splitlines()[0]
+            problem = f"its published version no longer loads ({first})"
+            held[row.name] = Held(row.name, problem, folders.get(row.name))
+            continue
         problem = placeholder_problem(campaign)
         if problem is not None:
             held[row.name] = Held(row.name, problem, folders.get(row.name))
