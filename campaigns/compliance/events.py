@@ -22,6 +22,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from campaigns.compliance.event_model import NOT_SENT as KIND_NOT_SENT
+from campaigns.compliance.event_model import SUPPRESSING as KIND_SUPPRESSING
+from campaigns.compliance.event_model import ProviderEvent
 from campaigns.compliance.suppressions import insert_new, suppress_contacts
 from campaigns.planning.contacts import normalise_email
 from campaigns.rendering.categories import campaign_category
@@ -207,6 +210,78 @@ def _reconcile(
         message_id = _message_id(item.get("sg_message_id"))
         if message_id:
             values["provider_message_id"] = message_id
+    return conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id, deliveries.c.status == DeliveryStatus.UNKNOWN)
+        .values(updated_at=now, **values)
+    ).rowcount
+
+
+def apply_provider_events(
+    store: Store, found: Iterable[ProviderEvent], *, now: datetime
+) -> EventReport:
+    """Store a batch of any provider's events idempotently and apply them, in one
+    transaction: the one path every provider's webhook and the mailbox reader take.
+
+    A replayed event (same provider and event id) is stored once and applied once.
+    Suppressing kinds suppress the address across campaigns and cancel its contact's
+    pending deliveries; `unknown` deliveries named by an event are settled.
+    """
+    report = EventReport()
+    found = list(found)
+    with store.begin() as conn:
+        named = {e.delivery_id for e in found if e.delivery_id is not None}
+        known = set(conn.scalars(select(deliveries.c.id).where(deliveries.c.id.in_(named))))
+        by_category = _campaigns_by_category(conn) if "campaign" in events.c else {}
+        for event in found:
+            delivery_id = event.delivery_id if event.delivery_id in known else None
+            values: dict[str, Any] = {
+                "provider": event.provider,
+                "provider_event_id": event.event_id[:200],
+                "delivery_id": delivery_id,
+                "type": event.kind.value,
+                "occurred_at": event.occurred_at,
+                "created_at": now,
+            }
+            if by_category and delivery_id is None and event.campaign_hint in by_category:
+                values["campaign"] = by_category[event.campaign_hint]
+            if not insert_new(conn, events, values):
+                report.duplicates += 1
+                continue
+            report.stored += 1
+            address = _address(event.address)
+            if address and event.kind in KIND_SUPPRESSING:
+                new, cancelled = suppress_contacts(conn, store, address, event.kind, now=now)
+                report.suppressed += int(new)
+                report.cancelled += cancelled
+            if delivery_id is not None:
+                report.reconciled += _settle_unknown(conn, delivery_id, event, now=now)
+    log.info(
+        "%s events: %d stored, %d duplicates, %d addresses suppressed, "
+        "%d deliveries cancelled, %d unknown deliveries reconciled",
+        ",".join(sorted({e.provider for e in found})) or "provider",
+        report.stored,
+        report.duplicates,
+        report.suppressed,
+        report.cancelled,
+        report.reconciled,
+    )
+    return report
+
+
+def _settle_unknown(
+    conn: Connection, delivery_id: int, event: ProviderEvent, *, now: datetime
+) -> int:
+    """An `unknown` delivery: failed when the provider would not send it, else sent."""
+    if event.kind == KIND_NOT_SENT:
+        error = f"rejected by {event.provider}"
+        if event.reason and "@" not in event.reason:
+            error += f": {event.reason[:200]}"
+        values: dict[str, Any] = {"status": DeliveryStatus.FAILED, "error": error}
+    else:
+        values = {"status": DeliveryStatus.SENT, "error": None}
+        if event.message_id:
+            values["provider_message_id"] = event.message_id[:200]
     return conn.execute(
         update(deliveries)
         .where(deliveries.c.id == delivery_id, deliveries.c.status == DeliveryStatus.UNKNOWN)
