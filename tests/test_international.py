@@ -23,6 +23,7 @@ from campaigns.compliance.staff import check_suppression, suppress_addresses
 from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning.enroll import enroll, import_csv
 from campaigns.planning.signups import Signup
+from campaigns.reporting.reports import calendar
 from campaigns.storage.store import Store
 from campaigns.storage.tables import contacts, deliveries, enrollments
 from campaigns.web.app import create_app
@@ -148,9 +149,11 @@ def test_both_spellings_are_one_contact_for_enrollment_suppression_export_and_er
         assert conn.scalar(select(func.count()).select_from(contacts)) == 1
         assert conn.scalar(select(contacts.c.email)) == "pat@xn--bcher-kva.de"
 
-    assert export_contact(store, "PAT@XN--BCHER-KVA.DE")["contact"]["email"] == (
-        "pat@xn--bcher-kva.de"
-    )
+    exported = export_contact(store, "PAT@XN--BCHER-KVA.DE")["contact"]
+    assert exported["email"] == "pat@xn--bcher-kva.de"
+    assert exported["email_display"] == "pat@bücher.de"  # as a person reads it
+    shown = calendar(store, clinic, email="pat@xn--bcher-kva.de")
+    assert {entry.contact for entry in shown} == {"pat@bücher.de"}
     suppress_addresses(store, ["pat@xn--bcher-kva.de"], now=ENROLLED_AT)
     assert check_suppression(store, "pat@bücher.de").suppressed
     later = enroll(store, clinic, Signup("pat@bücher.de", consent="form"), now=ENROLLED_AT)

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, select, update
 
 from campaigns.compliance.suppressions import add_suppression, cancel_pending, suppression_of
 from campaigns.errors import InputError
-from campaigns.planning.contacts import normalise_email
+from campaigns.planning.contacts import display_address, normalise_email
 from campaigns.storage.store import Store
 from campaigns.storage.tables import contacts, deliveries, enrollments, events
 
@@ -95,6 +95,9 @@ def export_contact(store: Store, email: str) -> dict[str, Any]:
     held_contact = _row(contact) if contact is not None else None
     if held_contact and held_contact.get("attributes"):  # an import's other columns, as given
         held_contact["attributes"] = json.loads(held_contact["attributes"])
+    if held_contact and held_contact.get("email"):
+        # Stored with its domain as A-label (how it is matched and sent); shown as read.
+        held_contact["email_display"] = display_address(held_contact["email"])
     return {
         "contact": held_contact,
         "suppressed": suppression is not None,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from hashlib import sha256
 from typing import TYPE_CHECKING
 
+import idna
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from sqlalchemy import select, update
 
@@ -73,6 +74,19 @@ def normalise_email(value: str) -> str:
     if len(address.encode("utf-8")) > MAX_ADDRESS:
         raise ValueError(f"not a valid email address: longer than {MAX_ADDRESS} octets (RFC 5321)")
     return address
+
+
+def display_address(stored: str) -> str:
+    """A stored address as a person reads it: an IDNA A-label domain in Unicode again
+    (`pat@xn--bcher-kva.de` -> `pat@bücher.de`). Only for showing; matching, the HMAC
+    and the wire use the stored form."""
+    local, at, domain = stored.rpartition("@")
+    if not at or "xn--" not in domain:
+        return stored
+    try:
+        return f"{local}@{idna.decode(domain)}"
+    except idna.IDNAError:
+        return stored
 
 
 def address_hash(key: str, email: str) -> str:

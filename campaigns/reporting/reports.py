@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError
 from campaigns.planning import schedule
-from campaigns.planning.contacts import normalise_email
+from campaigns.planning.contacts import display_address, normalise_email
 from campaigns.planning.plans import plan
 from campaigns.storage.publish import open_campaign
 from campaigns.storage.statuses import DELIVERY_STATES
@@ -99,7 +99,7 @@ def calendar(
     with store.connect() as conn:
         return [
             CalendarEntry(
-                contact=row.email or f"contact {row.id}",
+                contact=display_address(row.email) if row.email else f"contact {row.id}",
                 contact_id=row.id,
                 first_name=row.first_name,
                 timezone=row.timezone,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import pytest
 
 from campaigns.errors import InputError
-from campaigns.planning.contacts import address_hash, normalise_email
+from campaigns.planning.contacts import address_hash, display_address, normalise_email
 from campaigns.planning.signups import Signup, read_signups, validate
 from senders.addresses import NeedsSmtpUtf8
 from senders.base import Message, Outcome
@@ -198,3 +198,16 @@ def test_sendgrid_gets_the_a_label_and_refuses_a_non_ascii_local_part():
     assert unsendable(message("pat@bücher.de")) is None
     reason = unsendable(message("üser@example.com"))
     assert reason is not None and "SMTPUTF8" in reason and "SendGrid" in reason
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        ("pat@xn--bcher-kva.de", "pat@bücher.de"),
+        ("ana@example.com", "ana@example.com"),
+        ("ümit@example.com", "ümit@example.com"),
+        ("pat@xn--zzz-.de", "pat@xn--zzz-.de"),  # not a valid A-label: shown as stored
+    ],
+)
+def test_a_stored_address_is_shown_with_its_domain_as_a_person_reads_it(stored, shown):
+    assert display_address(stored) == shown
