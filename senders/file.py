@@ -238,14 +238,20 @@ class NullSender(Sender):
     name = "null"
     batch_limit = 1
 
+    def __init__(self) -> None:
+        self._built: set[str] = set()  # delivery ids `build` made in full, not yet sent
+
     def build(self, message: Message) -> Message:
-        # Built in full, as SMTP and the outbox would, and discarded (b"": built).
+        # Built in full, as SMTP and the outbox would, and discarded.
         to_bytes(message, utf8=True)
-        return replace(message, prepared=b"")
+        self._built.add(message.delivery_id)
+        return message
 
     def send(self, messages: Sequence[Message]) -> list[SendResult]:
         for message in messages:
-            if message.prepared is None:  # handed over without `build`
+            if message.delivery_id in self._built:
+                self._built.discard(message.delivery_id)
+            else:  # handed over without `build`
                 to_bytes(message, utf8=True)
         return [SendResult(m.delivery_id, Outcome.SENT) for m in messages]
 
