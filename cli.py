@@ -676,6 +676,11 @@ def stats(
             "events naming no delivery (in the total): "
             + ", ".join(f"{name} {count}" for name, count in loose.items())
         )
+    if result.total.soft_bounced:
+        console.print(
+            f"soft bounces: {result.total.soft_bounced} (not in bounced: the address stays "
+            "and the provider may still deliver)"
+        )
     if untracked:
         console.print(
             f"not tracked: {' and '.join(untracked)} (the sender reports none; SendGrid with "

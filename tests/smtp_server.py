@@ -10,8 +10,10 @@ import datetime as dt
 import email
 import email.policy
 import ipaddress
+import random
 import ssl
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -61,6 +63,11 @@ class Faults:
     drop_after: int | None = None
     drops: int = 1
     on_drop: Callable[[], None] | None = None  # e.g. change the password the server wants
+    # Seeded random faults for the shared adapter suite (tests/adapters.py): this share
+    # of transactions is deferred at RCPT (451, half of them) or cut off after the final
+    # "." without keeping the message (the other half).
+    rate: float = 0.0
+    seed: int = 0
 
 
 class RecordingHandler:
@@ -71,7 +78,24 @@ class RecordingHandler:
         self.received: list[Received] = []
         self.dropped = 0
         self.quits = 0
+        self.transactions = 0  # MAIL commands: every message tried, faults included
+        self._tries: Counter[str] = Counter()  # per recipient, for the seeded faults
         self._lock = threading.Lock()
+
+    def _roll(self, key: str) -> float | None:
+        """A seeded draw in [0, 1) for this recipient's nth try; None when faults are off."""
+        if not self.faults.rate:
+            return None
+        return random.Random(f"{self.faults.seed}:{key}").random()
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
+    ) -> str:
+        with self._lock:
+            self.transactions += 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
@@ -82,17 +106,23 @@ class RecordingHandler:
             if address in self.faults.defer:
                 self.faults.defer.discard(address)
                 return f"451 4.7.1 <{address}>: Recipient address rejected: Greylisted"
+            self._tries[address] += 1
+            roll = self._roll(f"{address}:{self._tries[address]}")
+        if roll is not None and roll < self.faults.rate / 2:
+            return "451 4.7.1 Too many messages, slow down"  # throttling, as relays say it
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self._lock:
             faults = self.faults
+            first = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
+            roll = self._roll(f"data:{first}:{self._tries[first]}")
             if (
                 faults.drop_after is not None
                 and len(self.received) >= faults.drop_after
                 and self.dropped < faults.drops
-            ):
+            ) or (roll is not None and faults.rate / 2 <= roll < faults.rate):
                 self.dropped += 1
                 if faults.on_drop is not None:
                     faults.on_drop()

@@ -284,3 +284,66 @@ def test_workers_starting_together_on_an_empty_database_set_it_up_once(url):
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM alembic_version")) == 1
     engine.dispose()
+
+
+# -- 0010: SendGrid's event names become the event model's kinds ---------------------------
+
+# (provider, type before 0010, type after it): every SendGrid name the old webhook stored,
+# and dripmail's own unsubscribe events, which keep their types.
+EVENT_ROWS = [
+    ("sendgrid", "processed", "accepted"),
+    ("sendgrid", "delivered", "delivered"),
+    ("sendgrid", "deferred", "deferred"),
+    ("sendgrid", "bounce", "bounced_hard"),
+    ("sendgrid", "dropped", "rejected"),
+    ("sendgrid", "spamreport", "complained"),
+    ("sendgrid", "unsubscribe", "unsubscribed"),
+    ("sendgrid", "group_unsubscribe", "unsubscribed"),
+    ("sendgrid", "open", "opened"),
+    ("sendgrid", "click", "clicked"),
+    ("sendgrid", "group_resubscribe", "group_resubscribe"),  # no kind: left as it was
+    ("dripmail", "unsubscribe", "unsubscribe"),
+    ("dripmail", "campaign_unsubscribe", "campaign_unsubscribe"),
+    ("dripmail", "newsletter_unsubscribe", "newsletter_unsubscribe"),
+    ("dripmail", "unsubscribe_undone", "unsubscribe_undone"),
+    ("dripmail", "resubscribe", "resubscribe"),
+    ("dripmail", "suppression_removed", "suppression_removed"),
+]
+
+
+def event_types(url: str) -> list[tuple[str, str]]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(events.c.provider, events.c.type).order_by(events.c.id)).all()
+    engine.dispose()
+    return [tuple(row) for row in rows]
+
+
+def test_0010_stores_sendgrid_events_as_kinds_and_downgrades_back(url):
+    migrate(url, "0009")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(events),
+            [
+                {"provider": provider, "provider_event_id": f"e{i}", "delivery_id": None,
+                 "type": before, "occurred_at": AT, "created_at": AT, "campaign": None}
+                for i, (provider, before, _after) in enumerate(EVENT_ROWS)
+            ],
+        )  # fmt: skip
+    engine.dispose()
+
+    migrate(url, "0010")
+
+    assert event_types(url) == [(provider, after) for provider, before, after in EVENT_ROWS]
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        command.downgrade(_alembic_config(conn), "0009")
+    engine.dispose()
+    # Back to SendGrid's names; group_unsubscribe, which the old stats and suppressions
+    # treated as unsubscribe, comes back as that.
+    assert event_types(url) == [
+        (provider, "unsubscribe" if before == "group_unsubscribe" else before)
+        for provider, before, _after in EVENT_ROWS
+    ]

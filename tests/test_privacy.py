@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
-from campaigns.compliance.events import apply_sendgrid_events
 from campaigns.compliance.privacy import export_contact, forget_contact
+from campaigns.compliance.sendgrid_events import apply_sendgrid_events
 from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning.enroll import enroll, import_csv
 from campaigns.planning.signups import Signup
@@ -84,7 +84,7 @@ def test_export_prints_everything_held_on_the_person(store, clinic, person):
     assert [e["id"] for e in data["enrollments"]] == [enrollment_id]
     assert len(data["deliveries"]) == len(clinic.steps)
     assert {d["campaign"] for d in data["deliveries"]} == {"ketamine-and-sleep"}
-    assert [e["type"] for e in data["events_by_delivery"][str(first)]] == ["delivered", "open"]
+    assert [e["type"] for e in data["events_by_delivery"][str(first)]] == ["delivered", "opened"]
     assert data["suppressed"] is False
     assert "Kimberley" not in result.stdout  # only this person
 

@@ -3,18 +3,16 @@
 Real SQLite store, real dispatcher, real HTTP; the sender's sleep and clock are
 injected (waits are recorded and return at once), so nothing waits on the wall clock.
 These tests cover one request per message (`batch: false`); test_sendgrid_batch.py
-covers many messages of one step per request.
+covers many messages of one step per request. The 30 % fault run, the refused key and
+header injection are in the suite every adapter shares (tests/test_adapters.py).
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import random
 import re
 import threading
 import time
-from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -195,98 +193,6 @@ def test_the_clinic_campaign_reaches_200_contacts(store, clinic, tmp_path, serve
     assert {r.status for r in all_rows(store) if r.position > 1} == {"scheduled"}
     for body in server.bodies():
         assert body["headers"]["List-Unsubscribe"].startswith(f"<{PUBLIC_URL}/u/")
-
-
-def test_faults_on_30_percent_of_requests_lose_nothing_and_send_nothing_twice(
-    store, clinic, tmp_path, server, fake, senders
-):
-    enroll_many(store, clinic, tmp_path, 200)
-    reset = int(fake.now) + 5  # every 429 asks for 5 s
-
-    def fault_for(delivery_id: str | None, nth: int) -> Fault | None:
-        # Seeded per delivery and request, so the choice does not depend on thread order.
-        roll = random.Random(f"7:{delivery_id}:{nth}").random()
-        choices = (
-            (0.08, Fault.rate_limited(reset)),
-            (0.13, Fault.error(500)),
-            (0.17, Fault.error(503)),
-            (0.19, Fault.error(502)),
-            (0.24, Fault.drop()),
-        )
-        return next((fault for bound, fault in choices if roll < bound), None)
-
-    server.fault_for = fault_for
-    refusals = random.Random(11)
-    sender = senders(server, fake, max_attempts=3)
-    dispatcher = Dispatcher(store, lambda _campaign: sender, max_attempts=10)
-
-    runs: list[list] = []  # the server's requests, run by run
-    now = NOW
-    with server.refusing(lambda: refusals.random() < 0.06):
-        for _ in range(20):
-            start = len(server.requests)
-            dispatcher.run(now=now)
-            runs.append(server.requests[start:])
-            pending = [r.due_at for r in first_steps(store) if r.status == "scheduled"]
-            if not pending:
-                break
-            now = max(now, min(pending))
-
-    rows = first_steps(store)
-    answers = server.answers()
-    # The faults really happened.
-    assert server.refused and answers["429"] and answers["drop"]
-    assert answers["500"] + answers["502"] + answers["503"]
-    assert server.schema_failures == [] and server.problems == []
-    # Nothing lost, nothing accepted twice.
-    assert {r.status for r in rows} <= {"sent", "unknown"}
-    assert sorted(server.accepted) == sorted(str(r.id) for r in rows)
-    assert all(len(ids) == 1 for ids in server.accepted.values())
-    last_answer = {request.delivery_id: request.answer for request in server.requests}
-    for row in rows:
-        if row.status == "sent":
-            assert row.provider_message_id == server.accepted[str(row.id)][0]
-            assert last_answer[str(row.id)] == "202"
-        else:  # only a connection dropped after sending leaves a delivery unknown
-            assert last_answer[str(row.id)] == "drop"
-    assert sum(r.status == "unknown" for r in rows) == answers["drop"]
-    # Requests per delivery stay within the bounds; every request is on the row.
-    for requests in runs:
-        assert max(Counter(r.delivery_id for r in requests).values(), default=0) <= 3
-    assert sum(r.attempts for r in all_rows(store)) == len(server.requests) + server.refused
-    assert max(r.attempts for r in rows) <= 10 - 1 + 3
-    # A 429 was retried only after waiting until its reset; backoffs stay short.
-    assert all(w <= 1.0 or 5 <= w <= 5.5 for w in fake.waits)
-    retried_after_429 = 0
-    for requests in runs:
-        by_delivery = defaultdict(list)
-        for r in requests:
-            by_delivery[r.delivery_id].append(r.answer)
-        for seq in by_delivery.values():
-            retried_after_429 += sum(a == "429" for a in seq[:-1])
-    assert 0 < retried_after_429 <= sum(w >= 5 for w in fake.waits) <= answers["429"]
-
-
-def test_a_refused_api_key_stops_the_run_and_marks_nothing(
-    store, clinic, tmp_path, server, fake, senders, caplog
-):
-    caplog.set_level(logging.DEBUG)
-    enroll_many(store, clinic, tmp_path, 5)
-    revoked = "SG.revoked-key.0b1c2d3e4f"
-    sender = senders(server, fake, key=revoked)
-
-    with pytest.raises(SenderConfigurationError) as raised:
-        Dispatcher(store, lambda _campaign: sender).run(now=NOW)
-
-    assert "SendGrid refused the API key (401)" in str(raised.value)
-    assert "SENDGRID_API_KEY" in str(raised.value)
-    rows = all_rows(store)
-    assert {r.status for r in rows} == {"scheduled"}
-    assert {r.attempts for r in rows} == {0}
-    assert server.accepted_ids == []
-    assert any(r.name == "dripmail.sendgrid" for r in caplog.records)  # logging was on
-    for text in (str(raised.value), repr(raised.value), caplog.text, repr(sender)):
-        assert revoked not in text and "revoked-key" not in text
 
 
 def test_a_key_revoked_mid_run_keeps_what_went_out_and_stops_the_next_run(
@@ -487,39 +393,6 @@ def test_settings_turn_on_categories_tracking_and_the_asm_group(
     assert body["tracking_settings"]["open_tracking"] == {"enable": True}
     assert body["tracking_settings"]["click_tracking"]["enable"] is True
     assert server.schema_failures == [] and server.problems == []
-
-
-def test_crlf_and_separators_in_names_and_subjects_never_split_a_header(
-    store, clinic, server, fake, senders
-):
-    sender = senders(server, fake)
-    hostile = message(
-        "41",
-        from_name="Care Team\r\nBcc: eve@evil.example",
-        to_name='Smith, Pat; "Jr"\r\nX-Injected: yes',
-        subject="Welcome\r\nBcc: eve@evil.example",
-        headers={
-            "List-Unsubscribe": f"<{PUBLIC_URL}/u/t>\r\nBcc: eve@evil.example",
-            "X-Split\r\nBcc": "eve@evil.example",
-            "Message-ID": "<dripmail.41@balancedketamine.example.com>",
-        },
-    )
-
-    [result] = sender.send([hostile])
-
-    assert result.outcome is Outcome.SENT
-    assert server.schema_failures == [] and server.problems == []
-    [body] = server.bodies()
-    texts = [body["subject"], body["from"]["name"], *body["headers"], *body["headers"].values()]
-    texts.append(body["personalizations"][0]["to"][0]["name"])
-    assert not any("\r" in text or "\n" in text for text in texts)
-    assert set(body["headers"]) == {"List-Unsubscribe"}
-
-    # And through the engine: a first name with a comma and a semicolon.
-    enroll_one(store, clinic, first_name="Smith, Pat; Jr.")
-    Dispatcher(store, lambda _campaign: sender).run(now=NOW)
-    assert first_steps(store)[0].status == "sent"
-    assert server.problems == [] and server.schema_failures == []
 
 
 def test_results_come_back_in_the_order_of_the_messages(server, fake, senders):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import email
 import email.policy
 import logging
@@ -24,7 +23,7 @@ from campaigns.reporting.reports import status_counts
 from campaigns.settings import Settings
 from campaigns.storage.store import Store
 from campaigns.storage.tables import deliveries
-from senders.base import Message, Outcome, SenderConfigurationError
+from senders.base import Message, SenderConfigurationError
 from senders.smtp import SmtpSender
 from tests.helpers import utc
 from tests.smtp_server import Certificate, Faults, Received, SmtpTestServer, make_certificate
@@ -270,14 +269,7 @@ def test_credentials_refused_after_a_reconnect_stop_the_run_without_double_sends
     assert len(server.received) == 10 and set(by_delivery(server.received).values()) == {1}
 
 
-# -- header injection -----------------------------------------------------------------
-
-
-# Every header senders.mime writes for evil_message; anything else was injected.
-BUILT_HEADERS = {"from", "to", "subject", "message-id", "list-unsubscribe"} | {
-    "mime-version",
-    "content-type",
-}
+# -- a hostile message (header injection itself: tests/test_adapters.py) ----------------
 
 
 def evil_message(delivery_id: str, to: str) -> Message:
@@ -298,44 +290,7 @@ def evil_message(delivery_id: str, to: str) -> Message:
     )
 
 
-def test_cr_lf_and_semicolons_never_make_an_extra_header():
-    with SmtpTestServer() as server:
-        sender = sender_for(server)
-        results = sender.send([evil_message("1", address(1)), evil_message("2", address(2))])
-        sender.close()
-
-    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
-    for received in server.received:
-        message = received.message
-        assert {name.lower() for name in message} <= BUILT_HEADERS
-        assert "attacker" not in " ".join(received.rcpt_tos)
-        assert len(message.get_all("To")) == 1 and len(message["To"].addresses) == 1
-        assert len(message["From"].addresses) == 1
-        assert message["From"].addresses[0].addr_spec == CLINIC_FROM
-        assert "\n" not in message["Subject"] and message["Subject"].startswith("Sleep tips")
-
-
 # -- configuration --------------------------------------------------------------------
-
-
-def test_refused_credentials_stop_the_run_and_mark_nothing(
-    store, clinic, tmp_path, certificate, caplog
-):
-    caplog.set_level(logging.DEBUG)
-    enroll_contacts(store, clinic, tmp_path, 5)
-    with SmtpTestServer(starttls=certificate.server_context(), credentials=LOGIN) as server:
-        sender = sender_for(server, "starttls", certificate=certificate, password=WRONG_PASSWORD)
-        with pytest.raises(SenderConfigurationError) as caught:
-            run(store, sender)
-
-    text = str(caught.value)
-    assert "refused the username/password" in text and "\n" not in text
-    assert all((r.status, r.attempts) == ("scheduled", 0) for r in first_steps(store).values())
-    assert server.received == [] and server.logins and not any(server.logins)
-    encoded = base64.b64encode(WRONG_PASSWORD.encode()).decode()
-    assert WRONG_PASSWORD not in text and WRONG_PASSWORD not in caplog.text
-    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("dripmail"))
-    assert encoded not in ours and WRONG_PASSWORD not in repr(sender)
 
 
 def test_an_untrusted_certificate_stops_the_run(store, clinic, tmp_path, certificate):

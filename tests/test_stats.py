@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from campaigns.authoring.spec import load_folder
-from campaigns.compliance.events import apply_sendgrid_events
+from campaigns.compliance.sendgrid_events import apply_sendgrid_events
 from campaigns.planning.enroll import enroll
 from campaigns.planning.signups import Signup
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim

@@ -232,7 +232,7 @@ def test_undoing_keeps_the_suppression_when_the_address_bounced_since(store, cli
                 provider="sendgrid",
                 provider_event_id="sg-bounce-1",
                 delivery_id=claim.delivery_id,
-                type="bounce",
+                type="bounced_hard",  # a bounce from any provider is stored so
                 occurred_at=NOW,
                 created_at=NOW,
             )

@@ -130,8 +130,9 @@ def test_a_signed_batch_is_stored_and_applied(store, clinic, client):
     assert settled.provider_message_id == "14c5d75ce93"
     with store.connect() as conn:
         stored = conn.execute(select(events.c.type, events.c.delivery_id)).all()
+    # Stored as the event model's kinds, whichever provider said them.
     assert sorted(stored) == sorted(
-        [(k, delivery.id) for k in ("processed", "delivered", "open", "click")]
+        [(k, delivery.id) for k in ("accepted", "delivered", "opened", "clicked")]
     )
     first = campaign_stats(store, "ketamine-and-sleep").steps[0].counts
     assert (first.sent, first.delivered, first.opened, first.clicked) == (1, 1, 1, 1)
@@ -185,7 +186,7 @@ def test_a_bounce_suppresses_the_address_across_campaigns(store, clinic, client,
             )
         ).scalars()
         assert set(pending) == {"cancelled"}
-    assert held == [(store.address_hash("pat@example.com"), "bounce")]
+    assert held == [(store.address_hash("pat@example.com"), "bounced_hard")]
     assert campaign_stats(store, "ketamine-and-sleep").steps[0].counts.bounced == 1
     # Signing up again to either campaign enrolls nothing.
     again = enroll(
@@ -197,10 +198,18 @@ def test_a_bounce_suppresses_the_address_across_campaigns(store, clinic, client,
     assert again.suppressed == 1
 
 
-@pytest.mark.parametrize("kind", ["dropped", "spamreport", "unsubscribe", "group_unsubscribe"])
-def test_other_suppressing_events(store, clinic, client, kind):
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("dropped", "rejected"),
+        ("spamreport", "complained"),
+        ("unsubscribe", "unsubscribed"),
+        ("group_unsubscribe", "unsubscribed"),
+    ],
+)
+def test_other_suppressing_events(store, clinic, client, name, kind):
     enroll_pat(store, clinic)
-    post(client, [event(kind)])
+    post(client, [event(name)])
     with store.connect() as conn:
         assert conn.execute(select(suppressions.c.reason)).scalars().all() == [kind]
 
@@ -218,7 +227,7 @@ def test_a_dropped_unknown_delivery_becomes_failed(store, clinic, client):
     set_status(store, delivery.id, "unknown")
     post(client, [event("dropped", delivery.id, reason="Bounced Address")])
     settled = first_delivery(store, delivery.enrollment_id)
-    assert (settled.status, settled.error) == ("failed", "dropped by SendGrid: Bounced Address")
+    assert (settled.status, settled.error) == ("failed", "rejected by sendgrid: Bounced Address")
 
 
 @pytest.mark.sqlite_only
@@ -228,7 +237,7 @@ def test_no_address_is_stored(store, client):
     )
     assert answer.json()["stored"] == 2
     with store.connect() as conn:
-        assert conn.execute(select(suppressions.c.reason)).scalars().all() == ["bounce"]
+        assert conn.execute(select(suppressions.c.reason)).scalars().all() == ["bounced_hard"]
     store.close()
     for path in Path(store.path).parent.glob(Path(store.path).name + "*"):
         assert b"stranger.danger" not in path.read_bytes()

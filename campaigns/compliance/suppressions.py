@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from campaigns.compliance.event_model import SUPPRESSING
 from campaigns.compliance.undo_record import UndoRecord, remember
 from campaigns.rendering.tokens import UnsubscribeClaim
 from campaigns.storage.statuses import PENDING, CampaignKind, DeliveryStatus, EnrollmentStatus
@@ -46,12 +47,18 @@ class Scope(enum.StrEnum):
     NEWSLETTER = "newsletter"  # every newsletter, no drip campaign (campaigns/newsletter.py)
 
 
-# Event types an unsubscribe records; stats count both as "unsubscribed".
+# Event types dripmail's own unsubscribe page records (provider "dripmail"); stats count
+# each as "unsubscribed". They stay outside the provider model's kinds on purpose: the
+# scope is the type (only ALL suppresses the address), "I changed my mind" finds and
+# re-types them (compliance/undo.py), and their keys name the type.
 EVENT_TYPES = {
     Scope.ALL: "unsubscribe",
     Scope.CAMPAIGN: "campaign_unsubscribe",
     Scope.NEWSLETTER: "newsletter_unsubscribe",
 }
+# Stored event types after which the address is suppressed: every provider's suppressing
+# kinds (compliance/event_model.py), and dripmail's own unsubscribe from everything.
+SUPPRESSING_TYPES = frozenset({*(kind.value for kind in SUPPRESSING), EVENT_TYPES[Scope.ALL]})
 
 
 def insert_new(conn: Connection, table: Table, values: Mapping[str, Any]) -> bool:

@@ -18,10 +18,10 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
-from campaigns.compliance.events import SUPPRESSING
 from campaigns.compliance.suppressions import (
     DRIPMAIL_PROVIDER,
     EVENT_TYPES,
+    SUPPRESSING_TYPES,
     Scope,
     cancel_reason,
     insert_new,
@@ -175,7 +175,7 @@ def _suppressed_since(conn: Connection, contact_id: int, event_id: int) -> bool:
             .where(
                 enrollments.c.contact_id == contact_id,
                 events.c.id > event_id,
-                events.c.type.in_(SUPPRESSING),
+                events.c.type.in_(SUPPRESSING_TYPES),
             )
             .limit(1)
         )

@@ -8,6 +8,12 @@ report none); the bounce rate is always over sent, since a bounced email was nev
 delivered. Events that name no delivery (a send-test, a provider event without our
 delivery id) count at campaign level only.
 
+Every provider's events count the same way: the columns are the event model's kinds
+(compliance/event_model.py). `bounced` is hard bounces, the addresses lost;
+`soft_bounced` (a mailbox full, a block the provider retries) is shown apart and rated
+against nothing, since the email may still arrive. `rejected` (the provider would not
+send it) is in no column: the delivery shows it, as `failed` or `unknown`.
+
 Opens and clicks are only known when the provider tracks them (SendGrid's
 `track_opens`/`track_clicks`) and reports events; the file and SMTP senders never do.
 A column nobody could have counted is "not tracked" (None), never a 0% that reads as
@@ -22,26 +28,29 @@ from typing import Any
 
 from sqlalchemy import case, func, select
 
+from campaigns.compliance.event_model import EventKind
 from campaigns.compliance.suppressions import EVENT_TYPES
 from campaigns.storage.publish import open_campaign
 from campaigns.storage.statuses import DeliveryStatus
 from campaigns.storage.store import Store
 from campaigns.storage.tables import deliveries, enrollments, events
 
-# Which stored event types feed which column.
+# Which stored event types feed which column: the model's kinds, for every provider, and
+# dripmail's own unsubscribes (one per scope, compliance/suppressions.py).
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "delivered": ("delivered",),
-    "bounced": ("bounce",),
-    "opened": ("open",),
-    "clicked": ("click",),
-    "unsubscribed": ("unsubscribe", "group_unsubscribe", *EVENT_TYPES.values()),
-    "complaints": ("spamreport",),
+    "delivered": (EventKind.DELIVERED.value,),
+    "bounced": (EventKind.BOUNCED_HARD.value,),
+    "opened": (EventKind.OPENED.value,),
+    "clicked": (EventKind.CLICKED.value,),
+    "unsubscribed": (EventKind.UNSUBSCRIBED.value, *EVENT_TYPES.values()),
+    "complaints": (EventKind.COMPLAINED.value,),
+    "soft_bounced": (EventKind.BOUNCED_SOFT.value,),
 }
 RATED = ("bounced", "opened", "clicked", "unsubscribed", "complaints")
 # Columns that exist only when the provider tracks them, and the sender key turning it on.
 TRACKING = {"opened": "track_opens", "clicked": "track_clicks"}
 # Columns only a provider's events fill (dripmail records unsubscribes itself).
-PROVIDER_REPORTED = ("delivered", "bounced", "opened", "clicked", "complaints")
+PROVIDER_REPORTED = ("delivered", "bounced", "opened", "clicked", "complaints", "soft_bounced")
 
 
 @dataclass
@@ -55,6 +64,7 @@ class Counts:
     clicked: int = 0
     unsubscribed: int = 0
     complaints: int = 0
+    soft_bounced: int = 0  # not rated: the email may still arrive
 
     def add(self, other: Counts) -> None:
         for name in asdict(self):

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from campaigns import boundedjson
-from campaigns.compliance.events import apply_sendgrid_events
+from campaigns.compliance.sendgrid_events import apply_sendgrid_events
 from campaigns.errors import ConfigurationError, InputError
 from campaigns.settings import WEBHOOK_KEY_ENV, Settings
 from campaigns.storage.store import Store
