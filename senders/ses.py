@@ -216,7 +216,9 @@ class SesSender(Sender):
         raw = to_bytes(built)
         if len(raw) > MAX_RAW_BYTES:
             raise ValueError(f"the email is {len(raw):,} bytes; SES takes at most 40 MB")
-        return replace(built, prepared=raw)
+        # The raw bytes are all `send` needs: a hand-off holds up to 500 of these, so the
+        # html and text they were made from are not kept twice.
+        return replace(built, prepared=raw, html="", text="")
 
     def request(self, message: Message) -> dict[str, Any]:
         """The SendEmail parameters for a built message."""
