@@ -33,6 +33,12 @@ SENDGRID_KEY_ENV = "SENDGRID_API_KEY"  # the default; a campaign may name anothe
 SENDGRID_HOST_ENV = "SENDGRID_API_HOST"
 WEBHOOK_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
 OUTBOX_ENV = "DRIPMAIL_OUTBOX"  # the file sender's folder, over the campaign file's `outbox`
+# Amazon SES: another API address (tests, a VPC interface endpoint), and the SNS topics
+# whose notifications /webhooks/ses accepts. AWS credentials and the default region are
+# not read here: boto3 resolves them itself through the standard AWS chain
+# (AWS_* variables, ~/.aws files, SSO, container and instance roles).
+SES_ENDPOINT_ENV = "DRIPMAIL_SES_ENDPOINT_URL"
+SES_TOPICS_ENV = "DRIPMAIL_SES_TOPIC_ARNS"  # comma-separated topic ARNs
 
 
 class Settings(BaseSettings):
@@ -54,6 +60,8 @@ class Settings(BaseSettings):
     sendgrid_api_host: str | None = Field(default=None, validation_alias=SENDGRID_HOST_ENV)
     sendgrid_webhook_public_key: str | None = Field(default=None, validation_alias=WEBHOOK_KEY_ENV)
     outbox: str | None = Field(default=None, validation_alias=OUTBOX_ENV)
+    ses_endpoint_url: str | None = Field(default=None, validation_alias=SES_ENDPOINT_ENV)
+    ses_topic_arns: str | None = Field(default=None, validation_alias=SES_TOPICS_ENV)
 
     # The environment as it was read, for the one variable only a campaign file names
     # (sender.api_key_env). Private: in no repr and no dump.
@@ -78,6 +86,11 @@ class Settings(BaseSettings):
         if isinstance(data, dict):
             return {key: value for key, value in data.items() if value not in ("", None)}
         return data
+
+    @property
+    def ses_topics(self) -> frozenset[str]:
+        """The SNS topic ARNs in DRIPMAIL_SES_TOPIC_ARNS (comma-separated), empty when unset."""
+        return frozenset(filter(None, (t.strip() for t in (self.ses_topic_arns or "").split(","))))
 
     def secret(self, name: str) -> SecretStr | None:
         """The variable `name` as a secret (None when unset or empty): a campaign names

@@ -3,7 +3,8 @@
 One model per provider, picked by `type`, so a key of another provider is an unknown
 key. Secrets are never written here: the SMTP password and the SendGrid key come from
 the environment (campaigns/settings.py), whose DRIPMAIL_SMTP_* variables and
-SENDGRID_API_HOST also win over the values below.
+SENDGRID_API_HOST also win over the values below; AWS credentials come from the
+standard AWS chain, which boto3 resolves.
 """
 
 from __future__ import annotations
@@ -88,6 +89,24 @@ class SendGridSenderSettings(FileModel):
     max_wait: MaxWait
 
 
+class SesSenderSettings(FileModel):
+    """Amazon SES (API v2 SendEmail, raw MIME); credentials from the standard AWS chain.
+
+    `region` defaults to the AWS chain's (AWS_DEFAULT_REGION, ~/.aws/config);
+    DRIPMAIL_SES_ENDPOINT_URL points the client elsewhere (a VPC endpoint, a test server).
+    """
+
+    type: Literal["ses"] = "ses"
+    # us-east-1, eu-west-2, us-gov-west-1, ap-southeast-4 ...
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+){1,2}-[0-9]{1,2}$")
+    # SES: "The name can contain up to 64 characters ... letters, numbers, underscores, dashes"
+    configuration_set: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    timeout: Timeout
+    concurrency: Annotated[int, Field(default=4, ge=1, le=64)]
+    max_attempts: MaxAttempts
+    max_wait: MaxWait
+
+
 def _mapping(value: Any) -> Any:
     """`sender: smtp` is `{type: smtp}`; a mapping without `type` is the file sender's."""
     if isinstance(value, str):
@@ -100,7 +119,11 @@ def _mapping(value: Any) -> Any:
 
 
 AnySenderSettings = (
-    FileSenderSettings | NullSenderSettings | SmtpSenderSettings | SendGridSenderSettings
+    FileSenderSettings
+    | NullSenderSettings
+    | SmtpSenderSettings
+    | SendGridSenderSettings
+    | SesSenderSettings
 )
 SenderSettings = Annotated[
     AnySenderSettings, Field(discriminator="type"), BeforeValidator(_mapping)
@@ -108,7 +131,7 @@ SenderSettings = Annotated[
 SETTINGS_BY_TYPE: dict[str, type[AnySenderSettings]] = {
     model.model_fields["type"].default: model for model in get_args(AnySenderSettings)
 }
-SENDER_TYPES = tuple(SETTINGS_BY_TYPE)  # file, null, smtp, sendgrid
+SENDER_TYPES = tuple(SETTINGS_BY_TYPE)  # file, null, smtp, sendgrid, ses
 
 
 def settings_for(name: str, config: AnySenderSettings | None = None) -> AnySenderSettings:

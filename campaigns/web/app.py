@@ -60,6 +60,7 @@ from campaigns.storage.statuses import IN_FLIGHT, CampaignKind, EnrollmentStatus
 from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import campaigns, contacts, deliveries, enrollments, suppressions
 from campaigns.web.listen import listening_socket
+from campaigns.web.ses_webhook import ses_routes
 from campaigns.web.signup_api import signup_routes
 from campaigns.web.webhooks import (
     MAX_BODY,
@@ -360,6 +361,7 @@ def create_app(
         ),
         Route("/healthz", health, methods=["GET"]),
         *signup_routes(store, settings=settings, clock=clock),
+        *ses_routes(store, settings=settings, clock=clock),
     ]
     app = Starlette(routes=routes)
     # Starlette answers `/healthz/` with a redirect to `/healthz` built from the request's

@@ -39,6 +39,11 @@ VARIABLES = {
     "SENDGRID_API_HOST": ("sendgrid_api_host", "https://api.eu.sendgrid.com"),
     "SENDGRID_WEBHOOK_PUBLIC_KEY": ("sendgrid_webhook_public_key", "MFkwEwYHKoZIzj0CAQYI"),
     "DRIPMAIL_OUTBOX": ("outbox", "/var/spool/dripmail/outbox"),
+    "DRIPMAIL_SES_ENDPOINT_URL": (
+        "ses_endpoint_url",
+        "https://vpce-0a1b.email.eu-west-1.vpce.amazonaws.com",
+    ),
+    "DRIPMAIL_SES_TOPIC_ARNS": ("ses_topic_arns", "arn:aws:sns:eu-west-1:123456789012:ses"),
 }
 SECRETS = (
     "DRIPMAIL_SECRET_KEY",
@@ -174,11 +179,13 @@ def test_the_campaign_file_holds_the_providers_settings():
         ),
         (
             "sender:\n  type: pigeon\n",
-            "campaign.yaml:12: sender.type: Input should be 'file', 'null', 'smtp' or 'sendgrid'",
+            "campaign.yaml:12: sender.type: Input should be "
+            "'file', 'null', 'smtp', 'sendgrid' or 'ses'",
         ),
         (
             "sender: pigeon\n",
-            "campaign.yaml:11: sender.type: Input should be 'file', 'null', 'smtp' or 'sendgrid'",
+            "campaign.yaml:11: sender.type: Input should be "
+            "'file', 'null', 'smtp', 'sendgrid' or 'ses'",
         ),
         (
             "sender: 5\n",
