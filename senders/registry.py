@@ -6,6 +6,7 @@ from campaigns.authoring.sender_settings import (
     SENDER_TYPES,
     AnySenderSettings,
     FileSenderSettings,
+    MailgunSenderSettings,
     NullSenderSettings,
     SmtpSenderSettings,
     outbox,
@@ -16,7 +17,7 @@ from senders.base import Sender, SenderConfigurationError
 from senders.file import FileSender, NullSender
 
 NAMES = SENDER_TYPES
-NEEDS_PUBLIC_URL = ("smtp", "sendgrid")
+NEEDS_PUBLIC_URL = ("smtp", "sendgrid", "mailgun")
 
 
 def make_sender(
@@ -44,6 +45,10 @@ def make_sender(
         from senders.smtp import SmtpSender
 
         return SmtpSender.from_settings(config, settings)
+    if isinstance(config, MailgunSenderSettings):
+        from senders.mailgun import MailgunSender
+
+        return MailgunSender.from_settings(config, settings)
     from senders.sendgrid import SendGridSender
 
     return SendGridSender.from_settings(config, settings)
