@@ -158,7 +158,10 @@ def message(delivery_id: str = "1", **changes: Any) -> Message:
 # -- the acceptance runs --------------------------------------------------------------
 
 
-def test_the_clinic_campaign_reaches_200_contacts(store, clinic, tmp_path, server, fake, senders):
+def test_the_clinic_campaign_reaches_200_contacts(
+    store, clinic, tmp_path, server, fake, senders, caplog
+):
+    caplog.set_level(logging.DEBUG)  # the HTTP client's own logging too
     enroll_many(store, clinic, tmp_path, 200)
     sender = senders(server, fake)
 
@@ -190,6 +193,10 @@ def test_the_clinic_campaign_reaches_200_contacts(store, clinic, tmp_path, serve
             "o:tracking-clicks": "no",
             "v:delivery_id": one.delivery_id,
         }
+    # Logged at DEBUG: neither an address nor the key.
+    logged = "\n".join(f"{r.name} {r.getMessage()}" for r in caplog.records)
+    assert any(r.name.startswith("httpx") for r in caplog.records)
+    assert "patient" not in logged and "Pat1" not in logged and KEY not in logged
 
 
 def test_faults_on_30_percent_of_requests_lose_nothing_and_send_nothing_twice(
