@@ -32,6 +32,10 @@ SMTP_PASSWORD_ENV = "DRIPMAIL_SMTP_PASSWORD"  # the SMTP password is read from h
 SENDGRID_KEY_ENV = "SENDGRID_API_KEY"  # the default; a campaign may name another (api_key_env)
 SENDGRID_HOST_ENV = "SENDGRID_API_HOST"
 WEBHOOK_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
+MAILGUN_KEY_ENV = "MAILGUN_API_KEY"  # the default; a campaign may name another (api_key_env)
+MAILGUN_HOST_ENV = "MAILGUN_API_HOST"  # over the region's host (a proxy, or a test's stand-in)
+# Mailgun's HTTP webhook signing key; several, comma-separated, while one is being rotated.
+MAILGUN_SIGNING_KEY_ENV = "MAILGUN_WEBHOOK_SIGNING_KEY"
 OUTBOX_ENV = "DRIPMAIL_OUTBOX"  # the file sender's folder, over the campaign file's `outbox`
 # Amazon SES: another API address (tests, a VPC interface endpoint), and the SNS topics
 # whose notifications /webhooks/ses accepts. AWS credentials and the default region are
@@ -62,8 +66,13 @@ class Settings(BaseSettings):
     outbox: str | None = Field(default=None, validation_alias=OUTBOX_ENV)
     ses_endpoint_url: str | None = Field(default=None, validation_alias=SES_ENDPOINT_ENV)
     ses_topic_arns: str | None = Field(default=None, validation_alias=SES_TOPICS_ENV)
+    mailgun_api_key: SecretStr | None = Field(default=None, validation_alias=MAILGUN_KEY_ENV)
+    mailgun_api_host: str | None = Field(default=None, validation_alias=MAILGUN_HOST_ENV)
+    mailgun_webhook_signing_key: SecretStr | None = Field(
+        default=None, validation_alias=MAILGUN_SIGNING_KEY_ENV
+    )
 
-    # The environment as it was read, for the one variable only a campaign file names
+    # The environment as it was read, for the variable only a campaign file names
     # (sender.api_key_env). Private: in no repr and no dump.
     _environ: Mapping[str, str] = PrivateAttr(default_factory=lambda: dict(os.environ))
 
@@ -94,9 +103,11 @@ class Settings(BaseSettings):
 
     def secret(self, name: str) -> SecretStr | None:
         """The variable `name` as a secret (None when unset or empty): a campaign names
-        its SendGrid key's variable in `api_key_env`."""
+        its provider key's variable in `api_key_env`."""
         if name == SENDGRID_KEY_ENV:
             return self.sendgrid_api_key
+        if name == MAILGUN_KEY_ENV:
+            return self.mailgun_api_key
         value = self._environ.get(name)
         return SecretStr(value) if value else None
 

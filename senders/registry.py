@@ -6,6 +6,7 @@ from campaigns.authoring.sender_settings import (
     SENDER_TYPES,
     AnySenderSettings,
     FileSenderSettings,
+    MailgunSenderSettings,
     NullSenderSettings,
     SesSenderSettings,
     SmtpSenderSettings,
@@ -17,7 +18,7 @@ from senders.base import Sender, SenderConfigurationError
 from senders.file import FileSender, NullSender
 
 NAMES = SENDER_TYPES
-NEEDS_PUBLIC_URL = ("smtp", "sendgrid", "ses")
+NEEDS_PUBLIC_URL = ("smtp", "sendgrid", "ses", "mailgun")
 
 
 def make_sender(
@@ -49,6 +50,10 @@ def make_sender(
         from senders.ses import SesSender
 
         return SesSender.from_settings(config, settings)
+    if isinstance(config, MailgunSenderSettings):
+        from senders.mailgun import MailgunSender
+
+        return MailgunSender.from_settings(config, settings)
     from senders.sendgrid import SendGridSender
 
     return SendGridSender.from_settings(config, settings)

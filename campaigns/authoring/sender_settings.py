@@ -1,21 +1,22 @@
 """The campaign file's `sender:`: which provider sends, and that provider's settings.
 
 One model per provider, picked by `type`, so a key of another provider is an unknown
-key. Secrets are never written here: the SMTP password and the SendGrid key come from
-the environment (campaigns/settings.py), whose DRIPMAIL_SMTP_* variables and
-SENDGRID_API_HOST also win over the values below; AWS credentials come from the
-standard AWS chain, which boto3 resolves.
+key. Secrets are never written here: the SMTP password and the SendGrid and Mailgun keys
+come from the environment (campaigns/settings.py), whose DRIPMAIL_SMTP_* variables,
+SENDGRID_API_HOST and MAILGUN_API_HOST also win over the values below; AWS credentials
+come from the standard AWS chain, which boto3 resolves.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePath
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
 from campaigns.authoring.fields import FileModel, Url
-from campaigns.settings import OUTBOX_ENV, SENDGRID_KEY_ENV, Settings
+from campaigns.settings import MAILGUN_KEY_ENV, OUTBOX_ENV, SENDGRID_KEY_ENV, Settings
 
 # What pydantic said of a `sender:` that is no mapping when it was one model; kept word
 # for word, as every campaign-file message is.
@@ -106,6 +107,39 @@ class SesSenderSettings(FileModel):
     max_attempts: MaxAttempts
     max_wait: MaxWait
 
+# A DNS name of ASCII labels (an IDN as its A-label): it goes into the request's path.
+DOMAIN = re.compile(r"([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}")
+
+
+class MailgunSenderSettings(FileModel):
+    """Mailgun's messages.mime endpoint, in the region the sending domain lives in.
+
+    `domain` is the Mailgun sending domain (default: the domain of each email's From
+    address); MAILGUN_API_HOST overrides the region's host.
+    """
+
+    type: Literal["mailgun"] = "mailgun"
+    domain: str | None = None
+    region: Literal["us", "eu"] = "us"
+    api_key_env: str = Field(default=MAILGUN_KEY_ENV, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    test_mode: bool = False  # o:testmode: Mailgun accepts and drops the email
+    track_opens: bool = False
+    track_clicks: bool = False
+    timeout: Timeout
+    concurrency: Concurrency
+    max_attempts: MaxAttempts
+    max_wait: MaxWait
+
+    @field_validator("domain")
+    @classmethod
+    def _dns_name(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 253 or not DOMAIN.fullmatch(value)):
+            raise ValueError(
+                f"{value!r} is not a domain name: give the Mailgun sending domain, like "
+                "mg.clinic.example"
+            )
+        return value
+
 
 def _mapping(value: Any) -> Any:
     """`sender: smtp` is `{type: smtp}`; a mapping without `type` is the file sender's."""
@@ -124,6 +158,7 @@ AnySenderSettings = (
     | SmtpSenderSettings
     | SendGridSenderSettings
     | SesSenderSettings
+    | MailgunSenderSettings
 )
 SenderSettings = Annotated[
     AnySenderSettings, Field(discriminator="type"), BeforeValidator(_mapping)
@@ -131,7 +166,7 @@ SenderSettings = Annotated[
 SETTINGS_BY_TYPE: dict[str, type[AnySenderSettings]] = {
     model.model_fields["type"].default: model for model in get_args(AnySenderSettings)
 }
-SENDER_TYPES = tuple(SETTINGS_BY_TYPE)  # file, null, smtp, sendgrid, ses
+SENDER_TYPES = tuple(SETTINGS_BY_TYPE)  # file, null, smtp, sendgrid, ses, mailgun
 
 
 def settings_for(name: str, config: AnySenderSettings | None = None) -> AnySenderSettings:

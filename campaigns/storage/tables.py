@@ -151,6 +151,16 @@ events = Table(
     Column("campaign", String(64)),
 )
 
+# Migration 0011. The signature tokens a provider's webhook has used (Mailgun signs a
+# timestamp and a token, not the body): a token seen once is refused after, by every worker.
+webhook_tokens = Table(
+    "webhook_tokens",
+    metadata,
+    Column("provider", String(32), primary_key=True),
+    Column("token_hash", String(64), primary_key=True),  # SHA-256 of the token, hex
+    Column("signed_at", UTCDateTime, nullable=False),
+)
+
 Index("ix_enrollments_campaign", enrollments.c.campaign, enrollments.c.status)
 Index("ix_deliveries_enrollment", deliveries.c.enrollment_id, deliveries.c.position)
 # Migration 0002. Claiming walks due rows in (due_at, id) order from a keyset cursor, and

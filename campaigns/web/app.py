@@ -61,6 +61,7 @@ from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import campaigns, contacts, deliveries, enrollments, suppressions
 from campaigns.web.listen import listening_socket
 from campaigns.web.ses_webhook import ses_routes
+from campaigns.web.mailgun_webhook import mailgun_endpoint
 from campaigns.web.signup_api import signup_routes
 from campaigns.web.webhooks import (
     MAX_BODY,
@@ -359,6 +360,7 @@ def create_app(
             sendgrid_endpoint(store, verifier, clock, max_body=max_webhook_body),
             methods=["POST"],
         ),
+        Route("/webhooks/mailgun", mailgun_endpoint(store, settings, clock), methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
         *signup_routes(store, settings=settings, clock=clock),
         *ses_routes(store, settings=settings, clock=clock),

@@ -10,6 +10,7 @@ from pydantic import SecretStr, TypeAdapter
 
 from campaigns.authoring.sender_settings import (
     FileSenderSettings,
+    MailgunSenderSettings,
     NullSenderSettings,
     SenderSettings,
     SendGridSenderSettings,
@@ -44,12 +45,17 @@ VARIABLES = {
         "https://vpce-0a1b.email.eu-west-1.vpce.amazonaws.com",
     ),
     "DRIPMAIL_SES_TOPIC_ARNS": ("ses_topic_arns", "arn:aws:sns:eu-west-1:123456789012:ses"),
+    "MAILGUN_API_KEY": ("mailgun_api_key", "key-do-not-print-me"),
+    "MAILGUN_API_HOST": ("mailgun_api_host", "https://api.eu.mailgun.net"),
+    "MAILGUN_WEBHOOK_SIGNING_KEY": ("mailgun_webhook_signing_key", "whsk-do-not-print-me"),
 }
 SECRETS = (
     "DRIPMAIL_SECRET_KEY",
     "DRIPMAIL_API_TOKEN",
     "DRIPMAIL_SMTP_PASSWORD",
     "SENDGRID_API_KEY",
+    "MAILGUN_API_KEY",
+    "MAILGUN_WEBHOOK_SIGNING_KEY",
 )
 
 CAMPAIGN = """\
@@ -149,6 +155,7 @@ def test_secrets_never_appear_in_repr_str_or_a_dump():
         ({"type": "smtp", "host": "smtp.clinic.example"}, SmtpSenderSettings),
         ("smtp", SmtpSenderSettings),
         ({"type": "sendgrid", "sandbox_mode": True}, SendGridSenderSettings),
+        ({"type": "mailgun", "region": "eu", "domain": "mg.clinic.example"}, MailgunSenderSettings),
     ],
 )
 def test_the_type_picks_the_providers_settings(value, model):
@@ -180,12 +187,12 @@ def test_the_campaign_file_holds_the_providers_settings():
         (
             "sender:\n  type: pigeon\n",
             "campaign.yaml:12: sender.type: Input should be "
-            "'file', 'null', 'smtp', 'sendgrid' or 'ses'",
+            "'file', 'null', 'smtp', 'sendgrid', 'ses' or 'mailgun'",
         ),
         (
             "sender: pigeon\n",
             "campaign.yaml:11: sender.type: Input should be "
-            "'file', 'null', 'smtp', 'sendgrid' or 'ses'",
+            "'file', 'null', 'smtp', 'sendgrid', 'ses' or 'mailgun'",
         ),
         (
             "sender: 5\n",
