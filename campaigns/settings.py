@@ -33,6 +33,11 @@ SENDGRID_KEY_ENV = "SENDGRID_API_KEY"  # the default; a campaign may name anothe
 SENDGRID_HOST_ENV = "SENDGRID_API_HOST"
 WEBHOOK_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
 OUTBOX_ENV = "DRIPMAIL_OUTBOX"  # the file sender's folder, over the campaign file's `outbox`
+POSTMARK_TOKEN_ENV = "POSTMARK_SERVER_TOKEN"  # the default; a campaign may name another
+POSTMARK_HOST_ENV = "POSTMARK_API_HOST"  # over the campaign's api_host (tests: a local stand-in)
+# "user:pass,user2:pass2": the HTTP basic credentials Postmark's webhooks must bring (a list,
+# so a new pair can be set at Postmark before the old one is dropped here).
+POSTMARK_WEBHOOK_ENV = "POSTMARK_WEBHOOK_CREDENTIALS"
 
 
 class Settings(BaseSettings):
@@ -54,6 +59,13 @@ class Settings(BaseSettings):
     sendgrid_api_host: str | None = Field(default=None, validation_alias=SENDGRID_HOST_ENV)
     sendgrid_webhook_public_key: str | None = Field(default=None, validation_alias=WEBHOOK_KEY_ENV)
     outbox: str | None = Field(default=None, validation_alias=OUTBOX_ENV)
+    postmark_server_token: SecretStr | None = Field(
+        default=None, validation_alias=POSTMARK_TOKEN_ENV
+    )
+    postmark_api_host: str | None = Field(default=None, validation_alias=POSTMARK_HOST_ENV)
+    postmark_webhook_credentials: SecretStr | None = Field(
+        default=None, validation_alias=POSTMARK_WEBHOOK_ENV
+    )
 
     # The environment as it was read, for the one variable only a campaign file names
     # (sender.api_key_env). Private: in no repr and no dump.
@@ -81,9 +93,11 @@ class Settings(BaseSettings):
 
     def secret(self, name: str) -> SecretStr | None:
         """The variable `name` as a secret (None when unset or empty): a campaign names
-        its SendGrid key's variable in `api_key_env`."""
+        its SendGrid key's variable in `api_key_env`, its Postmark token's in `server_token_env`."""
         if name == SENDGRID_KEY_ENV:
             return self.sendgrid_api_key
+        if name == POSTMARK_TOKEN_ENV:
+            return self.postmark_server_token
         value = self._environ.get(name)
         return SecretStr(value) if value else None
 

@@ -7,6 +7,7 @@ from campaigns.authoring.sender_settings import (
     AnySenderSettings,
     FileSenderSettings,
     NullSenderSettings,
+    PostmarkSenderSettings,
     SmtpSenderSettings,
     outbox,
     settings_for,
@@ -16,7 +17,7 @@ from senders.base import Sender, SenderConfigurationError
 from senders.file import FileSender, NullSender
 
 NAMES = SENDER_TYPES
-NEEDS_PUBLIC_URL = ("smtp", "sendgrid")
+NEEDS_PUBLIC_URL = ("smtp", "sendgrid", "postmark")
 
 
 def make_sender(
@@ -44,6 +45,10 @@ def make_sender(
         from senders.smtp import SmtpSender
 
         return SmtpSender.from_settings(config, settings)
+    if isinstance(config, PostmarkSenderSettings):
+        from senders.postmark import PostmarkSender
+
+        return PostmarkSender.from_settings(config, settings)
     from senders.sendgrid import SendGridSender
 
     return SendGridSender.from_settings(config, settings)

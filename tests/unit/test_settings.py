@@ -39,12 +39,17 @@ VARIABLES = {
     "SENDGRID_API_HOST": ("sendgrid_api_host", "https://api.eu.sendgrid.com"),
     "SENDGRID_WEBHOOK_PUBLIC_KEY": ("sendgrid_webhook_public_key", "MFkwEwYHKoZIzj0CAQYI"),
     "DRIPMAIL_OUTBOX": ("outbox", "/var/spool/dripmail/outbox"),
+    "POSTMARK_SERVER_TOKEN": ("postmark_server_token", "pm-do-not-print-me"),
+    "POSTMARK_API_HOST": ("postmark_api_host", "https://api.postmarkapp.com"),
+    "POSTMARK_WEBHOOK_CREDENTIALS": ("postmark_webhook_credentials", "hook:pass-do-not-print"),
 }
 SECRETS = (
     "DRIPMAIL_SECRET_KEY",
     "DRIPMAIL_API_TOKEN",
     "DRIPMAIL_SMTP_PASSWORD",
     "SENDGRID_API_KEY",
+    "POSTMARK_SERVER_TOKEN",
+    "POSTMARK_WEBHOOK_CREDENTIALS",
 )
 
 CAMPAIGN = """\
@@ -174,11 +179,11 @@ def test_the_campaign_file_holds_the_providers_settings():
         ),
         (
             "sender:\n  type: pigeon\n",
-            "campaign.yaml:12: sender.type: Input should be 'file', 'null', 'smtp' or 'sendgrid'",
+            "campaign.yaml:12: sender.type: Input should be 'file', 'null', 'smtp', 'sendgrid' or 'postmark'",
         ),
         (
             "sender: pigeon\n",
-            "campaign.yaml:11: sender.type: Input should be 'file', 'null', 'smtp' or 'sendgrid'",
+            "campaign.yaml:11: sender.type: Input should be 'file', 'null', 'smtp', 'sendgrid' or 'postmark'",
         ),
         (
             "sender: 5\n",
