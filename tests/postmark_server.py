@@ -245,11 +245,12 @@ class PostmarkServer:
             if problems:
                 with self._lock:
                     self.problems += problems
-                answers.append({"ErrorCode": 300, "Message": "Invalid email request: " + problems[0]})
+                message = "Invalid email request: " + problems[0]
+                answers.append({"ErrorCode": 300, "Message": message})
                 continue
             code = self.refuse.get(address.lower())
             if code:
-                message = INACTIVE.format(address=address) if code == 406 else "Invalid email request"
+                message = INACTIVE.format(address=address) if code == 406 else "Invalid request"
                 answers.append({"ErrorCode": code, "Message": message})
                 continue
             message_id = str(uuid.uuid4())

@@ -101,9 +101,7 @@ class PostmarkSenderSettings(FileModel):
     """
 
     type: Literal["postmark"] = "postmark"
-    server_token_env: str = Field(
-        default=POSTMARK_TOKEN_ENV, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"
-    )
+    server_token_env: str = Field(default=POSTMARK_TOKEN_ENV, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     api_host: Url | None = None
     message_stream: str = Field(default="broadcast", pattern=r"^[A-Za-z0-9_-]{1,100}$")
     track_opens: bool = False

@@ -179,11 +179,13 @@ def test_the_campaign_file_holds_the_providers_settings():
         ),
         (
             "sender:\n  type: pigeon\n",
-            "campaign.yaml:12: sender.type: Input should be 'file', 'null', 'smtp', 'sendgrid' or 'postmark'",
+            "campaign.yaml:12: sender.type: Input should be 'file', 'null', 'smtp', 'sendgrid' "
+            "or 'postmark'",
         ),
         (
             "sender: pigeon\n",
-            "campaign.yaml:11: sender.type: Input should be 'file', 'null', 'smtp', 'sendgrid' or 'postmark'",
+            "campaign.yaml:11: sender.type: Input should be 'file', 'null', 'smtp', 'sendgrid' "
+            "or 'postmark'",
         ),
         (
             "sender: 5\n",
