@@ -140,7 +140,7 @@ def test_faults_on_30_percent_of_requests_lose_nothing_and_send_nothing_twice(
 ):
     enroll_many(store, clinic, tmp_path, 200)
     server.fault_rate, server.seed = 0.3, 7
-    sender = senders(server, fake, max_attempts=3, timeout=0.5)
+    sender = senders(server, fake, max_attempts=2, timeout=0.5)
     sender.batch_limit = 5  # smaller batches, so the faults land on many requests
     dispatcher = Dispatcher(store, lambda _campaign: sender, max_attempts=10)
     refusals = random.Random(11)
@@ -175,8 +175,9 @@ def test_faults_on_30_percent_of_requests_lose_nothing_and_send_nothing_twice(
             assert row.provider_message_id is None and "not re-sent" in row.error
     assert sum(r.status == "unknown" for r in rows) > 0
     # Requests per delivery stay bounded: at most max_attempts a run, and overall.
-    assert all(max(c.values(), default=0) <= 3 for c in per_run)
-    assert max(r.attempts for r in rows) <= 10 - 1 + 3
+    assert len(per_run) > 1  # some waited for a later run
+    assert all(max(c.values(), default=0) <= 2 for c in per_run)
+    assert max(r.attempts for r in rows) <= 10 - 1 + 2
     assert all(w <= 30 for w in fake.waits)
 
 
