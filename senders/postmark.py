@@ -67,7 +67,7 @@ class PostmarkSender(Sender):
         server_token_env: str = POSTMARK_TOKEN_ENV,
         message_stream: str = "broadcast",
         track_opens: bool = False,
-        track_links: bool = False,
+        track_clicks: bool = False,
         batch: bool = True,
         timeout: float = 10.0,
         concurrency: int = 8,
@@ -98,7 +98,7 @@ class PostmarkSender(Sender):
         self._sleep = sleep
         self._clock = clock
         self._random = random.Random()
-        self._writer = EntryWriter(message_stream, track_opens, track_links)
+        self._writer = EntryWriter(message_stream, track_opens, track_clicks)
         self._endpoint = BatchEndpoint(self.host, server_token_env, server_token, float(timeout))
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -126,7 +126,7 @@ class PostmarkSender(Sender):
             "server_token_env": config.server_token_env,
             "message_stream": config.message_stream,
             "track_opens": config.track_opens,
-            "track_links": config.track_links,
+            "track_clicks": config.track_clicks,
             "batch": config.batch,
             "timeout": config.timeout,
             "concurrency": config.concurrency,

@@ -58,7 +58,7 @@ class EntryWriter:
 
     message_stream: str = "broadcast"
     track_opens: bool = False
-    track_links: bool = False
+    track_clicks: bool = False
 
     def entry(self, message: Message) -> dict[str, Any]:
         """The message as one element of the batch array."""
@@ -72,7 +72,7 @@ class EntryWriter:
             # Said explicitly: otherwise the server's defaults apply, which may add a
             # pixel and rewrite every link.
             "TrackOpens": self.track_opens,
-            "TrackLinks": "HtmlAndText" if self.track_links else "None",
+            "TrackLinks": "HtmlAndText" if self.track_clicks else "None",
         }
         # Text first, as dripmail's MIME puts it; Postmark needs at least one of them.
         if message.text:

@@ -105,7 +105,7 @@ class PostmarkSenderSettings(FileModel):
     api_host: Url | None = None
     message_stream: str = Field(default="broadcast", pattern=r"^[A-Za-z0-9_-]{1,100}$")
     track_opens: bool = False
-    track_links: bool = False
+    track_clicks: bool = False
     batch: bool = True  # up to 500 emails per request (/email/batch)
     timeout: Timeout
     concurrency: Concurrency

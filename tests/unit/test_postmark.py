@@ -81,7 +81,7 @@ def test_an_entry_carries_dripmails_headers_and_the_opaque_id_only():
 
 
 def test_the_stream_and_tracking_follow_the_settings():
-    entry = EntryWriter("outbound", track_opens=True, track_links=True).entry(message())
+    entry = EntryWriter("outbound", track_opens=True, track_clicks=True).entry(message())
     assert (entry["MessageStream"], entry["TrackOpens"], entry["TrackLinks"]) == (
         "outbound",
         True,
