@@ -430,7 +430,10 @@ def run(
     once: Annotated[bool, typer.Option("--once", help="Send what is due, then stop")] = False,
     now: NowOption = None,
     sender: Annotated[
-        str | None, typer.Option(help="file, smtp, sendgrid or null (default: the campaign's)")
+        str | None,
+        typer.Option(
+            help="file, smtp, sendgrid, ses, mailgun, postmark or null (default: the campaign's)"
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Deliveries claimed per batch")] = 500,
     interval: Annotated[
@@ -573,7 +576,10 @@ def send_test(
     step: Annotated[str, typer.Option(help="Step key (file name without number and .md)")],
     to: Annotated[str, typer.Option(help="Staff address to send the test to")],
     sender: Annotated[
-        str | None, typer.Option(help="file, smtp or sendgrid (default: the campaign's)")
+        str | None,
+        typer.Option(
+            help="file, smtp, sendgrid, ses, mailgun or postmark (default: the campaign's)"
+        ),
     ] = None,
     db: DbOption = None,
 ) -> None:
@@ -617,7 +623,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on (preview uses 8025)")] = 8026,
     db: DbOption = None,
 ) -> None:
-    """Answer unsubscribe links (/u/, /p/) and SendGrid's signed events (/webhooks/sendgrid)."""
+    """Answer unsubscribe links (/u/, /p/) and provider events (/webhooks/<provider>)."""
     from campaigns.web.app import serve as run_server
 
     settings = _settings()

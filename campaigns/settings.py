@@ -43,6 +43,11 @@ OUTBOX_ENV = "DRIPMAIL_OUTBOX"  # the file sender's folder, over the campaign fi
 # (AWS_* variables, ~/.aws files, SSO, container and instance roles).
 SES_ENDPOINT_ENV = "DRIPMAIL_SES_ENDPOINT_URL"
 SES_TOPICS_ENV = "DRIPMAIL_SES_TOPIC_ARNS"  # comma-separated topic ARNs
+POSTMARK_TOKEN_ENV = "POSTMARK_SERVER_TOKEN"  # the default; a campaign may name another
+POSTMARK_HOST_ENV = "POSTMARK_API_HOST"  # over the campaign's api_host (tests: a local stand-in)
+# "user:pass,user2:pass2": the HTTP basic credentials Postmark's webhooks must bring (a list,
+# so a new pair can be set at Postmark before the old one is dropped here).
+POSTMARK_WEBHOOK_ENV = "POSTMARK_WEBHOOK_CREDENTIALS"
 
 
 class Settings(BaseSettings):
@@ -70,6 +75,13 @@ class Settings(BaseSettings):
     mailgun_api_host: str | None = Field(default=None, validation_alias=MAILGUN_HOST_ENV)
     mailgun_webhook_signing_key: SecretStr | None = Field(
         default=None, validation_alias=MAILGUN_SIGNING_KEY_ENV
+    )
+    postmark_server_token: SecretStr | None = Field(
+        default=None, validation_alias=POSTMARK_TOKEN_ENV
+    )
+    postmark_api_host: str | None = Field(default=None, validation_alias=POSTMARK_HOST_ENV)
+    postmark_webhook_credentials: SecretStr | None = Field(
+        default=None, validation_alias=POSTMARK_WEBHOOK_ENV
     )
 
     # The environment as it was read, for the variable only a campaign file names
@@ -103,11 +115,13 @@ class Settings(BaseSettings):
 
     def secret(self, name: str) -> SecretStr | None:
         """The variable `name` as a secret (None when unset or empty): a campaign names
-        its provider key's variable in `api_key_env`."""
+        its provider key's variable in `api_key_env` (Postmark: `server_token_env`)."""
         if name == SENDGRID_KEY_ENV:
             return self.sendgrid_api_key
         if name == MAILGUN_KEY_ENV:
             return self.mailgun_api_key
+        if name == POSTMARK_TOKEN_ENV:
+            return self.postmark_server_token
         value = self._environ.get(name)
         return SecretStr(value) if value else None
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from campaigns.errors import DripmailError
 
@@ -173,3 +174,28 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def api_host(host: str, *, provider: str, example: str, variable: str) -> str:
+    """`host` as an http(s) URL with a host name and no trailing slash, or the one-line
+    SenderConfigurationError naming `provider`'s api_host key and its `variable`."""
+    text = str(host or "").strip()
+    problem = re.search(r"\s", text) is not None
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        problem = True
+    else:
+        problem = (
+            problem
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or bool(parts.query or parts.fragment or parts.username)
+        )
+    if problem:
+        raise SenderConfigurationError(
+            f"{provider}: {text!r} is not an API address (like {example}); "
+            f"check api_host or {variable}"
+        )
+    return text.rstrip("/")

@@ -8,6 +8,7 @@ from campaigns.authoring.sender_settings import (
     FileSenderSettings,
     MailgunSenderSettings,
     NullSenderSettings,
+    PostmarkSenderSettings,
     SesSenderSettings,
     SmtpSenderSettings,
     outbox,
@@ -18,7 +19,7 @@ from senders.base import Sender, SenderConfigurationError
 from senders.file import FileSender, NullSender
 
 NAMES = SENDER_TYPES
-NEEDS_PUBLIC_URL = ("smtp", "sendgrid", "ses", "mailgun")
+NEEDS_PUBLIC_URL = ("smtp", "sendgrid", "ses", "mailgun", "postmark")
 
 
 def make_sender(
@@ -54,6 +55,10 @@ def make_sender(
         from senders.mailgun import MailgunSender
 
         return MailgunSender.from_settings(config, settings)
+    if isinstance(config, PostmarkSenderSettings):
+        from senders.postmark import PostmarkSender
+
+        return PostmarkSender.from_settings(config, settings)
     from senders.sendgrid import SendGridSender
 
     return SendGridSender.from_settings(config, settings)

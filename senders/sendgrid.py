@@ -36,20 +36,25 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import sendgrid
 
 from campaigns.authoring.sender_settings import SendGridSenderSettings
 from campaigns.settings import SENDGRID_HOST_ENV, SENDGRID_KEY_ENV, Settings
-from senders.base import Message, Outcome, Sender, SenderConfigurationError, SendResult
+from senders.base import (
+    Message,
+    Outcome,
+    Sender,
+    SenderConfigurationError,
+    SendResult,
+    api_host,
+)
 from senders.sendgrid_answers import MailSend, wait_for
 from senders.sendgrid_body import MAX_PERSONALIZATIONS, PayloadWriter, plan_requests, unsendable
 
@@ -334,24 +339,4 @@ class SendGridSender(Sender):
 
 
 def _valid_host(host: str) -> str:
-    """An http(s) URL with a host name, without a trailing slash."""
-    text = str(host or "").strip()
-    problem = re.search(r"\s", text) is not None
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        problem = True
-    else:
-        problem = (
-            problem
-            or parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or bool(parts.query or parts.fragment or parts.username)
-        )
-    if problem:
-        raise SenderConfigurationError(
-            f"sendgrid: {text!r} is not an API address (like https://api.sendgrid.com); "
-            f"check api_host or {SENDGRID_HOST_ENV}"
-        )
-    return text.rstrip("/")
+    return api_host(host, provider="sendgrid", example=DEFAULT_HOST, variable=SENDGRID_HOST_ENV)

@@ -10,14 +10,15 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from senders.addresses import NO_SMTPUTF8, AddressError, wire_address
+from senders import json_fields
+from senders.addresses import wire_address
 from senders.base import BatchForm, Message
+from senders.json_fields import custom_headers, one_line, quoted_name, wire_or_given
 
 log = logging.getLogger("dripmail.sendgrid")
 
@@ -45,10 +46,6 @@ RESERVED_HEADERS = frozenset(
 # delivery id in custom_args and by X-Message-Id, so ours would only mislead.
 DROPPED_HEADERS = RESERVED_HEADERS | {"message-id", "date", "mime-version"}
 
-_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCII, no colon
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# A display name holding any of these must be quoted to stay one mailbox.
-_SPECIALS = re.compile(r'[,;"<>()\[\]:@\\]')
 
 # "The personalization block is limited to 1000 personalizations per API request", and
 # "the total collective size of your substitutions may not exceed 10,000 bytes per
@@ -103,7 +100,9 @@ class PayloadWriter:
 
     def _personalization(self, message: Message) -> dict[str, Any]:
         to = {"email": wire_address(message.to_address)[0]}
-        if message.to_name and (name := _recipient_name(message.to_name)):
+        # SendGrid does not quote display names in personalizations: "Smith, Pat" would
+        # be two addresses (sendgrid-python #291). From and reply_to names it quotes.
+        if message.to_name and (name := quoted_name(message.to_name)):
             to["name"] = name
         return {
             "to": [to],
@@ -129,7 +128,7 @@ class PayloadWriter:
         }
         if message.reply_to:
             name, address = email.utils.parseaddr(one_line(message.reply_to))
-            reply_to = {"email": _wire(address or one_line(message.reply_to))}
+            reply_to = {"email": wire_or_given(address or one_line(message.reply_to))}
             if name:
                 reply_to["name"] = name
             body["reply_to"] = reply_to
@@ -153,23 +152,8 @@ class PayloadWriter:
         return body
 
     def _headers(self, message: Message) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        for name, value in message.headers.items():
-            name = str(name).strip()
-            if name.lower() in DROPPED_HEADERS:
-                continue
-            if not _HEADER_NAME.match(name):
-                log.warning(
-                    "delivery %s: header name %r is not valid; left out",
-                    message.delivery_id,
-                    name[:40],
-                )
-                continue
-            # SendGrid wants string values, and a CR/LF would start a header of its own.
-            text = one_line(str(value))
-            if text:
-                headers[name] = text
-        return headers
+        # SendGrid wants string values: one_line gives them (json_fields.custom_headers).
+        return dict(custom_headers(message, DROPPED_HEADERS, log))
 
 
 def plan_requests(messages: Sequence[Message], batch_limit: int) -> list[list[int]]:
@@ -209,33 +193,6 @@ def plan_requests(messages: Sequence[Message], batch_limit: int) -> list[list[in
     return requests
 
 
-def one_line(value: str | None) -> str:
-    """Control characters (CR/LF above all) become spaces; runs of space collapse."""
-    return " ".join(_CONTROL.sub(" ", str(value or "")).split())
-
-
-def _wire(address: str) -> str:
-    """An address with its domain as A-label; as given if it has none to encode."""
-    try:
-        return wire_address(address)[0]
-    except AddressError:
-        return address
-
-
-def _recipient_name(name: str) -> str:
-    """A display name SendGrid cannot split into two mailboxes.
-
-    SendGrid does not quote display names in personalizations: "Smith, Pat" becomes
-    two addresses and a ';' ends the list (sendgrid-python #291; django-anymail
-    quotes them for the same reason). We quote such names ourselves, RFC 5322 style.
-    From and reply_to names are quoted correctly by SendGrid and go as they are.
-    """
-    text = one_line(name)
-    if not _SPECIALS.search(text):
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _unbatchable(message: Message, form: BatchForm) -> bool:
     """Whether the message must go rendered in full, alone: it would be rejected, or
     its values are over SendGrid's limit, or could be read as a tag."""
@@ -248,17 +205,4 @@ def _unbatchable(message: Message, form: BatchForm) -> bool:
 
 def unsendable(message: Message) -> str | None:
     """Why SendGrid would refuse the message whatever it carries; None if it would not."""
-    if not message.to_address:
-        return "the message has no recipient address"
-    try:
-        if any(wire_address(a)[1] for a in (message.to_address, message.from_address)):
-            # The Mail Send schema types addresses as "email" (RFC 5321), not "idn-email"
-            # (RFC 6531), and SendGrid documents no SMTPUTF8: such a message fails alone.
-            return f"not sent: {NO_SMTPUTF8}, which SendGrid's Mail Send API does not take"
-    except AddressError as exc:
-        return str(exc)
-    if not one_line(message.subject):
-        return "the subject is empty"
-    if not (message.text or message.html):
-        return "the message has no content"
-    return None
+    return json_fields.unsendable(message, "SendGrid's Mail Send API")

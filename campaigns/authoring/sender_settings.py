@@ -1,10 +1,11 @@
 """The campaign file's `sender:`: which provider sends, and that provider's settings.
 
 One model per provider, picked by `type`, so a key of another provider is an unknown
-key. Secrets are never written here: the SMTP password and the SendGrid and Mailgun keys
-come from the environment (campaigns/settings.py), whose DRIPMAIL_SMTP_* variables,
-SENDGRID_API_HOST and MAILGUN_API_HOST also win over the values below; AWS credentials
-come from the standard AWS chain, which boto3 resolves.
+key. Secrets are never written here: the SMTP password, the SendGrid and Mailgun keys
+and the Postmark server token come from the environment (campaigns/settings.py), whose
+DRIPMAIL_SMTP_* variables, SENDGRID_API_HOST, MAILGUN_API_HOST and POSTMARK_API_HOST
+also win over the values below; AWS credentials come from the standard AWS chain, which
+boto3 resolves.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
 from campaigns.authoring.fields import FileModel, Url
-from campaigns.settings import MAILGUN_KEY_ENV, OUTBOX_ENV, SENDGRID_KEY_ENV, Settings
+from campaigns.settings import (
+    MAILGUN_KEY_ENV,
+    OUTBOX_ENV,
+    POSTMARK_TOKEN_ENV,
+    SENDGRID_KEY_ENV,
+    Settings,
+)
 
 # What pydantic said of a `sender:` that is no mapping when it was one model; kept word
 # for word, as every campaign-file message is.
@@ -107,6 +114,7 @@ class SesSenderSettings(FileModel):
     max_attempts: MaxAttempts
     max_wait: MaxWait
 
+
 # A DNS name of ASCII labels (an IDN as its A-label): it goes into the request's path.
 DOMAIN = re.compile(r"([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}")
 
@@ -141,6 +149,30 @@ class MailgunSenderSettings(FileModel):
         return value
 
 
+class PostmarkSenderSettings(FileModel):
+    """Postmark's Email API, `/email/batch`; POSTMARK_API_HOST overrides `api_host`.
+
+    `message_stream` is the Stream ID to send through. A drip series goes to many
+    people on a schedule, not one person after an action of theirs, which Postmark
+    keeps for Broadcast streams ("Broadcast Message Streams are for one-to-many sends",
+    https://postmarkapp.com/support/article/how-to-create-and-send-through-message-streams);
+    `broadcast` is the ID of the Default Broadcast Stream. `outbound` is the default
+    Transactional stream.
+    """
+
+    type: Literal["postmark"] = "postmark"
+    server_token_env: str = Field(default=POSTMARK_TOKEN_ENV, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    api_host: Url | None = None
+    message_stream: str = Field(default="broadcast", pattern=r"^[A-Za-z0-9_-]{1,100}$")
+    track_opens: bool = False
+    track_clicks: bool = False
+    batch: bool = True  # up to 500 emails per request (/email/batch)
+    timeout: Timeout
+    concurrency: Concurrency
+    max_attempts: MaxAttempts
+    max_wait: MaxWait
+
+
 def _mapping(value: Any) -> Any:
     """`sender: smtp` is `{type: smtp}`; a mapping without `type` is the file sender's."""
     if isinstance(value, str):
@@ -159,6 +191,7 @@ AnySenderSettings = (
     | SendGridSenderSettings
     | SesSenderSettings
     | MailgunSenderSettings
+    | PostmarkSenderSettings
 )
 SenderSettings = Annotated[
     AnySenderSettings, Field(discriminator="type"), BeforeValidator(_mapping)
@@ -166,7 +199,7 @@ SenderSettings = Annotated[
 SETTINGS_BY_TYPE: dict[str, type[AnySenderSettings]] = {
     model.model_fields["type"].default: model for model in get_args(AnySenderSettings)
 }
-SENDER_TYPES = tuple(SETTINGS_BY_TYPE)  # file, null, smtp, sendgrid, ses, mailgun
+SENDER_TYPES = tuple(SETTINGS_BY_TYPE)  # file, null, smtp, sendgrid, ses, mailgun, postmark
 
 
 def settings_for(name: str, config: AnySenderSettings | None = None) -> AnySenderSettings:

@@ -6,6 +6,7 @@ Routes:
     GET  /p/<token>            the same page, reached from "Email preferences"
     POST /u/<token>            `List-Unsubscribe=One-Click` (RFC 8058) or a choice from the page
     POST /webhooks/sendgrid    SendGrid's signed Event Webhook (campaigns/webhooks.py)
+    POST /webhooks/postmark    Postmark's webhooks, HTTP basic credentials (web/postmark_webhook.py)
     POST /api/v1/enrollments   the sign-up API, bearer token (campaigns/signup_api.py)
     GET  /healthz              "ok", for a reverse proxy or load balancer
 
@@ -60,8 +61,9 @@ from campaigns.storage.statuses import IN_FLIGHT, CampaignKind, EnrollmentStatus
 from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import campaigns, contacts, deliveries, enrollments, suppressions
 from campaigns.web.listen import listening_socket
-from campaigns.web.ses_webhook import ses_routes
 from campaigns.web.mailgun_webhook import mailgun_endpoint
+from campaigns.web.postmark_webhook import postmark_routes
+from campaigns.web.ses_webhook import ses_routes
 from campaigns.web.signup_api import signup_routes
 from campaigns.web.webhooks import (
     MAX_BODY,
@@ -364,6 +366,7 @@ def create_app(
         Route("/healthz", health, methods=["GET"]),
         *signup_routes(store, settings=settings, clock=clock),
         *ses_routes(store, settings=settings, clock=clock),
+        *postmark_routes(store, settings=settings, clock=clock),
     ]
     app = Starlette(routes=routes)
     # Starlette answers `/healthz/` with a redirect to `/healthz` built from the request's

@@ -48,6 +48,9 @@ VARIABLES = {
     "MAILGUN_API_KEY": ("mailgun_api_key", "key-do-not-print-me"),
     "MAILGUN_API_HOST": ("mailgun_api_host", "https://api.eu.mailgun.net"),
     "MAILGUN_WEBHOOK_SIGNING_KEY": ("mailgun_webhook_signing_key", "whsk-do-not-print-me"),
+    "POSTMARK_SERVER_TOKEN": ("postmark_server_token", "pm-do-not-print-me"),
+    "POSTMARK_API_HOST": ("postmark_api_host", "https://api.postmarkapp.com"),
+    "POSTMARK_WEBHOOK_CREDENTIALS": ("postmark_webhook_credentials", "hook:pass-do-not-print"),
 }
 SECRETS = (
     "DRIPMAIL_SECRET_KEY",
@@ -56,6 +59,8 @@ SECRETS = (
     "SENDGRID_API_KEY",
     "MAILGUN_API_KEY",
     "MAILGUN_WEBHOOK_SIGNING_KEY",
+    "POSTMARK_SERVER_TOKEN",
+    "POSTMARK_WEBHOOK_CREDENTIALS",
 )
 
 CAMPAIGN = """\
@@ -187,12 +192,12 @@ def test_the_campaign_file_holds_the_providers_settings():
         (
             "sender:\n  type: pigeon\n",
             "campaign.yaml:12: sender.type: Input should be "
-            "'file', 'null', 'smtp', 'sendgrid', 'ses' or 'mailgun'",
+            "'file', 'null', 'smtp', 'sendgrid', 'ses', 'mailgun' or 'postmark'",
         ),
         (
             "sender: pigeon\n",
             "campaign.yaml:11: sender.type: Input should be "
-            "'file', 'null', 'smtp', 'sendgrid', 'ses' or 'mailgun'",
+            "'file', 'null', 'smtp', 'sendgrid', 'ses', 'mailgun' or 'postmark'",
         ),
         (
             "sender: 5\n",
