@@ -32,6 +32,7 @@ SMTP_PASSWORD_ENV = "DRIPMAIL_SMTP_PASSWORD"  # the SMTP password is read from h
 SENDGRID_KEY_ENV = "SENDGRID_API_KEY"  # the default; a campaign may name another (api_key_env)
 SENDGRID_HOST_ENV = "SENDGRID_API_HOST"
 WEBHOOK_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
+IMAP_PASSWORD_ENV = "DRIPMAIL_IMAP_PASSWORD"  # `mailbox read --imap`: the mailbox's password
 OUTBOX_ENV = "DRIPMAIL_OUTBOX"  # the file sender's folder, over the campaign file's `outbox`
 
 
@@ -54,6 +55,7 @@ class Settings(BaseSettings):
     sendgrid_api_host: str | None = Field(default=None, validation_alias=SENDGRID_HOST_ENV)
     sendgrid_webhook_public_key: str | None = Field(default=None, validation_alias=WEBHOOK_KEY_ENV)
     outbox: str | None = Field(default=None, validation_alias=OUTBOX_ENV)
+    imap_password: SecretStr | None = Field(default=None, validation_alias=IMAP_PASSWORD_ENV)
 
     # The environment as it was read, for the one variable only a campaign file names
     # (sender.api_key_env). Private: in no repr and no dump.

@@ -39,12 +39,14 @@ VARIABLES = {
     "SENDGRID_API_HOST": ("sendgrid_api_host", "https://api.eu.sendgrid.com"),
     "SENDGRID_WEBHOOK_PUBLIC_KEY": ("sendgrid_webhook_public_key", "MFkwEwYHKoZIzj0CAQYI"),
     "DRIPMAIL_OUTBOX": ("outbox", "/var/spool/dripmail/outbox"),
+    "DRIPMAIL_IMAP_PASSWORD": ("imap_password", "imap-mailbox-secret"),
 }
 SECRETS = (
     "DRIPMAIL_SECRET_KEY",
     "DRIPMAIL_API_TOKEN",
     "DRIPMAIL_SMTP_PASSWORD",
     "SENDGRID_API_KEY",
+    "DRIPMAIL_IMAP_PASSWORD",
 )
 
 CAMPAIGN = """\
@@ -165,7 +167,8 @@ def test_the_campaign_file_holds_the_providers_settings():
         (
             "sender:\n  type: smtp\n  outbox: mail\n",
             "campaign.yaml:13: sender.outbox: unknown key 'outbox' (expected one of: type, host, "
-            "port, security, username, timeout, concurrency, max_attempts, max_wait)",
+            "port, security, username, timeout, concurrency, max_attempts, max_wait, "
+            "return_path)",
         ),
         (
             "sender:\n  type: file\n  api_host: https://api.sendgrid.com\n",
