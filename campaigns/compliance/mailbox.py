@@ -43,6 +43,7 @@ from campaigns.compliance.imap import IDLE_SECONDS, MAX_MAIL_BYTES, ImapMailbox,
 from campaigns.compliance.inbound import Keys, MailKind, Reading, read_mail
 from campaigns.compliance.suppressions import Scope, unsubscribe
 from campaigns.errors import InputError
+from campaigns.settings import Settings
 from campaigns.storage.store import Store
 from campaigns.storage.tables import contacts, deliveries, enrollments
 
@@ -262,11 +263,11 @@ def imap_mails(mailbox: ImapMailbox) -> Iterator[Mail]:
 
 @dataclass
 class Watch:
-    """Stops `read_mailbox(watch=...)` from another thread; `idling` is set while it waits
-    in IDLE for the server (a test waits on it, never on the clock)."""
+    """Stops `read_mailbox(watch=...)` from another thread, and counts the times it has
+    started waiting in IDLE (a test waits on that count, never on the clock)."""
 
-    idling: threading.Event = field(default_factory=threading.Event)
-    rounds: int = 0
+    idles: int = 0
+    _changed: threading.Condition = field(default_factory=threading.Condition)
     _stop: threading.Event = field(default_factory=threading.Event)
     _pair: tuple[socket.socket, socket.socket] = field(default_factory=socket.socketpair)
 
@@ -274,6 +275,17 @@ class Watch:
     def wake(self) -> socket.socket:
         """Readable once `stop` is called: ends the IDLE wait at once."""
         return self._pair[0]
+
+    def idling(self) -> None:
+        """Called each time the server has accepted an IDLE."""
+        with self._changed:
+            self.idles += 1
+            self._changed.notify_all()
+
+    def wait_idle(self, count: int, timeout: float) -> bool:
+        """Wait until the watch has gone idle `count` times (at most `timeout` seconds)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.idles >= count, timeout)
 
     def stop(self) -> None:
         self._stop.set()
@@ -296,6 +308,7 @@ def read_mailbox(
     watch: Watch | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     idle_seconds: float = IDLE_SECONDS,
+    settings: Settings | None = None,
 ) -> MailboxReport:
     """Read Maildirs and files, and the `imap` mailbox; with `watch`, keep reading the
     IMAP mailbox as mail arrives (IDLE) until `watch.stop()` or Ctrl-C."""
@@ -308,17 +321,15 @@ def read_mailbox(
     report = read_mails(store, _file_mails(paths), now=clock())
     if address is None:
         return report
-    password = store.settings.imap_password
+    password = (settings or store.settings).imap_password
     secret = password.get_secret_value() if password else None
     mailbox = ImapMailbox(address, secret)
     try:
         report.add(read_mails(store, imap_mails(mailbox), now=clock()))
         backoff = 1.0
         while watch is not None and not watch.stopped:
-            watch.rounds += 1
             try:
-                mailbox.idle(idle_seconds, watch.wake, on_waiting=watch.idling.set)
-                watch.idling.clear()
+                mailbox.idle(idle_seconds, watch.wake, on_waiting=watch.idling)
                 if watch.stopped:
                     break
                 # New mail, or IDLE's time is up: a fresh look either way (RFC 2177).
@@ -326,7 +337,6 @@ def read_mailbox(
                 backoff = 1.0
             except (imaplib.IMAP4.abort, OSError) as exc:
                 # A dropped connection: reconnect after a capped back-off, unless stopped.
-                watch.idling.clear()
                 log.warning("IMAP connection lost (%s); reconnecting", type(exc).__name__)
                 mailbox.close()
                 if watch.wait(backoff):
