@@ -892,6 +892,68 @@ def suppress_remove(
         console.print("not suppressed; nothing changed")
 
 
+# -- mailbox -------------------------------------------------------------------------------
+
+
+mailbox_app = _group(
+    "mailbox",
+    "Bounces, complaints and emailed unsubscribes from a mailbox (Maildir, .eml or IMAP).",
+)
+
+
+@command(
+    "dripmail mailbox read --imap imaps://bounces@mail.clinic.example/INBOX --watch",
+    name="read",
+    group=mailbox_app,
+)
+def mailbox_read(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(metavar="MAILDIR|FILE.eml...", help="Maildirs or single mails to read"),
+    ] = None,
+    imap: Annotated[
+        str | None,
+        typer.Option(
+            "--imap",
+            metavar="URL",
+            help="IMAP mailbox: imaps://user@host:993/INBOX [password: DRIPMAIL_IMAP_PASSWORD]",
+        ),
+    ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="Keep reading the IMAP mailbox as mail arrives (IDLE)"),
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Act on bounces (RFC 3464), complaints (ARF) and unsubscribe mails that verify.
+
+    A hard bounce or a complaint suppresses the address and cancels its pending emails;
+    an unsubscribe mail does what the one-click link does. Mails acted on are marked
+    read (Maildir: moved to cur/ with the S flag; IMAP: flagged \\Seen); any other mail is
+    left unread for a person. Reading twice changes nothing more.
+    """
+    from campaigns.compliance.mailbox import Watch, read_mailbox
+
+    settings = _settings()
+    _setup_logging(settings)
+    try:
+        report = read_mailbox(
+            _store(db, settings), paths or [], imap=imap, watch=Watch() if watch else None
+        )
+    except KeyboardInterrupt:  # --watch runs until stopped
+        raise typer.Exit(0) from None
+    for where, why in report.left:
+        console.print(f"left for a person: {where} ({why})", markup=False)
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(report.kinds.items()))
+    console.print(
+        f"{_n(report.read, 'mail')} read: {kinds or 'nothing to act on'}"
+        f"{f' ({report.duplicates} seen before)' if report.duplicates else ''}; "
+        f"{len(report.left)} left for a person; {report.suppressed} addresses suppressed, "
+        f"{_n(report.cancelled, 'pending email')} cancelled",
+        markup=False,
+    )
+
+
 # -- newsletters ---------------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ MAILGUN_KEY_ENV = "MAILGUN_API_KEY"  # the default; a campaign may name another 
 MAILGUN_HOST_ENV = "MAILGUN_API_HOST"  # over the region's host (a proxy, or a test's stand-in)
 # Mailgun's HTTP webhook signing key; several, comma-separated, while one is being rotated.
 MAILGUN_SIGNING_KEY_ENV = "MAILGUN_WEBHOOK_SIGNING_KEY"
+IMAP_PASSWORD_ENV = "DRIPMAIL_IMAP_PASSWORD"  # `mailbox read --imap`: the mailbox's password
 OUTBOX_ENV = "DRIPMAIL_OUTBOX"  # the file sender's folder, over the campaign file's `outbox`
 # Amazon SES: another API address (tests, a VPC interface endpoint), and the SNS topics
 # whose notifications /webhooks/ses accepts. AWS credentials and the default region are
@@ -83,6 +84,7 @@ class Settings(BaseSettings):
     postmark_webhook_credentials: SecretStr | None = Field(
         default=None, validation_alias=POSTMARK_WEBHOOK_ENV
     )
+    imap_password: SecretStr | None = Field(default=None, validation_alias=IMAP_PASSWORD_ENV)
 
     # The environment as it was read, for the variable only a campaign file names
     # (sender.api_key_env). Private: in no repr and no dump.

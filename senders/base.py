@@ -106,6 +106,9 @@ class Message:
     html: str
     text: str
     reply_to: str | None = None
+    # The envelope sender (SMTP MAIL FROM), where bounces go: a per-delivery VERP address
+    # (campaigns/rendering/verp.py) when the campaign names a return path; None: From.
+    return_path: str | None = None
     headers: dict[str, str] = field(default_factory=dict)  # Message-ID, List-Unsubscribe, ...
     date: datetime | None = None
     categories: tuple[str, ...] = ()  # opaque campaign/step ids only

@@ -209,7 +209,7 @@ class SmtpSender(Sender):
     def _deliver(self, message: Message, batch: _Batch) -> tuple[SendResult, bool]:
         """(result, whether the server was unreachable) for one message."""
         try:
-            sender, sender_utf8 = _envelope_address(message.from_address)
+            sender, sender_utf8 = _envelope_address(message.return_path or message.from_address)
             rcpt, rcpt_utf8 = _envelope_address(message.to_address)
         except ValueError as exc:
             return _result(message, Outcome.PERMANENT, error=str(exc)), False

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
-from campaigns.authoring.fields import FileModel, Url
+from campaigns.authoring.fields import EmailAddress, FileModel, Url
 from campaigns.settings import (
     MAILGUN_KEY_ENV,
     OUTBOX_ENV,
@@ -34,6 +34,9 @@ Timeout = Annotated[float, Field(default=10.0, gt=0, le=300)]
 Concurrency = Annotated[int, Field(default=8, ge=1, le=64)]
 MaxAttempts = Annotated[int, Field(default=3, ge=1, le=20)]
 MaxWait = Annotated[float, Field(default=60.0, ge=0, le=3600)]
+# A VERP return path adds `+<id>-<signature>` (up to 28 characters, rendering/verp.py) to
+# the local part, which RFC 5321 caps at 64 octets.
+RETURN_PATH_LOCAL_MAX = 64 - 28
 
 
 class FileSenderSettings(FileModel):
@@ -77,6 +80,27 @@ class SmtpSenderSettings(FileModel):
     concurrency: Concurrency  # accepted, unused: SMTP is one conversation at a time
     max_attempts: MaxAttempts
     max_wait: MaxWait
+    # Where bounces go: each email's envelope sender becomes `local+<id>-<sig>@domain`
+    # (VERP), read back by `dripmail mailbox read`. None: the From address, as before.
+    return_path: EmailAddress | None = None
+
+    @field_validator("return_path")
+    @classmethod
+    def _verp_ready(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        local = value.rpartition("@")[0]
+        if "+" in local:
+            raise ValueError(
+                f"{value!r} already has a `+` tag: name the bare mailbox (like "
+                "bounces@clinic.example); dripmail adds a tag per email"
+            )
+        if len(local.encode()) > RETURN_PATH_LOCAL_MAX:
+            raise ValueError(
+                f"{value!r}: the part before @ must be at most {RETURN_PATH_LOCAL_MAX} "
+                "characters, since each email adds a tag of up to 28 to it"
+            )
+        return value
 
 
 class SendGridSenderSettings(FileModel):

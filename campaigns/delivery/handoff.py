@@ -34,6 +34,7 @@ from campaigns.planning.enroll import last_sent
 from campaigns.rendering.links import LinkBase, contact_message
 from campaigns.rendering.personalise import CompiledCampaign, Recipient
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim
+from campaigns.rendering.verp import ReturnPaths, configured
 from campaigns.storage.statuses import DeliveryStatus
 from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import contacts, deliveries, enrollments
@@ -73,6 +74,7 @@ class HandOff:
         self.max_attempts = max_attempts
         self.stop = stop
         self._signer = Signer(store.secret_key())
+        self._return_paths = ReturnPaths(store.secret_key())
 
     def __call__(
         self,
@@ -131,6 +133,7 @@ class HandOff:
         # The same for every email of the campaign: worked out once, not per contact.
         base = LinkBase.of(compiled.campaign, self.store.settings.public_url)
         batch_form = sender.batch_limit > 1
+        return_path = configured(compiled.campaign)
         messages: dict[int, Message] = {}
         broken: list[tuple[DueRow, str]] = []
         for item in chunk:
@@ -145,6 +148,9 @@ class HandOff:
                     delivery_id=str(row.id),
                     date=now,
                     batch_form=batch_form,
+                    return_path=self._return_paths.address(return_path, row.id)
+                    if return_path
+                    else None,
                 )
                 messages[row.id] = sender.build(message)
             except SenderConfigurationError:

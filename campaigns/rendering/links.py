@@ -8,7 +8,7 @@ public URL's own rule (https, or http on a loopback address) is here too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -87,9 +87,11 @@ def contact_message(
     date: datetime | None,
     is_test: bool = False,
     batch_form: bool = True,
+    return_path: str | None = None,
 ) -> Message:
-    """The step personalised for `recipient`, with `links` in its body and list headers."""
-    return compiled.message(
+    """The step personalised for `recipient`, with `links` in its body and list headers,
+    and `return_path` (a VERP address, rendering/verp.py) as its envelope sender."""
+    message = compiled.message(
         step_key,
         recipient,
         delivery_id=delivery_id,
@@ -100,3 +102,4 @@ def contact_message(
         is_test=is_test,
         batch_form=batch_form,
     )
+    return replace(message, return_path=return_path) if return_path else message

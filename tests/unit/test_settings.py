@@ -51,6 +51,7 @@ VARIABLES = {
     "POSTMARK_SERVER_TOKEN": ("postmark_server_token", "pm-do-not-print-me"),
     "POSTMARK_API_HOST": ("postmark_api_host", "https://api.postmarkapp.com"),
     "POSTMARK_WEBHOOK_CREDENTIALS": ("postmark_webhook_credentials", "hook:pass-do-not-print"),
+    "DRIPMAIL_IMAP_PASSWORD": ("imap_password", "imap-mailbox-secret"),
 }
 SECRETS = (
     "DRIPMAIL_SECRET_KEY",
@@ -61,6 +62,7 @@ SECRETS = (
     "MAILGUN_WEBHOOK_SIGNING_KEY",
     "POSTMARK_SERVER_TOKEN",
     "POSTMARK_WEBHOOK_CREDENTIALS",
+    "DRIPMAIL_IMAP_PASSWORD",
 )
 
 CAMPAIGN = """\
@@ -182,7 +184,8 @@ def test_the_campaign_file_holds_the_providers_settings():
         (
             "sender:\n  type: smtp\n  outbox: mail\n",
             "campaign.yaml:13: sender.outbox: unknown key 'outbox' (expected one of: type, host, "
-            "port, security, username, timeout, concurrency, max_attempts, max_wait)",
+            "port, security, username, timeout, concurrency, max_attempts, max_wait, "
+            "return_path)",
         ),
         (
             "sender:\n  type: file\n  api_host: https://api.sendgrid.com\n",
