@@ -2,17 +2,17 @@
 
 Real SQLite store, real dispatcher, real HTTP (tests/mailgun_server.py); the sender's
 sleep and clock are injected (waits are recorded and return at once), so nothing
-waits on the wall clock but the short read timeout of a slow answer.
+waits on the wall clock but the short read timeout of a slow answer. The 30 % fault
+run, the refused key and header injection are in the suite every adapter shares
+(tests/test_adapters.py, with Mailgun's own checks in tests/adapters.py).
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import re
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -199,79 +199,6 @@ def test_the_clinic_campaign_reaches_200_contacts(
     assert "patient" not in logged and "Pat1" not in logged and KEY not in logged
 
 
-def test_faults_on_30_percent_of_requests_lose_nothing_and_send_nothing_twice(
-    store, clinic, tmp_path, server, fake, senders
-):
-    enroll_many(store, clinic, tmp_path, 200)
-    server.fault_rate, server.seed, server.slow_seconds = 0.3, 7, 2.0
-    refusals = random.Random(11)
-    sender = senders(server, fake, max_attempts=3, timeout=1.0)
-    dispatcher = Dispatcher(store, lambda _campaign: sender, max_attempts=10)
-
-    runs: list[list] = []  # the stand-in's requests, run by run
-    now = NOW
-    with server.refusing(lambda: refusals.random() < 0.06):
-        for _ in range(20):
-            start = server.requests
-            dispatcher.run(now=now)
-            runs.append(server.history[start:])
-            pending = [r.due_at for r in first_steps(store) if r.status == "scheduled"]
-            if not pending:
-                break
-            now = max(now, min(pending))
-
-    rows = first_steps(store)
-    answers = server.answers()
-    # The faults really happened, over several runs.
-    assert len(runs) > 1 and server.refused
-    assert answers["429"] and answers["drop"] and answers["slow"]
-    assert answers["500"] + answers["502"] + answers["503"]
-    assert server.problems == []
-    # Nothing lost, nothing accepted twice.
-    assert {r.status for r in rows} <= {"sent", "unknown"}
-    accepted = Counter(server.accepted_ids)
-    assert max(accepted.values()) == 1
-    last_answer = {request.delivery_id: request.answer for request in server.history}
-    by_id = {a.delivery_id: a for a in server.accepted}
-    for row in rows:
-        if row.status == "sent":
-            assert by_id[str(row.id)].message_id == row.provider_message_id
-            assert last_answer[str(row.id)] == "200"
-        else:  # only an answer lost after the request went leaves a delivery unknown
-            assert last_answer[str(row.id)] in ("drop", "slow")
-    assert sum(r.status == "unknown" for r in rows) == answers["drop"] + answers["slow"]
-    # Requests per delivery stay within the bounds; every request is on the row.
-    for requests in runs:
-        assert max(Counter(r.delivery_id for r in requests).values(), default=0) <= 3
-    assert sum(r.attempts for r in all_rows(store)) == server.requests + server.refused
-    assert max(r.attempts for r in rows) <= 10 - 1 + 3
-    # A 429 with Retry-After waited that long; backoffs stay short.
-    assert all(w <= 1.0 or 2 <= w <= 2.5 for w in fake.waits)
-    assert any(w >= 2 for w in fake.waits)
-
-
-def test_a_refused_api_key_stops_the_run_and_marks_nothing(
-    store, clinic, tmp_path, server, fake, senders, caplog
-):
-    caplog.set_level(logging.DEBUG)
-    enroll_many(store, clinic, tmp_path, 5)
-    revoked = "key-revoked0b1c2d3e4f"
-    sender = senders(server, fake, key=revoked)
-
-    with pytest.raises(SenderConfigurationError) as raised:
-        Dispatcher(store, lambda _campaign: sender).run(now=NOW)
-
-    assert "Mailgun refused the API key (401: Forbidden)" in str(raised.value)
-    assert "MAILGUN_API_KEY" in str(raised.value)
-    rows = all_rows(store)
-    assert {r.status for r in rows} == {"scheduled"} and {r.attempts for r in rows} == {0}
-    assert server.accepted == []
-    assert any(r.name == "dripmail.mailgun" for r in caplog.records)  # logging was on
-    for text in (str(raised.value), repr(raised.value), caplog.text, repr(sender)):
-        assert revoked not in text and "revoked0b1c" not in text
-        assert "patient0" not in text  # no address in a log line either
-
-
 def test_a_key_revoked_mid_run_keeps_what_went_out_and_stops_the_next_run(
     store, clinic, tmp_path, server, fake, senders
 ):
@@ -414,38 +341,6 @@ def test_a_connection_dropped_after_sending_is_unknown(store, clinic, server, fa
 
 
 # -- what goes in the request ---------------------------------------------------------
-
-
-def test_crlf_and_separators_in_names_and_subjects_never_add_a_header(
-    store, clinic, server, fake, senders
-):
-    sender = senders(server, fake)
-    hostile = message(
-        "41",
-        from_name="Care Team\r\nBcc: eve@evil.example",
-        to_name='Smith, Pat; "Jr"\r\nX-Injected: yes',
-        subject="Welcome; to, you\r\nBcc: eve@evil.example",
-        headers={
-            "Message-ID": "<dripmail.41@balancedketamine.example.com>",
-            "List-Unsubscribe": f"<{PUBLIC_URL}/u/t>\r\nBcc: eve@evil.example",
-        },
-    )
-
-    [result] = sender.send([sender.build(hostile)])
-
-    assert result.outcome is Outcome.SENT and server.problems == []
-    [sent] = server.accepted
-    mime = sent.parsed
-    names = {name.lower() for name in mime}
-    assert "bcc" not in names and "x-injected" not in names
-    assert [a.addr_spec for a in mime["To"].addresses] == ["patient41@example.com"]
-    assert sent.form["to"] == "patient41@example.com"
-    assert "\n" not in str(mime["Subject"]) and "eve@evil.example" not in sent.form.values()
-
-    # And through the engine: a first name with a comma and a semicolon.
-    enroll_one(store, clinic, first_name="Smith, Pat; Jr.")
-    Dispatcher(store, lambda _campaign: sender).run(now=NOW)
-    assert first_steps(store)[0].status == "sent" and server.problems == []
 
 
 def test_results_come_back_in_the_order_of_the_messages(server, fake, senders):

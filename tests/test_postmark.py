@@ -2,12 +2,13 @@
 
 Real SQLite store, real dispatcher; the sender's sleep and clock are injected (waits are
 recorded and return at once), so nothing waits on the wall clock but the client's own
-read timeout where a test makes an answer slow.
+read timeout where a test makes an answer slow. The refused token, header injection and
+a 30 % fault run of one email per request are in the suite every adapter shares
+(tests/test_adapters.py); the fault run here sends batches.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -181,26 +182,6 @@ def test_faults_on_30_percent_of_requests_lose_nothing_and_send_nothing_twice(
     assert all(w <= 30 for w in fake.waits)
 
 
-def test_a_refused_token_stops_the_run_and_marks_nothing(
-    store, clinic, tmp_path, server, fake, senders, caplog
-):
-    caplog.set_level(logging.DEBUG)
-    enroll_many(store, clinic, tmp_path, 5)
-    revoked = "revoked-token-0b1c2d3e"
-    sender = senders(server, fake, token=revoked)
-
-    with pytest.raises(SenderConfigurationError) as raised:
-        run(store, sender)
-
-    assert "Postmark refused the server token (401)" in str(raised.value)
-    assert "POSTMARK_SERVER_TOKEN" in str(raised.value)
-    rows = all_rows(store)
-    assert {r.status for r in rows} == {"scheduled"} and {r.attempts for r in rows} == {0}
-    assert server.accepted == []
-    for text in (str(raised.value), repr(sender), caplog.text):
-        assert revoked not in text
-
-
 def test_an_account_refusal_inside_a_batch_keeps_what_went_and_stops_the_next_run(
     store, clinic, tmp_path, server, fake, senders
 ):
@@ -353,34 +334,6 @@ def test_the_request_carries_dripmails_headers_and_opaque_ids_only(
     for telling in [clinic.name, "ketamine", "sleep", *(step.key for step in clinic.steps)]:
         assert telling not in str(sent.entry["Metadata"])
     assert server.problems == []
-
-
-def test_crlf_and_separators_in_names_and_subjects_never_add_a_header(
-    store, clinic, server, fake, senders
-):
-    sender = senders(server, fake)
-    hostile = message(
-        "41",
-        from_name="Care Team\r\nBcc: eve@evil.example",
-        to_name='Smith, Pat; "Jr"\r\nX-Injected: yes',
-        subject="Welcome\r\nBcc: eve@evil.example",
-        headers={
-            "List-Unsubscribe": f"<{PUBLIC_URL}/u/t>\r\nBcc: eve@evil.example",
-            "X-Split\r\nBcc": "eve@evil.example",
-        },
-    )
-
-    [result] = sender.send([hostile])
-
-    assert result.outcome is Outcome.SENT and server.problems == []
-    [sent] = server.accepted
-    assert set(sent.headers) == {"From", "To", "Subject", "Reply-To", "List-Unsubscribe"}
-    assert "\r" not in sent.raw.replace("\r\n", "") and sent.raw.count("\n") == 5
-    assert sent.recipient == "patient41@example.com"
-
-    enroll_one(store, clinic, first_name="Smith, Pat; Jr.")
-    run(store, sender)
-    assert first_steps(store)[0].status == "sent" and server.problems == []
 
 
 def test_the_stand_in_refuses_what_postmark_would(server, fake, senders):

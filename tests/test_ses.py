@@ -2,7 +2,9 @@
 
 Real SQLite store, real dispatcher, real boto3 over HTTP; the sender's sleep and clock
 are injected (waits are recorded and return at once), so nothing waits on the wall
-clock but the client's own read timeout for a slow answer.
+clock but the client's own read timeout for a slow answer. The 30 % fault run, the
+refused secret and header injection are in the suite every adapter shares
+(tests/test_adapters.py, with SES's own checks in tests/adapters.py).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -116,53 +117,6 @@ def test_the_clinic_campaign_reaches_200_contacts(store, clinic, tmp_path, serve
     assert {r.status for r in all_rows(store) if r.position > 1} == {"scheduled"}
 
 
-def test_faults_on_30_percent_of_requests_lose_nothing_and_send_nothing_twice(
-    store, clinic, tmp_path, server, fake, senders
-):
-    enroll_many(store, clinic, tmp_path, 200)
-    server.fault_rate, server.seed = 0.3, 7
-    sender = senders(server, fake, max_attempts=3, timeout=0.5)
-    dispatcher = Dispatcher(store, lambda _campaign: sender, max_attempts=10)
-
-    runs: list[list] = []  # the stand-in's requests, run by run
-    now = NOW
-    for _ in range(20):
-        start = server.requests
-        dispatcher.run(now=now)
-        runs.append(server.log[start:])
-        pending = [r.due_at for r in first_steps(store) if r.status == "scheduled"]
-        if not pending:
-            break
-        now = max(now, min(pending))
-
-    rows = first_steps(store)
-    answers = server.answers()
-    # The faults really happened, each kind.
-    assert answers["429"] and answers["drop"] and answers["slow"]
-    assert answers["500"] + answers["503"] and answers["400"]  # 400: ThrottlingException
-    assert server.problems == []
-    # Nothing lost, nothing accepted twice.
-    assert {r.status for r in rows} <= {"sent", "unknown"}
-    accepted = Counter(server.accepted_ids())
-    assert sorted(accepted) == sorted(str(r.id) for r in rows)
-    assert set(accepted.values()) == {1} and server.moto_sent() == 200
-    message_ids = {a.delivery_id: a.message_id for a in server.accepted}
-    last_answer = {request.delivery_id: request.answer for request in server.log}
-    for row in rows:
-        if row.status == "sent":
-            assert row.provider_message_id == message_ids[str(row.id)]
-            assert last_answer[str(row.id)] == "200"
-        else:  # only an answer lost after sending leaves a delivery unknown
-            assert last_answer[str(row.id)] in ("drop", "slow")
-    assert sum(r.status == "unknown" for r in rows) == answers["drop"] + answers["slow"]
-    # Requests per delivery stay within the bounds; every request is on the row.
-    for requests in runs:
-        assert max(Counter(r.delivery_id for r in requests).values(), default=0) <= 3
-    assert sum(r.attempts for r in all_rows(store)) == server.requests
-    assert max(r.attempts for r in rows) <= 10 - 1 + 3
-    assert fake.waits and all(w <= 1.0 for w in fake.waits)  # capped back-off, base 0.5
-
-
 # -- one answer at a time -----------------------------------------------------------
 
 
@@ -244,50 +198,6 @@ def test_results_come_back_in_the_order_of_the_messages(server, fake, senders):
     ]
 
 
-def test_crlf_and_separators_in_names_and_subjects_never_add_a_header(
-    store, clinic, server, fake, senders
-):
-    sender = senders(server, fake)
-    hostile = message(
-        "41",
-        from_name="Care Team\r\nBcc: eve@evil.example",
-        to_name='Smith, Pat; "Jr"\r\nX-Injected: yes',
-        subject="Welcome\r\nBcc: eve@evil.example",
-        headers={
-            "List-Unsubscribe": f"<{PUBLIC_URL}/u/t>\r\nBcc: eve@evil.example",
-            "Message-ID": "<dripmail.41@balancedketamine.example.com>",
-        },
-    )
-
-    [result] = sender.send([sender.build(hostile)])
-
-    assert result.outcome is Outcome.SENT and server.problems == []
-    [accepted] = server.accepted
-    mime = parsed(accepted.raw)
-    assert sorted(mime.keys()) == sorted(
-        [
-            "From",
-            "To",
-            "Reply-To",
-            "Subject",
-            "List-Unsubscribe",
-            "Message-ID",
-            DELIVERY_HEADER,
-            "MIME-Version",
-            "Content-Type",
-        ]
-    )
-    assert [a.addr_spec for a in mime["To"].addresses] == ["patient41@example.com"]
-    assert accepted.recipient == "patient41@example.com"  # the envelope: one address
-    assert len(mime["From"].addresses) == 1 and mime["Bcc"] is None
-
-    # And through the engine: a first name with a comma and a semicolon.
-    enroll_one(store, clinic, first_name="Smith, Pat; Jr.")
-    Dispatcher(store, lambda _campaign: sender).run(now=NOW)
-    assert first_steps(store)[0].status == "sent" and server.problems == []
-    assert parsed(server.accepted[-1].raw)["To"].addresses[0].display_name == "Smith, Pat; Jr."
-
-
 def test_logs_carry_opaque_ids_only(store, clinic, tmp_path, server, fake, senders, caplog):
     caplog.set_level(logging.DEBUG)
     enroll_many(store, clinic, tmp_path, 3)
@@ -321,9 +231,11 @@ def test_an_unverified_sender_stops_the_run_and_marks_nothing(
     assert {r.status for r in rows} == {"scheduled"} and {r.attempts for r in rows} == {0}
 
 
-def test_refused_credentials_stop_the_run_and_never_show_the_secret(
+def test_refused_credentials_show_no_key_id_and_refuse_the_next_call_at_once(
     store, clinic, tmp_path, server, fake, senders, caplog, monkeypatch
 ):
+    # The refused secret is the shared suite's (tests/test_adapters.py); an AWS
+    # credential has a key id too, and a refusal is kept.
     caplog.set_level(logging.DEBUG)
     enroll_many(store, clinic, tmp_path, 5)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREVOKEDKEY000000")
@@ -333,13 +245,12 @@ def test_refused_credentials_stop_the_run_and_never_show_the_secret(
     with pytest.raises(SenderConfigurationError) as raised:
         Dispatcher(store, lambda _campaign: sender).run(now=NOW)
 
-    assert "SES refused the credentials (UnrecognizedClientException)" in str(raised.value)
-    assert "AWS_ACCESS_KEY_ID" in str(raised.value)
-    assert {r.status for r in all_rows(store)} == {"scheduled"} and server.accepted == []
     for text in (str(raised.value), caplog.text, repr(sender)):
-        assert "revoked-secret-do-not-print" not in text and "AKIAREVOKEDKEY000000" not in text
-    with pytest.raises(SenderConfigurationError):  # and the next call raises at once
+        assert "AKIAREVOKEDKEY000000" not in text
+    requests = server.requests
+    with pytest.raises(SenderConfigurationError, match="refused the credentials"):
         sender.send([message("9")])
+    assert server.requests == requests  # at once: no request
 
 
 def write_ses_campaign(folder: Path, region: str = "eu-west-1") -> None:
