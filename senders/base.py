@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -166,6 +167,22 @@ class Sender(Protocol):
         Default: none (a provider's lost answer can only be settled by its events).
         """
         return []
+
+
+HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCII, no colon
+
+
+def own_headers(message: Message, log: logging.Logger) -> Iterator[tuple[str, str]]:
+    """The message's own headers (Message-ID, List-Unsubscribe, ...) whose names are field
+    names: a name with CR/LF would start a header of its own, so it is left out, logged."""
+    for name, value in message.headers.items():
+        name = str(name).strip()
+        if HEADER_NAME.match(name):
+            yield name, value
+        else:
+            log.warning(
+                "delivery %s: header name %r is not valid; left out", message.delivery_id, name[:40]
+            )
 
 
 def is_loopback(host: str | None) -> bool:

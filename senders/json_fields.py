@@ -13,9 +13,8 @@ import re
 from collections.abc import Iterator
 
 from senders.addresses import NO_SMTPUTF8, AddressError, wire_address
-from senders.base import Message
+from senders.base import Message, own_headers
 
-HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCII, no colon
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # A display name holding any of these must be quoted to stay one mailbox (RFC 5322 specials).
 _SPECIALS = re.compile(r'[,;"<>()\[\]:@\\]')
@@ -52,14 +51,8 @@ def custom_headers(
 ) -> Iterator[tuple[str, str]]:
     """The message's own headers (Message-ID, List-Unsubscribe, ...) an API may carry:
     names it writes itself (`dropped`, lower case) left out, values on one line."""
-    for name, value in message.headers.items():
-        name = str(name).strip()
+    for name, value in own_headers(message, log):
         if name.lower() in dropped:
-            continue
-        if not HEADER_NAME.match(name):
-            log.warning(
-                "delivery %s: header name %r is not valid; left out", message.delivery_id, name[:40]
-            )
             continue
         # A CR/LF in a value would start a header of its own.
         text = one_line(str(value))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import binascii
 import codecs
+import logging
 import re
 import secrets
 from collections.abc import Callable
@@ -30,7 +31,9 @@ from email.utils import format_datetime, formataddr
 from typing import TypeVar
 
 from senders.addresses import NeedsSmtpUtf8, wire_address
-from senders.base import Message
+from senders.base import Message, own_headers
+
+log = logging.getLogger("dripmail.mime")
 
 __all__ = ["POLICY", "build_mime", "to_bytes"]
 
@@ -97,7 +100,7 @@ def build_mime(message: Message, *, utf8: bool = False) -> EmailMessage:
     mime["Subject"] = _safe(message.subject)
     if message.date is not None:
         mime["Date"] = format_datetime(message.date)
-    for name, value in message.headers.items():
+    for name, value in own_headers(message, log):
         mime[name] = _safe(value)
     mime.set_content(message.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     mime.add_alternative(message.html, subtype="html", charset="utf-8", cte="quoted-printable")
@@ -127,7 +130,7 @@ def to_bytes(message: Message, *, linesep: str = "\r\n", utf8: bool = False) -> 
         # Every message of a dispatch batch carries the batch's clock reading. The
         # zone is in the key: 14:00 UTC equals 15:00+01:00 but is written otherwise.
         head.append(_DATE_LINES[message.date, message.date.tzinfo])
-    head += [_HEADER_LINES[name, value, linesep] for name, value in message.headers.items()]
+    head += [_HEADER_LINES[name, value, linesep] for name, value in own_headers(message, log)]
     boundary = _boundary()
     head += [
         "MIME-Version: 1.0",

@@ -255,22 +255,7 @@ def test_names_and_subjects_with_separators_or_cr_lf_never_add_a_header(
         ]
 
 
-# The MIME writer (senders/mime.py) writes a header's name as it is given: a name with
-# CR/LF splits the line and the rest becomes a header. No name is a user's (they are
-# dripmail's own: Message-ID, List-Unsubscribe, ...), but the JSON senders drop such a
-# name and the MIME ones should too (or fail the message alone). Strict: when the
-# writer is fixed, these pass and the mark must go.
-MIME_WRITES_A_SPLIT_NAME = pytest.mark.xfail(
-    strict=True, reason="senders/mime.py writes a header name with CR/LF as it is"
-)
-SPLIT_NAME_FAILS = {"smtp", "ses", "mailgun"}
-
-
-def test_a_header_name_with_cr_lf_never_adds_a_header(
-    tmp_path, case: AdapterCase, request: pytest.FixtureRequest
-):
-    if case.name in SPLIT_NAME_FAILS:
-        request.applymarker(MIME_WRITES_A_SPLIT_NAME)
+def test_a_header_name_with_cr_lf_never_adds_a_header(tmp_path, case: AdapterCase):
     message = evil_message("1", "pat01@example.com")
     split = replace(message, headers={**message.headers, "X-Split\r\nBcc": "thief@x.example"})
     with running(case, tmp_path) as server:

@@ -93,6 +93,15 @@ def test_hostile_names_and_subjects_never_add_a_header():
     assert result["From"].addresses[0].display_name == "Clinic, Inc; Care Team"
 
 
+def test_a_header_name_with_cr_lf_is_left_out_not_written(caplog):
+    split = replace(message(), headers={"X-Split\r\nBcc": "thief@x.example", "X-Ok": "1"})
+    for raw in (to_bytes(split), build_mime(split).as_bytes()):
+        lines = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        assert not any(line.lower().startswith(b"bcc") for line in lines)
+        assert b"X-Ok: 1" in lines
+    assert "header name 'X-Split\\r\\nBcc' is not valid; left out" in caplog.text
+
+
 def test_long_lines_are_folded_and_list_unsubscribe_is_never_encoded():
     raw = to_bytes(message(subject="A long subject line " * 8, html="<p>" + "word " * 400))
     head = raw.split(b"\r\n\r\n")[0].decode("ascii")
