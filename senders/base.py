@@ -196,9 +196,12 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def api_host(host: str, *, provider: str, example: str, variable: str) -> str:
+def api_host(
+    host: str, *, provider: str, example: str, variable: str, key: str | None = "api_host"
+) -> str:
     """`host` as an http(s) URL with a host name and no trailing slash, or the one-line
-    SenderConfigurationError naming `provider`'s api_host key and its `variable`."""
+    SenderConfigurationError naming `provider`'s campaign-file `key` (if it has one) and
+    its `variable`."""
     text = str(host or "").strip()
     problem = re.search(r"\s", text) is not None
     try:
@@ -216,6 +219,6 @@ def api_host(host: str, *, provider: str, example: str, variable: str) -> str:
     if problem:
         raise SenderConfigurationError(
             f"{provider}: {text!r} is not an API address (like {example}); "
-            f"check api_host or {variable}"
+            f"check {f'{key} or ' if key else ''}{variable}"
         )
     return text.rstrip("/")

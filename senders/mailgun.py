@@ -29,22 +29,27 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from campaigns.authoring.sender_settings import DOMAIN, MailgunSenderSettings
 from campaigns.settings import MAILGUN_HOST_ENV, MAILGUN_KEY_ENV, Settings
 from senders.addresses import NO_SMTPUTF8, NeedsSmtpUtf8, wire_address
-from senders.base import Message, Outcome, Sender, SenderConfigurationError, SendResult
+from senders.base import (
+    Message,
+    Outcome,
+    Sender,
+    SenderConfigurationError,
+    SendResult,
+    api_host,
+)
+from senders.calls import Threads, after_refusal
 from senders.mailgun_answers import Answer, MessagesMime
 from senders.mime import to_bytes
 from senders.retry import backoff
@@ -130,8 +135,7 @@ class MailgunSender(Sender):
             headers={"User-Agent": "dripmail"},
         )
         self._api = MessagesMime(client, self.host, api_key_env, api_key)
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._threads = Threads(self.concurrency, "dripmail-mailgun")
         self._refused: str | None = None  # set once Mailgun refuses the key (or the host)
 
     @classmethod
@@ -209,7 +213,7 @@ class MailgunSender(Sender):
         if not messages:
             return []
         stop = threading.Event()
-        pool = self._executor()
+        pool = self._threads.pool()
         futures = [pool.submit(self._deliver, message, stop) for message in messages]
         outcomes: list[SendResult | _KeyRefused] = []
         refused: str | None = None
@@ -232,23 +236,7 @@ class MailgunSender(Sender):
         if refused is None:
             return results
         self._refused = refused
-        gone = sum(r.outcome in (Outcome.SENT, Outcome.AMBIGUOUS) for r in results)
-        if not gone:
-            log.error("Mailgun configuration error; stopping before anything is marked")
-            raise SenderConfigurationError(refused)
-        # Some emails of this call already went out: raising now would put them back in
-        # the queue and send them twice. Report every result instead (the rest are
-        # transient, for a later run); the next call raises at once.
-        log.error("Mailgun configuration error after %d emails went out", gone)
-        return results
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self.concurrency, thread_name_prefix="dripmail-mailgun"
-                )
-            return self._pool
+        return after_refusal(results, refused, "Mailgun", log)
 
     def _deliver(self, message: Message, stop: threading.Event) -> SendResult:
         """One email, with in-run retries (raises _KeyRefused to stop them all)."""
@@ -321,10 +309,7 @@ class MailgunSender(Sender):
 
     def close(self) -> None:
         """Wait for requests in flight, then stop the threads and the connections."""
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        self._threads.close()
         self._api.client.close()
 
 
@@ -339,24 +324,11 @@ def _why(exc: Exception) -> str:
 
 
 def _valid_host(host: str) -> str:
-    """An http(s) URL with a host name and no path, without a trailing slash."""
-    text = str(host or "").strip()
-    problem = re.search(r"\s", text) is not None
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        problem = True
-    else:
-        problem = (
-            problem
-            or parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or bool(parts.query or parts.fragment or parts.username)
-        )
-    if problem:
-        raise SenderConfigurationError(
-            f"mailgun: {text!r} is not an API address (like https://api.eu.mailgun.net); "
-            f"check {MAILGUN_HOST_ENV}"
-        )
-    return text.rstrip("/")
+    # Mailgun's host comes from the region; only MAILGUN_API_HOST overrides it.
+    return api_host(
+        host,
+        provider="mailgun",
+        example="https://api.eu.mailgun.net",
+        variable=MAILGUN_HOST_ENV,
+        key=None,
+    )

@@ -31,7 +31,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from campaigns.authoring.sender_settings import PostmarkSenderSettings
@@ -44,6 +43,7 @@ from senders.base import (
     SendResult,
     api_host,
 )
+from senders.calls import Threads, after_refusal
 from senders.postmark_answers import Answer, BatchEndpoint
 from senders.postmark_body import MAX_BATCH, EntryWriter, body, plan_batches, unsendable
 from senders.retry import backoff
@@ -100,8 +100,7 @@ class PostmarkSender(Sender):
         self._random = random.Random()
         self._writer = EntryWriter(message_stream, track_opens, track_clicks)
         self._endpoint = BatchEndpoint(self.host, server_token_env, server_token, float(timeout))
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._threads = Threads(self.concurrency, "dripmail-postmark")
         self._refused: str | None = None  # set once Postmark refuses the token or account
 
     @classmethod
@@ -172,7 +171,7 @@ class PostmarkSender(Sender):
             for batch in plan_batches([len(e) for e in encoded], self.batch_limit)
         ]
         by_index = dict(zip(sendable, encoded, strict=True))
-        pool = self._executor()
+        pool = self._threads.pool()
         futures = [
             pool.submit(self._deliver, [messages[i] for i in b], [by_index[i] for i in b], stop)
             for b in batches
@@ -188,22 +187,7 @@ class PostmarkSender(Sender):
         if refused is None:
             return final
         self._refused = refused
-        gone = sum(r.outcome in (Outcome.SENT, Outcome.AMBIGUOUS) for r in final)
-        if not gone:
-            log.error("Postmark configuration error; stopping before anything is marked")
-            raise SenderConfigurationError(refused)
-        # Some emails of this call already went: raising now would put them back in the
-        # queue and send them twice. Report every result; the next call raises at once.
-        log.error("Postmark configuration error after %d emails went out", gone)
-        return final
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self.concurrency, thread_name_prefix="dripmail-postmark"
-                )
-            return self._pool
+        return after_refusal(final, refused, "Postmark", log)
 
     def _deliver(
         self, messages: Sequence[Message], entries: Sequence[bytes], stop: threading.Event
@@ -302,10 +286,7 @@ class PostmarkSender(Sender):
 
     def close(self) -> None:
         """Wait for requests in flight, then stop the threads."""
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        self._threads.close()
 
 
 def _done(results: list[SendResult | None]) -> list[SendResult]:

@@ -39,7 +39,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +54,7 @@ from senders.base import (
     SendResult,
     api_host,
 )
+from senders.calls import Threads, after_refusal
 from senders.sendgrid_answers import MailSend, wait_for
 from senders.sendgrid_body import MAX_PERSONALIZATIONS, PayloadWriter, plan_requests, unsendable
 
@@ -153,8 +153,7 @@ class SendGridSender(Sender):
         # while another copies it ("dictionary changed size during iteration").
         api.client.request_headers["Content-Type"] = "application/json"
         self._mail_send = MailSend(api, self.host, api_key_env, api_key)
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._threads = Threads(self.concurrency, "dripmail-sendgrid")
         self._refused: str | None = None  # set once SendGrid refuses the key (or the host)
 
     @classmethod
@@ -214,7 +213,7 @@ class SendGridSender(Sender):
         if not messages:
             return []
         stop = threading.Event()
-        pool = self._executor()
+        pool = self._threads.pool()
         requests = plan_requests(messages, self.batch_limit)
         futures = [pool.submit(self._deliver, [messages[i] for i in r], stop) for r in requests]
         outcomes: dict[int, SendResult | _KeyRefused] = {}
@@ -239,23 +238,7 @@ class SendGridSender(Sender):
         if refused is None:
             return results
         self._refused = refused
-        gone = sum(r.outcome in (Outcome.SENT, Outcome.AMBIGUOUS) for r in results)
-        if not gone:
-            log.error("SendGrid configuration error; stopping before anything is marked")
-            raise SenderConfigurationError(refused)
-        # Some emails of this call already went out: raising now would put them back
-        # in the queue and send them twice. Report every result instead (the rest are
-        # transient, for a later run); the next call raises at once.
-        log.error("SendGrid configuration error after %d emails went out", gone)
-        return results
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self.concurrency, thread_name_prefix="dripmail-sendgrid"
-                )
-            return self._pool
+        return after_refusal(results, refused, "SendGrid", log)
 
     def _deliver(self, messages: Sequence[Message], stop: threading.Event) -> list[SendResult]:
         """Make one request, for one message or a batch, with in-run retries; its outcome
@@ -329,10 +312,7 @@ class SendGridSender(Sender):
 
     def close(self) -> None:
         """Wait for requests in flight, then stop the threads."""
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        self._threads.close()
 
 
 # -- helpers -----------------------------------------------------------------------

@@ -34,7 +34,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,6 +53,7 @@ from senders.base import (
     SendResult,
     is_loopback,
 )
+from senders.calls import Threads, after_refusal
 from senders.mime import to_bytes
 from senders.retry import backoff
 from senders.ses_answers import call
@@ -174,8 +174,7 @@ class SesSender(Sender):
         self._client = session.client("sesv2", endpoint_url=self.endpoint_url, config=config)
         quiet_botocore()
         self._hint = CHAIN + (f"; the endpoint is {SES_ENDPOINT_ENV}" if endpoint_url else "")
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._threads = Threads(self.concurrency, "dripmail-ses")
         self._refused: str | None = None
 
     @classmethod
@@ -249,7 +248,7 @@ class SesSender(Sender):
             return []
         quiet_botocore()
         stop = threading.Event()
-        pool = self._executor()
+        pool = self._threads.pool()
         futures = [pool.submit(self._deliver, message, stop) for message in messages]
         results: list[SendResult | _Refused] = []
         refused: str | None = None
@@ -271,22 +270,7 @@ class SesSender(Sender):
         if refused is None:
             return final
         self._refused = refused
-        gone = sum(r.outcome in (Outcome.SENT, Outcome.AMBIGUOUS) for r in final)
-        if not gone:
-            log.error("SES configuration error; stopping before anything is marked")
-            raise SenderConfigurationError(refused)
-        # Some emails of this call already went: raising would put them back in the
-        # queue and send them twice. Report every result; the next call raises at once.
-        log.error("SES configuration error after %d emails went out", gone)
-        return final
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self.concurrency, thread_name_prefix="dripmail-ses"
-                )
-            return self._pool
+        return after_refusal(final, refused, "SES", log)
 
     def _deliver(self, message: Message, stop: threading.Event) -> SendResult:
         """One message, with in-run retries (raises _Refused to stop them all)."""
@@ -337,10 +321,7 @@ class SesSender(Sender):
 
     def close(self) -> None:
         """Wait for calls in flight, then stop the threads and the client's connections."""
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        self._threads.close()
         self._client.close()
 
 

@@ -1,0 +1,54 @@
+"""What every HTTP API sender shares around its calls: its threads, and what a refused
+credential does to a call some of whose messages already went."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from senders.base import Outcome, SenderConfigurationError, SendResult
+
+
+class Threads:
+    """A sender's worker threads: started on first use (a sender made only to check its
+    configuration starts none), stopped by `close` after the calls in flight."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._workers = workers
+        self._name = name
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self._workers, thread_name_prefix=self._name
+                )
+            return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def after_refusal(
+    results: Sequence[SendResult], refused: str, provider: str, log: logging.Logger
+) -> list[SendResult]:
+    """The results of a call during which `provider` refused the credentials or the setup.
+
+    Nothing went: SenderConfigurationError, so the run stops before anything is marked.
+    Some emails went: raising would put them back in the queue and send them twice, so
+    every result is reported (the rest transient, for a later run); the sender's next
+    call raises at once.
+    """
+    gone = sum(r.outcome in (Outcome.SENT, Outcome.AMBIGUOUS) for r in results)
+    if not gone:
+        log.error("%s configuration error; stopping before anything is marked", provider)
+        raise SenderConfigurationError(refused)
+    log.error("%s configuration error after %d emails went out", provider, gone)
+    return list(results)
