@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
-from senders.base import Outcome, SenderConfigurationError, SendResult
+from senders.base import Message, Outcome, SenderConfigurationError, SendResult
 
 
 class Threads:
@@ -52,3 +52,45 @@ def after_refusal(
         raise SenderConfigurationError(refused)
     log.error("%s configuration error after %d emails went out", provider, gone)
     return list(results)
+
+
+class Refused(Exception):
+    """Raised inside a worker thread: the provider refused the credentials or the setup,
+    and every thread stops. `attempts`: the requests this message made before."""
+
+    def __init__(self, reason: str, attempts: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.attempts = attempts
+
+
+def in_order(
+    messages: Sequence[Message], outcomes: Sequence[SendResult | Refused], stopped: str
+) -> tuple[list[SendResult], str | None]:
+    """One result per message, in order, and the refusal if there was one (its first
+    own reason, not `stopped`, which the other threads give). A message that met the
+    refusal, or was stopped by it, waits for a later run."""
+    refused = None
+    for outcome in outcomes:
+        if isinstance(outcome, Refused) and (refused is None or refused == stopped):
+            refused = outcome.reason
+    results = [
+        r
+        if isinstance(r, SendResult)
+        else SendResult(
+            m.delivery_id, Outcome.TRANSIENT, error=f"not sent: {refused}", attempts=r.attempts
+        )
+        for m, r in zip(messages, outcomes, strict=True)
+    ]
+    return results, refused
+
+
+def each(futures: Sequence[Future[SendResult]]) -> list[SendResult | Refused]:
+    """Each future's result, or the Refused it raised."""
+    outcomes: list[SendResult | Refused] = []
+    for future in futures:
+        try:
+            outcomes.append(future.result())
+        except Refused as exc:
+            outcomes.append(exc)
+    return outcomes

@@ -49,7 +49,7 @@ from senders.base import (
     SendResult,
     api_host,
 )
-from senders.calls import Threads, after_refusal
+from senders.calls import Refused, Threads, after_refusal, each, in_order
 from senders.mailgun_answers import Answer, MessagesMime
 from senders.mime import to_bytes
 from senders.retry import backoff
@@ -59,15 +59,6 @@ log = logging.getLogger("dripmail.mailgun")
 HOSTS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 STOPPED = "the run stopped on a Mailgun configuration error"
 DELIVERY_VARIABLE = "v:delivery_id"
-
-
-class _KeyRefused(Exception):
-    """Raised inside a worker thread: Mailgun refused the key, the domain or the host."""
-
-    def __init__(self, reason: str, attempts: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.attempts = attempts  # requests this message made before the stop
 
 
 class MailgunSender(Sender):
@@ -215,31 +206,14 @@ class MailgunSender(Sender):
         stop = threading.Event()
         pool = self._threads.pool()
         futures = [pool.submit(self._deliver, message, stop) for message in messages]
-        outcomes: list[SendResult | _KeyRefused] = []
-        refused: str | None = None
-        for future in futures:
-            try:
-                outcomes.append(future.result())
-            except _KeyRefused as exc:
-                outcomes.append(exc)
-                if refused is None or refused == STOPPED:
-                    refused = exc.reason
-        # Every message that met the refusal, or was stopped by it, waits for a later run.
-        results = [
-            r
-            if isinstance(r, SendResult)
-            else SendResult(
-                m.delivery_id, Outcome.TRANSIENT, error=f"not sent: {refused}", attempts=r.attempts
-            )
-            for m, r in zip(messages, outcomes, strict=True)
-        ]
+        results, refused = in_order(messages, each(futures), STOPPED)
         if refused is None:
             return results
         self._refused = refused
         return after_refusal(results, refused, "Mailgun", log)
 
     def _deliver(self, message: Message, stop: threading.Event) -> SendResult:
-        """One email, with in-run retries (raises _KeyRefused to stop them all)."""
+        """One email, with in-run retries (raises Refused to stop them all)."""
         label = f"delivery {message.delivery_id}"
         try:
             # Built ahead by the dispatcher (`build`); `send-test` hands a bare Message.
@@ -248,7 +222,7 @@ class MailgunSender(Sender):
             form = self.form(message)
         except SenderConfigurationError as exc:
             stop.set()
-            raise _KeyRefused(str(exc), 0) from None
+            raise Refused(str(exc), 0) from None
         except Exception as exc:  # this message's own data: it fails alone
             log.warning("%s: could not be built (%s)", label, type(exc).__name__)
             return SendResult(message.delivery_id, Outcome.PERMANENT, error=_why(exc), attempts=0)
@@ -257,13 +231,13 @@ class MailgunSender(Sender):
         while True:
             if stop.is_set():
                 # Another thread met a configuration error: make no further request.
-                raise _KeyRefused(STOPPED, attempts)
+                raise Refused(STOPPED, attempts)
             attempts += 1
             answer = self._api.post(domain, form, mime)
             log.debug("%s: attempt %d: %s", label, attempts, answer.kind)
             if answer.kind == "config":
                 stop.set()
-                raise _KeyRefused(answer.error or "Mailgun refused the API key", attempts)
+                raise Refused(answer.error or "Mailgun refused the API key", attempts)
             if answer.kind == "sent":
                 return SendResult(
                     message.delivery_id,

@@ -54,7 +54,7 @@ from senders.base import (
     SendResult,
     api_host,
 )
-from senders.calls import Threads, after_refusal
+from senders.calls import Refused, Threads, after_refusal, in_order
 from senders.sendgrid_answers import MailSend, wait_for
 from senders.sendgrid_body import MAX_PERSONALIZATIONS, PayloadWriter, plan_requests, unsendable
 
@@ -76,15 +76,6 @@ _client_log = logging.getLogger("python_http_client.client")
 if not any(isinstance(f, _DropClientDebug) for f in _client_log.filters):
     # A logger filter, not a level: it still holds when a test or an app sets DEBUG.
     _client_log.addFilter(_DropClientDebug())
-
-
-class _KeyRefused(Exception):
-    """Raised inside a worker thread: SendGrid refused the key or is not SendGrid."""
-
-    def __init__(self, reason: str, attempts: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.attempts = attempts  # requests this message made before the stop
 
 
 class SendGridSender(Sender):
@@ -216,25 +207,15 @@ class SendGridSender(Sender):
         pool = self._threads.pool()
         requests = plan_requests(messages, self.batch_limit)
         futures = [pool.submit(self._deliver, [messages[i] for i in r], stop) for r in requests]
-        outcomes: dict[int, SendResult | _KeyRefused] = {}
-        refused: str | None = None
+        outcomes: dict[int, SendResult | Refused] = {}
         for request, future in zip(requests, futures, strict=True):
             try:
                 outcomes.update(zip(request, future.result(), strict=True))
-            except _KeyRefused as exc:
+            except Refused as exc:
                 # A request's answer is every message's in it.
                 outcomes.update((index, exc) for index in request)
-                if refused is None or refused == STOPPED:
-                    refused = exc.reason
-        # Every message that met the refusal, or was stopped by it, waits for a later run.
-        results = [
-            r
-            if isinstance(r, SendResult)
-            else SendResult(
-                m.delivery_id, Outcome.TRANSIENT, error=f"not sent: {refused}", attempts=r.attempts
-            )
-            for m, r in zip(messages, [outcomes[i] for i in range(len(messages))], strict=True)
-        ]
+        ordered = [outcomes[i] for i in range(len(messages))]
+        results, refused = in_order(messages, ordered, STOPPED)
         if refused is None:
             return results
         self._refused = refused
@@ -242,7 +223,7 @@ class SendGridSender(Sender):
 
     def _deliver(self, messages: Sequence[Message], stop: threading.Event) -> list[SendResult]:
         """Make one request, for one message or a batch, with in-run retries; its outcome
-        is every message's (raises _KeyRefused to stop them all)."""
+        is every message's (raises Refused to stop them all)."""
         if len(messages) == 1:
             label = f"delivery {messages[0].delivery_id}"
             problem = unsendable(messages[0])
@@ -258,13 +239,13 @@ class SendGridSender(Sender):
         while True:
             if stop.is_set():
                 # Another thread met a configuration error: make no further request.
-                raise _KeyRefused(STOPPED, attempts)
+                raise Refused(STOPPED, attempts)
             attempts += 1
             answer = self._mail_send.post(body)
             log.debug("%s: attempt %d: %s", label, attempts, answer.kind)
             if answer.kind == "config":
                 stop.set()
-                raise _KeyRefused(answer.error or "SendGrid refused the API key", attempts)
+                raise Refused(answer.error or "SendGrid refused the API key", attempts)
             if answer.kind == "sent":
                 # One X-Message-Id per request; SendGrid's events add a per-recipient
                 # suffix and carry each delivery id, which is how they are matched.

@@ -53,7 +53,7 @@ from senders.base import (
     SendResult,
     is_loopback,
 )
-from senders.calls import Threads, after_refusal
+from senders.calls import Refused, Threads, after_refusal, each, in_order
 from senders.mime import to_bytes
 from senders.retry import backoff
 from senders.ses_answers import call
@@ -100,15 +100,6 @@ def quiet_botocore() -> None:
 
 
 quiet_botocore()
-
-
-class _Refused(Exception):
-    """Raised inside a worker thread: SES refused the credentials or the setup."""
-
-    def __init__(self, reason: str, attempts: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.attempts = attempts
 
 
 class SesSender(Sender):
@@ -250,30 +241,14 @@ class SesSender(Sender):
         stop = threading.Event()
         pool = self._threads.pool()
         futures = [pool.submit(self._deliver, message, stop) for message in messages]
-        results: list[SendResult | _Refused] = []
-        refused: str | None = None
-        for future in futures:
-            try:
-                results.append(future.result())
-            except _Refused as exc:
-                results.append(exc)
-                if refused is None or refused == STOPPED:
-                    refused = exc.reason
-        final = [
-            r
-            if isinstance(r, SendResult)
-            else SendResult(
-                m.delivery_id, Outcome.TRANSIENT, error=f"not sent: {refused}", attempts=r.attempts
-            )
-            for m, r in zip(messages, results, strict=True)
-        ]
+        final, refused = in_order(messages, each(futures), STOPPED)
         if refused is None:
             return final
         self._refused = refused
         return after_refusal(final, refused, "SES", log)
 
     def _deliver(self, message: Message, stop: threading.Event) -> SendResult:
-        """One message, with in-run retries (raises _Refused to stop them all)."""
+        """One message, with in-run retries (raises Refused to stop them all)."""
         label = f"delivery {message.delivery_id}"
         try:
             params = self.request(message)
@@ -286,7 +261,7 @@ class SesSender(Sender):
         waited = 0.0
         while True:
             if stop.is_set():
-                raise _Refused(STOPPED, attempts)
+                raise Refused(STOPPED, attempts)
             attempts += 1
             answer = call(
                 lambda: self._client.send_email(**params),
@@ -296,7 +271,7 @@ class SesSender(Sender):
             log.debug("%s: attempt %d: %s", label, attempts, answer.kind)
             if answer.kind == "config":
                 stop.set()
-                raise _Refused(answer.error or "SES refused the request", attempts)
+                raise Refused(answer.error or "SES refused the request", attempts)
             if answer.kind == "sent":
                 return _result(
                     message, Outcome.SENT, provider_id=answer.provider_id, attempts=attempts
