@@ -73,7 +73,7 @@ def parse_postmark_event(record: Any) -> list[ProviderEvent]:
     if not isinstance(record, Mapping):
         return []
     record_type = record.get("RecordType")
-    if record_type not in TIME_FIELD:
+    if not isinstance(record_type, str) or record_type not in TIME_FIELD:
         return []
     kind, address = _kind(record_type, record)
     if kind is None:

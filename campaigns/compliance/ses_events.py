@@ -46,6 +46,8 @@ def parse_ses_event(record: Any, *, key: str) -> list[ProviderEvent]:
     if not isinstance(record, Mapping):
         return []
     kind = record.get("eventType") or record.get("notificationType")
+    if not isinstance(kind, str):  # a list or a mapping here is no event of ours
+        return []
     mail = record.get("mail") if isinstance(record.get("mail"), Mapping) else {}
     common = {
         "provider": PROVIDER,

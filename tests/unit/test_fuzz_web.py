@@ -1,4 +1,4 @@
-"""Fuzz: the sign-up API's JSON and SendGrid's webhook events never make a 500.
+"""Fuzz: the sign-up API's JSON and the providers' webhook events never make a 500.
 
 The parsers alone (any bytes: the answer is a 4xx, never an exception of another kind),
 then through the app on a SQLite file, as a client and SendGrid would send them.
@@ -10,11 +10,16 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from campaigns.authoring.spec import load_folder
+from campaigns.compliance.event_model import ProviderEvent
+from campaigns.compliance.mailgun_events import parse_mailgun_payload
+from campaigns.compliance.postmark_events import parse_postmark_event
+from campaigns.compliance.ses_events import parse_ses_event
+from campaigns.errors import DripmailError
 from campaigns.planning.enroll import enroll
 from campaigns.planning.signups import Signup
 from campaigns.storage.store import Store
@@ -22,7 +27,7 @@ from campaigns.web import signup_api, webhooks
 from campaigns.web.app import create_app
 from tests.conftest import write_clinic_campaign
 from tests.test_webhooks import PUBLIC, signed
-from tests.unit.fuzz import fuzz_settings
+from tests.unit.fuzz import fuzz_settings, outcome
 
 TOKEN = "fuzz-token"
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -135,3 +140,38 @@ def test_signed_events_of_any_shape_are_stored_or_ignored_without_a_500(client, 
     assert answer.status_code == 200, answer.text
     counts = answer.json()
     assert counts["stored"] + counts["duplicates"] + counts["ignored"] == len(items)
+
+
+# Event-shaped documents: the providers' own keys, with any values, nested a little.
+PROVIDER_KEYS = st.sampled_from(
+    [
+        "event", "event-data", "severity", "reason", "user-variables", "delivery_id",
+        "timestamp", "id", "message", "headers", "recipient", "RecordType", "Type",
+        "Metadata", "MessageID", "ID", "BouncedAt", "DeliveredAt", "Email", "Recipient",
+        "SuppressSending", "SuppressionReason", "eventType", "notificationType", "mail",
+        "bounce", "bounceType", "bouncedRecipients", "complaint", "delivery", "tags",
+        "messageId", "emailAddress", "commonHeaders", "reject",
+    ]
+)  # fmt: skip
+EVENT_LIKE = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(PROVIDER_KEYS, inner, max_size=5),
+    max_leaves=12,
+)
+
+
+@fuzz_settings(max_examples=150)
+@given(payload=EVENT_LIKE | JSON)
+# Found by this test: a type field holding a list was looked up in a dict (TypeError).
+@example(payload={"eventType": [None]})
+@example(payload={"RecordType": []})
+def test_each_providers_event_parser_gives_events_or_its_own_error(payload):
+    for parse in (
+        parse_mailgun_payload,
+        parse_postmark_event,
+        lambda record: parse_ses_event(record, key="fuzz"),
+    ):
+        result = outcome(lambda parse=parse: parse(payload))
+        assert isinstance(result, list | DripmailError)
+        if isinstance(result, list):
+            assert all(isinstance(event, ProviderEvent) for event in result)
