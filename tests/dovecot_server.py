@@ -38,7 +38,7 @@ state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap
 listen = {host}
-ssl = no
+{ssl}
 # Loopback only, and a test password: plain text login is what this test server allows.
 disable_plaintext_auth = no
 auth_mechanisms = plain
@@ -65,19 +65,25 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = {host}
+    port = {tls_port}
   }}
 }}
 """
 
 
 class DovecotServer:
-    """`with DovecotServer() as imap: imap.url, imap.append(raw)`."""
+    """`with DovecotServer() as imap: imap.url, imap.append(raw)`; with `tls` (a
+    certificate and key), also implicit TLS at `imap.tls_url` (imaps://)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="dripmail-dovecot-"))
         self.port = _free_port()
+        self.tls_port = _free_port() if tls else 0
         self.url = f"imap://{USER}@{HOST}:{self.port}/INBOX"
+        self.tls_url = f"imaps://{USER}@localhost:{self.tls_port}/INBOX" if tls else None
+        # Without TLS the plain listener offers no STARTTLS: loopback only, as the reader allows.
+        ssl = f"ssl = yes\nssl_cert = <{tls[0]}\nssl_key = <{tls[1]}" if tls else "ssl = no"
         if os.geteuid() == 0:
             login_user, internal_user = "dovenull", "dovecot"
         else:
@@ -92,6 +98,8 @@ class DovecotServer:
                 root=self.root,
                 host=HOST,
                 port=self.port,
+                tls_port=self.tls_port,
+                ssl=ssl,
                 login_user=login_user,
                 internal_user=internal_user,
                 uid=mail_user.pw_uid,

@@ -23,7 +23,7 @@ from senders.smtp import SmtpSender
 from tests.dovecot_server import PASSWORD, DovecotServer
 from tests.helpers import utc
 from tests.mailbox_helpers import RETURN_PATH, about, deliver, filled, make_maildir
-from tests.smtp_server import SmtpTestServer
+from tests.smtp_server import SmtpTestServer, make_certificate
 
 NOW = utc("2026-03-02T12:00")
 LATER = utc("2026-03-03T12:00")
@@ -209,3 +209,30 @@ def test_a_bounce_of_an_email_sent_over_smtp_comes_back_to_its_return_path(
     with store.connect() as conn:
         assert set(conn.scalars(select(enrollments.c.status))) == {"active"}
     assert statuses(store, pat) == {"sent", "cancelled"}
+
+
+def test_imaps_reads_over_tls_and_refuses_a_server_it_cannot_verify(
+    store, clinic, tmp_path, monkeypatch
+):
+    certificate = make_certificate(tmp_path)
+    pat = enroll_one(store, clinic, "pat@example.com", "Pat")
+    with DovecotServer(tls=(certificate.cert, certificate.key)) as server:
+        server.append(about(store, "postfix-hard.eml", first_delivery(store, pat)))
+        before = snapshot(store)
+
+        # A certificate no authority this machine trusts signed: one line, nothing read.
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-authorities.pem"))
+        (tmp_path / "no-authorities.pem").write_text("")
+        with pytest.raises(ConfigurationError) as refused:
+            read_mailbox(store, imap=server.tls_url, clock=lambda: LATER, settings=WITH_PASSWORD)
+        assert "cannot reach the IMAP server localhost:" in str(refused.value)
+        assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
+        assert "\n" not in str(refused.value) and snapshot(store) == before
+
+        # The clinic's own authority trusted (as an operator would for a private CA).
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert))
+        report = read_mailbox(
+            store, imap=server.tls_url, clock=lambda: LATER, settings=WITH_PASSWORD
+        )
+    assert dict(report.kinds) == {"bounced_hard": 1}
+    assert suppressed(store) == {store.address_hash("pat@example.com"): "bounced_hard"}
