@@ -136,12 +136,10 @@ def _now(value: str | None, field: str = "--now") -> datetime:
 
 
 def _setup_logging(settings: Settings) -> None:
-    level = settings.log_level.upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Log to stderr at DRIPMAIL_LOG_LEVEL, as text or JSON lines (DRIPMAIL_LOG_FORMAT)."""
+    from campaigns.logformat import setup_logging
+
+    setup_logging(settings.log_level, settings.log_format, stream=sys.stderr)
 
 
 # -- build ---------------------------------------------------------------------------------
