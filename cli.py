@@ -136,12 +136,10 @@ def _now(value: str | None, field: str = "--now") -> datetime:
 
 
 def _setup_logging(settings: Settings) -> None:
-    level = settings.log_level.upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Log to stderr at DRIPMAIL_LOG_LEVEL, as text or JSON lines (DRIPMAIL_LOG_FORMAT)."""
+    from campaigns.logformat import setup_logging
+
+    setup_logging(settings.log_level, settings.log_format, stream=sys.stderr)
 
 
 # -- build ---------------------------------------------------------------------------------
@@ -1095,7 +1093,7 @@ def newsletter_cancel(
 
 db_app = _group(
     "db",
-    "The database schema: create it or upgrade it to this version of dripmail.",
+    "The database: create or upgrade its schema; back it up, verify and restore backups.",
 )
 
 
@@ -1138,6 +1136,85 @@ def db_current(db: DbOption = None) -> None:
             f"{store.display_url}: schema {state.current}, this dripmail needs {state.head}: "
             f"{UPGRADE_HINT}"
         )
+
+
+def _size(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB" if size >= 100_000 else f"{size / 1000:.1f} kB"
+
+
+@command(
+    "dripmail db backup /var/backups/dripmail/dripmail-$(date +%F).db",
+    name="backup",
+    group=db_app,
+)
+def db_backup(
+    file: Annotated[Path, typer.Argument(help="The backup file to write (replaced if there)")],
+    db: DbOption = None,
+) -> None:
+    """Copy the database to FILE, consistently, while workers keep sending.
+
+    SQLite: the online backup API, into a temporary file renamed into place. PostgreSQL:
+    pg_dump --format=custom (the client tools of the server's version must be installed).
+    """
+    from campaigns.storage.backup import backup
+
+    store = _store(db, _settings(), existing=True)
+    done = backup(store, file)
+    console.print(f"backed up {store.location} to {done.path} ({done.method}, {_size(done.size)})")
+    console.print(f"check it with: dripmail db verify {done.path}")
+
+
+@command(
+    "dripmail db verify /var/backups/dripmail/dripmail-2026-03-04.db", name="verify", group=db_app
+)
+def db_verify(
+    file: Annotated[Path, typer.Argument(help="A file `dripmail db backup` wrote")],
+) -> None:
+    """Check a backup without changing it: its integrity, and a migration this dripmail knows.
+
+    SQLite: opened read-only, PRAGMA integrity_check. A pg_dump archive: pg_restore --list
+    reads it, and its schema version is read from it.
+    """
+    from campaigns.storage.backup import SQLITE, verify
+
+    found = verify(file)
+    check = "integrity_check ok" if found.method == SQLITE else "pg_restore --list reads it"
+    schema = f"schema {found.revision}" + (
+        f", older than this dripmail's {found.head}: `dripmail db upgrade` after restoring"
+        if found.needs_upgrade
+        else " (newest)"
+    )
+    count = found.deliveries
+    rows = "" if count is None else f", {count:,} deliver{'y' if count == 1 else 'ies'}"
+    console.print(f"{found.path}: {found.method}, {check}, {schema}{rows}")
+
+
+@command(
+    "dripmail db restore /var/backups/dripmail/dripmail-2026-03-04.db --db new.db",
+    name="restore",
+    group=db_app,
+)
+def db_restore(
+    file: Annotated[Path, typer.Argument(help="A file `dripmail db backup` wrote")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a database that already holds data")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Put a backup into the database (stop the workers first); it is verified before.
+
+    An empty database only, unless --force. SQLite: the online backup API. PostgreSQL:
+    pg_restore --clean --if-exists, in one transaction.
+    """
+    from campaigns.storage.backup import restore
+    from campaigns.storage.store import Store
+
+    settings = _settings()
+    store = Store(db, migrate=False, settings=settings)
+    found = restore(store, file, force=force)
+    console.print(f"restored {found.path} into {store.location} (schema {found.revision})")
+    if found.needs_upgrade:
+        console.print("its schema is older than this dripmail: run `dripmail db upgrade`")
 
 
 @command("dripmail preview campaigns/sleep --open")

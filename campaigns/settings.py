@@ -24,6 +24,7 @@ SECRET_ENV = "DRIPMAIL_SECRET_KEY"
 PUBLIC_URL_ENV = "DRIPMAIL_PUBLIC_URL"
 API_TOKEN_ENV = "DRIPMAIL_API_TOKEN"
 LOG_LEVEL_ENV = "DRIPMAIL_LOG_LEVEL"
+LOG_FORMAT_ENV = "DRIPMAIL_LOG_FORMAT"  # text (unset) or json: one object per line
 SMTP_HOST_ENV = "DRIPMAIL_SMTP_HOST"
 SMTP_PORT_ENV = "DRIPMAIL_SMTP_PORT"
 SMTP_SECURITY_ENV = "DRIPMAIL_SMTP_SECURITY"
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, validation_alias=PUBLIC_URL_ENV)
     api_token: SecretStr | None = Field(default=None, validation_alias=API_TOKEN_ENV)
     log_level: str = Field(default="INFO", validation_alias=LOG_LEVEL_ENV)
+    log_format: str | None = Field(default=None, validation_alias=LOG_FORMAT_ENV)
     smtp_host: str | None = Field(default=None, validation_alias=SMTP_HOST_ENV)
     smtp_port: str | None = Field(default=None, validation_alias=SMTP_PORT_ENV)
     smtp_security: str | None = Field(default=None, validation_alias=SMTP_SECURITY_ENV)

@@ -31,6 +31,7 @@ VARIABLES = {
     "DRIPMAIL_PUBLIC_URL": ("public_url", "https://mail.clinic.example"),
     "DRIPMAIL_API_TOKEN": ("api_token", "bearer-token-value"),
     "DRIPMAIL_LOG_LEVEL": ("log_level", "DEBUG"),
+    "DRIPMAIL_LOG_FORMAT": ("log_format", "json"),
     "DRIPMAIL_SMTP_HOST": ("smtp_host", "smtp.clinic.example"),
     "DRIPMAIL_SMTP_PORT": ("smtp_port", "2525"),
     "DRIPMAIL_SMTP_SECURITY": ("smtp_security", "ssl"),
