@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,9 +56,20 @@ def test_import_and_run_log_json_lines_with_no_address_or_name(tmp_path, clinic_
         cwd=tmp_path,
     )
     assert imported.returncode == 0, imported.stderr
-    ran = _dripmail("run", "--once", "--now", "2026-03-04T15:00Z", "--db", db, cwd=tmp_path)
+    copy = tmp_path / "json-workers.db"
+    shutil.copyfile(db, copy)
+    run = ("run", "--once", "--now", "2026-03-04T15:00Z")
+    ran = _dripmail(*run, "--db", db, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     assert re.search(r"sent [1-9]", ran.stdout), ran.stdout  # something to leak was sent
+    # Worker processes log as the single worker does, each record naming its worker.
+    workers = _dripmail(*run, "--db", str(copy), "--workers", "2", cwd=tmp_path)
+    assert workers.returncode == 0, workers.stderr
+    assert re.search(r"sent [1-9]", workers.stdout), workers.stdout
+    from_workers = [json.loads(line) for line in workers.stderr.splitlines()]
+    named = {record.get("worker") for record in from_workers} - {None}
+    assert named and named <= {0, 1, 2}, from_workers  # the worker that sent names itself
+    assert leaks(workers.stderr) == [], workers.stderr
 
     lines = ran.stderr.splitlines()
     assert lines, "DEBUG logging was on and the run logged"

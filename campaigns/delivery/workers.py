@@ -13,6 +13,7 @@ import multiprocessing.connection
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from campaigns.delivery.leases import worker_owner
 from campaigns.delivery.report import RunReport
 from campaigns.delivery.sender_pool import SenderPool
 from campaigns.errors import ConfigurationError, DripmailError
+from campaigns.logformat import formatter
 from campaigns.settings import Settings
 from campaigns.storage.publish import load_version
 from campaigns.storage.store import Store, utcnow
@@ -256,13 +258,9 @@ def _worker_process(index: int, options: WorkerOptions, messages) -> None:
             daemon=True,
         ).start()
     with _stop_on_signals(stop):  # before anything slow, so an early SIGTERM is graceful too
-        logging.basicConfig(
-            level=options.log_level,
-            format=f"%(asctime)s %(levelname)s worker {index} %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+        settings = Settings.from_env()  # DRIPMAIL_LOG_FORMAT was checked by the parent
+        _log_as_worker(index, options.log_level, settings.log_format)
         try:
-            settings = Settings.from_env()
             if options.outbox:
                 settings = settings.model_copy(update={"outbox": options.outbox})
             store = Store(options.url, settings=settings)
@@ -292,3 +290,12 @@ def _worker_process(index: int, options: WorkerOptions, messages) -> None:
             sys.exit(2)
     messages.close()
     messages.join_thread()
+
+
+def _log_as_worker(index: int, level: int, log_format: str | None) -> None:
+    """This process's log lines name its worker: in the text, or as `worker` in JSON."""
+    handler = logging.StreamHandler(sys.stderr)
+    text = f"%(asctime)s %(levelname)s worker {index} %(name)s: %(message)s"
+    handler.setFormatter(formatter(log_format or "text", text))
+    handler.addFilter(lambda record: setattr(record, "worker", index) or True)
+    logging.basicConfig(level=level, handlers=[handler])
