@@ -610,6 +610,53 @@ def status(
     console.print(table if counts else "no deliveries yet")
 
 
+@command("dripmail doctor --resolver 127.0.0.1:5353 --dkim-selector s1 campaigns/sleep")
+def doctor(
+    folders: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Campaign folders to check too (default: the published campaigns)"),
+    ] = None,
+    resolver: Annotated[
+        str | None,
+        typer.Option(help="DNS server to ask, host:port like 127.0.0.1:5353 or [::1]:53"),
+    ] = None,
+    dkim_selector: Annotated[
+        list[str] | None,
+        typer.Option(help="DKIM selector to look for (repeatable; default: the provider's)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON")] = False,
+    db: DbOption = None,
+) -> None:
+    """Check what would make sending fail or land in spam: database, secret key, public URL,
+    each campaign's sender and unsubscribe headers, each From domain's SPF, DKIM, DMARC and
+    MX. One line per check, with what to do; exit 1 when any fails."""
+    import json
+
+    from campaigns.reporting.doctor import diagnose
+    from campaigns.reporting.doctor_dns import resolver_address
+
+    address = resolver_address(resolver) if resolver else None
+    result = diagnose(
+        _settings(),
+        database=db,
+        resolver=address,
+        dkim_selectors=tuple(dkim_selector or ()),
+        folders=tuple(folders or ()),
+        now=_now(None),
+    )
+    if as_json:
+        typer.echo(json.dumps([c.as_dict() for c in result.checks], indent=2, ensure_ascii=False))
+    else:
+        for check in result.checks:
+            typer.echo(f"{'✓' if check.ok else '✗'} {check.name}: {check.detail}")
+            if not check.ok and check.fix:
+                typer.echo(f"    fix: {check.fix}")
+        failed = sum(not c.ok for c in result.checks)
+        typer.echo(f"{_n(failed, 'problem')} found" if failed else "all checks passed")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 # -- service, statistics, checks, privacy ----------------------------------------------------
 
 
