@@ -345,7 +345,8 @@ def test_unreachable_database_and_missing_settings(tmp_path: Path, monkeypatch):
     result = doctor("--resolver", "127.0.0.1:9")
     assert result.exit_code == 1
     found = lines(result.output)
-    assert found["database"].startswith("✗ database: cannot reach")
+    assert found["database"].startswith("✗ database: cannot open database postgresql")
+    assert "Connection refused" in found["database"]
     assert found["public URL"] == "✗ public URL: DRIPMAIL_PUBLIC_URL is not set"
     assert "nothing to check senders or DNS for" in found["campaigns"]
 
