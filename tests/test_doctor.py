@@ -1,7 +1,8 @@
 """`dripmail doctor` against real parts: a DNS server on a loopback port (tests/dns_server.py)
 serving a good and a broken domain, the SendGrid stand-in's GET /v3/scopes, aiosmtpd with
 STARTTLS and AUTH, `serve`'s app under uvicorn with TLS for the public URL, a SQLite store
-with the campaigns published in it.
+with the campaigns published in it; Postmark's GET /server, Mailgun's GET /v4/domains/<name>
+and SES's GetEmailIdentity (moto) through their stand-ins.
 
 Certificates are a test CA trusted through SSL_CERT_FILE, the way an operator trusts a
 private CA: the https and STARTTLS checks verify for real.
@@ -23,6 +24,12 @@ import uvicorn
 import yaml
 from typer.testing import CliRunner
 
+from campaigns.authoring.sender_settings import (
+    FileSenderSettings,
+    MailgunSenderSettings,
+    PostmarkSenderSettings,
+    SesSenderSettings,
+)
 from campaigns.authoring.spec import load_folder
 from campaigns.reporting.doctor_dns import (
     Dns,
@@ -33,6 +40,8 @@ from campaigns.reporting.doctor_dns import (
     check_spf,
     resolver_address,
 )
+from campaigns.reporting.doctor_senders import check_sender
+from campaigns.settings import Settings
 from campaigns.storage.publish import publish
 from campaigns.storage.store import Store
 from campaigns.web.app import create_app, server_config
@@ -40,7 +49,12 @@ from campaigns.web.listen import listening_socket
 from cli import app as cli_app
 from tests.conftest import write_clinic_campaign
 from tests.dns_server import DnsTestServer
+from tests.mailgun_server import MailgunServer
+from tests.postmark_server import TOKEN as POSTMARK_TOKEN
+from tests.postmark_server import PostmarkServer
 from tests.sendgrid_server import SendGridServer
+from tests.ses_server import REGION as SES_REGION
+from tests.ses_server import SesServer, aws_environment
 from tests.smtp_server import Certificate, SmtpTestServer, make_certificate
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -437,3 +451,60 @@ def test_a_resolver_on_ipv6_loopback():
     with DnsTestServer("::1") as server:
         server.mx("v6.example", "mx.v6.example")
         assert check_mx(Dns(resolver_address(server.address)), "v6.example").ok
+
+
+# -- the other providers' read-only calls, against their stand-ins ------------------------
+
+
+def test_postmark_token_read_only():
+    with PostmarkServer() as server:
+        environ = {"POSTMARK_SERVER_TOKEN": POSTMARK_TOKEN, "POSTMARK_API_HOST": server.url}
+        good = check_sender("c", PostmarkSenderSettings(), "clinic.example", _env(environ))
+        environ["POSTMARK_SERVER_TOKEN"] = "pm-revoked"
+        refused = check_sender("c", PostmarkSenderSettings(), "clinic.example", _env(environ))
+        assert [r.answer for r in server.log] == ["200", "401"] and server.accepted == []
+    assert good.ok and "accepted the server token (server Clinic)" in good.detail
+    assert not refused.ok
+    assert refused.detail == "Postmark refused the key (401): check POSTMARK_SERVER_TOKEN"
+
+
+def test_mailgun_domain_read_only():
+    with MailgunServer("key-doctor", "mg.clinic.example") as server:
+        environ = {"MAILGUN_API_KEY": "key-doctor", "MAILGUN_API_HOST": server.url}
+        config = MailgunSenderSettings(domain="mg.clinic.example")
+        good = check_sender("c", config, "clinic.example", _env(environ))
+        server.domain_state = "unverified"
+        unverified = check_sender("c", config, "clinic.example", _env(environ))
+        # Without sender.domain, the From domain is the sending domain Mailgun is asked about.
+        other = check_sender("c", MailgunSenderSettings(), "clinic.example", _env(environ))
+        environ["MAILGUN_API_KEY"] = "key-wrong"
+        refused = check_sender("c", config, "clinic.example", _env(environ))
+    assert good.ok and "domain mg.clinic.example is active" in good.detail
+    assert "is unverified, not active" in unverified.detail
+    assert "no sending domain clinic.example" in other.detail
+    assert refused.detail == "Mailgun refused the key (401): check MAILGUN_API_KEY"
+
+
+def test_ses_identity_read_only(monkeypatch):
+    aws_environment(monkeypatch)
+    with SesServer() as server:
+        server.verify("clinic.example")
+        settings = _env({"DRIPMAIL_SES_ENDPOINT_URL": server.url})
+        config = SesSenderSettings(region=SES_REGION)
+        good = check_sender("c", config, "clinic.example", settings)
+        unknown = check_sender("c", config, "elsewhere.example", settings)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAOTHERKEY00000000")
+        refused = check_sender("c", config, "clinic.example", settings)
+        assert server.moto_sent() == 0
+    assert good.ok and "clinic.example is verified for sending" in good.detail
+    assert "SES has no identity elsewhere.example" in unknown.detail
+    assert refused.detail == "SES refused the request (UnrecognizedClientException)"
+
+
+def test_a_file_sender_reaches_nobody():
+    check = check_sender("c", FileSenderSettings(), "clinic.example", _env({}))
+    assert not check.ok and "nothing reaches a patient" in check.detail
+
+
+def _env(environ: dict[str, str]) -> Settings:
+    return Settings.from_env(environ)

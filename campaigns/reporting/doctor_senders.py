@@ -2,7 +2,7 @@
 
 Nothing is sent. Each provider is asked one read-only question its key must be good
 for: SendGrid `GET /v3/scopes` (and that `mail.send` is among them), Mailgun
-`GET /v3/domains/<domain>`, Postmark `GET /server`, SES `GetEmailIdentity` (and that the
+`GET /v4/domains/<domain>`, Postmark `GET /server`, SES `GetEmailIdentity` (and that the
 From domain is verified for sending); an SMTP relay gets a session opened (EHLO,
 STARTTLS, AUTH) and closed with QUIT.
 """
@@ -66,14 +66,14 @@ def _probe(sender: Any, config: AnySenderSettings, from_domain: str, settings: S
         return f"{sender.host}:{sender.port} ({sender.security}) answered EHLO; {login}"
     if isinstance(config, SendGridSenderSettings):
         key = _secret(settings, config.api_key_env)
-        return _sendgrid(sender.host, key, config.api_key_env, sender.timeout)
+        return _sendgrid(sender.host, key, config.api_key_env, config.timeout)
     if isinstance(config, MailgunSenderSettings):
         domain = config.domain or from_domain
         key = _secret(settings, config.api_key_env)
-        return _mailgun(sender.host, domain, key, config.api_key_env, sender.timeout)
+        return _mailgun(sender.host, domain, key, config.api_key_env, config.timeout)
     if isinstance(config, PostmarkSenderSettings):
         token = _secret(settings, config.server_token_env)
-        return _postmark(sender.host, token, config.server_token_env, sender.timeout)
+        return _postmark(sender.host, token, config.server_token_env, config.timeout)
     if isinstance(config, SesSenderSettings):
         return _ses(sender, from_domain)
     raise SenderConfigurationError(f"no read-only check for the {config.type} sender")
@@ -114,7 +114,7 @@ def _sendgrid(host: str, key: str, variable: str, timeout: float) -> str:
 
 
 def _mailgun(host: str, domain: str, key: str, variable: str, timeout: float) -> str:
-    response = _get(f"{host}/v3/domains/{domain}", timeout, auth=("api", key))
+    response = _get(f"{host}/v4/domains/{domain}", timeout, auth=("api", key))
     if response.status_code == 404:
         raise SenderConfigurationError(
             f"Mailgun has no sending domain {domain} in this account and region: add it, "
@@ -149,6 +149,13 @@ def _ses(sender: Any, domain: str) -> str:
         raise SenderConfigurationError(f"SES refused the request ({code})") from None
     except botocore.exceptions.BotoCoreError as exc:
         raise SenderError(f"could not reach SES: {exc.__class__.__name__}") from None
-    if not identity.get("VerifiedForSendingStatus"):
-        raise SenderConfigurationError(f"SES identity {domain} is not verified for sending yet")
+    # VerificationStatus is the identity's DNS verification (PENDING, SUCCESS, FAILED,
+    # TEMPORARY_FAILURE, NOT_STARTED); VerifiedForSendingStatus also needs the account to
+    # be out of review. moto reports the first only, so either one is taken.
+    status = identity.get("VerificationStatus", "?")
+    if status != "SUCCESS" and not identity.get("VerifiedForSendingStatus"):
+        raise SenderConfigurationError(
+            f"SES identity {domain} is not verified for sending ({status}): publish the "
+            "records SES shows for it"
+        )
     return f"SES accepted the credentials; {domain} is verified for sending"
