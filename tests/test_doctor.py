@@ -508,3 +508,32 @@ def test_a_file_sender_reaches_nobody():
 
 def _env(environ: dict[str, str]) -> Settings:
     return Settings.from_env(environ)
+
+
+def test_a_resolver_that_does_not_answer_is_said_on_each_line():
+    with DnsTestServer() as server:
+        port = server.port
+    # The port is closed now: the kernel refuses the queries (ICMP port unreachable).
+    resolver = Dns(("127.0.0.1", port), timeout=0.5)
+    checks = [check_spf(resolver, "x.example", SENDGRID), check_mx(resolver, "x.example")]
+    assert [c.ok for c in checks] == [False, False]
+    assert all(c.detail.startswith("DNS gave no answer for") for c in checks)
+    assert checks[1].fix == "check that the resolver answers, then run again"
+
+
+def test_a_return_path_outside_the_from_domain_is_not_aligned(dns):
+    dns.txt("_dmarc.clinic.example", "v=DMARC1; p=none")
+    dns.txt("_dmarc.strict.example", "v=DMARC1; p=reject; aspf=s")
+    resolver = Dns(("127.0.0.1", dns.port))
+
+    def sending(domain: str) -> tuple[Sending, ...]:
+        return (Sending("care", "smtp", "127.0.0.1", return_path_domain=domain),)
+
+    assert check_dmarc(resolver, "clinic.example", sending("bounces.clinic.example")).ok
+    elsewhere = check_dmarc(resolver, "clinic.example", sending("mailer.example"))
+    assert not elsewhere.ok
+    assert "not aligned with From (relaxed SPF alignment): care's return path @mailer.example" in (
+        elsewhere.detail
+    )
+    strict = check_dmarc(resolver, "strict.example", sending("bounces.strict.example"))
+    assert not strict.ok and "(strict SPF alignment)" in strict.detail

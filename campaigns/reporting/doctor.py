@@ -93,7 +93,11 @@ def diagnose(
         sender = campaign.spec.sender
         checks.append(check_sender(campaign.name, sender, domain, settings))
         checks.append(check_unsubscribe(campaign, settings, now=now))
+        # The envelope sender's domain, which SPF alignment compares with From: an SMTP
+        # campaign's return_path; Mailgun's sending domain (its bounce+...@ address).
         return_path = getattr(sender, "return_path", None)
+        if sender.type == "mailgun" and getattr(sender, "domain", None):
+            return_path = f"bounce@{sender.domain}"
         by_domain.setdefault(domain, []).append(
             Sending(
                 campaign.name,
@@ -199,13 +203,11 @@ def check_secret(settings: Settings, store: Store | None) -> Check:
             f"{SECRET_ENV} unset: links are signed with the key kept in the database "
             "(not read: the database is not reachable)",
         )
-    kept = None
-    if store is not None:
-        try:
-            with store.connect() as conn:
-                kept = conn.scalar(select(meta.c.value).where(meta.c.key == "secret_key"))
-        except SQLAlchemyError:
-            kept = None
+    try:
+        with store.connect() as conn:
+            kept = conn.scalar(select(meta.c.value).where(meta.c.key == "secret_key"))
+    except SQLAlchemyError:
+        kept = None
     where = (
         "the key kept in the database"
         if kept
