@@ -622,7 +622,7 @@ def doctor(
     ] = None,
     dkim_selector: Annotated[
         list[str] | None,
-        typer.Option(help="DKIM selector to look for (repeatable; default: the provider's)"),
+        typer.Option(help="DKIM selector to look for too, beside the provider's (repeatable)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON")] = False,
     db: DbOption = None,

@@ -537,3 +537,22 @@ def test_a_return_path_outside_the_from_domain_is_not_aligned(dns):
     )
     strict = check_dmarc(resolver, "strict.example", sending("bounces.strict.example"))
     assert not strict.ok and "(strict SPF alignment)" in strict.detail
+
+
+def test_an_internationalised_from_domain_is_looked_up_as_its_a_label(installation: Path, dns):
+    label = "xn--praxis-mller-klb.example"  # praxis-müller.example
+    dns.txt(label, "v=spf1 include:sendgrid.net -all")
+    dns.txt("sendgrid.net", "v=spf1 ip4:167.89.0.0/17 ~all")
+    dns.cname(f"s1._domainkey.{label}", "s1.domainkey.u9.wl.sendgrid.net")
+    dns.txt("s1.domainkey.u9.wl.sendgrid.net", DKIM_KEY)
+    dns.txt(f"_dmarc.{label}", "v=DMARC1; p=none")
+    dns.mx(label, f"mx.{label}")
+    folder = campaign_folder(
+        installation, "praxis", "team@praxis-müller.example", {"type": "sendgrid"}
+    )
+
+    result = doctor("--resolver", dns.address, "--json", str(folder))
+
+    assert result.exit_code == 0, result.output
+    names = [c["name"] for c in json.loads(result.output)]
+    assert f"DMARC {label}" in names and f"DKIM {label}" in names

@@ -10,6 +10,7 @@ it finds, so one broken part never hides the others.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ssl
 import urllib.error
@@ -37,6 +38,7 @@ from campaigns.settings import PUBLIC_URL_ENV, SECRET_ENV, Settings
 from campaigns.storage.publish import load_version, published_names
 from campaigns.storage.store import Store
 from campaigns.storage.tables import meta
+from senders.addresses import AddressError, wire_address
 from senders.mime import to_bytes
 
 HEALTH_TIMEOUT = 5.0
@@ -116,6 +118,11 @@ def diagnose(
 
 
 def _domain(address: str) -> str:
+    """The address's domain as DNS and a zone file name it: lower case, an internationalised
+    one as its A-label (xn--...), IDNA 2008 as senders.addresses puts it on the wire."""
+    # A domain that cannot be encoded stays as it is: its lookups find nothing, and say so.
+    with contextlib.suppress(AddressError):
+        address = wire_address(address)[0]
     return address.rpartition("@")[2].lower()
 
 
@@ -287,7 +294,18 @@ def check_unsubscribe(campaign: Campaign, settings: Settings, *, now: datetime) 
         delivery_id="doctor",
         date=now,
     )
-    headers = message_from_bytes(to_bytes(message), policy=email_policy.default)
+    try:
+        # As SES, Mailgun and SMTP without SMTPUTF8 put it on the wire: ASCII headers.
+        raw = to_bytes(message)
+    except (ValueError, UnicodeError) as exc:  # AddressError, NeedsSmtpUtf8, encoding
+        return Check(
+            name,
+            False,
+            f"step {step}: the email cannot be written as ASCII headers ({exc})",
+            "use an address with an ASCII part before the @ for From, reply_to and "
+            "links.unsubscribe_mailto",
+        )
+    headers = message_from_bytes(raw, policy=email_policy.default)
     listed = " ".join(str(headers.get("List-Unsubscribe", "")).split())
     post = str(headers.get("List-Unsubscribe-Post", "")).strip()
     links = [part.strip(" <>") for part in listed.split(",") if part.strip()]

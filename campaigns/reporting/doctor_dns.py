@@ -287,9 +287,9 @@ def _version(address: str) -> int:
 
 
 def selectors_for(sendings: Sequence[Sending], chosen: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """The DKIM selectors to look at per provider: `--dkim-selector` over the defaults."""
+    """The DKIM selectors to look at per provider: its defaults, then `--dkim-selector`'s."""
     providers = sorted({s.provider for s in sendings if s.provider in DKIM_SELECTORS})
-    return {p: tuple(chosen) or DKIM_SELECTORS[p] for p in providers}
+    return {p: tuple(dict.fromkeys((*DKIM_SELECTORS[p], *chosen))) for p in providers}
 
 
 def check_dkim(dns_: Dns, domain: str, sendings: Sequence[Sending], chosen: Sequence[str]) -> Check:
