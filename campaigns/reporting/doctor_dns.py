@@ -275,8 +275,10 @@ def check_spf(dns_: Dns, domain: str, sendings: Sequence[Sending]) -> Check:
             f"{walk.record}: " + "; ".join(missing),
             f'publish TXT {domain} "{spf_with(walk.record, wanted)}" in place of the record',
         )
-    said = ", ".join(needs) or "no provider to authorise"
-    return Check(name, True, f"{walk.record} authorises {said} ({walk.lookups} of 10 lookups)")
+    lookups = f"{walk.lookups} of 10 lookups"
+    if not needs:
+        return Check(name, True, f"{walk.record} ({lookups}; no provider of a campaign to name)")
+    return Check(name, True, f"{walk.record} authorises {', '.join(needs)} ({lookups})")
 
 
 def _version(address: str) -> int:
