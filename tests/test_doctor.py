@@ -43,7 +43,7 @@ from campaigns.reporting.doctor_dns import (
 from campaigns.reporting.doctor_senders import check_sender
 from campaigns.settings import Settings
 from campaigns.storage.publish import publish
-from campaigns.storage.store import Store
+from campaigns.storage.store import Store, head_revision
 from campaigns.web.app import create_app, server_config
 from campaigns.web.listen import listening_socket
 from cli import app as cli_app
@@ -556,3 +556,21 @@ def test_an_internationalised_from_domain_is_looked_up_as_its_a_label(installati
     assert result.exit_code == 0, result.output
     names = [c["name"] for c in json.loads(result.output)]
     assert f"DMARC {label}" in names and f"DKIM {label}" in names
+
+
+def test_the_published_campaigns_are_read_from_either_store(store: Store, tmp_path, monkeypatch):
+    folder = campaign_folder(tmp_path, "good-news", "news@good.example", {"type": "sendgrid"})
+    with store.begin() as conn:
+        publish(conn, load_folder(folder), now=NOW)
+    monkeypatch.setenv("DRIPMAIL_DATABASE_URL", store.url)
+
+    with DnsTestServer() as dns:
+        serve_good(dns)
+        result = doctor("--resolver", dns.address, "--json")
+
+    checks = {c["name"]: c for c in json.loads(result.output)}
+    assert checks["database"]["ok"] is True
+    assert checks["database"]["detail"].endswith(f"reachable, at migration {head_revision()}")
+    # The campaign came from the store: its sender and its domain were checked.
+    assert "the sendgrid sender needs an API key" in checks["sender good-news (sendgrid)"]["detail"]
+    assert checks["DMARC good.example"]["ok"] is True
