@@ -574,3 +574,17 @@ def test_the_published_campaigns_are_read_from_either_store(store: Store, tmp_pa
     # The campaign came from the store: its sender and its domain were checked.
     assert "the sendgrid sender needs an API key" in checks["sender good-news (sendgrid)"]["detail"]
     assert checks["DMARC good.example"]["ok"] is True
+
+
+def test_an_include_shared_by_two_branches_is_no_loop_but_a_self_include_is(dns):
+    dns.txt("shared.example", "v=spf1 include:a.shared.example include:b.shared.example -all")
+    dns.txt("a.shared.example", "v=spf1 include:sendgrid.net")
+    dns.txt("b.shared.example", "v=spf1 include:sendgrid.net")
+    dns.txt("sendgrid.net", "v=spf1 ip4:167.89.0.0/17 ~all")
+    dns.txt("loop.example", "v=spf1 include:again.loop.example -all")
+    dns.txt("again.loop.example", "v=spf1 include:loop.example")
+    resolver = Dns(("127.0.0.1", dns.port))
+    shared = check_spf(resolver, "shared.example", SENDGRID)
+    assert shared.ok and "(4 of 10 lookups)" in shared.detail
+    loop = check_spf(resolver, "loop.example", SENDGRID)
+    assert not loop.ok and "loop.example includes itself (a loop: permerror)" in loop.detail

@@ -148,13 +148,19 @@ class SpfWalk:
 def walk_spf(dns_: Dns, domain: str) -> SpfWalk:
     """Follow `domain`'s SPF record within the 10-lookup limit (RFC 7208 4.6.4)."""
     walk = SpfWalk()
-    seen: set[str] = set()
+    chain: list[str] = []  # the records being read, to tell a loop from a shared include
 
     def visit(name: str, top: bool) -> None:
-        if name in seen:
-            walk.problems.append(f"{name} is included twice (a loop)")
+        if name in chain:
+            walk.problems.append(f"{name} includes itself (a loop: permerror)")
             return
-        seen.add(name)
+        chain.append(name)
+        try:
+            read(name, top)
+        finally:
+            chain.pop()
+
+    def read(name: str, top: bool) -> None:
         try:
             record = one_spf_record(name, dns_.txt(name))
             parsed = parse_spf(record) if record else None
