@@ -193,8 +193,6 @@ def run_workers(
     stop = threading.Event()
 
     def stop_all() -> None:
-        if not stop.is_set():
-            notifier.stopping("stopping the workers")
         stop.set()
         for worker in workers:
             if worker.pid is not None and worker.exitcode is None:
@@ -203,7 +201,12 @@ def run_workers(
     problems: list[str] = []
     crashed: list[str] = []
     ready: set[int] = set()
-    with _stop_on_signals(stop, forward=stop_all):
+
+    def stop_on_signal() -> None:
+        notifier.stopping("stopping the workers")
+        stop_all()
+
+    with _stop_on_signals(stop, forward=stop_on_signal):
         try:
             for worker in workers:
                 worker.start()
