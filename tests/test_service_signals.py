@@ -143,6 +143,7 @@ def stop_mid_run(
         received = len(relay.received)
 
     assert code == 0, err
+    assert out.startswith("database: ")
     assert "Traceback" not in err
     by_status = counts(url)
     assert by_status.get("claimed", 0) == 0
