@@ -72,6 +72,10 @@ class Faults:
     # Seconds each DATA phase waits before its reply: a slow relay, so a test can stop a
     # sender in the middle of a run (the server's own loop waits; other sessions go on).
     delay: float = 0.0
+    # Once `hold_after` messages are accepted, the next DATA phase waits for `release`
+    # (set by the test): a sender stopped mid hand-off at a moment the test chooses.
+    hold_after: int | None = None
+    release: threading.Event = field(default_factory=threading.Event)
 
 
 class RecordingHandler:
@@ -120,6 +124,9 @@ class RecordingHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.faults.delay:
             await asyncio.sleep(self.faults.delay)
+        if self.faults.hold_after is not None and len(self.received) >= self.faults.hold_after:
+            # In a thread: the server's loop stays free for other sessions meanwhile.
+            await asyncio.get_running_loop().run_in_executor(None, self.faults.release.wait)
         with self._lock:
             faults = self.faults
             first = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""

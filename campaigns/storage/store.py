@@ -317,8 +317,11 @@ class Store:
         elif not state.is_current:
             # Newer: a worker of the previous release, restarted after `db upgrade`, stops
             # here instead of writing rows the new schema's code would misread.
-            known = {script.revision for script in _scripts().walk_revisions()}
-            if state.is_newer or state.current not in known:
+            if state.is_newer:
+                raise state.newer_error()
+            with _quiet_alembic():  # loading the scripts logs alembic's plugins at INFO
+                known = {script.revision for script in _scripts().walk_revisions()}
+            if state.current not in known:
                 raise state.newer_error()
             raise ConfigurationError(
                 f"the database schema ({state.current}) is older than this dripmail "
