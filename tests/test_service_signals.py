@@ -194,3 +194,22 @@ def test_serve_says_ready_once_listening_and_exits_0_on_sigterm(tmp_path, abstra
             server.wait()
     assert code == 0, err
     assert "Traceback" not in err
+
+
+def test_a_sender_no_campaign_can_use_fails_the_start_before_ready(
+    clinic_folder, tmp_path, notify_socket
+):
+    sock, address = notify_socket
+    env = {"DRIPMAIL_DATABASE_URL": f"sqlite:///{tmp_path / 'dripmail.db'}"}
+    import_contacts(tmp_path, clinic_folder, env)
+
+    # No public URL for the unsubscribe links: nothing could go, so no READY=1.
+    code, _, err = finish(
+        dripmail(tmp_path, {**env, "NOTIFY_SOCKET": address}, "run", "--sender", "smtp")
+    )
+
+    assert code == 2
+    assert err.startswith("error: ") and "set DRIPMAIL_PUBLIC_URL" in err
+    sock.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        sock.recv(4096)

@@ -102,6 +102,10 @@ def run_worker(
                 lease=lease,
                 stop=stop,
             )
+            if notifier.enabled:
+                # Before READY=1, so that `systemctl start` fails on a problem every
+                # campaign shares (run_workers checks the same before its processes start).
+                preflight(store, sender, check_senders=sender_for is None)
             notifier.ready("sending due emails")
             while not stop.is_set():
                 yield dispatcher.run(now=now or utcnow())
