@@ -88,12 +88,19 @@ def _n(count: int, noun: str, nouns: str | None = None) -> str:
     return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
+def _dripmail_version() -> str:
+    try:
+        return version("dripmail")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def _version(value: bool) -> None:
     if value:
-        try:
-            typer.echo(f"dripmail {version('dripmail')}")
-        except PackageNotFoundError:  # run from a source tree that was never installed
-            typer.echo("dripmail (not installed)")
+        from campaigns.storage.store import head_revision
+
+        # Both versions: the release, and the newest schema it knows (`db current`).
+        typer.echo(f"dripmail {_dripmail_version()} (database schema {head_revision()})")
         raise typer.Exit()
 
 
@@ -459,6 +466,7 @@ def run(
     """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly."""
     from campaigns.delivery.report import RunReport
     from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
+    from campaigns.notify import Notifier
     from campaigns.planning.ranges import MAX_BATCH, check_count
     from campaigns.planning.schedule import parse_delay, parse_seconds
 
@@ -500,6 +508,7 @@ def run(
     when = _now(now) if now else None
     store = _store(db, settings, existing=True)
     console.print(f"database: {store.location}")
+    notifier = Notifier(settings.notify_socket)  # systemd's Type=notify: READY=1, STOPPING=1
     if workers == 1:
         for report in run_worker(
             store,
@@ -511,6 +520,7 @@ def run(
             lease=lease_time,
             handle_signals=True,
             settings=settings,
+            notifier=notifier,
         ):
             console.print(line(report))
             held(report)
@@ -530,7 +540,7 @@ def run(
         outbox=settings.outbox,
     )
     total = RunReport()
-    for index, report in run_workers(workers, options):
+    for index, report in run_workers(workers, options, notifier):
         total.add(report)
         console.print(f"worker {index}: {line(report)}")
     if options.once:
@@ -603,6 +613,10 @@ def status(
 
     store = _store(db, existing=True)
     console.print(f"database: {store.location}")
+    state = store.schema_state()
+    console.print(
+        f"schema: {state.current} (dripmail {_dripmail_version()} knows up to {state.head})"
+    )
     counts = status_counts(store, campaign)
     table = Table("campaign", *DELIVERY_STATES)
     for name, by_state in counts.items():
@@ -669,11 +683,13 @@ def serve(
     db: DbOption = None,
 ) -> None:
     """Answer unsubscribe links (/u/, /p/) and provider events (/webhooks/<provider>)."""
+    from campaigns.notify import Notifier
     from campaigns.web.app import serve as run_server
 
     settings = _settings()
     _setup_logging(settings)
-    run_server(_store(db, settings), host=host, port=port)
+    notifier = Notifier(settings.notify_socket)  # systemd's Type=notify: READY=1 once listening
+    run_server(_store(db, settings), host=host, port=port, notifier=notifier)
 
 
 @command("dripmail stats ketamine-and-sleep --json")
@@ -1176,6 +1192,8 @@ def db_current(db: DbOption = None) -> None:
     state = store.schema_state()
     if state.is_current:
         console.print(f"{store.display_url}: schema {state.current} (newest)")
+    elif state.is_newer:
+        raise state.newer_error()
     elif state.current is None:
         console.print(f"{store.display_url}: no schema yet ({UPGRADE_HINT}, or any command)")
     else:
