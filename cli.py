@@ -52,6 +52,16 @@ DbOption = Annotated[
         help="Database URL or SQLite file [env: DRIPMAIL_DATABASE_URL; default: dripmail.db]",
     ),
 ]
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve Prometheus /metrics and /healthz on this port of 127.0.0.1 "
+        "(0: any free port) [env: DRIPMAIL_METRICS_PORT; default: off]",
+    ),
+]
 NowOption = Annotated[
     str | None,
     typer.Option("--now", help="Engine time, ISO 8601 (UTC when no offset); default: the clock."),
@@ -454,11 +464,13 @@ def run(
             help="The file sender's folder, over the campaign's [env: DRIPMAIL_OUTBOX]",
         ),
     ] = None,
+    metrics_port: MetricsPortOption = None,
     db: DbOption = None,
 ) -> None:
     """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly."""
     from campaigns.delivery.report import RunReport
     from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
+    from campaigns.monitoring.exporter import open_metrics
     from campaigns.planning.ranges import MAX_BATCH, check_count
     from campaigns.planning.schedule import parse_delay, parse_seconds
 
@@ -500,42 +512,54 @@ def run(
     when = _now(now) if now else None
     store = _store(db, settings, existing=True)
     console.print(f"database: {store.location}")
-    if workers == 1:
-        for report in run_worker(
-            store,
+    metrics = open_metrics(store, settings, metrics_port)
+    if metrics is not None:
+        console.print(f"metrics: {metrics.url}")
+    try:
+        if workers == 1:
+            for report in run_worker(
+                store,
+                now=when,
+                once=once or bool(now),
+                sender=sender,
+                batch_size=batch_size,
+                interval=tick,
+                lease=lease_time,
+                handle_signals=True,
+                settings=settings,
+                observer=metrics.metrics.worker(0) if metrics else None,
+            ):
+                console.print(line(report))
+                held(report)
+            if shown:
+                raise typer.Exit(1)
+            return
+        if metrics is None:
+            store.close()  # each worker process opens its own (the metrics read this one)
+        options = WorkerOptions(
+            url=store.url,
             now=when,
             once=once or bool(now),
             sender=sender,
             batch_size=batch_size,
             interval=tick,
             lease=lease_time,
-            handle_signals=True,
-            settings=settings,
-        ):
-            console.print(line(report))
-            held(report)
-        if shown:
-            raise typer.Exit(1)
-        return
-    store.close()  # each worker process opens its own
-    options = WorkerOptions(
-        url=store.url,
-        now=when,
-        once=once or bool(now),
-        sender=sender,
-        batch_size=batch_size,
-        interval=tick,
-        lease=lease_time,
-        log_level=logging.getLogger().level,
-        outbox=settings.outbox,
-    )
-    total = RunReport()
-    for index, report in run_workers(workers, options):
-        total.add(report)
-        console.print(f"worker {index}: {line(report)}")
-    if options.once:
-        console.print(f"all {workers} workers: {line(total)}")
-    held(total)
+            log_level=logging.getLogger().level,
+            outbox=settings.outbox,
+        )
+        total = RunReport()
+        # With metrics, each worker's hand-offs and ticks come here: one port for all.
+        observers = metrics.metrics.worker if metrics else None
+        for index, report in run_workers(workers, options, observers):
+            total.add(report)
+            console.print(f"worker {index}: {line(report)}")
+        if options.once:
+            console.print(f"all {workers} workers: {line(total)}")
+        held(total)
+    finally:
+        if metrics is not None:
+            metrics.close()
+            store.close()
     if shown:
         raise typer.Exit(1)
 
@@ -619,6 +643,7 @@ def serve(
         str, typer.Option(help="Address to listen on (put an https proxy in front)")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (preview uses 8025)")] = 8026,
+    metrics_port: MetricsPortOption = None,
     db: DbOption = None,
 ) -> None:
     """Answer unsubscribe links (/u/, /p/) and provider events (/webhooks/<provider>)."""
@@ -626,7 +651,7 @@ def serve(
 
     settings = _settings()
     _setup_logging(settings)
-    run_server(_store(db, settings), host=host, port=port)
+    run_server(_store(db, settings), host=host, port=port, metrics_port=metrics_port)
 
 
 @command("dripmail stats ketamine-and-sleep --json")

@@ -2,7 +2,9 @@
 
 A stop request (SIGTERM, SIGINT) lets the hand-off in progress finish, releases the
 rows claimed but not handed off, and ends the run; see dispatcher.py for what one
-worker does with a batch.
+worker does with a batch. An observer (observer.py) hears each tick's start and end
+and each hand-off; the processes of `run_workers` pass theirs to the parent, so one
+set of metrics covers every worker on the machine.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from campaigns.delivery.dispatcher import DEFAULT_BATCH, DEFAULT_HANDOFF, DEFAUL
 from campaigns.delivery.handoff import SenderFor
 from campaigns.delivery.held import survey
 from campaigns.delivery.leases import worker_owner
+from campaigns.delivery.observer import Event, HandedOff, NoObserver, Observer, Ticked, tell
 from campaigns.delivery.report import RunReport
 from campaigns.delivery.sender_pool import SenderPool
 from campaigns.errors import ConfigurationError, DripmailError
@@ -75,14 +78,17 @@ def run_worker(
     handle_signals: bool = False,
     sleep: Callable[[float], None] = time.sleep,
     settings: Settings | None = None,
+    observer: Observer | None = None,
 ) -> Iterator[RunReport]:
     """Run ticks at `now` (else the clock): one with `once`, else one per `interval` seconds.
 
     `stop` (or SIGTERM/SIGINT with `handle_signals`) ends the loop after the hand-off
     in progress; rows claimed and not handed off go back to the queue. The senders
     take their settings from `settings` (default: the environment, read now).
+    `observer` hears when each tick starts and ends, and of every hand-off.
     """
     stop = stop or threading.Event()
+    observer = observer or NoObserver()
     pool = SenderPool(sender, settings) if sender_for is None else None
     with _stop_on_signals(stop) if handle_signals else _nothing():
         try:
@@ -95,9 +101,13 @@ def run_worker(
                 handoff_size=handoff_size,
                 lease=lease,
                 stop=stop,
+                observer=observer,
             )
             while not stop.is_set():
-                yield dispatcher.run(now=now or utcnow())
+                observer.ticked(Ticked(time.time()))
+                report = dispatcher.run(now=now or utcnow())
+                observer.ticked(Ticked(time.time()))
+                yield report
                 if once:
                     return
                 # Short naps, so a stop request is seen within a fraction of a second.
@@ -157,7 +167,11 @@ class WorkerOptions:
     outbox: str | None = None  # the file sender's folder (`run --outbox`), over the campaign's
 
 
-def run_workers(count: int, options: WorkerOptions) -> Iterator[tuple[int, RunReport]]:
+def run_workers(
+    count: int,
+    options: WorkerOptions,
+    observers: Callable[[int], Observer] | None = None,
+) -> Iterator[tuple[int, RunReport]]:
     """Run `count` worker processes on this machine; yield (worker, report) as ticks end.
 
     Each process is spawned fresh (its own engine and connections, never a forked
@@ -165,6 +179,8 @@ def run_workers(count: int, options: WorkerOptions) -> Iterator[tuple[int, RunRe
     worker, which finishes its hand-off, releases its unclaimed rows and exits 0.
     Should one worker fail, the others are stopped the same way and the error raised:
     a ConfigurationError for a configuration problem, else WorkerError.
+    `observers(index)`, in this process, hears worker `index`'s ticks and hand-offs,
+    which the worker sends here with its reports.
     """
     # The same checks as a single worker's, once, before any process starts.
     store = Store(options.url)
@@ -176,7 +192,9 @@ def run_workers(count: int, options: WorkerOptions) -> Iterator[tuple[int, RunRe
     messages = context.Queue()
     workers = [
         context.Process(
-            target=_worker_process, args=(index, options, messages), name=f"dripmail-worker-{index}"
+            target=_worker_process,
+            args=(index, options, messages, observers is not None),
+            name=f"dripmail-worker-{index}",
         )
         for index in range(count)
     ]
@@ -216,6 +234,9 @@ def run_workers(count: int, options: WorkerOptions) -> Iterator[tuple[int, RunRe
                     continue
                 if kind == "report":
                     yield index, payload
+                elif kind == "seen":
+                    if observers is not None:
+                        tell(observers(index), payload)
                 elif payload not in problems:
                     problems.append(payload)
         finally:
@@ -245,8 +266,26 @@ def _exit(code: int) -> str:
     return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
 
 
-def _worker_process(index: int, options: WorkerOptions, messages) -> None:
-    """One worker of `run_workers`, in its own interpreter."""
+class _Forward:
+    """A worker process's observer: each event goes to the parent, on the report queue."""
+
+    def __init__(self, index: int, messages) -> None:
+        self.index = index
+        self.messages = messages
+
+    def _put(self, event: Event) -> None:
+        self.messages.put(("seen", self.index, event))  # pickled by the queue's own thread
+
+    def handed_off(self, event: HandedOff) -> None:
+        self._put(event)
+
+    def ticked(self, event: Ticked) -> None:
+        self._put(event)
+
+
+def _worker_process(index: int, options: WorkerOptions, messages, forward: bool = False) -> None:
+    """One worker of `run_workers`, in its own interpreter; `forward`: tell the parent
+    of its ticks and hand-offs."""
     import sys
 
     stop = threading.Event()
@@ -278,6 +317,7 @@ def _worker_process(index: int, options: WorkerOptions, messages) -> None:
                     sender_for=(options.sender_factory(index) if options.sender_factory else None),
                     stop=stop,
                     settings=settings,
+                    observer=_Forward(index, messages) if forward else None,
                 )
                 for report in reports:
                     messages.put(("report", index, report))
