@@ -39,9 +39,13 @@ class StoreCollector(Collector):
         up = GaugeMetricFamily(
             "dripmail_database_up", "1 when the last scrape could read the database, else 0"
         )
+        path = self.store.path
         try:
+            if path is not None and not path.is_file():
+                # A connection would make an empty SQLite database there: ask nothing.
+                raise FileNotFoundError("the SQLite database file is missing")
             families = list(self._read())
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, FileNotFoundError) as exc:
             log.warning("metrics: the database did not answer (%s)", type(exc).__name__)
             up.add_metric([], 0)
             yield up
