@@ -29,12 +29,17 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.monitoring.exporter import MetricsServer
 from campaigns.monitoring.metrics import Metrics
 from campaigns.settings import Settings
 from campaigns.storage.store import Store
 from campaigns.web.app import create_app
 from tests.conftest import write_clinic_campaign
+from tests.sendgrid_server import Fault, SendGridServer
+from tests.test_sendgrid import NOW as SENDGRID_NOW
+from tests.test_sendgrid import FakeTime, enroll_many, sender_factory
+from tests.unit.test_sendgrid import KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 120.0  # seconds: a bound for a slow CI machine, never a measured duration
@@ -399,3 +404,44 @@ def test_a_metrics_port_in_use_is_one_line(tmp_path: Path):
         f"error: cannot listen on 127.0.0.1:{port} for metrics: Address already in use "
         "(pick another --metrics-port)"
     ]
+
+
+# -- provider answers by class, from a real sender ----------------------------------------
+
+
+@pytest.mark.sqlite_only
+def test_each_class_of_provider_answer_is_counted_from_a_real_sendgrid_run(
+    store: Store, clinic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("DRIPMAIL_PUBLIC_URL", "https://mail.clinic.example")
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    enroll_many(store, clinic, tmp_path, 5)
+    fake = FakeTime()
+    metrics = Metrics()
+    exporter = MetricsServer(metrics, store, "127.0.0.1", 0)
+    try:
+        with SendGridServer(KEY) as server, sender_factory(batch=False) as senders:
+            server.script(
+                Fault.rate_limited(int(fake.now) + 3600),  # past max_wait: at the reset
+                Fault.error(503),  # out of this run's attempts: later
+                Fault.error(400, "bad request"),  # refused: failed
+                Fault.drop(),  # the answer lost: unknown
+            )
+            sender = senders(server, fake, max_attempts=1, max_wait=60)
+            Dispatcher(store, lambda _campaign: sender, observer=metrics.worker(0)).run(
+                now=SENDGRID_NOW
+            )
+        text, samples = scrape(f"http://127.0.0.1:{exporter.port}/metrics")
+    finally:
+        exporter.close()
+
+    answers = {
+        kind: value(samples, SENT, campaign=clinic.name, sender="sendgrid", **{"class": kind})
+        for kind in ("sent", "rate_limited", "retried", "failed", "unknown")
+    }
+    assert answers == {"sent": 1, "rate_limited": 1, "retried": 1, "failed": 1, "unknown": 1}
+    assert value(samples, "dripmail_handoffs_total", sender="sendgrid") >= 1
+    assert value(samples, "dripmail_handoff_duration_seconds_count", sender="sendgrid") >= 1
+    assert value(samples, "dripmail_deliveries", status="scheduled") == 2 + 5 * 5  # retries
+    assert "patient00" not in text and "Pat0" not in text
