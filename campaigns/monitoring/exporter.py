@@ -80,7 +80,6 @@ class MetricsServer:
                 host.strip("[]"), port, self._app, server_class, handler_class=_Quiet
             )
         except OSError as exc:
-            self.check.close()
             raise ConfigurationError(
                 f"cannot listen on {host}:{port} for metrics: {exc.strerror or exc} "
                 "(pick another --metrics-port)"
@@ -126,7 +125,6 @@ class MetricsServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-        self.check.close()
         self._thread.join(timeout=5)
 
 

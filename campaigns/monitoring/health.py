@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from sqlalchemy import text
@@ -30,7 +30,6 @@ class DatabaseCheck:
     def __init__(self, store: Store, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.store = store
         self.timeout = timeout
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dripmail-health")
         self._lock = threading.Lock()
         self._pending: Future[str | None] | None = None
 
@@ -38,12 +37,24 @@ class DatabaseCheck:
         """None when the database answered within the timeout, else a short reason."""
         with self._lock:
             if self._pending is None or self._pending.done():
-                self._pending = self._pool.submit(self._probe)
+                self._pending = Future()
+                # A daemon thread, not an executor's: a probe hung on a dead server must
+                # not hold up the process's exit.
+                threading.Thread(
+                    target=self._run, args=(self._pending,), name="dripmail-health", daemon=True
+                ).start()
             pending = self._pending
         try:
             return pending.result(timeout=self.timeout)
         except FutureTimeout:
             return f"the database did not answer within {self.timeout:g} s"
+
+    def _run(self, pending: Future[str | None]) -> None:
+        try:
+            pending.set_result(self._probe())
+        except Exception as exc:  # never leave a waiting /healthz without an answer
+            log.warning("health: the check failed (%s)", type(exc).__name__)
+            pending.set_result("the database check failed")
 
     def _probe(self) -> str | None:
         path = self.store.path
@@ -58,6 +69,3 @@ class DatabaseCheck:
             log.warning("health: the database did not answer (%s)", type(exc).__name__)
             return "the database is unreachable"
         return None
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -41,13 +41,16 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         ProcessCollector(registry=self.registry)  # memory, CPU, open files of this process
         self._workers: _WorkerFamilies | None = None
+        self._observers: dict[int, WorkerMetrics] = {}
         self._unsubscribes: Counter | None = None
 
     def worker(self, index: int) -> WorkerMetrics:
         """The observer (delivery/observer.py) for worker `index` of this machine."""
-        if self._workers is None:
-            self._workers = _WorkerFamilies(self.registry)
-        return WorkerMetrics(self._workers, str(index))
+        if index not in self._observers:
+            if self._workers is None:
+                self._workers = _WorkerFamilies(self.registry)
+            self._observers[index] = WorkerMetrics(self._workers, str(index))
+        return self._observers[index]
 
     def serving(self) -> Counter:
         """`serve` counts unsubscribes: every scope shows, at 0 until one happens."""
