@@ -58,8 +58,8 @@ MetricsPortOption = Annotated[
         "--metrics-port",
         min=0,
         max=65535,
-        help="Serve Prometheus /metrics and /healthz on this port of 127.0.0.1 "
-        "(0: any free port) [env: DRIPMAIL_METRICS_PORT; default: off]",
+        help="Serve Prometheus /metrics and /healthz on this port (0: any free one) of "
+        "127.0.0.1, or of DRIPMAIL_METRICS_HOST [env: DRIPMAIL_METRICS_PORT; default: off]",
     ),
 ]
 NowOption = Annotated[
