@@ -435,6 +435,7 @@ def schedule(
 
 @command("dripmail run --once --now 2026-03-09T14:00Z")
 def run(
+    ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Send what is due, then stop")] = False,
     now: NowOption = None,
     sender: Annotated[
@@ -514,52 +515,47 @@ def run(
     console.print(f"database: {store.location}")
     metrics = open_metrics(store, settings, metrics_port)
     if metrics is not None:
+        ctx.call_on_close(metrics.close)  # when `run` ends, however it ends
         console.print(f"metrics: {metrics.url}")
-    try:
-        if workers == 1:
-            for report in run_worker(
-                store,
-                now=when,
-                once=once or bool(now),
-                sender=sender,
-                batch_size=batch_size,
-                interval=tick,
-                lease=lease_time,
-                handle_signals=True,
-                settings=settings,
-                observer=metrics.metrics.worker(0) if metrics else None,
-            ):
-                console.print(line(report))
-                held(report)
-            if shown:
-                raise typer.Exit(1)
-            return
-        if metrics is None:
-            store.close()  # each worker process opens its own (the metrics read this one)
-        options = WorkerOptions(
-            url=store.url,
+    if workers == 1:
+        for report in run_worker(
+            store,
             now=when,
             once=once or bool(now),
             sender=sender,
             batch_size=batch_size,
             interval=tick,
             lease=lease_time,
-            log_level=logging.getLogger().level,
-            outbox=settings.outbox,
-        )
-        total = RunReport()
-        # With metrics, each worker's hand-offs and ticks come here: one port for all.
-        observers = metrics.metrics.worker if metrics else None
-        for index, report in run_workers(workers, options, observers):
-            total.add(report)
-            console.print(f"worker {index}: {line(report)}")
-        if options.once:
-            console.print(f"all {workers} workers: {line(total)}")
-        held(total)
-    finally:
-        if metrics is not None:
-            metrics.close()
-            store.close()
+            handle_signals=True,
+            settings=settings,
+            observer=metrics.metrics.worker(0) if metrics else None,
+        ):
+            console.print(line(report))
+            held(report)
+        if shown:
+            raise typer.Exit(1)
+        return
+    if metrics is None:
+        store.close()  # each worker process opens its own (the metrics read this one)
+    options = WorkerOptions(
+        url=store.url,
+        now=when,
+        once=once or bool(now),
+        sender=sender,
+        batch_size=batch_size,
+        interval=tick,
+        lease=lease_time,
+        log_level=logging.getLogger().level,
+        outbox=settings.outbox,
+    )
+    total = RunReport()
+    # With metrics, each worker's hand-offs and ticks come up here: one port for all.
+    for index, report in run_workers(workers, options, metrics.metrics.worker if metrics else None):
+        total.add(report)
+        console.print(f"worker {index}: {line(report)}")
+    if options.once:
+        console.print(f"all {workers} workers: {line(total)}")
+    held(total)
     if shown:
         raise typer.Exit(1)
 
