@@ -52,6 +52,16 @@ DbOption = Annotated[
         help="Database URL or SQLite file [env: DRIPMAIL_DATABASE_URL; default: dripmail.db]",
     ),
 ]
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve Prometheus /metrics and /healthz on this port (0: any free one) of "
+        "127.0.0.1, or of DRIPMAIL_METRICS_HOST [env: DRIPMAIL_METRICS_PORT; default: off]",
+    ),
+]
 NowOption = Annotated[
     str | None,
     typer.Option("--now", help="Engine time, ISO 8601 (UTC when no offset); default: the clock."),
@@ -432,6 +442,7 @@ def schedule(
 
 @command("dripmail run --once --now 2026-03-09T14:00Z")
 def run(
+    ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Send what is due, then stop")] = False,
     now: NowOption = None,
     sender: Annotated[
@@ -461,11 +472,13 @@ def run(
             help="The file sender's folder, over the campaign's [env: DRIPMAIL_OUTBOX]",
         ),
     ] = None,
+    metrics_port: MetricsPortOption = None,
     db: DbOption = None,
 ) -> None:
     """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly."""
     from campaigns.delivery.report import RunReport
     from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
+    from campaigns.monitoring.exporter import open_metrics
     from campaigns.notify import Notifier
     from campaigns.planning.ranges import MAX_BATCH, check_count
     from campaigns.planning.schedule import parse_delay, parse_seconds
@@ -509,6 +522,10 @@ def run(
     store = _store(db, settings, existing=True)
     console.print(f"database: {store.location}")
     notifier = Notifier(settings.notify_socket)  # systemd's Type=notify: READY=1, STOPPING=1
+    metrics = open_metrics(store, settings, metrics_port)
+    if metrics is not None:
+        ctx.call_on_close(metrics.close)  # when `run` ends, however it ends
+        console.print(f"metrics: {metrics.url}")
     if workers == 1:
         for report in run_worker(
             store,
@@ -521,13 +538,15 @@ def run(
             handle_signals=True,
             settings=settings,
             notifier=notifier,
+            observer=metrics.metrics.worker(0) if metrics else None,
         ):
             console.print(line(report))
             held(report)
         if shown:
             raise typer.Exit(1)
         return
-    store.close()  # each worker process opens its own
+    if metrics is None:
+        store.close()  # each worker process opens its own (the metrics read this one)
     options = WorkerOptions(
         url=store.url,
         now=when,
@@ -540,7 +559,9 @@ def run(
         outbox=settings.outbox,
     )
     total = RunReport()
-    for index, report in run_workers(workers, options, notifier):
+    # With metrics, each worker's hand-offs and ticks come up here: one port for all.
+    observers = metrics.metrics.worker if metrics else None
+    for index, report in run_workers(workers, options, notifier, observers):
         total.add(report)
         console.print(f"worker {index}: {line(report)}")
     if options.once:
@@ -680,6 +701,7 @@ def serve(
         str, typer.Option(help="Address to listen on (put an https proxy in front)")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (preview uses 8025)")] = 8026,
+    metrics_port: MetricsPortOption = None,
     db: DbOption = None,
 ) -> None:
     """Answer unsubscribe links (/u/, /p/) and provider events (/webhooks/<provider>)."""
@@ -689,7 +711,9 @@ def serve(
     settings = _settings()
     _setup_logging(settings)
     notifier = Notifier(settings.notify_socket)  # systemd's Type=notify: READY=1 once listening
-    run_server(_store(db, settings), host=host, port=port, notifier=notifier)
+    run_server(
+        _store(db, settings), host=host, port=port, notifier=notifier, metrics_port=metrics_port
+    )
 
 
 @command("dripmail stats ketamine-and-sleep --json")

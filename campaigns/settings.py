@@ -38,6 +38,10 @@ MAILGUN_HOST_ENV = "MAILGUN_API_HOST"  # over the region's host (a proxy, or a t
 # Mailgun's HTTP webhook signing key; several, comma-separated, while one is being rotated.
 MAILGUN_SIGNING_KEY_ENV = "MAILGUN_WEBHOOK_SIGNING_KEY"
 IMAP_PASSWORD_ENV = "DRIPMAIL_IMAP_PASSWORD"  # `mailbox read --imap`: the mailbox's password
+# The metrics port (`/metrics`, `/healthz`) of a worker and of `serve`: off when unset;
+# the host is 127.0.0.1 unless set (campaigns/monitoring/exporter.py).
+METRICS_PORT_ENV = "DRIPMAIL_METRICS_PORT"
+METRICS_HOST_ENV = "DRIPMAIL_METRICS_HOST"
 OUTBOX_ENV = "DRIPMAIL_OUTBOX"  # the file sender's folder, over the campaign file's `outbox`
 # Amazon SES: another API address (tests, a VPC interface endpoint), and the SNS topics
 # whose notifications /webhooks/ses accepts. AWS credentials and the default region are
@@ -74,6 +78,8 @@ class Settings(BaseSettings):
     sendgrid_api_host: str | None = Field(default=None, validation_alias=SENDGRID_HOST_ENV)
     sendgrid_webhook_public_key: str | None = Field(default=None, validation_alias=WEBHOOK_KEY_ENV)
     outbox: str | None = Field(default=None, validation_alias=OUTBOX_ENV)
+    metrics_port: str | None = Field(default=None, validation_alias=METRICS_PORT_ENV)
+    metrics_host: str | None = Field(default=None, validation_alias=METRICS_HOST_ENV)
     ses_endpoint_url: str | None = Field(default=None, validation_alias=SES_ENDPOINT_ENV)
     ses_topic_arns: str | None = Field(default=None, validation_alias=SES_TOPICS_ENV)
     mailgun_api_key: SecretStr | None = Field(default=None, validation_alias=MAILGUN_KEY_ENV)

@@ -27,6 +27,7 @@ from campaigns.delivery.handoff import HandOff, SenderFor
 from campaigns.delivery.held import survey
 from campaigns.delivery.history import SuppressedAddresses, by_status, rows_of
 from campaigns.delivery.leases import Cursor, Leases, worker_owner
+from campaigns.delivery.observer import Observer
 from campaigns.delivery.recording import Recorder
 from campaigns.delivery.report import RunReport
 from campaigns.delivery.settle import settle
@@ -54,7 +55,8 @@ class Dispatcher:
     """One worker: claims batches of due deliveries until none is left at `now`.
 
     `clock`, when given, replaces the database's clock for leases (tests); `stop`,
-    when set, ends the run after the hand-off in progress.
+    when set, ends the run after the hand-off in progress; `observer` hears of every
+    hand-off (observer.py).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class Dispatcher:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         clock: Callable[[], datetime] | None = None,
         stop: threading.Event | None = None,
+        observer: Observer | None = None,
     ) -> None:
         if lease <= timedelta(0):
             raise ConfigurationError("the lease must be longer than zero")
@@ -87,6 +90,7 @@ class Dispatcher:
             size=max(1, handoff_size),
             max_attempts=max_attempts,
             stop=self.stop,
+            observer=observer,
         )
         self.sender_for = sender_for
         self._versions: dict[tuple[str, str], Campaign] = {}

@@ -7,7 +7,8 @@ MIME), each row is checked again against the rules in the transaction that marks
 recorded. No message strands its chunk: one that cannot be built fails alone, with
 the reason, before any row is `sending`; a sender that raises anyway (a bug, not a
 configuration problem) has its rows settled by `Sender.settle` where it can tell, the
-rest `unknown` with the reason, and the next chunk goes on.
+rest `unknown` with the reason, and the next chunk goes on. After each hand-off the
+observer (observer.py: the metrics) hears its campaign, sender, time and answers.
 One email per contact per window opening holds across workers: that transaction
 locks the contacts' enrollments and looks at their other deliveries. A stop request
 (SIGTERM) ends the hand-off between chunks.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -27,6 +29,7 @@ from campaigns.authoring.spec import Campaign
 from campaigns.delivery.decide import DueRow, Going, Rules, admit, postpone
 from campaigns.delivery.history import SuppressedAddresses, by_status, rows_of
 from campaigns.delivery.leases import Leases
+from campaigns.delivery.observer import HandedOff, NoObserver, Observer
 from campaigns.delivery.outcomes import classify
 from campaigns.delivery.recording import Recorder
 from campaigns.delivery.report import RunReport
@@ -64,6 +67,7 @@ class HandOff:
         size: int,
         max_attempts: int,
         stop: threading.Event,
+        observer: Observer | None = None,
     ) -> None:
         self.store = store
         self.sender_for = sender_for
@@ -73,6 +77,7 @@ class HandOff:
         self.size = size
         self.max_attempts = max_attempts
         self.stop = stop
+        self.observer = observer or NoObserver()
         self._signer = Signer(store.secret_key())
         self._return_paths = ReturnPaths(store.secret_key())
 
@@ -192,6 +197,7 @@ class HandOff:
         rows = {str(item.row.id): item.row for item in allowed if item.row.id in handed}
         if not rows:
             return
+        started = time.perf_counter()
         try:
             results = sender.send([messages[row.id] for row in rows.values()])
         except SenderConfigurationError:
@@ -206,6 +212,7 @@ class HandOff:
                 len(rows),
             )
             results = _after_raise(sender, list(rows), exc)
+        seconds = time.perf_counter() - started
         outcomes = classify(
             results,
             rows,
@@ -215,6 +222,9 @@ class HandOff:
             real_now=(self.leases.clock or utcnow)(),
         )
         self.recorder.record(outcomes, compiled.campaign.name, now=now, report=report)
+        self.observer.handed_off(
+            HandedOff(compiled.campaign.name, sender.name, seconds, outcomes.answers())
+        )
 
     def _start_sending(
         self, conn: Connection, allowed: list[Going], *, now: datetime, lease_now: datetime

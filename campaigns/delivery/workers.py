@@ -4,6 +4,9 @@ A stop request (SIGTERM, SIGINT) lets the hand-off in progress finish, releases 
 rows claimed but not handed off, and ends the run; see dispatcher.py for what one
 worker does with a batch. Under systemd (`Type=notify`) the run says READY=1 once every
 worker is about to claim, and STOPPING=1 when a stop is asked for (campaigns/notify.py).
+worker does with a batch. An observer (observer.py) hears each tick's start and end
+and each hand-off; the processes of `run_workers` pass theirs to the parent, so one
+set of metrics covers every worker on the machine.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from campaigns.delivery.dispatcher import DEFAULT_BATCH, DEFAULT_HANDOFF, DEFAUL
 from campaigns.delivery.handoff import SenderFor
 from campaigns.delivery.held import survey
 from campaigns.delivery.leases import worker_owner
+from campaigns.delivery.observer import Event, HandedOff, NoObserver, Observer, Ticked, tell
 from campaigns.delivery.report import RunReport
 from campaigns.delivery.sender_pool import SenderPool
 from campaigns.errors import ConfigurationError, DripmailError
@@ -79,6 +83,7 @@ def run_worker(
     sleep: Callable[[float], None] = time.sleep,
     settings: Settings | None = None,
     notifier: Notifier = NOBODY,
+    observer: Observer | None = None,
 ) -> Iterator[RunReport]:
     """Run ticks at `now` (else the clock): one with `once`, else one per `interval` seconds.
 
@@ -86,8 +91,10 @@ def run_worker(
     in progress; rows claimed and not handed off go back to the queue. The senders
     take their settings from `settings` (default: the environment, read now).
     `notifier` hears READY=1 before the first claim and STOPPING=1 on a stop signal.
+    `observer` hears when each tick starts and ends, and of every hand-off.
     """
     stop = stop or threading.Event()
+    observer = observer or NoObserver()
     pool = SenderPool(sender, settings) if sender_for is None else None
     stopping = functools.partial(notifier.stopping, "finishing the hand-off in progress")
     with _stop_on_signals(stop, forward=stopping) if handle_signals else _nothing():
@@ -101,6 +108,7 @@ def run_worker(
                 handoff_size=handoff_size,
                 lease=lease,
                 stop=stop,
+                observer=observer,
             )
             if notifier.enabled:
                 # Before READY=1, so that `systemctl start` fails on a problem every
@@ -108,7 +116,10 @@ def run_worker(
                 preflight(store, sender, check_senders=sender_for is None)
             notifier.ready("sending due emails")
             while not stop.is_set():
-                yield dispatcher.run(now=now or utcnow())
+                observer.ticked(Ticked(time.time()))
+                report = dispatcher.run(now=now or utcnow())
+                observer.ticked(Ticked(time.time()))
+                yield report
                 if once:
                     return
                 # Short naps, so a stop request is seen within a fraction of a second.
@@ -169,7 +180,10 @@ class WorkerOptions:
 
 
 def run_workers(
-    count: int, options: WorkerOptions, notifier: Notifier = NOBODY
+    count: int,
+    options: WorkerOptions,
+    notifier: Notifier = NOBODY,
+    observers: Callable[[int], Observer] | None = None,
 ) -> Iterator[tuple[int, RunReport]]:
     """Run `count` worker processes on this machine; yield (worker, report) as ticks end.
 
@@ -179,6 +193,8 @@ def run_workers(
     Should one worker fail, the others are stopped the same way and the error raised:
     a ConfigurationError for a configuration problem, else WorkerError. `notifier`
     hears READY=1 once every worker is about to claim, and STOPPING=1 on a stop signal.
+    `observers(index)`, in this process, hears worker `index`'s ticks and hand-offs,
+    which the worker sends here with its reports.
     """
     # The same checks as a single worker's, once, before any process starts.
     store = Store(options.url)
@@ -190,7 +206,9 @@ def run_workers(
     messages = context.Queue()
     workers = [
         context.Process(
-            target=_worker_process, args=(index, options, messages), name=f"dripmail-worker-{index}"
+            target=_worker_process,
+            args=(index, options, messages, observers is not None),
+            name=f"dripmail-worker-{index}",
         )
         for index in range(count)
     ]
@@ -240,6 +258,9 @@ def run_workers(
                         notifier.ready(f"{count} workers sending due emails")
                 elif kind == "report":
                     yield index, payload
+                elif kind == "seen":
+                    if observers is not None:
+                        tell(observers(index), payload)
                 elif payload not in problems:
                     problems.append(payload)
         finally:
@@ -269,8 +290,26 @@ def _exit(code: int) -> str:
     return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
 
 
-def _worker_process(index: int, options: WorkerOptions, messages) -> None:
-    """One worker of `run_workers`, in its own interpreter."""
+class _Forward:
+    """A worker process's observer: each event goes to the parent, on the report queue."""
+
+    def __init__(self, index: int, messages) -> None:
+        self.index = index
+        self.messages = messages
+
+    def _put(self, event: Event) -> None:
+        self.messages.put(("seen", self.index, event))  # pickled by the queue's own thread
+
+    def handed_off(self, event: HandedOff) -> None:
+        self._put(event)
+
+    def ticked(self, event: Ticked) -> None:
+        self._put(event)
+
+
+def _worker_process(index: int, options: WorkerOptions, messages, forward: bool = False) -> None:
+    """One worker of `run_workers`, in its own interpreter; `forward`: tell the parent
+    of its ticks and hand-offs."""
     import sys
 
     stop = threading.Event()
@@ -303,6 +342,7 @@ def _worker_process(index: int, options: WorkerOptions, messages) -> None:
                     stop=stop,
                     settings=settings,
                     notifier=_Ready(index, messages),
+                    observer=_Forward(index, messages) if forward else None,
                 )
                 for report in reports:
                     messages.put(("report", index, report))

@@ -41,6 +41,8 @@ VARIABLES = {
     "SENDGRID_API_HOST": ("sendgrid_api_host", "https://api.eu.sendgrid.com"),
     "SENDGRID_WEBHOOK_PUBLIC_KEY": ("sendgrid_webhook_public_key", "MFkwEwYHKoZIzj0CAQYI"),
     "DRIPMAIL_OUTBOX": ("outbox", "/var/spool/dripmail/outbox"),
+    "DRIPMAIL_METRICS_PORT": ("metrics_port", "9464"),
+    "DRIPMAIL_METRICS_HOST": ("metrics_host", "::1"),
     "DRIPMAIL_SES_ENDPOINT_URL": (
         "ses_endpoint_url",
         "https://vpce-0a1b.email.eu-west-1.vpce.amazonaws.com",
