@@ -21,8 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from campaigns.delivery.alerts import Alerter, refused_alert
 from campaigns.delivery.dispatcher import DEFAULT_BATCH, DEFAULT_HANDOFF, DEFAULT_LEASE, Dispatcher
 from campaigns.delivery.handoff import SenderFor
+from campaigns.delivery.heartbeats import HeartbeatRecorder, watch
 from campaigns.delivery.held import survey
 from campaigns.delivery.leases import worker_owner
 from campaigns.delivery.report import RunReport
@@ -32,6 +34,7 @@ from campaigns.logformat import formatter
 from campaigns.settings import Settings
 from campaigns.storage.publish import load_version
 from campaigns.storage.store import Store, utcnow
+from senders.base import SenderConfigurationError
 
 log = logging.getLogger("dripmail.workers")
 
@@ -81,10 +84,15 @@ def run_worker(
     `stop` (or SIGTERM/SIGINT with `handle_signals`) ends the loop after the hand-off
     in progress; rows claimed and not handed off go back to the queue. The senders
     take their settings from `settings` (default: the environment, read now).
+    The worker's heartbeat row (heartbeats.py) is written at the start, after each
+    batch and tick, and marked stopped at the end; after each tick it looks for silent
+    workers and piling `unknown` deliveries, and alerts (alerts.py).
     """
     stop = stop or threading.Event()
     pool = SenderPool(sender, settings) if sender_for is None else None
+    alerter = Alerter(store, settings)
     with _stop_on_signals(stop) if handle_signals else _nothing():
+        heart: HeartbeatRecorder | None = None
         try:
             # Each run checks the campaigns and their senders first (held.py).
             dispatcher = Dispatcher(
@@ -95,9 +103,21 @@ def run_worker(
                 handoff_size=handoff_size,
                 lease=lease,
                 stop=stop,
+                alerter=alerter,
             )
+            heart = HeartbeatRecorder(store, dispatcher.owner, interval=interval)
+            heart.start()
+            dispatcher.heartbeat = heart.beat
             while not stop.is_set():
-                yield dispatcher.run(now=now or utcnow())
+                try:
+                    report = dispatcher.run(now=now or utcnow())
+                except SenderConfigurationError as exc:
+                    # Every campaign's sender refused: the run stops (held.py); say so.
+                    alerter.raise_(refused_alert(None, str(exc)))
+                    raise
+                heart.tick(report)
+                watch(store, alerter, me=dispatcher.owner)
+                yield report
                 if once:
                     return
                 # Short naps, so a stop request is seen within a fraction of a second.
@@ -105,6 +125,8 @@ def run_worker(
                 while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
                     sleep(min(left, 0.2))
         finally:
+            if heart is not None:
+                heart.stop()
             if pool is not None:
                 pool.close()
 
