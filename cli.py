@@ -603,7 +603,7 @@ def status(
     campaign: Annotated[str | None, typer.Argument(help="Only this campaign")] = None,
     db: DbOption = None,
 ) -> None:
-    """Count deliveries by state, per campaign; paused campaigns and why; workers' last ticks."""
+    """Count deliveries by state, per campaign."""
     from campaigns.delivery.heartbeats import heartbeats
     from campaigns.reporting.reports import campaign_pauses, status_counts
     from campaigns.storage.statuses import DELIVERY_STATES
