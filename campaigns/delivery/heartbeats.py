@@ -1,8 +1,9 @@
 """Worker heartbeats: one row per worker in the database, its last tick on the real clock.
 
-A worker (its lease owner id) writes its row when it starts, updates it once per tick
-(one UPDATE by primary key, and at most every 30 seconds between the batches of a long
-tick), and marks it stopped on a clean exit. `dripmail status` shows them; at each tick
+A worker (its lease owner id) writes its row after its first batch or tick (a worker
+refused at once by its configuration leaves the database as it was), updates it once
+per tick (one UPDATE by primary key, and at most every 30 seconds between the batches
+of a long tick), and marks it stopped on a clean exit. `dripmail status` shows them; at each tick
 a running worker looks at the others and at `unknown` deliveries and raises alerts
 (delivery/alerts.py): a worker silent for 5 minutes past its interval, unknown ones
 piling up. Rows of workers stopped or silent for 7 days are deleted.
@@ -101,16 +102,19 @@ class HeartbeatRecorder:
         self.worker = worker
         self.interval = int(interval)
         self.clock = clock
+        self.started = False
+        self.started_at = clock()
         self._last_beat = 0.0
 
     def start(self) -> None:
         """Write this worker's row; forget workers long stopped or silent, old records."""
+        self.started = True
         now = self.clock()
         values = {
             "host": socket.gethostname()[:255],
             "pid": os.getpid(),
             "interval_seconds": self.interval,
-            "started_at": now,
+            "started_at": self.started_at,
             "last_tick_at": now,
             "ticks": 0,
             "sent": 0,
@@ -135,6 +139,8 @@ class HeartbeatRecorder:
 
     def tick(self, report: RunReport) -> None:
         """A tick ended: its time and what it did."""
+        if not self.started:
+            self.start()
         self._write(
             last_tick_at=self.clock(),
             ticks=worker_heartbeats.c.ticks + 1,
@@ -145,12 +151,15 @@ class HeartbeatRecorder:
 
     def beat(self) -> None:
         """Still working inside a long tick (at most every BEAT_EVERY seconds)."""
-        if time.monotonic() - self._last_beat >= BEAT_EVERY:
+        if not self.started:
+            self.start()
+        elif time.monotonic() - self._last_beat >= BEAT_EVERY:
             self._write(last_tick_at=self.clock())
 
     def stop(self) -> None:
         """A clean exit: the row stays, marked stopped."""
-        self._write(stopped_at=self.clock())
+        if self.started:
+            self._write(stopped_at=self.clock())
 
     def _write(self, **values) -> None:
         self._last_beat = time.monotonic()

@@ -106,14 +106,17 @@ def run_worker(
                 alerter=alerter,
             )
             heart = HeartbeatRecorder(store, dispatcher.owner, interval=interval)
-            heart.start()
             dispatcher.heartbeat = heart.beat
             while not stop.is_set():
                 try:
                     report = dispatcher.run(now=now or utcnow())
                 except SenderConfigurationError as exc:
-                    # Every campaign's sender refused: the run stops (held.py); say so.
-                    alerter.raise_(refused_alert(None, str(exc)))
+                    # Every campaign's sender refused: the run stops (held.py). A worker
+                    # that was sending says so by email; one refused at its first tick
+                    # only exits 2, its one line on the terminal or in the journal, and
+                    # leaves the database as it was (no heartbeat, no alert row).
+                    if heart.started:
+                        alerter.raise_(refused_alert(None, str(exc)))
                     raise
                 heart.tick(report)
                 watch(store, alerter, me=dispatcher.owner)
