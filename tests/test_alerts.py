@@ -163,7 +163,7 @@ def test_a_campaign_failing_30_percent_pauses_itself_others_send_one_alert_an_ho
         f"only a person resumes it: dripmail resume {FAILING}"
     ) in status.output
     assert re.search(
-        r"workers:\n  \S+ \(pid \d+\): last tick .* UTC \(\d+ s ago\), 1 ticks", status.output
+        r"workers:\n  \S+ \(pid \d+\): last tick .* UTC \(\d+ s ago\), 1 tick since", status.output
     )
     assert "135 sent, 15 failed, 0 unknown; stopped" in status.output
     stats = dripmail("stats", FAILING, "--db", store.url)

@@ -151,7 +151,7 @@ class Alerter:
         except Exception as exc:
             log.error("alert %s: could not be emailed (%s)", alert.kind.value, _short(exc))
             return False
-        log.info("alert %s: emailed to %d recipients", alert.kind.value, len(recipients))
+        log.info("alert %s: emailed (%d addresses)", alert.kind.value, len(recipients))
         return True
 
     def _deliver(
@@ -279,7 +279,8 @@ def send_smtp(
     message["Date"] = formatdate(now.timestamp(), usegmt=True)
     message["Message-ID"] = make_msgid(domain=from_address.rpartition("@")[2] or None)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to it
-    message.set_content(body)
+    # Plain 7-bit when it can be (readable as it is in any mail store).
+    message.set_content(body, cte="7bit" if body.isascii() else "quoted-printable")
     context = ssl.create_default_context()
     if parts.scheme == "smtps":
         client: smtplib.SMTP = smtplib.SMTP_SSL(

@@ -61,7 +61,8 @@ class Heartbeat:
         ago = max(now - self.last_tick_at, timedelta(0))
         return (
             f"{self.worker} (pid {self.pid}): last tick {self.last_tick_at:%Y-%m-%d %H:%M:%S} UTC"
-            f" ({_ago(ago)}), {self.ticks} ticks since {self.started_at:%Y-%m-%d %H:%M} UTC: "
+            f" ({_ago(ago)}), {self.ticks} {'tick' if self.ticks == 1 else 'ticks'} since "
+            f"{self.started_at:%Y-%m-%d %H:%M} UTC: "
             f"{self.sent} sent, {self.failed} failed, {self.unknown} unknown; {self.state(now)}"
         )
 
