@@ -9,6 +9,7 @@ The hourly limit is on the real clock; where an hour must pass, the time is pass
 from __future__ import annotations
 
 import re
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from campaigns.compliance.events import apply_provider_events
 from campaigns.delivery.alerts import Alerter, paused_alert
 from campaigns.delivery.autopause import record_handoff
 from campaigns.delivery.health_rules import PauseKind, PauseReason
-from campaigns.delivery.heartbeats import HeartbeatRecorder, heartbeats, watch
+from campaigns.delivery.heartbeats import HeartbeatRecorder, heartbeats, unknown_alert, watch
 from campaigns.errors import InputError
 from campaigns.planning.enroll import import_csv
 from campaigns.settings import Settings
@@ -305,3 +306,31 @@ def test_max_error_rate_in_the_campaign_file(tmp_path):
     path.write_text(path.read_text().replace("max_error_rate: 5%", "max_error_rate: 150%"))
     with pytest.raises(InputError, match=r"campaign.yaml:\d+: max_error_rate: .*at most 1"):
         open_campaign(Store(f"sqlite:///{tmp_path / 'x.db'}"), folder)
+
+
+def test_two_workers_raising_one_kind_at_once_send_one_email(store, tmp_path, env, smtp):
+    enroll(store, write_clinic_campaign(tmp_path / "healthy"), 1)
+    settings = Settings.from_env(env)
+    now = utcnow()
+    stores = [Store(store.url, settings=settings) for _ in range(4)]
+    start = threading.Barrier(len(stores))
+    results: list[bool] = []
+
+    def worker(own: Store) -> None:
+        alerter = Alerter(own, settings)
+        start.wait()
+        results.append(alerter.raise_(unknown_alert(25), now=now))
+
+    threads = [threading.Thread(target=worker, args=(own,)) for own in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for own in stores:
+        own.close()
+    assert sorted(results) == [False, False, False, True]
+    assert len(smtp.received) == 1
+    with store.connect() as conn:
+        assert conn.execute(select(alerts.c.kind, alerts.c.held_back)).all() == [
+            ("unknown_piling", 3)
+        ]
