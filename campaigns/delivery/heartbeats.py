@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 
 from campaigns.delivery.alerts import Alert, Alerter, AlertKind
 from campaigns.delivery.autopause import prune
@@ -219,7 +219,7 @@ def watch(store: Store, alerter: Alerter, *, me: str, now: datetime | None = Non
                 ).where(
                     worker_heartbeats.c.stopped_at.is_(None),
                     worker_heartbeats.c.worker != me,
-                    and_(worker_heartbeats.c.last_tick_at < now - SILENT_AFTER),
+                    worker_heartbeats.c.last_tick_at < now - SILENT_AFTER,
                 )
             ).all()
             unknown = conn.scalar(
