@@ -511,6 +511,12 @@ def run(
     shown: list[str] = []
 
     def held(report) -> None:
+        for name, reason in sorted(report.paused.items()):  # delivery/autopause.py
+            err.print(
+                f"warning: campaign {name} paused itself: {reason}; "
+                f"only a person resumes it: dripmail resume {name}",
+                markup=False,
+            )
         # A campaign kept back by its own problem: one line each, when they change.
         lines = [h.line() for _, h in sorted(report.held.items())]
         if lines and lines != shown:
@@ -629,8 +635,10 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Count deliveries by state, per campaign."""
-    from campaigns.reporting.reports import status_counts
+    from campaigns.delivery.heartbeats import heartbeats
+    from campaigns.reporting.reports import campaign_pauses, status_counts
     from campaigns.storage.statuses import DELIVERY_STATES
+    from campaigns.storage.store import utcnow
 
     store = _store(db, existing=True)
     console.print(f"database: {store.location}")
@@ -643,6 +651,14 @@ def status(
     for name, by_state in counts.items():
         table.add_row(name, *(str(by_state[state]) for state in DELIVERY_STATES))
     console.print(table if counts else "no deliveries yet")
+    # Paused campaigns (and why, when dripmail paused one), and the workers' heartbeats.
+    for pause in campaign_pauses(store, campaign):
+        console.print(pause.line(), markup=False, highlight=False)
+    now = utcnow()
+    beats = heartbeats(store)
+    console.print("workers:" if beats else "workers: none has run yet", highlight=False)
+    for beat in beats:
+        console.print(f"  {beat.line(now)}", markup=False, highlight=False)
 
 
 @command("dripmail doctor --resolver 127.0.0.1:5353 --dkim-selector s1 campaigns/sleep")
@@ -777,6 +793,8 @@ def stats(
             f"not tracked: {' and '.join(untracked)} (the sender reports none; SendGrid with "
             "track_opens/track_clicks and its event webhook does)"
         )
+    if result.paused:
+        console.print(result.paused.line(), markup=False, highlight=False)
 
 
 @command("dripmail check campaigns/sleep")

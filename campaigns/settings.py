@@ -56,6 +56,12 @@ POSTMARK_HOST_ENV = "POSTMARK_API_HOST"  # over the campaign's api_host (tests: 
 POSTMARK_WEBHOOK_ENV = "POSTMARK_WEBHOOK_CREDENTIALS"
 # Set by systemd for a unit with Type=notify: where `run` and `serve` say READY=1 (notify.py).
 NOTIFY_SOCKET_ENV = "NOTIFY_SOCKET"
+# Alerts (delivery/alerts.py): who gets them (comma-separated addresses), and optionally
+# an SMTP server of their own (smtp://user:password@host:587, smtps:// for implicit TLS)
+# with its From address; without one they go through a campaign's own sender.
+ALERT_TO_ENV = "DRIPMAIL_ALERT_TO"
+ALERT_SMTP_URL_ENV = "DRIPMAIL_ALERT_SMTP_URL"
+ALERT_FROM_ENV = "DRIPMAIL_ALERT_FROM"
 
 
 class Settings(BaseSettings):
@@ -96,6 +102,9 @@ class Settings(BaseSettings):
     )
     imap_password: SecretStr | None = Field(default=None, validation_alias=IMAP_PASSWORD_ENV)
     notify_socket: str | None = Field(default=None, validation_alias=NOTIFY_SOCKET_ENV)
+    alert_to: str | None = Field(default=None, validation_alias=ALERT_TO_ENV)
+    alert_smtp_url: SecretStr | None = Field(default=None, validation_alias=ALERT_SMTP_URL_ENV)
+    alert_from: str | None = Field(default=None, validation_alias=ALERT_FROM_ENV)
 
     # The environment as it was read, for the variable only a campaign file names
     # (sender.api_key_env). Private: in no repr and no dump.
@@ -125,6 +134,11 @@ class Settings(BaseSettings):
     def ses_topics(self) -> frozenset[str]:
         """The SNS topic ARNs in DRIPMAIL_SES_TOPIC_ARNS (comma-separated), empty when unset."""
         return frozenset(filter(None, (t.strip() for t in (self.ses_topic_arns or "").split(","))))
+
+    @property
+    def alert_recipients(self) -> tuple[str, ...]:
+        """The addresses in DRIPMAIL_ALERT_TO (comma-separated), empty when unset."""
+        return tuple(filter(None, (a.strip() for a in (self.alert_to or "").split(","))))
 
     def secret(self, name: str) -> SecretStr | None:
         """The variable `name` as a secret (None when unset or empty): a campaign names

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, select
 
 from campaigns.authoring.spec import Campaign
+from campaigns.delivery.alerts import Alerter, refused_alert
 from campaigns.delivery.decide import DueRow, Openings, Rules, decide
 from campaigns.delivery.handoff import HandOff, SenderFor
 from campaigns.delivery.held import survey
@@ -56,7 +57,9 @@ class Dispatcher:
 
     `clock`, when given, replaces the database's clock for leases (tests); `stop`,
     when set, ends the run after the hand-off in progress; `observer` hears of every
-    hand-off (observer.py).
+    hand-off (observer.py). `alerter` raises the alerts
+    (a paused campaign, a refused sender); `heartbeat`, when given, is called after
+    each batch (heartbeats.py throttles it).
     """
 
     def __init__(
@@ -72,12 +75,16 @@ class Dispatcher:
         clock: Callable[[], datetime] | None = None,
         stop: threading.Event | None = None,
         observer: Observer | None = None,
+        alerter: Alerter | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         if lease <= timedelta(0):
             raise ConfigurationError("the lease must be longer than zero")
         self.store = store
         self.owner = owner or worker_owner()
         self.stop = stop or threading.Event()
+        self.alerter = alerter or Alerter(store)
+        self.heartbeat = heartbeat
         self.leases = Leases(store, self.owner, length=lease, batch_size=batch_size, clock=clock)
         self.recorder = Recorder(store, self.owner)
         self.suppressed = SuppressedAddresses(store, batch_size)
@@ -91,6 +98,7 @@ class Dispatcher:
             max_attempts=max_attempts,
             stop=self.stop,
             observer=observer,
+            alerter=self.alerter,
         )
         self.sender_for = sender_for
         self._versions: dict[tuple[str, str], Campaign] = {}
@@ -126,11 +134,16 @@ class Dispatcher:
                     fresh_pass = False
                     report.batches += 1
                     self._process(batch, now=now, report=report)
+                    if self.heartbeat is not None:
+                        self.heartbeat()
         finally:
             # Claimed but not handed off (a stop, an error): back to the queue at once
             # rather than when the lease runs out.
             report.released += self.leases.release()
         report.held = self.leases.holds.reported()
+        for held in self.leases.holds.held.values():
+            if held.from_sender:  # a provider refusing its key (or unusable settings)
+                self.alerter.raise_(refused_alert(held.campaign, held.problem))
         return report
 
     def _recover(self, now: datetime) -> int:

@@ -26,6 +26,8 @@ from datetime import datetime
 from sqlalchemy import Connection, select, true, update
 
 from campaigns.authoring.spec import Campaign
+from campaigns.delivery import autopause
+from campaigns.delivery.alerts import Alerter
 from campaigns.delivery.decide import DueRow, Going, Rules, admit, postpone
 from campaigns.delivery.history import SuppressedAddresses, by_status, rows_of
 from campaigns.delivery.leases import Leases
@@ -67,9 +69,11 @@ class HandOff:
         size: int,
         max_attempts: int,
         stop: threading.Event,
+        alerter: Alerter,
         observer: Observer | None = None,
     ) -> None:
         self.store = store
+        self.alerter = alerter
         self.sender_for = sender_for
         self.leases = leases
         self.recorder = recorder
@@ -110,6 +114,8 @@ class HandOff:
                 for start in range(0, len(items), size):
                     if self.stop.is_set():
                         return  # the rest is still claimed: the dispatcher releases it
+                    if name in report.paused:
+                        break  # paused by itself: the rest is released at the end of the run
                     chunk = items[start : start + size]
                     # Suppressions again, right before hand-off: an unsubscribe may have landed.
                     late = self.suppressed([item.row for item in chunk])
@@ -221,10 +227,20 @@ class HandOff:
             now=now,
             real_now=(self.leases.clock or utcnow)(),
         )
-        self.recorder.record(outcomes, compiled.campaign.name, now=now, report=report)
-        self.observer.handed_off(
-            HandedOff(compiled.campaign.name, sender.name, seconds, outcomes.answers())
+        name = compiled.campaign.name
+        self.recorder.record(outcomes, name, now=now, report=report)
+        self.observer.handed_off(HandedOff(name, sender.name, seconds, outcomes.answers()))
+        # The automatic pause, over the outcomes just recorded (autopause.py).
+        why = autopause.check(
+            self.store,
+            name,
+            compiled.campaign.spec.max_error_rate,
+            self.alerter,
+            now=now,
+            real_now=(self.leases.clock or utcnow)(),
         )
+        if why is not None:
+            report.paused[name] = why.reason
 
     def _start_sending(
         self, conn: Connection, allowed: list[Going], *, now: datetime, lease_now: datetime

@@ -26,8 +26,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from campaigns.delivery.alerts import Alerter, refused_alert
 from campaigns.delivery.dispatcher import DEFAULT_BATCH, DEFAULT_HANDOFF, DEFAULT_LEASE, Dispatcher
 from campaigns.delivery.handoff import SenderFor
+from campaigns.delivery.heartbeats import HeartbeatRecorder, watch
 from campaigns.delivery.held import survey
 from campaigns.delivery.leases import worker_owner
 from campaigns.delivery.observer import Event, HandedOff, NoObserver, Observer, Ticked, tell
@@ -39,6 +41,7 @@ from campaigns.notify import NOBODY, Notifier
 from campaigns.settings import Settings
 from campaigns.storage.publish import load_version
 from campaigns.storage.store import Store, utcnow
+from senders.base import SenderConfigurationError
 
 log = logging.getLogger("dripmail.workers")
 
@@ -92,12 +95,17 @@ def run_worker(
     take their settings from `settings` (default: the environment, read now).
     `notifier` hears READY=1 before the first claim and STOPPING=1 on a stop signal.
     `observer` hears when each tick starts and ends, and of every hand-off.
+    The worker's heartbeat row (heartbeats.py) is written at the start, after each
+    batch and tick, and marked stopped at the end; after each tick it looks for silent
+    workers and piling `unknown` deliveries, and alerts (alerts.py).
     """
     stop = stop or threading.Event()
     observer = observer or NoObserver()
     pool = SenderPool(sender, settings) if sender_for is None else None
     stopping = functools.partial(notifier.stopping, "finishing the hand-off in progress")
+    alerter = Alerter(store, settings)
     with _stop_on_signals(stop, forward=stopping) if handle_signals else _nothing():
+        heart: HeartbeatRecorder | None = None
         try:
             # Each run checks the campaigns and their senders first (held.py).
             dispatcher = Dispatcher(
@@ -109,7 +117,10 @@ def run_worker(
                 lease=lease,
                 stop=stop,
                 observer=observer,
+                alerter=alerter,
             )
+            heart = HeartbeatRecorder(store, dispatcher.owner, interval=interval)
+            dispatcher.heartbeat = heart.beat
             if notifier.enabled:
                 # Before READY=1, so that `systemctl start` fails on a problem every
                 # campaign shares (run_workers checks the same before its processes start).
@@ -117,8 +128,19 @@ def run_worker(
             notifier.ready("sending due emails")
             while not stop.is_set():
                 observer.ticked(Ticked(time.time()))
-                report = dispatcher.run(now=now or utcnow())
+                try:
+                    report = dispatcher.run(now=now or utcnow())
+                except SenderConfigurationError as exc:
+                    # Every campaign's sender refused: the run stops (held.py). A worker
+                    # that was sending says so by email; one refused at its first tick
+                    # only exits 2, its one line on the terminal or in the journal, and
+                    # leaves the database as it was (no heartbeat, no alert row).
+                    if heart.started:
+                        alerter.raise_(refused_alert(None, str(exc)))
+                    raise
                 observer.ticked(Ticked(time.time()))
+                heart.tick(report)
+                watch(store, alerter, me=dispatcher.owner)
                 yield report
                 if once:
                     return
@@ -127,6 +149,8 @@ def run_worker(
                 while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
                     sleep(min(left, 0.2))
         finally:
+            if heart is not None:
+                heart.stop()
             if pool is not None:
                 pool.close()
 

@@ -56,6 +56,9 @@ VARIABLES = {
     "POSTMARK_WEBHOOK_CREDENTIALS": ("postmark_webhook_credentials", "hook:pass-do-not-print"),
     "DRIPMAIL_IMAP_PASSWORD": ("imap_password", "imap-mailbox-secret"),
     "NOTIFY_SOCKET": ("notify_socket", "/run/systemd/notify"),
+    "DRIPMAIL_ALERT_TO": ("alert_to", "it@clinic.example, manager@clinic.example"),
+    "DRIPMAIL_ALERT_SMTP_URL": ("alert_smtp_url", "smtp://alerts:do-not-print@mail.example:587"),
+    "DRIPMAIL_ALERT_FROM": ("alert_from", "dripmail@clinic.example"),
 }
 SECRETS = (
     "DRIPMAIL_SECRET_KEY",
@@ -67,6 +70,7 @@ SECRETS = (
     "POSTMARK_SERVER_TOKEN",
     "POSTMARK_WEBHOOK_CREDENTIALS",
     "DRIPMAIL_IMAP_PASSWORD",
+    "DRIPMAIL_ALERT_SMTP_URL",
 )
 
 CAMPAIGN = """\
