@@ -30,6 +30,7 @@ from campaigns.delivery.leases import Leases
 from campaigns.delivery.outcomes import classify
 from campaigns.delivery.recording import Recorder
 from campaigns.delivery.report import RunReport
+from campaigns.planning.conditions import parse_attributes
 from campaigns.planning.enroll import last_sent
 from campaigns.rendering.links import LinkBase, contact_message
 from campaigns.rendering.personalise import CompiledCampaign, Recipient
@@ -143,7 +144,12 @@ class HandOff:
                 message = contact_message(
                     compiled,
                     row.step_key,
-                    Recipient(row.email or "", row.first_name, row.timezone),
+                    Recipient(
+                        row.email or "",
+                        row.first_name,
+                        row.timezone,
+                        parse_attributes(row.attributes),
+                    ),
                     base.signed(token),
                     delivery_id=str(row.id),
                     date=now,
