@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from campaigns import errors
 
@@ -423,7 +424,7 @@ def schedule(
             f"{(e.sent_at or e.due_at):%Y-%m-%d %H:%M}",
             e.status,
             e.note,
-            *((e.condition,) if conditional else ()),
+            *((Text(e.condition),) if conditional else ()),  # `[returning]` is no markup
         )
     if email and not entries:
         err.print(f"error: {email} is not enrolled in {campaign}", markup=False)
@@ -1288,6 +1289,14 @@ def plan(
     for key, old, new in diff.delay_changed:
         console.print(
             f"  delay {old}->{new}  {key}: {_n(result.replanned[key], 'pending email')} re-planned"
+        )
+    for key, old, new in diff.conditions_changed:
+        pending, skipped = result.conditions[key]
+        console.print(
+            f"  condition      {key}: {_short(old)} -> {_short(new)}: {skipped} of "
+            f"{_n(pending, 'pending email')} would be skipped if due now "
+            "(decided again when each is due)",
+            markup=False,
         )
     if diff.timing_changed:
         console.print("  send window or min_gap changed: pending emails re-planned into it")
