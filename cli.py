@@ -274,7 +274,11 @@ def enroll(
     ] = False,
     attribute: Annotated[
         list[str] | None,
-        typer.Option("--attribute", help="NAME=VALUE kept on the contact (repeat for several)"),
+        typer.Option(
+            "--attribute",
+            metavar="NAME=VALUE",
+            help="An attribute kept on the contact (repeat for several)",
+        ),
     ] = None,
     now: NowOption = None,
     db: DbOption = None,
