@@ -415,7 +415,7 @@ def test_import_and_enroll_check_attributes(store, clinic_folder, tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli.app, ["import", str(clinic_folder), str(path), "--db", store.url])
     assert result.exit_code == 1, result.output
-    assert "contacts.csv:3: attributes.note: longer than 200 characters" in result.output
+    assert "contacts.csv:3: note: longer than 200 characters" in result.output
     result = runner.invoke(
         cli.app,
         ["enroll", str(clinic_folder), "--email", "pat@example.com", "--db", store.url,

@@ -142,15 +142,16 @@ def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
     return Contact(email, first_name, zone_name, signed_up_at, consent, tags, attributes)
 
 
-def checked_attributes(given: Mapping[str, object]) -> dict[str, str]:
+def checked_attributes(given: Mapping[str, object], prefix: str = "") -> dict[str, str]:
     """A contact's attributes with a value: text of at most MAX_ATTRIBUTE characters, at
-    most MAX_ATTRIBUTES of them; InputError naming `attributes.<name>` otherwise."""
+    most MAX_ATTRIBUTES of them; InputError naming `<prefix><name>` otherwise (a CSV's
+    column by its attribute name; the API's field as `attributes.<name>`)."""
     attributes = {}
     for name, value in given.items():
         text = " ".join(str(value).split()) if value is not None else ""
-        check_text(str(value or ""), f"attributes.{name}")
+        check_text(str(value or ""), f"{prefix}{name}")
         if len(text) > MAX_ATTRIBUTE:
-            raise InputError(f"longer than {MAX_ATTRIBUTE} characters", field=f"attributes.{name}")
+            raise InputError(f"longer than {MAX_ATTRIBUTE} characters", field=f"{prefix}{name}")
         if text:
             attributes[name] = text
     if len(attributes) > MAX_ATTRIBUTES:

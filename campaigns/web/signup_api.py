@@ -248,7 +248,7 @@ def _parse(raw: bytes) -> SignupIn:
         except ValueError as exc:
             raise ApiError(422, str(exc), f"attributes.{name[:64]}") from None
     try:
-        checked_attributes(body.attributes or {})
+        checked_attributes(body.attributes or {}, prefix="attributes.")
     except InputError as exc:
         raise ApiError(422, exc.message, exc.field) from None
     return body
