@@ -148,7 +148,7 @@ def checked_attributes(given: Mapping[str, object], prefix: str = "") -> dict[st
     column by its attribute name; the API's field as `attributes.<name>`)."""
     attributes = {}
     for name, value in given.items():
-        text = " ".join(str(value).split()) if value is not None else ""
+        text = str(value).strip() if value is not None else ""  # a note keeps its lines
         check_text(str(value or ""), f"{prefix}{name}")
         if len(text) > MAX_ATTRIBUTE:
             raise InputError(f"longer than {MAX_ATTRIBUTE} characters", field=f"{prefix}{name}")

@@ -279,7 +279,7 @@ def test_a_condition_in_an_if_renders_per_contact(tmp_path):
 
 
 def test_attributes_are_at_most_fifty_of_two_hundred_characters():
-    assert checked_attributes({"a": "  x  y ", "b": "", "c": None}) == {"a": "x y"}
+    assert checked_attributes({"a": "  x\ny ", "b": "", "c": None}) == {"a": "x\ny"}
     with pytest.raises(InputError) as raised:
         checked_attributes({"note": "x" * 201}, prefix="attributes.")
     assert raised.value.field == "attributes.note"
