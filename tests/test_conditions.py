@@ -11,7 +11,10 @@ import csv
 import email
 import email.policy
 import json
+import os
 import re
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -434,3 +437,47 @@ def test_import_and_enroll_check_attributes(store, clinic_folder, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and "--attribute" in result.output, result.output
+
+
+def test_dripmail_run_with_workers_decides_each_condition_once(
+    postgres_url, clinic_folder, tmp_path
+):
+    """Two worker processes on PostgreSQL: each contact's first email goes, or is skipped
+    with the reason, exactly once."""
+    add_conditions(clinic_folder, {0: f"tags_none: [{RETURNING}]"})
+    csv_file = tmp_path / "contacts.csv"
+    csv_file.write_text(
+        "email,timezone,signed_up_at,consent,tags\n"
+        + "".join(
+            f"patient{i}@example.com,America/New_York,2026-03-02T10:00,web form,"
+            f"{RETURNING if i % 3 == 0 else ''}\n"
+            for i in range(30)
+        )
+    )
+    root = str(Path(__file__).resolve().parents[1])  # this tree's code, installed or not
+    path = os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))
+    env = {**os.environ, "DRIPMAIL_DATABASE_URL": postgres_url, "PYTHONPATH": path}
+
+    def dripmail(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "cli", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    imported = dripmail("import", str(clinic_folder), str(csv_file), "--now", "2026-03-02T12:00Z")
+    assert imported.returncode == 0, imported.stderr
+    result = dripmail(
+        "run", "--workers", "2", "--batch-size", "4", "--now", "2026-03-02T15:00Z", "--lease", "2m"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "all 2 workers: sent 20," in result.stdout and "skipped 10" in result.stdout
+    mails = outbox_mail(tmp_path / "outbox")
+    assert sorted(m["To"].addresses[0].addr_spec for m in mails) == sorted(
+        f"patient{i}@example.com" for i in range(30) if i % 3
+    )
+    again = dripmail("run", "--workers", "2", "--now", "2026-03-02T15:00Z")
+    assert "all 2 workers: sent 0," in again.stdout and "skipped 0" in again.stdout
