@@ -34,6 +34,9 @@ from campaigns.storage.tables import contacts, deliveries, enrollments
 from campaigns.web.app import create_app
 from senders.file import FileSender, NullSender
 from tests.helpers import utc
+from tests.sendgrid_server import SendGridServer
+from tests.test_sendgrid import KEY, FakeTime, sender_factory
+from tests.test_sendgrid_batch import received
 from tests.test_webhooks import app_client, event, post
 
 NAME = "ketamine-and-sleep"
@@ -87,13 +90,17 @@ def recipients_of(mails, subject: str) -> set[str]:
 
 
 def rows_of_step(store, key: str) -> dict[str, tuple]:
-    """address -> (status, error, due_at) of each contact's delivery of step `key`."""
+    """address -> (status, error, due_at, id) of each contact's delivery of step `key`."""
     with store.connect() as conn:
         return {
-            row.email: (row.status, row.error, row.due_at)
+            row.email: (row.status, row.error, row.due_at, row.id)
             for row in conn.execute(
                 select(
-                    contacts.c.email, deliveries.c.status, deliveries.c.error, deliveries.c.due_at
+                    contacts.c.email,
+                    deliveries.c.status,
+                    deliveries.c.error,
+                    deliveries.c.due_at,
+                    deliveries.c.id,
                 )
                 .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
                 .join(contacts, contacts.c.id == enrollments.c.contact_id)
@@ -161,7 +168,7 @@ def test_tags_none_reaches_exactly_the_contacts_without_the_tag_when_it_is_due(
     assert recipients_of(mails, second.subject) == without_tag
     assert len([m for m in mails if m["Subject"] == second.subject]) == len(without_tag)
     rows = rows_of_step(store, second.key)
-    skipped = {address for address, (status, _, _) in rows.items() if status == "skipped"}
+    skipped = {address for address, (status, *_) in rows.items() if status == "skipped"}
     assert skipped == {f"p{i:02d}@example.com" for i in range(5, 15)}
     assert {rows[a][1] for a in skipped} == {"condition not met: has tag returning"}
 
@@ -228,11 +235,19 @@ def test_a_condition_added_to_a_running_campaign_is_counted_then_applied(
     retag(store, "p01@example.com", add=["vip"])  # decided when due: this one counts now
     run_days([Dispatcher(store, lambda _c: NullSender())], START + timedelta(hours=4), 8)
     rows = rows_of_step(store, key)
-    sent = {a for a, (status, _, _) in rows.items() if status == "sent"}
+    sent = {a for a, (status, *_) in rows.items() if status == "sent"}
     assert sent == {f"p{i:02d}@example.com" for i in (0, 1, 4, 8, 12, 16)}
 
 
-def test_clicked_and_not_clicked_follow_sendgrid_click_events(store, clinic_folder, tmp_path):
+def test_clicked_and_not_clicked_follow_sendgrid_click_events(
+    store, clinic_folder, tmp_path, monkeypatch
+):
+    """SendGrid sends (batched, through the local stand-in that checks the contract);
+    clicks arrive by its signed Event Webhook; attributes go as substitutions."""
+    monkeypatch.setenv("DRIPMAIL_PUBLIC_URL", "https://mail.clinic.example")
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     text = (clinic_folder / "campaign.yaml").read_text()
     (clinic_folder / "campaign.yaml").write_text(
         text.replace(
@@ -241,47 +256,56 @@ def test_clicked_and_not_clicked_follow_sendgrid_click_events(store, clinic_fold
         )
     )
     campaign = add_conditions(clinic_folder, {1: "clicked: welcome", 2: "not_clicked: welcome"})
+    add_to_step(clinic_folder, campaign, 1, "Your clinic: {{ attributes.clinic }}.")
+    campaign = load_folder(clinic_folder)
+    assert CliRunner().invoke(cli.app, ["check", str(clinic_folder)]).exit_code == 0
     people = [
-        {"email": f"p{i:02d}@example.com", "timezone": "America/New_York",
-         "signed_up_at": START.isoformat()}
+        {
+            "email": f"p{i:02d}@example.com",
+            "timezone": "America/New_York",
+            "signed_up_at": START.isoformat(),
+            "Clinic": f"North <{i}> & Co",
+        }
         for i in range(12)
-    ]  # fmt: skip
+    ]
     import_patients(store, campaign, tmp_path, people)
-    # The emails go through the file sender here (test_sendgrid.py covers SendGrid's
-    # wire); what decides is SendGrid's signed click events on the welcome emails.
-    outbox = tmp_path / "outbox"
-    dispatcher = Dispatcher(store, lambda _c: FileSender(outbox))
-    run_days([dispatcher], START, 1)
-    welcome = rows_of_step(store, "welcome")
-    with store.connect() as conn:
-        ids = dict(
-            conn.execute(
-                select(contacts.c.email, deliveries.c.id)
-                .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
-                .join(contacts, contacts.c.id == enrollments.c.contact_id)
-                .where(deliveries.c.step_key == "welcome")
-            ).all()
-        )
-    assert {status for status, _, _ in welcome.values()} == {"sent"}
-    clickers = {f"p{i:02d}@example.com" for i in (1, 2, 5)}
-    with app_client(store) as client:
-        items = [
-            event("click", ids[a], email=a, n=n, url="https://balancedketamine.example.com/x")
-            for a in sorted(clickers)
-            for n in (1, 2)  # two clicks each: still one fact
-        ]
-        items.append(event("open", ids["p03@example.com"], email="p03@example.com"))
-        answer = post(client, items)
-        assert answer.status_code == 200, answer.text
-    run_days([dispatcher], START + timedelta(days=1), 4)
-    mails = outbox_mail(outbox)
+    with SendGridServer(KEY) as server, sender_factory() as build:
+        sender = build(server, FakeTime())
+        dispatcher = Dispatcher(store, lambda _c: sender)
+        run_days([dispatcher], START, 1)
+        ids = {a: str(row[3]) for a, row in rows_of_step(store, "welcome").items()}
+        assert {row[0] for row in rows_of_step(store, "welcome").values()} == {"sent"}
+        clickers = {f"p{i:02d}@example.com" for i in (1, 2, 5)}
+        with app_client(store) as client:
+            items = [
+                event("click", ids[a], email=a, n=n, url="https://balancedketamine.example.com/x")
+                for a in sorted(clickers)
+                for n in (1, 2)  # two clicks each: still one fact
+            ]
+            items.append(event("open", ids["p03@example.com"], email="p03@example.com"))
+            answer = post(client, items)
+            assert answer.status_code == 200, answer.text
+        before = len(server.bodies())
+        run_days([dispatcher], START + timedelta(days=1), 4)
+        assert not server.schema_failures
+        emails = received(server.bodies()[before:])
+    second, third = campaign.steps[1], campaign.steps[2]
+    by_step: dict[str, set[str]] = {}
+    for to, _, _, subject, text, html, _ in emails.values():
+        by_step.setdefault(subject, set()).add(to[0]["email"])
+        if subject == second.subject:
+            number = int(to[0]["email"][1:3])
+            assert f"Your clinic: North <{number}> & Co." in text
+            assert f"Your clinic: North &lt;{number}&gt; &amp; Co." in html
     everyone = {p["email"] for p in people}
-    assert recipients_of(mails, campaign.steps[1].subject) == clickers
-    assert recipients_of(mails, campaign.steps[2].subject) == everyone - clickers
-    assert rows_of_step(store, campaign.steps[1].key)["p03@example.com"][1] == (
+    assert by_step[second.subject] == clickers
+    assert by_step[third.subject] == everyone - clickers
+    # The clickers' step 2 went in one request: one body, the attribute a substitution.
+    assert any(len(body["personalizations"]) == 3 for body in server.bodies()[before:])
+    assert rows_of_step(store, second.key)["p03@example.com"][1] == (
         "condition not met: did not click a link in welcome"
     )
-    assert rows_of_step(store, campaign.steps[2].key)["p01@example.com"][1] == (
+    assert rows_of_step(store, third.key)["p01@example.com"][1] == (
         "condition not met: clicked a link in welcome"
     )
 
