@@ -505,3 +505,16 @@ def test_dripmail_run_with_workers_decides_each_condition_once(
     )
     again = dripmail("run", "--workers", "2", "--now", "2026-03-02T15:00Z")
     assert "all 2 workers: sent 0," in again.stdout and "skipped 0" in again.stdout
+
+
+def test_signing_up_again_updates_attributes_within_the_limit(store, clinic):
+    first = {f"old{i}": "a" for i in range(30)} | {"clinic": "North"}
+    enroll(store, clinic, Signup("pat@example.com", consent="form", attributes=first), now=START)
+    again = {f"new{i}": "b" for i in range(30)} | {"clinic": "South"}
+    enroll(store, clinic, Signup("pat@example.com", consent="form", attributes=again), now=START)
+    with store.connect() as conn:
+        stored = json.loads(
+            conn.scalar(select(contacts.c.attributes).where(contacts.c.email == "pat@example.com"))
+        )
+    assert len(stored) == 50 and stored["clinic"] == "South"
+    assert all(stored[name] == "b" for name in again if name != "clinic")
