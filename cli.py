@@ -89,12 +89,19 @@ def _n(count: int, noun: str, nouns: str | None = None) -> str:
     return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
+def _dripmail_version() -> str:
+    try:
+        return version("dripmail")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def _version(value: bool) -> None:
     if value:
-        try:
-            typer.echo(f"dripmail {version('dripmail')}")
-        except PackageNotFoundError:  # run from a source tree that was never installed
-            typer.echo("dripmail (not installed)")
+        from campaigns.storage.store import head_revision
+
+        # Both versions: the release, and the newest schema it knows (`db current`).
+        typer.echo(f"dripmail {_dripmail_version()} (database schema {head_revision()})")
         raise typer.Exit()
 
 
@@ -475,6 +482,7 @@ def run(
     """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly."""
     from campaigns.delivery.report import RunReport
     from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
+    from campaigns.notify import Notifier
     from campaigns.planning.ranges import MAX_BATCH, check_count
     from campaigns.planning.schedule import parse_delay, parse_seconds
 
@@ -516,6 +524,7 @@ def run(
     when = _now(now) if now else None
     store = _store(db, settings, existing=True)
     console.print(f"database: {store.location}")
+    notifier = Notifier(settings.notify_socket)  # systemd's Type=notify: READY=1, STOPPING=1
     if workers == 1:
         for report in run_worker(
             store,
@@ -527,6 +536,7 @@ def run(
             lease=lease_time,
             handle_signals=True,
             settings=settings,
+            notifier=notifier,
         ):
             console.print(line(report))
             held(report)
@@ -546,7 +556,7 @@ def run(
         outbox=settings.outbox,
     )
     total = RunReport()
-    for index, report in run_workers(workers, options):
+    for index, report in run_workers(workers, options, notifier):
         total.add(report)
         console.print(f"worker {index}: {line(report)}")
     if options.once:
@@ -619,11 +629,62 @@ def status(
 
     store = _store(db, existing=True)
     console.print(f"database: {store.location}")
+    state = store.schema_state()
+    console.print(
+        f"schema: {state.current} (dripmail {_dripmail_version()} knows up to {state.head})"
+    )
     counts = status_counts(store, campaign)
     table = Table("campaign", *DELIVERY_STATES)
     for name, by_state in counts.items():
         table.add_row(name, *(str(by_state[state]) for state in DELIVERY_STATES))
     console.print(table if counts else "no deliveries yet")
+
+
+@command("dripmail doctor --resolver 127.0.0.1:5353 --dkim-selector s1 campaigns/sleep")
+def doctor(
+    folders: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Campaign folders to check too (default: the published campaigns)"),
+    ] = None,
+    resolver: Annotated[
+        str | None,
+        typer.Option(help="DNS server to ask, host:port like 127.0.0.1:5353 or [::1]:53"),
+    ] = None,
+    dkim_selector: Annotated[
+        list[str] | None,
+        typer.Option(help="DKIM selector to look for too, beside the provider's (repeatable)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON")] = False,
+    db: DbOption = None,
+) -> None:
+    """Check what would make sending fail or land in spam: database, secret key, public URL,
+    each campaign's sender and unsubscribe headers, each From domain's SPF, DKIM, DMARC and
+    MX. One line per check, with what to do; exit 1 when any fails."""
+    import json
+
+    from campaigns.reporting.doctor import diagnose
+    from campaigns.reporting.doctor_dns import resolver_address
+
+    address = resolver_address(resolver) if resolver else None
+    result = diagnose(
+        _settings(),
+        database=db,
+        resolver=address,
+        dkim_selectors=tuple(dkim_selector or ()),
+        folders=tuple(folders or ()),
+        now=_now(None),
+    )
+    if as_json:
+        typer.echo(json.dumps([c.as_dict() for c in result.checks], indent=2, ensure_ascii=False))
+    else:
+        for check in result.checks:
+            typer.echo(f"{'✓' if check.ok else '✗'} {check.name}: {check.detail}")
+            if not check.ok and check.fix:
+                typer.echo(f"    fix: {check.fix}")
+        failed = sum(not c.ok for c in result.checks)
+        typer.echo(f"{_n(failed, 'problem')} found" if failed else "all checks passed")
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 # -- service, statistics, checks, privacy ----------------------------------------------------
@@ -638,11 +699,13 @@ def serve(
     db: DbOption = None,
 ) -> None:
     """Answer unsubscribe links (/u/, /p/) and provider events (/webhooks/<provider>)."""
+    from campaigns.notify import Notifier
     from campaigns.web.app import serve as run_server
 
     settings = _settings()
     _setup_logging(settings)
-    run_server(_store(db, settings), host=host, port=port)
+    notifier = Notifier(settings.notify_socket)  # systemd's Type=notify: READY=1 once listening
+    run_server(_store(db, settings), host=host, port=port, notifier=notifier)
 
 
 @command("dripmail stats ketamine-and-sleep --json")
@@ -1145,6 +1208,8 @@ def db_current(db: DbOption = None) -> None:
     state = store.schema_state()
     if state.is_current:
         console.print(f"{store.display_url}: schema {state.current} (newest)")
+    elif state.is_newer:
+        raise state.newer_error()
     elif state.current is None:
         console.print(f"{store.display_url}: no schema yet ({UPGRADE_HINT}, or any command)")
     else:

@@ -50,6 +50,8 @@ POSTMARK_HOST_ENV = "POSTMARK_API_HOST"  # over the campaign's api_host (tests: 
 # "user:pass,user2:pass2": the HTTP basic credentials Postmark's webhooks must bring (a list,
 # so a new pair can be set at Postmark before the old one is dropped here).
 POSTMARK_WEBHOOK_ENV = "POSTMARK_WEBHOOK_CREDENTIALS"
+# Set by systemd for a unit with Type=notify: where `run` and `serve` say READY=1 (notify.py).
+NOTIFY_SOCKET_ENV = "NOTIFY_SOCKET"
 
 
 class Settings(BaseSettings):
@@ -87,6 +89,7 @@ class Settings(BaseSettings):
         default=None, validation_alias=POSTMARK_WEBHOOK_ENV
     )
     imap_password: SecretStr | None = Field(default=None, validation_alias=IMAP_PASSWORD_ENV)
+    notify_socket: str | None = Field(default=None, validation_alias=NOTIFY_SOCKET_ENV)
 
     # The environment as it was read, for the variable only a campaign file names
     # (sender.api_key_env). Private: in no repr and no dump.

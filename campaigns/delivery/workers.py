@@ -2,11 +2,13 @@
 
 A stop request (SIGTERM, SIGINT) lets the hand-off in progress finish, releases the
 rows claimed but not handed off, and ends the run; see dispatcher.py for what one
-worker does with a batch.
+worker does with a batch. Under systemd (`Type=notify`) the run says READY=1 once every
+worker is about to claim, and STOPPING=1 when a stop is asked for (campaigns/notify.py).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -29,6 +31,7 @@ from campaigns.delivery.report import RunReport
 from campaigns.delivery.sender_pool import SenderPool
 from campaigns.errors import ConfigurationError, DripmailError
 from campaigns.logformat import formatter
+from campaigns.notify import NOBODY, Notifier
 from campaigns.settings import Settings
 from campaigns.storage.publish import load_version
 from campaigns.storage.store import Store, utcnow
@@ -75,16 +78,19 @@ def run_worker(
     handle_signals: bool = False,
     sleep: Callable[[float], None] = time.sleep,
     settings: Settings | None = None,
+    notifier: Notifier = NOBODY,
 ) -> Iterator[RunReport]:
     """Run ticks at `now` (else the clock): one with `once`, else one per `interval` seconds.
 
     `stop` (or SIGTERM/SIGINT with `handle_signals`) ends the loop after the hand-off
     in progress; rows claimed and not handed off go back to the queue. The senders
     take their settings from `settings` (default: the environment, read now).
+    `notifier` hears READY=1 before the first claim and STOPPING=1 on a stop signal.
     """
     stop = stop or threading.Event()
     pool = SenderPool(sender, settings) if sender_for is None else None
-    with _stop_on_signals(stop) if handle_signals else _nothing():
+    stopping = functools.partial(notifier.stopping, "finishing the hand-off in progress")
+    with _stop_on_signals(stop, forward=stopping) if handle_signals else _nothing():
         try:
             # Each run checks the campaigns and their senders first (held.py).
             dispatcher = Dispatcher(
@@ -96,6 +102,11 @@ def run_worker(
                 lease=lease,
                 stop=stop,
             )
+            if notifier.enabled:
+                # Before READY=1, so that `systemctl start` fails on a problem every
+                # campaign shares (run_workers checks the same before its processes start).
+                preflight(store, sender, check_senders=sender_for is None)
+            notifier.ready("sending due emails")
             while not stop.is_set():
                 yield dispatcher.run(now=now or utcnow())
                 if once:
@@ -115,7 +126,7 @@ def _nothing() -> Iterator[None]:
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event, forward: Callable[[], None] | None = None):
+def _stop_on_signals(stop: threading.Event, forward: Callable[[], object] | None = None):
     """SIGTERM and SIGINT set `stop` (and call `forward`); the old handlers come back after."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may handle signals
@@ -157,14 +168,17 @@ class WorkerOptions:
     outbox: str | None = None  # the file sender's folder (`run --outbox`), over the campaign's
 
 
-def run_workers(count: int, options: WorkerOptions) -> Iterator[tuple[int, RunReport]]:
+def run_workers(
+    count: int, options: WorkerOptions, notifier: Notifier = NOBODY
+) -> Iterator[tuple[int, RunReport]]:
     """Run `count` worker processes on this machine; yield (worker, report) as ticks end.
 
     Each process is spawned fresh (its own engine and connections, never a forked
     one), with its own lease owner id. SIGTERM or SIGINT here is passed on to every
     worker, which finishes its hand-off, releases its unclaimed rows and exits 0.
     Should one worker fail, the others are stopped the same way and the error raised:
-    a ConfigurationError for a configuration problem, else WorkerError.
+    a ConfigurationError for a configuration problem, else WorkerError. `notifier`
+    hears READY=1 once every worker is about to claim, and STOPPING=1 on a stop signal.
     """
     # The same checks as a single worker's, once, before any process starts.
     store = Store(options.url)
@@ -190,7 +204,13 @@ def run_workers(count: int, options: WorkerOptions) -> Iterator[tuple[int, RunRe
 
     problems: list[str] = []
     crashed: list[str] = []
-    with _stop_on_signals(stop, forward=stop_all):
+    ready: set[int] = set()
+
+    def stop_on_signal() -> None:
+        notifier.stopping("stopping the workers")
+        stop_all()
+
+    with _stop_on_signals(stop, forward=stop_on_signal):
         try:
             for worker in workers:
                 worker.start()
@@ -214,7 +234,11 @@ def run_workers(count: int, options: WorkerOptions) -> Iterator[tuple[int, RunRe
                             if not stop.is_set():
                                 stop_all()
                     continue
-                if kind == "report":
+                if kind == "ready":
+                    ready.add(index)
+                    if len(ready) == count:
+                        notifier.ready(f"{count} workers sending due emails")
+                elif kind == "report":
                     yield index, payload
                 elif payload not in problems:
                     problems.append(payload)
@@ -278,6 +302,7 @@ def _worker_process(index: int, options: WorkerOptions, messages) -> None:
                     sender_for=(options.sender_factory(index) if options.sender_factory else None),
                     stop=stop,
                     settings=settings,
+                    notifier=_Ready(index, messages),
                 )
                 for report in reports:
                     messages.put(("report", index, report))
@@ -290,6 +315,20 @@ def _worker_process(index: int, options: WorkerOptions, messages) -> None:
             sys.exit(2)
     messages.close()
     messages.join_thread()
+
+
+class _Ready(Notifier):
+    """A worker process's notifier: its readiness goes to the parent, which tells systemd
+    once all are ready (systemd hears the main process only, NotifyAccess=main)."""
+
+    def __init__(self, index: int, messages) -> None:
+        super().__init__(None)
+        self.index = index
+        self.messages = messages
+
+    def ready(self, status: str | None = None) -> bool:
+        self.messages.put(("ready", self.index, None))
+        return True
 
 
 def _log_as_worker(index: int, level: int, log_format: str | None) -> None:

@@ -26,7 +26,6 @@ The pages carry the campaign's organisation, logo and colours (brand.*).
 
 from __future__ import annotations
 
-import contextlib
 import email
 import email.policy
 import logging
@@ -52,6 +51,7 @@ from campaigns.authoring.spec import CampaignSpec, Colors
 from campaigns.compliance.suppressions import Scope, unsubscribe
 from campaigns.compliance.undo import Undoable, undo_unsubscribe, undoable
 from campaigns.errors import NotFoundError
+from campaigns.notify import NOBODY, Notifier
 from campaigns.rendering.links import check_public_url
 from campaigns.rendering.palette import WCAG_AA, Palette, contrast_ratio, palette
 from campaigns.rendering.tokens import Signer, TokenError, UnsubscribeClaim
@@ -63,6 +63,7 @@ from campaigns.storage.tables import campaigns, contacts, deliveries, enrollment
 from campaigns.web.listen import listening_socket
 from campaigns.web.mailgun_webhook import mailgun_endpoint
 from campaigns.web.postmark_webhook import postmark_routes
+from campaigns.web.service import ServiceServer
 from campaigns.web.ses_webhook import ses_routes
 from campaigns.web.signup_api import signup_routes
 from campaigns.web.webhooks import (
@@ -390,10 +391,13 @@ def serve(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     environ: Mapping[str, str] | None = None,
+    notifier: Notifier = NOBODY,
 ) -> None:
     """Check the settings, bind the port, then answer requests until stopped (uvicorn).
 
     A bad setting or a port in use raises ConfigurationError before anything is served.
+    `notifier` hears READY=1 once the server listens, STOPPING=1 when it stops (SIGTERM:
+    requests in progress finish, then the call returns).
     """
     settings = _settings(store, environ)
     check_published_public_urls(store, settings.public_url)
@@ -409,7 +413,4 @@ def serve(
     if not is_loopback(host):
         log.warning("listening on %s: put an https reverse proxy in front of it", host)
     log.info("serving on http://%s:%d", host, sock.getsockname()[1])
-    config = server_config(app)
-    # uvicorn stops cleanly on Ctrl+C, then raises the signal again for its caller.
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(config).run(sockets=[sock])
+    ServiceServer(server_config(app), notifier).serve_until_stopped(sock)

@@ -53,6 +53,7 @@ VARIABLES = {
     "POSTMARK_API_HOST": ("postmark_api_host", "https://api.postmarkapp.com"),
     "POSTMARK_WEBHOOK_CREDENTIALS": ("postmark_webhook_credentials", "hook:pass-do-not-print"),
     "DRIPMAIL_IMAP_PASSWORD": ("imap_password", "imap-mailbox-secret"),
+    "NOTIFY_SOCKET": ("notify_socket", "/run/systemd/notify"),
 }
 SECRETS = (
     "DRIPMAIL_SECRET_KEY",
