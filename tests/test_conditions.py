@@ -518,3 +518,26 @@ def test_signing_up_again_updates_attributes_within_the_limit(store, clinic):
         )
     assert len(stored) == 50 and stored["clinic"] == "South"
     assert all(stored[name] == "b" for name in again if name != "clinic")
+
+
+@pytest.mark.sqlite_only
+def test_the_facts_of_a_batch_are_read_in_one_query_not_one_per_row(store, clinic_folder, tmp_path):
+    from sqlalchemy import event as sql_event
+
+    campaign = add_conditions(clinic_folder, {1: "not_clicked: welcome"})
+    people = [
+        {"email": f"p{i:02d}@example.com", "timezone": "America/New_York",
+         "signed_up_at": START.isoformat(), "tags": "vip" if i % 2 else ""}
+        for i in range(60)
+    ]  # fmt: skip
+    import_patients(store, campaign, tmp_path, people)
+    dispatcher = Dispatcher(store, lambda _c: NullSender(), batch_size=20)
+    run_days([dispatcher], START, 1)
+    statements: list[str] = []
+    sql_event.listen(
+        store.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+    )
+    report = dispatcher.run(now=START + timedelta(days=2, hours=2))
+    assert report.sent == 60 and report.batches == 3
+    # One look-up of clicks per claimed batch of 20, whatever the batch holds.
+    assert sum("JOIN events" in s for s in statements) == report.batches
