@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from campaigns import errors
 
@@ -288,22 +289,32 @@ def enroll(
         bool,
         typer.Option("--force", help="Enroll a suppressed or unsubscribed address (new consent)"),
     ] = False,
+    attribute: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attribute",
+            metavar="NAME=VALUE",
+            help="An attribute kept on the contact (repeat for several)",
+        ),
+    ] = None,
     now: NowOption = None,
     db: DbOption = None,
 ) -> None:
     """Enroll one contact: publishes the campaign and plans one email per step.
 
     Signing up again is ignored unless --restart; a suppressed or unsubscribed address
-    is not enrolled unless --force.
+    is not enrolled unless --force. --attribute patient_type=new gives the contact an
+    attribute that steps read as {{ attributes.patient_type }} and in `when:`.
     """
     from campaigns.planning.enroll import enroll_ref
-    from campaigns.planning.signups import Signup
+    from campaigns.planning.signups import Signup, attribute_option
 
     when = _now(now)  # a bad --now opens no database
+    attributes = dict(attribute_option(text) for text in attribute or ())
     report = enroll_ref(
         _store(db),
         campaign,
-        Signup(email, first_name, timezone, signed_up_at, consent),
+        Signup(email, first_name, timezone, signed_up_at, consent, attributes=attributes),
         now=when,
         restart=restart,
         force=force,
@@ -399,7 +410,8 @@ def schedule(
     """Print each contact's emails in their local time and in UTC, with why each moved.
 
     The note column says when a day off, a closed date, the window's hours, one email
-    per opening or min_gap moved an email, and when DST changed the UTC offset.
+    per opening or min_gap moved an email, and when DST changed the UTC offset. For steps
+    with `when:`, the when column says whether the contact gets it and why.
     """
     from campaigns.planning.ranges import MAX_SHOWN, check_count
     from campaigns.reporting.reports import calendar_for
@@ -419,7 +431,10 @@ def schedule(
         signed_up_at=signed_up_at,
         zones=tuple(zone or ()),
     )
-    table = Table("contact", "zone", "#", "subject", "local time", "UTC", "status", "note")
+    # A `when` column only for a campaign with conditions: who gets each step and why.
+    conditional = any(e.condition for e in entries)
+    columns = ("contact", "zone", "#", "subject", "local time", "UTC", "status", "note")
+    table = Table(*columns, *(("when",) if conditional else ()))
     for e in entries:
         table.add_row(
             e.contact,
@@ -430,6 +445,7 @@ def schedule(
             f"{(e.sent_at or e.due_at):%Y-%m-%d %H:%M}",
             e.status,
             e.note,
+            *((Text(e.condition),) if conditional else ()),  # `[returning]` is no markup
         )
     if email and not entries:
         err.print(f"error: {email} is not enrolled in {campaign}", markup=False)
@@ -1384,6 +1400,14 @@ def plan(
     for key, old, new in diff.delay_changed:
         console.print(
             f"  delay {old}->{new}  {key}: {_n(result.replanned[key], 'pending email')} re-planned"
+        )
+    for key, old, new in diff.conditions_changed:
+        pending, skipped = result.conditions[key]
+        console.print(
+            f"  condition      {key}: {_short(old)} -> {_short(new)}: {skipped} of "
+            f"{_n(pending, 'pending email')} would be skipped if due now "
+            "(decided again when each is due)",
+            markup=False,
         )
     if diff.timing_changed:
         console.print("  send window or min_gap changed: pending emails re-planned into it")

@@ -24,6 +24,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Literal
 
+from campaigns.authoring.conditions import click_problems
 from campaigns.authoring.liquid import NOTE_LINE
 from campaigns.authoring.sources import campaign_file, line_containing, step_file
 from campaigns.authoring.spec import CAMPAIGN_FILE, PLACEHOLDER, Campaign, Step, load_folder
@@ -446,8 +447,22 @@ def check_public_url(campaign: Campaign) -> list[Finding]:
     return []
 
 
+def check_click_conditions(campaign: Campaign) -> list[Finding]:
+    """`when: {clicked: ...}` needs a sender that reports clicks (authoring/conditions.py)."""
+    _, lines = load_with_lines(campaign.files[CAMPAIGN_FILE], campaign_file(campaign))
+    steps = [(step.key, step.when) for step in campaign.steps]
+    return [
+        Finding("error", "condition", message, campaign_file(campaign), line)
+        for message, line in click_problems(steps, campaign.spec.sender, lines)
+    ]
+
+
 CampaignCheck = Callable[[Campaign], list[Finding]]
-CAMPAIGN_CHECKS: tuple[CampaignCheck, ...] = (check_placeholders, check_public_url)
+CAMPAIGN_CHECKS: tuple[CampaignCheck, ...] = (
+    check_placeholders,
+    check_public_url,
+    check_click_conditions,
+)
 
 
 # -------------------------------------------------------------------------------- running

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from campaigns.authoring.bounded import CAMPAIGN_FILE_LIMIT, inside, read_bounded
+from campaigns.authoring.conditions import StepCondition, check_step_references
 from campaigns.authoring.error_rate import DEFAULT_MAX_ERROR_RATE, ErrorRate
 from campaigns.authoring.fields import (
     PLACEHOLDER_EMAIL,
@@ -154,6 +155,7 @@ class SendWindow(FileModel):
 class StepRef(FileModel):
     file: str
     delay: str
+    when: StepCondition | None = None  # who gets it, decided when due (authoring/conditions.py)
 
     @field_validator("delay", mode="before")
     @classmethod
@@ -260,6 +262,7 @@ class Step:
     cta: str | None  # a button label, linking to links.cta_url
     body: str  # Markdown, without front matter
     body_line: int  # the file line where `body` starts
+    when: StepCondition | None = field(default=None, compare=False)  # `when:`, if any
 
 
 @dataclass(frozen=True)
@@ -394,6 +397,7 @@ def load_files(files: Mapping[str, str], origin: str = "") -> Campaign:
                 field=f"steps[{position - 1}].file",
             )
         steps.append(parse_step(files[ref.file], ref, position, step_source))
+    check_step_references([(ref.key, ref.when) for ref in spec.steps], lines, source)
     closed_ref = spec.send_window.closed
     if isinstance(closed_ref, str):
         if closed_ref not in files:
@@ -549,4 +553,5 @@ def parse_step(text: str, ref: StepRef, position: int, source: str) -> Step:
         cta=single_line(str(meta["cta"])) if meta.get("cta") else None,
         body=body,
         body_line=body_line,
+        when=ref.when,
     )

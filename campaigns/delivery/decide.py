@@ -45,6 +45,10 @@ class DueRow:
     first_name: str | None
     timezone: str
     campaign: str
+    # The contact's tags (`;a;b;`) and attributes (JSON), as stored when claimed: what
+    # a step's `when:` and its `{{ attributes.x }}` read.
+    tags: str | None = None
+    attributes: str | None = None
 
     @property
     def zone_key(self) -> tuple[str, str]:
@@ -136,6 +140,7 @@ def decide(
     rules: Mapping[str, Rules],
     *,
     suppressed: Collection[str] = frozenset(),
+    unmet: Mapping[int, str] | None = None,
     complete: bool = True,
 ) -> Decision:
     """Contact by contact: which claimed rows are skipped, which goes now, where the rest move.
@@ -155,7 +160,8 @@ def decide(
         campaign = rules[contact_rows[0].campaign]
         live = []
         for row in contact_rows:
-            if (reason := skip_reason(row, suppressed, campaign.steps)) is not None:
+            reason = skip_reason(row, suppressed, campaign.steps) or (unmet or {}).get(row.id)
+            if reason is not None:
                 decision.skips.append((row, reason))
             else:
                 live.append(row)

@@ -33,6 +33,8 @@ from campaigns.delivery.recording import Recorder
 from campaigns.delivery.report import RunReport
 from campaigns.delivery.settle import settle
 from campaigns.errors import ConfigurationError, InputError
+from campaigns.planning.conditions import ContactFacts, evaluate, skip_note
+from campaigns.planning.facts import clicked_steps
 from campaigns.rendering.compile import compile_campaign
 from campaigns.rendering.personalise import CompiledCampaign
 from campaigns.storage.publish import load_version
@@ -199,6 +201,8 @@ class Dispatcher:
                 for name in {r.campaign for r in batch}
             }
             rules = {name: Rules.of(c.campaign) for name, c in compiled.items()}
+            # Step conditions, decided now that the emails are due (tags change).
+            unmet = unmet_conditions(conn, batch, compiled)
             openings = {
                 key: Openings.at(now, rules[key[0]].window, key[1])
                 for key in {r.zone_key for r in batch}
@@ -216,7 +220,9 @@ class Dispatcher:
                 ),
             )
         suppressed = self.suppressed(batch)
-        decision = decide(batch, history, openings, rules, suppressed=suppressed, complete=False)
+        decision = decide(
+            batch, history, openings, rules, suppressed=suppressed, unmet=unmet, complete=False
+        )
         if decision.unsure:
             with self.store.connect() as conn:
                 everything = rows_of(conn, decision.unsure)
@@ -229,3 +235,35 @@ class Dispatcher:
         self.recorder.move(decision.moves, {r.id for r in batch}, now=now, report=report)
         if decision.going:
             self.hand_off(decision.going, compiled, rules, now=now, report=report)
+
+
+def unmet_conditions(
+    conn: Connection, batch: list[DueRow], compiled: dict[str, CompiledCampaign]
+) -> dict[int, str]:
+    """The claimed rows whose step's `when:` is false now: delivery id -> the reason.
+
+    Tags and attributes came with the claim; clicks are read in one query for the
+    batch, and only when a claimed step's condition asks about them.
+    """
+    conditions = {
+        (name, step.key): step.when
+        for name, c in compiled.items()
+        for step in c.campaign.steps
+        if step.when is not None
+    }
+    guarded = [r for r in batch if (r.campaign, r.step_key) in conditions]
+    if not guarded:
+        return {}
+    click_keys = {key for r in guarded for key in conditions[r.campaign, r.step_key].click_steps}
+    clicks = (
+        clicked_steps(conn, {r.enrollment_id for r in guarded}, click_keys) if click_keys else {}
+    )
+    unmet = {}
+    for row in guarded:
+        facts = ContactFacts.stored(
+            row.tags, row.attributes, clicks.get(row.enrollment_id, frozenset())
+        )
+        verdict = evaluate(conditions[row.campaign, row.step_key], facts)
+        if not verdict.go:
+            unmet[row.id] = skip_note(verdict.reason)
+    return unmet

@@ -35,6 +35,7 @@ from campaigns.delivery.observer import HandedOff, NoObserver, Observer
 from campaigns.delivery.outcomes import classify
 from campaigns.delivery.recording import Recorder
 from campaigns.delivery.report import RunReport
+from campaigns.planning.conditions import parse_attributes
 from campaigns.planning.enroll import last_sent
 from campaigns.rendering.links import LinkBase, contact_message
 from campaigns.rendering.personalise import CompiledCampaign, Recipient
@@ -154,7 +155,12 @@ class HandOff:
                 message = contact_message(
                     compiled,
                     row.step_key,
-                    Recipient(row.email or "", row.first_name, row.timezone),
+                    Recipient(
+                        row.email or "",
+                        row.first_name,
+                        row.timezone,
+                        parse_attributes(row.attributes),
+                    ),
                     base.signed(token),
                     delivery_id=str(row.id),
                     date=now,

@@ -160,6 +160,8 @@ class Leases:
                         contacts.c.first_name,
                         contacts.c.timezone,
                         enrollments.c.campaign,
+                        contacts.c.tags,
+                        contacts.c.attributes,
                     )
                     .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
                     .join(campaigns, campaigns.c.name == enrollments.c.campaign)

@@ -12,7 +12,10 @@ Rules (README, "Scheduling"):
   window opening after the edit (`now`): never a burst at once;
 - step removed: pending deliveries cancelled;
 - delay changed (or the window, closures or min_gap): pending deliveries re-planned,
-  never into the past; a contact's later emails move with them to keep order and gaps.
+  never into the past; a contact's later emails move with them to keep order and gaps;
+- condition (`when:`) added or changed: nothing is rewritten, since a condition is
+  decided when each email is due; the plan counts the pending emails it would skip if
+  they were due now (planning/conditions.py), from the contacts' facts now.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
+from campaigns.authoring.conditions import StepCondition
 from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_folder
 from campaigns.errors import NotFoundError
 from campaigns.planning import schedule
+from campaigns.planning.conditions import evaluate
 from campaigns.planning.enroll import last_sent
+from campaigns.planning.facts import enrollment_facts
 from campaigns.storage.publish import load_version, placeholder_lines, publish
 from campaigns.storage.statuses import IN_FLIGHT, LIVE_ENROLLMENT, PASSED, PENDING, DeliveryStatus
 from campaigns.storage.store import Store
@@ -47,6 +53,8 @@ class CampaignDiff:
     removed: tuple[str, ...] = ()
     delay_changed: tuple[tuple[str, str, str], ...] = ()  # key, old delay, new delay
     timing_changed: bool = False  # window hours, days, closures or min_gap
+    # Steps whose `when:` was added, changed or dropped: key, old, new (described; "": none).
+    conditions_changed: tuple[tuple[str, str, str], ...] = ()
     # campaign.yaml fields (dotted) other than steps: path, old value, new value.
     fields_changed: tuple[tuple[str, str, str], ...] = ()
     # Files whose text changed and that nothing above accounts for (comments, a closures file).
@@ -78,7 +86,7 @@ def diff_campaigns(old: Campaign, new: Campaign) -> CampaignDiff:
     """The step-level difference between the published `old` and the edited `new`."""
     old_steps = {step.key: step for step in old.steps}
     new_steps = {step.key: step for step in new.steps}
-    copy, delays = [], []
+    copy, delays, conditions = [], [], []
     for key, step in new_steps.items():
         before = old_steps.get(key)
         if before is None:
@@ -91,6 +99,8 @@ def diff_campaigns(old: Campaign, new: Campaign) -> CampaignDiff:
             copy.append(key)
         if before.delay != step.delay:
             delays.append((key, str(before.delay), str(step.delay)))
+        if before.when != step.when:
+            conditions.append((key, _described(before.when), _described(step.when)))
     old_fields, new_fields = _fields(old), _fields(new)
     changed_fields = tuple(
         (path, old_fields.get(path, ""), new_fields.get(path, ""))
@@ -99,7 +109,7 @@ def diff_campaigns(old: Campaign, new: Campaign) -> CampaignDiff:
     )
     # Step files are reported by step (copy, added, removed) above.
     accounted = {step.file for step in (*old.steps, *new.steps)}
-    if changed_fields:
+    if changed_fields or conditions:
         accounted.add(CAMPAIGN_FILE)
     changed_files = tuple(
         path
@@ -115,6 +125,7 @@ def diff_campaigns(old: Campaign, new: Campaign) -> CampaignDiff:
         removed=tuple(key for key in old_steps if key not in new_steps),
         delay_changed=tuple(delays),
         timing_changed=(old.window, old.min_gap) != (new.window, new.min_gap),
+        conditions_changed=tuple(conditions),
         fields_changed=changed_fields,
         files_changed=changed_files,
     )
@@ -132,6 +143,8 @@ class EditPlan:
     removed: dict[str, int] = field(default_factory=dict)  # key -> pending emails cancelled
     replanned: dict[str, int] = field(default_factory=dict)  # key -> pending emails re-planned
     moved: int = 0  # other pending emails moved later to keep order, openings and gaps
+    # key -> (pending emails under the new condition, how many it would skip if due now)
+    conditions: dict[str, tuple[int, int]] = field(default_factory=dict)
     applied: bool = False
     # Why --apply would be refused (placeholders left), one line each; empty: it would not.
     refusals: list[str] = field(default_factory=list)
@@ -213,6 +226,7 @@ def _plan(conn: Connection, new: Campaign, *, now: datetime) -> EditPlan:
     result.passed = dict.fromkeys(diff.added, 0)
     result.removed = dict.fromkeys(diff.removed, 0)
     result.replanned = {key: 0 for key, _, _ in diff.delay_changed}
+    result.conditions = _condition_counts(conn, new, diff, people, rows)
     for enrollment_id, person in people.items():
         mine = rows.get(enrollment_id, {})
         for key in diff.copy_changed:
@@ -227,6 +241,34 @@ def _plan(conn: Connection, new: Campaign, *, now: datetime) -> EditPlan:
                 new, diff, enrollment_id, person, mine, last.get(person.contact_id), now, result
             )
     return result
+
+
+def _described(condition: StepCondition | None) -> str:
+    return condition.describe() if condition is not None else ""
+
+
+def _condition_counts(
+    conn: Connection, new: Campaign, diff: CampaignDiff, people: dict, rows: dict
+) -> dict[str, tuple[int, int]]:
+    """For each step whose condition changed: its pending emails, and how many of them
+    the new condition would skip if they were due now (facts read in bulk)."""
+    counts: dict[str, tuple[int, int]] = {}
+    pending: dict[str, list[int]] = {}
+    for key, _, _ in diff.conditions_changed:
+        pending[key] = [
+            enrollment_id
+            for enrollment_id, mine in rows.items()
+            if key in mine
+            and mine[key][1] in PENDING
+            and people[enrollment_id].status in LIVE_ENROLLMENT
+        ]
+    guarded = {key: new.step(key).when for key in pending}
+    click_keys = {k for c in guarded.values() if c is not None for k in c.click_steps}
+    facts = enrollment_facts(conn, {i for ids in pending.values() for i in ids}, click_keys)
+    for key, ids in pending.items():
+        skipped = sum(not evaluate(guarded[key], facts[i]).go for i in ids)
+        counts[key] = (len(ids), skipped)
+    return counts
 
 
 def _replan(

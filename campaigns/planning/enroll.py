@@ -17,7 +17,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 from campaigns.authoring.spec import Campaign
 from campaigns.planning.contacts import join_tags, split_tags
 from campaigns.planning.plans import DriverPlan, plan, planner
-from campaigns.planning.signups import Contact, Signup, read_signups, validate
+from campaigns.planning.signups import MAX_ATTRIBUTES, Contact, Signup, read_signups, validate
 from campaigns.storage.publish import open_campaign, publish
 from campaigns.storage.statuses import IN_FLIGHT, DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import Store, bulk_insert
@@ -276,10 +276,13 @@ def _add_tags(conn: Connection, pairs: Sequence[tuple[int, tuple[str, ...]]]) ->
 
 
 def _add_attributes(conn: Connection, pairs: Sequence[tuple[int, Mapping[str, str]]]) -> None:
-    """A known contact imported again keeps its attributes; the new file's values win."""
+    """A known contact imported again keeps its attributes; the new file's values win,
+    and the old ones are kept only as far as MAX_ATTRIBUTES allows."""
     for contact_id, attributes in pairs:
         old = conn.scalar(select(contacts.c.attributes).where(contacts.c.id == contact_id))
-        merged = _attributes_json({**json.loads(old or "{}"), **attributes})
+        kept = [(k, v) for k, v in json.loads(old or "{}").items() if k not in attributes]
+        room = max(0, MAX_ATTRIBUTES - len(attributes))
+        merged = _attributes_json({**dict(kept[:room]), **attributes})
         if merged != old:
             conn.execute(
                 update(contacts).where(contacts.c.id == contact_id).values(attributes=merged)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from campaigns.authoring.conditions import check_attribute_name
 from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError
 from campaigns.planning import ranges, schedule
@@ -39,7 +40,8 @@ COLUMN_ALIASES = {
     **dict.fromkeys(("tags", "tag"), "tags"),
 }
 DELIMITERS = (",", ";", "\t")
-MAX_ATTRIBUTE = 1000  # characters in one attribute value
+MAX_ATTRIBUTE = 200  # characters in one attribute value
+MAX_ATTRIBUTES = 50  # attributes of one contact (with a value)
 # One physical line with its line end; a CSV record may span several (a quoted newline).
 _LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 # Control characters (Unicode Cc) and lone surrogates (Cs) in a name, consent text or
@@ -136,15 +138,41 @@ def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
         tags = tuple(parse_tags(signup.tags)) if signup.tags else ()
     except ValueError as exc:
         raise InputError(str(exc), field="tags") from None
+    attributes = checked_attributes(signup.attributes or {})
+    return Contact(email, first_name, zone_name, signed_up_at, consent, tags, attributes)
+
+
+def checked_attributes(given: Mapping[str, object], prefix: str = "") -> dict[str, str]:
+    """A contact's attributes with a value: text of at most MAX_ATTRIBUTE characters, at
+    most MAX_ATTRIBUTES of them; InputError naming `<prefix><name>` otherwise (a CSV's
+    column by its attribute name; the API's field as `attributes.<name>`)."""
     attributes = {}
-    for name, value in (signup.attributes or {}).items():
-        text = str(value).strip()
-        check_text(text, name)
+    for name, value in given.items():
+        text = str(value).strip() if value is not None else ""  # a note keeps its lines
+        check_text(str(value or ""), f"{prefix}{name}")
         if len(text) > MAX_ATTRIBUTE:
-            raise InputError(f"longer than {MAX_ATTRIBUTE} characters", field=name)
+            raise InputError(f"longer than {MAX_ATTRIBUTE} characters", field=f"{prefix}{name}")
         if text:
             attributes[name] = text
-    return Contact(email, first_name, zone_name, signed_up_at, consent, tags, attributes)
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise InputError(
+            f"{len(attributes)} attributes: a contact carries at most {MAX_ATTRIBUTES}",
+            field="attributes",
+        )
+    return attributes
+
+
+def attribute_option(text: str) -> tuple[str, str]:
+    """`patient_type=new` (the command line's --attribute) -> (name, value)."""
+    name, equals, value = text.partition("=")
+    name = name.strip()
+    try:
+        check_attribute_name(name)
+    except ValueError as exc:
+        raise InputError(str(exc), field="--attribute") from None
+    if not equals:
+        raise InputError(f"{text!r}: write NAME=VALUE, like patient_type=new", field="--attribute")
+    return name, value
 
 
 @dataclass

@@ -14,15 +14,16 @@ from typing import Any
 
 from jinja2 import Template, nodes
 
-from campaigns.rendering.placeholders import VARIABLES, concat, contact_environment
+from campaigns.rendering.placeholders import ATTRIBUTES, VARIABLES, concat, contact_environment
 from senders.base import BatchForm, TaggedContent
 
 __all__ = ["Batch", "step_batch"]
 
-# What a per-contact expression may be for its step to have a batch form: a variable,
-# a constant, `default` with constant arguments, or `urlencode` (which the compiler
-# puts on a name inside a link). Anything else, `{% if first_name %}` above all, makes
-# the content's shape differ per contact, so the step goes one rendered email at a time.
+# What a per-contact expression may be for its step to have a batch form: a variable
+# or one of the contact's attributes, a constant, `default` with constant arguments,
+# or `urlencode` (which the compiler puts on a name inside a link). Anything else,
+# `{% if first_name %}` above all, makes the content's shape differ per contact, so the
+# step goes one rendered email at a time.
 _PLAIN_FILTERS = frozenset({"default", "d", "urlencode"})
 
 
@@ -31,7 +32,9 @@ def _plain(expr: nodes.Node) -> bool:
     if isinstance(expr, nodes.Const):
         return True
     if isinstance(expr, nodes.Name):
-        return expr.name in VARIABLES
+        return expr.name in VARIABLES and expr.name != ATTRIBUTES
+    if isinstance(expr, nodes.Getattr):  # `attributes.patient_type`: one value per contact
+        return isinstance(expr.node, nodes.Name) and expr.node.name == ATTRIBUTES
     if isinstance(expr, nodes.Filter):
         return (
             expr.name in _PLAIN_FILTERS
@@ -118,7 +121,7 @@ class Batch:
         self.content = TaggedContent(key, content("html"), content("text"), self.marker)
         self._new_context = values.new_context
 
-    def form(self, variables: dict[str, str]) -> BatchForm:
+    def form(self, variables: dict[str, object]) -> BatchForm:
         """One contact's value for each tag."""
         context = self._new_context(variables, shared=True)
         return BatchForm(self.content, {tag: concat(block(context)) for tag, block in self._slots})

@@ -284,7 +284,10 @@ def _try_render(compiled: CompiledStep, campaign: Campaign, step: Step) -> None:
     goes rendered in full rather than risk a different email.
     """
     for first_name in ("Sam", ""):
-        recipient = Recipient("check@example.com", first_name)
+        # With a value for every attribute (markup in it), then with none.
+        recipient = Recipient("check@example.com", first_name, attributes=_EveryAttribute())
+        if not first_name:
+            recipient = Recipient("check@example.com", first_name)
         links = {
             "unsubscribe_url": f"{PLACEHOLDER_PUBLIC_URL}/u/check",
             "preferences_url": f"{PLACEHOLDER_PUBLIC_URL}/p/check",
@@ -300,6 +303,13 @@ def _try_render(compiled: CompiledStep, campaign: Campaign, step: Step) -> None:
         if form is not None and form.render() != (rendered.html, rendered.text):
             log.warning("step %s: the batch form differs from the render; not used", step.key)
             compiled.drop_batch_form()
+
+
+class _EveryAttribute(dict):
+    """Attributes for the check render: every name has a value, with markup to escape."""
+
+    def get(self, key: object, default: object = None) -> str:
+        return f"<{key}> & more"
 
 
 _CACHE: OrderedDict[tuple[str, str], CompiledCampaign] = OrderedDict()

@@ -7,7 +7,8 @@ contact's data is a value for the placeholders' VARIABLES, never template source
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from jinja2 import Template
@@ -22,6 +23,7 @@ from senders.base import BatchForm, Message, TaggedContent
 
 __all__ = [
     "SAMPLE",
+    "Attributes",
     "CompiledCampaign",
     "CompiledStep",
     "Recipient",
@@ -37,6 +39,8 @@ class Recipient:
     email: str
     first_name: str | None = None
     timezone: str = "UTC"
+    # The contact's attributes (an import's other columns, the API's `attributes`).
+    attributes: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
 
 
 SAMPLE = Recipient("sample.patient@example.com", "Sam", "America/New_York")
@@ -128,11 +132,37 @@ class CompiledStep:
         self._batch = None
 
 
-def _variables(recipient: Recipient, unsubscribe_url: str, preferences_url: str) -> dict[str, str]:
+class Attributes:
+    """A contact's attributes as a step reads them: `{{ attributes.patient_type }}`.
+
+    A missing one is empty text (so `| default("...")` applies), never an error. Values
+    are the contact's own text: printed, escaped in HTML like the first name, never
+    template source. The class has no attributes of its own for a name to reach, and
+    the sandbox refuses names starting with `_`.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = values
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._values.get(name) or ""
+
+    def __repr__(self) -> str:
+        return f"Attributes({len(self._values)})"
+
+
+def _variables(
+    recipient: Recipient, unsubscribe_url: str, preferences_url: str
+) -> dict[str, object]:
     return {
         "first_name": recipient.first_name or "",
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url,
+        "attributes": Attributes(recipient.attributes),
     }
 
 

@@ -10,8 +10,10 @@ and is escaped so that Jinja prints it as written. In Markdown, `\\{{ x }}` (a
 backslash first) shows `{{ x }}` as typed; `{% raw %}...{% endraw %}` shows what it
 holds as typed anywhere, code included (split writes an article's own tags so).
 
-The only variables are first_name ("" when unknown), unsubscribe_url and
-preferences_url; a contact's data is a value, never template source.
+The only variables are first_name ("" when unknown), unsubscribe_url,
+preferences_url and the contact's attributes, each read as `attributes.<name>` (""
+when the contact has none of that name); a contact's data is a value, never template
+source.
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined, TemplateSyntaxError, Undefined, meta
+from jinja2 import Environment, StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from campaigns.authoring.conditions import ATTRIBUTE_NAME
 from campaigns.authoring.sources import line_containing, step_file
 from campaigns.authoring.spec import Campaign, Step
 from campaigns.errors import InputError
 
 __all__ = [
+    "ATTRIBUTES",
     "VARIABLES",
     "PlaceholderTokens",
     "check_staff_text",
@@ -36,7 +40,8 @@ __all__ = [
     "contact_environment",
 ]
 
-VARIABLES = frozenset({"first_name", "unsubscribe_url", "preferences_url"})
+ATTRIBUTES = "attributes"  # read only as `attributes.<name>` (see attribute_misuse)
+VARIABLES = frozenset({"first_name", "unsubscribe_url", "preferences_url", ATTRIBUTES})
 
 # A placeholder is one whole `{{ ... }}` or `{% ... %}` on one line with no other
 # delimiter inside it; any other brace is article text and shows as written.
@@ -170,6 +175,10 @@ def check_staff_text(
         raise error(
             f"placeholder error: {exc.message}", lines[min(exc.lineno, len(lines)) - 1].strip()
         ) from None
+    misuse = attribute_misuse(tree)
+    if misuse:
+        tag = next((t for t in tags if ATTRIBUTES in t), ATTRIBUTES)
+        raise error(f"{misuse} in {tag}", tag)
     unknown = sorted(meta.find_undeclared_variables(tree) - VARIABLES)
     if unknown:
         name = unknown[0]
@@ -179,6 +188,32 @@ def check_staff_text(
             f"the variables are {', '.join(sorted(VARIABLES))}",
             tag,
         )
+
+
+def attribute_misuse(tree: nodes.Template) -> str | None:
+    """What is wrong with a use of `attributes` in a parsed step, or None.
+
+    Only `attributes.<name>` is a value (filters and tests may follow it): the mapping
+    alone, an item lookup, a call or an attribute of the value would print nothing
+    useful or fail for some contact at send time, so `check` refuses them now.
+    """
+    parents: dict[int, nodes.Node] = {}
+    for node in tree.find_all(nodes.Node):
+        for child in node.iter_child_nodes():
+            parents[id(child)] = node
+    hint = "write {{ attributes.NAME }} (NAME: letters, digits, underscores)"
+    for name in tree.find_all(nodes.Name):
+        if name.name != ATTRIBUTES:
+            continue
+        read = parents.get(id(name))
+        if not isinstance(read, nodes.Getattr) or read.node is not name:
+            return f"`attributes` is read one at a time: {hint}"
+        if not ATTRIBUTE_NAME.match(read.attr):
+            return f"{read.attr!r} is not an attribute name: {hint}"
+        outer = parents.get(id(read))
+        if isinstance(outer, nodes.Getattr | nodes.Getitem | nodes.Call) and outer.node is read:
+            return f"attributes.{read.attr} is text, with no parts to look up: {hint}"
+    return None
 
 
 def without_raw(text: str) -> str:

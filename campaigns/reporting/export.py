@@ -22,6 +22,7 @@ from sqlalchemy import select
 from campaigns.authoring.checks import check_step
 from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.errors import InputError, NotFoundError
+from campaigns.planning.conditions import parse_attributes
 from campaigns.planning.contacts import normalise_email
 from campaigns.rendering.compile import compile_campaign
 from campaigns.rendering.links import LinkBase, contact_message
@@ -166,10 +167,10 @@ def _contact(store: Store | None, email: str) -> Recipient:
         raise InputError(str(exc), field="email") from None
     with store.connect() as conn:
         row = conn.execute(
-            select(contacts.c.email, contacts.c.first_name, contacts.c.timezone).where(
-                contacts.c.email == address
-            )
+            select(
+                contacts.c.email, contacts.c.first_name, contacts.c.timezone, contacts.c.attributes
+            ).where(contacts.c.email == address)
         ).first()
     if row is None:
         raise NotFoundError(f"no contact {address} in the database")
-    return Recipient(row.email, row.first_name, row.timezone)
+    return Recipient(row.email, row.first_name, row.timezone, parse_attributes(row.attributes))

@@ -5,15 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 
+from campaigns.authoring.conditions import StepCondition
 from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError
 from campaigns.planning import schedule
+from campaigns.planning.conditions import ContactFacts, outlook, stored_outcome
 from campaigns.planning.contacts import display_address, normalise_email
+from campaigns.planning.facts import enrollment_facts
 from campaigns.planning.plans import plan
 from campaigns.storage.publish import open_campaign
-from campaigns.storage.statuses import DELIVERY_STATES, CampaignStatus
+from campaigns.storage.statuses import (
+    DELIVERY_STATES,
+    IN_FLIGHT,
+    PENDING,
+    CampaignStatus,
+    DeliveryStatus,
+)
 from campaigns.storage.store import Store
 from campaigns.storage.tables import campaigns, contacts, deliveries, enrollments
 
@@ -103,6 +112,9 @@ class CalendarEntry:
     status: str
     sent_at: datetime | None
     note: str = ""  # why it is not at sign-up + delay: days off, closures, DST, openings
+    # For a step with `when:`: whether this contact gets it and why (`skipped: has tag
+    # returning`), or what the condition says now of an email not yet due.
+    condition: str = ""
 
     @property
     def local(self) -> datetime:
@@ -114,6 +126,7 @@ def calendar(
 ) -> list[CalendarEntry]:
     """Each enrolled contact's emails (or one contact's), in step order."""
     subjects = {step.key: step.subject for step in campaign.steps}
+    conditions = {step.key: step.when for step in campaign.steps if step.when is not None}
     query = (
         select(
             contacts.c.email,
@@ -125,7 +138,9 @@ def calendar(
             deliveries.c.due_at,
             deliveries.c.status,
             deliveries.c.sent_at,
+            deliveries.c.error,
             enrollments.c.signed_up_at,
+            enrollments.c.id.label("enrollment_id"),
         )
         .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
         .join(contacts, contacts.c.id == enrollments.c.contact_id)
@@ -143,6 +158,10 @@ def calendar(
         )
         query = query.where(contacts.c.id.in_(first_ids))
     with store.connect() as conn:
+        rows = conn.execute(query).all()
+        guarded = [r for r in rows if r.step_key in conditions and r.status in PENDING]
+        click_keys = {key for r in guarded for key in conditions[r.step_key].click_steps}
+        facts = enrollment_facts(conn, {r.enrollment_id for r in guarded}, click_keys)
         return [
             CalendarEntry(
                 contact=display_address(row.email) if row.email else f"contact {row.id}",
@@ -156,9 +175,26 @@ def calendar(
                 status=row.status,
                 sent_at=row.sent_at,
                 note=_note(campaign, row.step_key, row.signed_up_at, row.due_at, row.timezone),
+                condition=_condition(conditions, row, facts),
             )
-            for row in conn.execute(query)
+            for row in rows
         ]
+
+
+def _condition(
+    conditions: dict[str, StepCondition], row: Row, facts: dict[int, ContactFacts]
+) -> str:
+    """What a step's `when:` meant or means for this contact (see CalendarEntry)."""
+    if row.status == DeliveryStatus.SKIPPED:
+        return stored_outcome(row.status, row.error)
+    condition = conditions.get(row.step_key)
+    if condition is None:
+        return ""
+    if row.status in PENDING:
+        return outlook(condition, facts.get(row.enrollment_id, ContactFacts()))
+    if row.status in IN_FLIGHT:
+        return "gets it: the condition held when it was due"
+    return ""
 
 
 def calendar_for(
@@ -220,6 +256,7 @@ def sample_calendar(
                     status="planned",
                     sent_at=None,
                     note=_note(campaign, step.key, at, due, zone_name),
+                    condition=f"decided when due: {step.when.describe()}" if step.when else "",
                 )
             )
     return entries

@@ -217,6 +217,8 @@ alerts = Table(
     Column("subject", Text, nullable=False),  # the last emailed one's subject line
 )
 
+# Migration 0013. Step conditions (`when: {clicked: STEP}`) look up a delivery's clicks.
+Index("ix_events_delivery", events.c.delivery_id, events.c.type)
 Index("ix_enrollments_campaign", enrollments.c.campaign, enrollments.c.status)
 Index("ix_deliveries_enrollment", deliveries.c.enrollment_id, deliveries.c.position)
 # Migration 0002. Claiming walks due rows in (due_at, id) order from a keyset cursor, and

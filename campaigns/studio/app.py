@@ -4,8 +4,9 @@ Routes (GET unless noted):
 
     /                       the studio: timeline, the selected email at desktop and phone
                             widths and in dark mode, its text part, HTML source and checks;
-                            ?step=KEY&name=N&tz=ZONE&signup=YYYY-MM-DDTHH:MM pick what to show
-    /email/<key>.html       one email as the iframes show it (?name, ?view=dark)
+                            ?step=KEY&name=N&tz=ZONE&signup=YYYY-MM-DDTHH:MM&tags=T&attrs=A=V
+                            pick what to show
+    /email/<key>.html       one email as the iframes show it (?name, ?attrs, ?view=dark)
     /email/<key>.txt        its plain-text part
     /files/<path>           a file of the campaign folder, as text (links from findings)
     /events                 Server-Sent Events: the campaign's version, on every change
@@ -49,6 +50,7 @@ from campaigns.authoring.bounded import inside
 from campaigns.authoring.spec import Campaign
 from campaigns.errors import DripmailError, InputError
 from campaigns.rendering.personalise import SAMPLE, Recipient, Rendered
+from campaigns.studio.contact import read_attributes
 from campaigns.studio.pages import COMMON_HEADERS, Pages, personalise
 from campaigns.studio.state import Snapshot, Studio
 from campaigns.studio.views import STUDIO_TEMPLATES, preview_document
@@ -162,7 +164,8 @@ def create_app(studio: Studio, *, host: str = DEFAULT_HOST) -> ASGIApp:
         if campaign is None or compiled is None or key not in compiled.steps:
             return None
         name = request.query_params.get("name", SAMPLE.first_name or "")[:100].strip()
-        recipient = Recipient(SAMPLE.email, name, campaign.spec.timezone)
+        attributes = read_attributes(request.query_params.get("attrs", "")[:4000], [])
+        recipient = Recipient(SAMPLE.email, name, campaign.spec.timezone, attributes)
         return personalise(compiled, key, recipient, pages.links(campaign)), campaign
 
     def folder_file(request: Request) -> Response:

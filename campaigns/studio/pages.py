@@ -88,7 +88,12 @@ class Pages:
         recipient = contact.recipient()
         links = self.links(campaign)
         entries = timeline(
-            campaign, compiled, recipient, signed_up_at=contact.signed_up_at, links=links
+            campaign,
+            compiled,
+            recipient,
+            signed_up_at=contact.signed_up_at,
+            links=links,
+            facts=contact.facts(),
         )
         key = str(params.get("step") or "")
         if key not in compiled.steps:
@@ -105,7 +110,9 @@ class Pages:
         def href(item: Any) -> str:
             return "/?" + urlencode({"step": item.key, **query})
 
-        frame_query = urlencode({"name": contact.name, "v": snapshot.version})
+        frame_query = urlencode(
+            {"name": contact.name, "attrs": query["attrs"], "v": snapshot.version}
+        )
         values.update(
             campaign=campaign,
             title=campaign.spec.title or campaign.name,

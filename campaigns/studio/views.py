@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 import templates
 from campaigns.authoring.checks import GMAIL_CLIP_BYTES, SUBJECT_MAX, Finding
 from campaigns.authoring.spec import Campaign
+from campaigns.planning.conditions import ContactFacts, outlook
 from campaigns.planning.schedule import Delay
 from campaigns.rendering.personalise import CompiledCampaign, Recipient, Rendered
 from campaigns.reporting.reports import sample_calendar
@@ -95,6 +96,8 @@ class TimelineEntry:
     subject: str
     preheader: str | None
     note: str = ""  # why it is not simply sign-up + delay (send window, DST), if anything
+    # A step with `when:`: whether this contact would get it now, and why.
+    condition: str = ""
 
 
 def timeline(
@@ -104,8 +107,13 @@ def timeline(
     *,
     signed_up_at: datetime,
     links: tuple[str, str],
+    facts: ContactFacts | None = None,
 ) -> list[TimelineEntry]:
-    """Every step in order, personalised for `recipient`, with its day and local send time."""
+    """Every step in order, personalised for `recipient`, with its day and local send time.
+
+    With `facts` (the sample contact's tags and attributes), a step with `when:` says
+    whether this contact would get it now; without, what it is decided on.
+    """
     unsubscribe_url, preferences_url = links
     calendar = sample_calendar(campaign, signed_up_at=signed_up_at, zones=(recipient.timezone,))
     start = signed_up_at.astimezone(calendar[0].local.tzinfo) if calendar else signed_up_at
@@ -128,6 +136,7 @@ def timeline(
                 preheader=rendered.preheader,
                 # reports.py explains moved times in newer versions; older ones say nothing.
                 note=getattr(planned, "note", "") or "",
+                condition=outlook(step.when, facts) if facts is not None else planned.condition,
             )
         )
     return entries

@@ -4,11 +4,11 @@ A bearer token from DRIPMAIL_API_TOKEN (compared in constant time) guards it; wi
 the variable the route answers 503 and the rest of `serve` works as before. The body
 is read with a 64 KiB cap (413 before it is read in full), validated strictly
 (a body that is not JSON, or nests deeper than 32 levels: 400; unknown fields and bad
-values: 422 naming the field), and enrolling is idempotent per address x campaign: a
-new enrollment answers 201 with its planned calendar; a repeat answers 200 with the
-enrollment's id and campaign only, so posting someone's address again tells no more than
-the first answer did; an unsubscribed or suppressed address answers 409. The address
-never goes into a log line.
+values: 422 naming the field, `attributes.<name>` for an attribute), and enrolling
+is idempotent per address x campaign: a new enrollment answers 201 with its planned
+calendar; a repeat answers 200 with the enrollment's id and campaign only, so posting
+someone's address again tells no more than the first answer did; an unsubscribed or
+suppressed address answers 409. The address never goes into a log line.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from campaigns import boundedjson
+from campaigns.authoring.conditions import check_attribute_name
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.enroll import enroll
-from campaigns.planning.signups import Signup, control_character, validate
+from campaigns.planning.signups import Signup, checked_attributes, control_character, validate
 from campaigns.settings import API_TOKEN_ENV, Settings
 from campaigns.storage.publish import load_version
 from campaigns.storage.statuses import DeliveryStatus, EnrollmentStatus
@@ -63,6 +64,9 @@ class SignupIn(BaseModel):
     campaign: str = Field(max_length=64)
     signed_up_at: str | None = Field(default=None, max_length=64)
     consent: _Consent
+    # Strings by name (`{"patient_type": "new"}`): what steps' `when:` and
+    # `{{ attributes.patient_type }}` read; at most 50, 200 characters each.
+    attributes: dict[str, str] | None = None
 
 
 class ApiError(Exception):
@@ -94,6 +98,7 @@ def sign_up(store: Store, body: SignupIn, *, now: datetime) -> tuple[int, dict]:
         timezone=body.timezone,
         signed_up_at=body.signed_up_at,
         consent=f"{body.consent.source}: {body.consent.text}",
+        attributes=body.attributes,
     )
     try:
         contact = validate(signup, campaign, now=now)
@@ -237,6 +242,15 @@ def _parse(raw: bytes) -> SignupIn:
         found = control_character(text)
         if found:
             raise ApiError(422, f"holds the control character {found}: remove it", where)
+    for name in body.attributes or {}:
+        try:
+            check_attribute_name(name)
+        except ValueError as exc:
+            raise ApiError(422, str(exc), f"attributes.{name[:64]}") from None
+    try:
+        checked_attributes(body.attributes or {}, prefix="attributes.")
+    except InputError as exc:
+        raise ApiError(422, exc.message, exc.field) from None
     return body
 
 

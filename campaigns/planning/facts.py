@@ -1,0 +1,61 @@
+"""The facts step conditions read, loaded in bulk: contacts' tags, attributes and clicks.
+
+A few queries per batch of enrollments, never one per row. Clicks are the provider's
+`clicked` events (compliance/events.py) on the enrollment's own deliveries, found
+through migration 0012's index on `events.delivery_id`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+
+from sqlalchemy import Connection, select
+
+from campaigns.planning.conditions import ContactFacts
+from campaigns.storage.tables import contacts, deliveries, enrollments, events
+
+CHUNK = 1000  # ids per IN list
+CLICKED = "clicked"  # compliance.event_model.EventKind.CLICKED, as the `type` column holds it
+
+
+def clicked_steps(
+    conn: Connection, enrollment_ids: Iterable[int], step_keys: Collection[str]
+) -> dict[int, frozenset[str]]:
+    """For each enrollment, which of `step_keys` the contact clicked a link in."""
+    found: dict[int, set[str]] = defaultdict(set)
+    ids = sorted(set(enrollment_ids))
+    if not step_keys:
+        return {}
+    for start in range(0, len(ids), CHUNK):
+        for enrollment_id, key in conn.execute(
+            select(deliveries.c.enrollment_id, deliveries.c.step_key)
+            .join(events, events.c.delivery_id == deliveries.c.id)
+            .where(
+                deliveries.c.enrollment_id.in_(ids[start : start + CHUNK]),
+                deliveries.c.step_key.in_(sorted(step_keys)),
+                events.c.type == CLICKED,
+            )
+            .distinct()
+        ):
+            found[enrollment_id].add(key)
+    return {enrollment_id: frozenset(keys) for enrollment_id, keys in found.items()}
+
+
+def enrollment_facts(
+    conn: Connection, enrollment_ids: Iterable[int], click_keys: Collection[str] = ()
+) -> dict[int, ContactFacts]:
+    """Each enrollment's contact facts now: tags and attributes, and clicks in `click_keys`."""
+    ids = sorted(set(enrollment_ids))
+    clicks = clicked_steps(conn, ids, click_keys)
+    facts: dict[int, ContactFacts] = {}
+    for start in range(0, len(ids), CHUNK):
+        for row in conn.execute(
+            select(enrollments.c.id, contacts.c.tags, contacts.c.attributes)
+            .join(contacts, contacts.c.id == enrollments.c.contact_id)
+            .where(enrollments.c.id.in_(ids[start : start + CHUNK]))
+        ):
+            facts[row.id] = ContactFacts.stored(
+                row.tags, row.attributes, clicks.get(row.id, frozenset())
+            )
+    return facts
