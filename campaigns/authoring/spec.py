@@ -36,6 +36,7 @@ from campaigns.authoring.fields import (
     Url,
     single_line,
 )
+from campaigns.authoring.goals import Goals
 from campaigns.authoring.sender_settings import FileSenderSettings, SenderSettings
 from campaigns.authoring.timing import check_timing, parse_ics
 from campaigns.authoring.yamlio import line_of, load_with_lines
@@ -190,6 +191,8 @@ class CampaignSpec(FileModel):
     greeting: str | None = DEFAULT_GREETING
     # Each email but the last ends with a line naming the next and when it comes.
     teaser: bool = True
+    # Events that end a contact's sequence (campaigns/authoring/goals.py).
+    goal: Goals = ()
 
     @field_validator("greeting", mode="before")
     @classmethod

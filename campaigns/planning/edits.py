@@ -12,7 +12,10 @@ Rules (README, "Scheduling"):
   window opening after the edit (`now`): never a burst at once;
 - step removed: pending deliveries cancelled;
 - delay changed (or the window, closures or min_gap): pending deliveries re-planned,
-  never into the past; a contact's later emails move with them to keep order and gaps.
+  never into the past; a contact's later emails move with them to keep order and gaps;
+- goal added (or its `within` changed): enrolled contacts who already had the event
+  (after sign-up, within the window) are converted and their pending emails cancelled
+  (planning/conversions.py); a goal removed converts nobody back.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_folder
 from campaigns.errors import NotFoundError
 from campaigns.planning import schedule
+from campaigns.planning.conversions import GoalPlan, apply_goals, plan_goals
 from campaigns.planning.enroll import last_sent
 from campaigns.storage.publish import load_version, placeholder_lines, publish
 from campaigns.storage.statuses import IN_FLIGHT, LIVE_ENROLLMENT, PASSED, PENDING, DeliveryStatus
@@ -132,6 +136,7 @@ class EditPlan:
     removed: dict[str, int] = field(default_factory=dict)  # key -> pending emails cancelled
     replanned: dict[str, int] = field(default_factory=dict)  # key -> pending emails re-planned
     moved: int = 0  # other pending emails moved later to keep order, openings and gaps
+    goals: GoalPlan = field(default_factory=GoalPlan)  # goals added or removed
     applied: bool = False
     # Why --apply would be refused (placeholders left), one line each; empty: it would not.
     refusals: list[str] = field(default_factory=list)
@@ -159,6 +164,7 @@ def apply_edit(store: Store, folder: str, *, now: datetime) -> EditPlan:
             return result
         publish(conn, new, now=now)
         _write(conn, new, result, now=now)
+        apply_goals(conn, result.goals, now=now)
     result.applied = True
     return result
 
@@ -174,6 +180,7 @@ def _plan(conn: Connection, new: Campaign, *, now: datetime) -> EditPlan:
     result = EditPlan(diff)
     if diff.unchanged:
         return result
+    result.goals = plan_goals(conn, old, new)
     people = {
         row.id: row
         for row in conn.execute(
