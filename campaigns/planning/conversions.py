@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from campaigns.authoring.goals import Goal, Goals, check_event_name, goal_for
 from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign
 from campaigns.authoring.yamlio import load_with_lines
-from campaigns.errors import InputError, NotFoundError
+from campaigns.errors import ConfigurationError, InputError, NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.contacts import normalise_email
 from campaigns.storage.statuses import LIVE_ENROLLMENT, PENDING, DeliveryStatus, EnrollmentStatus
@@ -53,6 +54,7 @@ SOURCES = ("api", "cli", "import")
 # future is taken as now-ish; further is refused (it has not happened yet).
 CLOCK_SKEW = timedelta(minutes=5)
 _GOALS = TypeAdapter(Goals)
+_ATTEMPTS = 400  # tries of an event whose rows a worker holds (about a minute in all)
 # Published versions never change: their goals are read once per process.
 _goals_cache: dict[tuple[str, str], tuple[Goal, ...]] = {}
 
@@ -172,6 +174,38 @@ def record_event(
             address = normalise_email(email)
         except ValueError as exc:
             raise InputError(str(exc), field="email") from None
+    for attempt in range(_ATTEMPTS):
+        try:
+            result, contact_id = _record(store, event, address, contact_id, source, now)
+            break
+        except RowsBusy:  # rolled back: nothing was changed; a worker's hand-off is brief
+            time.sleep(min(0.2, 0.005 * (attempt + 1)))
+    else:
+        raise ConfigurationError(
+            "the contact's emails stayed locked by a worker: nothing recorded, try again"
+        )
+    if result.recorded:
+        log.info(
+            "event %s: contact %d, %d enrollments converted, %d pending emails cancelled",
+            event.name,
+            contact_id,
+            len(result.converted),
+            result.cancelled,
+        )
+    else:
+        log.info("event %s: contact %d, a repeat: nothing changed", event.name, contact_id)
+    return result
+
+
+def _record(
+    store: Store,
+    event: ContactEvent,
+    address: str | None,
+    contact_id: int | None,
+    source: str,
+    now: datetime,
+) -> tuple[EventResult, int]:
+    """One try of record_event, in one transaction."""
     with store.begin() as conn:
         query = select(contacts.c.id, contacts.c.timezone)
         if address is not None:
@@ -187,17 +221,7 @@ def record_event(
         result = record_in(
             conn, contact.id, event.name, at, event.event_id, source=source, now=now, goals=goals
         )
-    if result.recorded:
-        log.info(
-            "event %s: contact %d, %d enrollments converted, %d pending emails cancelled",
-            event.name,
-            contact.id,
-            len(result.converted),
-            result.cancelled,
-        )
-    else:
-        log.info("event %s: contact %d, a repeat: nothing changed", event.name, contact.id)
-    return result
+    return result, contact.id
 
 
 def record_in(
@@ -210,6 +234,7 @@ def record_in(
     source: str,
     now: datetime,
     goals: Mapping[str, tuple[Goal, ...]],
+    wait: bool = False,
 ) -> EventResult:
     """Store the event (unless a repeat) and convert the enrollments it reaches, in `conn`."""
     result = EventResult(contact_id, name, at, recorded=False)
@@ -241,7 +266,9 @@ def record_in(
     if pk is None:
         return result
     result.recorded = True
-    result.converted, result.cancelled = convert(conn, contact_id, name, at, pk, goals, now=now)
+    result.converted, result.cancelled = convert(
+        conn, contact_id, name, at, pk, goals, now=now, wait=wait
+    )
     return result
 
 
@@ -254,6 +281,7 @@ def convert(
     goals: Mapping[str, tuple[Goal, ...]],
     *,
     now: datetime,
+    wait: bool = False,
 ) -> tuple[list[tuple[str, int]], int]:
     """The contact's live enrollments this event reaches -> converted; (them, cancelled)."""
     reached = []
@@ -275,24 +303,53 @@ def convert(
         goal = goal_for(goals[row.campaign], name)
         if goal is not None and goal.counts(row.signed_up_at, at, schedule.zone(row.timezone)):
             reached.append(row.id)
-    return mark_converted(conn, {i: (at, event_pk, name) for i in reached}, now=now)
+    return mark_converted(conn, {i: (at, event_pk, name) for i in reached}, now=now, wait=wait)
+
+
+class RowsBusy(Exception):
+    """A pending row of the contact is locked by a worker's transaction right now."""
 
 
 def mark_converted(
-    conn: Connection, reached: Mapping[int, tuple[datetime, int, str]], *, now: datetime
+    conn: Connection,
+    reached: Mapping[int, tuple[datetime, int, str]],
+    *,
+    now: datetime,
+    wait: bool = False,
 ) -> tuple[list[tuple[str, int]], int]:
     """Enrollment id -> (event time, event id, name): converted, pending emails cancelled.
 
     Only enrollments still live change (a concurrent event or unsubscribe may have come
     first); returns [(campaign, enrollment id)] changed and the emails cancelled.
+
+    On PostgreSQL the enrollments are locked first, in id order (as a worker's hand-off
+    locks them), then their pending rows without waiting: a worker's hand-off updates
+    many rows of its batch (marking some `sending`, renewing the lease of the rest) in
+    no order of ours, so waiting for a row while holding others could deadlock with it.
+    RowsBusy (unless `wait`) means: roll back and try again in a moment; the worker's
+    transaction is short.
     """
     converted: list[tuple[str, int]] = []
     cancelled = 0
-    for enrollment_id in sorted(reached):
+    ids = sorted(reached)
+    query = (
+        select(enrollments.c.id)
+        .where(enrollments.c.id.in_(ids), enrollments.c.status.in_(LIVE_ENROLLMENT))
+        .order_by(enrollments.c.id)
+    )
+    if conn.dialect.name != "sqlite":
+        # The enrollments first, in id order, as a worker's hand-off locks them (FOR NO
+        # KEY UPDATE): whoever comes second waits before holding any delivery row.
+        query = query.with_for_update(key_share=True)
+    live = list(conn.scalars(query))
+    locked = {
+        enrollment_id: _lock_pending(conn, enrollment_id, wait=wait) for enrollment_id in live
+    }
+    for enrollment_id in live:
         at, event_pk, name = reached[enrollment_id]
         row = conn.execute(
             update(enrollments)
-            .where(enrollments.c.id == enrollment_id, enrollments.c.status.in_(LIVE_ENROLLMENT))
+            .where(enrollments.c.id == enrollment_id)
             .values(
                 status=EnrollmentStatus.CONVERTED, converted_at=at, conversion_event_id=event_pk
             )
@@ -301,21 +358,41 @@ def mark_converted(
         if row is None:
             continue
         converted.append((row.campaign, enrollment_id))
-        cancelled += cancel_pending(conn, [enrollment_id], f"goal reached: {name}", now=now)
+        cancelled += cancel_pending(conn, locked[enrollment_id], f"goal reached: {name}", now=now)
     return converted, cancelled
 
 
+def _lock_pending(conn: Connection, enrollment_id: int, *, wait: bool) -> list[int]:
+    """The enrollment's pending delivery ids, locked (PostgreSQL); RowsBusy if any is
+    held by another transaction and not `wait`."""
+    query = (
+        select(deliveries.c.id)
+        .where(deliveries.c.enrollment_id == enrollment_id, deliveries.c.status.in_(PENDING))
+        .order_by(deliveries.c.id)
+    )
+    if conn.dialect.name == "sqlite":  # one writer at a time: nothing to lock
+        return list(conn.scalars(query))
+    if wait:
+        return list(conn.scalars(query.with_for_update()))
+    wanted = list(conn.scalars(query))
+    got = list(conn.scalars(query.with_for_update(skip_locked=True)))
+    if got != wanted:
+        raise RowsBusy
+    return got
+
+
 def cancel_pending(
-    conn: Connection, enrollment_ids: Iterable[int], reason: str, *, now: datetime
+    conn: Connection, delivery_ids: Iterable[int], reason: str, *, now: datetime
 ) -> int:
-    """scheduled/claimed -> cancelled; the lease cleared, so a worker holding a claimed row
-    can neither hand it off nor record anything on it. `sending` rows are left to finish."""
-    ids = list(enrollment_ids)
+    """These deliveries, if still scheduled/claimed -> cancelled; the lease cleared, so a
+    worker holding a claimed row can neither hand it off nor record anything on it.
+    `sending` rows are left to finish."""
+    ids = list(delivery_ids)
     if not ids:
         return 0
     return conn.execute(
         update(deliveries)
-        .where(deliveries.c.enrollment_id.in_(ids), deliveries.c.status.in_(PENDING))
+        .where(deliveries.c.id.in_(ids), deliveries.c.status.in_(PENDING))
         .values(
             status=DeliveryStatus.CANCELLED,
             lease_owner=None,
@@ -364,8 +441,9 @@ def record_imported(
     recorded = converted = cancelled = 0
     for contact_id, items in events.items():
         for name, at in items:
+            # Blocking locks: an import's chunk is one transaction, too big to try again.
             result = record_in(
-                conn, contact_id, name, at, None, source="import", now=now, goals=goals
+                conn, contact_id, name, at, None, source="import", now=now, goals=goals, wait=True
             )
             recorded += result.recorded
             converted += len(result.converted)
@@ -445,7 +523,7 @@ def apply_goals(conn: Connection, plan: GoalPlan, *, now: datetime) -> None:
     """Carry out `plan` (in the edit's transaction); the counts become what was done."""
     if not plan._reached:
         return
-    converted, cancelled = mark_converted(conn, plan._reached, now=now)
+    converted, cancelled = mark_converted(conn, plan._reached, now=now, wait=True)
     plan.cancels = cancelled
     done = {enrollment_id for _, enrollment_id in converted}
     plan.converts = dict.fromkeys(plan.converts, 0)
