@@ -545,3 +545,22 @@ def test_two_workers_and_events_at_once_on_postgresql(postgres_url, clinic_folde
         assert by_status[DeliveryStatus.SENT] + cancelled == 400 * len(campaign.steps)
     finally:
         store.close()
+
+
+def test_a_patients_events_are_in_their_export_and_go_with_erasure(store, clinic_folder):
+    from campaigns.compliance.privacy import export_contact, forget_contact
+
+    campaign = with_goal(clinic_folder)
+    enroll(store, campaign, Signup("pat@example.com", None, None, SIGNUP, "f"), now=START)
+    record_event(
+        store, ContactEvent("booked", event_id="clinic-booking-17"), email="pat@example.com",
+        source="api", now=LATER,
+    )  # fmt: skip
+    held = export_contact(store, "pat@example.com")
+    assert [(e["name"], e["event_id"], e["source"]) for e in held["contact_events"]] == [
+        ("booked", "clinic-booking-17", "api")
+    ]
+    assert held["enrollments"][0]["status"] == EnrollmentStatus.CONVERTED
+    forget_contact(store, "pat@example.com", now=LATER)
+    with store.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(contact_events)) == 0
