@@ -8,8 +8,10 @@ The body is read with a 64 KiB cap (413 before it is parsed). Answers: 202 with 
 the event did (`converted` enrollments, `cancelled` emails; a repeat `event_id` is
 `"duplicate": true` and changes nothing); 401 without the token; 404 for an unknown
 contact; 422 naming the field for a malformed or unused event name, a bad `at`, an
-unknown field; 400 for a body that is not JSON. Nothing is changed on any error, and
-the address never reaches a log line. The work is campaigns/planning/conversions.py.
+unknown field; 400 for a body that is not JSON; 503 when the contact's emails stayed
+locked by workers for about a minute (nothing recorded: send it again). Nothing is
+changed on any error, and the address never reaches a log line. The work is
+campaigns/planning/conversions.py.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from campaigns import boundedjson
-from campaigns.errors import InputError, NotFoundError
+from campaigns.errors import ConfigurationError, InputError, NotFoundError
 from campaigns.planning.conversions import ContactEvent, EventResult, record_event
 from campaigns.planning.signups import control_character
 from campaigns.settings import API_TOKEN_ENV, Settings
@@ -107,6 +109,8 @@ def post_event(store: Store, body: EventIn, *, now: datetime) -> EventResult:
         raise ApiError(404, str(exc)) from None
     except InputError as exc:
         raise ApiError(422, exc.message, exc.field) from None
+    except ConfigurationError as exc:  # the contact's rows stayed busy: nothing recorded
+        raise ApiError(503, str(exc)) from None
 
 
 def event_routes(store: Store, *, settings: Settings, clock: Callable[[], datetime]) -> list[Route]:
