@@ -141,6 +141,13 @@ def import_csv(
             done += len(chunk)
             if progress:
                 progress(done, len(valid))
+        if report.enrolled and not store.is_sqlite:
+            # The planner's statistics, at once: until autovacuum gets to them, queries
+            # that join deliveries (a worker's settle and recovery, every tick) are planned
+            # for the tables as they were before the import (measured: a 1,000-contact
+            # import left each tick ~0.3 s; ANALYZE here made the acceptance run 7x faster).
+            with conn.begin():
+                conn.exec_driver_sql("ANALYZE contacts, enrollments, deliveries")
     report.campaign, report.steps = campaign.name, len(campaign.steps)
     return report
 
