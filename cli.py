@@ -346,6 +346,7 @@ def import_(
         typer.Argument(
             metavar="CSV",
             help="Columns email, first_name, timezone, signed_up_at, consent, tags (a;b), "
+            "events (booked@2026-03-09T14:00;...), "
             "or as exports name them (Email Address, First Name, Time zone); "
             "other columns are kept on each contact",
         ),
@@ -385,6 +386,11 @@ def import_(
         f"imported {report.enrolled}, already enrolled {report.already}, "
         f"suppressed {report.suppressed}, rejected {len(report.rejected)}"
     )
+    if report.events:
+        console.print(
+            f"events recorded {report.events}: {_n(report.converted, 'enrollment')} converted, "
+            f"{_n(report.cancelled, 'pending email')} cancelled"
+        )
     if report.rejected:
         raise typer.Exit(1)
 
@@ -754,7 +760,11 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
     db: DbOption = None,
 ) -> None:
-    """Per step: sent, delivered, bounced, opened, clicked, unsubscribed, complaints, rates."""
+    """Per step: sent, delivered, bounced, opened, clicked, unsubscribed, complaints, rates.
+
+    With a `goal:`, conversions too: per step those whose last email before the goal
+    was that step, and for the campaign the conversion rate over everyone enrolled.
+    """
     import json
 
     from campaigns.reporting.stats import RATED, campaign_stats
@@ -771,9 +781,10 @@ def stats(
             return "not tracked"
         return str(value) if rate is None else f"{value} ({rate:.1%})"
 
+    goals = bool(result.goals or result.conversions.converted)
     table = Table(
         "#", "step", "sent", "delivered", "bounced", "opened", "clicked", "unsubscribed",
-        "complaints", "rates over", title=f"{result.campaign}",
+        "complaints", *(["converted"] if goals else []), "rates over", title=f"{result.campaign}",
     )  # fmt: skip
     for column in table.columns:
         # A long step key (or "not tracked") wraps inside its cell instead of being cut;
@@ -790,9 +801,18 @@ def stats(
             str(c.sent),
             str(c.delivered),
             *(cell(name, getattr(c, name), rates[name]) for name in RATED),
+            *([str(c.converted)] if goals else []),
             c.basis,
         )
     console.print(table)
+    if goals:
+        conv = result.conversions
+        rate = f" ({conv.rate:.1%})" if conv.rate is not None else ""
+        console.print(
+            f"conversions ({', '.join(result.goals) or 'no goal now'}): {conv.converted} of "
+            f"{conv.enrolled} enrolled{rate}; by the last email sent before the goal, "
+            f"{conv.before_any_email} before any email"
+        )
     loose = {name: count for name, count in result.campaign_level.items() if count}
     if loose:
         console.print(
@@ -880,6 +900,39 @@ def contacts_tag(
     from campaigns.planning.contacts import retag
 
     console.print("tags: " + (", ".join(retag(_store(db), email, add=tags)) or "none"))
+
+
+@command(
+    "dripmail contacts event pat@example.com booked --at 2026-03-09T14:00",
+    name="event",
+    group=contacts_app,
+)
+def contacts_event(
+    email: Annotated[str, typer.Argument(help="The person's address")],
+    event: Annotated[str, typer.Argument(help="The event, as a campaign's goal names it")],
+    at: Annotated[
+        str | None, typer.Option(help="When it happened, ISO 8601 (no offset: contact's zone)")
+    ] = None,
+    event_id: Annotated[
+        str | None, typer.Option(help="Its id in your system: recorded once")
+    ] = None,
+    now: NowOption = None,
+    db: DbOption = None,
+) -> None:
+    """Record an event (a booking): enrollments whose goal it is stop, pending emails cancelled."""
+    from campaigns.planning.conversions import ContactEvent, record_event
+
+    result = record_event(
+        _store(db), ContactEvent(event, at, event_id), email=email, source="cli", now=_now(now)
+    )
+    if not result.recorded:
+        console.print(f"{event}: already recorded; nothing changed")
+        return
+    converted = ", ".join(name for name, _ in result.converted) or "none"
+    console.print(
+        f"{event} recorded: converted {converted}; {_n(result.cancelled, 'pending email')} "
+        "cancelled"
+    )
 
 
 @command("dripmail contacts untag pat@example.com sleep", name="untag", group=contacts_app)
@@ -1411,6 +1464,20 @@ def plan(
         )
     if diff.timing_changed:
         console.print("  send window or min_gap changed: pending emails re-planned into it")
+    for event, count in result.goals.converts.items():
+        console.print(
+            f"  goal {event}: {_n(count, 'enrolled contact')} already had the event "
+            f"({'converted' if result.applied else 'would convert'})"
+        )
+    if result.goals.converts:
+        console.print(
+            f"  {_n(result.goals.cancels, 'pending email')} of theirs "
+            f"{'cancelled' if result.applied else 'would be cancelled'}"
+        )
+    for event in result.goals.removed:
+        console.print(
+            f"  goal {event} removed: contacts converted by it stay converted (nothing resumes)"
+        )
     if result.moved:
         console.print(
             f"  {_n(result.moved, 'later email')} move to keep order, openings and min_gap"

@@ -38,6 +38,7 @@ from campaigns.authoring.fields import (
     Url,
     single_line,
 )
+from campaigns.authoring.goals import Goals
 from campaigns.authoring.sender_settings import FileSenderSettings, SenderSettings
 from campaigns.authoring.timing import check_timing, parse_ics
 from campaigns.authoring.yamlio import line_of, load_with_lines
@@ -195,6 +196,8 @@ class CampaignSpec(FileModel):
     teaser: bool = True
     # Failed or lost sends above this share of the last 200 pause it (delivery/health_rules.py).
     max_error_rate: ErrorRate = DEFAULT_MAX_ERROR_RATE
+    # Events that end a contact's sequence (campaigns/authoring/goals.py).
+    goal: Goals = ()
 
     @field_validator("greeting", mode="before")
     @classmethod

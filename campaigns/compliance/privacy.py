@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from campaigns.compliance.suppressions import add_suppression, cancel_pending, suppression_of
 from campaigns.errors import InputError
 from campaigns.planning.contacts import display_address, normalise_email
 from campaigns.storage.store import Store
-from campaigns.storage.tables import contacts, deliveries, enrollments, events
+from campaigns.storage.tables import contact_events, contacts, deliveries, enrollments, events
 
 log = logging.getLogger("dripmail.privacy")
 
@@ -68,7 +68,17 @@ def export_contact(store: Store, email: str) -> dict[str, Any]:
         held_enrollments: list[dict[str, Any]] = []
         held_deliveries: list[dict[str, Any]] = []
         held_events: dict[str, list[dict[str, Any]]] = {}
+        held_contact_events: list[dict[str, Any]] = []
         if contact is not None:
+            # What they did that a goal may name (booked): planning/conversions.py.
+            held_contact_events = [
+                _row(r)
+                for r in conn.execute(
+                    select(contact_events)
+                    .where(contact_events.c.contact_id == contact.id)
+                    .order_by(contact_events.c.id)
+                )
+            ]
             held_enrollments = [
                 _row(r)
                 for r in conn.execute(
@@ -107,6 +117,7 @@ def export_contact(store: Store, email: str) -> dict[str, Any]:
         "enrollments": held_enrollments,
         "deliveries": held_deliveries,
         "events_by_delivery": held_events,
+        "contact_events": held_contact_events,
     }
 
 
@@ -168,6 +179,9 @@ def _erase(
         conn.execute(
             update(enrollments).where(enrollments.c.id.in_(enrollment_ids)).values(status=ERASED)
         )
+    # Their events (a booking, its id in the clinic's system) go; a conversion stays
+    # counted on the enrollment (converted_at) without them.
+    conn.execute(delete(contact_events).where(contact_events.c.contact_id == contact_id))
     conn.execute(
         update(contacts)
         .where(contacts.c.id == contact_id)
@@ -198,6 +212,8 @@ def _scrub(store: Store, conn: Connection) -> bool:
     if store.engine.dialect.name == "postgresql":
         # VACUUM cannot run in a transaction block: a separate autocommit connection.
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as auto:
-            auto.exec_driver_sql("VACUUM (ANALYZE) contacts, enrollments, deliveries")
+            auto.exec_driver_sql(
+                "VACUUM (ANALYZE) contacts, enrollments, deliveries, contact_events"
+            )
         return True
     return False

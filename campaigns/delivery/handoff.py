@@ -202,9 +202,11 @@ class HandOff:
             # A heartbeat for the rest of the batch, still waiting its turn.
             self.leases.renew(conn, lease_now)
         if len(handed) < len(allowed):
-            # The lease ran out and another worker took these over: theirs to send now.
+            # The lease ran out and another worker took these over (theirs to send now),
+            # or they were cancelled meanwhile (an unsubscribe, a goal reached): not sent.
             log.warning(
-                "%d deliveries were taken over by another worker", len(allowed) - len(handed)
+                "%d deliveries were taken over by another worker or cancelled meanwhile",
+                len(allowed) - len(handed),
             )
         rows = {str(item.row.id): item.row for item in allowed if item.row.id in handed}
         if not rows:

@@ -16,6 +16,9 @@ Rules (README, "Scheduling"):
 - condition (`when:`) added or changed: nothing is rewritten, since a condition is
   decided when each email is due; the plan counts the pending emails it would skip if
   they were due now (planning/conditions.py), from the contacts' facts now.
+- goal added (or its `within` changed): enrolled contacts who already had the event
+  (after sign-up, within the window) are converted and their pending emails cancelled
+  (planning/conversions.py); a goal removed converts nobody back.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_folder
 from campaigns.errors import NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.conditions import evaluate
+from campaigns.planning.conversions import GoalPlan, apply_goals, plan_goals
 from campaigns.planning.enroll import last_sent
 from campaigns.planning.facts import enrollment_facts
 from campaigns.storage.publish import load_version, placeholder_lines, publish
@@ -145,6 +149,7 @@ class EditPlan:
     moved: int = 0  # other pending emails moved later to keep order, openings and gaps
     # key -> (pending emails under the new condition, how many it would skip if due now)
     conditions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    goals: GoalPlan = field(default_factory=GoalPlan)  # goals added or removed
     applied: bool = False
     # Why --apply would be refused (placeholders left), one line each; empty: it would not.
     refusals: list[str] = field(default_factory=list)
@@ -172,6 +177,7 @@ def apply_edit(store: Store, folder: str, *, now: datetime) -> EditPlan:
             return result
         publish(conn, new, now=now)
         _write(conn, new, result, now=now)
+        apply_goals(conn, result.goals, now=now)
     result.applied = True
     return result
 
@@ -187,6 +193,7 @@ def _plan(conn: Connection, new: Campaign, *, now: datetime) -> EditPlan:
     result = EditPlan(diff)
     if diff.unchanged:
         return result
+    result.goals = plan_goals(conn, old, new)
     people = {
         row.id: row
         for row in conn.execute(

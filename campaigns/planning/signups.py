@@ -23,9 +23,10 @@ from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError
 from campaigns.planning import ranges, schedule
 from campaigns.planning.contacts import normalise_email, parse_tags
+from campaigns.planning.conversions import parse_event_cell
 from campaigns.planning.zones import contact_zone
 
-CSV_COLUMNS = ("email", "first_name", "timezone", "signed_up_at", "consent", "tags")
+CSV_COLUMNS = ("email", "first_name", "timezone", "signed_up_at", "consent", "tags", "events")
 # Header names as exports write them, compared as letters and digits only, in lower case
 # ("E-mail", "Email Address", "First Name", "Time zone" all match).
 COLUMN_ALIASES = {
@@ -38,6 +39,8 @@ COLUMN_ALIASES = {
     ),
     **dict.fromkeys(("consent", "consentsource"), "consent"),
     **dict.fromkeys(("tags", "tag"), "tags"),
+    # Goal events (`booked@2026-03-09T14:00; consult`): planning/conversions.py.
+    **dict.fromkeys(("events", "event"), "events"),
 }
 DELIMITERS = (",", ";", "\t")
 MAX_ATTRIBUTE = 200  # characters in one attribute value
@@ -182,6 +185,8 @@ class SignupFile:
     valid: list[tuple[int, Contact]]
     rejected: list[tuple[int, str]]
     attributes: dict[str, str]  # the column's header as written -> the attribute's name
+    # The `events` column: address -> (line, [(event, time)]), recorded after enrolling.
+    events: dict[str, tuple[int, tuple[tuple[str, datetime], ...]]] = field(default_factory=dict)
 
 
 def read_signups(
@@ -201,6 +206,7 @@ def read_signups(
     rejected = list(table.rejected)
     valid: list[tuple[int, Contact]] = []
     seen: dict[str, int] = {}
+    events: dict[str, tuple[int, tuple[tuple[str, datetime], ...]]] = {}
     for line, record, attributes in table.rows:
         signup = Signup(
             email=record.get("email") or "",
@@ -219,10 +225,17 @@ def read_signups(
         if contact.email in seen:
             rejected.append((line, f"email: the same address as line {seen[contact.email]}"))
             continue
+        try:
+            happened = parse_event_cell(record.get("events") or "", contact.timezone, now=now)
+        except InputError as exc:
+            rejected.append((line, str(exc)))
+            continue
         seen[contact.email] = line
         valid.append((line, contact))
+        if happened:
+            events[contact.email] = (line, happened)
     rejected.sort()
-    return SignupFile(valid, rejected, table.attributes)
+    return SignupFile(valid, rejected, table.attributes, events)
 
 
 @dataclass

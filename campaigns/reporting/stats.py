@@ -30,6 +30,7 @@ from sqlalchemy import case, func, select
 
 from campaigns.compliance.event_model import EventKind
 from campaigns.compliance.suppressions import EVENT_TYPES
+from campaigns.reporting.conversions import Conversions, campaign_conversions
 from campaigns.reporting.reports import CampaignPause, campaign_pauses
 from campaigns.storage.publish import open_campaign
 from campaigns.storage.statuses import DeliveryStatus
@@ -66,6 +67,8 @@ class Counts:
     unsubscribed: int = 0
     complaints: int = 0
     soft_bounced: int = 0  # not rated: the email may still arrive
+    # Goals reached with this as the last email sent before (reporting/conversions.py).
+    converted: int = 0
 
     def add(self, other: Counts) -> None:
         for name in asdict(self):
@@ -123,12 +126,16 @@ class CampaignStats:
     total: Counts
     untracked: tuple[str, ...] = ()  # columns no sender could count ("not tracked")
     paused: CampaignPause | None = None  # when the campaign is paused: since when, why
+    goals: tuple[str, ...] = ()  # the events of the campaign's `goal:`
+    conversions: Conversions = field(default_factory=Conversions)
 
     def as_dict(self) -> dict[str, Any]:
         level = {k: None if k in self.untracked else v for k, v in self.campaign_level.items()}
         return {
             "campaign": self.campaign,
             "paused": self.paused.as_dict() if self.paused else None,
+            "goals": list(self.goals),
+            "conversions": self.conversions.as_dict(),
             "not_tracked": list(self.untracked),
             "steps": [step.as_dict(self.untracked) for step in self.steps],
             "campaign_level": level,
@@ -193,6 +200,7 @@ def campaign_stats(store: Store, ref: str) -> CampaignStats:
                 .where(events.c.delivery_id.is_(None), events.c.campaign == name)
                 .group_by(events.c.type)
             ).all()
+        conversions = campaign_conversions(conn, name)
 
     def step(key: str) -> StepStats:
         if key not in steps:  # a step since removed from the campaign
@@ -203,6 +211,8 @@ def campaign_stats(store: Store, ref: str) -> CampaignStats:
         step(key).counts.sent = count
     for key, column_name, count in by_step:
         setattr(step(key).counts, column_name, count)
+    for key, count in conversions.by_step.items():
+        step(key).counts.converted = count
     campaign_level = dict.fromkeys(COLUMNS, 0)
     for event_type, count in loose:
         column = _column_of(event_type)
@@ -214,9 +224,13 @@ def campaign_stats(store: Store, ref: str) -> CampaignStats:
         total.add(item.counts)
     for column, count in campaign_level.items():
         setattr(total, column, getattr(total, column) + count)
+    total.converted = conversions.converted  # with those before any email
     tracking = {
         column: bool(getattr(campaign.spec.sender, key, False)) for column, key in TRACKING.items()
     }
     untracked = untracked_columns(total, tracking)
     paused = next(iter(campaign_pauses(store, name)), None)
-    return CampaignStats(name, ordered, campaign_level, total, untracked, paused)
+    goals = tuple(goal.event for goal in campaign.spec.goal)
+    return CampaignStats(
+        name, ordered, campaign_level, total, untracked, paused, goals, conversions
+    )

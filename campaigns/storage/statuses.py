@@ -28,6 +28,7 @@ class EnrollmentStatus(enum.StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
     UNSUBSCRIBED = "unsubscribed"  # left this campaign (or everything) by an unsubscribe
+    CONVERTED = "converted"  # reached a goal (an event, campaigns/planning/conversions.py)
 
 
 class CampaignStatus(enum.StrEnum):

@@ -112,6 +112,10 @@ enrollments = Table(
     Column("created_at", UTCDateTime, nullable=False),
     # Migration 0004: when this one contact was paused (resume shifts by the pause length).
     Column("paused_at", UTCDateTime),
+    # Migration 0014: when the contact reached the campaign's goal (the event's own time),
+    # and that event (contact_events.id); both NULL until then.
+    Column("converted_at", UTCDateTime),
+    Column("conversion_event_id", Integer),
     UniqueConstraint("contact_id", "campaign", name="uq_enrollment_contact_campaign"),
 )
 
@@ -219,6 +223,22 @@ alerts = Table(
 
 # Migration 0013. Step conditions (`when: {clicked: STEP}`) look up a delivery's clicks.
 Index("ix_events_delivery", events.c.delivery_id, events.c.type)
+# Migration 0014. What a contact did that a campaign's `goal:` may name (booked): from the
+# events API, `dripmail contacts event` or an import. `event_id` is the sender's own id
+# (idempotency: the same id is recorded once); `source` is api, cli or import.
+contact_events = Table(
+    "contact_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("contact_id", Integer, ForeignKey("contacts.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("event_id", String(200), unique=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("source", String(16), nullable=False),
+)
+
+Index("ix_contact_events_contact", contact_events.c.contact_id, contact_events.c.name)
 Index("ix_enrollments_campaign", enrollments.c.campaign, enrollments.c.status)
 Index("ix_deliveries_enrollment", deliveries.c.enrollment_id, deliveries.c.position)
 # Migration 0002. Claiming walks due rows in (due_at, id) order from a keyset cursor, and

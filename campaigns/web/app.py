@@ -9,6 +9,7 @@ Routes:
     POST /webhooks/postmark    Postmark's webhooks, HTTP basic credentials (web/postmark_webhook.py)
     POST /api/v1/enrollments   the sign-up API, bearer token (campaigns/signup_api.py)
     GET  /healthz              "ok" when the database answers, else 503 and why (a proxy's probe)
+    POST /api/v1/events        a contact's event (goals), bearer token (web/events_api.py)
 
 Paths match exactly: `/healthz/` or `/u/<token>/` is 404, never a redirect (which
 Starlette would build from the request's Host header).
@@ -63,6 +64,7 @@ from campaigns.storage.publish import load_version, published_names
 from campaigns.storage.statuses import IN_FLIGHT, CampaignKind, EnrollmentStatus
 from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import campaigns, contacts, deliveries, enrollments, suppressions
+from campaigns.web.events_api import event_routes
 from campaigns.web.listen import listening_socket
 from campaigns.web.mailgun_webhook import mailgun_endpoint
 from campaigns.web.postmark_webhook import postmark_routes
@@ -379,6 +381,7 @@ def create_app(
         Route("/webhooks/mailgun", mailgun_endpoint(store, settings, clock), methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
         *signup_routes(store, settings=settings, clock=clock),
+        *event_routes(store, settings=settings, clock=clock),
         *ses_routes(store, settings=settings, clock=clock),
         *postmark_routes(store, settings=settings, clock=clock),
     ]
