@@ -264,6 +264,9 @@ def enroll(
     consent: Annotated[
         str, typer.Option(help="Where and how consent was given")
     ] = "enrolled by staff with dripmail enroll",
+    language: Annotated[
+        str | None, typer.Option(help="BCP 47 tag like es or pt-BR (default: the campaign's)")
+    ] = None,
     restart: Annotated[
         bool, typer.Option("--restart", help="Already enrolled: start the sequence again")
     ] = False,
@@ -286,7 +289,7 @@ def enroll(
     report = enroll_ref(
         _store(db),
         campaign,
-        Signup(email, first_name, timezone, signed_up_at, consent),
+        Signup(email, first_name, timezone, signed_up_at, consent, language=language),
         now=when,
         restart=restart,
         force=force,

@@ -45,6 +45,7 @@ class DueRow:
     first_name: str | None
     timezone: str
     campaign: str
+    language: str | None = None  # the contact's (BCP 47); None: the campaign's default
 
     @property
     def zone_key(self) -> tuple[str, str]:

@@ -143,7 +143,7 @@ class HandOff:
                 message = contact_message(
                     compiled,
                     row.step_key,
-                    Recipient(row.email or "", row.first_name, row.timezone),
+                    Recipient(row.email or "", row.first_name, row.timezone, row.language),
                     base.signed(token),
                     delivery_id=str(row.id),
                     date=now,

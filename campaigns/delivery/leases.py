@@ -160,6 +160,7 @@ class Leases:
                         contacts.c.first_name,
                         contacts.c.timezone,
                         enrollments.c.campaign,
+                        contacts.c.language,
                     )
                     .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
                     .join(campaigns, campaigns.c.name == enrollments.c.campaign)

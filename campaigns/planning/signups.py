@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from campaigns.authoring.languages import normalise_language
 from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError
 from campaigns.planning import ranges, schedule
 from campaigns.planning.contacts import normalise_email, parse_tags
 from campaigns.planning.zones import contact_zone
 
-CSV_COLUMNS = ("email", "first_name", "timezone", "signed_up_at", "consent", "tags")
+CSV_COLUMNS = ("email", "first_name", "timezone", "signed_up_at", "consent", "tags", "language")
 # Header names as exports write them, compared as letters and digits only, in lower case
 # ("E-mail", "Email Address", "First Name", "Time zone" all match).
 COLUMN_ALIASES = {
@@ -37,6 +38,7 @@ COLUMN_ALIASES = {
     ),
     **dict.fromkeys(("consent", "consentsource"), "consent"),
     **dict.fromkeys(("tags", "tag"), "tags"),
+    **dict.fromkeys(("language", "lang", "locale", "preferredlanguage"), "language"),
 }
 DELIMITERS = (",", ";", "\t")
 MAX_ATTRIBUTE = 1000  # characters in one attribute value
@@ -68,6 +70,7 @@ class Signup:
     tags: str | None = None  # `a;b` (for newsletters)
     # Other columns of an imported file: name -> text.
     attributes: Mapping[str, str] | None = field(default=None, hash=False)
+    language: str | None = None  # a BCP 47 tag: `es`, `pt-BR`
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class Contact:
     consent: str
     tags: tuple[str, ...] = ()
     attributes: Mapping[str, str] = field(default_factory=dict, hash=False)
+    language: str | None = None  # normalised BCP 47 (`pt-br` -> `pt-BR`); None: unknown
 
 
 def control_character(text: str | None) -> str | None:
@@ -144,7 +148,13 @@ def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
             raise InputError(f"longer than {MAX_ATTRIBUTE} characters", field=name)
         if text:
             attributes[name] = text
-    return Contact(email, first_name, zone_name, signed_up_at, consent, tags, attributes)
+    language = None
+    if (signup.language or "").strip():
+        try:
+            language = normalise_language(signup.language)
+        except ValueError as exc:
+            raise InputError(str(exc), field="language") from None
+    return Contact(email, first_name, zone_name, signed_up_at, consent, tags, attributes, language)
 
 
 @dataclass
@@ -182,6 +192,7 @@ def read_signups(
             consent=(record.get("consent") or "").strip() or consent,
             tags=record.get("tags"),
             attributes=attributes,
+            language=record.get("language"),
         )
         try:
             contact = validate(signup, campaign, now=now)

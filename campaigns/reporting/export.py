@@ -166,10 +166,10 @@ def _contact(store: Store | None, email: str) -> Recipient:
         raise InputError(str(exc), field="email") from None
     with store.connect() as conn:
         row = conn.execute(
-            select(contacts.c.email, contacts.c.first_name, contacts.c.timezone).where(
-                contacts.c.email == address
-            )
+            select(
+                contacts.c.email, contacts.c.first_name, contacts.c.timezone, contacts.c.language
+            ).where(contacts.c.email == address)
         ).first()
     if row is None:
         raise NotFoundError(f"no contact {address} in the database")
-    return Recipient(row.email, row.first_name, row.timezone)
+    return Recipient(row.email, row.first_name, row.timezone, row.language)

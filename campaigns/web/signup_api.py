@@ -63,6 +63,7 @@ class SignupIn(BaseModel):
     campaign: str = Field(max_length=64)
     signed_up_at: str | None = Field(default=None, max_length=64)
     consent: _Consent
+    language: str | None = Field(default=None, max_length=35)  # BCP 47: es, pt-BR
 
 
 class ApiError(Exception):
@@ -94,6 +95,7 @@ def sign_up(store: Store, body: SignupIn, *, now: datetime) -> tuple[int, dict]:
         timezone=body.timezone,
         signed_up_at=body.signed_up_at,
         consent=f"{body.consent.source}: {body.consent.text}",
+        language=body.language,
     )
     try:
         contact = validate(signup, campaign, now=now)
@@ -231,6 +233,7 @@ def _parse(raw: bytes) -> SignupIn:
         ("timezone", body.timezone),
         ("campaign", body.campaign),
         ("signed_up_at", body.signed_up_at),
+        ("language", body.language),
         ("consent.source", body.consent.source),
         ("consent.text", body.consent.text),
     ):
