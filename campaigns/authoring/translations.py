@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from campaigns.authoring.languages import (
     LanguageTexts,
@@ -34,6 +35,7 @@ __all__ = [
     "campaign_languages",
     "each_language",
     "in_language",
+    "language_choices",
     "language_findings",
 ]
 
@@ -97,6 +99,11 @@ def _with(campaign: Campaign, spec: CampaignSpec, steps: tuple) -> Campaign:
     )
 
 
+def language_choices(spec: CampaignSpec) -> list[tuple[str, str]]:
+    """(tag, English name) of each of the campaign's languages, the default first."""
+    return [(tag, language_name(tag)) for tag in campaign_languages(spec)]
+
+
 def each_language(campaign: Campaign) -> list[Campaign]:
     """The campaign in each of its languages, the default first."""
     return [in_language(campaign, tag) for tag in campaign_languages(campaign.spec)]
@@ -106,7 +113,7 @@ def each_language(campaign: Campaign) -> list[Campaign]:
 class LanguageFinding:
     """Something `check` says about a campaign's languages: severity, file, line, message."""
 
-    severity: str
+    severity: Literal["error", "warning"]
     file: str
     message: str
     line: int | None = None

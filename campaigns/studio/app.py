@@ -162,7 +162,8 @@ def create_app(studio: Studio, *, host: str = DEFAULT_HOST) -> ASGIApp:
         if campaign is None or compiled is None or key not in compiled.steps:
             return None
         name = request.query_params.get("name", SAMPLE.first_name or "")[:100].strip()
-        recipient = Recipient(SAMPLE.email, name, campaign.spec.timezone)
+        language = request.query_params.get("lang", "")[:35] or None
+        recipient = Recipient(SAMPLE.email, name, campaign.spec.timezone, language)
         return personalise(compiled, key, recipient, pages.links(campaign)), campaign
 
     def folder_file(request: Request) -> Response:
@@ -230,7 +231,7 @@ def create_app(studio: Studio, *, host: str = DEFAULT_HOST) -> ASGIApp:
             notice, ok = f"Not sent: {reason}", False
         if wants_json:  # the request worked either way; whether the email went is in `ok`
             return JSONResponse({"ok": ok, "message": notice}, headers=COMMON_HEADERS)
-        params = {"step": step, **{k: v for k, v in fields.items() if k in ("name", "tz")}}
+        params = {"step": step, **{k: v for k, v in fields.items() if k in ("name", "tz", "lang")}}
         return pages.render(studio.snapshot, params, notice=notice, status=200 if ok else 400)
 
     app = Starlette(

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from campaigns.authoring.languages import choose_language
 from campaigns.authoring.spec import Campaign
+from campaigns.authoring.translations import campaign_languages
 from campaigns.planning.schedule import parse_instant, zone
 from campaigns.planning.zones import contact_zone
 from campaigns.rendering.personalise import SAMPLE, Recipient
@@ -20,15 +22,17 @@ class Contact:
     timezone: str
     signed_up_at: datetime  # aware, in `timezone`
     problems: tuple[str, ...] = ()
+    language: str = "en"  # one of the campaign's languages
 
     def recipient(self) -> Recipient:
-        return Recipient(SAMPLE.email, self.name, self.timezone)
+        return Recipient(SAMPLE.email, self.name, self.timezone, self.language)
 
     def query(self) -> dict[str, str]:
         return {
             "name": self.name,
             "tz": self.timezone,
             "signup": self.signed_up_at.strftime("%Y-%m-%dT%H:%M"),
+            "lang": self.language,
         }
 
 
@@ -50,4 +54,6 @@ def read_contact(params: Any, campaign: Campaign, now: datetime) -> Contact:
             signed_up_at = parse_instant(str(params["signup"]), tz).astimezone(tz)
         except ValueError:
             problems.append(f"{params['signup']!r} is not a date and time; showing now")
-    return Contact(name, timezone, signed_up_at, tuple(problems))
+    languages = campaign_languages(campaign.spec)
+    language = choose_language(str(params.get("lang") or ""), languages, languages[0])
+    return Contact(name, timezone, signed_up_at, tuple(problems), language)

@@ -1,0 +1,199 @@
+"""Each patient's language: a contact with `language: es` gets the Spanish steps, footer and
+unsubscribe page; a language the campaign lacks falls back to its default without error;
+`check` names a missing translation by its file. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from campaigns.authoring.checks import check_ref
+from campaigns.authoring.spec import load_folder
+from campaigns.delivery.dispatcher import Dispatcher
+from campaigns.planning.enroll import enroll, import_csv
+from campaigns.planning.signups import Signup
+from campaigns.storage.tables import contacts
+from campaigns.web.app import create_app
+from senders.file import FileSender
+from tests.helpers import utc
+from tests.languages import SPANISH, write_spanish_clinic
+
+NOW = utc("2026-03-02T12:00")
+SPANISH_SUBJECTS = [
+    "La ketamina y el sueño",
+    "Cómo afecta la salud mental al sueño",
+    "¿Y la salud física?",
+    "Cómo puede ayudar la terapia con ketamina",
+    "¿Puede la ketamina empeorar mis problemas de sueño?",
+    "Cada paciente es diferente",
+]
+
+CSV = (
+    "email,first_name,timezone,language,consent\n"
+    "ana@example.com,Ana,America/Mexico_City,es,clinic form\n"
+    "luis@example.com,Luis,America/Mexico_City,ES-mx,clinic form\n"
+    "marie@example.com,Marie,Europe/Paris,fr,clinic form\n"
+    "pat@example.com,Pat,America/New_York,,clinic form\n"
+    "bad@example.com,Bad,America/New_York,spanish,clinic form\n"
+)
+
+
+def outbox_messages(outbox: Path) -> dict[str, list[email.message.EmailMessage]]:
+    """Every .eml the file sender wrote, by recipient, in the order they went."""
+    found: dict[str, list] = {}
+    for path in sorted(outbox.glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        found.setdefault(str(message["To"]).split("<")[-1].strip(">"), []).append(message)
+    return found
+
+
+def part(message: email.message.EmailMessage, kind: str) -> str:
+    return message.get_body(preferencelist=(kind,)).get_content()
+
+
+def run_days(store, outbox: Path, days: int = 30) -> None:
+    sender = FileSender(outbox)
+    dispatcher = Dispatcher(store, lambda _campaign: sender)
+    for day in range(days + 1):
+        for hour in range(0, 24, 3):
+            dispatcher.run(now=NOW + timedelta(days=day, hours=hour))
+
+
+def test_a_spanish_contact_gets_the_spanish_steps_footer_and_unsubscribe_page(
+    store, tmp_path: Path
+):
+    campaign = load_folder(write_spanish_clinic(tmp_path / "clinic"))
+    contacts_file = tmp_path / "contacts.csv"
+    contacts_file.write_text(CSV, encoding="utf-8")
+    report = import_csv(store, campaign, contacts_file, now=NOW)
+    assert report.enrolled == 4
+    assert report.rejected == [
+        (6, "language: 'spanish' is not a language tag: write one like es, en or pt-BR")
+    ]
+    with store.connect() as conn:
+        stored = dict(conn.execute(select(contacts.c.email, contacts.c.language)).all())
+    assert stored == {
+        "ana@example.com": "es",
+        "luis@example.com": "es-MX",  # normalised case
+        "marie@example.com": "fr",
+        "pat@example.com": None,
+    }
+
+    outbox = tmp_path / "outbox"
+    run_days(store, outbox)
+    sent = outbox_messages(outbox)
+    english = [step.subject for step in campaign.steps]
+    assert [str(m["Subject"]) for m in sent["ana@example.com"]] == SPANISH_SUBJECTS
+    assert [str(m["Subject"]) for m in sent["luis@example.com"]] == SPANISH_SUBJECTS  # es-MX
+    assert [str(m["Subject"]) for m in sent["marie@example.com"]] == english  # no French
+    assert [str(m["Subject"]) for m in sent["pat@example.com"]] == english
+
+    second = sent["ana@example.com"][1]
+    assert "Equipo de Balanced Ketamine" in str(second["From"])
+    html, text = part(second, "html"), part(second, "plain")
+    assert re.search(r'<html lang="es"', html)
+    for words in (
+        "Parte 2 de 6",
+        "Hola, Ana:",
+        "Muchos pacientes con problemas de salud mental",
+        "Darse de baja",
+        "Preferencias de correo",
+        "Visite nuestro sitio web",
+        "Recibe estos correos porque se registró en Balanced Ketamine.",
+        "El próximo correo llega dentro de 2 días: ¿Y la salud física?",
+        "Este correo es informativo y no sustituye al consejo médico.",
+    ):
+        assert words in text, words
+        assert html.encode("ascii", "xmlcharrefreplace").decode() == html  # ASCII, as before
+    assert "Unsubscribe" not in text and "Part 2" not in text
+    last = sent["ana@example.com"][-1]
+    assert "Contacte con el equipo de Balanced Ketamine" in part(last, "plain")  # the button
+    french = sent["marie@example.com"][1]
+    assert '<html lang="en"' in part(french, "html")
+    assert "Part 2 of 6" in part(french, "plain") and "Unsubscribe:" in part(french, "plain")
+
+    # The unsubscribe page from Ana's email, as her browser gets it from `dripmail serve`.
+    url = re.search(r"<(https?://[^>]+/u/[^>]+)>", str(second["List-Unsubscribe"])).group(1)
+    path = "/u/" + url.rsplit("/u/", 1)[1]
+    app = create_app(store, environ={}, clock=lambda: NOW + timedelta(days=3))
+    with TestClient(app, base_url="https://mail.clinic.test") as client:
+        page = client.get(path)
+        assert page.status_code == 200
+        assert '<html lang="es">' in page.text
+        assert page.headers["content-language"] == "es"
+        assert "Preferencias de correo · Balanced Ketamine" in page.text
+        assert "Darse de baja de todos los correos de Balanced Ketamine" in page.text
+        assert "Dejar solo «La ketamina y el sueño»" in page.text
+        done = client.post(path, data={"choice": "campaign"})
+        assert done.status_code == 200
+        assert "Se ha dado de baja" in done.text
+        assert "No recibirá más correos de la serie «La ketamina y el sueño»" in done.text
+        assert "He cambiado de opinión" in done.text
+        back = client.post(path, data={"choice": "undo"})
+        assert "Ha vuelto a suscribirse" in back.text
+        # Pat reads English pages, as before.
+        pat_eml = sent["pat@example.com"][0]
+        pat_url = re.search(r"<(https?://[^>]+/u/[^>]+)>", str(pat_eml["List-Unsubscribe"]))
+        pat_page = client.get("/u/" + pat_url.group(1).rsplit("/u/", 1)[1])
+        assert '<html lang="en">' in pat_page.text and "Email preferences" in pat_page.text
+        # A link that names nobody follows the browser's language.
+        bad = client.get("/u/not-a-token", headers={"Accept-Language": "es-MX,es;q=0.9,en;q=0.5"})
+        assert bad.status_code == 400 and "Este enlace no es válido" in bad.text
+        assert "El enlace está dañado" in bad.text
+
+
+def test_enroll_and_the_sign_up_api_take_a_language(store, tmp_path: Path):
+    campaign = load_folder(write_spanish_clinic(tmp_path / "clinic"))
+    enroll(
+        store, campaign, Signup("ana@example.com", "Ana", language="pt-br", consent="form"), now=NOW
+    )
+    with pytest.raises(Exception, match="language") as caught:
+        enroll(
+            store, campaign, Signup("bo@example.com", "Bo", language="xx-YY", consent="f"), now=NOW
+        )
+    assert caught.value.field == "language"  # type: ignore[attr-defined]
+    app = create_app(store, environ={"DRIPMAIL_API_TOKEN": "t0ken"}, clock=lambda: NOW)
+    body = {
+        "email": "sofia@example.com",
+        "campaign": campaign.name,
+        "language": "es-419",
+        "consent": {"source": "web form", "text": "Yes, email me"},
+    }
+    with TestClient(app, base_url="https://mail.clinic.test") as client:
+        headers = {"Authorization": "Bearer t0ken"}
+        assert client.post("/api/v1/enrollments", json=body, headers=headers).status_code == 201
+        bad = client.post(
+            "/api/v1/enrollments",
+            json={**body, "email": "x@example.com", "language": "klingon"},
+            headers=headers,
+        )
+        assert bad.status_code == 422 and bad.json()["field"] == "language"
+    with store.connect() as conn:
+        stored = dict(conn.execute(select(contacts.c.email, contacts.c.language)).all())
+    assert stored == {"ana@example.com": "pt-BR", "sofia@example.com": "es-419"}
+
+
+def test_check_names_a_missing_translation_and_a_translation_without_its_step(tmp_path: Path):
+    folder = write_spanish_clinic(tmp_path / "sleep")
+    (folder / "03-what-about-physical-health.es.md").unlink()
+    (folder / "07-bonus.es.md").write_text((SPANISH / "01-welcome.es.md").read_text("utf-8"))
+    report = check_ref(folder)
+    lines = [str(finding) for finding in report.findings]
+    assert (
+        f"warning: {folder / '03-what-about-physical-health.es.md'}: step "
+        "03-what-about-physical-health has no Spanish (es) translation: Spanish speakers get "
+        "it in English"
+    ) in lines
+    assert (
+        f"error: {folder / '07-bonus.es.md'}: has no step in the default language: "
+        "07-bonus.md is not among campaign.yaml's steps, so this translation is never sent"
+    ) in lines
+    # The Spanish emails went through every email check too: nothing else is wrong.
+    assert len(report.errors) == 1, lines
