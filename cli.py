@@ -1290,10 +1290,21 @@ def plan(
     for path, old, new in diff.fields_changed:
         console.print(f"  changed        {path}: {_short(old)} -> {_short(new)}", markup=False)
     for path in diff.files_changed:
-        console.print(f"  file changed   {path} (comments or layout only)", markup=False)
+        console.print(f"  file changed   {path} ({_file_note(path)})", markup=False)
     for text in result.refusals:
         err.print(f"warning: {text}", markup=False)
     console.print("applied" if result.applied else "not applied yet: run again with --apply")
+
+
+def _file_note(path: str) -> str:
+    """What a changed file other than a step's is to `plan`: a translation, or layout."""
+    from campaigns.authoring.languages import language_name, language_of_file
+
+    translated = language_of_file(path)
+    if translated is None:
+        return "comments or layout only"
+    step, tag = translated
+    return f"the {language_name(tag)} ({tag}) copy of {step}: its readers' pending emails use it"
 
 
 def _short(value: str, width: int = 50) -> str:

@@ -74,6 +74,11 @@ def translations(tag: str | None) -> gettext.NullTranslations:
     path = _po_path(language)
     with path.open("rb") as handle:
         catalog = read_po(handle, locale=language.replace("-", "_"), domain=DOMAIN)
+    for message in list(catalog):
+        # A plural entry not yet translated reads as ("", ""), which write_mo would keep
+        # and gettext would then answer with an empty string: leave it out (English).
+        if message.id and isinstance(message.string, tuple) and not all(message.string):
+            del catalog[message.id]
     compiled = io.BytesIO()
     write_mo(compiled, catalog)  # fuzzy entries are left out, as `pybabel compile` does
     compiled.seek(0)
