@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from starlette.testclient import TestClient
 from campaigns.authoring.checks import check_ref
 from campaigns.authoring.spec import load_folder
 from campaigns.delivery.dispatcher import Dispatcher
+from campaigns.errors import InputError
 from campaigns.planning.enroll import enroll, import_csv
 from campaigns.planning.signups import Signup
 from campaigns.storage.tables import contacts
@@ -154,11 +156,11 @@ def test_enroll_and_the_sign_up_api_take_a_language(store, tmp_path: Path):
     enroll(
         store, campaign, Signup("ana@example.com", "Ana", language="pt-br", consent="form"), now=NOW
     )
-    with pytest.raises(Exception, match="language") as caught:
+    with pytest.raises(InputError, match="not a language tag") as caught:
         enroll(
             store, campaign, Signup("bo@example.com", "Bo", language="xx-YY", consent="f"), now=NOW
         )
-    assert caught.value.field == "language"  # type: ignore[attr-defined]
+    assert caught.value.field == "language"
     app = create_app(store, environ={"DRIPMAIL_API_TOKEN": "t0ken"}, clock=lambda: NOW)
     body = {
         "email": "sofia@example.com",
@@ -197,3 +199,45 @@ def test_check_names_a_missing_translation_and_a_translation_without_its_step(tm
     ) in lines
     # The Spanish emails went through every email check too: nothing else is wrong.
     assert len(report.errors) == 1, lines
+
+
+def test_two_workers_send_each_contact_their_language_once(store, tmp_path: Path):
+    campaign = load_folder(write_spanish_clinic(tmp_path / "clinic"))
+    lines = ["email,first_name,timezone,language,consent"]
+    for i in range(60):
+        lines.append(f"p{i:02d}@example.com,P{i},America/New_York,{('es', 'en')[i % 2]},form")
+    path = tmp_path / "contacts.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert import_csv(store, campaign, path, now=NOW).enrolled == 60
+    outbox = tmp_path / "outbox"
+    sender = FileSender(outbox)
+    workers = [
+        Dispatcher(store, lambda _campaign: sender, owner=f"w{n}", batch_size=7) for n in (1, 2)
+    ]
+    at = NOW + timedelta(hours=2)
+    threads = [threading.Thread(target=worker.run, kwargs={"now": at}) for worker in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    sent = outbox_messages(outbox)
+    assert len(sent) == 60
+    for address, messages in sent.items():
+        spanish = int(address[1:3]) % 2 == 0
+        assert [str(m["Subject"]) for m in messages] == [
+            SPANISH_SUBJECTS[0] if spanish else campaign.steps[0].subject
+        ]
+
+
+def test_a_translation_that_does_not_read_is_refused_before_anyone_is_enrolled(store, tmp_path):
+    folder = write_spanish_clinic(tmp_path / "clinic")
+    (folder / "02-how-mental-health-affects-sleep.es.md").write_text("---\nsubject: x\n")
+    campaign = load_folder(folder)
+    with pytest.raises(InputError) as caught:
+        enroll(store, campaign, Signup("ana@example.com", "Ana", consent="form"), now=NOW)
+    assert str(caught.value) == (
+        f"{folder / '02-how-mental-health-affects-sleep.es.md'}:1: "
+        "front matter opened with --- is never closed"
+    )
+    with store.connect() as conn:
+        assert conn.execute(select(contacts.c.id)).all() == []

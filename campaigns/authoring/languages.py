@@ -148,10 +148,12 @@ def language_of_file(file_name: str) -> tuple[str, str] | None:
     return str(path.with_name(f"{stem}{path.suffix}")), tag
 
 
-def translation_names(languages: Iterable[Any], step_files: Iterable[str]) -> list[str]:
-    """Each listed language's file for each step (whether it exists or not)."""
+def translation_names(languages: Any, step_files: Iterable[str]) -> list[str]:
+    """Each listed language's file for each step (whether it exists or not); `languages`
+    as campaign.yaml has it (a list, one tag, or anything else: then none)."""
+    listed = [languages] if isinstance(languages, str) else languages
     tags = []
-    for item in languages:
+    for item in listed if isinstance(listed, list) else []:
         try:
             tags.append(normalise_language(item))
         except ValueError:

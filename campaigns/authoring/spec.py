@@ -338,7 +338,7 @@ def read_folder(folder: Path) -> dict[str, str]:
             )
     listed = data.get("languages") if isinstance(data, dict) else None
     named = [n for n in list(files) if n != CAMPAIGN_FILE]
-    for name in translation_names(listed if isinstance(listed, list) else [], named):
+    for name in translation_names(listed, named):
         if (spec_path.parent / name).is_file() and inside(spec_path.parent, name) is not None:
             files[name] = _read_text(spec_path.parent / name)  # a translation beside its step
     window = data.get("send_window") if isinstance(data, dict) else None
