@@ -236,6 +236,9 @@ def render(
     sample: Annotated[
         bool, typer.Option("--sample", help="Personalise for a sample contact")
     ] = False,
+    language: Annotated[
+        str | None, typer.Option(help="One of the campaign's languages (default: the contact's)")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Write every email of a campaign as .html, .txt and .eml, with an index.html."""
@@ -243,7 +246,7 @@ def render(
 
     settings = _settings()
     store = _store(db, settings) if email else None
-    index = export_for(store, campaign, out, email=email, settings=settings)
+    index = export_for(store, campaign, out, email=email, settings=settings, language=language)
     console.print(f"wrote {index}")
 
 
@@ -582,6 +585,9 @@ def send_test(
             help="file, smtp, sendgrid, ses, mailgun or postmark (default: the campaign's)"
         ),
     ] = None,
+    language: Annotated[
+        str | None, typer.Option(help="One of the campaign's languages (default: its default)")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Send one email of a campaign to a staff address, marked as a test; nothing is recorded."""
@@ -589,7 +595,15 @@ def send_test(
     from campaigns.storage.publish import open_campaign
 
     store = _store(db)
-    result = send(store, open_campaign(store, campaign), step, to, sender=sender, now=_now(None))
+    result = send(
+        store,
+        open_campaign(store, campaign),
+        step,
+        to,
+        sender=sender,
+        now=_now(None),
+        language=language,
+    )
     if result.outcome != "sent":
         raise errors.DripmailError(f"the test was not sent ({result.outcome}): {result.error}")
     console.print(f"sent a test of {step} ({result.provider_id})")

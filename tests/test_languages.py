@@ -18,9 +18,11 @@ from starlette.testclient import TestClient
 from campaigns.authoring.checks import check_ref
 from campaigns.authoring.spec import load_folder
 from campaigns.delivery.dispatcher import Dispatcher
+from campaigns.delivery.send_test import send_test
 from campaigns.errors import InputError
 from campaigns.planning.enroll import enroll, import_csv
 from campaigns.planning.signups import Signup
+from campaigns.reporting.export import export_for
 from campaigns.storage.tables import contacts
 from campaigns.web.app import create_app
 from senders.file import FileSender
@@ -241,3 +243,20 @@ def test_a_translation_that_does_not_read_is_refused_before_anyone_is_enrolled(s
     )
     with store.connect() as conn:
         assert conn.execute(select(contacts.c.id)).all() == []
+
+
+def test_render_and_send_test_take_a_language(store, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the file sender's outbox is ./outbox
+    folder = write_spanish_clinic(tmp_path / "clinic")
+    index = export_for(None, folder, tmp_path / "previews", language="es-MX")
+    assert '<html lang="es"' in index.read_text(encoding="utf-8")
+    text = (tmp_path / "previews" / "02-how-mental-health-affects-sleep.txt").read_text("utf-8")
+    assert "Parte 2 de 6" in text and SPANISH_SUBJECTS[1] in text
+    campaign = load_folder(folder)
+    result = send_test(
+        store, campaign, "welcome", "staff@clinic.example", sender=None, now=NOW, language="es"
+    )
+    assert result.outcome == "sent"
+    eml = next((tmp_path / "outbox").glob("*.eml"))
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert str(message["Subject"]) == f"[TEST] {SPANISH_SUBJECTS[0]}"

@@ -222,7 +222,8 @@ def create_app(studio: Studio, *, host: str = DEFAULT_HOST) -> ASGIApp:
             return PlainTextResponse("Forbidden", 403, headers=COMMON_HEADERS)
         step, to = fields.get("step", ""), fields.get("to", "")
         try:
-            notice = await run_in_threadpool(studio.send_test, step, to)
+            language = fields.get("lang") or None
+            notice = await run_in_threadpool(studio.send_test, step, to, language)
             ok = True
         except Exception as exc:  # a sender's failure is shown, never a traceback page
             if not isinstance(exc, DripmailError):
