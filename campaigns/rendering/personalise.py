@@ -153,6 +153,7 @@ class CompiledCampaign:
         self.campaign = campaign
         self.steps = steps  # in step order
         self.languages = languages or {}
+        self._chosen: dict[str | None, CompiledCampaign] = {}  # a contact's language -> which
 
     def __repr__(self) -> str:
         return f"CompiledCampaign({self.campaign.name!r}, version={self.campaign.version!r})"
@@ -160,9 +161,12 @@ class CompiledCampaign:
     def in_language(self, language: str | None) -> CompiledCampaign:
         """The campaign as a contact speaking `language` gets it: theirs if the campaign has
         it (exactly, then by primary subtag), else the default; never an error."""
-        default = self.campaign.spec.language
-        chosen = choose_language(language, [default, *self.languages], default)
-        return self.languages.get(chosen, self)
+        found = self._chosen.get(language)
+        if found is None:
+            default = self.campaign.spec.language
+            chosen = choose_language(language, [default, *self.languages], default)
+            found = self._chosen[language] = self.languages.get(chosen, self)
+        return found
 
     def step(self, step_key: str) -> CompiledStep:
         try:
@@ -191,8 +195,9 @@ class CompiledCampaign:
         `batch_form=False` leaves out the step's batch form (a sender that sends one
         message per request has no use for it, and it costs a few renders).
         """
-        spec = self.in_language(recipient.language).campaign.spec
-        step = self.in_language(recipient.language).step(step_key)
+        spoken = self.in_language(recipient.language)
+        spec = spoken.campaign.spec
+        step = spoken.step(step_key)
         rendered = step.personalise(
             recipient, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url
         )
