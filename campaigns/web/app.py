@@ -145,8 +145,10 @@ def accepted_language(header: str | None) -> str:
     """The catalog language an Accept-Language header asks for first (RFC 9110 12.5.4)."""
     wanted = []
     for part in (header or "").split(",")[:20]:
-        tag, _, params = part.strip().partition(";")
-        weight = params.strip().removeprefix("q=") if params.strip().startswith("q=") else "1"
+        tag, *params = part.strip().split(";")
+        weight = next(
+            (p.partition("=")[2] for p in params if p.strip().lower().startswith("q=")), "1"
+        )
         try:
             wanted.append((float(weight), tag.strip()))
         except ValueError:

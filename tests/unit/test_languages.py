@@ -17,6 +17,7 @@ from campaigns.authoring.languages import (
 from campaigns.authoring.spec import DEFAULT_GREETING, step_key
 from campaigns.rendering.catalogs import LOCALE_DIRECTORY, catalog_language, translations
 from campaigns.rendering.compile import DEFAULT_GREETING_MESSAGE
+from campaigns.web.app import accepted_language
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,3 +110,21 @@ def test_every_message_in_the_code_and_layouts_has_a_spanish_translation():
     }
     assert "Part %(position)s of %(total)s" in found
     assert sorted(found - set(translated)) == []
+
+
+@pytest.mark.parametrize(
+    ("header", "language"),
+    [
+        (None, "en"),
+        ("es-MX,es;q=0.9,en;q=0.8", "es"),
+        ("en;q=0.1, es;q=0.9", "es"),
+        ("es;q=0.5;level=1", "es"),
+        ("es;q=0", "en"),
+        ("fr-CA,fr;q=0.9", "en"),
+        ("es;q=abc", "en"),
+        ("*", "en"),
+        (";;;,,," + "x" * 5000, "en"),
+    ],
+)
+def test_a_page_for_a_link_that_names_nobody_follows_accept_language(header, language):
+    assert accepted_language(header) == language
