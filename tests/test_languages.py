@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 
 from campaigns.authoring.checks import check_ref
 from campaigns.authoring.spec import load_folder
+from campaigns.compliance.privacy import export_contact, forget_contact
 from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.delivery.send_test import send_test
 from campaigns.errors import InputError
@@ -260,3 +261,13 @@ def test_render_and_send_test_take_a_language(store, tmp_path: Path, monkeypatch
     eml = next((tmp_path / "outbox").glob("*.eml"))
     message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
     assert str(message["Subject"]) == f"[TEST] {SPANISH_SUBJECTS[0]}"
+
+
+def test_a_contacts_language_is_in_their_export_and_gone_when_they_are_forgotten(store, tmp_path):
+    campaign = load_folder(write_spanish_clinic(tmp_path / "clinic"))
+    enroll(store, campaign, Signup("ana@example.com", "Ana", language="es", consent="f"), now=NOW)
+    held = export_contact(store, "ana@example.com")
+    assert held["contact"]["language"] == "es"
+    forget_contact(store, "ana@example.com", now=NOW)
+    with store.connect() as conn:
+        assert conn.execute(select(contacts.c.language)).all() == [(None,)]
