@@ -52,6 +52,16 @@ DbOption = Annotated[
         help="Database URL or SQLite file [env: DRIPMAIL_DATABASE_URL; default: dripmail.db]",
     ),
 ]
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve Prometheus /metrics and /healthz on this port (0: any free one) of "
+        "127.0.0.1, or of DRIPMAIL_METRICS_HOST [env: DRIPMAIL_METRICS_PORT; default: off]",
+    ),
+]
 NowOption = Annotated[
     str | None,
     typer.Option("--now", help="Engine time, ISO 8601 (UTC when no offset); default: the clock."),
@@ -88,12 +98,19 @@ def _n(count: int, noun: str, nouns: str | None = None) -> str:
     return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
+def _dripmail_version() -> str:
+    try:
+        return version("dripmail")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def _version(value: bool) -> None:
     if value:
-        try:
-            typer.echo(f"dripmail {version('dripmail')}")
-        except PackageNotFoundError:  # run from a source tree that was never installed
-            typer.echo("dripmail (not installed)")
+        from campaigns.storage.store import head_revision
+
+        # Both versions: the release, and the newest schema it knows (`db current`).
+        typer.echo(f"dripmail {_dripmail_version()} (database schema {head_revision()})")
         raise typer.Exit()
 
 
@@ -431,6 +448,7 @@ def schedule(
 
 @command("dripmail run --once --now 2026-03-09T14:00Z")
 def run(
+    ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Send what is due, then stop")] = False,
     now: NowOption = None,
     sender: Annotated[
@@ -460,11 +478,14 @@ def run(
             help="The file sender's folder, over the campaign's [env: DRIPMAIL_OUTBOX]",
         ),
     ] = None,
+    metrics_port: MetricsPortOption = None,
     db: DbOption = None,
 ) -> None:
     """Send due emails of every published campaign (no folder needed); SIGTERM stops it cleanly."""
     from campaigns.delivery.report import RunReport
     from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
+    from campaigns.monitoring.exporter import open_metrics
+    from campaigns.notify import Notifier
     from campaigns.planning.ranges import MAX_BATCH, check_count
     from campaigns.planning.schedule import parse_delay, parse_seconds
 
@@ -496,6 +517,12 @@ def run(
     shown: list[str] = []
 
     def held(report) -> None:
+        for name, reason in sorted(report.paused.items()):  # delivery/autopause.py
+            err.print(
+                f"warning: campaign {name} paused itself: {reason}; "
+                f"only a person resumes it: dripmail resume {name}",
+                markup=False,
+            )
         # A campaign kept back by its own problem: one line each, when they change.
         lines = [h.line() for _, h in sorted(report.held.items())]
         if lines and lines != shown:
@@ -506,6 +533,11 @@ def run(
     when = _now(now) if now else None
     store = _store(db, settings, existing=True)
     console.print(f"database: {store.location}")
+    notifier = Notifier(settings.notify_socket)  # systemd's Type=notify: READY=1, STOPPING=1
+    metrics = open_metrics(store, settings, metrics_port)
+    if metrics is not None:
+        ctx.call_on_close(metrics.close)  # when `run` ends, however it ends
+        console.print(f"metrics: {metrics.url}")
     if workers == 1:
         for report in run_worker(
             store,
@@ -517,13 +549,16 @@ def run(
             lease=lease_time,
             handle_signals=True,
             settings=settings,
+            notifier=notifier,
+            observer=metrics.metrics.worker(0) if metrics else None,
         ):
             console.print(line(report))
             held(report)
         if shown:
             raise typer.Exit(1)
         return
-    store.close()  # each worker process opens its own
+    if metrics is None:
+        store.close()  # each worker process opens its own (the metrics read this one)
     options = WorkerOptions(
         url=store.url,
         now=when,
@@ -536,7 +571,9 @@ def run(
         outbox=settings.outbox,
     )
     total = RunReport()
-    for index, report in run_workers(workers, options):
+    # With metrics, each worker's hand-offs and ticks come up here: one port for all.
+    observers = metrics.metrics.worker if metrics else None
+    for index, report in run_workers(workers, options, notifier, observers):
         total.add(report)
         console.print(f"worker {index}: {line(report)}")
     if options.once:
@@ -615,16 +652,77 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Count deliveries by state, per campaign."""
-    from campaigns.reporting.reports import status_counts
+    from campaigns.delivery.heartbeats import heartbeats
+    from campaigns.reporting.reports import campaign_pauses, status_counts
     from campaigns.storage.statuses import DELIVERY_STATES
+    from campaigns.storage.store import utcnow
 
     store = _store(db, existing=True)
     console.print(f"database: {store.location}")
+    state = store.schema_state()
+    console.print(
+        f"schema: {state.current} (dripmail {_dripmail_version()} knows up to {state.head})"
+    )
     counts = status_counts(store, campaign)
     table = Table("campaign", *DELIVERY_STATES)
     for name, by_state in counts.items():
         table.add_row(name, *(str(by_state[state]) for state in DELIVERY_STATES))
     console.print(table if counts else "no deliveries yet")
+    # Paused campaigns (and why, when dripmail paused one), and the workers' heartbeats.
+    for pause in campaign_pauses(store, campaign):
+        console.print(pause.line(), markup=False, highlight=False)
+    now = utcnow()
+    beats = heartbeats(store)
+    console.print("workers:" if beats else "workers: none has run yet", highlight=False)
+    for beat in beats:
+        console.print(f"  {beat.line(now)}", markup=False, highlight=False)
+
+
+@command("dripmail doctor --resolver 127.0.0.1:5353 --dkim-selector s1 campaigns/sleep")
+def doctor(
+    folders: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Campaign folders to check too (default: the published campaigns)"),
+    ] = None,
+    resolver: Annotated[
+        str | None,
+        typer.Option(help="DNS server to ask, host:port like 127.0.0.1:5353 or [::1]:53"),
+    ] = None,
+    dkim_selector: Annotated[
+        list[str] | None,
+        typer.Option(help="DKIM selector to look for too, beside the provider's (repeatable)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON")] = False,
+    db: DbOption = None,
+) -> None:
+    """Check what would make sending fail or land in spam: database, secret key, public URL,
+    each campaign's sender and unsubscribe headers, each From domain's SPF, DKIM, DMARC and
+    MX. One line per check, with what to do; exit 1 when any fails."""
+    import json
+
+    from campaigns.reporting.doctor import diagnose
+    from campaigns.reporting.doctor_dns import resolver_address
+
+    address = resolver_address(resolver) if resolver else None
+    result = diagnose(
+        _settings(),
+        database=db,
+        resolver=address,
+        dkim_selectors=tuple(dkim_selector or ()),
+        folders=tuple(folders or ()),
+        now=_now(None),
+    )
+    if as_json:
+        typer.echo(json.dumps([c.as_dict() for c in result.checks], indent=2, ensure_ascii=False))
+    else:
+        for check in result.checks:
+            typer.echo(f"{'✓' if check.ok else '✗'} {check.name}: {check.detail}")
+            if not check.ok and check.fix:
+                typer.echo(f"    fix: {check.fix}")
+        failed = sum(not c.ok for c in result.checks)
+        typer.echo(f"{_n(failed, 'problem')} found" if failed else "all checks passed")
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 # -- service, statistics, checks, privacy ----------------------------------------------------
@@ -636,14 +734,19 @@ def serve(
         str, typer.Option(help="Address to listen on (put an https proxy in front)")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (preview uses 8025)")] = 8026,
+    metrics_port: MetricsPortOption = None,
     db: DbOption = None,
 ) -> None:
     """Answer unsubscribe links (/u/, /p/) and provider events (/webhooks/<provider>)."""
+    from campaigns.notify import Notifier
     from campaigns.web.app import serve as run_server
 
     settings = _settings()
     _setup_logging(settings)
-    run_server(_store(db, settings), host=host, port=port)
+    notifier = Notifier(settings.notify_socket)  # systemd's Type=notify: READY=1 once listening
+    run_server(
+        _store(db, settings), host=host, port=port, notifier=notifier, metrics_port=metrics_port
+    )
 
 
 @command("dripmail stats ketamine-and-sleep --json")
@@ -707,6 +810,8 @@ def stats(
             f"not tracked: {' and '.join(untracked)} (the sender reports none; SendGrid with "
             "track_opens/track_clicks and its event webhook does)"
         )
+    if result.paused:
+        console.print(result.paused.line(), markup=False, highlight=False)
 
 
 @command("dripmail check campaigns/sleep")
@@ -1146,6 +1251,8 @@ def db_current(db: DbOption = None) -> None:
     state = store.schema_state()
     if state.is_current:
         console.print(f"{store.display_url}: schema {state.current} (newest)")
+    elif state.is_newer:
+        raise state.newer_error()
     elif state.current is None:
         console.print(f"{store.display_url}: no schema yet ({UPGRADE_HINT}, or any command)")
     else:

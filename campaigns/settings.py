@@ -38,6 +38,10 @@ MAILGUN_HOST_ENV = "MAILGUN_API_HOST"  # over the region's host (a proxy, or a t
 # Mailgun's HTTP webhook signing key; several, comma-separated, while one is being rotated.
 MAILGUN_SIGNING_KEY_ENV = "MAILGUN_WEBHOOK_SIGNING_KEY"
 IMAP_PASSWORD_ENV = "DRIPMAIL_IMAP_PASSWORD"  # `mailbox read --imap`: the mailbox's password
+# The metrics port (`/metrics`, `/healthz`) of a worker and of `serve`: off when unset;
+# the host is 127.0.0.1 unless set (campaigns/monitoring/exporter.py).
+METRICS_PORT_ENV = "DRIPMAIL_METRICS_PORT"
+METRICS_HOST_ENV = "DRIPMAIL_METRICS_HOST"
 OUTBOX_ENV = "DRIPMAIL_OUTBOX"  # the file sender's folder, over the campaign file's `outbox`
 # Amazon SES: another API address (tests, a VPC interface endpoint), and the SNS topics
 # whose notifications /webhooks/ses accepts. AWS credentials and the default region are
@@ -50,6 +54,14 @@ POSTMARK_HOST_ENV = "POSTMARK_API_HOST"  # over the campaign's api_host (tests: 
 # "user:pass,user2:pass2": the HTTP basic credentials Postmark's webhooks must bring (a list,
 # so a new pair can be set at Postmark before the old one is dropped here).
 POSTMARK_WEBHOOK_ENV = "POSTMARK_WEBHOOK_CREDENTIALS"
+# Set by systemd for a unit with Type=notify: where `run` and `serve` say READY=1 (notify.py).
+NOTIFY_SOCKET_ENV = "NOTIFY_SOCKET"
+# Alerts (delivery/alerts.py): who gets them (comma-separated addresses), and optionally
+# an SMTP server of their own (smtp://user:password@host:587, smtps:// for implicit TLS)
+# with its From address; without one they go through a campaign's own sender.
+ALERT_TO_ENV = "DRIPMAIL_ALERT_TO"
+ALERT_SMTP_URL_ENV = "DRIPMAIL_ALERT_SMTP_URL"
+ALERT_FROM_ENV = "DRIPMAIL_ALERT_FROM"
 
 
 class Settings(BaseSettings):
@@ -72,6 +84,8 @@ class Settings(BaseSettings):
     sendgrid_api_host: str | None = Field(default=None, validation_alias=SENDGRID_HOST_ENV)
     sendgrid_webhook_public_key: str | None = Field(default=None, validation_alias=WEBHOOK_KEY_ENV)
     outbox: str | None = Field(default=None, validation_alias=OUTBOX_ENV)
+    metrics_port: str | None = Field(default=None, validation_alias=METRICS_PORT_ENV)
+    metrics_host: str | None = Field(default=None, validation_alias=METRICS_HOST_ENV)
     ses_endpoint_url: str | None = Field(default=None, validation_alias=SES_ENDPOINT_ENV)
     ses_topic_arns: str | None = Field(default=None, validation_alias=SES_TOPICS_ENV)
     mailgun_api_key: SecretStr | None = Field(default=None, validation_alias=MAILGUN_KEY_ENV)
@@ -87,6 +101,10 @@ class Settings(BaseSettings):
         default=None, validation_alias=POSTMARK_WEBHOOK_ENV
     )
     imap_password: SecretStr | None = Field(default=None, validation_alias=IMAP_PASSWORD_ENV)
+    notify_socket: str | None = Field(default=None, validation_alias=NOTIFY_SOCKET_ENV)
+    alert_to: str | None = Field(default=None, validation_alias=ALERT_TO_ENV)
+    alert_smtp_url: SecretStr | None = Field(default=None, validation_alias=ALERT_SMTP_URL_ENV)
+    alert_from: str | None = Field(default=None, validation_alias=ALERT_FROM_ENV)
 
     # The environment as it was read, for the variable only a campaign file names
     # (sender.api_key_env). Private: in no repr and no dump.
@@ -116,6 +134,11 @@ class Settings(BaseSettings):
     def ses_topics(self) -> frozenset[str]:
         """The SNS topic ARNs in DRIPMAIL_SES_TOPIC_ARNS (comma-separated), empty when unset."""
         return frozenset(filter(None, (t.strip() for t in (self.ses_topic_arns or "").split(","))))
+
+    @property
+    def alert_recipients(self) -> tuple[str, ...]:
+        """The addresses in DRIPMAIL_ALERT_TO (comma-separated), empty when unset."""
+        return tuple(filter(None, (a.strip() for a in (self.alert_to or "").split(","))))
 
     def secret(self, name: str) -> SecretStr | None:
         """The variable `name` as a secret (None when unset or empty): a campaign names

@@ -190,6 +190,11 @@ class SesSender(Sender):
         options.update(overrides)
         return cls(**options)
 
+    def email_identity(self, identity: str) -> dict[str, Any]:
+        """SES's GetEmailIdentity answer for a domain or address: a read-only call, what
+        `dripmail doctor` asks (botocore's ClientError when SES refuses it)."""
+        return self._client.get_email_identity(EmailIdentity=identity)
+
     def __repr__(self) -> str:
         return f"SesSender(region={self.region!r}, configuration_set={self.configuration_set!r})"
 

@@ -34,7 +34,14 @@ from campaigns.settings import (
     Settings,
 )
 from senders.addresses import NO_SMTPUTF8, wire_address
-from senders.base import Message, Outcome, Sender, SenderConfigurationError, SendResult
+from senders.base import (
+    Message,
+    Outcome,
+    Sender,
+    SenderConfigurationError,
+    SenderError,
+    SendResult,
+)
 from senders.mime import to_bytes
 from senders.retry import backoff
 from senders.smtp_connection import (
@@ -350,6 +357,23 @@ class SmtpSender(Sender):
         finally:
             if smtp.sock is not None:
                 smtp.sock.settimeout(self.timeout)
+
+    def check_login(self) -> None:
+        """Open a session (EHLO, STARTTLS when set, AUTH when a username is set), then QUIT:
+        what `dripmail doctor` asks of the relay. Sends nothing.
+
+        Raises SenderConfigurationError for what would fail every message (refused
+        credentials, no STARTTLS, an untrusted certificate), SenderError for a connection
+        that could not be made now.
+        """
+        try:
+            self._connection.get()
+        except Misconfigured as problem:
+            raise SenderConfigurationError(str(problem)) from None
+        except Trouble as trouble:
+            raise SenderError(trouble.reason) from None
+        finally:
+            self._connection.close()
 
     def close(self) -> None:
         """QUIT the connection, if one is open; the sender reconnects if used again."""

@@ -20,7 +20,7 @@ from examples import DEFAULTS
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's dripmail or provider settings."""
     for name in list(os.environ):
-        if name.startswith(("DRIPMAIL_", "SENDGRID_", "MAILGUN_", "POSTMARK_")):
+        if name.startswith(("DRIPMAIL_", "SENDGRID_", "MAILGUN_", "POSTMARK_", "NOTIFY_")):
             monkeypatch.delenv(name)
 
 

@@ -124,6 +124,7 @@ class MailgunServer:
     ) -> None:
         self.api_key = api_key
         self.domain = domain
+        self.domain_state = "active"  # what GET /v4/domains/<domain> says of it
         self.fault_rate = fault_rate
         self.seed = seed
         self.slow_seconds = slow_seconds  # how long a "slow" fault keeps the answer back
@@ -366,6 +367,33 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: pytest shows stderr of failing tests
+
+    def do_GET(self) -> None:
+        # GET /v4/domains/<name>, "Retrieves single domain" (Mailgun's Domains API): its
+        # state (active, unverified, disabled). `dripmail doctor` asks it, a read-only call.
+        fake: MailgunServer = self.server.fake  # type: ignore[attr-defined]
+        parts = self.path.split("/")
+        if len(parts) != 4 or parts[:3] != ["", "v4", "domains"]:
+            fake._record(None, "404")
+            self._answer(404, "Not Found")
+            return
+        if not self._authorised(fake):
+            fake._record(None, "401")
+            self._answer(401, "Forbidden", plain=True)
+            return
+        if parts[3] != fake.domain:
+            fake._record(None, "404")
+            self._answer(404, "Domain not found")
+            return
+        fake._record(None, "200")
+        body = {"domain": {"name": fake.domain, "state": fake.domain_state}}
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
 
     def do_POST(self) -> None:
         fake: MailgunServer = self.server.fake  # type: ignore[attr-defined]

@@ -334,6 +334,24 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def do_GET(self) -> None:
+        # GET /server, "Get the server" (https://postmarkapp.com/developer/api/server-api):
+        # the server the token belongs to. `dripmail doctor` asks it, a read-only call.
+        fake: PostmarkServer = self.server.fake  # type: ignore[attr-defined]
+        if self.path != "/server":
+            fake.log.append(Request((), "404"))
+            self._answer(404, {"ErrorCode": 404, "Message": "Not found"})
+            return
+        if self.headers.get("X-Postmark-Server-Token") != fake.token:
+            fake.log.append(Request((), "401"))
+            self._answer(401, {"ErrorCode": 10, "Message": "Bad or missing Server API token."})
+            return
+        fake.log.append(Request((), "200"))
+        self._answer(
+            200,
+            {"ID": 1, "Name": "Clinic", "ApiTokens": [fake.token], "DeliveryType": "Live"},
+        )
+
     def do_POST(self) -> None:
         fake: PostmarkServer = self.server.fake  # type: ignore[attr-defined]
         length = int(self.headers.get("Content-Length") or 0)

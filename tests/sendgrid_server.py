@@ -43,6 +43,10 @@ CONTRACT = (
     Path(__file__).resolve().parents[2] / "shared" / "contracts" / "sendgrid-mail-v3.openapi.json"
 )
 MAIL_SEND = "/v3/mail/send"
+# GET /v3/scopes, "Retrieve a list of scopes for which this user has access"
+# (https://www.twilio.com/docs/sendgrid/api-reference/api-key-permissions/retrieve-a-list-of-scopes-for-which-this-user-has-access):
+# 200 {"scopes": [...]}, 401 for a key SendGrid does not know. `dripmail doctor` asks it.
+SCOPES = "/v3/scopes"
 _DOC_URI = "urn:sendgrid:mail-v3-openapi"
 
 # "You may not override the following headers" (Mail Send schema, headers).
@@ -151,6 +155,7 @@ class SendGridServer:
 
     def __init__(self, api_key: str = "SG.test-key", *, contract: Path = CONTRACT) -> None:
         self.api_key = api_key
+        self.scopes = ["mail.send", "alerts.read", "stats.read"]  # the key's, for GET /v3/scopes
         self.validator = request_body_validator(json.loads(contract.read_text(encoding="utf-8")))
         self.fault_for: Callable[[str | None, int], Fault | None] | None = None
         self.requests: list[Request] = []
@@ -370,6 +375,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: pytest shows stderr of failing tests
+
+    def do_GET(self) -> None:
+        fake: SendGridServer = self.server.fake  # type: ignore[attr-defined]
+        if self.path != SCOPES:
+            self._answer(404, {"errors": [{"field": None, "message": "not found"}]})
+            fake._record((), "404", None)
+            return
+        if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+            fake._record((), "401", None)
+            self._answer(401, {"errors": [{"field": None, "message": "authorization required"}]})
+            return
+        fake._record((), "200", None)
+        self._answer(200, {"scopes": list(fake.scopes)})
 
     def do_POST(self) -> None:
         fake: SendGridServer = self.server.fake  # type: ignore[attr-defined]

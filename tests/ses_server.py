@@ -391,7 +391,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(status, headers, answer)
 
     def do_GET(self) -> None:
-        self._forward(self.server.stand_in, b"")  # type: ignore[attr-defined]
+        stand_in: SesServer = self.server.stand_in  # type: ignore[attr-defined]
+        # GetEmailIdentity and the other reads: another key is refused, as SES would.
+        if f"Credential={stand_in.access_key_id}/" not in (self.headers.get("Authorization") or ""):
+            self._error(
+                403,
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            )
+            return
+        self._forward(stand_in, b"")
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ Everything listens on 127.0.0.1 on a port the OS picks; nothing leaves the machi
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import email.policy
@@ -68,6 +69,13 @@ class Faults:
     # "." without keeping the message (the other half).
     rate: float = 0.0
     seed: int = 0
+    # Seconds each DATA phase waits before its reply: a slow relay, so a test can stop a
+    # sender in the middle of a run (the server's own loop waits; other sessions go on).
+    delay: float = 0.0
+    # Once `hold_after` messages are accepted, the next DATA phase waits for `release`
+    # (set by the test): a sender stopped mid hand-off at a moment the test chooses.
+    hold_after: int | None = None
+    release: threading.Event = field(default_factory=threading.Event)
 
 
 class RecordingHandler:
@@ -114,6 +122,11 @@ class RecordingHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.faults.delay:
+            await asyncio.sleep(self.faults.delay)
+        if self.faults.hold_after is not None and len(self.received) >= self.faults.hold_after:
+            # In a thread: the server's loop stays free for other sessions meanwhile.
+            await asyncio.get_running_loop().run_in_executor(None, self.faults.release.wait)
         with self._lock:
             faults = self.faults
             first = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""

@@ -135,22 +135,23 @@ def snapshot(url: str) -> dict[str, list]:
 
 
 # Tables added since 0001: empty after an upgrade.
-NEW_TABLES = ("webhook_tokens",)
+NEW_TABLES = ("webhook_tokens", "worker_heartbeats", "health_records", "alerts")
 
 
 def without_new_columns(data: dict[str, list]) -> dict[str, list]:
-    """A snapshot without the tables and columns added since 0001 (webhook_tokens;
-    events.campaign, enrollments.paused_at, contacts.tags, .newsletter_unsubscribed_at,
-    .attributes and .language, campaigns.kind and .folder; NULL in old rows)."""
+    """A snapshot without the tables and columns added since 0001 (webhook_tokens and
+    0012's tables; events.campaign, enrollments.paused_at, contacts.tags,
+    .newsletter_unsubscribed_at, .attributes and .language, campaigns.kind, .folder,
+    .pause_kind and .pause_reason; NULL in old rows)."""
     assert all(data.pop(name) == [] for name in NEW_TABLES)
     assert all(row[-1] is None for row in data["events"])
     assert all(row[-1] is None for row in data["enrollments"])
     assert all(row[-4:] == (None, None, None, None) for row in data["contacts"])
-    assert all(row[-2:] == (None, None) for row in data["campaigns"])
+    assert all(row[-4:] == (None, None, None, None) for row in data["campaigns"])
     return {
         **data,
         "contacts": [row[:-4] for row in data["contacts"]],
-        "campaigns": [row[:-2] for row in data["campaigns"]],
+        "campaigns": [row[:-4] for row in data["campaigns"]],
         "events": [row[:-1] for row in data["events"]],
         "enrollments": [row[:-1] for row in data["enrollments"]],
     }

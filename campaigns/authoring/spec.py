@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from campaigns.authoring.bounded import CAMPAIGN_FILE_LIMIT, inside, read_bounded
+from campaigns.authoring.error_rate import DEFAULT_MAX_ERROR_RATE, ErrorRate
 from campaigns.authoring.fields import (
     PLACEHOLDER_EMAIL,
     EmailAddress,
@@ -200,6 +201,8 @@ class CampaignSpec(FileModel):
     greeting: str | None = DEFAULT_GREETING
     # Each email but the last ends with a line naming the next and when it comes.
     teaser: bool = True
+    # Failed or lost sends above this share of the last 200 pause it (delivery/health_rules.py).
+    max_error_rate: ErrorRate = DEFAULT_MAX_ERROR_RATE
 
     @field_validator("greeting", mode="before")
     @classmethod

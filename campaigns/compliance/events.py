@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from campaigns.compliance.event_model import NOT_SENT, SUPPRESSING, ProviderEvent
+from campaigns.compliance.event_health import check_campaigns, count_bad_news
+from campaigns.compliance.event_model import NOT_SENT, SUPPRESSING, EventKind, ProviderEvent
 from campaigns.compliance.suppressions import insert_new, suppress_contacts
 from campaigns.planning.contacts import normalise_email
 from campaigns.rendering.categories import campaign_category
@@ -45,6 +46,7 @@ class EventReport:
     suppressed: int = 0  # addresses newly suppressed
     cancelled: int = 0  # pending deliveries cancelled by those suppressions
     reconciled: int = 0  # unknown deliveries settled as sent or failed
+    paused: list[str] = field(default_factory=list)  # campaigns paused by these events
 
 
 def event_address(value: Any) -> str | None:
@@ -82,10 +84,13 @@ def apply_provider_events(
 
     A replayed event (same provider and event id) is stored once and applied once.
     Suppressing kinds suppress the address across campaigns and cancel its contact's
-    pending deliveries; `unknown` deliveries named by an event are settled.
+    pending deliveries; `unknown` deliveries named by an event are settled. Hard bounces
+    and complaints count towards the automatic pause (event_health.py): a campaign past
+    a limit is paused, with an alert, once the batch is stored.
     """
     report = EventReport()
     found = list(found)
+    stored: list[tuple[EventKind, int | None, str | None]] = []
     with store.begin() as conn:
         # Bounded again here: a parser's out-of-range id must not fail the whole batch.
         named = {e.delivery_id for e in found if delivery_id_of(e.delivery_id) is not None}
@@ -107,6 +112,7 @@ def apply_provider_events(
                 report.duplicates += 1
                 continue
             report.stored += 1
+            stored.append((event.kind, delivery_id, values.get("campaign")))
             address = event_address(event.address)
             if address and event.kind in SUPPRESSING:
                 new, cancelled = suppress_contacts(conn, store, address, event.kind, now=now)
@@ -114,6 +120,8 @@ def apply_provider_events(
                 report.cancelled += cancelled
             if delivery_id is not None:
                 report.reconciled += _settle_unknown(conn, delivery_id, event, now=now)
+        counted = count_bad_news(conn, stored)
+    report.paused = check_campaigns(store, counted, now=now)
     log.info(
         "%s events: %d stored, %d duplicates, %d addresses suppressed, "
         "%d deliveries cancelled, %d unknown deliveries reconciled",

@@ -22,11 +22,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, select
 
 from campaigns.authoring.spec import Campaign
+from campaigns.delivery.alerts import Alerter, refused_alert
 from campaigns.delivery.decide import DueRow, Openings, Rules, decide
 from campaigns.delivery.handoff import HandOff, SenderFor
 from campaigns.delivery.held import survey
 from campaigns.delivery.history import SuppressedAddresses, by_status, rows_of
 from campaigns.delivery.leases import Cursor, Leases, worker_owner
+from campaigns.delivery.observer import Observer
 from campaigns.delivery.recording import Recorder
 from campaigns.delivery.report import RunReport
 from campaigns.delivery.settle import settle
@@ -54,7 +56,10 @@ class Dispatcher:
     """One worker: claims batches of due deliveries until none is left at `now`.
 
     `clock`, when given, replaces the database's clock for leases (tests); `stop`,
-    when set, ends the run after the hand-off in progress.
+    when set, ends the run after the hand-off in progress; `observer` hears of every
+    hand-off (observer.py). `alerter` raises the alerts
+    (a paused campaign, a refused sender); `heartbeat`, when given, is called after
+    each batch (heartbeats.py throttles it).
     """
 
     def __init__(
@@ -69,12 +74,17 @@ class Dispatcher:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         clock: Callable[[], datetime] | None = None,
         stop: threading.Event | None = None,
+        observer: Observer | None = None,
+        alerter: Alerter | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         if lease <= timedelta(0):
             raise ConfigurationError("the lease must be longer than zero")
         self.store = store
         self.owner = owner or worker_owner()
         self.stop = stop or threading.Event()
+        self.alerter = alerter or Alerter(store)
+        self.heartbeat = heartbeat
         self.leases = Leases(store, self.owner, length=lease, batch_size=batch_size, clock=clock)
         self.recorder = Recorder(store, self.owner)
         self.suppressed = SuppressedAddresses(store, batch_size)
@@ -87,6 +97,8 @@ class Dispatcher:
             size=max(1, handoff_size),
             max_attempts=max_attempts,
             stop=self.stop,
+            observer=observer,
+            alerter=self.alerter,
         )
         self.sender_for = sender_for
         self._versions: dict[tuple[str, str], Campaign] = {}
@@ -122,11 +134,16 @@ class Dispatcher:
                     fresh_pass = False
                     report.batches += 1
                     self._process(batch, now=now, report=report)
+                    if self.heartbeat is not None:
+                        self.heartbeat()
         finally:
             # Claimed but not handed off (a stop, an error): back to the queue at once
             # rather than when the lease runs out.
             report.released += self.leases.release()
         report.held = self.leases.holds.reported()
+        for held in self.leases.holds.held.values():
+            if held.from_sender:  # a provider refusing its key (or unusable settings)
+                self.alerter.raise_(refused_alert(held.campaign, held.problem))
         return report
 
     def _recover(self, now: datetime) -> int:

@@ -7,7 +7,8 @@ MIME), each row is checked again against the rules in the transaction that marks
 recorded. No message strands its chunk: one that cannot be built fails alone, with
 the reason, before any row is `sending`; a sender that raises anyway (a bug, not a
 configuration problem) has its rows settled by `Sender.settle` where it can tell, the
-rest `unknown` with the reason, and the next chunk goes on.
+rest `unknown` with the reason, and the next chunk goes on. After each hand-off the
+observer (observer.py: the metrics) hears its campaign, sender, time and answers.
 One email per contact per window opening holds across workers: that transaction
 locks the contacts' enrollments and looks at their other deliveries. A stop request
 (SIGTERM) ends the hand-off between chunks.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -24,9 +26,12 @@ from datetime import datetime
 from sqlalchemy import Connection, select, true, update
 
 from campaigns.authoring.spec import Campaign
+from campaigns.delivery import autopause
+from campaigns.delivery.alerts import Alerter
 from campaigns.delivery.decide import DueRow, Going, Rules, admit, postpone
 from campaigns.delivery.history import SuppressedAddresses, by_status, rows_of
 from campaigns.delivery.leases import Leases
+from campaigns.delivery.observer import HandedOff, NoObserver, Observer
 from campaigns.delivery.outcomes import classify
 from campaigns.delivery.recording import Recorder
 from campaigns.delivery.report import RunReport
@@ -64,8 +69,11 @@ class HandOff:
         size: int,
         max_attempts: int,
         stop: threading.Event,
+        alerter: Alerter,
+        observer: Observer | None = None,
     ) -> None:
         self.store = store
+        self.alerter = alerter
         self.sender_for = sender_for
         self.leases = leases
         self.recorder = recorder
@@ -73,6 +81,7 @@ class HandOff:
         self.size = size
         self.max_attempts = max_attempts
         self.stop = stop
+        self.observer = observer or NoObserver()
         self._signer = Signer(store.secret_key())
         self._return_paths = ReturnPaths(store.secret_key())
 
@@ -105,6 +114,8 @@ class HandOff:
                 for start in range(0, len(items), size):
                     if self.stop.is_set():
                         return  # the rest is still claimed: the dispatcher releases it
+                    if name in report.paused:
+                        break  # paused by itself: the rest is released at the end of the run
                     chunk = items[start : start + size]
                     # Suppressions again, right before hand-off: an unsubscribe may have landed.
                     late = self.suppressed([item.row for item in chunk])
@@ -192,6 +203,7 @@ class HandOff:
         rows = {str(item.row.id): item.row for item in allowed if item.row.id in handed}
         if not rows:
             return
+        started = time.perf_counter()
         try:
             results = sender.send([messages[row.id] for row in rows.values()])
         except SenderConfigurationError:
@@ -206,6 +218,7 @@ class HandOff:
                 len(rows),
             )
             results = _after_raise(sender, list(rows), exc)
+        seconds = time.perf_counter() - started
         outcomes = classify(
             results,
             rows,
@@ -214,7 +227,20 @@ class HandOff:
             now=now,
             real_now=(self.leases.clock or utcnow)(),
         )
-        self.recorder.record(outcomes, compiled.campaign.name, now=now, report=report)
+        name = compiled.campaign.name
+        self.recorder.record(outcomes, name, now=now, report=report)
+        self.observer.handed_off(HandedOff(name, sender.name, seconds, outcomes.answers()))
+        # The automatic pause, over the outcomes just recorded (autopause.py).
+        why = autopause.check(
+            self.store,
+            name,
+            compiled.campaign.spec.max_error_rate,
+            self.alerter,
+            now=now,
+            real_now=(self.leases.clock or utcnow)(),
+        )
+        if why is not None:
+            report.paused[name] = why.reason
 
     def _start_sending(
         self, conn: Connection, allowed: list[Going], *, now: datetime, lease_now: datetime

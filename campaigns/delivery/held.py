@@ -35,6 +35,7 @@ class Held:
     problem: str
     folder: str | None = None
     waiting: int = 0
+    from_sender: bool = False  # its sender refused to work (an alert: delivery/alerts.py)
 
     def fix_command(self) -> str:
         return f"dripmail plan {self.folder or 'FOLDER'} --apply"
@@ -96,7 +97,9 @@ class Holds:
         using.add(name)
         for campaign in classify_senders(dict.fromkeys(using, problem), len(self.senders) or 1):
             self.senders.pop(campaign, None)
-            self.held[campaign] = Held(campaign, problem, self.folders.get(campaign))
+            self.held[campaign] = Held(
+                campaign, problem, self.folders.get(campaign), from_sender=True
+            )
 
     def reported(self) -> dict[str, Held]:
         """The campaigns that kept a due email back, with how many."""
@@ -140,5 +143,5 @@ def survey(conn: Connection, load: Callable[[str, str], Campaign], sender_for: C
         except SenderConfigurationError as exc:
             errors[row.name] = str(exc)
     for name, problem in classify_senders(errors, len(rows) - len(held)).items():
-        held[name] = Held(name, problem, folders.get(name))
+        held[name] = Held(name, problem, folders.get(name), from_sender=True)
     return Holds(held, senders, folders)

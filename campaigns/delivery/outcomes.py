@@ -5,6 +5,7 @@ Pure: results and the rows they answer in, outcomes out; recording.py writes the
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +28,16 @@ class Ended(NamedTuple):
     due: datetime | None = None  # retry: when it goes again
 
 
+class Answer(enum.StrEnum):
+    """What a provider's answer to one message came to, as the metrics count it."""
+
+    SENT = "sent"  # accepted
+    RETRIED = "retried"  # not sent, goes again later
+    RATE_LIMITED = "rate_limited"  # not sent, goes again when the provider said (429)
+    FAILED = "failed"  # never goes: refused, or out of attempts
+    UNKNOWN = "unknown"  # the answer was lost: never re-sent by itself
+
+
 @dataclass
 class Outcomes:
     """A chunk's results by what must be recorded."""
@@ -35,6 +46,19 @@ class Outcomes:
     failed: list[Ended] = field(default_factory=list)
     unknown: list[Ended] = field(default_factory=list)
     retry: list[Ended] = field(default_factory=list)
+    # Of `retry`, those whose provider named when to come back (a rate limit's reset).
+    rate_limited: int = 0
+
+    def answers(self) -> dict[str, int]:
+        """Messages by Answer (the classes that occurred); they add up to the results."""
+        counts = {
+            Answer.SENT: len(self.sent),
+            Answer.RETRIED: len(self.retry) - self.rate_limited,
+            Answer.RATE_LIMITED: self.rate_limited,
+            Answer.FAILED: len(self.failed),
+            Answer.UNKNOWN: len(self.unknown),
+        }
+        return {str(answer): count for answer, count in counts.items() if count}
 
 
 def classify(
@@ -72,6 +96,7 @@ def classify(
                 real_now=real_now,
             )
             outcomes.retry.append(Ended(row.id, more, error=result.error, due=due))
+            outcomes.rate_limited += result.retry_at is not None
         else:
             outcomes.failed.append(Ended(row.id, more, error=result.error))
     return outcomes

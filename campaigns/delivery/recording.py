@@ -12,12 +12,13 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, update
 
+from campaigns.delivery.autopause import record_handoff
 from campaigns.delivery.decide import DueRow
 from campaigns.delivery.leases import fenced
 from campaigns.delivery.outcomes import Outcomes
 from campaigns.delivery.report import RunReport
 from campaigns.storage.statuses import DeliveryStatus
-from campaigns.storage.store import Store
+from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import deliveries
 
 log = logging.getLogger("dripmail.dispatch")
@@ -180,6 +181,15 @@ class Recorder:
                         for e in outcomes.retry
                     ],
                 )
+            # What the automatic pause reads (autopause.py), with the outcomes it counts.
+            record_handoff(
+                conn,
+                campaign,
+                sent=len(outcomes.sent),
+                failed=len(outcomes.failed),
+                unknown=len(outcomes.unknown),
+                real_now=utcnow(),
+            )
         report.sent += len(outcomes.sent)
         report.failed += len(outcomes.failed)
         report.unknown += len(outcomes.unknown)

@@ -24,6 +24,8 @@ class RunReport:
     by_campaign: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     # Campaigns kept back with due emails waiting (held.py): `dripmail run` exits 1.
     held: dict[str, Held] = field(default_factory=dict)
+    # Campaigns this run paused by themselves (delivery/autopause.py): name -> reason.
+    paused: dict[str, str] = field(default_factory=dict)
 
     @property
     def handed_off(self) -> int:
@@ -32,10 +34,11 @@ class RunReport:
     def add(self, other: RunReport) -> None:
         """Fold another run's counts into this one (several workers, one total)."""
         for count in fields(self):
-            if count.name not in ("by_campaign", "held"):
+            if count.name not in ("by_campaign", "held", "paused"):
                 setattr(self, count.name, getattr(self, count.name) + getattr(other, count.name))
         for campaign, count in other.by_campaign.items():
             self.by_campaign[campaign] += count
+        self.paused.update(other.paused)
         for name, held in other.held.items():
             # Every worker passes over the same waiting rows: the largest count is the total.
             if name not in self.held or held.waiting > self.held[name].waiting:

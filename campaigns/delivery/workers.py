@@ -2,11 +2,16 @@
 
 A stop request (SIGTERM, SIGINT) lets the hand-off in progress finish, releases the
 rows claimed but not handed off, and ends the run; see dispatcher.py for what one
-worker does with a batch.
+worker does with a batch. Under systemd (`Type=notify`) the run says READY=1 once every
+worker is about to claim, and STOPPING=1 when a stop is asked for (campaigns/notify.py).
+worker does with a batch. An observer (observer.py) hears each tick's start and end
+and each hand-off; the processes of `run_workers` pass theirs to the parent, so one
+set of metrics covers every worker on the machine.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -21,17 +26,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from campaigns.delivery.alerts import Alerter, refused_alert
 from campaigns.delivery.dispatcher import DEFAULT_BATCH, DEFAULT_HANDOFF, DEFAULT_LEASE, Dispatcher
 from campaigns.delivery.handoff import SenderFor
+from campaigns.delivery.heartbeats import HeartbeatRecorder, watch
 from campaigns.delivery.held import survey
 from campaigns.delivery.leases import worker_owner
+from campaigns.delivery.observer import Event, HandedOff, NoObserver, Observer, Ticked, tell
 from campaigns.delivery.report import RunReport
 from campaigns.delivery.sender_pool import SenderPool
 from campaigns.errors import ConfigurationError, DripmailError
 from campaigns.logformat import formatter
+from campaigns.notify import NOBODY, Notifier
 from campaigns.settings import Settings
 from campaigns.storage.publish import load_version
 from campaigns.storage.store import Store, utcnow
+from senders.base import SenderConfigurationError
 
 log = logging.getLogger("dripmail.workers")
 
@@ -75,16 +85,27 @@ def run_worker(
     handle_signals: bool = False,
     sleep: Callable[[float], None] = time.sleep,
     settings: Settings | None = None,
+    notifier: Notifier = NOBODY,
+    observer: Observer | None = None,
 ) -> Iterator[RunReport]:
     """Run ticks at `now` (else the clock): one with `once`, else one per `interval` seconds.
 
     `stop` (or SIGTERM/SIGINT with `handle_signals`) ends the loop after the hand-off
     in progress; rows claimed and not handed off go back to the queue. The senders
     take their settings from `settings` (default: the environment, read now).
+    `notifier` hears READY=1 before the first claim and STOPPING=1 on a stop signal.
+    `observer` hears when each tick starts and ends, and of every hand-off.
+    The worker's heartbeat row (heartbeats.py) is written at the start, after each
+    batch and tick, and marked stopped at the end; after each tick it looks for silent
+    workers and piling `unknown` deliveries, and alerts (alerts.py).
     """
     stop = stop or threading.Event()
+    observer = observer or NoObserver()
     pool = SenderPool(sender, settings) if sender_for is None else None
-    with _stop_on_signals(stop) if handle_signals else _nothing():
+    stopping = functools.partial(notifier.stopping, "finishing the hand-off in progress")
+    alerter = Alerter(store, settings)
+    with _stop_on_signals(stop, forward=stopping) if handle_signals else _nothing():
+        heart: HeartbeatRecorder | None = None
         try:
             # Each run checks the campaigns and their senders first (held.py).
             dispatcher = Dispatcher(
@@ -95,9 +116,32 @@ def run_worker(
                 handoff_size=handoff_size,
                 lease=lease,
                 stop=stop,
+                observer=observer,
+                alerter=alerter,
             )
+            heart = HeartbeatRecorder(store, dispatcher.owner, interval=interval)
+            dispatcher.heartbeat = heart.beat
+            if notifier.enabled:
+                # Before READY=1, so that `systemctl start` fails on a problem every
+                # campaign shares (run_workers checks the same before its processes start).
+                preflight(store, sender, check_senders=sender_for is None)
+            notifier.ready("sending due emails")
             while not stop.is_set():
-                yield dispatcher.run(now=now or utcnow())
+                observer.ticked(Ticked(time.time()))
+                try:
+                    report = dispatcher.run(now=now or utcnow())
+                except SenderConfigurationError as exc:
+                    # Every campaign's sender refused: the run stops (held.py). A worker
+                    # that was sending says so by email; one refused at its first tick
+                    # only exits 2, its one line on the terminal or in the journal, and
+                    # leaves the database as it was (no heartbeat, no alert row).
+                    if heart.started:
+                        alerter.raise_(refused_alert(None, str(exc)))
+                    raise
+                observer.ticked(Ticked(time.time()))
+                heart.tick(report)
+                watch(store, alerter, me=dispatcher.owner)
+                yield report
                 if once:
                     return
                 # Short naps, so a stop request is seen within a fraction of a second.
@@ -105,6 +149,8 @@ def run_worker(
                 while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
                     sleep(min(left, 0.2))
         finally:
+            if heart is not None:
+                heart.stop()
             if pool is not None:
                 pool.close()
 
@@ -115,7 +161,7 @@ def _nothing() -> Iterator[None]:
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event, forward: Callable[[], None] | None = None):
+def _stop_on_signals(stop: threading.Event, forward: Callable[[], object] | None = None):
     """SIGTERM and SIGINT set `stop` (and call `forward`); the old handlers come back after."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may handle signals
@@ -157,14 +203,22 @@ class WorkerOptions:
     outbox: str | None = None  # the file sender's folder (`run --outbox`), over the campaign's
 
 
-def run_workers(count: int, options: WorkerOptions) -> Iterator[tuple[int, RunReport]]:
+def run_workers(
+    count: int,
+    options: WorkerOptions,
+    notifier: Notifier = NOBODY,
+    observers: Callable[[int], Observer] | None = None,
+) -> Iterator[tuple[int, RunReport]]:
     """Run `count` worker processes on this machine; yield (worker, report) as ticks end.
 
     Each process is spawned fresh (its own engine and connections, never a forked
     one), with its own lease owner id. SIGTERM or SIGINT here is passed on to every
     worker, which finishes its hand-off, releases its unclaimed rows and exits 0.
     Should one worker fail, the others are stopped the same way and the error raised:
-    a ConfigurationError for a configuration problem, else WorkerError.
+    a ConfigurationError for a configuration problem, else WorkerError. `notifier`
+    hears READY=1 once every worker is about to claim, and STOPPING=1 on a stop signal.
+    `observers(index)`, in this process, hears worker `index`'s ticks and hand-offs,
+    which the worker sends here with its reports.
     """
     # The same checks as a single worker's, once, before any process starts.
     store = Store(options.url)
@@ -176,7 +230,9 @@ def run_workers(count: int, options: WorkerOptions) -> Iterator[tuple[int, RunRe
     messages = context.Queue()
     workers = [
         context.Process(
-            target=_worker_process, args=(index, options, messages), name=f"dripmail-worker-{index}"
+            target=_worker_process,
+            args=(index, options, messages, observers is not None),
+            name=f"dripmail-worker-{index}",
         )
         for index in range(count)
     ]
@@ -190,7 +246,13 @@ def run_workers(count: int, options: WorkerOptions) -> Iterator[tuple[int, RunRe
 
     problems: list[str] = []
     crashed: list[str] = []
-    with _stop_on_signals(stop, forward=stop_all):
+    ready: set[int] = set()
+
+    def stop_on_signal() -> None:
+        notifier.stopping("stopping the workers")
+        stop_all()
+
+    with _stop_on_signals(stop, forward=stop_on_signal):
         try:
             for worker in workers:
                 worker.start()
@@ -214,8 +276,15 @@ def run_workers(count: int, options: WorkerOptions) -> Iterator[tuple[int, RunRe
                             if not stop.is_set():
                                 stop_all()
                     continue
-                if kind == "report":
+                if kind == "ready":
+                    ready.add(index)
+                    if len(ready) == count:
+                        notifier.ready(f"{count} workers sending due emails")
+                elif kind == "report":
                     yield index, payload
+                elif kind == "seen":
+                    if observers is not None:
+                        tell(observers(index), payload)
                 elif payload not in problems:
                     problems.append(payload)
         finally:
@@ -245,8 +314,26 @@ def _exit(code: int) -> str:
     return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
 
 
-def _worker_process(index: int, options: WorkerOptions, messages) -> None:
-    """One worker of `run_workers`, in its own interpreter."""
+class _Forward:
+    """A worker process's observer: each event goes to the parent, on the report queue."""
+
+    def __init__(self, index: int, messages) -> None:
+        self.index = index
+        self.messages = messages
+
+    def _put(self, event: Event) -> None:
+        self.messages.put(("seen", self.index, event))  # pickled by the queue's own thread
+
+    def handed_off(self, event: HandedOff) -> None:
+        self._put(event)
+
+    def ticked(self, event: Ticked) -> None:
+        self._put(event)
+
+
+def _worker_process(index: int, options: WorkerOptions, messages, forward: bool = False) -> None:
+    """One worker of `run_workers`, in its own interpreter; `forward`: tell the parent
+    of its ticks and hand-offs."""
     import sys
 
     stop = threading.Event()
@@ -278,6 +365,8 @@ def _worker_process(index: int, options: WorkerOptions, messages) -> None:
                     sender_for=(options.sender_factory(index) if options.sender_factory else None),
                     stop=stop,
                     settings=settings,
+                    notifier=_Ready(index, messages),
+                    observer=_Forward(index, messages) if forward else None,
                 )
                 for report in reports:
                     messages.put(("report", index, report))
@@ -290,6 +379,20 @@ def _worker_process(index: int, options: WorkerOptions, messages) -> None:
             sys.exit(2)
     messages.close()
     messages.join_thread()
+
+
+class _Ready(Notifier):
+    """A worker process's notifier: its readiness goes to the parent, which tells systemd
+    once all are ready (systemd hears the main process only, NotifyAccess=main)."""
+
+    def __init__(self, index: int, messages) -> None:
+        super().__init__(None)
+        self.index = index
+        self.messages = messages
+
+    def ready(self, status: str | None = None) -> bool:
+        self.messages.put(("ready", self.index, None))
+        return True
 
 
 def _log_as_worker(index: int, level: int, log_format: str | None) -> None:

@@ -3,7 +3,9 @@
 Pausing holds pending deliveries: the claim query takes only rows whose campaign and
 enrollment are both active. Resuming moves every held delivery later by the length of
 the pause (keeping every gap between a contact's emails), then into the window, one
-per opening and `min_gap` apart, so nobody gets the backlog at once.
+per opening and `min_gap` apart, so nobody gets the backlog at once. The engine also
+pauses a campaign by itself (its reason in `campaigns.pause_reason`,
+delivery/autopause.py); only a person resumes one, and resuming clears the reason.
 """
 
 from __future__ import annotations
@@ -92,7 +94,14 @@ def resume(
             conn.execute(
                 update(campaigns)
                 .where(campaigns.c.name == name)
-                .values(status=CampaignStatus.ACTIVE, paused_at=None, updated_at=now)
+                # A person resuming also clears why the engine paused it (delivery/autopause.py).
+                .values(
+                    status=CampaignStatus.ACTIVE,
+                    paused_at=None,
+                    updated_at=now,
+                    pause_kind=None,
+                    pause_reason=None,
+                )
             )
             # Contacts paused one by one stay paused: their own resume shifts them.
             ids = list(

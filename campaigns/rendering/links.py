@@ -8,6 +8,7 @@ public URL's own rule (https, or http on a loopback address) is here too.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from campaigns.rendering.tokens import (
     public_url,
 )
 from campaigns.settings import PUBLIC_URL_ENV
+from senders.addresses import AddressError, wire_address
 from senders.base import Message, is_loopback
 
 
@@ -58,10 +60,12 @@ class LinkBase:
         """On `configured` (DRIPMAIL_PUBLIC_URL), else links.public_url, else the placeholder;
         the mailbox is links.unsubscribe_mailto, else reply_to, else the From address."""
         spec = campaign.spec
-        return cls(
-            public_url(configured, spec.links.public_url) or PLACEHOLDER_PUBLIC_URL,
-            spec.links.unsubscribe_mailto or spec.reply_to or spec.from_.address,
-        )
+        mailbox = spec.links.unsubscribe_mailto or spec.reply_to or spec.from_.address
+        with contextlib.suppress(AddressError):
+            # List-Unsubscribe is written as ASCII (senders/mime.py): an internationalised
+            # domain goes in the mailto as its A-label, as it does in From and Reply-To.
+            mailbox = wire_address(mailbox)[0]
+        return cls(public_url(configured, spec.links.public_url) or PLACEHOLDER_PUBLIC_URL, mailbox)
 
     def signed(self, token: str) -> ContactLinks:
         """One contact's links, carrying their signed unsubscribe token."""

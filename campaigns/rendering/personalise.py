@@ -18,6 +18,7 @@ from campaigns.errors import NotFoundError
 from campaigns.rendering.batch import Batch
 from campaigns.rendering.categories import campaign_category, step_category
 from campaigns.rendering.placeholders import concat
+from senders.addresses import wire_address
 from senders.base import BatchForm, Message, TaggedContent
 
 __all__ = [
@@ -201,7 +202,9 @@ class CompiledCampaign:
         rendered = step.personalise(
             recipient, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url
         )
-        domain = spec.from_.address.rpartition("@")[2]
+        # An internationalised From domain goes into the Message-ID as its A-label: the
+        # header is written as ASCII (senders/mime.py), as From itself is.
+        domain = wire_address(spec.from_.address)[0].rpartition("@")[2]
         if not unsubscribe_mailto.startswith("mailto:"):
             unsubscribe_mailto = f"mailto:{unsubscribe_mailto}"
         headers = {

@@ -1,4 +1,4 @@
-"""Read-only views of the store: status counts, calendars, the sending timeline."""
+"""Read-only views of the store: status counts, paused campaigns, calendars, the timeline."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from campaigns.planning import schedule
 from campaigns.planning.contacts import display_address, normalise_email
 from campaigns.planning.plans import plan
 from campaigns.storage.publish import open_campaign
-from campaigns.storage.statuses import DELIVERY_STATES
+from campaigns.storage.statuses import DELIVERY_STATES, CampaignStatus
 from campaigns.storage.store import Store
-from campaigns.storage.tables import contacts, deliveries, enrollments
+from campaigns.storage.tables import campaigns, contacts, deliveries, enrollments
 
 SAMPLE_ZONES = (
     "America/New_York",
@@ -40,6 +40,52 @@ def status_counts(store: Store, campaign: str | None = None) -> dict[str, dict[s
         for name, status, count in conn.execute(query):
             result.setdefault(name, dict.fromkeys(DELIVERY_STATES, 0))[status] = count
     return result
+
+
+@dataclass(frozen=True)
+class CampaignPause:
+    """A paused campaign: since when, and why when dripmail paused it by itself."""
+
+    campaign: str
+    paused_at: datetime | None
+    kind: str | None  # the rule that paused it (delivery/health_rules.py); None: a person
+    reason: str | None
+
+    @property
+    def by_itself(self) -> bool:
+        return self.kind is not None
+
+    def line(self) -> str:
+        """One line for `status` and `stats`."""
+        since = f" since {self.paused_at:%Y-%m-%d %H:%M} UTC" if self.paused_at else ""
+        who = "paused by dripmail" if self.by_itself else "paused by a person"
+        why = f": {self.reason}" if self.reason else ""
+        return (
+            f"campaign {self.campaign}: {who}{since}{why}; "
+            f"only a person resumes it: dripmail resume {self.campaign}"
+        )
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "paused_at": self.paused_at.isoformat() if self.paused_at else None,
+            "by": "dripmail" if self.by_itself else "person",
+            "kind": self.kind,
+            "reason": self.reason,
+        }
+
+
+def campaign_pauses(store: Store, campaign: str | None = None) -> list[CampaignPause]:
+    """Paused campaigns (or this one, if paused), by name."""
+    query = (
+        select(campaigns.c.name, campaigns.c.paused_at)
+        .add_columns(campaigns.c.pause_kind, campaigns.c.pause_reason)
+        .where(campaigns.c.status == CampaignStatus.PAUSED)
+        .order_by(campaigns.c.name)
+    )
+    if campaign:
+        query = query.where(campaigns.c.name == campaign)
+    with store.connect() as conn:
+        return [CampaignPause(*row) for row in conn.execute(query)]
 
 
 @dataclass(frozen=True)

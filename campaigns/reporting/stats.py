@@ -30,6 +30,7 @@ from sqlalchemy import case, func, select
 
 from campaigns.compliance.event_model import EventKind
 from campaigns.compliance.suppressions import EVENT_TYPES
+from campaigns.reporting.reports import CampaignPause, campaign_pauses
 from campaigns.storage.publish import open_campaign
 from campaigns.storage.statuses import DeliveryStatus
 from campaigns.storage.store import Store
@@ -121,11 +122,13 @@ class CampaignStats:
     campaign_level: dict[str, int]  # column -> events naming no delivery
     total: Counts
     untracked: tuple[str, ...] = ()  # columns no sender could count ("not tracked")
+    paused: CampaignPause | None = None  # when the campaign is paused: since when, why
 
     def as_dict(self) -> dict[str, Any]:
         level = {k: None if k in self.untracked else v for k, v in self.campaign_level.items()}
         return {
             "campaign": self.campaign,
+            "paused": self.paused.as_dict() if self.paused else None,
             "not_tracked": list(self.untracked),
             "steps": [step.as_dict(self.untracked) for step in self.steps],
             "campaign_level": level,
@@ -215,4 +218,5 @@ def campaign_stats(store: Store, ref: str) -> CampaignStats:
         column: bool(getattr(campaign.spec.sender, key, False)) for column, key in TRACKING.items()
     }
     untracked = untracked_columns(total, tracking)
-    return CampaignStats(name, ordered, campaign_level, total, untracked)
+    paused = next(iter(campaign_pauses(store, name)), None)
+    return CampaignStats(name, ordered, campaign_level, total, untracked, paused)

@@ -2,7 +2,8 @@
 
 The tables are in campaigns/storage/tables.py; the migrations, not `create_all`, build
 and upgrade a database. A store opened on an empty database sets it up; one whose
-schema is older than the code is refused until `dripmail db upgrade` has run.
+schema is older than the code is refused until `dripmail db upgrade` has run, and one
+whose schema is newer (upgraded by a later release) is refused with "upgrade dripmail".
 """
 
 from __future__ import annotations
@@ -139,6 +140,22 @@ class SchemaState:
     @property
     def is_current(self) -> bool:
         return self.current == self.head
+
+    @property
+    def is_newer(self) -> bool:
+        """A later dripmail upgraded the database: its revision is past this code's newest.
+
+        Revisions are zero-padded numbers (tests/unit/test_schema_head.py), so text order
+        is their order.
+        """
+        return self.current is not None and self.current > self.head
+
+    def newer_error(self) -> ConfigurationError:
+        """The one line a command says instead of working on a schema it does not know."""
+        return ConfigurationError(
+            f"the database schema ({self.current}) is newer than this dripmail "
+            f"({self.head}): upgrade dripmail to the release that upgraded the database"
+        )
 
 
 @functools.cache
@@ -283,6 +300,8 @@ class Store:
                     conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
                 before = _current_revision(conn)
                 head = head_revision()
+                if SchemaState(before, head).is_newer:
+                    raise SchemaState(before, head).newer_error()
                 if before != head:
                     config = _alembic_config(conn)
                     if before is not None and _is_legacy(conn):
@@ -296,12 +315,14 @@ class Store:
         if state.current is None:
             self.upgrade()  # first use: an empty database is set up
         elif not state.is_current:
-            known = {script.revision for script in _scripts().walk_revisions()}
+            # Newer: a worker of the previous release, restarted after `db upgrade`, stops
+            # here instead of writing rows the new schema's code would misread.
+            if state.is_newer:
+                raise state.newer_error()
+            with _quiet_alembic():  # loading the scripts logs alembic's plugins at INFO
+                known = {script.revision for script in _scripts().walk_revisions()}
             if state.current not in known:
-                raise ConfigurationError(
-                    f"the database schema ({state.current}) is newer than this dripmail "
-                    f"({state.head}): upgrade dripmail"
-                )
+                raise state.newer_error()
             raise ConfigurationError(
                 f"the database schema ({state.current}) is older than this dripmail "
                 f"({state.head}): {UPGRADE_HINT}"

@@ -67,6 +67,11 @@ campaigns = Table(
     # Migration 0007: the folder it was last published from (NULL: by name only), so a
     # message can name the command that fixes it.
     Column("folder", Text),
+    # Migration 0012: why the engine paused it by itself (delivery/autopause.py): the rule
+    # ("error_rate", "bounce_rate", "complaint_rate") and a sentence with the counts.
+    # NULL for a campaign a person paused; `dripmail resume` clears both.
+    Column("pause_kind", String(32)),
+    Column("pause_reason", Text),
 )
 
 campaign_versions = Table(
@@ -94,7 +99,7 @@ contacts = Table(
     # Migration 0007: an imported file's other columns (Phone, Last Name), as a JSON object
     # of strings; NULL for none.
     Column("attributes", Text),
-    # Migration 0012: the language the contact reads (BCP 47, like `es` or `pt-BR`);
+    # Migration 0013: the language the contact reads (BCP 47, like `es` or `pt-BR`);
     # NULL: the campaign's default language.
     Column("language", String(35)),
 )
@@ -164,6 +169,57 @@ webhook_tokens = Table(
     Column("signed_at", UTCDateTime, nullable=False),
 )
 
+# Migration 0012. One row per worker (its lease owner id): where it runs, when it started,
+# its last tick (the real clock), what that tick did; `stopped_at` once it exits cleanly.
+# `dripmail status` shows them, and running workers alert on one gone silent.
+worker_heartbeats = Table(
+    "worker_heartbeats",
+    metadata,
+    Column("worker", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("interval_seconds", Integer, nullable=False),  # its pause between ticks
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_tick_at", UTCDateTime, nullable=False),
+    Column("ticks", Integer, nullable=False),
+    Column("sent", Integer, nullable=False),  # since it started
+    Column("failed", Integer, nullable=False),
+    Column("unknown", Integer, nullable=False),
+    Column("stopped_at", UTCDateTime),
+)
+
+# Migration 0012. The outcomes of each recorded hand-off and each applied batch of provider
+# events, per campaign (the real clock): what the automatic pause reads, one short indexed
+# query per check instead of a join over every delivery of the campaign.
+# `outcomes` holds one letter per decided delivery of a hand-off (s sent, f failed,
+# u unknown), so "the last 200" is exact whatever the hand-off size.
+health_records = Table(
+    "health_records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign", String(64), nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("sent", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("unknown", Integer, nullable=False),
+    Column("bounced", Integer, nullable=False),  # hard bounces
+    Column("complained", Integer, nullable=False),
+    Column("outcomes", Text),
+)
+
+# Migration 0012. The last alert of each kind (delivery/alerts.py): when it was emailed, and
+# how many more were raised within the hour and only logged. A conditional update of this
+# row is the rate limit, so it holds across workers and restarts.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("sent_at", UTCDateTime, nullable=False),  # last emailed (or tried)
+    Column("raised_at", UTCDateTime, nullable=False),  # last raised
+    Column("held_back", Integer, nullable=False),  # raised since sent_at, only logged
+    Column("subject", Text, nullable=False),  # the last emailed one's subject line
+)
+
 Index("ix_enrollments_campaign", enrollments.c.campaign, enrollments.c.status)
 Index("ix_deliveries_enrollment", deliveries.c.enrollment_id, deliveries.c.position)
 # Migration 0002. Claiming walks due rows in (due_at, id) order from a keyset cursor, and
@@ -179,3 +235,7 @@ Index(
     sqlite_where=UNKNOWN_ONLY,
     postgresql_where=UNKNOWN_ONLY,
 )
+# Migration 0012. The automatic pause reads a campaign's newest records (by id; those of
+# the last 7 days are among its newest few hundred); old ones are deleted by time.
+Index("ix_health_records_campaign", health_records.c.campaign, health_records.c.id)
+Index("ix_health_records_time", health_records.c.recorded_at)

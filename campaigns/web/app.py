@@ -8,7 +8,7 @@ Routes:
     POST /webhooks/sendgrid    SendGrid's signed Event Webhook (campaigns/webhooks.py)
     POST /webhooks/postmark    Postmark's webhooks, HTTP basic credentials (web/postmark_webhook.py)
     POST /api/v1/enrollments   the sign-up API, bearer token (campaigns/signup_api.py)
-    GET  /healthz              "ok", for a reverse proxy or load balancer
+    GET  /healthz              "ok" when the database answers, else 503 and why (a proxy's probe)
 
 Paths match exactly: `/healthz/` or `/u/<token>/` is 404, never a redirect (which
 Starlette would build from the request's Host header).
@@ -28,7 +28,6 @@ contact's language when the campaign is written in it and dripmail has a catalog
 
 from __future__ import annotations
 
-import contextlib
 import email
 import email.policy
 import logging
@@ -57,6 +56,10 @@ from campaigns.authoring.translations import campaign_languages, in_language
 from campaigns.compliance.suppressions import Scope, unsubscribe
 from campaigns.compliance.undo import Undoable, undo_unsubscribe, undoable
 from campaigns.errors import NotFoundError
+from campaigns.monitoring.exporter import open_metrics
+from campaigns.monitoring.health import DatabaseCheck
+from campaigns.monitoring.metrics import Metrics
+from campaigns.notify import NOBODY, Notifier
 from campaigns.rendering.catalogs import N_, catalog_language, catalog_languages, translations
 from campaigns.rendering.links import check_public_url
 from campaigns.rendering.palette import WCAG_AA, Palette, contrast_ratio, palette
@@ -69,6 +72,7 @@ from campaigns.storage.tables import campaigns, contacts, deliveries, enrollment
 from campaigns.web.listen import listening_socket
 from campaigns.web.mailgun_webhook import mailgun_endpoint
 from campaigns.web.postmark_webhook import postmark_routes
+from campaigns.web.service import ServiceServer
 from campaigns.web.ses_webhook import ses_routes
 from campaigns.web.signup_api import signup_routes
 from campaigns.web.webhooks import (
@@ -335,8 +339,11 @@ def create_app(
     clock: Callable[[], datetime] = utcnow,
     environ: Mapping[str, str] | None = None,
     max_webhook_body: int = MAX_BODY,
+    metrics: Metrics | None = None,
 ) -> Starlette:
     """The service app. `clock` is the real clock (token and webhook ages), injectable for tests.
+
+    `metrics`, when given, counts the unsubscribes it records (monitoring/metrics.py).
 
     The settings are the store's, or those in `environ` (a mapping standing in for the
     environment, in tests). A set but unusable SENDGRID_WEBHOOK_PUBLIC_KEY raises
@@ -346,6 +353,7 @@ def create_app(
     settings = _settings(store, environ)
     signer = Signer(store.secret_key())
     verifier = SendGridVerifier.from_settings(settings)
+    database = DatabaseCheck(store)
 
     def read(token: str) -> UnsubscribeClaim | None:
         try:
@@ -397,11 +405,17 @@ def create_app(
         if scope is None:
             return _invalid(NO_CHOICE, request)
         await run_in_threadpool(unsubscribe, store, claim, scope, now=clock())
+        if metrics is not None:
+            metrics.unsubscribed(scope)
         state = await run_in_threadpool(partial(preferences, store, claim, now=clock()))
         return state_page("done.html.j2", state, token, scope=scope)
 
     async def health(_request: Request) -> Response:
-        return PlainTextResponse("ok")
+        problem = await run_in_threadpool(database.problem)
+        headers = {"Cache-Control": "no-store"}
+        if problem:
+            return PlainTextResponse(problem, status_code=503, headers=headers)
+        return PlainTextResponse("ok", headers=headers)
 
     routes = [
         Route("/u/{token}", show, methods=["GET"]),
@@ -440,15 +454,28 @@ def serve(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     environ: Mapping[str, str] | None = None,
+    notifier: Notifier = NOBODY,
+    metrics_port: int | None = None,
 ) -> None:
     """Check the settings, bind the port, then answer requests until stopped (uvicorn).
 
     A bad setting or a port in use raises ConfigurationError before anything is served.
+    `notifier` hears READY=1 once the server listens, STOPPING=1 when it stops (SIGTERM:
+    requests in progress finish, then the call returns).
+    The metrics port (`metrics_port`, else DRIPMAIL_METRICS_PORT; off when neither)
+    serves /metrics and /healthz on loopback beside it (monitoring/exporter.py).
     """
     settings = _settings(store, environ)
     check_published_public_urls(store, settings.public_url)
-    app = create_app(store, environ=environ)
+    metrics = Metrics()
+    metrics.serving()
+    app = create_app(store, environ=environ, metrics=metrics)
     sock = listening_socket(host, port)
+    try:
+        exporter = open_metrics(store, settings, metrics_port, metrics)
+    except BaseException:
+        sock.close()
+        raise
     if not settings.public_url:
         log.warning(
             "%s is not set: emails link to each campaign's links.public_url or a placeholder",
@@ -459,7 +486,10 @@ def serve(
     if not is_loopback(host):
         log.warning("listening on %s: put an https reverse proxy in front of it", host)
     log.info("serving on http://%s:%d", host, sock.getsockname()[1])
-    config = server_config(app)
-    # uvicorn stops cleanly on Ctrl+C, then raises the signal again for its caller.
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(config).run(sockets=[sock])
+    if exporter is not None:
+        log.info("metrics on %s", exporter.url)
+    try:
+        ServiceServer(server_config(app), notifier).serve_until_stopped(sock)
+    finally:
+        if exporter is not None:
+            exporter.close()

@@ -85,3 +85,22 @@ def test_a_retry_that_would_fall_outside_the_window_waits_for_the_next_opening()
         [SendResult("1", Outcome.TRANSIENT, error="421")], [row(1)], now=utc("2026-03-02T16:58")
     )
     assert outcomes.retry == [Ended(1, 0, error="421", due=utc("2026-03-03T09:00"))]
+
+
+def test_the_answers_the_metrics_count_add_up_to_the_results_by_class():
+    results = [
+        SendResult("1", Outcome.SENT, provider_id="msg-1"),
+        SendResult("2", Outcome.SENT, provider_id="msg-2"),
+        SendResult("3", Outcome.AMBIGUOUS, error="the connection dropped"),
+        SendResult("4", Outcome.PERMANENT, error="550 no such mailbox"),
+        SendResult("5", Outcome.TRANSIENT, error="503 try later"),
+        # A 429 that named its reset time: rate limited, goes again then.
+        SendResult("6", Outcome.TRANSIENT, error="429", retry_at=REAL_NOW + timedelta(hours=1)),
+        # Out of attempts: failed, whatever the provider said.
+        SendResult("7", Outcome.TRANSIENT, error="429", retry_at=REAL_NOW),
+    ]
+    rows = [row(i) for i in range(1, 7)] + [row(7, attempts=4)]
+    answers = classify_now(results, rows).answers()
+    assert answers == {"sent": 2, "unknown": 1, "failed": 2, "retried": 1, "rate_limited": 1}
+    assert sum(answers.values()) == len(results)
+    assert classify_now([], []).answers() == {}

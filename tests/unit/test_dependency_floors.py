@@ -28,6 +28,7 @@ FLOORS = [
     ("uvicorn", "0.11.6", "0.29.0", "CVE-2020-7694, CVE-2020-7695 (0.11.7)"),
     ("boto3", "1.4.4", "1.35.0", "SNYK-PYTHON-BOTO3-40617 (1.4.5); urllib3 2.x on Python 3.10+"),
     ("httpx", "0.22.0", "0.23.0", "CVE-2021-41945 (URL parsing, 0.23.0)"),
+    ("dnspython", "2.6.0", "2.6.1", "CVE-2023-29483 (TuDoor: a forged answer taken first)"),
 ]
 
 

@@ -13,10 +13,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+import yaml
 
+from campaigns.authoring.spec import load_folder
 from campaigns.errors import InputError
 from campaigns.planning.contacts import address_hash, display_address, normalise_email
 from campaigns.planning.signups import Signup, read_signups, validate
+from campaigns.rendering.compile import compile_campaign
+from campaigns.rendering.links import LinkBase, contact_message
+from campaigns.rendering.personalise import SAMPLE
 from senders.addresses import NeedsSmtpUtf8
 from senders.base import Message, Outcome
 from senders.file import FileSender
@@ -211,3 +216,31 @@ def test_sendgrid_gets_the_a_label_and_refuses_a_non_ascii_local_part():
 )
 def test_a_stored_address_is_shown_with_its_domain_as_a_person_reads_it(stored, shown):
     assert display_address(stored) == shown
+
+
+def test_an_idn_from_domain_goes_as_its_a_label_in_message_id_and_list_unsubscribe(
+    clinic_folder,
+):
+    # Found by `dripmail doctor` on a campaign from team@praxis-müller.example: the
+    # Message-ID and the unsubscribe mailto kept the U-label, and the ASCII headers SES,
+    # Mailgun and SMTP without SMTPUTF8 take could not be written.
+    spec_file = clinic_folder / "campaign.yaml"
+    spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    spec["from"]["address"] = spec["reply_to"] = "team@praxis-müller.example"
+    spec_file.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    campaign = load_folder(clinic_folder)
+    compiled = compile_campaign(campaign)
+    built = contact_message(
+        compiled,
+        campaign.steps[0].key,
+        SAMPLE,
+        LinkBase.of(campaign, "https://mail.clinic.example").signed("TOKEN"),
+        delivery_id="7",
+        date=NOW,
+    )
+    headers = email.message_from_bytes(to_bytes(built), policy=email.policy.default)
+    a_label = "xn--praxis-mller-klb.example"
+    assert str(headers["Message-ID"]).endswith(f"@{a_label}>")
+    assert f"<mailto:team@{a_label}?subject=unsubscribe%20TOKEN>" in str(
+        headers["List-Unsubscribe"]
+    )

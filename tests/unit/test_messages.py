@@ -9,6 +9,7 @@ import typer.main
 import yaml
 
 import examples
+from campaigns.storage.store import head_revision
 from cli import app
 from tests.unit.test_cli import dripmail
 
@@ -19,10 +20,11 @@ def _commands(command, path=()):
         yield from _commands(sub, (*path, name))
 
 
-def test_version_prints_the_installed_version():
+def test_version_prints_the_installed_version_and_the_schema_it_knows():
     result = dripmail("--version")
     assert result.exit_code == 0, result.output
-    assert re.fullmatch(r"dripmail \d+\.\d+\.\d+\S*\n", result.stdout), result.stdout
+    pattern = rf"dripmail \d+\.\d+\.\d+\S* \(database schema {head_revision()}\)\n"
+    assert re.fullmatch(pattern, result.stdout), result.stdout
 
 
 def test_no_help_text_has_a_run_of_spaces_inside_its_prose():

@@ -41,6 +41,8 @@ VARIABLES = {
     "SENDGRID_API_HOST": ("sendgrid_api_host", "https://api.eu.sendgrid.com"),
     "SENDGRID_WEBHOOK_PUBLIC_KEY": ("sendgrid_webhook_public_key", "MFkwEwYHKoZIzj0CAQYI"),
     "DRIPMAIL_OUTBOX": ("outbox", "/var/spool/dripmail/outbox"),
+    "DRIPMAIL_METRICS_PORT": ("metrics_port", "9464"),
+    "DRIPMAIL_METRICS_HOST": ("metrics_host", "::1"),
     "DRIPMAIL_SES_ENDPOINT_URL": (
         "ses_endpoint_url",
         "https://vpce-0a1b.email.eu-west-1.vpce.amazonaws.com",
@@ -53,6 +55,10 @@ VARIABLES = {
     "POSTMARK_API_HOST": ("postmark_api_host", "https://api.postmarkapp.com"),
     "POSTMARK_WEBHOOK_CREDENTIALS": ("postmark_webhook_credentials", "hook:pass-do-not-print"),
     "DRIPMAIL_IMAP_PASSWORD": ("imap_password", "imap-mailbox-secret"),
+    "NOTIFY_SOCKET": ("notify_socket", "/run/systemd/notify"),
+    "DRIPMAIL_ALERT_TO": ("alert_to", "it@clinic.example, manager@clinic.example"),
+    "DRIPMAIL_ALERT_SMTP_URL": ("alert_smtp_url", "smtp://alerts:do-not-print@mail.example:587"),
+    "DRIPMAIL_ALERT_FROM": ("alert_from", "dripmail@clinic.example"),
 }
 SECRETS = (
     "DRIPMAIL_SECRET_KEY",
@@ -64,6 +70,7 @@ SECRETS = (
     "POSTMARK_SERVER_TOKEN",
     "POSTMARK_WEBHOOK_CREDENTIALS",
     "DRIPMAIL_IMAP_PASSWORD",
+    "DRIPMAIL_ALERT_SMTP_URL",
 )
 
 CAMPAIGN = """\

@@ -17,6 +17,9 @@ branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
 
 
+# Expand only: new tables, nullable (or server-defaulted) columns, indexes. A drop, rename,
+# alter or rewrite is a contract step: set CONTRACT = "why the previous release no longer
+# uses it" (README.md beside env.py; tests/unit/test_migration_rules.py).
 def upgrade() -> None:
     ${upgrades if upgrades else "pass"}
 

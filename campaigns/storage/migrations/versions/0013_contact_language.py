@@ -1,7 +1,7 @@
 """contacts.language: the language a contact reads, a BCP 47 tag (`es`, `pt-BR`).
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-06
 
 Set by `import` (a `language` column), the sign-up API's `language` field and
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

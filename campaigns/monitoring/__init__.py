@@ -1,0 +1,1 @@
+"""Monitoring: Prometheus metrics of workers and `serve`, and whether the database answers."""
