@@ -254,6 +254,9 @@ def render(
     sample: Annotated[
         bool, typer.Option("--sample", help="Personalise for a sample contact")
     ] = False,
+    language: Annotated[
+        str | None, typer.Option(help="One of the campaign's languages (default: the contact's)")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Write every email of a campaign as .html, .txt and .eml, with an index.html."""
@@ -261,7 +264,7 @@ def render(
 
     settings = _settings()
     store = _store(db, settings) if email else None
-    index = export_for(store, campaign, out, email=email, settings=settings)
+    index = export_for(store, campaign, out, email=email, settings=settings, language=language)
     console.print(f"wrote {index}")
 
 
@@ -282,6 +285,9 @@ def enroll(
     consent: Annotated[
         str, typer.Option(help="Where and how consent was given")
     ] = "enrolled by staff with dripmail enroll",
+    language: Annotated[
+        str | None, typer.Option(help="BCP 47 tag like es or pt-BR (default: the campaign's)")
+    ] = None,
     restart: Annotated[
         bool, typer.Option("--restart", help="Already enrolled: start the sequence again")
     ] = False,
@@ -314,7 +320,15 @@ def enroll(
     report = enroll_ref(
         _store(db),
         campaign,
-        Signup(email, first_name, timezone, signed_up_at, consent, attributes=attributes),
+        Signup(
+            email,
+            first_name,
+            timezone,
+            signed_up_at,
+            consent,
+            attributes=attributes,
+            language=language,
+        ),
         now=when,
         restart=restart,
         force=force,
@@ -638,6 +652,9 @@ def send_test(
             help="file, smtp, sendgrid, ses, mailgun or postmark (default: the campaign's)"
         ),
     ] = None,
+    language: Annotated[
+        str | None, typer.Option(help="One of the campaign's languages (default: its default)")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Send one email of a campaign to a staff address, marked as a test; nothing is recorded."""
@@ -645,7 +662,15 @@ def send_test(
     from campaigns.storage.publish import open_campaign
 
     store = _store(db)
-    result = send(store, open_campaign(store, campaign), step, to, sender=sender, now=_now(None))
+    result = send(
+        store,
+        open_campaign(store, campaign),
+        step,
+        to,
+        sender=sender,
+        now=_now(None),
+        language=language,
+    )
     if result.outcome != "sent":
         raise errors.DripmailError(f"the test was not sent ({result.outcome}): {result.error}")
     console.print(f"sent a test of {step} ({result.provider_id})")
@@ -1485,10 +1510,21 @@ def plan(
     for path, old, new in diff.fields_changed:
         console.print(f"  changed        {path}: {_short(old)} -> {_short(new)}", markup=False)
     for path in diff.files_changed:
-        console.print(f"  file changed   {path} (comments or layout only)", markup=False)
+        console.print(f"  file changed   {path} ({_file_note(path)})", markup=False)
     for text in result.refusals:
         err.print(f"warning: {text}", markup=False)
     console.print("applied" if result.applied else "not applied yet: run again with --apply")
+
+
+def _file_note(path: str) -> str:
+    """What a changed file other than a step's is to `plan`: a translation, or layout."""
+    from campaigns.authoring.languages import language_name, language_of_file
+
+    translated = language_of_file(path)
+    if translated is None:
+        return "comments or layout only"
+    step, tag = translated
+    return f"the {language_name(tag)} ({tag}) copy of {step}: its readers' pending emails use it"
 
 
 def _short(value: str, width: int = 50) -> str:

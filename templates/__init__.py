@@ -1,6 +1,7 @@
 """The MJML, plain-text and index layouts, shipped as package data.
 
-`digest()` fingerprints them so a compiled campaign is rebuilt when a layout changes.
+`digest()` fingerprints them (and the gettext catalogs in locale/ that translate their
+text) so a compiled campaign is rebuilt when a layout or a translation changes.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ __all__ = ["DIRECTORY", "digest"]
 
 
 def digest() -> str:
-    """Content hash of every layout file (`*.j2`), stable across machines."""
+    """Content hash of every layout file (`*.j2`) and catalog, stable across machines."""
     sha = hashlib.sha256()
-    for path in sorted(DIRECTORY.glob("*.j2")):
-        sha.update(path.name.encode())
+    paths = [*DIRECTORY.glob("*.j2"), *DIRECTORY.glob("locale/*/LC_MESSAGES/*.po")]
+    for path in sorted(paths):
+        sha.update(path.relative_to(DIRECTORY).as_posix().encode())
         sha.update(b"\0")
         sha.update(path.read_bytes())
         sha.update(b"\0")

@@ -141,16 +141,16 @@ NEW_TABLES = ("webhook_tokens", "worker_heartbeats", "health_records", "alerts",
 def without_new_columns(data: dict[str, list]) -> dict[str, list]:
     """A snapshot without the tables and columns added since 0001 (webhook_tokens, the
     alerts' tables, contact_events; events.campaign, enrollments.paused_at, .converted_at
-    and .conversion_event_id, contacts.tags, .newsletter_unsubscribed_at and .attributes,
-    campaigns.kind, .folder, .pause_kind and .pause_reason; NULL in old rows)."""
+    and .conversion_event_id, contacts.tags, .newsletter_unsubscribed_at, .attributes and
+    .language, campaigns.kind, .folder, .pause_kind and .pause_reason; NULL in old rows)."""
     assert all(data.pop(name) == [] for name in NEW_TABLES)
     assert all(row[-1] is None for row in data["events"])
     assert all(row[-3:] == (None, None, None) for row in data["enrollments"])
-    assert all(row[-3:] == (None, None, None) for row in data["contacts"])
+    assert all(row[-4:] == (None, None, None, None) for row in data["contacts"])
     assert all(row[-4:] == (None, None, None, None) for row in data["campaigns"])
     return {
         **data,
-        "contacts": [row[:-3] for row in data["contacts"]],
+        "contacts": [row[:-4] for row in data["contacts"]],
         "campaigns": [row[:-4] for row in data["campaigns"]],
         "events": [row[:-1] for row in data["events"]],
         "enrollments": [row[:-3] for row in data["enrollments"]],

@@ -28,8 +28,10 @@ from campaigns.authoring.conditions import click_problems
 from campaigns.authoring.liquid import NOTE_LINE
 from campaigns.authoring.sources import campaign_file, line_containing, step_file
 from campaigns.authoring.spec import CAMPAIGN_FILE, PLACEHOLDER, Campaign, Step, load_folder
+from campaigns.authoring.translations import each_language, language_findings
 from campaigns.authoring.yamlio import line_of, load_with_lines
 from campaigns.errors import ConfigurationError, InputError
+from campaigns.rendering.catalogs import catalog_languages
 from campaigns.rendering.compile import compile_campaign, teaser_line
 from campaigns.rendering.links import LinkBase, contact_message
 from campaigns.rendering.links import check_public_url as check_url
@@ -565,18 +567,22 @@ def check_step(
 
 
 def check_campaign(campaign: Campaign, *, settings: Settings | None = None) -> CheckReport:
-    """Every campaign check and every email check over every step."""
+    """Every campaign check, and every email check over every step in each language."""
     settings = Settings.from_env() if settings is None else settings
     report = CheckReport(campaign.name)
     for check in CAMPAIGN_CHECKS:
         report.findings += check(campaign)
-    steps, template_findings = compile_steps(campaign)
-    report.findings += template_findings
-    for step in campaign.steps:
-        if step.key in steps:
-            report.findings += check_email(
-                build_email(campaign, steps[step.key], settings=settings)
-            )
+    for f in language_findings(campaign, catalog_languages()):
+        report.findings.append(Finding(f.severity, "language", f.message, f.file, f.line))
+    for spoken in each_language(campaign):  # an untranslated step is checked once
+        steps, template_findings = compile_steps(spoken)
+        report.findings += template_findings
+        for step in spoken.steps:
+            if step.key in steps:
+                report.findings += check_email(
+                    build_email(spoken, steps[step.key], settings=settings)
+                )
+    report.findings = list(dict.fromkeys(report.findings))
     order = {step.key: step.position for step in campaign.steps}
     report.findings.sort(
         key=lambda f: (f.severity != "error", order.get(f.step or "", 0), f.line or 0)

@@ -39,6 +39,13 @@ from campaigns.authoring.fields import (
     single_line,
 )
 from campaigns.authoring.goals import Goals
+from campaigns.authoring.languages import (
+    Languages,
+    LanguageTag,
+    LanguageTexts,
+    language_of_file,
+    translation_names,
+)
 from campaigns.authoring.sender_settings import FileSenderSettings, SenderSettings
 from campaigns.authoring.timing import check_timing, parse_ics
 from campaigns.authoring.yamlio import line_of, load_with_lines
@@ -179,7 +186,10 @@ class StepRef(FileModel):
 class CampaignSpec(FileModel):
     name: str
     title: OneLine | None = None
-    language: str = "en"
+    language: LanguageTag = "en"
+    # Every language the campaign is written in (authoring/languages.py); default: language.
+    languages: Languages = Field(default_factory=list)
+    translations: dict[LanguageTag, LanguageTexts] = Field(default_factory=dict)
     from_: Mailbox = Field(alias="from")
     reply_to: EmailAddress | None = None
     brand: Brand
@@ -247,8 +257,10 @@ class CampaignSpec(FileModel):
 
 
 def step_key(file_name: str) -> str:
-    """`03-physical-health.md` -> `physical-health`: stable across reordering."""
-    stem = Path(file_name).stem
+    """`03-physical-health.md` -> `physical-health`: stable across reordering.
+
+    A translation (`03-physical-health.es.md`) has its step's key."""
+    stem = Path((language_of_file(file_name) or (file_name,))[0]).stem
     return _KEY_PREFIX.sub("", stem) or stem
 
 
@@ -333,6 +345,11 @@ def read_folder(folder: Path) -> dict[str, str]:
             files[name] = _referenced(
                 spec_path, name, line_of(lines, ("steps", index, "file")), f"steps[{index}].file"
             )
+    listed = data.get("languages") if isinstance(data, dict) else None
+    named = [n for n in list(files) if n != CAMPAIGN_FILE]
+    for name in translation_names(listed, named):
+        if (spec_path.parent / name).is_file() and inside(spec_path.parent, name) is not None:
+            files[name] = _read_text(spec_path.parent / name)  # a translation beside its step
     window = data.get("send_window") if isinstance(data, dict) else None
     closed = window.get("closed") if isinstance(window, dict) else None
     if isinstance(closed, str) and closed not in files:

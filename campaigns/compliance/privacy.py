@@ -189,6 +189,7 @@ def _erase(
             email=None,
             first_name=None,
             attributes=None,
+            language=None,  # which language a patient reads says something about them
             consent_source=None,
             consent_at=None,
             timezone=ERASED_ZONE,

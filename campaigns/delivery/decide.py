@@ -49,6 +49,7 @@ class DueRow:
     # a step's `when:` and its `{{ attributes.x }}` read.
     tags: str | None = None
     attributes: str | None = None
+    language: str | None = None  # the contact's (BCP 47); None: the campaign's default
 
     @property
     def zone_key(self) -> tuple[str, str]:

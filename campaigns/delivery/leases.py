@@ -162,6 +162,7 @@ class Leases:
                         enrollments.c.campaign,
                         contacts.c.tags,
                         contacts.c.attributes,
+                        contacts.c.language,
                     )
                     .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
                     .join(campaigns, campaigns.c.name == enrollments.c.campaign)

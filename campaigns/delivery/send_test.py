@@ -18,9 +18,19 @@ from senders.base import SendResult
 
 
 def send_test(
-    store: Store, campaign: Campaign, step_key: str, to: str, *, sender: str | None, now: datetime
+    store: Store,
+    campaign: Campaign,
+    step_key: str,
+    to: str,
+    *,
+    sender: str | None,
+    now: datetime,
+    language: str | None = None,
 ) -> SendResult:
-    """Send one rendered step to a staff address, marked as a test; no delivery is recorded."""
+    """Send one rendered step to a staff address, marked as a test; no delivery is recorded.
+
+    In `language` as a contact reading it would get it (the default when the campaign
+    lacks it)."""
     try:
         address = normalise_email(to)
     except ValueError as exc:
@@ -33,7 +43,7 @@ def send_test(
     message = contact_message(
         compiled,
         step_key,
-        Recipient(address, "Test", campaign.spec.timezone),
+        Recipient(address, "Test", campaign.spec.timezone, language=language),
         LinkBase.of(campaign, store.settings.public_url).signed(token),
         delivery_id=f"test-{secrets.token_hex(6)}",
         date=now,

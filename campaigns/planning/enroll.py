@@ -212,6 +212,7 @@ def _enroll_chunk(
                 "created_at",
                 "tags",
                 "attributes",
+                "language",
             ),
             [
                 (
@@ -223,6 +224,7 @@ def _enroll_chunk(
                     stamp,
                     join_tags(c.tags),
                     _attributes_json(c.attributes),
+                    c.language,
                 )
                 for c in new
             ],
@@ -232,6 +234,7 @@ def _enroll_chunk(
     known = [c for c in batch if c.email not in new_emails]
     _add_tags(conn, [(ids[c.email], c.tags) for c in known if c.tags])
     _add_attributes(conn, [(ids[c.email], c.attributes) for c in known if c.attributes])
+    _set_languages(conn, [(ids[c.email], c.language) for c in known if c.language])
     # A contact made just now has no enrollment and no email anywhere yet.
     known_ids = [ids[c.email] for c in known]
     existing = (
@@ -333,6 +336,17 @@ def _add_attributes(conn: Connection, pairs: Sequence[tuple[int, Mapping[str, st
             conn.execute(
                 update(contacts).where(contacts.c.id == contact_id).values(attributes=merged)
             )
+
+
+def _set_languages(conn: Connection, pairs: Sequence[tuple[int, str]]) -> None:
+    """A known contact signing up again with a language reads that one from now on."""
+    if pairs:
+        conn.execute(
+            update(contacts)
+            .where(contacts.c.id == bindparam("b_id"))
+            .values(language=bindparam("b_language")),
+            [{"b_id": contact_id, "b_language": language} for contact_id, language in pairs],
+        )
 
 
 def _attributes_json(attributes: Mapping[str, str]) -> str | None:

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from campaigns.authoring.conditions import check_attribute_name
+from campaigns.authoring.languages import normalise_language
 from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError
 from campaigns.planning import ranges, schedule
@@ -26,7 +27,16 @@ from campaigns.planning.contacts import normalise_email, parse_tags
 from campaigns.planning.conversions import parse_event_cell
 from campaigns.planning.zones import contact_zone
 
-CSV_COLUMNS = ("email", "first_name", "timezone", "signed_up_at", "consent", "tags", "events")
+CSV_COLUMNS = (
+    "email",
+    "first_name",
+    "timezone",
+    "signed_up_at",
+    "consent",
+    "tags",
+    "events",
+    "language",
+)
 # Header names as exports write them, compared as letters and digits only, in lower case
 # ("E-mail", "Email Address", "First Name", "Time zone" all match).
 COLUMN_ALIASES = {
@@ -41,6 +51,7 @@ COLUMN_ALIASES = {
     **dict.fromkeys(("tags", "tag"), "tags"),
     # Goal events (`booked@2026-03-09T14:00; consult`): planning/conversions.py.
     **dict.fromkeys(("events", "event"), "events"),
+    **dict.fromkeys(("language", "lang", "locale", "preferredlanguage"), "language"),
 }
 DELIMITERS = (",", ";", "\t")
 MAX_ATTRIBUTE = 200  # characters in one attribute value
@@ -73,6 +84,7 @@ class Signup:
     tags: str | None = None  # `a;b` (for newsletters)
     # Other columns of an imported file: name -> text.
     attributes: Mapping[str, str] | None = field(default=None, hash=False)
+    language: str | None = None  # a BCP 47 tag: `es`, `pt-BR`
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,7 @@ class Contact:
     consent: str
     tags: tuple[str, ...] = ()
     attributes: Mapping[str, str] = field(default_factory=dict, hash=False)
+    language: str | None = None  # normalised BCP 47 (`pt-br` -> `pt-BR`); None: unknown
 
 
 def control_character(text: str | None) -> str | None:
@@ -142,7 +155,13 @@ def validate(signup: Signup, campaign: Campaign, *, now: datetime) -> Contact:
     except ValueError as exc:
         raise InputError(str(exc), field="tags") from None
     attributes = checked_attributes(signup.attributes or {})
-    return Contact(email, first_name, zone_name, signed_up_at, consent, tags, attributes)
+    language = None
+    if (signup.language or "").strip():
+        try:
+            language = normalise_language(signup.language)
+        except ValueError as exc:
+            raise InputError(str(exc), field="language") from None
+    return Contact(email, first_name, zone_name, signed_up_at, consent, tags, attributes, language)
 
 
 def checked_attributes(given: Mapping[str, object], prefix: str = "") -> dict[str, str]:
@@ -216,6 +235,7 @@ def read_signups(
             consent=(record.get("consent") or "").strip() or consent,
             tags=record.get("tags"),
             attributes=attributes,
+            language=record.get("language"),
         )
         try:
             contact = validate(signup, campaign, now=now)

@@ -11,11 +11,12 @@ a broken placeholder is an error now, not per contact.
 
 from __future__ import annotations
 
+import gettext
 import logging
 import re
 import threading
 from collections import OrderedDict
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,12 @@ from markupsafe import Markup
 
 import templates
 from campaigns.authoring.sources import step_file
-from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, Step
+from campaigns.authoring.spec import CAMPAIGN_FILE, DEFAULT_GREETING, Campaign, Step
+from campaigns.authoring.translations import campaign_languages, in_language
 from campaigns.errors import InputError
 from campaigns.planning.schedule import Delay
 from campaigns.rendering.batch import step_batch
+from campaigns.rendering.catalogs import N_, translations
 from campaigns.rendering.links import sample_links
 from campaigns.rendering.markdown import (
     greets,
@@ -73,20 +76,28 @@ log = logging.getLogger("dripmail.render")
 # cssutils reports every Outlook-only property (mso-*) MJML writes as an error.
 cssutils.log.setLevel(logging.CRITICAL)
 
+# The layout's default greeting (spec.DEFAULT_GREETING), marked for `pybabel extract`:
+# a campaign that keeps it gets it in each of its languages.
+DEFAULT_GREETING_MESSAGE = N_('Hi {{ first_name | default("there") }},')
+
 _URL_ATTRIBUTE = re.compile(r'((?:href|src)=")([^"]*)(")')
 
 
-@lru_cache(maxsize=1)
-def layout_environment() -> Environment:
-    """The compile-time Jinja environment for templates/ (autoescape on except *.txt.j2)."""
-    return Environment(
+@cache
+def layout_environment(language: str = "en") -> Environment:
+    """The compile-time Jinja environment for templates/ (autoescape on except *.txt.j2),
+    its `{% trans %}` text from `language`'s gettext catalog (rendering/catalogs.py)."""
+    env = Environment(
         loader=FileSystemLoader(templates.DIRECTORY),
         autoescape=lambda name: name is not None and not name.endswith(".txt.j2"),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+    return env
 
 
 def _inline_css(html: str) -> str:
@@ -146,42 +157,56 @@ def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def until_next(current: Delay, following: Delay) -> str:
+def until_next(
+    current: Delay, following: Delay, words: gettext.NullTranslations | None = None
+) -> str:
     """When the next email comes, in words: `tomorrow`, `in 2 days`, `in 1 week`, `in 6 hours`.
 
     Days and weeks keep the contact's local time of day, so they are counted in days;
     otherwise as elapsed time. The send window may move either email a little: the
-    words say what the campaign file says.
+    words say what the campaign file says. `words` translates them (default: English).
     """
+    words = words or gettext.NullTranslations()
+    _ = words.gettext
     if current.is_calendar and following.is_calendar:
         days = (following.as_timedelta() - current.as_timedelta()).days
         if days <= 0:
-            return "later today"
+            return _("later today")
         if days == 1:
-            return "tomorrow"
+            return _("tomorrow")
         if days % 7 == 0:
-            return f"in {_count(days // 7, 'week')}"
-        return f"in {_count(days, 'day')}"
+            return words.ngettext("in %(num)d week", "in %(num)d weeks", days // 7) % {
+                "num": days // 7
+            }
+        return words.ngettext("in %(num)d day", "in %(num)d days", days) % {"num": days}
     minutes = int((following.as_timedelta() - current.as_timedelta()).total_seconds() // 60)
     if minutes <= 0:
-        return "shortly"
+        return _("shortly")
     if minutes % 1440 == 0:
-        return "tomorrow" if minutes == 1440 else f"in {_count(minutes // 1440, 'day')}"
+        count = minutes // 1440
+        if count == 1:
+            return _("tomorrow")
+        return words.ngettext("in %(num)d day", "in %(num)d days", count) % {"num": count}
     if minutes % 60 == 0:
-        return f"in {_count(minutes // 60, 'hour')}"
-    return f"in {_count(minutes, 'minute')}"
-
-
-def _count(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
+        count = minutes // 60
+        return words.ngettext("in %(num)d hour", "in %(num)d hours", count) % {"num": count}
+    return words.ngettext("in %(num)d minute", "in %(num)d minutes", minutes) % {"num": minutes}
 
 
 def teaser_line(campaign: Campaign, step: Step) -> str | None:
-    """`Next, in 2 days: What About Physical Health?`, or None for the last email."""
+    """`Next, in 2 days: What About Physical Health?`, or None for the last email.
+
+    In the campaign's language (a translated campaign's is its own: authoring/translations.py).
+    """
     if not campaign.spec.teaser or step.position >= len(campaign.steps):
         return None
     following = campaign.steps[step.position]  # positions are 1-based
-    return f"Next, {until_next(step.delay, following.delay)}: {following.subject}"
+    words = translations(campaign.spec.language)
+    when = until_next(step.delay, following.delay, words)
+    return words.gettext("Next, %(when)s: %(subject)s") % {
+        "when": when,
+        "subject": following.subject,
+    }
 
 
 def _greeted(body: str, campaign: Campaign, step: Step, tokens: PlaceholderTokens) -> str:
@@ -189,6 +214,8 @@ def _greeted(body: str, campaign: Campaign, step: Step, tokens: PlaceholderToken
     greeting = campaign.spec.greeting
     if not greeting or greets(step.body):
         return body
+    if greeting == DEFAULT_GREETING:  # the layout's own line: in the campaign's language
+        greeting = translations(campaign.spec.language).gettext(DEFAULT_GREETING_MESSAGE)
     try:
         check_staff_text(greeting, "greeting", tokens, campaign, step)
     except InputError as exc:  # the greeting is campaign.yaml's, not the step file's
@@ -241,7 +268,7 @@ def compile_step(campaign: Campaign, step: Step, colours: Palette) -> CompiledSt
     values = _layout_values(campaign, step, tokens, colours)
     body = with_heading(tokens.protect(step.body), values["subject"])
     body = _greeted(body, campaign, step, tokens)
-    env = layout_environment()
+    env = layout_environment(campaign.spec.language)
     mjml_source = env.get_template("email.mjml.j2").render(
         values, body_html=Markup(markdown_html(body))
     )
@@ -269,7 +296,8 @@ def compile_step(campaign: Campaign, step: Step, colours: Palette) -> CompiledSt
         template=contact_environment().from_string(source),
         batch=step_batch(
             source,
-            key=f"{campaign.version}:{templates.digest()}:{step.key}",
+            # The language too: messages of one key share one body (SendGrid's batches).
+            key=f"{campaign.version}:{templates.digest()}:{step.key}:{campaign.spec.language}",
             seed=campaign.files.get("campaign.yaml", "") + campaign.files.get(step.file, ""),
         ),
     )
@@ -312,21 +340,29 @@ class _EveryAttribute(dict):
         return f"<{key}> & more"
 
 
-_CACHE: OrderedDict[tuple[str, str], CompiledCampaign] = OrderedDict()
+_CACHE: OrderedDict[tuple[str, ...], CompiledCampaign] = OrderedDict()
 _CACHE_SIZE = 32
 _CACHE_LOCK = threading.Lock()
 
 
 def compile_campaign(campaign: Campaign) -> CompiledCampaign:
-    """Compile every step of `campaign`, once per campaign version and layout version."""
-    key = (campaign.version, templates.digest())
+    """Compile every step of `campaign` in each of its languages, once per campaign version
+    and layout version: each (step, language) once. The default language's steps are the
+    result's own; each other language's are in `languages` (see CompiledCampaign.message).
+    """
+    languages = campaign_languages(campaign.spec)
+    key = (campaign.version, templates.digest(), *languages)
     with _CACHE_LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
     colours = checked_palette(campaign)
     steps = {step.key: compile_step(campaign, step, colours) for step in campaign.steps}
-    compiled = CompiledCampaign(campaign, steps)
+    compiled = CompiledCampaign(
+        campaign,
+        steps,
+        languages={tag: compile_campaign(in_language(campaign, tag)) for tag in languages[1:]},
+    )
     with _CACHE_LOCK:
         compiled = _CACHE.setdefault(key, compiled)  # another thread may have won the race
         while len(_CACHE) > _CACHE_SIZE:

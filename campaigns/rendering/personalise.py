@@ -13,6 +13,7 @@ from datetime import datetime
 
 from jinja2 import Template
 
+from campaigns.authoring.languages import choose_language
 from campaigns.authoring.spec import Campaign
 from campaigns.errors import NotFoundError
 from campaigns.rendering.batch import Batch
@@ -41,6 +42,7 @@ class Recipient:
     timezone: str = "UTC"
     # The contact's attributes (an import's other columns, the API's `attributes`).
     attributes: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    language: str | None = None  # BCP 47; None: the campaign's default language
 
 
 SAMPLE = Recipient("sample.patient@example.com", "Sam", "America/New_York")
@@ -167,14 +169,35 @@ def _variables(
 
 
 class CompiledCampaign:
-    """A campaign version with every step compiled, ready to personalise per contact."""
+    """A campaign version with every step compiled, ready to personalise per contact.
 
-    def __init__(self, campaign: Campaign, steps: dict[str, CompiledStep]) -> None:
+    `steps` are in the default language; `languages` holds the campaign compiled in each
+    of its other languages (authoring/translations.py), and `message` picks the contact's.
+    """
+
+    def __init__(
+        self,
+        campaign: Campaign,
+        steps: dict[str, CompiledStep],
+        languages: dict[str, CompiledCampaign] | None = None,
+    ) -> None:
         self.campaign = campaign
         self.steps = steps  # in step order
+        self.languages = languages or {}
+        self._chosen: dict[str | None, CompiledCampaign] = {}  # a contact's language -> which
 
     def __repr__(self) -> str:
         return f"CompiledCampaign({self.campaign.name!r}, version={self.campaign.version!r})"
+
+    def in_language(self, language: str | None) -> CompiledCampaign:
+        """The campaign as a contact speaking `language` gets it: theirs if the campaign has
+        it (exactly, then by primary subtag), else the default; never an error."""
+        found = self._chosen.get(language)
+        if found is None:
+            default = self.campaign.spec.language
+            chosen = choose_language(language, [default, *self.languages], default)
+            found = self._chosen[language] = self.languages.get(chosen, self)
+        return found
 
     def step(self, step_key: str) -> CompiledStep:
         try:
@@ -203,8 +226,9 @@ class CompiledCampaign:
         `batch_form=False` leaves out the step's batch form (a sender that sends one
         message per request has no use for it, and it costs a few renders).
         """
-        spec = self.campaign.spec
-        step = self.step(step_key)
+        spoken = self.in_language(recipient.language)
+        spec = spoken.campaign.spec
+        step = spoken.step(step_key)
         rendered = step.personalise(
             recipient, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url
         )

@@ -20,7 +20,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from campaigns.authoring.checks import check_step
+from campaigns.authoring.languages import choose_language
 from campaigns.authoring.spec import Campaign, load_folder
+from campaigns.authoring.translations import campaign_languages, in_language
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning.conditions import parse_attributes
 from campaigns.planning.contacts import normalise_email
@@ -136,17 +138,25 @@ def export_for(
     *,
     email: str | None = None,
     settings: Settings | None = None,
+    language: str | None = None,
 ) -> Path:
     """`dripmail render`: export a campaign folder or published campaign; return index.html.
 
     With `email`, the emails are personalised for that enrolled contact (needs `store`);
-    otherwise for the sample patient. Links are built on DRIPMAIL_PUBLIC_URL (`settings`,
-    default: the environment's) or the campaign's links.public_url, else on the placeholder.
+    otherwise for the sample patient. The emails are in `language` (else the contact's),
+    as the campaign would send them (its default when it lacks that language). Links are
+    built on DRIPMAIL_PUBLIC_URL (`settings`, default: the environment's) or the
+    campaign's links.public_url, else on the placeholder.
     """
     settings = Settings.from_env() if settings is None else settings
     # Without a store only a folder can be previewed: no database is created for it.
     campaign = load_folder(ref) if store is None else open_campaign(store, ref)
     recipient = SAMPLE if email is None else _contact(store, email)
+    spec = campaign.spec
+    chosen = choose_language(
+        language or recipient.language, campaign_languages(spec), spec.language
+    )
+    campaign = in_language(campaign, chosen)  # the index, timeline and checks in it too
     paths = export_campaign(
         campaign,
         Path(out),
@@ -168,9 +178,19 @@ def _contact(store: Store | None, email: str) -> Recipient:
     with store.connect() as conn:
         row = conn.execute(
             select(
-                contacts.c.email, contacts.c.first_name, contacts.c.timezone, contacts.c.attributes
+                contacts.c.email,
+                contacts.c.first_name,
+                contacts.c.timezone,
+                contacts.c.attributes,
+                contacts.c.language,
             ).where(contacts.c.email == address)
         ).first()
     if row is None:
         raise NotFoundError(f"no contact {address} in the database")
-    return Recipient(row.email, row.first_name, row.timezone, parse_attributes(row.attributes))
+    return Recipient(
+        row.email,
+        row.first_name,
+        row.timezone,
+        attributes=parse_attributes(row.attributes),
+        language=row.language,
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import Connection, insert, select, update
 
 from campaigns.authoring import spec
+from campaigns.authoring.translations import each_language
 from campaigns.authoring.yamlio import line_of, load_with_lines
 from campaigns.errors import InputError, NotFoundError
 from campaigns.storage.statuses import CampaignKind, CampaignStatus
@@ -106,6 +107,7 @@ def check_publishable(conn: Connection, campaign: spec.Campaign) -> None:
     Placeholders would reach patients' inboxes (or stop the run); a name already used
     by a campaign of the other kind would mix two campaigns' enrollments under one name.
     """
+    each_language(campaign)  # a translation that does not read (no subject...) raises here
     problems = placeholder_lines(campaign)
     row = conn.execute(
         select(campaigns.c.kind, campaigns.c.folder).where(campaigns.c.name == campaign.name)

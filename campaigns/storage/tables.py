@@ -99,6 +99,9 @@ contacts = Table(
     # Migration 0007: an imported file's other columns (Phone, Last Name), as a JSON object
     # of strings; NULL for none.
     Column("attributes", Text),
+    # Migration 0015: the language the contact reads (BCP 47, like `es` or `pt-BR`);
+    # NULL: the campaign's default language.
+    Column("language", String(35)),
 )
 
 enrollments = Table(

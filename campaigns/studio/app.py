@@ -165,7 +165,10 @@ def create_app(studio: Studio, *, host: str = DEFAULT_HOST) -> ASGIApp:
             return None
         name = request.query_params.get("name", SAMPLE.first_name or "")[:100].strip()
         attributes = read_attributes(request.query_params.get("attrs", "")[:4000], [])
-        recipient = Recipient(SAMPLE.email, name, campaign.spec.timezone, attributes)
+        language = request.query_params.get("lang", "")[:35] or None
+        recipient = Recipient(
+            SAMPLE.email, name, campaign.spec.timezone, attributes=attributes, language=language
+        )
         return personalise(compiled, key, recipient, pages.links(campaign)), campaign
 
     def folder_file(request: Request) -> Response:
@@ -224,7 +227,8 @@ def create_app(studio: Studio, *, host: str = DEFAULT_HOST) -> ASGIApp:
             return PlainTextResponse("Forbidden", 403, headers=COMMON_HEADERS)
         step, to = fields.get("step", ""), fields.get("to", "")
         try:
-            notice = await run_in_threadpool(studio.send_test, step, to)
+            language = fields.get("lang") or None
+            notice = await run_in_threadpool(studio.send_test, step, to, language)
             ok = True
         except Exception as exc:  # a sender's failure is shown, never a traceback page
             if not isinstance(exc, DripmailError):
@@ -233,7 +237,7 @@ def create_app(studio: Studio, *, host: str = DEFAULT_HOST) -> ASGIApp:
             notice, ok = f"Not sent: {reason}", False
         if wants_json:  # the request worked either way; whether the email went is in `ok`
             return JSONResponse({"ok": ok, "message": notice}, headers=COMMON_HEADERS)
-        params = {"step": step, **{k: v for k, v in fields.items() if k in ("name", "tz")}}
+        params = {"step": step, **{k: v for k, v in fields.items() if k in ("name", "tz", "lang")}}
         return pages.render(studio.snapshot, params, notice=notice, status=200 if ok else 400)
 
     app = Starlette(

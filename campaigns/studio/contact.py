@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from campaigns.authoring.conditions import check_attribute_name
+from campaigns.authoring.languages import choose_language
 from campaigns.authoring.spec import Campaign
+from campaigns.authoring.translations import campaign_languages
 from campaigns.planning.conditions import ContactFacts
 from campaigns.planning.contacts import parse_tags
 from campaigns.planning.schedule import parse_instant, zone
@@ -27,8 +29,16 @@ class Contact:
     tags: tuple[str, ...] = ()
     attributes: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
+    language: str = "en"  # one of the campaign's languages
+
     def recipient(self) -> Recipient:
-        return Recipient(SAMPLE.email, self.name, self.timezone, self.attributes)
+        return Recipient(
+            SAMPLE.email,
+            self.name,
+            self.timezone,
+            attributes=self.attributes,
+            language=self.language,
+        )
 
     def facts(self) -> ContactFacts:
         """The sample contact's facts for step conditions (a sample clicked nothing)."""
@@ -41,6 +51,7 @@ class Contact:
             "signup": self.signed_up_at.strftime("%Y-%m-%dT%H:%M"),
             "tags": "; ".join(self.tags),
             "attrs": attributes_text(self.attributes),
+            "lang": self.language,
         }
 
 
@@ -92,4 +103,6 @@ def read_contact(params: Any, campaign: Campaign, now: datetime) -> Contact:
         problems.append(str(exc))
         tags = ()
     attributes = read_attributes(str(params.get("attrs") or "")[:4000], problems)
-    return Contact(name, timezone, signed_up_at, tuple(problems), tags, attributes)
+    languages = campaign_languages(campaign.spec)
+    language = choose_language(str(params.get("lang") or ""), languages, languages[0])
+    return Contact(name, timezone, signed_up_at, tuple(problems), tags, attributes, language)

@@ -10,9 +10,10 @@ from zoneinfo import available_timezones
 
 from starlette.responses import HTMLResponse
 
-from campaigns.authoring.checks import Finding
+from campaigns.authoring.checks import Finding, check_step
 from campaigns.authoring.sender_settings import outbox
 from campaigns.authoring.spec import Campaign
+from campaigns.authoring.translations import in_language, language_choices
 from campaigns.rendering.links import sample_links
 from campaigns.rendering.personalise import CompiledCampaign, Recipient, Rendered
 from campaigns.rendering.tokens import public_url
@@ -86,6 +87,10 @@ class Pages:
             return values
         contact = read_contact(params, campaign, studio.clock())
         recipient = contact.recipient()
+        languages = language_choices(campaign.spec)
+        if contact.language != campaign.spec.language:  # the campaign as they read it
+            campaign = in_language(campaign, contact.language)
+            compiled = compiled.in_language(contact.language)
         links = self.links(campaign)
         entries = timeline(
             campaign,
@@ -101,7 +106,10 @@ class Pages:
         entry = next(e for e in entries if e.key == key)
         rendered = personalise(compiled, key, recipient, links)
         try:
-            findings = snapshot.findings(key, studio.settings)
+            if contact.language != languages[0][0]:
+                findings = check_step(campaign, key, settings=studio.settings)
+            else:
+                findings = snapshot.findings(key, studio.settings)
         except Exception as exc:  # the linter must not take the preview down with it
             log.error("checks failed for %s", key, exc_info=exc)
             findings = [Finding("error", "checks", f"the checks could not run: {exc}", "")]
@@ -111,12 +119,19 @@ class Pages:
             return "/?" + urlencode({"step": item.key, **query})
 
         frame_query = urlencode(
-            {"name": contact.name, "attrs": query["attrs"], "v": snapshot.version}
+            {
+                "name": contact.name,
+                "attrs": query["attrs"],
+                "lang": contact.language,
+                "v": snapshot.version,
+            }
         )
         values.update(
             campaign=campaign,
             title=campaign.spec.title or campaign.name,
             contact=contact,
+            languages=languages,
+            page_language=snapshot.campaign.spec.language if snapshot.campaign else "en",
             entries=entries,
             entry=entry,
             step=campaign.step(key),
@@ -156,6 +171,8 @@ def personalise(
 ) -> Rendered:
     """One email of `compiled` for `recipient`, with the preview links."""
     unsubscribe_url, preferences_url = links
-    return compiled.step(key).personalise(
-        recipient, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url
+    return (
+        compiled.in_language(recipient.language)
+        .step(key)
+        .personalise(recipient, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url)
     )

@@ -191,7 +191,7 @@ class Studio:
                 self._store = Store(self.db, settings=self.settings)
             return self._store
 
-    def send_test(self, step_key: str, to: str) -> str:
+    def send_test(self, step_key: str, to: str, language: str | None = None) -> str:
         """Send one email of the last good version to `to`; a sentence saying what happened."""
         snapshot = self.snapshot
         if snapshot.campaign is None or snapshot.compiled is None:
@@ -200,7 +200,13 @@ class Studio:
         if step_key not in snapshot.compiled.steps:
             raise InputError(f"no step {step_key!r} in this campaign", field="step")
         result = send_test(
-            self.store(), campaign, step_key, to, sender=self.sender, now=self.clock()
+            self.store(),
+            campaign,
+            step_key,
+            to,
+            sender=self.sender,
+            now=self.clock(),
+            language=language,
         )
         sender = self.sender or campaign.spec.sender.type
         if result.outcome != "sent":
@@ -208,7 +214,7 @@ class Studio:
         where = ""
         if sender == "file" and result.provider_id:
             where = f": {Path(outbox(campaign.spec.sender, self.settings)) / result.provider_id}"
-        subject = campaign.step(step_key).subject
+        subject = snapshot.compiled.in_language(language).campaign.step(step_key).subject
         return f"Sent a test of “{subject}” to {to.strip()} through the {sender} sender{where}."
 
     def close(self) -> None:

@@ -22,7 +22,9 @@ The page offers the narrower choices: this campaign only, or the newsletter only
 newsletter issue, keeping the drip campaigns; offered once a newsletter has gone to the
 contact). After any unsubscribe, `choice=undo` from the same link ("I changed my mind",
 within 30 days) restores what that unsubscribe cancelled (campaigns/compliance/undo.py).
-The pages carry the campaign's organisation, logo and colours (brand.*).
+The pages carry the campaign's organisation, logo and colours (brand.*), and speak the
+contact's language when the campaign is written in it and dripmail has a catalog for it
+(rendering/catalogs.py); a page for a link that names nobody follows Accept-Language.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache, partial
+from functools import cache, partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import uvicorn
+from babel.core import negotiate_locale
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import Connection, select
 from starlette.applications import Starlette
@@ -48,7 +51,9 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 import templates
+from campaigns.authoring.languages import choose_language
 from campaigns.authoring.spec import CampaignSpec, Colors
+from campaigns.authoring.translations import campaign_languages, in_language
 from campaigns.compliance.suppressions import Scope, unsubscribe
 from campaigns.compliance.undo import Undoable, undo_unsubscribe, undoable
 from campaigns.errors import NotFoundError
@@ -56,6 +61,7 @@ from campaigns.monitoring.exporter import open_metrics
 from campaigns.monitoring.health import DatabaseCheck
 from campaigns.monitoring.metrics import Metrics
 from campaigns.notify import NOBODY, Notifier
+from campaigns.rendering.catalogs import N_, catalog_language, catalog_languages, translations
 from campaigns.rendering.links import check_public_url
 from campaigns.rendering.palette import WCAG_AA, Palette, contrast_ratio, palette
 from campaigns.rendering.tokens import Signer, TokenError, UnsubscribeClaim
@@ -126,15 +132,36 @@ def _settings(store: Store, environ: Mapping[str, str] | None) -> Settings:
 # ---------------------------------------------------------------------------------- pages
 
 
-@lru_cache(maxsize=1)
-def _pages() -> Environment:
-    return Environment(
+@cache
+def _pages(language: str = "en") -> Environment:
+    """The pages' templates, their text from `language`'s catalog (one of catalog_languages)."""
+    env = Environment(
         loader=FileSystemLoader(templates.DIRECTORY / "web"),
         autoescape=select_autoescape(default=True),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+    return env
+
+
+def accepted_language(header: str | None) -> str:
+    """The catalog language an Accept-Language header asks for first (RFC 9110 12.5.4)."""
+    wanted = []
+    for part in (header or "").split(",")[:20]:
+        tag, *params = part.strip().split(";")
+        weight = next(
+            (p.partition("=")[2] for p in params if p.strip().lower().startswith("q=")), "1"
+        )
+        try:
+            wanted.append((float(weight), tag.strip()))
+        except ValueError:
+            continue
+    ordered = [tag for q, tag in sorted(wanted, key=lambda pair: -pair[0]) if q > 0 and tag]
+    found = negotiate_locale(ordered, sorted(catalog_languages()), sep="-")
+    return catalog_language(found)
 
 
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")  # a netloc safe to write into the CSP
@@ -168,18 +195,30 @@ def page_brand(spec: CampaignSpec) -> PageBrand:
 
 
 def _page(
-    template: str, status: int = 200, brand: PageBrand | None = None, **values: Any
+    template: str,
+    status: int = 200,
+    brand: PageBrand | None = None,
+    language: str = "en",
+    **values: Any,
 ) -> HTMLResponse:
     brand = brand or PageBrand()
-    html = _pages().get_template(template).render(brand=brand, **values)
+    language = catalog_language(language)
+    html = _pages(language).get_template(template).render(brand=brand, language=language, **values)
     csp = _CSP + (f"; img-src {brand.logo_origin}" if brand.logo_origin else "")
-    headers = {**_PAGE_HEADERS, "Content-Security-Policy": csp}
+    headers = {**_PAGE_HEADERS, "Content-Security-Policy": csp, "Content-Language": language}
     return HTMLResponse(html, status_code=status, headers=headers)
 
 
-def _invalid(message: str) -> HTMLResponse:
-    # 400 and nothing changed: a tampered, foreign or expired token names nobody we trust.
-    return _page("invalid.html.j2", 400, message=message)
+def _invalid(message: str, request: Request) -> HTMLResponse:
+    # 400 and nothing changed: a tampered, foreign or expired token names nobody we trust,
+    # so the page speaks the browser's language (`message` is translated by the page).
+    language = accepted_language(request.headers.get("accept-language"))
+    return _page("invalid.html.j2", 400, language=language, message=message)
+
+
+DAMAGED = N_("The link is damaged, too old, or not one of ours.")
+NO_CHOICE = N_("The request did not say what to unsubscribe from.")
+THESE_EMAILS = N_("these emails")
 
 
 @dataclass(frozen=True)
@@ -194,23 +233,30 @@ class Preferences:
     brand: PageBrand = field(default_factory=PageBrand)
     newsletter_received: bool = False  # "stop only the newsletter" is offered only then
     undo: Undoable | None = None  # the unsubscribe "I changed my mind" would undo
+    language: str = "en"  # the contact's, as the campaign's emails speak to them
 
 
 def preferences(store: Store, claim: UnsubscribeClaim, *, now: datetime) -> Preferences:
     """The state the preferences page shows for a token's contact and campaign."""
-    organisation, title, brand = None, "these emails", PageBrand()
+    organisation, title, brand, language = None, None, PageBrand(), "en"
     with store.connect() as conn:
+        row = conn.execute(
+            select(
+                contacts.c.email, contacts.c.newsletter_unsubscribed_at, contacts.c.language
+            ).where(contacts.c.id == claim.contact_id)
+        ).first()
         try:
-            spec = load_version(conn, claim.campaign).spec
-            organisation, title = spec.brand.organisation, spec.title or claim.campaign
+            campaign = load_version(conn, claim.campaign)
+            spec = campaign.spec
+            # The language the campaign's emails speak to this contact (its title in it).
+            language = choose_language(
+                row.language if row else None, campaign_languages(spec), spec.language
+            )
+            spoken = in_language(campaign, language).spec
+            organisation, title = spec.brand.organisation, spoken.title or claim.campaign
             brand = page_brand(spec)
         except NotFoundError:
             pass
-        row = conn.execute(
-            select(contacts.c.email, contacts.c.newsletter_unsubscribed_at).where(
-                contacts.c.id == claim.contact_id
-            )
-        ).first()
         address = row.email if row else None
         left_newsletter = bool(row and row.newsletter_unsubscribed_at is not None)
         suppressed = address is None or (
@@ -228,6 +274,8 @@ def preferences(store: Store, claim: UnsubscribeClaim, *, now: datetime) -> Pref
             )
         )
         received = _received_newsletter(conn, claim.contact_id)
+    if title is None:
+        title = translations(catalog_language(language)).gettext(THESE_EMAILS)
     return Preferences(
         organisation,
         title,
@@ -237,6 +285,7 @@ def preferences(store: Store, claim: UnsubscribeClaim, *, now: datetime) -> Pref
         brand,
         received,
         undoable(store, claim, now=now),
+        language,
     )
 
 
@@ -318,6 +367,7 @@ def create_app(
         return _page(
             template,
             brand=state.brand,
+            language=state.language,
             organisation=state.organisation,
             title=state.title,
             suppressed=state.suppressed,
@@ -334,7 +384,7 @@ def create_app(
         token = request.path_params["token"]
         claim = read(token)
         if claim is None:
-            return _invalid("The link is damaged, too old, or not one of ours.")
+            return _invalid(DAMAGED, request)
         state = await run_in_threadpool(partial(preferences, store, claim, now=clock()))
         log.debug("preferences page: contact %d", claim.contact_id)
         return state_page("preferences.html.j2", state, token)
@@ -343,7 +393,7 @@ def create_app(
         token = request.path_params["token"]
         claim = read(token)
         if claim is None:
-            return _invalid("The link is damaged, too old, or not one of ours.")
+            return _invalid(DAMAGED, request)
         try:
             body = await read_body(request, MAX_FORM)
         except WebhookRejected as exc:
@@ -355,7 +405,7 @@ def create_app(
             return state_page("undone.html.j2", state, token, undone=undone)
         scope = _scope(fields)
         if scope is None:
-            return _invalid("The request did not say what to unsubscribe from.")
+            return _invalid(NO_CHOICE, request)
         await run_in_threadpool(unsubscribe, store, claim, scope, now=clock())
         if metrics is not None:
             metrics.unsubscribed(scope)

@@ -67,6 +67,7 @@ class SignupIn(BaseModel):
     # Strings by name (`{"patient_type": "new"}`): what steps' `when:` and
     # `{{ attributes.patient_type }}` read; at most 50, 200 characters each.
     attributes: dict[str, str] | None = None
+    language: str | None = Field(default=None, max_length=35)  # BCP 47: es, pt-BR
 
 
 class ApiError(Exception):
@@ -99,6 +100,7 @@ def sign_up(store: Store, body: SignupIn, *, now: datetime) -> tuple[int, dict]:
         signed_up_at=body.signed_up_at,
         consent=f"{body.consent.source}: {body.consent.text}",
         attributes=body.attributes,
+        language=body.language,
     )
     try:
         contact = validate(signup, campaign, now=now)
@@ -236,6 +238,7 @@ def _parse(raw: bytes) -> SignupIn:
         ("timezone", body.timezone),
         ("campaign", body.campaign),
         ("signed_up_at", body.signed_up_at),
+        ("language", body.language),
         ("consent.source", body.consent.source),
         ("consent.text", body.consent.text),
     ):
