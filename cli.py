@@ -635,7 +635,11 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
     db: DbOption = None,
 ) -> None:
-    """Per step: sent, delivered, bounced, opened, clicked, unsubscribed, complaints, rates."""
+    """Per step: sent, delivered, bounced, opened, clicked, unsubscribed, complaints, rates.
+
+    A step with A/B variants also gets a row per variant, whether the difference is
+    meaningful at 95 % (or how many more sends it needs), and the winner if one was chosen.
+    """
     import json
 
     from campaigns.reporting.stats import RATED, campaign_stats
@@ -690,6 +694,30 @@ def stats(
             f"not tracked: {' and '.join(untracked)} (the sender reports none; SendGrid with "
             "track_opens/track_clicks and its event webhook does)"
         )
+    for step in result.variants:
+        _print_variants(step, untracked)
+
+
+def _count_rate(count: int, sent: int) -> str:
+    return f"{count} ({count / sent:.1%})" if sent else str(count)
+
+
+def _print_variants(step, untracked: tuple[str, ...]) -> None:
+    """One step's A/B variants: a row each, then the winner and the verdict in words."""
+    table = Table(
+        "variant", "subject", "sent", "delivered", "opened", "clicked", "unsubscribed",
+        "converted", title=f"{step.key}: variants (rates over sent)",
+    )  # fmt: skip
+    for v in step.variants:
+        cells = [
+            "not tracked" if column in untracked else _count_rate(getattr(v, column), v.sent)
+            for column in ("delivered", "opened", "clicked", "unsubscribed", "converted")
+        ]
+        table.add_row(v.label, v.subject, str(v.sent), *cells)
+    console.print(table)
+    if step.winner is not None:
+        console.print(f"  {step.winner.sentence()}", markup=False)
+    console.print(f"  {step.verdict}", markup=False)
 
 
 @command("dripmail check campaigns/sleep")
@@ -1254,6 +1282,7 @@ def plan(
     Without --apply nothing is changed. With it, the new version is published and the
     plan carried out in one transaction.
     """
+    from campaigns.authoring.variant_spec import label
     from campaigns.planning.edits import apply_edit, plan_edit
 
     when = _now(now)
@@ -1277,6 +1306,11 @@ def plan(
     for key, old, new in diff.delay_changed:
         console.print(
             f"  delay {old}->{new}  {key}: {_n(result.replanned[key], 'pending email')} re-planned"
+        )
+    for key, counts in result.variants.items():
+        shares = ", ".join(f"{label(name)} {count}" for name, count in counts.items())
+        console.print(
+            f"  variants       {key}: {_n(sum(counts.values()), 'pending email')}: {shares}"
         )
     if diff.timing_changed:
         console.print("  send window or min_gap changed: pending emails re-planned into it")

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -38,6 +38,14 @@ from campaigns.authoring.fields import (
 )
 from campaigns.authoring.sender_settings import FileSenderSettings, SenderSettings
 from campaigns.authoring.timing import check_timing, parse_ics
+from campaigns.authoring.variant_spec import (
+    Variant,
+    VariantList,
+    Winner,
+    dotted,
+    variant_files,
+    with_variants,
+)
 from campaigns.authoring.yamlio import line_of, load_with_lines
 from campaigns.errors import InputError
 from campaigns.planning import ranges, schedule
@@ -153,6 +161,9 @@ class SendWindow(FileModel):
 class StepRef(FileModel):
     file: str
     delay: str
+    # A/B variants of this email and how one wins (authoring/variant_spec.py).
+    variants: VariantList = Field(default_factory=list)
+    winner: Winner | None = None
 
     @field_validator("delay", mode="before")
     @classmethod
@@ -257,6 +268,8 @@ class Step:
     cta: str | None  # a button label, linking to links.cta_url
     body: str  # Markdown, without front matter
     body_line: int  # the file line where `body` starts
+    variants: tuple[Variant, ...] = ()  # A/B variants (authoring/variant_spec.py)
+    winner: Winner | None = None
 
 
 @dataclass(frozen=True)
@@ -324,6 +337,10 @@ def read_folder(folder: Path) -> dict[str, str]:
             files[name] = _referenced(
                 spec_path, name, line_of(lines, ("steps", index, "file")), f"steps[{index}].file"
             )
+        for at, name in variant_files(item):
+            if name not in files:
+                where = ("steps", index, "variants", at, "file")
+                files[name] = _referenced(spec_path, name, line_of(lines, where), dotted(where))
     window = data.get("send_window") if isinstance(data, dict) else None
     closed = window.get("closed") if isinstance(window, dict) else None
     if isinstance(closed, str) and closed not in files:
@@ -390,7 +407,9 @@ def load_files(files: Mapping[str, str], origin: str = "") -> Campaign:
                 line=line_of(lines, ("steps", position - 1, "file")),
                 field=f"steps[{position - 1}].file",
             )
-        steps.append(parse_step(files[ref.file], ref, position, step_source))
+        step = parse_step(files[ref.file], ref, position, step_source)
+        parse = partial(parse_step, ref=ref, position=position)
+        steps.append(with_variants(step, ref, files, parse, origin=origin, lines=lines))
     closed_ref = spec.send_window.closed
     if isinstance(closed_ref, str):
         if closed_ref not in files:
@@ -504,8 +523,13 @@ def _keys(model: Any) -> list[str]:
 _FRONT_MATTER_KEYS = {"subject", "preheader", "cta"}
 
 
-def parse_step(text: str, ref: StepRef, position: int, source: str) -> Step:
-    """A step file: optional `---` front matter (subject, preheader, cta), then Markdown."""
+def parse_step(
+    text: str, ref: StepRef, position: int, source: str, *, subject: str | None = None
+) -> Step:
+    """A step file: optional `---` front matter (subject, preheader, cta), then Markdown.
+
+    `subject` is what a file without its own subject gets (a variant's, from campaign.yaml).
+    """
     body, meta, body_line = text, {}, 1
     if text.startswith("---"):
         end = re.search(r"^---\s*$", text[3:], flags=re.MULTILINE)
@@ -526,7 +550,7 @@ def parse_step(text: str, ref: StepRef, position: int, source: str) -> Step:
                     line=lines.get((key,)),
                     field=str(key),
                 )
-    subject = meta.get("subject")
+    subject = meta.get("subject") or subject
     if not subject:
         heading = re.search(r"^# +(.+?)\s*#*\s*$", body, flags=re.MULTILINE)
         if heading is None:

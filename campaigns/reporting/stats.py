@@ -30,6 +30,7 @@ from sqlalchemy import case, func, select
 
 from campaigns.compliance.event_model import EventKind
 from campaigns.compliance.suppressions import EVENT_TYPES
+from campaigns.reporting.variant_stats import StepVariants, step_variants
 from campaigns.storage.publish import open_campaign
 from campaigns.storage.statuses import DeliveryStatus
 from campaigns.storage.store import Store
@@ -121,6 +122,7 @@ class CampaignStats:
     campaign_level: dict[str, int]  # column -> events naming no delivery
     total: Counts
     untracked: tuple[str, ...] = ()  # columns no sender could count ("not tracked")
+    variants: list[StepVariants] = field(default_factory=list)  # steps with A/B variants
 
     def as_dict(self) -> dict[str, Any]:
         level = {k: None if k in self.untracked else v for k, v in self.campaign_level.items()}
@@ -130,6 +132,7 @@ class CampaignStats:
             "steps": [step.as_dict(self.untracked) for step in self.steps],
             "campaign_level": level,
             "total": self.total.as_dict(self.untracked),
+            "variants": [step.as_dict(self.untracked) for step in self.variants],
         }
 
 
@@ -215,4 +218,6 @@ def campaign_stats(store: Store, ref: str) -> CampaignStats:
         column: bool(getattr(campaign.spec.sender, key, False)) for column, key in TRACKING.items()
     }
     untracked = untracked_columns(total, tracking)
-    return CampaignStats(name, ordered, campaign_level, total, untracked)
+    with store.connect() as conn:
+        variants = step_variants(conn, campaign, COLUMNS, untracked)
+    return CampaignStats(name, ordered, campaign_level, total, untracked, variants)

@@ -28,6 +28,7 @@ class EnrollmentStatus(enum.StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
     UNSUBSCRIBED = "unsubscribed"  # left this campaign (or everything) by an unsubscribe
+    CONVERTED = "converted"  # reached the campaign's goal (issue 19)
 
 
 class CampaignStatus(enum.StrEnum):

@@ -374,7 +374,8 @@ class Store:
         # Made now, not on first use, so no transaction ever waits on another for them.
         with self._opening():
             self._secrets = {
-                key: self._meta_secret(key) for key in ("secret_key", "suppression_key")
+                key: self._meta_secret(key)
+                for key in ("secret_key", "suppression_key", "variant_key")
             }
 
     def _meta_secret(self, key: str) -> str:
@@ -393,6 +394,11 @@ class Store:
         """DRIPMAIL_SECRET_KEY, else one generated for this database and kept in it."""
         configured = self.settings.secret_key
         return configured.get_secret_value() if configured else self._secrets["secret_key"]
+
+    def variant_key(self) -> bytes:
+        """The key A/B variants are assigned under (planning/variants.py): made once per
+        database and never rotated, so every worker and every restart assigns the same."""
+        return self._secrets["variant_key"].encode()
 
     def address_hash(self, email: str) -> str:
         """Keyed hash of a normalised address: recognises it without keeping it.

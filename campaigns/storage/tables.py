@@ -126,6 +126,8 @@ deliveries = Table(
     Column("error", Text),
     Column("sent_at", UTCDateTime),
     Column("updated_at", UTCDateTime),
+    # Migration 0012: the A/B variant it went as (chosen at hand-off); NULL without variants.
+    Column("variant", String(32)),
     UniqueConstraint("enrollment_id", "step_key", name="uq_delivery_enrollment_step"),
 )
 
@@ -159,6 +161,21 @@ webhook_tokens = Table(
     Column("provider", String(32), primary_key=True),
     Column("token_hash", String(64), primary_key=True),  # SHA-256 of the token, hex
     Column("signed_at", UTCDateTime, nullable=False),
+)
+
+# Migration 0012. A step's `winner:` choice, once per campaign step (the primary key makes
+# it once, whichever worker gets there first); `figures` is JSON: each variant's sends,
+# successes and rate when it was chosen.
+variant_winners = Table(
+    "variant_winners",
+    metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("step_key", String(64), primary_key=True),
+    Column("variant", String(32), nullable=False),
+    Column("metric", String(16), nullable=False),
+    Column("after", Integer, nullable=False),
+    Column("figures", Text, nullable=False),
+    Column("decided_at", UTCDateTime, nullable=False),
 )
 
 Index("ix_enrollments_campaign", enrollments.c.campaign, enrollments.c.status)
