@@ -19,7 +19,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Literal
@@ -27,9 +27,10 @@ from typing import Literal
 from campaigns.authoring.liquid import NOTE_LINE
 from campaigns.authoring.sources import campaign_file, line_containing, step_file
 from campaigns.authoring.spec import CAMPAIGN_FILE, PLACEHOLDER, Campaign, Step, load_folder
+from campaigns.authoring.variant_spec import label, variant_of
 from campaigns.authoring.yamlio import line_of, load_with_lines
 from campaigns.errors import ConfigurationError, InputError
-from campaigns.rendering.compile import compile_campaign, teaser_line
+from campaigns.rendering.compile import compile_campaign, compiled_variants, teaser_line
 from campaigns.rendering.links import LinkBase, contact_message
 from campaigns.rendering.links import check_public_url as check_url
 from campaigns.rendering.markdown import greets
@@ -502,6 +503,8 @@ def build_email(
     """
     settings = Settings.from_env() if settings is None else settings
     step = campaign.step(compiled.key)
+    if compiled.variant:  # an A/B variant: its own subject, preheader and body file
+        step = variant_of(step, compiled.variant)
     # A real-length signed token, so sizes are what patients get, not a short placeholder.
     token = Signer("dripmail-check").token(UnsubscribeClaim(_ID, campaign.name, _ID))
     links = LinkBase.of(campaign, settings.public_url).signed(token)
@@ -562,6 +565,10 @@ def check_campaign(campaign: Campaign, *, settings: Settings | None = None) -> C
             report.findings += check_email(
                 build_email(campaign, steps[step.key], settings=settings)
             )
+    for compiled in compiled_variants(campaign):
+        found = check_email(build_email(campaign, compiled, settings=settings))
+        name = f"variant {label(compiled.variant or '')}"
+        report.findings += [replace(f, message=f"{name}: {f.message}") for f in found]
     order = {step.key: step.position for step in campaign.steps}
     report.findings.sort(
         key=lambda f: (f.severity != "error", order.get(f.step or "", 0), f.line or 0)

@@ -49,6 +49,7 @@ __all__ = [
     "dotted",
     "label",
     "variant_files",
+    "variant_of",
     "variant_step",
     "with_variants",
 ]
@@ -223,3 +224,11 @@ def variant_step(step: Step, variant: Variant) -> Step:
         cta=variant.cta,
         variants=(),
     )
+
+
+def variant_of(step: Step, name: str) -> Step:
+    """The step as its variant `name`'s email (KeyError when it has no such variant)."""
+    for variant in step.variants:
+        if variant.name == name:
+            return variant_step(step, variant)
+    raise KeyError(name)

@@ -60,6 +60,7 @@ __all__ = [
     "clear_cache",
     "compile_campaign",
     "compile_step",
+    "compiled_variants",
     "layout_environment",
     "render_sample",
     "teaser_line",
@@ -342,6 +343,16 @@ def compile_campaign(campaign: Campaign) -> CompiledCampaign:
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return compiled
+
+
+def compiled_variants(campaign: Campaign) -> list[CompiledStep]:
+    """Every A/B variant of every step, compiled; none when the campaign does not compile
+    (`check` names why, step by step)."""
+    try:
+        compiled = compile_campaign(campaign)
+    except InputError:
+        return []
+    return [variant for by_name in compiled.variants.values() for variant in by_name.values()]
 
 
 def clear_cache() -> None:
