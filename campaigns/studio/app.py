@@ -49,7 +49,7 @@ from campaigns.authoring.bounded import inside
 from campaigns.authoring.spec import Campaign
 from campaigns.errors import DripmailError, InputError
 from campaigns.rendering.personalise import SAMPLE, Recipient, Rendered
-from campaigns.studio.pages import COMMON_HEADERS, Pages, personalise
+from campaigns.studio.pages import COMMON_HEADERS, Pages, personalise, pick_variant
 from campaigns.studio.state import Snapshot, Studio
 from campaigns.studio.views import STUDIO_TEMPLATES, preview_document
 
@@ -163,7 +163,8 @@ def create_app(studio: Studio, *, host: str = DEFAULT_HOST) -> ASGIApp:
             return None
         name = request.query_params.get("name", SAMPLE.first_name or "")[:100].strip()
         recipient = Recipient(SAMPLE.email, name, campaign.spec.timezone)
-        return personalise(compiled, key, recipient, pages.links(campaign)), campaign
+        variant = pick_variant(compiled, key, request.query_params.get("variant"))
+        return personalise(compiled, key, recipient, pages.links(campaign), variant), campaign
 
     def folder_file(request: Request) -> Response:
         path = _safe_file(studio.folder, request.path_params["path"])

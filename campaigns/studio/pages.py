@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse
 from campaigns.authoring.checks import Finding
 from campaigns.authoring.sender_settings import outbox
 from campaigns.authoring.spec import Campaign
+from campaigns.authoring.variant_spec import label, variant_of
 from campaigns.rendering.links import sample_links
 from campaigns.rendering.personalise import CompiledCampaign, Recipient, Rendered
 from campaigns.rendering.tokens import public_url
@@ -94,7 +95,8 @@ class Pages:
         if key not in compiled.steps:
             key = campaign.steps[0].key
         entry = next(e for e in entries if e.key == key)
-        rendered = personalise(compiled, key, recipient, links)
+        variant = pick_variant(compiled, key, params.get("variant"))
+        rendered = personalise(compiled, key, recipient, links, variant)
         try:
             findings = snapshot.findings(key, studio.settings)
         except Exception as exc:  # the linter must not take the preview down with it
@@ -105,14 +107,27 @@ class Pages:
         def href(item: Any) -> str:
             return "/?" + urlencode({"step": item.key, **query})
 
-        frame_query = urlencode({"name": contact.name, "v": snapshot.version})
+        chosen = {"variant": variant} if variant else {}
+        frame_query = urlencode({"name": contact.name, "v": snapshot.version, **chosen})
+        step = campaign.step(key)
+        variants = [
+            {
+                "label": label(v.name),
+                "subject": v.subject,
+                "share": f"{v.weight / sum(w.weight for w in step.variants):.0%}",
+                "href": "/?" + urlencode({"step": key, "variant": v.name, **query}),
+                "current": v.name == variant,
+            }
+            for v in step.variants
+        ]
         values.update(
             campaign=campaign,
             title=campaign.spec.title or campaign.name,
             contact=contact,
             entries=entries,
             entry=entry,
-            step=campaign.step(key),
+            step=variant_of(step, variant) if variant else step,
+            variants=variants,
             rendered=rendered,
             checks=check_rows(
                 findings,
@@ -144,11 +159,25 @@ def _file_href(path: str) -> str:
     return "/files/" + quote(path)
 
 
+def pick_variant(compiled: CompiledCampaign, key: str, wanted: Any) -> str | None:
+    """The A/B variant of step `key` to show: the one asked for, else its first (a step
+    with variants only ever goes as one of them); None for a step without variants."""
+    names = list(compiled.variants.get(key, {}))
+    if not names:
+        return None
+    return wanted if wanted in names else names[0]
+
+
 def personalise(
-    compiled: CompiledCampaign, key: str, recipient: Recipient, links: tuple[str, str]
+    compiled: CompiledCampaign,
+    key: str,
+    recipient: Recipient,
+    links: tuple[str, str],
+    variant: str | None = None,
 ) -> Rendered:
-    """One email of `compiled` for `recipient`, with the preview links."""
+    """One email of `compiled` (or of its variant `variant`) for `recipient`, with the
+    preview links."""
     unsubscribe_url, preferences_url = links
-    return compiled.step(key).personalise(
+    return compiled.step(key, variant).personalise(
         recipient, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url
     )

@@ -1,0 +1,79 @@
+"""The preview studio shows each A/B variant of a step: selectable, rendered, axe-clean."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.test_studio import (  # noqa: F401  (browser, axe_source: fixtures used here)
+    Running,
+    axe_source,
+    browser,
+    guarded,
+    origin,
+    run_axe,
+    running_studio,
+)
+from tests.variant_helpers import SUBJECT_A, SUBJECT_B, variant_folder
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    base = tmp_path_factory.mktemp("variant-studio")
+    folder = variant_folder(base / "clinic", weights=(1, 3))
+    with running_studio(folder, db=f"sqlite:///{base / 'studio.db'}") as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser: Browser, studio: Running) -> Iterator[Page]:  # noqa: F811
+    with guarded(
+        browser, (origin(studio),), viewport={"width": 1280, "height": 900}, bypass_csp=True
+    ) as (context, guard):
+        yield context.new_page()
+        assert guard.console == [], guard.console
+
+
+def test_each_variant_of_a_step_can_be_chosen_and_previewed(
+    page: Page,
+    studio: Running,
+    axe_source: str,  # noqa: F811
+) -> None:
+    page.goto(f"{studio.url}?step=welcome")
+    links = page.locator(".variants a")
+    expect(links).to_have_count(2)
+    expect(links.nth(0)).to_have_text(f"A: {SUBJECT_A}")
+    expect(links.nth(1)).to_have_text(f"B: {SUBJECT_B}")
+    expect(page.locator(".variants")).to_contain_text("25% of contacts")
+    expect(page.locator(".variants")).to_contain_text("75% of contacts")
+    # A step with variants only goes as one of them: the first is shown by default.
+    expect(page.locator("#subject")).to_have_text(SUBJECT_A)
+    expect(links.nth(0)).to_have_attribute("aria-current", "page")
+    assert run_axe(page, axe_source, iframes=False) == []
+
+    links.nth(1).click()
+    expect(page).to_have_url(re.compile(r"variant=b"))
+    expect(page.locator("#subject")).to_have_text(SUBJECT_B)
+    expect(page.locator("#text-part")).to_contain_text("a regular bedtime")
+    expect(page.locator(".email-head code")).to_have_text("01-welcome-b.md")
+    for kind in ("desktop", "phone", "dark"):
+        frame = page.frame_locator(f"iframe[data-kind={kind}]")
+        expect(frame.locator("h1")).to_have_text(SUBJECT_B)
+        expect(frame.locator("body")).to_contain_text("a regular bedtime")
+    page.goto(f"{studio.url}email/welcome.html?variant=b")
+    assert run_axe(page, axe_source, iframes=False) == []
+
+
+def test_a_step_without_variants_shows_no_variant_list(page: Page, studio: Running) -> None:
+    page.goto(f"{studio.url}?step=how-mental-health-affects-sleep&variant=b")
+    expect(page.locator(".variants")).to_have_count(0)
+    expect(page.locator("#subject")).to_have_text("How Mental Health Affects Sleep")
+
+
+def test_the_folder_file_of_a_variant_is_served(studio: Running) -> None:
+    with urllib.request.urlopen(f"{studio.url}files/01-welcome-b.md") as answer:
+        assert b"regular bedtime" in answer.read()
