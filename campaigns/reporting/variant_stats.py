@@ -31,6 +31,8 @@ from campaigns.storage.tables import deliveries, enrollments, events, variant_wi
 __all__ = ["METRIC_NOUN", "StepVariants", "VariantCounts", "WinnerRecord", "step_variants"]
 
 COLUMNS = ("delivered", "opened", "clicked", "unsubscribed")
+# The column of contacts whose enrollment reached its goal: named as their status is.
+CONVERTED = EnrollmentStatus.CONVERTED.value
 METRIC_NOUN = {"clicked": "click rate", "converted": "conversion rate", "opened": "open rate"}
 
 
@@ -60,7 +62,7 @@ class VariantCounts:
         return getattr(self, column) / self.sent if self.sent else None
 
     def as_dict(self, untracked: Collection[str]) -> dict[str, Any]:
-        columns = (*COLUMNS, "converted")
+        columns = (*COLUMNS, CONVERTED)
         return {
             "variant": self.name,
             "subject": self.subject,
