@@ -8,6 +8,7 @@ schema is older than the code is refused until `dripmail db upgrade` has run.
 from __future__ import annotations
 
 import functools
+import hmac
 import logging
 import secrets
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from hashlib import sha256
 from pathlib import Path
 
 from sqlalchemy import (
@@ -374,8 +376,7 @@ class Store:
         # Made now, not on first use, so no transaction ever waits on another for them.
         with self._opening():
             self._secrets = {
-                key: self._meta_secret(key)
-                for key in ("secret_key", "suppression_key", "variant_key")
+                key: self._meta_secret(key) for key in ("secret_key", "suppression_key")
             }
 
     def _meta_secret(self, key: str) -> str:
@@ -396,9 +397,12 @@ class Store:
         return configured.get_secret_value() if configured else self._secrets["secret_key"]
 
     def variant_key(self) -> bytes:
-        """The key A/B variants are assigned under (planning/variants.py): made once per
-        database and never rotated, so every worker and every restart assigns the same."""
-        return self._secrets["variant_key"].encode()
+        """The key A/B variants are assigned under (planning/variants.py).
+
+        Derived from the suppression key (per database, never rotated), so every worker
+        and every restart assigns the same; derived, so neither use can stand in for the other.
+        """
+        return hmac.digest(self._secrets["suppression_key"].encode(), b"dripmail variants", sha256)
 
     def address_hash(self, email: str) -> str:
         """Keyed hash of a normalised address: recognises it without keeping it.
