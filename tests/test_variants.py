@@ -7,6 +7,9 @@ Every test runs on SQLite and PostgreSQL (the `store` fixture).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -40,6 +43,7 @@ from tests.variant_helpers import (
 )
 
 NAME = "ketamine-and-sleep"
+ROOT = Path(__file__).resolve().parent.parent
 DAY1 = utc("2026-03-02T12:00")
 DAY2 = utc("2026-03-03T12:00")
 STEP = "welcome"
@@ -248,3 +252,41 @@ def test_plan_counts_the_variants_pending_emails_would_get(store, tmp_path):
     send(store, tmp_path / "outbox", DAY1)
     sent = Counter(v for _, v, _ in recorded(store, STEP).values())
     assert sent == Counter(counts)
+
+
+def test_many_worker_processes_agree_on_every_variant_and_on_the_winner(store, tmp_path):
+    """`dripmail run --workers 3` (real processes): each worker assigns by the same keyed
+    hash, and after the threshold every worker sends the one winner."""
+    folder = variant_folder(tmp_path / "clinic", winner={"metric": "clicked", "after": 100})
+    enroll_many(store, folder, people(0, 600, "2026-03-02T10:00"), now=DAY1)
+    enroll_many(store, folder, people(600, 300, "2026-03-03T10:00"), now=DAY1)
+    step = load_folder(folder).step(STEP)
+    key = store.variant_key()
+    env = {**os.environ, "DRIPMAIL_DATABASE_URL": store.url, "COLUMNS": "200"}
+
+    def run(now: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli", "run", "--workers", "3", "--batch-size", "50",
+             "--now", now],
+            cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "all 3 workers: sent 600," in run("2026-03-02T12:00Z")
+    first = recorded(store, STEP)
+    gone = {c: v for c, (_, v, s) in first.items() if s == "sent"}
+    assert len(gone) == 600
+    assert all(v == choose(key, c, STEP, step.variants) for c, v in gone.items())
+    sent_b = sorted(d for d, v, s in first.values() if v == "b" and s == "sent")
+    sent_a = sorted(d for d, v, s in first.values() if v == "a" and s == "sent")
+    apply_sendgrid_events(store, [click(d) for d in sent_a[:3] + sent_b[:30]], now=DAY1)
+
+    assert "all 3 workers: sent 300," in run("2026-03-03T12:00Z")
+    late = {c: v for c, (_, v, _) in recorded(store, STEP).items() if c not in gone}
+    assert len(late) == 300 and set(late.values()) == {"b"}
+    with store.connect() as conn:
+        assert conn.execute(select(variant_winners.c.variant)).scalars().all() == ["b"]
+    subjects = Counter(outbox_subjects(tmp_path / "outbox").values())
+    assert subjects[SUBJECT_B] == 300 + len(sent_b) and subjects[SUBJECT_A] == len(sent_a)
