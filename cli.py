@@ -698,8 +698,8 @@ def stats(
         _print_variants(step, untracked)
 
 
-def _count_rate(count: int, sent: int) -> str:
-    return f"{count} ({count / sent:.1%})" if sent else str(count)
+def _count_rate(count: int, rate: float | None) -> str:
+    return str(count) if rate is None else f"{count} ({rate:.1%})"
 
 
 def _print_variants(step, untracked: tuple[str, ...]) -> None:
@@ -710,7 +710,9 @@ def _print_variants(step, untracked: tuple[str, ...]) -> None:
     )  # fmt: skip
     for v in step.variants:
         cells = [
-            "not tracked" if column in untracked else _count_rate(getattr(v, column), v.sent)
+            "not tracked"
+            if column in untracked
+            else _count_rate(getattr(v, column), v.rate(column))
             for column in ("delivered", "opened", "clicked", "unsubscribed", "converted")
         ]
         table.add_row(v.label, v.subject, str(v.sent), *cells)

@@ -59,7 +59,11 @@ class VariantCounts:
         return label(self.name)
 
     def rate(self, column: str) -> float | None:
-        return getattr(self, column) / self.sent if self.sent else None
+        """`column` over sent; None before any send, and for `delivered` before any
+        delivery event (the file and SMTP senders report none: 0 % would mislead)."""
+        if not self.sent or (column == "delivered" and not self.delivered):
+            return None
+        return getattr(self, column) / self.sent
 
     def as_dict(self, untracked: Collection[str]) -> dict[str, Any]:
         columns = (*COLUMNS, CONVERTED)
