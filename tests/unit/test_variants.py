@@ -19,6 +19,7 @@ from campaigns.errors import InputError
 from campaigns.planning.variants import Rates, choose, pick_winner
 from campaigns.rendering.compile import compile_campaign
 from campaigns.rendering.personalise import Recipient
+from campaigns.reporting.export import export_campaign
 from campaigns.reporting.significance import sample_size, two_proportion_test
 from campaigns.reporting.variant_stats import StepVariants, VariantCounts, _compare
 from senders.sendgrid_body import plan_requests
@@ -336,3 +337,12 @@ def test_check_names_a_broken_placeholder_in_a_variant_body(folder):
     assert any(
         f.code == "template" and f.file.endswith("01-welcome-b.md") for f in report.errors
     ), [str(f) for f in report.findings]
+
+
+def test_render_exports_each_variant_beside_its_step(folder, tmp_path):
+    written = export_campaign(load_folder(folder), tmp_path / "out")
+    names = {path.name for path in written}
+    assert {"01-welcome.eml", "01-welcome-a.eml", "01-welcome-b.eml"} <= names
+    b = (tmp_path / "out" / "01-welcome-b.eml").read_text(encoding="utf-8")
+    assert f"Subject: {SUBJECT_B}" in b and "regular bedtime" in b
+    assert f"Subject: {SUBJECT_A}" in (tmp_path / "out" / "01-welcome-a.eml").read_text()
