@@ -27,6 +27,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Subquery
 
 from campaigns.authoring.spec import Campaign, Step
 from campaigns.authoring.variant_spec import Winner
@@ -36,7 +37,14 @@ from campaigns.storage.statuses import DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import Store
 from campaigns.storage.tables import deliveries, enrollments, events, variant_winners
 
-__all__ = ["CLICKED", "VariantChooser", "by_variant", "record_choice", "variant_rates"]
+__all__ = [
+    "CLICKED",
+    "VariantChooser",
+    "by_variant",
+    "record_choice",
+    "variant_rates",
+    "variant_sends",
+]
 
 log = logging.getLogger("dripmail.dispatch")
 
@@ -45,10 +53,9 @@ log = logging.getLogger("dripmail.dispatch")
 CLICKED = "clicked"
 
 
-def variant_rates(conn: Connection, campaign: str, step_key: str, metric: str) -> dict[str, Rates]:
-    """Per variant of a step: sent emails, and of them those clicked (distinct
-    deliveries) or whose contact converted (`metric`)."""
-    of_step = (
+def _sent_of_step(campaign: str, step_key: str) -> Subquery:
+    """The step's sent deliveries that went as a variant: id, variant, enrollment."""
+    return (
         select(deliveries.c.id, deliveries.c.variant, deliveries.c.enrollment_id)
         .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
         .where(
@@ -59,9 +66,20 @@ def variant_rates(conn: Connection, campaign: str, step_key: str, metric: str) -
         )
         .subquery()
     )
-    sent = dict(
-        conn.execute(select(of_step.c.variant, func.count()).group_by(of_step.c.variant)).all()
-    )
+
+
+def variant_sends(conn: Connection, campaign: str, step_key: str) -> dict[str, int]:
+    """Per variant of a step: its sent emails."""
+    of_step = _sent_of_step(campaign, step_key)
+    query = select(of_step.c.variant, func.count()).group_by(of_step.c.variant)
+    return {name: count for name, count in conn.execute(query).all()}
+
+
+def variant_rates(conn: Connection, campaign: str, step_key: str, metric: str) -> dict[str, Rates]:
+    """Per variant of a step: sent emails, and of them those clicked (distinct
+    deliveries) or whose contact converted (`metric`)."""
+    of_step = _sent_of_step(campaign, step_key)
+    sent = variant_sends(conn, campaign, step_key)
     if metric == "clicked":
         hits_query = (
             select(of_step.c.variant, func.count(events.c.delivery_id.distinct()))
@@ -146,7 +164,12 @@ class VariantChooser:
             return cached
         with self.store.connect() as conn:
             stored = chosen_winner(conn, campaign.name, step.key)
-            rates = {} if stored else variant_rates(conn, campaign.name, step.key, rule.metric)
+            rates: dict[str, Rates] = {}
+            # The sends alone first (one query): the successes only once each has `after`.
+            if stored is None:
+                sends = variant_sends(conn, campaign.name, step.key)
+                if all(sends.get(name, 0) >= rule.after for name in names):
+                    rates = variant_rates(conn, campaign.name, step.key, rule.metric)
         if stored is None:
             choice = pick_winner(rates, names, rule.after)
             if choice is None:
