@@ -579,6 +579,9 @@ def send_test(
             help="file, smtp, sendgrid, ses, mailgun or postmark (default: the campaign's)"
         ),
     ] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="An A/B variant of the step: a, b, … (default: its first)")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Send one email of a campaign to a staff address, marked as a test; nothing is recorded."""
@@ -586,7 +589,10 @@ def send_test(
     from campaigns.storage.publish import open_campaign
 
     store = _store(db)
-    result = send(store, open_campaign(store, campaign), step, to, sender=sender, now=_now(None))
+    result = send(
+        store, open_campaign(store, campaign), step, to, sender=sender, now=_now(None),
+        variant=variant,
+    )  # fmt: skip
     if result.outcome != "sent":
         raise errors.DripmailError(f"the test was not sent ({result.outcome}): {result.error}")
     console.print(f"sent a test of {step} ({result.provider_id})")

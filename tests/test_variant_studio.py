@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from typer.testing import CliRunner
 
+from cli import app as cli_app
 from tests.test_studio import (  # noqa: F401  (browser, axe_source: fixtures used here)
     Running,
     axe_source,
@@ -77,3 +82,31 @@ def test_a_step_without_variants_shows_no_variant_list(page: Page, studio: Runni
 def test_the_folder_file_of_a_variant_is_served(studio: Running) -> None:
     with urllib.request.urlopen(f"{studio.url}files/01-welcome-b.md") as answer:
         assert b"regular bedtime" in answer.read()
+
+
+def test_send_test_sends_the_variant_on_screen(
+    page: Page, studio: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the file sender writes to ./outbox
+    page.goto(f"{studio.url}?step=welcome&variant=b")
+    page.get_by_label("Send this email to").fill("staff@clinic.example")
+    page.get_by_role("button", name="Send test").click()
+    expect(page.locator("#send-status")).to_contain_text(f"Sent a test of “{SUBJECT_B}”")
+    (eml,) = (tmp_path / "outbox").glob("*.eml")
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert message["Subject"] == f"[TEST] {SUBJECT_B}"
+
+
+def test_cli_send_test_of_a_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = variant_folder(tmp_path / "clinic")
+    monkeypatch.chdir(tmp_path)
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    runner = CliRunner()
+    args = ["send-test", str(folder), "--step", "welcome", "--to", "staff@clinic.example"]
+    sent = runner.invoke(cli_app, [*args, "--variant", "b", "--db", db])
+    assert sent.exit_code == 0, sent.output
+    (eml,) = (tmp_path / "outbox").glob("*.eml")
+    assert f"Subject: [TEST] {SUBJECT_B}" in eml.read_text(encoding="utf-8")
+    wrong = runner.invoke(cli_app, [*args, "--variant", "z", "--db", db])
+    assert wrong.exit_code == 2
+    assert "step 'welcome' has no variant 'z' (variants: a, b)" in wrong.output

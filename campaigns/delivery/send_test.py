@@ -18,9 +18,19 @@ from senders.base import SendResult
 
 
 def send_test(
-    store: Store, campaign: Campaign, step_key: str, to: str, *, sender: str | None, now: datetime
+    store: Store,
+    campaign: Campaign,
+    step_key: str,
+    to: str,
+    *,
+    sender: str | None,
+    now: datetime,
+    variant: str | None = None,
 ) -> SendResult:
-    """Send one rendered step to a staff address, marked as a test; no delivery is recorded."""
+    """Send one rendered step to a staff address, marked as a test; no delivery is recorded.
+
+    A step with A/B variants goes as `variant` (default: its first, as the studio shows).
+    """
     try:
         address = normalise_email(to)
     except ValueError as exc:
@@ -29,6 +39,11 @@ def send_test(
     if step_key not in compiled.steps:
         keys = ", ".join(compiled.steps)
         raise NotFoundError(f"no step {step_key!r} in {campaign.name} (steps: {keys})")
+    variants = list(compiled.variants.get(step_key, {}))
+    if variant is not None and variant not in variants:
+        names = ", ".join(variants) or "none"
+        raise NotFoundError(f"step {step_key!r} has no variant {variant!r} (variants: {names})")
+    variant = variant or (variants[0] if variants else None)
     token = Signer(store.secret_key()).token(UnsubscribeClaim(0, campaign.name, None))
     message = contact_message(
         compiled,
@@ -38,6 +53,7 @@ def send_test(
         delivery_id=f"test-{secrets.token_hex(6)}",
         date=now,
         is_test=True,
+        variant=variant,
     )
     pool = SenderPool(sender, store.settings)
     try:

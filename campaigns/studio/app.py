@@ -222,7 +222,8 @@ def create_app(studio: Studio, *, host: str = DEFAULT_HOST) -> ASGIApp:
             return PlainTextResponse("Forbidden", 403, headers=COMMON_HEADERS)
         step, to = fields.get("step", ""), fields.get("to", "")
         try:
-            notice = await run_in_threadpool(studio.send_test, step, to)
+            variant = fields.get("variant") or None
+            notice = await run_in_threadpool(studio.send_test, step, to, variant)
             ok = True
         except Exception as exc:  # a sender's failure is shown, never a traceback page
             if not isinstance(exc, DripmailError):
@@ -231,7 +232,8 @@ def create_app(studio: Studio, *, host: str = DEFAULT_HOST) -> ASGIApp:
             notice, ok = f"Not sent: {reason}", False
         if wants_json:  # the request worked either way; whether the email went is in `ok`
             return JSONResponse({"ok": ok, "message": notice}, headers=COMMON_HEADERS)
-        params = {"step": step, **{k: v for k, v in fields.items() if k in ("name", "tz")}}
+        kept = ("name", "tz", "variant")
+        params = {"step": step, **{k: v for k, v in fields.items() if k in kept}}
         return pages.render(studio.snapshot, params, notice=notice, status=200 if ok else 400)
 
     app = Starlette(

@@ -112,6 +112,7 @@ class Pages:
         step = campaign.step(key)
         variants = [
             {
+                "name": v.name,
                 "label": label(v.name),
                 "subject": v.subject,
                 "share": f"{v.weight / sum(w.weight for w in step.variants):.0%}",

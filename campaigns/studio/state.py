@@ -191,7 +191,7 @@ class Studio:
                 self._store = Store(self.db, settings=self.settings)
             return self._store
 
-    def send_test(self, step_key: str, to: str) -> str:
+    def send_test(self, step_key: str, to: str, variant: str | None = None) -> str:
         """Send one email of the last good version to `to`; a sentence saying what happened."""
         snapshot = self.snapshot
         if snapshot.campaign is None or snapshot.compiled is None:
@@ -199,16 +199,20 @@ class Studio:
         campaign = snapshot.campaign
         if step_key not in snapshot.compiled.steps:
             raise InputError(f"no step {step_key!r} in this campaign", field="step")
+        variants = list(snapshot.compiled.variants.get(step_key, {}))
+        variant = variant if variant in variants else (variants[0] if variants else None)
         result = send_test(
-            self.store(), campaign, step_key, to, sender=self.sender, now=self.clock()
-        )
+            self.store(), campaign, step_key, to, sender=self.sender, now=self.clock(),
+            variant=variant,
+        )  # fmt: skip
         sender = self.sender or campaign.spec.sender.type
         if result.outcome != "sent":
             raise DripmailError(f"the test was not sent ({result.outcome}): {result.error}")
         where = ""
         if sender == "file" and result.provider_id:
             where = f": {Path(outbox(campaign.spec.sender, self.settings)) / result.provider_id}"
-        subject = campaign.step(step_key).subject
+        step = campaign.step(step_key)
+        subject = next((v.subject for v in step.variants if v.name == variant), step.subject)
         return f"Sent a test of “{subject}” to {to.strip()} through the {sender} sender{where}."
 
     def close(self) -> None:
