@@ -110,3 +110,23 @@ def test_cli_send_test_of_a_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     wrong = runner.invoke(cli_app, [*args, "--variant", "z", "--db", db])
     assert wrong.exit_code == 2
     assert "step 'welcome' has no variant 'z' (variants: a, b)" in wrong.output
+
+
+def test_the_checks_beside_a_variant_are_that_variants(
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    folder = variant_folder(tmp_path / "clinic")
+    (folder / "01-welcome-b.md").write_text(
+        "Hi,\n\nRead [click here](https://example.com/sleep) tonight.\n", encoding="utf-8"
+    )
+    with (
+        running_studio(folder, db=f"sqlite:///{tmp_path / 'studio.db'}") as running,
+        guarded(browser, (origin(running),)) as (context, _),
+    ):
+        page = context.new_page()
+        page.goto(f"{running.url}?step=welcome&variant=b")
+        expect(page.locator(".checks")).to_contain_text("click here")
+        page.goto(f"{running.url}?step=welcome&variant=a")
+        expect(page.locator("#subject")).to_have_text(SUBJECT_A)
+        expect(page.locator(".checks")).not_to_contain_text("click here")

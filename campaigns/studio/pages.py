@@ -98,7 +98,7 @@ class Pages:
         variant = pick_variant(compiled, key, params.get("variant"))
         rendered = personalise(compiled, key, recipient, links, variant)
         try:
-            findings = snapshot.findings(key, studio.settings)
+            findings = snapshot.findings(key, studio.settings, variant)
         except Exception as exc:  # the linter must not take the preview down with it
             log.error("checks failed for %s", key, exc_info=exc)
             findings = [Finding("error", "checks", f"the checks could not run: {exc}", "")]

@@ -25,7 +25,7 @@ from jinja2 import TemplateError
 from starlette.concurrency import run_in_threadpool
 
 import templates
-from campaigns.authoring.checks import Finding, check_step
+from campaigns.authoring.checks import Finding, build_email, check_email, check_step
 from campaigns.authoring.sender_settings import outbox
 from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_folder
 from campaigns.delivery.send_test import send_test
@@ -53,13 +53,22 @@ class Snapshot:
     _checks: dict[str, list[Finding]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def findings(self, step_key: str, settings: Settings) -> list[Finding]:
-        """checks.py's findings for one email, computed once per snapshot."""
+    def findings(
+        self, step_key: str, settings: Settings, variant: str | None = None
+    ) -> list[Finding]:
+        """checks.py's findings for one email (or one A/B variant of it), computed once
+        per snapshot. A variant gets the email checks over its own subject and body."""
         assert self.campaign is not None
         with self._lock:
-            if step_key not in self._checks:
-                self._checks[step_key] = check_step(self.campaign, step_key, settings=settings)
-            return self._checks[step_key]
+            key = f"{step_key}\x1f{variant}" if variant else step_key
+            if key not in self._checks:
+                if variant and self.compiled is not None:
+                    compiled = self.compiled.step(step_key, variant)
+                    email = build_email(self.campaign, compiled, settings=settings)
+                    self._checks[key] = check_email(email)
+                else:
+                    self._checks[key] = check_step(self.campaign, step_key, settings=settings)
+            return self._checks[key]
 
 
 class Studio:
