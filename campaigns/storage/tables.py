@@ -187,6 +187,18 @@ Index("ix_deliveries_claim", deliveries.c.status, deliveries.c.due_at, deliverie
 # Migration 0006. `retry --unknown` looks for unknown rows last touched before a time; the
 # index holds unknown rows only, so a sent delivery's status changes never touch it.
 UNKNOWN_ONLY = text(f"status = '{DeliveryStatus.UNKNOWN}'")
+# Migration 0012. A `winner:` rule counts each variant's sent emails at every hand-off of
+# its step until it chooses: only rows that went as a variant are in this index, so it
+# costs nothing to campaigns without variants, and the count reads the step's rows only.
+WITH_VARIANT = text("variant IS NOT NULL")
+Index(
+    "ix_deliveries_variant",
+    deliveries.c.step_key,
+    deliveries.c.status,
+    deliveries.c.variant,
+    sqlite_where=WITH_VARIANT,
+    postgresql_where=WITH_VARIANT,
+)
 Index(
     "ix_deliveries_unknown",
     deliveries.c.updated_at,
