@@ -655,6 +655,9 @@ def send_test(
     language: Annotated[
         str | None, typer.Option(help="One of the campaign's languages (default: its default)")
     ] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="An A/B variant of the step: a, b, … (default: its first)")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Send one email of a campaign to a staff address, marked as a test; nothing is recorded."""
@@ -670,6 +673,7 @@ def send_test(
         sender=sender,
         now=_now(None),
         language=language,
+        variant=variant,
     )
     if result.outcome != "sent":
         raise errors.DripmailError(f"the test was not sent ({result.outcome}): {result.error}")
@@ -789,6 +793,8 @@ def stats(
 
     With a `goal:`, conversions too: per step those whose last email before the goal
     was that step, and for the campaign the conversion rate over everyone enrolled.
+    A step with A/B variants also gets a row per variant, whether the difference is
+    meaningful at 95 % (or how many more sends it needs), and the winner if one was chosen.
     """
     import json
 
@@ -856,6 +862,32 @@ def stats(
         )
     if result.paused:
         console.print(result.paused.line(), markup=False, highlight=False)
+    for step in result.variants:
+        _print_variants(step, untracked)
+
+
+def _count_rate(count: int, rate: float | None) -> str:
+    return str(count) if rate is None else f"{count} ({rate:.1%})"
+
+
+def _print_variants(step, untracked: tuple[str, ...]) -> None:
+    """One step's A/B variants: a row each, then the winner and the verdict in words."""
+    table = Table(
+        "variant", "subject", "sent", "delivered", "opened", "clicked", "unsubscribed",
+        "converted", title=f"{step.key}: variants (rates over sent)",
+    )  # fmt: skip
+    for v in step.variants:
+        cells = [
+            "not tracked"
+            if column in untracked
+            else _count_rate(getattr(v, column), v.rate(column))
+            for column in ("delivered", "opened", "clicked", "unsubscribed", "converted")
+        ]
+        table.add_row(v.label, v.subject, str(v.sent), *cells)
+    console.print(table)
+    if step.winner is not None:
+        console.print(f"  {step.winner.sentence()}", markup=False)
+    console.print(f"  {step.verdict}", markup=False)
 
 
 @command("dripmail check campaigns/sleep")
@@ -1455,6 +1487,7 @@ def plan(
     Without --apply nothing is changed. With it, the new version is published and the
     plan carried out in one transaction.
     """
+    from campaigns.authoring.variant_spec import label
     from campaigns.planning.edits import apply_edit, plan_edit
 
     when = _now(now)
@@ -1486,6 +1519,11 @@ def plan(
             f"{_n(pending, 'pending email')} would be skipped if due now "
             "(decided again when each is due)",
             markup=False,
+        )
+    for key, counts in result.variants.items():
+        shares = ", ".join(f"{label(name)} {count}" for name, count in counts.items())
+        console.print(
+            f"  variants       {key}: {_n(sum(counts.values()), 'pending email')}: {shares}"
         )
     if diff.timing_changed:
         console.print("  send window or min_gap changed: pending emails re-planned into it")

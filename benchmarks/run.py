@@ -266,14 +266,32 @@ def dispatch_workers(url: str, workers: int) -> dict:
     }
 
 
-def dispatch_sqlite(work: Path, count: int, runs: int = 1, when: str | None = None) -> dict:
+def dispatch_sqlite(
+    work: Path, count: int, runs: int = 1, when: str | None = None, *, variants: bool = False
+) -> dict:
     """Enroll `count` contacts whose first email is due, then dispatch them in a fresh
     worker process, `runs` times from copies of that one database: the fastest run.
-    With `when`, the first email has that condition and half the contacts are tagged."""
+    With `when`, the first email has that condition and half the contacts are tagged.
+
+    `variants`: the first email has two A/B variants and a winner rule that never
+    decides (after: 10^6), so every hand-off also counts each variant's sends."""
     from campaigns.planning.enroll import import_csv
     from campaigns.storage.store import Store
 
     campaign = clinic_campaign(work / "campaign", when)
+    if variants:
+        spec = work / "campaign" / "campaign.yaml"
+        spec.write_text(
+            spec.read_text().replace(
+                "delay: 0d\n",
+                "delay: 0d\n  variants:\n  - subject: Sleep better from tonight\n"
+                "  - subject: One habit for better sleep\n"
+                "  winner: {metric: clicked, after: 1000000}\n",
+                1,
+            )
+        )
+        campaign = load_folder(work / "campaign")
+        assert campaign.steps[0].variants, "the variants did not go in"
     contacts = work / f"dispatch-{count}.csv"
     write_contacts(contacts, count, tagged=when is not None)
     database = work / f"dispatch-{count}.db"
@@ -328,6 +346,21 @@ def bench_conditions(work: Path, quick: bool) -> None:
     )
     report("conditions: decided / plain dispatch", decided / (plain["sent"] / plain["seconds"]),
            "x", command)  # fmt: skip
+
+
+def bench_variants(work: Path, quick: bool) -> None:
+    """The dispatch benchmark with the first email split into two A/B variants."""
+    count = 2_000 if quick else 20_000
+    command = f"python benchmarks/run.py variants{' --quick' if quick else ''}"
+    for variants in (False, True):
+        result = dispatch_sqlite(work / str(variants), count, runs=RUNS, variants=variants)
+        kind = "2 variants + winner rule" if variants else "no variants"
+        report(
+            f"dispatch: SQLite, 1 worker, null sender, {kind} ({result['sent']:,}, best of {RUNS})",
+            result["sent"] / result["seconds"],
+            "deliveries/s",
+            command,
+        )
 
 
 POSTGRES_SERVER = os.environ.get(
@@ -421,6 +454,7 @@ BENCHMARKS = {
     "enroll": bench_enroll,
     "dispatch": bench_dispatch,
     "conditions": bench_conditions,
+    "variants": bench_variants,
     "postgres": bench_postgres,
     "sendgrid": bench_sendgrid,
     "memory": bench_memory,

@@ -90,7 +90,8 @@ def fill_every_table(url: str) -> None:
                 for i in (1, 2, 3)
             ],
         )  # fmt: skip
-        empty = dict.fromkeys(deliveries.c.keys())  # executemany wants the same keys in each
+        # executemany wants the same keys in each (those of 0001: `variant` came in 0012)
+        empty = dict.fromkeys(c.name for c in deliveries.c if c.name != "variant")
         conn.execute(
             insert(deliveries),
             [
@@ -135,25 +136,35 @@ def snapshot(url: str) -> dict[str, list]:
 
 
 # Tables added since 0001: empty after an upgrade.
-NEW_TABLES = ("webhook_tokens", "worker_heartbeats", "health_records", "alerts", "contact_events")
+NEW_TABLES = (
+    "webhook_tokens",
+    "worker_heartbeats",
+    "health_records",
+    "alerts",
+    "contact_events",
+    "variant_winners",
+)
 
 
 def without_new_columns(data: dict[str, list]) -> dict[str, list]:
     """A snapshot without the tables and columns added since 0001 (webhook_tokens, the
-    alerts' tables, contact_events; events.campaign, enrollments.paused_at, .converted_at
-    and .conversion_event_id, contacts.tags, .newsletter_unsubscribed_at, .attributes and
-    .language, campaigns.kind, .folder, .pause_kind and .pause_reason; NULL in old rows)."""
+    alerts' tables, contact_events, variant_winners; events.campaign, enrollments.paused_at,
+    .converted_at and .conversion_event_id, contacts.tags, .newsletter_unsubscribed_at,
+    .attributes and .language, campaigns.kind, .folder, .pause_kind and .pause_reason,
+    deliveries.variant; NULL in old rows)."""
     assert all(data.pop(name) == [] for name in NEW_TABLES)
     assert all(row[-1] is None for row in data["events"])
     assert all(row[-3:] == (None, None, None) for row in data["enrollments"])
     assert all(row[-4:] == (None, None, None, None) for row in data["contacts"])
     assert all(row[-4:] == (None, None, None, None) for row in data["campaigns"])
+    assert all(row[-1] is None for row in data["deliveries"])
     return {
         **data,
         "contacts": [row[:-4] for row in data["contacts"]],
         "campaigns": [row[:-4] for row in data["campaigns"]],
         "events": [row[:-1] for row in data["events"]],
         "enrollments": [row[:-3] for row in data["enrollments"]],
+        "deliveries": [row[:-1] for row in data["deliveries"]],
     }
 
 

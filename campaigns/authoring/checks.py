@@ -19,20 +19,21 @@ from __future__ import annotations
 import html as html_lib
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from campaigns.authoring.conditions import click_problems
+from campaigns.authoring.email_html import parse_html as _parse
 from campaigns.authoring.liquid import NOTE_LINE
 from campaigns.authoring.sources import campaign_file, line_containing, step_file
 from campaigns.authoring.spec import CAMPAIGN_FILE, PLACEHOLDER, Campaign, Step, load_folder
 from campaigns.authoring.translations import each_language, language_findings
+from campaigns.authoring.variant_spec import label, variant_of
 from campaigns.authoring.yamlio import line_of, load_with_lines
 from campaigns.errors import ConfigurationError, InputError
 from campaigns.rendering.catalogs import catalog_languages
-from campaigns.rendering.compile import compile_campaign, teaser_line
+from campaigns.rendering.compile import compile_campaign, compiled_variants, teaser_line
 from campaigns.rendering.links import LinkBase, contact_message
 from campaigns.rendering.links import check_public_url as check_url
 from campaigns.rendering.markdown import greets
@@ -109,57 +110,6 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-# ------------------------------------------------------------------------------- parsing
-
-
-@dataclass
-class _Link:
-    href: str
-    text: str = ""
-
-
-@dataclass
-class _Image:
-    src: str
-    alt: str | None
-
-
-class _Collector(HTMLParser):
-    """Links (with their visible text) and images of an HTML part."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.links: list[_Link] = []
-        self.images: list[_Image] = []
-        self._open: list[_Link] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if tag == "a" and values.get("href"):
-            link = _Link(values["href"] or "")
-            self.links.append(link)
-            self._open.append(link)
-        elif tag == "img":
-            self.images.append(_Image(values.get("src") or "", values.get("alt")))
-            if self._open:  # an image inside a link: its alt text is the link text
-                self._open[-1].text += values.get("alt") or ""
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._open:
-            self._open.pop()
-
-    def handle_data(self, data: str) -> None:
-        for link in self._open:
-            link.text += data
-
-
-def _parse(html: str) -> _Collector:
-    collector = _Collector()
-    collector.feed(html)
-    collector.close()
-    return collector
 
 
 # -------------------------------------------------------------------------------- checks
@@ -519,6 +469,8 @@ def build_email(
     """
     settings = Settings.from_env() if settings is None else settings
     step = campaign.step(compiled.key)
+    if compiled.variant:  # an A/B variant: its own subject, preheader and body file
+        step = variant_of(step, compiled.variant)
     # A real-length signed token, so sizes are what patients get, not a short placeholder.
     token = Signer("dripmail-check").token(UnsubscribeClaim(_ID, campaign.name, _ID))
     links = LinkBase.of(campaign, settings.public_url).signed(token)
@@ -582,6 +534,10 @@ def check_campaign(campaign: Campaign, *, settings: Settings | None = None) -> C
                 report.findings += check_email(
                     build_email(spoken, steps[step.key], settings=settings)
                 )
+    for compiled in compiled_variants(campaign):
+        found = check_email(build_email(campaign, compiled, settings=settings))
+        name = f"variant {label(compiled.variant or '')}"
+        report.findings += [replace(f, message=f"{name}: {f.message}") for f in found]
     report.findings = list(dict.fromkeys(report.findings))
     order = {step.key: step.position for step in campaign.steps}
     report.findings.sort(

@@ -6,20 +6,17 @@ an editable folder and a version published in the store. Errors carry file:line.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
-from types import NoneType, UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     Field,
     ValidationError,
@@ -46,8 +43,17 @@ from campaigns.authoring.languages import (
     language_of_file,
     translation_names,
 )
+from campaigns.authoring.model_keys import is_model, is_plain_union, model_keys, unknown_key
 from campaigns.authoring.sender_settings import FileSenderSettings, SenderSettings
 from campaigns.authoring.timing import check_timing, parse_ics
+from campaigns.authoring.variant_spec import (
+    Variant,
+    VariantList,
+    Winner,
+    dotted,
+    variant_files,
+    with_variants,
+)
 from campaigns.authoring.yamlio import line_of, load_with_lines
 from campaigns.errors import InputError
 from campaigns.planning import ranges, schedule
@@ -164,6 +170,9 @@ class StepRef(FileModel):
     file: str
     delay: str
     when: StepCondition | None = None  # who gets it, decided when due (authoring/conditions.py)
+    # A/B variants of this email and how one wins (authoring/variant_spec.py).
+    variants: VariantList = Field(default_factory=list)
+    winner: Winner | None = None
 
     @field_validator("delay", mode="before")
     @classmethod
@@ -278,6 +287,8 @@ class Step:
     body: str  # Markdown, without front matter
     body_line: int  # the file line where `body` starts
     when: StepCondition | None = field(default=None, compare=False)  # `when:`, if any
+    variants: tuple[Variant, ...] = ()  # A/B variants (authoring/variant_spec.py)
+    winner: Winner | None = None
 
 
 @dataclass(frozen=True)
@@ -350,6 +361,10 @@ def read_folder(folder: Path) -> dict[str, str]:
     for name in translation_names(listed, named):
         if (spec_path.parent / name).is_file() and inside(spec_path.parent, name) is not None:
             files[name] = _read_text(spec_path.parent / name)  # a translation beside its step
+        for at, name in variant_files(item):
+            if name not in files:
+                where = ("steps", index, "variants", at, "file")
+                files[name] = _referenced(spec_path, name, line_of(lines, where), dotted(where))
     window = data.get("send_window") if isinstance(data, dict) else None
     closed = window.get("closed") if isinstance(window, dict) else None
     if isinstance(closed, str) and closed not in files:
@@ -416,7 +431,9 @@ def load_files(files: Mapping[str, str], origin: str = "") -> Campaign:
                 line=line_of(lines, ("steps", position - 1, "file")),
                 field=f"steps[{position - 1}].file",
             )
-        steps.append(parse_step(files[ref.file], ref, position, step_source))
+        step = parse_step(files[ref.file], ref, position, step_source)
+        parse = partial(parse_step, ref=ref, position=position)
+        steps.append(with_variants(step, ref, files, parse, origin=origin, lines=lines))
     check_step_references([(ref.key, ref.when) for ref in spec.steps], lines, source)
     closed_ref = spec.send_window.closed
     if isinstance(closed_ref, str):
@@ -454,7 +471,7 @@ def _first_error(exc: ValidationError, lines: dict, source: str) -> InputError:
     loc, _ = _walk(tuple(error["loc"]))
     if error["type"] == "extra_forbidden":
         _, parent = _walk(tuple(error["loc"])[:-1])
-        message = unknown_key(str(loc[-1]), _keys(parent))
+        message = unknown_key(str(loc[-1]), model_keys(parent))
     elif error["type"] == "missing":
         message = "required"
     elif error["type"] == "union_tag_invalid":
@@ -484,7 +501,7 @@ def _walk(loc: tuple) -> tuple[tuple, Any]:
         path.append(part)
         if isinstance(part, int):
             continue
-        fields = model.model_fields if _is_model(model) else {}
+        fields = model.model_fields if is_model(model) else {}
         info = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
         if info is None:
             model = None
@@ -493,46 +510,23 @@ def _walk(loc: tuple) -> tuple[tuple, Any]:
         model = inner[0] if inner and isinstance(inner[0], type) else info.annotation
         if isinstance(info.discriminator, str):
             members = {m.model_fields[info.discriminator].default: m for m in inner or ()}
-        elif _is_plain_union(info.annotation):
+        elif is_plain_union(info.annotation):
             # A union of two kinds of value (closed: dates or an .ics file): pydantic names
             # the kind it tried (`list[date]`), which is no key of the file either.
             members = {}
     return tuple(path), model
 
 
-def unknown_key(key: str, allowed: list[str]) -> str:
-    """`unknown key 'organization': did you mean `organisation`?`, else the keys it takes."""
-    message = f"unknown key {key!r}"
-    # Spelling variants (organization, colour) and typos are the usual cause.
-    close = difflib.get_close_matches(key.lower(), allowed, n=1, cutoff=0.6)
-    if close:
-        return f"{message}: did you mean `{close[0]}`?"
-    return f"{message} (expected one of: {', '.join(allowed)})" if allowed else message
-
-
-def _is_plain_union(annotation: Any) -> bool:
-    """A union of two or more types besides None (pydantic puts each one's name in `loc`)."""
-    if get_origin(annotation) not in (Union, UnionType):
-        return False
-    return len([a for a in get_args(annotation) if a is not NoneType]) > 1
-
-
-def _is_model(value: Any) -> bool:
-    return isinstance(value, type) and issubclass(value, BaseModel)
-
-
-def _keys(model: Any) -> list[str]:
-    """The keys a campaign-file mapping takes (none when `model` is not a model)."""
-    if not _is_model(model):
-        return []
-    return [f.alias or name for name, f in model.model_fields.items()]
-
-
 _FRONT_MATTER_KEYS = {"subject", "preheader", "cta"}
 
 
-def parse_step(text: str, ref: StepRef, position: int, source: str) -> Step:
-    """A step file: optional `---` front matter (subject, preheader, cta), then Markdown."""
+def parse_step(
+    text: str, ref: StepRef, position: int, source: str, *, subject: str | None = None
+) -> Step:
+    """A step file: optional `---` front matter (subject, preheader, cta), then Markdown.
+
+    `subject` is what a file without its own subject gets (a variant's, from campaign.yaml).
+    """
     body, meta, body_line = text, {}, 1
     if text.startswith("---"):
         end = re.search(r"^---\s*$", text[3:], flags=re.MULTILINE)
@@ -553,7 +547,7 @@ def parse_step(text: str, ref: StepRef, position: int, source: str) -> Step:
                     line=lines.get((key,)),
                     field=str(key),
                 )
-    subject = meta.get("subject")
+    subject = meta.get("subject") or subject
     if not subject:
         heading = re.search(r"^# +(.+?)\s*#*\s*$", body, flags=re.MULTILINE)
         if heading is None:

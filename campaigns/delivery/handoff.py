@@ -35,6 +35,7 @@ from campaigns.delivery.observer import HandedOff, NoObserver, Observer
 from campaigns.delivery.outcomes import classify
 from campaigns.delivery.recording import Recorder
 from campaigns.delivery.report import RunReport
+from campaigns.delivery.variants import VariantChooser, by_variant
 from campaigns.planning.conditions import parse_attributes
 from campaigns.planning.enroll import last_sent
 from campaigns.rendering.links import LinkBase, contact_message
@@ -85,6 +86,7 @@ class HandOff:
         self.observer = observer or NoObserver()
         self._signer = Signer(store.secret_key())
         self._return_paths = ReturnPaths(store.secret_key())
+        self._variants = VariantChooser(store)
 
     def __call__(
         self,
@@ -138,7 +140,13 @@ class HandOff:
                 holds.keep(name, (item.row.id for item in items))
 
     def _build(
-        self, compiled: CompiledCampaign, chunk: list[Going], sender: Sender, *, now: datetime
+        self,
+        compiled: CompiledCampaign,
+        chunk: list[Going],
+        sender: Sender,
+        variants: Mapping[int, str],
+        *,
+        now: datetime,
     ) -> tuple[dict[int, Message], list[tuple[DueRow, str]]]:
         """Each row's Message, personalised and built by its sender, by delivery id; and
         the rows whose message could not be built, with the reason (they fail alone)."""
@@ -169,6 +177,7 @@ class HandOff:
                     return_path=self._return_paths.address(return_path, row.id)
                     if return_path
                     else None,
+                    variant=variants.get(row.id),
                 )
                 messages[row.id] = sender.build(message)
             except SenderConfigurationError:
@@ -191,7 +200,13 @@ class HandOff:
     ) -> None:
         # Built before anything is committed: a message that cannot be built fails alone,
         # and nothing of it is `sending`.
-        messages, broken = self._build(compiled, chunk, sender, now=now)
+        # Each row's A/B variant (a winner, once chosen, for all): written with `sending`.
+        variants = self._variants.choose(
+            compiled.campaign,
+            ((item.row.id, item.row.contact_id, item.row.step_key) for item in chunk),
+            now=now,
+        )
+        messages, broken = self._build(compiled, chunk, sender, variants, now=now)
         self.recorder.fail(broken, now=now, report=report)
         chunk = [item for item in chunk if item.row.id in messages]
         if not chunk:
@@ -200,6 +215,10 @@ class HandOff:
             lease_now = self.leases.now(conn)
             allowed = self._check_openings(conn, chunk, rules, now=now, report=report)
             handed = self._start_sending(conn, allowed, now=now, lease_now=lease_now)
+            for variant, ids in by_variant(variants, sorted(handed)).items():
+                conn.execute(
+                    update(deliveries).where(deliveries.c.id.in_(ids)).values(variant=variant)
+                )
             # A heartbeat for the rest of the batch, still waiting its turn.
             self.leases.renew(conn, lease_now)
         if len(handed) < len(allowed):

@@ -26,11 +26,14 @@ def send_test(
     sender: str | None,
     now: datetime,
     language: str | None = None,
+    variant: str | None = None,
 ) -> SendResult:
     """Send one rendered step to a staff address, marked as a test; no delivery is recorded.
 
     In `language` as a contact reading it would get it (the default when the campaign
-    lacks it)."""
+    lacks it). A step with A/B variants goes as `variant` (default: its first, as the
+    studio shows).
+    """
     try:
         address = normalise_email(to)
     except ValueError as exc:
@@ -39,6 +42,11 @@ def send_test(
     if step_key not in compiled.steps:
         keys = ", ".join(compiled.steps)
         raise NotFoundError(f"no step {step_key!r} in {campaign.name} (steps: {keys})")
+    variants = list(compiled.variants.get(step_key, {}))
+    if variant is not None and variant not in variants:
+        names = ", ".join(variants) or "none"
+        raise NotFoundError(f"step {step_key!r} has no variant {variant!r} (variants: {names})")
+    variant = variant or (variants[0] if variants else None)
     token = Signer(store.secret_key()).token(UnsubscribeClaim(0, campaign.name, None))
     message = contact_message(
         compiled,
@@ -48,6 +56,7 @@ def send_test(
         delivery_id=f"test-{secrets.token_hex(6)}",
         date=now,
         is_test=True,
+        variant=variant,
     )
     pool = SenderPool(sender, store.settings)
     try:

@@ -37,6 +37,7 @@ from campaigns.planning.conditions import evaluate
 from campaigns.planning.conversions import GoalPlan, apply_goals, plan_goals
 from campaigns.planning.enroll import last_sent
 from campaigns.planning.facts import enrollment_facts
+from campaigns.planning.variant_plan import VariantTally, variants_changed
 from campaigns.storage.publish import load_version, placeholder_lines, publish
 from campaigns.storage.statuses import IN_FLIGHT, LIVE_ENROLLMENT, PASSED, PENDING, DeliveryStatus
 from campaigns.storage.store import Store
@@ -63,6 +64,8 @@ class CampaignDiff:
     fields_changed: tuple[tuple[str, str, str], ...] = ()
     # Files whose text changed and that nothing above accounts for (comments, a closures file).
     files_changed: tuple[str, ...] = ()
+    # Steps whose A/B variants or winner rule changed (planning/variant_plan.py).
+    variants_changed: tuple[str, ...] = ()
 
     @property
     def unchanged(self) -> bool:
@@ -113,7 +116,9 @@ def diff_campaigns(old: Campaign, new: Campaign) -> CampaignDiff:
     )
     # Step files are reported by step (copy, added, removed) above.
     accounted = {step.file for step in (*old.steps, *new.steps)}
-    if changed_fields or conditions:
+    accounted |= {v.file for step in (*old.steps, *new.steps) for v in step.variants}
+    changed_variants = variants_changed(old, new)
+    if changed_fields or conditions or changed_variants:
         accounted.add(CAMPAIGN_FILE)
     changed_files = tuple(
         path
@@ -132,6 +137,7 @@ def diff_campaigns(old: Campaign, new: Campaign) -> CampaignDiff:
         conditions_changed=tuple(conditions),
         fields_changed=changed_fields,
         files_changed=changed_files,
+        variants_changed=changed_variants,
     )
 
 
@@ -150,6 +156,8 @@ class EditPlan:
     # key -> (pending emails under the new condition, how many it would skip if due now)
     conditions: dict[str, tuple[int, int]] = field(default_factory=dict)
     goals: GoalPlan = field(default_factory=GoalPlan)  # goals added or removed
+    # key -> variant -> pending emails that would go as it (steps whose variants changed)
+    variants: dict[str, dict[str, int]] = field(default_factory=dict)
     applied: bool = False
     # Why --apply would be refused (placeholders left), one line each; empty: it would not.
     refusals: list[str] = field(default_factory=list)
@@ -163,7 +171,7 @@ def plan_edit(store: Store, folder: str, *, now: datetime) -> EditPlan:
     """What `apply_edit` would do for the campaign in `folder` at engine time `now`."""
     new = load_folder(folder)
     with store.connect() as conn:
-        result = _plan(conn, new, now=now)
+        result = _plan(conn, new, now=now, variant_key=store.variant_key())
     result.refusals = placeholder_lines(new)
     return result
 
@@ -172,7 +180,7 @@ def apply_edit(store: Store, folder: str, *, now: datetime) -> EditPlan:
     """Publish the folder's version and re-plan enrolled contacts, in one transaction."""
     new = load_folder(folder)
     with store.begin() as conn:
-        result = _plan(conn, new, now=now)
+        result = _plan(conn, new, now=now, variant_key=store.variant_key())
         if result.diff.unchanged:
             return result
         publish(conn, new, now=now)
@@ -182,7 +190,7 @@ def apply_edit(store: Store, folder: str, *, now: datetime) -> EditPlan:
     return result
 
 
-def _plan(conn: Connection, new: Campaign, *, now: datetime) -> EditPlan:
+def _plan(conn: Connection, new: Campaign, *, now: datetime, variant_key: bytes) -> EditPlan:
     try:
         old = load_version(conn, new.name)
     except NotFoundError:
@@ -234,8 +242,12 @@ def _plan(conn: Connection, new: Campaign, *, now: datetime) -> EditPlan:
     result.removed = dict.fromkeys(diff.removed, 0)
     result.replanned = {key: 0 for key, _, _ in diff.delay_changed}
     result.conditions = _condition_counts(conn, new, diff, people, rows)
+    tally = VariantTally(conn, variant_key, new, diff.variants_changed)
     for enrollment_id, person in people.items():
         mine = rows.get(enrollment_id, {})
+        for key in diff.variants_changed:
+            if key in mine and mine[key][1] in PENDING and person.status in LIVE_ENROLLMENT:
+                tally.add(person.contact_id, key)
         for key in diff.copy_changed:
             if key in mine and mine[key][1] in PENDING:
                 result.copy[key] += 1
@@ -247,6 +259,7 @@ def _plan(conn: Connection, new: Campaign, *, now: datetime) -> EditPlan:
             _replan(
                 new, diff, enrollment_id, person, mine, last.get(person.contact_id), now, result
             )
+    result.variants = tally.counts
     return result
 
 

@@ -30,6 +30,7 @@ import templates
 from campaigns.authoring.sources import step_file
 from campaigns.authoring.spec import CAMPAIGN_FILE, DEFAULT_GREETING, Campaign, Step
 from campaigns.authoring.translations import campaign_languages, in_language
+from campaigns.authoring.variant_spec import variant_step
 from campaigns.errors import InputError
 from campaigns.planning.schedule import Delay
 from campaigns.rendering.batch import step_batch
@@ -62,6 +63,7 @@ __all__ = [
     "clear_cache",
     "compile_campaign",
     "compile_step",
+    "compiled_variants",
     "layout_environment",
     "render_sample",
     "teaser_line",
@@ -251,8 +253,14 @@ def _layout_values(
     }
 
 
-def compile_step(campaign: Campaign, step: Step, colours: Palette) -> CompiledStep:
-    """One step through the whole pipeline, uncached (compile_campaign caches whole versions)."""
+def compile_step(
+    campaign: Campaign, step: Step, colours: Palette, *, variant: str | None = None
+) -> CompiledStep:
+    """One step through the whole pipeline, uncached (compile_campaign caches whole versions).
+
+    `variant` names the A/B variant `step` is the email of (variant_spec.variant_step):
+    its batch form gets a key of its own, so a batch never mixes two variants' content.
+    """
     # Seeded with every text that reaches the layout, so no text can contain a token.
     tokens = PlaceholderTokens(
         campaign.files.get("campaign.yaml", "") + campaign.files.get(step.file, "")
@@ -293,11 +301,14 @@ def compile_step(campaign: Campaign, step: Step, colours: Palette) -> CompiledSt
         file=step.file,
         position=step.position,
         total=values["total"],
+        variant=variant,
         template=contact_environment().from_string(source),
         batch=step_batch(
             source,
-            # The language too: messages of one key share one body (SendGrid's batches).
-            key=f"{campaign.version}:{templates.digest()}:{step.key}:{campaign.spec.language}",
+            # The language and the variant too: messages of one key share one body
+            # (SendGrid's batches).
+            key=f"{campaign.version}:{templates.digest()}:{step.key}:{campaign.spec.language}"
+            + (f":{variant}" if variant else ""),
             seed=campaign.files.get("campaign.yaml", "") + campaign.files.get(step.file, ""),
         ),
     )
@@ -358,9 +369,21 @@ def compile_campaign(campaign: Campaign) -> CompiledCampaign:
             return _CACHE[key]
     colours = checked_palette(campaign)
     steps = {step.key: compile_step(campaign, step, colours) for step in campaign.steps}
+    # Each A/B variant is a whole email of its step, compiled once like the step.
+    variants = {
+        step.key: {
+            variant.name: compile_step(
+                campaign, variant_step(step, variant), colours, variant=variant.name
+            )
+            for variant in step.variants
+        }
+        for step in campaign.steps
+        if step.variants
+    }
     compiled = CompiledCampaign(
         campaign,
         steps,
+        variants,
         languages={tag: compile_campaign(in_language(campaign, tag)) for tag in languages[1:]},
     )
     with _CACHE_LOCK:
@@ -368,6 +391,16 @@ def compile_campaign(campaign: Campaign) -> CompiledCampaign:
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return compiled
+
+
+def compiled_variants(campaign: Campaign) -> list[CompiledStep]:
+    """Every A/B variant of every step, compiled; none when the campaign does not compile
+    (`check` names why, step by step)."""
+    try:
+        compiled = compile_campaign(campaign)
+    except InputError:
+        return []
+    return [variant for by_name in compiled.variants.values() for variant in by_name.values()]
 
 
 def clear_cache() -> None:
@@ -382,11 +415,13 @@ def render_sample(
     recipient: Recipient = SAMPLE,
     *,
     public_url: str = PLACEHOLDER_PUBLIC_URL,
+    variant: str | None = None,
 ) -> Rendered:
-    """One step personalised for a sample recipient, with placeholder unsubscribe links."""
+    """One step (or one of its variants) personalised for a sample recipient, with
+    placeholder unsubscribe links."""
     unsubscribe_url, preferences_url = sample_links(public_url)
     return (
         compile_campaign(campaign)
-        .step(step_key)
+        .step(step_key, variant)
         .personalise(recipient, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url)
     )

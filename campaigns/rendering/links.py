@@ -92,6 +92,7 @@ def contact_message(
     is_test: bool = False,
     batch_form: bool = True,
     return_path: str | None = None,
+    variant: str | None = None,
 ) -> Message:
     """The step personalised for `recipient`, with `links` in its body and list headers,
     and `return_path` (a VERP address, rendering/verp.py) as its envelope sender."""
@@ -105,5 +106,6 @@ def contact_message(
         date=date,
         is_test=is_test,
         batch_form=batch_form,
+        variant=variant,
     )
     return replace(message, return_path=return_path) if return_path else message

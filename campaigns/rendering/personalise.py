@@ -77,7 +77,16 @@ class CompiledStep:
     `tagged` is the step's batch form (None when it has none): see Batch.
     """
 
-    __slots__ = ("_batch", "_blocks", "_new_context", "file", "key", "position", "total")
+    __slots__ = (
+        "_batch",
+        "_blocks",
+        "_new_context",
+        "file",
+        "key",
+        "position",
+        "total",
+        "variant",
+    )
 
     def __init__(
         self,
@@ -88,8 +97,10 @@ class CompiledStep:
         total: int,
         template: Template,
         batch: Batch | None = None,
+        variant: str | None = None,
     ):
         self.key = key
+        self.variant = variant  # the A/B variant this is the email of, if any
         self.file = file
         self.position = position
         self.total = total
@@ -99,7 +110,8 @@ class CompiledStep:
         self._batch = batch
 
     def __repr__(self) -> str:
-        return f"CompiledStep({self.key!r}, {self.position} of {self.total})"
+        variant = f", variant {self.variant!r}" if self.variant else ""
+        return f"CompiledStep({self.key!r}, {self.position} of {self.total}{variant})"
 
     @property
     def tagged(self) -> TaggedContent | None:
@@ -179,10 +191,12 @@ class CompiledCampaign:
         self,
         campaign: Campaign,
         steps: dict[str, CompiledStep],
+        variants: dict[str, dict[str, CompiledStep]] | None = None,
         languages: dict[str, CompiledCampaign] | None = None,
     ) -> None:
         self.campaign = campaign
         self.steps = steps  # in step order
+        self.variants = variants or {}  # step key -> variant name -> its email
         self.languages = languages or {}
         self._chosen: dict[str | None, CompiledCampaign] = {}  # a contact's language -> which
 
@@ -199,13 +213,20 @@ class CompiledCampaign:
             found = self._chosen[language] = self.languages.get(chosen, self)
         return found
 
-    def step(self, step_key: str) -> CompiledStep:
+    def step(self, step_key: str, variant: str | None = None) -> CompiledStep:
+        """The step's email, or its variant `variant`'s (None: the step file's own)."""
         try:
-            return self.steps[step_key]
+            compiled = self.steps[step_key]
         except KeyError:
             raise NotFoundError(
                 f"campaign {self.campaign.name!r} has no step {step_key!r}"
             ) from None
+        if variant is None:
+            return compiled
+        try:
+            return self.variants[step_key][variant]
+        except KeyError:
+            raise NotFoundError(f"step {step_key!r} has no variant {variant!r}") from None
 
     def message(
         self,
@@ -220,15 +241,17 @@ class CompiledCampaign:
         message_id: str | None = None,
         is_test: bool = False,
         batch_form: bool = True,
+        variant: str | None = None,
     ) -> Message:
-        """The personalised step as a Message with its list and identity headers.
+        """The personalised step (or its variant `variant`) as a Message with its list and
+        identity headers.
 
         `batch_form=False` leaves out the step's batch form (a sender that sends one
         message per request has no use for it, and it costs a few renders).
         """
         spoken = self.in_language(recipient.language)
         spec = spoken.campaign.spec
-        step = spoken.step(step_key)
+        step = spoken.step(step_key, variant)
         rendered = step.personalise(
             recipient, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url
         )

@@ -42,6 +42,7 @@ from campaigns.studio.views import (
     page_environment,
     timeline,
 )
+from senders.base import Message
 from senders.mime import to_bytes
 
 __all__ = ["describe_delay", "export_campaign", "export_for"]
@@ -56,7 +57,8 @@ def export_campaign(
     date: datetime | None = None,
     settings: Settings | None = None,
 ) -> list[Path]:
-    """Write each step as `NN-<key>.html/.txt/.eml` and an `index.html`; return the paths.
+    """Write each step as `NN-<key>.html/.txt/.eml` (and each A/B variant of it as
+    `NN-<key>-<variant>.*`) and an `index.html`; return the paths.
 
     `public_url` falls back to DRIPMAIL_PUBLIC_URL (in `settings`), the campaign's
     links.public_url, then a placeholder (as for the emails sent); `date` (the .eml Date
@@ -84,12 +86,14 @@ def export_campaign(
         message = contact_message(
             compiled, step.key, recipient, links, delivery_id=f"sample-{stem}", date=date
         )
-        paths = {kind: out / f"{stem}.{kind}" for kind in ("html", "txt", "eml")}
-        paths["html"].write_text(message.html, encoding="utf-8")
-        paths["txt"].write_text(message.text, encoding="utf-8")
-        # A file takes UTF-8 headers (RFC 6532), as the file sender writes them.
-        paths["eml"].write_bytes(to_bytes(message, linesep="\n", utf8=True))
+        paths = _write(out, stem, message)
         written.extend(paths.values())
+        for variant in step.variants:  # each A/B variant too: NN-<key>-<variant>.*
+            other = contact_message(
+                compiled, step.key, recipient, links, delivery_id=f"sample-{stem}-{variant.name}",
+                date=date, variant=variant.name,
+            )  # fmt: skip
+            written.extend(_write(out, f"{stem}-{variant.name}", other).values())
         rendered = Rendered(message.subject, message.preheader, message.html, message.text)
         emails.append(
             {
@@ -129,6 +133,16 @@ def export_campaign(
     )
     written.append(index)
     return written
+
+
+def _write(out: Path, stem: str, message: Message) -> dict[str, Path]:
+    """`stem`.html, .txt and .eml of one message."""
+    paths = {kind: out / f"{stem}.{kind}" for kind in ("html", "txt", "eml")}
+    paths["html"].write_text(message.html, encoding="utf-8")
+    paths["txt"].write_text(message.text, encoding="utf-8")
+    # A file takes UTF-8 headers (RFC 6532), as the file sender writes them.
+    paths["eml"].write_bytes(to_bytes(message, linesep="\n", utf8=True))
+    return paths
 
 
 def export_for(

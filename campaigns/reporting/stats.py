@@ -32,6 +32,7 @@ from campaigns.compliance.event_model import EventKind
 from campaigns.compliance.suppressions import EVENT_TYPES
 from campaigns.reporting.conversions import Conversions, campaign_conversions
 from campaigns.reporting.reports import CampaignPause, campaign_pauses
+from campaigns.reporting.variant_stats import StepVariants, step_variants
 from campaigns.storage.publish import open_campaign
 from campaigns.storage.statuses import DeliveryStatus
 from campaigns.storage.store import Store
@@ -128,6 +129,7 @@ class CampaignStats:
     paused: CampaignPause | None = None  # when the campaign is paused: since when, why
     goals: tuple[str, ...] = ()  # the events of the campaign's `goal:`
     conversions: Conversions = field(default_factory=Conversions)
+    variants: list[StepVariants] = field(default_factory=list)  # steps with A/B variants
 
     def as_dict(self) -> dict[str, Any]:
         level = {k: None if k in self.untracked else v for k, v in self.campaign_level.items()}
@@ -140,6 +142,7 @@ class CampaignStats:
             "steps": [step.as_dict(self.untracked) for step in self.steps],
             "campaign_level": level,
             "total": self.total.as_dict(self.untracked),
+            "variants": [step.as_dict(self.untracked) for step in self.variants],
         }
 
 
@@ -231,6 +234,8 @@ def campaign_stats(store: Store, ref: str) -> CampaignStats:
     untracked = untracked_columns(total, tracking)
     paused = next(iter(campaign_pauses(store, name)), None)
     goals = tuple(goal.event for goal in campaign.spec.goal)
+    with store.connect() as conn:
+        variants = step_variants(conn, campaign, COLUMNS, untracked)
     return CampaignStats(
-        name, ordered, campaign_level, total, untracked, paused, goals, conversions
+        name, ordered, campaign_level, total, untracked, paused, goals, conversions, variants
     )

@@ -9,6 +9,7 @@ whose schema is newer (upgraded by a later release) is refused with "upgrade dri
 from __future__ import annotations
 
 import functools
+import hmac
 import logging
 import secrets
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from hashlib import sha256
 from pathlib import Path
 
 from sqlalchemy import (
@@ -414,6 +416,14 @@ class Store:
         """DRIPMAIL_SECRET_KEY, else one generated for this database and kept in it."""
         configured = self.settings.secret_key
         return configured.get_secret_value() if configured else self._secrets["secret_key"]
+
+    def variant_key(self) -> bytes:
+        """The key A/B variants are assigned under (planning/variants.py).
+
+        Derived from the suppression key (per database, never rotated), so every worker
+        and every restart assigns the same; derived, so neither use can stand in for the other.
+        """
+        return hmac.digest(self._secrets["suppression_key"].encode(), b"dripmail variants", sha256)
 
     def address_hash(self, email: str) -> str:
         """Keyed hash of a normalised address: recognises it without keeping it.

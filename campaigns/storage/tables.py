@@ -138,6 +138,8 @@ deliveries = Table(
     Column("error", Text),
     Column("sent_at", UTCDateTime),
     Column("updated_at", UTCDateTime),
+    # Migration 0016: the A/B variant it went as (chosen at hand-off); NULL without variants.
+    Column("variant", String(32)),
     UniqueConstraint("enrollment_id", "step_key", name="uq_delivery_enrollment_step"),
 )
 
@@ -242,6 +244,22 @@ contact_events = Table(
 )
 
 Index("ix_contact_events_contact", contact_events.c.contact_id, contact_events.c.name)
+
+# Migration 0016. A step's `winner:` choice, once per campaign step (the primary key makes
+# it once, whichever worker gets there first); `figures` is JSON: each variant's sends,
+# successes and rate when it was chosen.
+variant_winners = Table(
+    "variant_winners",
+    metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("step_key", String(64), primary_key=True),
+    Column("variant", String(32), nullable=False),
+    Column("metric", String(16), nullable=False),
+    Column("after", Integer, nullable=False),
+    Column("figures", Text, nullable=False),
+    Column("decided_at", UTCDateTime, nullable=False),
+)
+
 Index("ix_enrollments_campaign", enrollments.c.campaign, enrollments.c.status)
 Index("ix_deliveries_enrollment", deliveries.c.enrollment_id, deliveries.c.position)
 # Migration 0002. Claiming walks due rows in (due_at, id) order from a keyset cursor, and
@@ -251,6 +269,18 @@ Index("ix_deliveries_claim", deliveries.c.status, deliveries.c.due_at, deliverie
 # Migration 0006. `retry --unknown` looks for unknown rows last touched before a time; the
 # index holds unknown rows only, so a sent delivery's status changes never touch it.
 UNKNOWN_ONLY = text(f"status = '{DeliveryStatus.UNKNOWN}'")
+# Migration 0016. A `winner:` rule counts each variant's sent emails at every hand-off of
+# its step until it chooses: only rows that went as a variant are in this index, so it
+# costs nothing to campaigns without variants, and the count reads the step's rows only.
+WITH_VARIANT = text("variant IS NOT NULL")
+Index(
+    "ix_deliveries_variant",
+    deliveries.c.step_key,
+    deliveries.c.status,
+    deliveries.c.variant,
+    sqlite_where=WITH_VARIANT,
+    postgresql_where=WITH_VARIANT,
+)
 Index(
     "ix_deliveries_unknown",
     deliveries.c.updated_at,

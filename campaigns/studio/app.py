@@ -51,7 +51,7 @@ from campaigns.authoring.spec import Campaign
 from campaigns.errors import DripmailError, InputError
 from campaigns.rendering.personalise import SAMPLE, Recipient, Rendered
 from campaigns.studio.contact import read_attributes
-from campaigns.studio.pages import COMMON_HEADERS, Pages, personalise
+from campaigns.studio.pages import COMMON_HEADERS, Pages, personalise, pick_variant
 from campaigns.studio.state import Snapshot, Studio
 from campaigns.studio.views import STUDIO_TEMPLATES, preview_document
 
@@ -169,7 +169,8 @@ def create_app(studio: Studio, *, host: str = DEFAULT_HOST) -> ASGIApp:
         recipient = Recipient(
             SAMPLE.email, name, campaign.spec.timezone, attributes=attributes, language=language
         )
-        return personalise(compiled, key, recipient, pages.links(campaign)), campaign
+        variant = pick_variant(compiled, key, request.query_params.get("variant"))
+        return personalise(compiled, key, recipient, pages.links(campaign), variant), campaign
 
     def folder_file(request: Request) -> Response:
         path = _safe_file(studio.folder, request.path_params["path"])
@@ -228,7 +229,8 @@ def create_app(studio: Studio, *, host: str = DEFAULT_HOST) -> ASGIApp:
         step, to = fields.get("step", ""), fields.get("to", "")
         try:
             language = fields.get("lang") or None
-            notice = await run_in_threadpool(studio.send_test, step, to, language)
+            variant = fields.get("variant") or None
+            notice = await run_in_threadpool(studio.send_test, step, to, language, variant)
             ok = True
         except Exception as exc:  # a sender's failure is shown, never a traceback page
             if not isinstance(exc, DripmailError):
@@ -237,7 +239,8 @@ def create_app(studio: Studio, *, host: str = DEFAULT_HOST) -> ASGIApp:
             notice, ok = f"Not sent: {reason}", False
         if wants_json:  # the request worked either way; whether the email went is in `ok`
             return JSONResponse({"ok": ok, "message": notice}, headers=COMMON_HEADERS)
-        params = {"step": step, **{k: v for k, v in fields.items() if k in ("name", "tz", "lang")}}
+        kept = ("name", "tz", "lang", "variant")
+        params = {"step": step, **{k: v for k, v in fields.items() if k in kept}}
         return pages.render(studio.snapshot, params, notice=notice, status=200 if ok else 400)
 
     app = Starlette(

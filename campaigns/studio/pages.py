@@ -14,6 +14,7 @@ from campaigns.authoring.checks import Finding, check_step
 from campaigns.authoring.sender_settings import outbox
 from campaigns.authoring.spec import Campaign
 from campaigns.authoring.translations import in_language, language_choices
+from campaigns.authoring.variant_spec import label, variant_of
 from campaigns.rendering.links import sample_links
 from campaigns.rendering.personalise import CompiledCampaign, Recipient, Rendered
 from campaigns.rendering.tokens import public_url
@@ -104,12 +105,13 @@ class Pages:
         if key not in compiled.steps:
             key = campaign.steps[0].key
         entry = next(e for e in entries if e.key == key)
-        rendered = personalise(compiled, key, recipient, links)
+        variant = pick_variant(compiled, key, params.get("variant"))
+        rendered = personalise(compiled, key, recipient, links, variant)
         try:
             if contact.language != languages[0][0]:
                 findings = check_step(campaign, key, settings=studio.settings)
             else:
-                findings = snapshot.findings(key, studio.settings)
+                findings = snapshot.findings(key, studio.settings, variant)
         except Exception as exc:  # the linter must not take the preview down with it
             log.error("checks failed for %s", key, exc_info=exc)
             findings = [Finding("error", "checks", f"the checks could not run: {exc}", "")]
@@ -118,14 +120,28 @@ class Pages:
         def href(item: Any) -> str:
             return "/?" + urlencode({"step": item.key, **query})
 
+        chosen = {"variant": variant} if variant else {}
         frame_query = urlencode(
             {
                 "name": contact.name,
                 "attrs": query["attrs"],
                 "lang": contact.language,
                 "v": snapshot.version,
+                **chosen,
             }
         )
+        step = campaign.step(key)
+        variants = [
+            {
+                "name": v.name,
+                "label": label(v.name),
+                "subject": v.subject,
+                "share": f"{v.weight / sum(w.weight for w in step.variants):.0%}",
+                "href": "/?" + urlencode({"step": key, "variant": v.name, **query}),
+                "current": v.name == variant,
+            }
+            for v in step.variants
+        ]
         values.update(
             campaign=campaign,
             title=campaign.spec.title or campaign.name,
@@ -134,7 +150,8 @@ class Pages:
             page_language=snapshot.campaign.spec.language if snapshot.campaign else "en",
             entries=entries,
             entry=entry,
-            step=campaign.step(key),
+            step=variant_of(step, variant) if variant else step,
+            variants=variants,
             rendered=rendered,
             checks=check_rows(
                 findings,
@@ -166,13 +183,27 @@ def _file_href(path: str) -> str:
     return "/files/" + quote(path)
 
 
+def pick_variant(compiled: CompiledCampaign, key: str, wanted: Any) -> str | None:
+    """The A/B variant of step `key` to show: the one asked for, else its first (a step
+    with variants only ever goes as one of them); None for a step without variants."""
+    names = list(compiled.variants.get(key, {}))
+    if not names:
+        return None
+    return wanted if wanted in names else names[0]
+
+
 def personalise(
-    compiled: CompiledCampaign, key: str, recipient: Recipient, links: tuple[str, str]
+    compiled: CompiledCampaign,
+    key: str,
+    recipient: Recipient,
+    links: tuple[str, str],
+    variant: str | None = None,
 ) -> Rendered:
-    """One email of `compiled` for `recipient`, with the preview links."""
+    """One email of `compiled` (or of its variant `variant`) for `recipient`, with the
+    preview links."""
     unsubscribe_url, preferences_url = links
     return (
         compiled.in_language(recipient.language)
-        .step(key)
+        .step(key, variant)
         .personalise(recipient, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url)
     )

@@ -25,7 +25,7 @@ from jinja2 import TemplateError
 from starlette.concurrency import run_in_threadpool
 
 import templates
-from campaigns.authoring.checks import Finding, check_step
+from campaigns.authoring.checks import Finding, build_email, check_email, check_step
 from campaigns.authoring.sender_settings import outbox
 from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_folder
 from campaigns.delivery.send_test import send_test
@@ -53,13 +53,22 @@ class Snapshot:
     _checks: dict[str, list[Finding]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def findings(self, step_key: str, settings: Settings) -> list[Finding]:
-        """checks.py's findings for one email, computed once per snapshot."""
+    def findings(
+        self, step_key: str, settings: Settings, variant: str | None = None
+    ) -> list[Finding]:
+        """checks.py's findings for one email (or one A/B variant of it), computed once
+        per snapshot. A variant gets the email checks over its own subject and body."""
         assert self.campaign is not None
         with self._lock:
-            if step_key not in self._checks:
-                self._checks[step_key] = check_step(self.campaign, step_key, settings=settings)
-            return self._checks[step_key]
+            key = f"{step_key}\x1f{variant}" if variant else step_key
+            if key not in self._checks:
+                if variant and self.compiled is not None:
+                    compiled = self.compiled.step(step_key, variant)
+                    email = build_email(self.campaign, compiled, settings=settings)
+                    self._checks[key] = check_email(email)
+                else:
+                    self._checks[key] = check_step(self.campaign, step_key, settings=settings)
+            return self._checks[key]
 
 
 class Studio:
@@ -191,7 +200,9 @@ class Studio:
                 self._store = Store(self.db, settings=self.settings)
             return self._store
 
-    def send_test(self, step_key: str, to: str, language: str | None = None) -> str:
+    def send_test(
+        self, step_key: str, to: str, language: str | None = None, variant: str | None = None
+    ) -> str:
         """Send one email of the last good version to `to`; a sentence saying what happened."""
         snapshot = self.snapshot
         if snapshot.campaign is None or snapshot.compiled is None:
@@ -199,6 +210,8 @@ class Studio:
         campaign = snapshot.campaign
         if step_key not in snapshot.compiled.steps:
             raise InputError(f"no step {step_key!r} in this campaign", field="step")
+        variants = list(snapshot.compiled.variants.get(step_key, {}))
+        variant = variant if variant in variants else (variants[0] if variants else None)
         result = send_test(
             self.store(),
             campaign,
@@ -207,6 +220,7 @@ class Studio:
             sender=self.sender,
             now=self.clock(),
             language=language,
+            variant=variant,
         )
         sender = self.sender or campaign.spec.sender.type
         if result.outcome != "sent":
@@ -214,7 +228,8 @@ class Studio:
         where = ""
         if sender == "file" and result.provider_id:
             where = f": {Path(outbox(campaign.spec.sender, self.settings)) / result.provider_id}"
-        subject = snapshot.compiled.in_language(language).campaign.step(step_key).subject
+        step = snapshot.compiled.in_language(language).campaign.step(step_key)
+        subject = next((v.subject for v in step.variants if v.name == variant), step.subject)
         return f"Sent a test of “{subject}” to {to.strip()} through the {sender} sender{where}."
 
     def close(self) -> None:
