@@ -50,6 +50,11 @@ POSTMARK_HOST_ENV = "POSTMARK_API_HOST"  # over the campaign's api_host (tests: 
 # "user:pass,user2:pass2": the HTTP basic credentials Postmark's webhooks must bring (a list,
 # so a new pair can be set at Postmark before the old one is dropped here).
 POSTMARK_WEBHOOK_ENV = "POSTMARK_WEBHOOK_CREDENTIALS"
+# The marketing console (`dripmail console`): the address staff reach it at (set-up links
+# printed by `users add` and `users reset` start with it), and whether TOTP is required of
+# admins, editors and reviewers ("required", the default) or only offered ("optional").
+CONSOLE_URL_ENV = "DRIPMAIL_CONSOLE_URL"
+CONSOLE_2FA_ENV = "DRIPMAIL_CONSOLE_2FA"
 
 
 class Settings(BaseSettings):
@@ -87,6 +92,8 @@ class Settings(BaseSettings):
         default=None, validation_alias=POSTMARK_WEBHOOK_ENV
     )
     imap_password: SecretStr | None = Field(default=None, validation_alias=IMAP_PASSWORD_ENV)
+    console_url: str | None = Field(default=None, validation_alias=CONSOLE_URL_ENV)
+    console_2fa: str | None = Field(default=None, validation_alias=CONSOLE_2FA_ENV)
 
     # The environment as it was read, for the variable only a campaign file names
     # (sender.api_key_env). Private: in no repr and no dump.
