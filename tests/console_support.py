@@ -10,6 +10,7 @@ client.post("/people", data={"csrf_token": csrf_of(client.get("/people").text), 
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from campaigns.storage.store import Store
 
 PASSWORD = "violet kettle harbour 42"
 BASE_URL = "http://127.0.0.1"
+_numbers = itertools.count(1)
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -66,7 +68,7 @@ def add_person(
     totp: bool = True,
 ) -> Person:
     """A person of `role` who has used their set-up link (through the library)."""
-    email = email or f"{role}-{len(str(clock.at))}-{id(clock) % 10000}@clinic.example"
+    email = email or f"{role}-{next(_numbers)}@clinic.example"
     made = add_user(store, email, role, name=name, now=clock())
     enrolment = open_setup(store, made.token, now=clock())
     assert enrolment is not None
