@@ -51,7 +51,9 @@ HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",  # a set-up link's token never leaves in a Referer
+    # A set-up link's token never leaves in a Referer to another site. (Not no-referrer:
+    # with it browsers send `Origin: null` on a form POST, which the origin check refuses.)
+    "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
