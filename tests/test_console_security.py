@@ -553,3 +553,28 @@ def test_an_unknown_role_holds_nothing(store: Store, app, clock: Clock):
             update(console_users).where(console_users.c.id == person.id).values(role="owner")
         )
     assert client.get("/").status_code == 403
+
+
+def test_behind_an_https_proxy_the_public_name_is_accepted_and_cookies_are_secure(
+    store: Store, clock: Clock
+):
+    from starlette.testclient import TestClient
+
+    settings = Settings.from_env({"DRIPMAIL_CONSOLE_URL": "https://console.clinic.example"})
+    app = create_app(store, clock=clock, settings=settings)  # bound to 127.0.0.1, proxied
+    admin = add_person(store, "admin", clock)
+    client = TestClient(app, base_url="https://console.clinic.example", follow_redirects=False)
+    page = client.get("/sign-in")
+    assert page.status_code == 200
+    assert "__Host-dripmail_console_pre" in page.headers["set-cookie"]
+    assert "Secure" in page.headers["set-cookie"]
+    answer = client.post(
+        "/sign-in",
+        data={"csrf_token": csrf_of(page.text), "email": admin.email, "password": PASSWORD},
+        headers={"Origin": "https://console.clinic.example"},
+    )
+    assert answer.status_code == 303
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith("__Host-dripmail_console=") and "Secure" in cookie
+    other = TestClient(app, base_url="http://attacker.example")
+    assert other.get("/sign-in").status_code == 400

@@ -69,7 +69,8 @@ class Console:
     settings: Settings
     clock: Callable[[], datetime]
     templates: Environment
-    secure: bool  # cookies marked Secure (the console is not on a loopback address)
+    secure: bool  # cookies marked Secure (not on a loopback address, or an https URL set)
+    public_host: str | None = None  # DRIPMAIL_CONSOLE_URL's host:port, the proxy's name
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # pre-sign-in CSRF
 
     @property
@@ -180,15 +181,22 @@ def _plain(text: str, status: int) -> Response:
     return PlainTextResponse(text, status, headers=HEADERS)
 
 
-def _same_origin(request: Request) -> bool:
-    """Defence in depth beside the token: a browser's Origin and Sec-Fetch-Site headers."""
+def _same_origin(request: Request, public_host: str | None) -> bool:
+    """Defence in depth beside the token: a browser's Origin and Sec-Fetch-Site headers.
+
+    The Origin must name the host the request was sent to, or the console's public
+    address (DRIPMAIL_CONSOLE_URL) when an https proxy in front passes another Host.
+    """
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("origin")
     if origin is None:
         return True  # not every client sends it; the token still has to match
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    netloc = urlsplit(origin).netloc
+    return netloc == request.headers.get("host", "") or (
+        public_host is not None and netloc == public_host
+    )
 
 
 async def _read_form(request: Request) -> dict[str, str] | None:
@@ -209,7 +217,7 @@ async def _read_form(request: Request) -> dict[str, str] | None:
 
 def _csrf_ok(call: Call) -> bool:
     sent = call.form.get(CSRF_FIELD) or call.request.headers.get(CSRF_HEADER) or ""
-    if not _same_origin(call.request) or not sent:
+    if not _same_origin(call.request, call.console.public_host) or not sent:
         return False
     if call.session is not None and secrets.compare_digest(sent, call.session.csrf_token):
         return True
