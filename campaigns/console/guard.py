@@ -238,7 +238,7 @@ def _guarded(page: Page, permission: Permission | str) -> Callable[[Request], An
         if permission != PUBLIC:
             user = call.user
             if user is None:
-                if request.method == "GET":
+                if request.method in ("GET", "HEAD"):
                     return call.redirect("/sign-in?next=" + quote(request.url.path, safe="/"))
                 return _plain("Signed out: sign in again.", 403)
             if not allowed(user.role, Permission(permission)):
