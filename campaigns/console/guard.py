@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment
 from sqlalchemy import Row
@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from campaigns.console import sessions
+from campaigns.console.forms import Form, Upload, read_form
 from campaigns.console.permissions import Permission, allowed
 from campaigns.settings import Settings
 from campaigns.storage.store import Store
@@ -46,7 +47,6 @@ log = logging.getLogger("dripmail.console")
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 PUBLIC = "public"  # the `permission` of a page anyone may open (sign-in, set-up, assets)
-MAX_FORM = 64 * 1024
 HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -95,6 +95,7 @@ class Call:
     session: sessions.Session | None
     form: dict[str, str]
     now: datetime
+    files: dict[str, Upload] = field(default_factory=dict)  # multipart uploads, by field
     pre_cookie: str | None = None  # the sign-in pages' CSRF cookie, made when missing
     permission: Permission | str = PUBLIC
 
@@ -199,22 +200,6 @@ def _same_origin(request: Request, public_host: str | None) -> bool:
     )
 
 
-async def _read_form(request: Request) -> dict[str, str] | None:
-    """The urlencoded POST body as a dict (None when too large or not a form)."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM:
-            return None
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if body and kind != "application/x-www-form-urlencoded":
-        return None
-    try:
-        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100))
-    except (UnicodeDecodeError, ValueError):
-        return None
-
-
 def _csrf_ok(call: Call) -> bool:
     sent = call.form.get(CSRF_FIELD) or call.request.headers.get(CSRF_HEADER) or ""
     if not _same_origin(call.request, call.console.public_host) or not sent:
@@ -230,11 +215,11 @@ def _csrf_ok(call: Call) -> bool:
 
 
 def _guarded(page: Page, permission: Permission | str) -> Callable[[Request], Any]:
-    def dispatch(request: Request, form: dict[str, str]) -> Response:
+    def dispatch(request: Request, form: Form) -> Response:
         console: Console = request.app.state.console
         now = console.clock()
         session = sessions.resolve(console.store, request.cookies.get(console.cookie), now)
-        call = Call(request, console, session, form, now, permission=permission)
+        call = Call(request, console, session, form.fields, now, form.files, permission=permission)
         if permission != PUBLIC:
             user = call.user
             if user is None:
@@ -252,9 +237,9 @@ def _guarded(page: Page, permission: Permission | str) -> Callable[[Request], An
         return page(call)
 
     async def endpoint(request: Request) -> Response:
-        form: dict[str, str] = {}
+        form = Form()
         if request.method == "POST":
-            read = await _read_form(request)
+            read = await read_form(request)
             if read is None:
                 return _plain("Refused: not a form this console sent.", 400)
             form = read
