@@ -1612,6 +1612,128 @@ def resume(
         console.print(f"{who} was not paused; nothing changed")
 
 
+# -- the marketing console, its people and the audit trail -------------------------------
+
+
+@command("dripmail console --port 8030", name="console")
+def console_(
+    host: Annotated[
+        str,
+        typer.Option(help="Address to listen on (default: this machine only; else an https proxy)"),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8030,
+    db: DbOption = None,
+) -> None:
+    """Serve the marketing console for staff: sign-in, roles, campaigns (Ctrl+C stops it)."""
+    from campaigns.console.server import serve_console
+
+    settings = _settings()
+    _setup_logging(settings)
+    serve_console(_store(db, settings), host=host, port=port, announce=console.print)
+
+
+users_app = _group("users", "People who sign in to the console: add, list, disable, reset.")
+
+
+def _setup_lines(made: Any, settings: Settings, verb: str) -> None:
+    from campaigns.console.accounts import setup_url
+
+    user = made.user
+    console.print(
+        f"{verb} {user.role} {user.email}: set-up link valid until "
+        f"{made.expires_at:%Y-%m-%d %H:%M} UTC, once:",
+        markup=False,
+    )
+    typer.echo(setup_url(settings.console_url, made.token))
+
+
+@command("dripmail users add ana@clinic.example --role admin", name="add", group=users_app)
+def users_add(
+    email: Annotated[str, typer.Argument(help="Their email address (they sign in with it)")],
+    role: Annotated[str, typer.Option(help="admin, editor, reviewer or viewer")],
+    name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    db: DbOption = None,
+) -> None:
+    """Add a person; prints their one-time set-up link (24 hours) on the last line."""
+    from campaigns.console.accounts import add_user
+
+    settings = _settings()
+    made = add_user(_store(db, settings), email, role, name=name, now=datetime.now(UTC))
+    _setup_lines(made, settings, "added")
+
+
+@command("dripmail users list", name="list", group=users_app)
+def users_list(db: DbOption = None) -> None:
+    """Everyone with a console account: role, state, authenticator, last sign-in."""
+    from campaigns.console.accounts import list_users
+
+    people = list_users(_store(db, existing=True))
+    if not people:
+        console.print("no console users yet: `dripmail users add EMAIL --role admin`")
+        return
+    table = Table("email", "name", "role", "state", "2FA", "last sign-in (UTC)")
+    for user in people:
+        last = f"{user.last_sign_in_at:%Y-%m-%d %H:%M}" if user.last_sign_in_at else "never"
+        table.add_row(
+            user.email,
+            user.name or "",
+            user.role,
+            user.state,
+            "on" if user.two_factor else "off",
+            last,
+        )
+    console.print(table)
+
+
+@command("dripmail users disable ana@clinic.example", name="disable", group=users_app)
+def users_disable(
+    email: Annotated[str, typer.Argument(help="Their email address")], db: DbOption = None
+) -> None:
+    """Disable a person's account and end their sessions (`users reset` enables it again)."""
+    from campaigns.console.accounts import disable_user, find_by_email
+
+    store = _store(db, existing=True)
+    user = disable_user(store, find_by_email(store, email).id, now=datetime.now(UTC))
+    console.print(f"disabled {user.email}; their sessions are ended", markup=False)
+
+
+@command("dripmail users reset ana@clinic.example", name="reset", group=users_app)
+def users_reset(
+    email: Annotated[str, typer.Argument(help="Their email address")], db: DbOption = None
+) -> None:
+    """A new set-up link (last line): password and authenticator are chosen again."""
+    from campaigns.console.accounts import find_by_email, reset_user
+
+    settings = _settings()
+    store = _store(db, settings, existing=True)
+    made = reset_user(store, find_by_email(store, email).id, now=datetime.now(UTC))
+    _setup_lines(made, settings, "reset")
+
+
+@command("dripmail audit --since 2026-12-01 --json")
+def audit(
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only actions from this time on, ISO 8601 (UTC when no offset)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+    db: DbOption = None,
+) -> None:
+    """The audit trail, oldest first: who did what to which object, and when."""
+    import json
+
+    from campaigns.storage.audit import entries
+
+    found = entries(_store(db, existing=True), since=_now(since, "--since") if since else None)
+    for entry in found:
+        if as_json:
+            typer.echo(json.dumps(entry.as_dict(), ensure_ascii=False))
+            continue
+        console.print(entry.line(), markup=False)
+    if not found and not as_json:
+        console.print("no actions recorded yet")
+
+
 # -- demo ----------------------------------------------------------------------------------
 
 

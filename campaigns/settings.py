@@ -62,6 +62,11 @@ NOTIFY_SOCKET_ENV = "NOTIFY_SOCKET"
 ALERT_TO_ENV = "DRIPMAIL_ALERT_TO"
 ALERT_SMTP_URL_ENV = "DRIPMAIL_ALERT_SMTP_URL"
 ALERT_FROM_ENV = "DRIPMAIL_ALERT_FROM"
+# The marketing console (`dripmail console`): the address staff reach it at (set-up links
+# printed by `users add` and `users reset` start with it), and whether TOTP is required of
+# admins, editors and reviewers ("required", the default) or only offered ("optional").
+CONSOLE_URL_ENV = "DRIPMAIL_CONSOLE_URL"
+CONSOLE_2FA_ENV = "DRIPMAIL_CONSOLE_2FA"
 
 
 class Settings(BaseSettings):
@@ -105,6 +110,8 @@ class Settings(BaseSettings):
     alert_to: str | None = Field(default=None, validation_alias=ALERT_TO_ENV)
     alert_smtp_url: SecretStr | None = Field(default=None, validation_alias=ALERT_SMTP_URL_ENV)
     alert_from: str | None = Field(default=None, validation_alias=ALERT_FROM_ENV)
+    console_url: str | None = Field(default=None, validation_alias=CONSOLE_URL_ENV)
+    console_2fa: str | None = Field(default=None, validation_alias=CONSOLE_2FA_ENV)
 
     # The environment as it was read, for the variable only a campaign file names
     # (sender.api_key_env). Private: in no repr and no dump.

@@ -18,16 +18,21 @@ from campaigns.authoring import spec
 from campaigns.authoring.translations import each_language
 from campaigns.authoring.yamlio import line_of, load_with_lines
 from campaigns.errors import InputError, NotFoundError
+from campaigns.storage import audit
 from campaigns.storage.statuses import CampaignKind, CampaignStatus
 from campaigns.storage.store import Store
 from campaigns.storage.tables import campaign_versions, campaigns
 
 
-def publish(conn: Connection, campaign: spec.Campaign, *, now: datetime) -> str:
+def publish(
+    conn: Connection, campaign: spec.Campaign, *, now: datetime, actor: str | int = audit.CLI
+) -> str:
     """Store this version of the campaign (once) and make it the current one.
 
     Refused (InputError, nothing written) while it holds placeholders or its name is
-    another kind's; see `check_publishable`.
+    another kind's; see `check_publishable`. A version that becomes the current one is
+    written to the audit trail, by `actor` (a console user's id; "cli" by default: the
+    command line publishes as whoever holds the database).
     """
     check_publishable(conn, campaign)
     version = campaign.version
@@ -60,12 +65,15 @@ def publish(conn: Connection, campaign: spec.Campaign, *, now: datetime) -> str:
                 **folder,
             )
         )
+        audit.record(conn, actor, "publish", "campaign", campaign.name, version)
     elif current.version != version or folder.get("folder", current.folder) != current.folder:
         conn.execute(
             update(campaigns)
             .where(campaigns.c.name == campaign.name)
             .values(version=version, updated_at=now, **folder)
         )
+        if current.version != version:
+            audit.record(conn, actor, "publish", "campaign", campaign.name, version)
     return version
 
 

@@ -260,6 +260,67 @@ variant_winners = Table(
     Column("decided_at", UTCDateTime, nullable=False),
 )
 
+
+# Migration 0017: the marketing console's people, their sessions, failed sign-ins, and the
+# audit trail. Only hashes of passwords (argon2id), session ids, set-up tokens and recovery
+# codes are kept. The audit trail is append-only: dripmail has no function that updates or
+# deletes its rows, and it holds opaque ids, never a patient's address or name.
+console_users = Table(
+    "console_users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),  # staff address, normalised
+    Column("name", String(200)),  # display name, shown as typed
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text),  # argon2id; NULL until set up
+    Column("totp_secret", String(64)),  # base32; set at set-up
+    Column("totp_enabled_at", UTCDateTime),  # NULL: no second factor yet
+    Column("totp_last_step", Integer),  # the last code's time step: a code works once
+    Column("recovery_codes", Text),  # JSON list of SHA-256 hex of the unused codes
+    Column("setup_token_hash", String(64), unique=True),  # SHA-256 of the set-up link's token
+    Column("setup_expires_at", UTCDateTime),
+    Column("disabled_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_sign_in_at", UTCDateTime),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # SHA-256 of the cookie's session id
+    Column("user_id", Integer, ForeignKey("console_users.id"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("mfa_pending", Integer, nullable=False, default=0),  # 1: password only so far
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)
+
+console_failures = Table(
+    "console_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # "account:<sha256 of the address typed>" or "address:<client IP>"
+    Column("key", String(100), nullable=False),
+    Column("failed_at", UTCDateTime, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),  # a console user's id, or "cli"
+    Column("action", String(64), nullable=False),
+    Column("object_kind", String(32), nullable=False),
+    Column("object_id", String(200)),
+    Column("content_hash", String(64)),  # the version concerned (a campaign's version)
+    Column("detail", Text),  # a short note with no personal data (a role given)
+)
+
+Index("ix_console_sessions_user", console_sessions.c.user_id)
+Index("ix_console_failures_key", console_failures.c.key, console_failures.c.failed_at)
+Index("ix_audit_log_at", audit_log.c.at)
 Index("ix_enrollments_campaign", enrollments.c.campaign, enrollments.c.status)
 Index("ix_deliveries_enrollment", deliveries.c.enrollment_id, deliveries.c.position)
 # Migration 0002. Claiming walks due rows in (due_at, id) order from a keyset cursor, and

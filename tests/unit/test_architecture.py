@@ -444,3 +444,41 @@ def test_no_module_is_over_600_lines() -> None:
     assert not counts, f"modules over {MAX_LINES} lines:\n" + "\n".join(
         f"  {path}: {lines}" for path, lines in counts.items()
     )
+
+
+# -- (e) the console is the last stage ------------------------------------------------------
+
+# The stages in the order data flows through them; the console (issue 20) comes after the
+# studio and may import every stage before it, while none of them imports the console.
+# (Earlier stages' own order is not checked here: several import a later one today.)
+STAGES = (
+    "authoring",
+    "rendering",
+    "planning",
+    "delivery",
+    "storage",
+    "compliance",
+    "reporting",
+    "web",
+    "studio",
+    "console",
+)
+
+
+def imports_of_the_console(root: Path) -> list[str]:
+    """`module:line imports target` for every import of campaigns.console from a module of
+    an earlier stage (or any module but the CLI)."""
+    found = []
+    for module, edges in import_graph(root).items():
+        if module == "cli" or module.startswith("campaigns.console"):
+            continue
+        for target, edge in edges.items():
+            if target.startswith("campaigns.console"):
+                found.append(f"{module}:{edge.line} imports {target}")
+    return sorted(found)
+
+
+def test_no_earlier_stage_imports_the_console() -> None:
+    assert STAGES[-1] == "console" and STAGES[-2] == "studio"
+    found = imports_of_the_console(ROOT)
+    assert not found, "imports of the console from an earlier stage:\n" + "\n".join(found)

@@ -1,0 +1,1 @@
+"""The marketing console: staff sign in and run campaigns from the browser (`dripmail console`)."""

@@ -1,0 +1,221 @@
+"""The console in headless Chromium, as staff use it: set up, sign in with a password and a
+TOTP code computed from the secret the page shows, add people, read the dashboard and the
+audit trail, sign out; keyboard only, axe-clean, and no horizontal scroll at 375 px.
+
+The console runs in-process (uvicorn in a thread, a free port) with a clock the test moves.
+Only the console's own origin may be reached. Screenshots go to $DRIPMAIL_TEST_ARTIFACTS,
+else <pytest's base temp>/test-artifacts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyotp
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from campaigns.authoring.spec import Campaign
+from campaigns.console.accounts import add_user
+from campaigns.console.server import ConsoleServer, make_server
+from campaigns.planning.enroll import enroll
+from campaigns.planning.signups import Signup
+from campaigns.storage.audit import entries
+from campaigns.storage.store import Store
+from tests.console_support import PASSWORD, Clock, add_person
+from tests.helpers import utc
+from tests.test_studio import artifacts, axe_source, browser, guarded, run_axe  # noqa: F401
+
+NOW = utc("2026-03-09T14:00")
+PHONE = {"width": 375, "height": 800}
+
+
+@contextmanager
+def running_console(store: Store, clock: Clock) -> Iterator[ConsoleServer]:
+    server = make_server(store, port=0, clock=clock)
+    ready = threading.Event()
+    server.on_ready = lambda _url: ready.set()
+    thread = threading.Thread(target=server.run_console, name="console", daemon=True)
+    thread.start()
+    assert ready.wait(30), "the console did not start"
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        assert not thread.is_alive(), "the console did not stop"
+
+
+@pytest.fixture
+def setting(tmp_path: Path, clinic: Campaign) -> Iterator[tuple[Store, Clock, ConsoleServer]]:
+    store = Store(f"sqlite:///{tmp_path / 'console.db'}")
+    signup = Signup("pat@example.com", "Pat", "America/New_York", "2026-03-02T10:00", "form")
+    enroll(store, clinic, signup, now=NOW)
+    clock = Clock(NOW)
+    with running_console(store, clock) as server:
+        yield store, clock, server
+    store.close()
+
+
+def check_page(page: Page, axe_source: str, artifacts: Path, name: str) -> None:  # noqa: F811
+    """axe-clean, and no horizontal scroll at 375 px; a screenshot at each width."""
+    assert run_axe(page, axe_source, iframes=False) == [], name
+    page.screenshot(path=str(artifacts / f"console-{name}.png"), full_page=True)
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    page.set_viewport_size(PHONE)
+    scroll = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll <= PHONE["width"], f"{name}: horizontal scroll at 375 px ({scroll})"
+    page.screenshot(path=str(artifacts / f"console-{name}-375.png"), full_page=True)
+    page.set_viewport_size({"width": width or 1280, "height": 900})
+
+
+def tab_to(page: Page, selector: str, limit: int = 40) -> None:
+    """Press Tab until `selector` has the focus (keyboard only)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("(s) => document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def type_into(page: Page, selector: str, value: str) -> None:
+    tab_to(page, selector)
+    page.keyboard.type(value)
+
+
+def test_an_admin_sets_up_signs_in_adds_an_editor_and_reads_every_page_by_keyboard(
+    browser: Browser,  # noqa: F811
+    axe_source: str,  # noqa: F811
+    artifacts: Path,  # noqa: F811
+    setting: tuple[Store, Clock, ConsoleServer],
+    clinic: Campaign,
+) -> None:
+    store, clock, server = setting
+    origin = server.url.rstrip("/")
+    made = add_user(store, "ana@clinic.example", "admin", name="Ana <b>{{ 7*7 }}</b>", now=clock())
+    with guarded(
+        browser, (server.url,), viewport={"width": 1280, "height": 900}, bypass_csp=True
+    ) as (
+        context,
+        _guard,
+    ):
+        page = context.new_page()
+        # Set-up: the link's page, password twice, the code from the secret shown.
+        page.goto(f"{origin}/setup/{made.token}")
+        expect(page.locator("h1")).to_have_text("Set up your account")
+        check_page(page, axe_source, artifacts, "setup")
+        secret = page.locator("#totp-secret").inner_text()
+        assert page.locator(".qr svg").count() == 1
+        type_into(page, "#password", PASSWORD)
+        type_into(page, "#confirm", PASSWORD)
+        type_into(page, "#code", pyotp.TOTP(secret).at(clock()))
+        page.keyboard.press("Enter")
+        expect(page.locator("h1")).to_have_text("Your account is ready")
+        expect(page.locator("#recovery-codes li")).to_have_count(10)
+        check_page(page, axe_source, artifacts, "setup-done")
+        clock.advance(seconds=31)
+
+        # Sign in: the skip link first, then email, password, and the code.
+        page.goto(f"{origin}/")
+        assert page.url == f"{origin}/sign-in?next=/"
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.className") == "skip-link"
+        expect(page.locator("#email")).to_have_attribute("autocomplete", "username")
+        expect(page.locator("#password")).to_have_attribute("autocomplete", "current-password")
+        check_page(page, axe_source, artifacts, "sign-in")
+        type_into(page, "#email", "ana@clinic.example")
+        type_into(page, "#password", "a wrong password")
+        page.keyboard.press("Enter")
+        expect(page.locator(".problem")).to_contain_text("Sign-in failed")
+        check_page(page, axe_source, artifacts, "sign-in-failed")
+        page.fill("#password", "")
+        type_into(page, "#password", PASSWORD)
+        page.keyboard.press("Enter")
+        expect(page.locator("h1")).to_have_text("Authenticator code")
+        expect(page.locator("#code")).to_have_attribute("autocomplete", "one-time-code")
+        check_page(page, axe_source, artifacts, "code")
+        type_into(page, "#code", pyotp.TOTP(secret).at(clock()))
+        page.keyboard.press("Enter")
+
+        # The dashboard: the published campaign with its counts.
+        expect(page.locator("h1")).to_have_text("Campaigns")
+        row = page.locator("#campaigns tbody tr")
+        expect(row).to_have_count(1)
+        expect(row.locator("th")).to_have_text(clinic.name)
+        expect(row.locator('[data-label="State"]')).to_have_text("published")
+        expect(row.locator('[data-label="Enrolled"]')).to_have_text("1")
+        expect(page.locator(".who")).to_contain_text("Ana <b>{{ 7*7 }}</b>")
+        assert "pat@example.com" not in page.content()
+        check_page(page, axe_source, artifacts, "dashboard")
+
+        # People: add an editor by keyboard; the link is shown once.
+        tab_to(page, 'a[href="/people"]')
+        page.keyboard.press("Enter")
+        expect(page.locator("h1")).to_have_text("People")
+        type_into(page, "#new-email", "ed@clinic.example")
+        type_into(page, "#new-name", "<script>alert(1)</script>")
+        tab_to(page, "#new-role")
+        page.select_option("#new-role", "editor")
+        tab_to(page, "#add-person")
+        page.keyboard.press("Enter")
+        link = page.locator("#setup-link")
+        expect(link).to_contain_text(f"{origin}/setup/")
+        expect(page.locator("table")).to_contain_text("<script>alert(1)</script>")
+        check_page(page, axe_source, artifacts, "people")
+
+        # The audit trail.
+        tab_to(page, 'a[href="/audit"]')
+        page.keyboard.press("Enter")
+        expect(page.locator("h1")).to_have_text("Audit trail")
+        expect(page.locator("#audit")).to_contain_text("user.add")
+        check_page(page, axe_source, artifacts, "audit")
+
+        # Sign out by keyboard; the console is closed again.
+        tab_to(page, "#sign-out")
+        page.keyboard.press("Enter")
+        expect(page.locator("h1")).to_have_text("Sign in")
+        page.goto(f"{origin}/people")
+        assert page.url.startswith(f"{origin}/sign-in")
+
+        # A link already used (or never valid) says so, and nothing else.
+        page.goto(f"{origin}/setup/{made.token}")
+        expect(page.locator("h1")).to_have_text("This set-up link does not work")
+        check_page(page, axe_source, artifacts, "setup-invalid")
+
+    actions = [(e.actor_email, e.action) for e in entries(store) if e.action != "publish"]
+    assert actions == [
+        (None, "user.add"),
+        ("ana@clinic.example", "user.setup"),
+        ("ana@clinic.example", "sign-in.failed"),
+        ("ana@clinic.example", "sign-in"),
+        ("ana@clinic.example", "user.add"),
+        ("ana@clinic.example", "sign-out"),
+    ]
+
+
+def test_a_viewer_sees_the_dashboard_and_a_refusal_for_people(
+    browser: Browser,  # noqa: F811
+    axe_source: str,  # noqa: F811
+    artifacts: Path,  # noqa: F811
+    setting: tuple[Store, Clock, ConsoleServer],
+) -> None:
+    store, clock, server = setting
+    viewer = add_person(store, "viewer", clock, totp=False)
+    origin = server.url.rstrip("/")
+    with guarded(browser, (server.url,), viewport=PHONE, bypass_csp=True) as (context, _guard):
+        page = context.new_page()
+        page.goto(f"{origin}/sign-in")
+        page.fill("#email", viewer.email)
+        page.fill("#password", viewer.password)
+        page.keyboard.press("Enter")
+        expect(page.locator("h1")).to_have_text("Campaigns")
+        expect(page.locator('a[href="/people"]')).to_have_count(0)
+        expect(page.locator('a[href="/audit"]')).to_have_count(0)
+        check_page(page, axe_source, artifacts, "dashboard-viewer")
+        response = page.goto(f"{origin}/people")
+        assert response is not None and response.status == 403
+        expect(page.locator("h1")).to_have_text("Not allowed")
+        check_page(page, axe_source, artifacts, "refused")
