@@ -74,6 +74,7 @@ class Recording(Sender):
 
     def __init__(self, sender: SendGridSender) -> None:
         self.sender = sender
+        self.name = sender.name
         self.batch_limit = sender.batch_limit
         self.messages: list[Message] = []
 

@@ -443,8 +443,14 @@ def test_no_request_leaves_the_machine_and_remote_images_become_placeholders(
                 logo = frame.locator("img").first
                 expect(logo).to_have_attribute("src", re.compile(r"^/_studio/remote-image"))
                 expect(logo).to_have_attribute("alt", "Balanced Ketamine")
-                loaded = logo.evaluate("img => img.complete && img.naturalWidth > 0")
-                assert loaded, "the placeholder image did not render"
+                # Its width once it has loaded (or failed): waits on the image's own events.
+                width = logo.evaluate(
+                    """img => img.complete ? img.naturalWidth : new Promise(done => {
+                        img.addEventListener("load", () => done(img.naturalWidth), {once: true});
+                        img.addEventListener("error", () => done(0), {once: true});
+                    })"""
+                )
+                assert width > 0, "the placeholder image did not render"
         page.locator("#source-details summary").click()
         expect(page.locator(".html-source")).to_contain_text("images/logo.png")  # as sent
         assert guard.console == [], guard.console
