@@ -16,6 +16,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.parser import BytesParser
+from email.policy import default as email_policy
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -37,6 +39,7 @@ __all__ = [
     "Call",
     "Console",
     "Page",
+    "Upload",
     "public",
     "requires",
 ]
@@ -56,6 +59,8 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
+        # The editor's and reviewer's previews: sandboxed frames of console URLs only.
+        "frame-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
 }
@@ -85,6 +90,14 @@ class Console:
         return hmac.new(self.key, value.encode(), hashlib.sha256).hexdigest()
 
 
+@dataclass(frozen=True)
+class Upload:
+    """One file of a multipart form (only on pages declared with `requires(..., upload=N)`)."""
+
+    filename: str
+    content: bytes
+
+
 @dataclass
 class Call:
     """One request as a page sees it."""
@@ -96,6 +109,7 @@ class Call:
     now: datetime
     pre_cookie: str | None = None  # the sign-in pages' CSRF cookie, made when missing
     permission: Permission | str = PUBLIC
+    files: dict[str, Upload] = field(default_factory=dict)  # a multipart form's files
 
     @property
     def store(self) -> Store:
@@ -207,6 +221,43 @@ async def _read_form(request: Request) -> dict[str, str] | None:
         return None
 
 
+async def _read_multipart(
+    request: Request, limit: int
+) -> tuple[dict[str, str], dict[str, Upload]] | None:
+    """A multipart/form-data body of at most `limit` bytes as (fields, files); None when
+    larger or malformed. Read whole into memory first (bounded), then parsed by the
+    standard library's MIME parser; nothing in it has any effect before the CSRF check."""
+    kind = request.headers.get("content-type", "")
+    if kind.split(";")[0].strip().lower() != "multipart/form-data":
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    message = BytesParser(policy=email_policy).parsebytes(
+        b"Content-Type: " + kind.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        return None
+    fields: dict[str, str] = {}
+    files: dict[str, Upload] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or len(fields) + len(files) >= 100:
+            return None
+        payload = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename is not None:
+            files[name] = Upload(filename, payload)
+            continue
+        try:
+            fields[name] = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return fields, files
+
+
 def _csrf_ok(call: Call) -> bool:
     sent = call.form.get(CSRF_FIELD) or call.request.headers.get(CSRF_HEADER) or ""
     if not _same_origin(call.request) or not sent:
@@ -221,12 +272,12 @@ def _csrf_ok(call: Call) -> bool:
     )
 
 
-def _guarded(page: Page, permission: Permission | str) -> Callable[[Request], Any]:
-    def dispatch(request: Request, form: dict[str, str]) -> Response:
+def _guarded(page: Page, permission: Permission | str, upload: int = 0) -> Callable[[Request], Any]:
+    def dispatch(request: Request, form: dict[str, str], files: dict[str, Upload]) -> Response:
         console: Console = request.app.state.console
         now = console.clock()
         session = sessions.resolve(console.store, request.cookies.get(console.cookie), now)
-        call = Call(request, console, session, form, now, permission=permission)
+        call = Call(request, console, session, form, now, permission=permission, files=files)
         if permission != PUBLIC:
             user = call.user
             if user is None:
@@ -245,12 +296,20 @@ def _guarded(page: Page, permission: Permission | str) -> Callable[[Request], An
 
     async def endpoint(request: Request) -> Response:
         form: dict[str, str] = {}
+        files: dict[str, Upload] = {}
         if request.method == "POST":
-            read = await _read_form(request)
-            if read is None:
-                return _plain("Refused: not a form this console sent.", 400)
-            form = read
-        return await run_in_threadpool(dispatch, request, form)
+            multipart = request.headers.get("content-type", "").lower()
+            if upload and multipart.startswith("multipart/form-data"):
+                parts = await _read_multipart(request, upload)
+                if parts is None:
+                    return _plain("Refused: a form too large or not one this console sent.", 400)
+                form, files = parts
+            else:
+                read = await _read_form(request)
+                if read is None:
+                    return _plain("Refused: not a form this console sent.", 400)
+                form = read
+        return await run_in_threadpool(dispatch, request, form, files)
 
     endpoint.permission = permission  # type: ignore[attr-defined]  # read by the route test
     endpoint.__name__ = page.__name__
@@ -258,9 +317,12 @@ def _guarded(page: Page, permission: Permission | str) -> Callable[[Request], An
     return endpoint
 
 
-def requires(permission: Permission) -> Callable[[Page], Callable[[Request], Any]]:
-    """The page needs a signed-in user whose role holds `permission`."""
-    return lambda page: _guarded(page, permission)
+def requires(
+    permission: Permission, *, upload: int = 0
+) -> Callable[[Page], Callable[[Request], Any]]:
+    """The page needs a signed-in user whose role holds `permission`. With `upload` (bytes),
+    its POST may also be multipart/form-data up to that size (`call.files`)."""
+    return lambda page: _guarded(page, permission, upload)
 
 
 def public(page: Page) -> Callable[[Request], Any]:
