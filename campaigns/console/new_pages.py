@@ -41,7 +41,7 @@ _DEFAULT_CADENCE = "0,2,4,7,10,14"
 
 def _uploads(call: Call) -> Path:
     folder = workspace_root(call.console.settings) / ".uploads"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
