@@ -16,10 +16,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.parser import BytesParser
-from email.policy import default as email_policy
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment
 from sqlalchemy import Row
@@ -28,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from campaigns.console import sessions
+from campaigns.console.forms import Form, Upload, read_form
 from campaigns.console.permissions import Permission, allowed
 from campaigns.settings import Settings
 from campaigns.storage.store import Store
@@ -39,7 +38,6 @@ __all__ = [
     "Call",
     "Console",
     "Page",
-    "Upload",
     "public",
     "requires",
 ]
@@ -49,7 +47,6 @@ log = logging.getLogger("dripmail.console")
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 PUBLIC = "public"  # the `permission` of a page anyone may open (sign-in, set-up, assets)
-MAX_FORM = 64 * 1024
 HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -74,7 +71,8 @@ class Console:
     settings: Settings
     clock: Callable[[], datetime]
     templates: Environment
-    secure: bool  # cookies marked Secure (the console is not on a loopback address)
+    secure: bool  # cookies marked Secure (not on a loopback address, or an https URL set)
+    public_host: str | None = None  # DRIPMAIL_CONSOLE_URL's host:port, the proxy's name
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # pre-sign-in CSRF
 
     @property
@@ -90,14 +88,6 @@ class Console:
         return hmac.new(self.key, value.encode(), hashlib.sha256).hexdigest()
 
 
-@dataclass(frozen=True)
-class Upload:
-    """One file of a multipart form (only on pages declared with `requires(..., upload=N)`)."""
-
-    filename: str
-    content: bytes
-
-
 @dataclass
 class Call:
     """One request as a page sees it."""
@@ -107,9 +97,9 @@ class Call:
     session: sessions.Session | None
     form: dict[str, str]
     now: datetime
+    files: dict[str, Upload] = field(default_factory=dict)  # multipart uploads, by field
     pre_cookie: str | None = None  # the sign-in pages' CSRF cookie, made when missing
     permission: Permission | str = PUBLIC
-    files: dict[str, Upload] = field(default_factory=dict)  # a multipart form's files
 
     @property
     def store(self) -> Store:
@@ -194,73 +184,27 @@ def _plain(text: str, status: int) -> Response:
     return PlainTextResponse(text, status, headers=HEADERS)
 
 
-def _same_origin(request: Request) -> bool:
-    """Defence in depth beside the token: a browser's Origin and Sec-Fetch-Site headers."""
+def _same_origin(request: Request, public_host: str | None) -> bool:
+    """Defence in depth beside the token: a browser's Origin and Sec-Fetch-Site headers.
+
+    The Origin must name the host the request was sent to, or the console's public
+    address (DRIPMAIL_CONSOLE_URL) when an https proxy in front passes another Host.
+    """
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("origin")
     if origin is None:
         return True  # not every client sends it; the token still has to match
-    return urlsplit(origin).netloc == request.headers.get("host", "")
-
-
-async def _read_form(request: Request) -> dict[str, str] | None:
-    """The urlencoded POST body as a dict (None when too large or not a form)."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM:
-            return None
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if body and kind != "application/x-www-form-urlencoded":
-        return None
-    try:
-        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100))
-    except (UnicodeDecodeError, ValueError):
-        return None
-
-
-async def _read_multipart(
-    request: Request, limit: int
-) -> tuple[dict[str, str], dict[str, Upload]] | None:
-    """A multipart/form-data body of at most `limit` bytes as (fields, files); None when
-    larger or malformed. Read whole into memory first (bounded), then parsed by the
-    standard library's MIME parser; nothing in it has any effect before the CSRF check."""
-    kind = request.headers.get("content-type", "")
-    if kind.split(";")[0].strip().lower() != "multipart/form-data":
-        return None
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    message = BytesParser(policy=email_policy).parsebytes(
-        b"Content-Type: " + kind.encode("latin-1") + b"\r\n\r\n" + body
+    netloc = urlsplit(origin).netloc
+    return netloc == request.headers.get("host", "") or (
+        public_host is not None and netloc == public_host
     )
-    if not message.is_multipart():
-        return None
-    fields: dict[str, str] = {}
-    files: dict[str, Upload] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str) or len(fields) + len(files) >= 100:
-            return None
-        payload = part.get_payload(decode=True) or b""
-        filename = part.get_filename()
-        if filename is not None:
-            files[name] = Upload(filename, payload)
-            continue
-        try:
-            fields[name] = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    return fields, files
 
 
 def _csrf_ok(call: Call) -> bool:
     sent = call.form.get(CSRF_FIELD) or call.request.headers.get(CSRF_HEADER) or ""
-    if not _same_origin(call.request) or not sent:
+    if not _same_origin(call.request, call.console.public_host) or not sent:
         return False
     if call.session is not None and secrets.compare_digest(sent, call.session.csrf_token):
         return True
@@ -272,16 +216,16 @@ def _csrf_ok(call: Call) -> bool:
     )
 
 
-def _guarded(page: Page, permission: Permission | str, upload: int = 0) -> Callable[[Request], Any]:
-    def dispatch(request: Request, form: dict[str, str], files: dict[str, Upload]) -> Response:
+def _guarded(page: Page, permission: Permission | str) -> Callable[[Request], Any]:
+    def dispatch(request: Request, form: Form) -> Response:
         console: Console = request.app.state.console
         now = console.clock()
         session = sessions.resolve(console.store, request.cookies.get(console.cookie), now)
-        call = Call(request, console, session, form, now, permission=permission, files=files)
+        call = Call(request, console, session, form.fields, now, form.files, permission=permission)
         if permission != PUBLIC:
             user = call.user
             if user is None:
-                if request.method == "GET":
+                if request.method in ("GET", "HEAD"):
                     return call.redirect("/sign-in?next=" + quote(request.url.path, safe="/"))
                 return _plain("Signed out: sign in again.", 403)
             if not allowed(user.role, Permission(permission)):
@@ -295,21 +239,13 @@ def _guarded(page: Page, permission: Permission | str, upload: int = 0) -> Calla
         return page(call)
 
     async def endpoint(request: Request) -> Response:
-        form: dict[str, str] = {}
-        files: dict[str, Upload] = {}
+        form = Form()
         if request.method == "POST":
-            multipart = request.headers.get("content-type", "").lower()
-            if upload and multipart.startswith("multipart/form-data"):
-                parts = await _read_multipart(request, upload)
-                if parts is None:
-                    return _plain("Refused: a form too large or not one this console sent.", 400)
-                form, files = parts
-            else:
-                read = await _read_form(request)
-                if read is None:
-                    return _plain("Refused: not a form this console sent.", 400)
-                form = read
-        return await run_in_threadpool(dispatch, request, form, files)
+            read = await read_form(request)
+            if read is None:
+                return _plain("Refused: not a form this console sent.", 400)
+            form = read
+        return await run_in_threadpool(dispatch, request, form)
 
     endpoint.permission = permission  # type: ignore[attr-defined]  # read by the route test
     endpoint.__name__ = page.__name__
@@ -317,12 +253,9 @@ def _guarded(page: Page, permission: Permission | str, upload: int = 0) -> Calla
     return endpoint
 
 
-def requires(
-    permission: Permission, *, upload: int = 0
-) -> Callable[[Page], Callable[[Request], Any]]:
-    """The page needs a signed-in user whose role holds `permission`. With `upload` (bytes),
-    its POST may also be multipart/form-data up to that size (`call.files`)."""
-    return lambda page: _guarded(page, permission, upload)
+def requires(permission: Permission) -> Callable[[Page], Callable[[Request], Any]]:
+    """The page needs a signed-in user whose role holds `permission`."""
+    return lambda page: _guarded(page, permission)
 
 
 def public(page: Page) -> Callable[[Request], Any]:
