@@ -67,6 +67,7 @@ ALERT_FROM_ENV = "DRIPMAIL_ALERT_FROM"
 # admins, editors and reviewers ("required", the default) or only offered ("optional").
 CONSOLE_URL_ENV = "DRIPMAIL_CONSOLE_URL"
 CONSOLE_2FA_ENV = "DRIPMAIL_CONSOLE_2FA"
+WORKSPACE_ENV = "DRIPMAIL_WORKSPACE"  # the console's campaign folders (default ./campaigns)
 
 
 class Settings(BaseSettings):
@@ -112,6 +113,7 @@ class Settings(BaseSettings):
     alert_from: str | None = Field(default=None, validation_alias=ALERT_FROM_ENV)
     console_url: str | None = Field(default=None, validation_alias=CONSOLE_URL_ENV)
     console_2fa: str | None = Field(default=None, validation_alias=CONSOLE_2FA_ENV)
+    workspace: str = Field(default="./campaigns", validation_alias=WORKSPACE_ENV)
 
     # The environment as it was read, for the variable only a campaign file names
     # (sender.api_key_env). Private: in no repr and no dump.

@@ -147,6 +147,8 @@ NEW_TABLES = (
     "console_sessions",
     "console_failures",
     "audit_log",
+    "console_reviews",
+    "console_settings",
 )
 
 

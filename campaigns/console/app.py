@@ -26,7 +26,16 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import templates
-from campaigns.console import auth_pages, overview_pages, people_pages
+from campaigns.console import (
+    auth_pages,
+    campaign_pages,
+    editor_pages,
+    new_pages,
+    overview_pages,
+    people_pages,
+    review_pages,
+    settings_pages,
+)
 from campaigns.console.guard import HEADERS, Call, Console, public
 from campaigns.settings import Settings
 from campaigns.storage.store import Store
@@ -36,11 +45,23 @@ __all__ = ["CONSOLE_TEMPLATES", "DEFAULT_HOST", "DEFAULT_PORT", "PAGE_ROUTES", "
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8030
 CONSOLE_TEMPLATES = templates.DIRECTORY / "console"
-_ASSETS = {"console.css": "text/css; charset=utf-8"}
+_ASSETS = {
+    "console.css": "text/css; charset=utf-8",
+    "console-editor.js": "text/javascript; charset=utf-8",
+}
 _LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
 
 # Every page module's routes; a console route is declared here and nowhere else.
-PAGE_ROUTES: list[BaseRoute] = [*auth_pages.ROUTES, *overview_pages.ROUTES, *people_pages.ROUTES]
+PAGE_ROUTES: list[BaseRoute] = [
+    *auth_pages.ROUTES,
+    *overview_pages.ROUTES,
+    *people_pages.ROUTES,
+    *new_pages.ROUTES,  # before campaign_pages: /campaigns/new is not a folder named "new"
+    *campaign_pages.ROUTES,
+    *editor_pages.ROUTES,
+    *review_pages.ROUTES,
+    *settings_pages.ROUTES,
+]
 
 
 def is_loopback(host: str) -> bool:

@@ -38,6 +38,7 @@ from campaigns.planning.conversions import GoalPlan, apply_goals, plan_goals
 from campaigns.planning.enroll import last_sent
 from campaigns.planning.facts import enrollment_facts
 from campaigns.planning.variant_plan import VariantTally, variants_changed
+from campaigns.storage import audit
 from campaigns.storage.publish import load_version, placeholder_lines, publish
 from campaigns.storage.statuses import IN_FLIGHT, LIVE_ENROLLMENT, PASSED, PENDING, DeliveryStatus
 from campaigns.storage.store import Store
@@ -176,14 +177,18 @@ def plan_edit(store: Store, folder: str, *, now: datetime) -> EditPlan:
     return result
 
 
-def apply_edit(store: Store, folder: str, *, now: datetime) -> EditPlan:
-    """Publish the folder's version and re-plan enrolled contacts, in one transaction."""
+def apply_edit(
+    store: Store, folder: str, *, now: datetime, actor: str | int = audit.CLI
+) -> EditPlan:
+    """Publish the folder's version and re-plan enrolled contacts, in one transaction.
+
+    `actor` is who the audit trail names for the publish (a console user's id)."""
     new = load_folder(folder)
     with store.begin() as conn:
         result = _plan(conn, new, now=now, variant_key=store.variant_key())
         if result.diff.unchanged:
             return result
-        publish(conn, new, now=now)
+        publish(conn, new, now=now, actor=actor)
         _write(conn, new, result, now=now)
         apply_goals(conn, result.goals, now=now)
     result.applied = True

@@ -29,6 +29,7 @@ VARIABLES = {
     "DRIPMAIL_DATABASE_URL": ("database_url", "postgresql+psycopg://dripmail@db/dripmail"),
     "DRIPMAIL_CONSOLE_URL": ("console_url", "https://console.clinic.example"),
     "DRIPMAIL_CONSOLE_2FA": ("console_2fa", "optional"),
+    "DRIPMAIL_WORKSPACE": ("workspace", "/srv/clinic/campaigns"),
     "DRIPMAIL_SECRET_KEY": ("secret_key", "s3cret-signing-key"),
     "DRIPMAIL_PUBLIC_URL": ("public_url", "https://mail.clinic.example"),
     "DRIPMAIL_API_TOKEN": ("api_token", "bearer-token-value"),
@@ -118,10 +119,11 @@ def test_unset_and_empty_variables_take_the_defaults():
     for environ in ({}, dict.fromkeys(VARIABLES, "")):
         settings = Settings.from_env(environ)
         assert settings.log_level == "INFO"
+        assert settings.workspace == "./campaigns"
         assert all(
             getattr(settings, field) is None
             for field, _ in VARIABLES.values()
-            if field != "log_level"
+            if field not in ("log_level", "workspace")
         )
 
 
