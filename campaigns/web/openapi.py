@@ -396,7 +396,7 @@ PATHS: dict[str, Any] = {
                     {
                         "enrollment_id": 2,
                         "status": "cancelled",
-                        "cancelled": 5,
+                        "cancelled": 6,
                         "left_to_finish": 0,
                     },
                 ),
