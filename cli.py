@@ -984,8 +984,8 @@ tokens_app = _group(
 def tokens_add(
     name: Annotated[str, typer.Argument(help="A name for who holds it (crm, booking)")],
     scope: Annotated[
-        str, typer.Option("--scope", help="Comma-separated: enroll, events, read")
-    ] = "enroll,events,read",
+        str, typer.Option("--scope", help="Comma-separated, required: enroll, events, read")
+    ],
     db: DbOption = None,
 ) -> None:
     """Make a token; it is printed once, alone on the last line, and only its hash is kept."""

@@ -326,7 +326,9 @@ def test_the_cli_shows_a_token_once_and_keeps_only_its_hash(tmp_path, clinic):
     assert header.split() == ["NAME", "SCOPES", "CREATED", "LAST", "USED", "REVOKED"]
     assert row.split()[:2] == ["booking", "enroll,read"] and "never" in row
 
-    taken = runner.invoke(cli.app, ["tokens", "add", "booking", "--db", str(database)])
+    taken = runner.invoke(
+        cli.app, ["tokens", "add", "booking", "--scope", "read", "--db", str(database)]
+    )
     assert taken.exit_code == 2 and "exists already" in taken.output
     unknown = runner.invoke(
         cli.app, ["tokens", "add", "crm", "--scope", "write", "--db", str(database)]

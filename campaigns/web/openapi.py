@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from campaigns.storage.statuses import DELIVERY_STATES, DeliveryStatus, EnrollmentStatus
+
 OPENAPI_PATH = "/api/v1/openapi.json"
 
 _UTC = {"type": "string", "format": "date-time", "description": "UTC, ISO 8601 with Z"}
@@ -88,7 +90,7 @@ SIGNUP_EXAMPLE = {
 
 _CALENDAR_ENTRY = {
     "step": "welcome",
-    "status": "scheduled",
+    "status": str(DeliveryStatus.SCHEDULED),
     "due_utc": "2026-03-03T09:00:00Z",
     "due_local": "2026-03-03T09:00:00+00:00",
 }
@@ -221,7 +223,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "EnrollmentStatus": {
         "type": "string",
-        "enum": ["active", "paused", "unsubscribed", "converted", "cancelled"],
+        "enum": [str(status) for status in EnrollmentStatus],
     },
     "Enrollment": {
         "type": "object",
@@ -257,16 +259,7 @@ SCHEMAS: dict[str, Any] = {
                         "step": {"type": "string"},
                         "status": {
                             "type": "string",
-                            "enum": [
-                                "scheduled",
-                                "claimed",
-                                "sending",
-                                "sent",
-                                "failed",
-                                "unknown",
-                                "skipped",
-                                "cancelled",
-                            ],
+                            "enum": [str(status) for status in DELIVERY_STATES],
                         },
                         "due_utc": _UTC,
                         "due_local": {"type": "string", "format": "date-time"},
@@ -339,7 +332,7 @@ PATHS: dict[str, Any] = {
                                 "enrollment_id": 2,
                                 "contact_id": 2,
                                 "campaign": "ketamine-and-sleep",
-                                "status": "active",
+                                "status": str(EnrollmentStatus.ACTIVE),
                                 "signed_up_at": "2026-03-02T16:45:00Z",
                             }
                         ]
@@ -374,7 +367,7 @@ PATHS: dict[str, Any] = {
                         "enrollment_id": 2,
                         "contact_id": 2,
                         "campaign": "ketamine-and-sleep",
-                        "status": "active",
+                        "status": str(EnrollmentStatus.ACTIVE),
                         "timezone": "Europe/London",
                         "signed_up_at": "2026-03-02T16:45:00Z",
                         "paused_at": None,
@@ -395,7 +388,7 @@ PATHS: dict[str, Any] = {
                     "Cancelled",
                     {
                         "enrollment_id": 2,
-                        "status": "cancelled",
+                        "status": str(EnrollmentStatus.CANCELLED),
                         "cancelled": 6,
                         "left_to_finish": 0,
                     },
