@@ -135,14 +135,22 @@ def snapshot(url: str) -> dict[str, list]:
 
 
 # Tables added since 0001: empty after an upgrade.
-NEW_TABLES = ("webhook_tokens", "worker_heartbeats", "health_records", "alerts", "contact_events")
+NEW_TABLES = (
+    "webhook_tokens",
+    "worker_heartbeats",
+    "health_records",
+    "alerts",
+    "contact_events",
+    "api_tokens",
+)
 
 
 def without_new_columns(data: dict[str, list]) -> dict[str, list]:
     """A snapshot without the tables and columns added since 0001 (webhook_tokens, the
-    alerts' tables, contact_events; events.campaign, enrollments.paused_at, .converted_at
-    and .conversion_event_id, contacts.tags, .newsletter_unsubscribed_at, .attributes and
-    .language, campaigns.kind, .folder, .pause_kind and .pause_reason; NULL in old rows)."""
+    alerts' tables, contact_events, api_tokens; events.campaign, enrollments.paused_at,
+    .converted_at and .conversion_event_id, contacts.tags, .newsletter_unsubscribed_at,
+    .attributes and .language, campaigns.kind, .folder, .pause_kind and .pause_reason;
+    NULL in old rows)."""
     assert all(data.pop(name) == [] for name in NEW_TABLES)
     assert all(row[-1] is None for row in data["events"])
     assert all(row[-3:] == (None, None, None) for row in data["enrollments"])
