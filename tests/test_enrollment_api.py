@@ -12,8 +12,11 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 import cli
+from campaigns.planning.conversions import RowsBusy
 from campaigns.planning.enroll import enroll
+from campaigns.planning.enrollment_state import _cancel, cancel_enrollment
 from campaigns.planning.signups import Signup
+from campaigns.storage.store import Store
 from campaigns.storage.tables import api_tokens, deliveries
 from campaigns.web.api_tokens import add_token, revoke_token
 from campaigns.web.app import create_app
@@ -176,6 +179,27 @@ def test_cancel_leaves_an_email_already_handed_off_to_finish(api, store):
         )
     answer = client.delete(f"/api/v1/enrollments/{enrollment_id}", headers=auth(tokens["enroll"]))
     assert answer.json()["cancelled"] == 5 and answer.json()["left_to_finish"] == 1
+
+
+def test_cancel_takes_back_an_email_a_worker_has_claimed(api, store):
+    client, _clock, tokens = api
+    enrollment_id = sign_up(client, tokens["enroll"])["enrollment_id"]
+    with store.begin() as conn:  # a worker has leased the welcome email, not handed it off
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.enrollment_id == enrollment_id, deliveries.c.step_key == "welcome")
+            .values(status="claimed", lease_owner="worker-1", lease_expires_at=NOW)
+        )
+    answer = client.delete(f"/api/v1/enrollments/{enrollment_id}", headers=auth(tokens["enroll"]))
+    assert answer.json()["cancelled"] == 6 and answer.json()["left_to_finish"] == 0
+    with store.connect() as conn:
+        welcome = conn.execute(
+            select(deliveries.c.status, deliveries.c.lease_owner).where(
+                deliveries.c.enrollment_id == enrollment_id, deliveries.c.step_key == "welcome"
+            )
+        ).one()
+    # The lease is cleared: the worker's hand-off, fenced on its lease, can no longer send it.
+    assert tuple(welcome) == ("cancelled", None)
 
 
 ROUTES = [
@@ -341,8 +365,6 @@ def test_the_cli_shows_a_token_once_and_keeps_only_its_hash(tmp_path, clinic):
     assert hashlib.sha256(token.encode()).hexdigest().encode() in raw
 
     # The token works, with its scopes only, and is refused once revoked.
-    from campaigns.storage.store import Store
-
     store = Store(f"sqlite:///{database}")
     enroll(store, clinic, Signup("staff@example.com", None, None, None, "staff"), now=NOW)
     with TestClient(create_app(store, clock=lambda: NOW, environ={})) as client:
@@ -357,4 +379,26 @@ def test_the_cli_shows_a_token_once_and_keeps_only_its_hash(tmp_path, clinic):
     listed = runner.invoke(cli.app, ["tokens", "list", "--db", str(database)])
     row = listed.output.strip().splitlines()[1]
     assert row.split()[-2:] != ["-", "-"] and token not in listed.output
+    store.close()
+
+
+def test_on_postgresql_a_row_a_worker_holds_makes_cancel_roll_back_and_try_again(
+    postgres_url, clinic
+):
+    store = Store(postgres_url)
+    enroll(store, clinic, Signup(PAT, None, None, None, "front desk"), now=NOW)
+    with store.connect() as conn:
+        enrollment_id = conn.scalar(select(deliveries.c.enrollment_id).limit(1))
+    with store.begin() as worker:  # a worker's hand-off transaction holds the welcome row
+        worker.execute(
+            select(deliveries.c.id)
+            .where(deliveries.c.enrollment_id == enrollment_id, deliveries.c.step_key == "welcome")
+            .with_for_update()
+        ).all()
+        with pytest.raises(RowsBusy):
+            _cancel(store, enrollment_id, now=NOW)
+        with store.connect() as conn:  # rolled back: nothing changed
+            assert set(conn.scalars(select(deliveries.c.status))) == {"scheduled"}
+    result = cancel_enrollment(store, enrollment_id, now=NOW)  # the worker is done
+    assert (result.status, result.cancelled, result.left_to_finish) == ("cancelled", 6, 0)
     store.close()
