@@ -145,3 +145,39 @@ def test_the_real_app_answers_the_examples_as_documented(client, store):
     reader = add_token(store, "reader", "read", now=NOW)
     headers = {"Authorization": f"Bearer {reader}"}
     call("delete", by_id, f"/api/v1/enrollments/{enrollment_id}")
+
+
+def test_each_documented_scope_is_the_one_the_app_enforces(client, store):
+    """A token with only the documented scope passes the check; one with every other
+    scope is refused with 403."""
+    document = served(client)
+    scopes = ("enroll", "events", "read")
+    only = {scope: add_token(store, f"only-{scope}", scope, now=NOW) for scope in scopes}
+    others = {
+        scope: add_token(store, f"not-{scope}", ",".join(s for s in scopes if s != scope), now=NOW)
+        for scope in scopes
+    }
+    checked = 0
+    for path, item in document["paths"].items():
+        url = path.replace("{id}", "1")
+        for method, operation in item.items():
+            if not operation["security"]:
+                assert path == "/api/v1/openapi.json"
+                continue
+            [requirement] = operation["security"]
+            [scope] = requirement["bearer"]
+            assert scope == operation["x-scope"]
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            kwargs = {"json": body["example"]} if body else {}
+            if method == "get" and path == "/api/v1/enrollments":
+                kwargs = {"params": {"email": "pat@example.com"}}
+            allowed = client.request(
+                method.upper(), url, headers={"Authorization": f"Bearer {only[scope]}"}, **kwargs
+            )
+            assert allowed.status_code not in (401, 403), (method, path, allowed.text)
+            refused = client.request(
+                method.upper(), url, headers={"Authorization": f"Bearer {others[scope]}"}, **kwargs
+            )
+            assert refused.status_code == 403, (method, path)
+            checked += 1
+    assert checked == 6
