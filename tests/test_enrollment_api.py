@@ -6,6 +6,7 @@ import hashlib
 import logging
 from datetime import timedelta
 
+import httpx
 import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
@@ -21,6 +22,7 @@ from campaigns.storage.tables import api_tokens, deliveries
 from campaigns.web.api_tokens import add_token, revoke_token
 from campaigns.web.app import create_app
 from tests.helpers import utc
+from tests.test_logs import serving
 
 SHARED = "shared-env-token-for-tests"
 NOW = utc("2026-03-02T12:00")
@@ -402,3 +404,27 @@ def test_on_postgresql_a_row_a_worker_holds_makes_cancel_roll_back_and_try_again
     result = cancel_enrollment(store, enrollment_id, now=NOW)  # the worker is done
     assert (result.status, result.cancelled, result.left_to_finish) == ("cancelled", 6, 0)
     store.close()
+
+
+def test_under_uvicorn_at_debug_the_api_logs_no_address(store, clinic, caplog, monkeypatch):
+    """`serve`'s app under uvicorn as `serve` runs it, every logger at DEBUG (SQLAlchemy's
+    statements and rows included): the Enrollment API's requests leave no address."""
+    monkeypatch.setenv("DRIPMAIL_LOG_LEVEL", "DEBUG")
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy")
+    enroll(store, clinic, Signup("staff@example.com", None, None, None, "staff"), now=NOW)
+    token = add_token(store, "crm", "enroll,read", now=NOW)
+    headers = auth(token)
+    with serving(store, {}) as url, httpx.Client(base_url=url, headers=headers) as http:
+        created = http.post("/api/v1/enrollments", json=SIGNUP)
+        assert created.status_code == 201
+        enrollment_id = created.json()["enrollment_id"]
+        assert http.get("/api/v1/enrollments", params={"email": PAT}).status_code == 200
+        assert http.get(f"/api/v1/enrollments/{enrollment_id}").status_code == 200
+        assert http.post("/api/v1/contacts/2/tags", json={"add": ["x"]}).status_code == 200
+        assert http.delete(f"/api/v1/enrollments/{enrollment_id}").status_code == 200
+    ours = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    logged = "\n".join(caplog.handler.format(r) for r in ours).lower()
+    assert f"enrollment {enrollment_id} cancelled" in logged
+    assert "from contacts" in logged  # SQLAlchemy's statements were logged too
+    assert "pat.jones" not in logged and token.lower() not in logged
