@@ -1004,6 +1004,70 @@ def contacts_untag(
     console.print("tags: " + (", ".join(retag(_store(db), email, remove=tags)) or "none"))
 
 
+# -- API tokens ------------------------------------------------------------------------------
+
+
+tokens_app = _group(
+    "tokens", "Named, scoped bearer tokens for the API of `dripmail serve` (shown once)."
+)
+
+
+@command("dripmail tokens add crm --scope enroll,read", name="add", group=tokens_app)
+def tokens_add(
+    name: Annotated[str, typer.Argument(help="A name for who holds it (crm, booking)")],
+    scope: Annotated[
+        str, typer.Option("--scope", help="Comma-separated, required: enroll, events, read")
+    ],
+    db: DbOption = None,
+) -> None:
+    """Make a token; it is printed once, alone on the last line, and only its hash is kept."""
+    from campaigns.web.api_tokens import add_token, parse_scopes
+
+    token = add_token(_store(db), name, scope, now=_now(None))
+    console.print(
+        f"token {name.strip().lower()} made, scopes {', '.join(parse_scopes(scope))}. "
+        "It is shown this once: store it now (dripmail keeps only its hash)."
+    )
+    typer.echo(token)
+
+
+@command("dripmail tokens list", name="list", group=tokens_app)
+def tokens_list(db: DbOption = None) -> None:
+    """Show every token's name, scopes, creation, last use and revocation (never the token)."""
+    from campaigns.web.api_tokens import list_tokens
+
+    def when(value: datetime | None, none: str) -> str:
+        return value.strftime("%Y-%m-%d %H:%MZ") if value else none
+
+    found = list_tokens(_store(db, existing=True))
+    if not found:
+        console.print("no tokens (add one: dripmail tokens add NAME --scope ...)")
+        return
+    width = max(4, *(len(t.name) for t in found))
+    console.print(
+        f"{'NAME':<{width}}  {'SCOPES':<18}  {'CREATED':<17}  {'LAST USED':<17}  REVOKED",
+        markup=False,
+    )
+    for t in found:
+        console.print(
+            f"{t.name:<{width}}  {','.join(t.scopes):<18}  {when(t.created_at, '-'):<17}  "
+            f"{when(t.last_used_at, 'never'):<17}  {when(t.revoked_at, '-')}",
+            markup=False,
+        )
+
+
+@command("dripmail tokens revoke crm", name="revoke", group=tokens_app)
+def tokens_revoke(
+    name: Annotated[str, typer.Argument(help="The token's name")],
+    db: DbOption = None,
+) -> None:
+    """Revoke a token: requests with it are refused (401) from now on."""
+    from campaigns.web.api_tokens import revoke_token
+
+    done = revoke_token(_store(db), name, now=_now(None))
+    console.print(f"token {name.strip().lower()} " + ("revoked" if done else "was revoked already"))
+
+
 # -- suppressions --------------------------------------------------------------------------
 
 

@@ -149,15 +149,16 @@ NEW_TABLES = (
     "audit_log",
     "console_reviews",
     "console_settings",
+    "api_tokens",
 )
 
 
 def without_new_columns(data: dict[str, list]) -> dict[str, list]:
     """A snapshot without the tables and columns added since 0001 (webhook_tokens, the
-    alerts' tables, contact_events, variant_winners, the console's tables; events.campaign,
-    enrollments.paused_at, .converted_at and .conversion_event_id, contacts.tags,
-    .newsletter_unsubscribed_at, .attributes and .language, campaigns.kind, .folder,
-    .pause_kind and .pause_reason, deliveries.variant; NULL in old rows)."""
+    alerts' tables, contact_events, variant_winners, the console's tables, api_tokens;
+    events.campaign, enrollments.paused_at, .converted_at and .conversion_event_id,
+    contacts.tags, .newsletter_unsubscribed_at, .attributes and .language, campaigns.kind,
+    .folder, .pause_kind and .pause_reason, deliveries.variant; NULL in old rows)."""
     assert all(data.pop(name) == [] for name in NEW_TABLES)
     assert all(row[-1] is None for row in data["events"])
     assert all(row[-3:] == (None, None, None) for row in data["enrollments"])

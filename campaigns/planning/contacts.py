@@ -11,7 +11,7 @@ import hmac
 import re
 from collections.abc import Sequence
 from hashlib import sha256
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import idna
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
@@ -137,17 +137,33 @@ def retag(
 ) -> list[str]:
     """Add and remove tags on one contact; returns its tags after."""
     try:
-        plus = [normalise_tag(t) for t in add]
-        minus = {normalise_tag(t) for t in remove}
         address = normalise_email(email)
     except ValueError as exc:
         raise InputError(str(exc), field="tag") from None
+    return _retag(store, contacts.c.email == address, "no contact with that address", add, remove)
+
+
+def retag_contact(
+    store: Store, contact_id: int, add: Sequence[str] = (), remove: Sequence[str] = ()
+) -> list[str]:
+    """retag for the contact with this id (the API's `/contacts/{id}/tags`); an erased
+    contact (no address) is not found."""
+    where = (contacts.c.id == contact_id) & contacts.c.email.is_not(None)
+    return _retag(store, where, "no such contact", add, remove)
+
+
+def _retag(
+    store: Store, where: Any, missing: str, add: Sequence[str], remove: Sequence[str]
+) -> list[str]:
+    try:
+        plus = [normalise_tag(t) for t in add]
+        minus = {normalise_tag(t) for t in remove}
+    except ValueError as exc:
+        raise InputError(str(exc), field="tag") from None
     with store.begin() as conn:
-        row = conn.execute(
-            select(contacts.c.id, contacts.c.tags).where(contacts.c.email == address)
-        ).first()
+        row = conn.execute(select(contacts.c.id, contacts.c.tags).where(where)).first()
         if row is None:
-            raise NotFoundError("no contact with that address")
+            raise NotFoundError(missing)
         tags = (set(split_tags(row.tags)) | set(plus)) - minus
         conn.execute(
             update(contacts).where(contacts.c.id == row.id).values(tags=join_tags(sorted(tags)))

@@ -29,6 +29,7 @@ class EnrollmentStatus(enum.StrEnum):
     PAUSED = "paused"
     UNSUBSCRIBED = "unsubscribed"  # left this campaign (or everything) by an unsubscribe
     CONVERTED = "converted"  # reached a goal (an event, campaigns/planning/conversions.py)
+    CANCELLED = "cancelled"  # stopped by the clinic (DELETE /api/v1/enrollments/{id})
 
 
 class CampaignStatus(enum.StrEnum):

@@ -243,6 +243,21 @@ contact_events = Table(
     Column("source", String(16), nullable=False),
 )
 
+# Migration 0019. Named, scoped bearer tokens for the /api/v1 routes (web/api_tokens.py):
+# only the token's SHA-256 (hex) is kept; `scopes` is comma-separated (enroll,events,read);
+# `last_used_at` is written at most once a minute; a revoked token keeps its row and name.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("scopes", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)
+
 Index("ix_contact_events_contact", contact_events.c.contact_id, contact_events.c.name)
 
 # Migration 0016. A step's `winner:` choice, once per campaign step (the primary key makes

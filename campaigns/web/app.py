@@ -10,6 +10,9 @@ Routes:
     POST /api/v1/enrollments   the sign-up API, bearer token (campaigns/signup_api.py)
     GET  /healthz              "ok" when the database answers, else 503 and why (a proxy's probe)
     POST /api/v1/events        a contact's event (goals), bearer token (web/events_api.py)
+    GET  /api/v1/enrollments?email=E, GET|DELETE /api/v1/enrollments/{id},
+    POST /api/v1/contacts/{id}/tags    the Enrollment API, scoped tokens (web/enrollment_api.py)
+    GET  /api/v1/openapi.json  the OpenAPI 3.1 description of every /api/v1 route (web/openapi.py)
 
 Paths match exactly: `/healthz/` or `/u/<token>/` is 404, never a redirect (which
 Starlette would build from the request's Host header).
@@ -70,9 +73,11 @@ from campaigns.storage.publish import load_version, published_names
 from campaigns.storage.statuses import IN_FLIGHT, CampaignKind, EnrollmentStatus
 from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import campaigns, contacts, deliveries, enrollments, suppressions
+from campaigns.web.enrollment_api import enrollment_routes
 from campaigns.web.events_api import event_routes
 from campaigns.web.listen import listening_socket
 from campaigns.web.mailgun_webhook import mailgun_endpoint
+from campaigns.web.openapi import openapi_routes
 from campaigns.web.postmark_webhook import postmark_routes
 from campaigns.web.service import ServiceServer
 from campaigns.web.ses_webhook import ses_routes
@@ -432,6 +437,8 @@ def create_app(
         Route("/healthz", health, methods=["GET"]),
         *signup_routes(store, settings=settings, clock=clock),
         *event_routes(store, settings=settings, clock=clock),
+        *enrollment_routes(store, settings=settings, clock=clock),
+        *openapi_routes(),
         *ses_routes(store, settings=settings, clock=clock),
         *postmark_routes(store, settings=settings, clock=clock),
     ]

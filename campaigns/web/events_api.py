@@ -2,8 +2,8 @@
 
 A booking system posts `{"email": ..., "event": "booked"}` (or `contact_id` instead of
 `email`; optional `at`, ISO 8601, no offset meaning the contact's zone, and `event_id`,
-its own id for the event). The same bearer token as the sign-up API guards it
-(DRIPMAIL_API_TOKEN, compared in constant time; without it the route answers 503).
+its own id for the event). A bearer token with the `events` scope guards it
+(campaigns/web/bearer.py; 503 while the API has no token at all).
 The body is read with a 64 KiB cap (413 before it is parsed). Answers: 202 with what
 the event did (`converted` enrollments, `cancelled` emails; a repeat `event_id` is
 `"duplicate": true` and changes nothing); 401 without the token; 404 for an unknown
@@ -16,7 +16,6 @@ campaigns/planning/conversions.py.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -27,18 +26,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from campaigns import boundedjson
 from campaigns.errors import ConfigurationError, InputError, NotFoundError
 from campaigns.planning.conversions import ContactEvent, EventResult, record_event
 from campaigns.planning.signups import control_character
-from campaigns.settings import API_TOKEN_ENV, Settings
+from campaigns.settings import Settings
 from campaigns.storage.store import Store
-from campaigns.web.signup_api import MAX_SIGNUP_BODY, ApiError
-from campaigns.web.webhooks import WebhookRejected, read_body
+from campaigns.web.api_errors import MAX_API_BODY, ApiError, json_object, read_capped
+from campaigns.web.api_tokens import ApiScope
+from campaigns.web.bearer import Bearer
 
 log = logging.getLogger("dripmail.api")
 
-MAX_EVENT_BODY = MAX_SIGNUP_BODY  # 64 KiB
+MAX_EVENT_BODY = MAX_API_BODY  # 64 KiB
 
 
 class EventIn(BaseModel):
@@ -58,23 +57,8 @@ class EventIn(BaseModel):
         return self
 
 
-def _authorise(request: Request, token: str | None) -> None:
-    if not token:
-        raise ApiError(503, f"the events API is off: {API_TOKEN_ENV} is not set")
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.encode()
-    ):
-        raise ApiError(401, "a valid bearer token is required")
-
-
 def _parse(raw: bytes) -> EventIn:
-    try:
-        data = boundedjson.loads(raw)
-    except InputError as exc:
-        raise ApiError(400, f"the body is {exc.message}", "body") from None
-    if not isinstance(data, dict):
-        raise ApiError(422, "the body must be a JSON object", "body")
+    data = json_object(raw)
     try:
         body = EventIn.model_validate(data)
     except ValidationError as exc:
@@ -115,15 +99,12 @@ def post_event(store: Store, body: EventIn, *, now: datetime) -> EventResult:
 
 def event_routes(store: Store, *, settings: Settings, clock: Callable[[], datetime]) -> list[Route]:
     """The API's routes, for `campaigns.web.app.create_app`."""
-    token = settings.api_token.get_secret_value() if settings.api_token else None
+    bearer = Bearer(store, settings, clock)
 
     async def create(request: Request) -> Response:
         try:
-            _authorise(request, token)
-            try:
-                raw = await read_body(request, MAX_EVENT_BODY)
-            except WebhookRejected as exc:
-                raise ApiError(exc.status, exc.message) from None
+            await bearer.require(request, ApiScope.EVENTS)
+            raw = await read_capped(request, MAX_EVENT_BODY)
             body = _parse(raw)
             result = await run_in_threadpool(post_event, store, body, now=clock())
         except ApiError as exc:

@@ -1,7 +1,8 @@
 """The sign-up API of `dripmail serve`: POST /api/v1/enrollments.
 
-A bearer token from DRIPMAIL_API_TOKEN (compared in constant time) guards it; without
-the variable the route answers 503 and the rest of `serve` works as before. The body
+A bearer token with the `enroll` scope guards it (campaigns/web/bearer.py: a named
+token from `dripmail tokens add`, or DRIPMAIL_API_TOKEN); with neither, the route
+answers 503 and the rest of `serve` works as before. The body
 is read with a 64 KiB cap (413 before it is read in full), validated strictly
 (a body that is not JSON, or nests deeper than 32 levels: 400; unknown fields and bad
 values: 422 naming the field, `attributes.<name>` for an attribute), and enrolling
@@ -13,12 +14,10 @@ suppressed address answers 409. The address never goes into a log line.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
@@ -28,22 +27,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from campaigns import boundedjson
 from campaigns.authoring.conditions import check_attribute_name
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.enroll import enroll
 from campaigns.planning.signups import Signup, checked_attributes, control_character, validate
-from campaigns.settings import API_TOKEN_ENV, Settings
+from campaigns.settings import Settings
 from campaigns.storage.publish import load_version
 from campaigns.storage.statuses import DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import Store
 from campaigns.storage.tables import contacts, deliveries, enrollments, suppressions
-from campaigns.web.webhooks import WebhookRejected, read_body
+from campaigns.web.api_errors import MAX_API_BODY, ApiError, json_object, read_capped
+from campaigns.web.api_tokens import ApiScope
+from campaigns.web.bearer import Bearer
 
 log = logging.getLogger("dripmail.api")
 
-MAX_SIGNUP_BODY = 64 * 1024
+MAX_SIGNUP_BODY = MAX_API_BODY  # 64 KiB
 SUPPRESSED = "not enrolled: the address is suppressed (unsubscribed or bounced)"
 UNSUBSCRIBED = "not enrolled: the address unsubscribed from this campaign"
 
@@ -68,21 +68,6 @@ class SignupIn(BaseModel):
     # `{{ attributes.patient_type }}` read; at most 50, 200 characters each.
     attributes: dict[str, str] | None = None
     language: str | None = Field(default=None, max_length=35)  # BCP 47: es, pt-BR
-
-
-class ApiError(Exception):
-    """An answer other than success: status, message and the field at fault."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
-
-    def response(self) -> JSONResponse:
-        body: dict[str, Any] = {"error": self.message}
-        if self.field:
-            body["field"] = self.field
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse(body, status_code=self.status, headers=headers)
 
 
 def sign_up(store: Store, body: SignupIn, *, now: datetime) -> tuple[int, dict]:
@@ -206,23 +191,8 @@ def _enrollment(store: Store, email: str, name: str) -> dict | None:
     }
 
 
-def _authorise(request: Request, token: str | None) -> None:
-    if not token:
-        raise ApiError(503, f"the sign-up API is off: {API_TOKEN_ENV} is not set")
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.encode()
-    ):
-        raise ApiError(401, "a valid bearer token is required")
-
-
 def _parse(raw: bytes) -> SignupIn:
-    try:
-        data = boundedjson.loads(raw)
-    except InputError as exc:  # malformed (or nested past the cap): 400, as for a webhook
-        raise ApiError(400, f"the body is {exc.message}", "body") from None
-    if not isinstance(data, dict):
-        raise ApiError(422, "the body must be a JSON object", "body")
+    data = json_object(raw)
     try:
         body = SignupIn.model_validate(data)
     except ValidationError as exc:
@@ -261,15 +231,12 @@ def signup_routes(
     store: Store, *, settings: Settings, clock: Callable[[], datetime]
 ) -> list[Route]:
     """The API's routes, for `campaigns.web.create_app`."""
-    token = settings.api_token.get_secret_value() if settings.api_token else None
+    bearer = Bearer(store, settings, clock)
 
     async def create(request: Request) -> Response:
         try:
-            _authorise(request, token)
-            try:
-                raw = await read_body(request, MAX_SIGNUP_BODY)
-            except WebhookRejected as exc:
-                raise ApiError(exc.status, exc.message) from None
+            await bearer.require(request, ApiScope.ENROLL)
+            raw = await read_capped(request, MAX_SIGNUP_BODY)
             body = _parse(raw)
             status, result = await run_in_threadpool(sign_up, store, body, now=clock())
         except ApiError as exc:
