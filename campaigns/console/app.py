@@ -26,7 +26,14 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import templates
-from campaigns.console import auth_pages, overview_pages, people_pages
+from campaigns.console import (
+    auth_pages,
+    contact_pages,
+    newsletter_pages,
+    overview_pages,
+    people_pages,
+    stats_pages,
+)
 from campaigns.console.guard import HEADERS, Call, Console, public
 from campaigns.settings import Settings
 from campaigns.storage.store import Store
@@ -40,7 +47,14 @@ _ASSETS = {"console.css": "text/css; charset=utf-8"}
 _LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
 
 # Every page module's routes; a console route is declared here and nowhere else.
-PAGE_ROUTES: list[BaseRoute] = [*auth_pages.ROUTES, *overview_pages.ROUTES, *people_pages.ROUTES]
+PAGE_ROUTES: list[BaseRoute] = [
+    *auth_pages.ROUTES,
+    *overview_pages.ROUTES,
+    *people_pages.ROUTES,
+    *contact_pages.ROUTES,
+    *newsletter_pages.ROUTES,
+    *stats_pages.ROUTES,
+]
 
 
 def is_loopback(host: str) -> bool:

@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 
 from campaigns.console import sessions
 from campaigns.console.permissions import Permission, allowed
+from campaigns.console.uploads import Upload, parse_multipart
 from campaigns.settings import Settings
 from campaigns.storage.store import Store
 
@@ -96,6 +97,7 @@ class Call:
     now: datetime
     pre_cookie: str | None = None  # the sign-in pages' CSRF cookie, made when missing
     permission: Permission | str = PUBLIC
+    files: dict[str, list[Upload]] = field(default_factory=dict)  # a multipart POST's files
 
     @property
     def store(self) -> Store:
@@ -191,20 +193,30 @@ def _same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
-async def _read_form(request: Request) -> dict[str, str] | None:
-    """The urlencoded POST body as a dict (None when too large or not a form)."""
+async def _read_form(
+    request: Request, upload_limit: int | None = None
+) -> tuple[dict[str, str], dict[str, list[Upload]]] | None:
+    """The POST body's fields (and files, on a page taking uploads); None when too large
+    or not a form. Only pages declaring `upload_limit` accept multipart/form-data."""
+    limit = upload_limit or MAX_FORM
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM:
+        if len(body) > limit:
             return None
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = request.headers.get("content-type", "")
+    kind = content_type.split(";")[0].strip().lower()
+    if upload_limit and kind == "multipart/form-data":
+        return parse_multipart(body, content_type)
     if body and kind != "application/x-www-form-urlencoded":
         return None
+    if len(body) > MAX_FORM:
+        return None
     try:
-        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100))
+        fields = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
     except (UnicodeDecodeError, ValueError):
         return None
+    return dict(fields), {}
 
 
 def _csrf_ok(call: Call) -> bool:
@@ -221,12 +233,16 @@ def _csrf_ok(call: Call) -> bool:
     )
 
 
-def _guarded(page: Page, permission: Permission | str) -> Callable[[Request], Any]:
-    def dispatch(request: Request, form: dict[str, str]) -> Response:
+def _guarded(
+    page: Page, permission: Permission | str, upload_limit: int | None = None
+) -> Callable[[Request], Any]:
+    def dispatch(
+        request: Request, form: dict[str, str], files: dict[str, list[Upload]]
+    ) -> Response:
         console: Console = request.app.state.console
         now = console.clock()
         session = sessions.resolve(console.store, request.cookies.get(console.cookie), now)
-        call = Call(request, console, session, form, now, permission=permission)
+        call = Call(request, console, session, form, now, permission=permission, files=files)
         if permission != PUBLIC:
             user = call.user
             if user is None:
@@ -245,12 +261,13 @@ def _guarded(page: Page, permission: Permission | str) -> Callable[[Request], An
 
     async def endpoint(request: Request) -> Response:
         form: dict[str, str] = {}
+        files: dict[str, list[Upload]] = {}
         if request.method == "POST":
-            read = await _read_form(request)
+            read = await _read_form(request, upload_limit)
             if read is None:
-                return _plain("Refused: not a form this console sent.", 400)
-            form = read
-        return await run_in_threadpool(dispatch, request, form)
+                return _plain("Refused: not a form this console sent, or too large.", 400)
+            form, files = read
+        return await run_in_threadpool(dispatch, request, form, files)
 
     endpoint.permission = permission  # type: ignore[attr-defined]  # read by the route test
     endpoint.__name__ = page.__name__
@@ -258,9 +275,12 @@ def _guarded(page: Page, permission: Permission | str) -> Callable[[Request], An
     return endpoint
 
 
-def requires(permission: Permission) -> Callable[[Page], Callable[[Request], Any]]:
-    """The page needs a signed-in user whose role holds `permission`."""
-    return lambda page: _guarded(page, permission)
+def requires(
+    permission: Permission, *, upload_limit: int | None = None
+) -> Callable[[Page], Callable[[Request], Any]]:
+    """The page needs a signed-in user whose role holds `permission`. With `upload_limit`
+    (bytes) its POSTs may also be multipart/form-data up to that size (`call.files`)."""
+    return lambda page: _guarded(page, permission, upload_limit)
 
 
 def public(page: Page) -> Callable[[Request], Any]:

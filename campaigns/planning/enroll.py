@@ -18,6 +18,7 @@ from campaigns.authoring.spec import Campaign
 from campaigns.planning.contacts import join_tags, split_tags
 from campaigns.planning.plans import DriverPlan, plan, planner
 from campaigns.planning.signups import Contact, Signup, read_signups, validate
+from campaigns.storage import audit
 from campaigns.storage.publish import open_campaign, publish
 from campaigns.storage.statuses import IN_FLIGHT, DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import Store, bulk_insert
@@ -96,6 +97,7 @@ def import_csv(
     consent: str | None = None,
     encoding: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    actor: str | int = audit.CLI,
 ) -> EnrollReport:
     """Import a CSV of sign-ups. Bad rows are reported by line and left out; the rest go in.
 
@@ -107,7 +109,7 @@ def import_csv(
     valid = read.valid
     report = EnrollReport(rejected=read.rejected, attributes=read.attributes)
     with store.begin() as conn:
-        publish(conn, campaign, now=now)
+        publish(conn, campaign, now=now, actor=actor)  # the console passes its user's id
     done, planned = 0, planner(store, campaign)
     with store.bulk() as conn:
         for start in range(0, len(valid), CHUNK):
