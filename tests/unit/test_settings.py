@@ -29,6 +29,7 @@ VARIABLES = {
     "DRIPMAIL_DATABASE_URL": ("database_url", "postgresql+psycopg://dripmail@db/dripmail"),
     "DRIPMAIL_CONSOLE_URL": ("console_url", "https://console.clinic.example"),
     "DRIPMAIL_CONSOLE_2FA": ("console_2fa", "optional"),
+    "DRIPMAIL_WORKSPACE": ("workspace", "/srv/clinic/campaigns"),
     "DRIPMAIL_SECRET_KEY": ("secret_key", "s3cret-signing-key"),
     "DRIPMAIL_PUBLIC_URL": ("public_url", "https://mail.clinic.example"),
     "DRIPMAIL_API_TOKEN": ("api_token", "bearer-token-value"),
