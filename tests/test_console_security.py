@@ -553,3 +553,68 @@ def test_an_unknown_role_holds_nothing(store: Store, app, clock: Clock):
             update(console_users).where(console_users.c.id == person.id).values(role="owner")
         )
     assert client.get("/").status_code == 403
+
+
+def test_behind_an_https_proxy_the_public_name_is_accepted_and_cookies_are_secure(
+    store: Store, clock: Clock
+):
+    from starlette.testclient import TestClient
+
+    settings = Settings.from_env({"DRIPMAIL_CONSOLE_URL": "https://console.clinic.example"})
+    app = create_app(store, clock=clock, settings=settings)  # bound to 127.0.0.1, proxied
+    admin = add_person(store, "admin", clock)
+    client = TestClient(app, base_url="https://console.clinic.example", follow_redirects=False)
+    page = client.get("/sign-in")
+    assert page.status_code == 200
+    assert "__Host-dripmail_console_pre" in page.headers["set-cookie"]
+    assert "Secure" in page.headers["set-cookie"]
+    answer = client.post(
+        "/sign-in",
+        data={"csrf_token": csrf_of(page.text), "email": admin.email, "password": PASSWORD},
+        headers={"Origin": "https://console.clinic.example"},
+    )
+    assert answer.status_code == 303
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith("__Host-dripmail_console=") and "Secure" in cookie
+    other = TestClient(app, base_url="http://attacker.example")
+    assert other.get("/sign-in").status_code == 400
+
+
+def test_multipart_forms_carry_fields_and_files_and_still_need_the_token(
+    store: Store, app, clock: Clock
+):
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+
+    from campaigns.console.guard import Call, requires
+
+    @requires(Permission.EDIT_CAMPAIGNS)
+    def upload(call: Call) -> PlainTextResponse:
+        got = call.files["article"]
+        return PlainTextResponse(f"{call.form['title']}|{got.filename}|{got.content.decode()}")
+
+    uploads = Starlette(routes=[Route("/upload", upload, methods=["POST"])])
+    uploads.state.console = app.state.console
+    client, _editor = signed_in(app, store, "editor", clock)
+    token = csrf_of(client.get("/").text)
+    other = console_client(uploads)
+    other.cookies = client.cookies
+    article = ("sleep.md", "# Sleep\n\nKetamine and sleep: é ✓".encode(), "text/markdown")
+    sent = other.post(
+        "/upload", data={"csrf_token": token, "title": "Søvn"}, files={"article": article}
+    )
+    assert sent.status_code == 200
+    assert sent.text == "Søvn|sleep.md|# Sleep\n\nKetamine and sleep: é ✓"
+    assert other.post("/upload", data={"title": "x"}, files={"article": article}).status_code == 403
+    too_big = ("big.md", b"x" * (5 * 1024 * 1024 + 1), "text/markdown")
+    assert (
+        other.post("/upload", data={"csrf_token": token}, files={"article": too_big}).status_code
+        == 400
+    )
+    viewer, _ = signed_in(app, store, "viewer", clock)
+    other.cookies = viewer.cookies
+    vtoken = csrf_of(viewer.get("/").text)
+    assert (
+        other.post("/upload", data={"csrf_token": vtoken}, files={"article": article}).status_code
+        == 403
+    )

@@ -120,16 +120,23 @@ def create_app(
 ) -> Starlette:
     """The console on `store`. `clock` (default: the real one) is what sessions, lockout
     and set-up links are measured on; tests give their own. `host` is the address it is
-    bound to: on loopback, cookies go without Secure and the Host header is checked."""
+    bound to: on loopback, cookies go without Secure (unless DRIPMAIL_CONSOLE_URL is an
+    https address: an https proxy in front) and the Host header must name this machine
+    or DRIPMAIL_CONSOLE_URL's host."""
+    settings = settings or store.settings
+    public = urlsplit(settings.console_url or "")
     console = Console(
         store=store,
-        settings=settings or store.settings,
+        settings=settings,
         clock=clock or (lambda: datetime.now(UTC)),
         templates=page_environment(),
-        secure=not is_loopback(host),
+        secure=not is_loopback(host) or public.scheme == "https",
+        public_host=public.netloc or None,
     )
     routes = [*PAGE_ROUTES, Route("/_console/{name}", asset, methods=["GET"])]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
     app.state.console = console
-    app.add_middleware(_HostGuard, allowed=_LOOPBACK_NAMES if is_loopback(host) else None)
+    # On loopback: this machine's names, and the public one an https proxy passes on.
+    allowed = _LOOPBACK_NAMES | ({public.hostname} if public.hostname else set())
+    app.add_middleware(_HostGuard, allowed=allowed if is_loopback(host) else None)
     return app

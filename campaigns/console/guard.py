@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment
 from sqlalchemy import Row
@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from campaigns.console import sessions
+from campaigns.console.forms import Form, Upload, read_form
 from campaigns.console.permissions import Permission, allowed
-from campaigns.console.uploads import Upload, parse_multipart
 from campaigns.settings import Settings
 from campaigns.storage.store import Store
 
@@ -47,7 +47,6 @@ log = logging.getLogger("dripmail.console")
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 PUBLIC = "public"  # the `permission` of a page anyone may open (sign-in, set-up, assets)
-MAX_FORM = 64 * 1024
 HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -70,7 +69,8 @@ class Console:
     settings: Settings
     clock: Callable[[], datetime]
     templates: Environment
-    secure: bool  # cookies marked Secure (the console is not on a loopback address)
+    secure: bool  # cookies marked Secure (not on a loopback address, or an https URL set)
+    public_host: str | None = None  # DRIPMAIL_CONSOLE_URL's host:port, the proxy's name
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # pre-sign-in CSRF
 
     @property
@@ -95,9 +95,9 @@ class Call:
     session: sessions.Session | None
     form: dict[str, str]
     now: datetime
+    files: dict[str, Upload] = field(default_factory=dict)  # multipart uploads, by field
     pre_cookie: str | None = None  # the sign-in pages' CSRF cookie, made when missing
     permission: Permission | str = PUBLIC
-    files: dict[str, list[Upload]] = field(default_factory=dict)  # a multipart POST's files
 
     @property
     def store(self) -> Store:
@@ -182,46 +182,27 @@ def _plain(text: str, status: int) -> Response:
     return PlainTextResponse(text, status, headers=HEADERS)
 
 
-def _same_origin(request: Request) -> bool:
-    """Defence in depth beside the token: a browser's Origin and Sec-Fetch-Site headers."""
+def _same_origin(request: Request, public_host: str | None) -> bool:
+    """Defence in depth beside the token: a browser's Origin and Sec-Fetch-Site headers.
+
+    The Origin must name the host the request was sent to, or the console's public
+    address (DRIPMAIL_CONSOLE_URL) when an https proxy in front passes another Host.
+    """
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("origin")
     if origin is None:
         return True  # not every client sends it; the token still has to match
-    return urlsplit(origin).netloc == request.headers.get("host", "")
-
-
-async def _read_form(
-    request: Request, upload_limit: int | None = None
-) -> tuple[dict[str, str], dict[str, list[Upload]]] | None:
-    """The POST body's fields (and files, on a page taking uploads); None when too large
-    or not a form. Only pages declaring `upload_limit` accept multipart/form-data."""
-    limit = upload_limit or MAX_FORM
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    content_type = request.headers.get("content-type", "")
-    kind = content_type.split(";")[0].strip().lower()
-    if upload_limit and kind == "multipart/form-data":
-        return parse_multipart(body, content_type)
-    if body and kind != "application/x-www-form-urlencoded":
-        return None
-    if len(body) > MAX_FORM:
-        return None
-    try:
-        fields = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return dict(fields), {}
+    netloc = urlsplit(origin).netloc
+    return netloc == request.headers.get("host", "") or (
+        public_host is not None and netloc == public_host
+    )
 
 
 def _csrf_ok(call: Call) -> bool:
     sent = call.form.get(CSRF_FIELD) or call.request.headers.get(CSRF_HEADER) or ""
-    if not _same_origin(call.request) or not sent:
+    if not _same_origin(call.request, call.console.public_host) or not sent:
         return False
     if call.session is not None and secrets.compare_digest(sent, call.session.csrf_token):
         return True
@@ -233,20 +214,16 @@ def _csrf_ok(call: Call) -> bool:
     )
 
 
-def _guarded(
-    page: Page, permission: Permission | str, upload_limit: int | None = None
-) -> Callable[[Request], Any]:
-    def dispatch(
-        request: Request, form: dict[str, str], files: dict[str, list[Upload]]
-    ) -> Response:
+def _guarded(page: Page, permission: Permission | str) -> Callable[[Request], Any]:
+    def dispatch(request: Request, form: Form) -> Response:
         console: Console = request.app.state.console
         now = console.clock()
         session = sessions.resolve(console.store, request.cookies.get(console.cookie), now)
-        call = Call(request, console, session, form, now, permission=permission, files=files)
+        call = Call(request, console, session, form.fields, now, form.files, permission=permission)
         if permission != PUBLIC:
             user = call.user
             if user is None:
-                if request.method == "GET":
+                if request.method in ("GET", "HEAD"):
                     return call.redirect("/sign-in?next=" + quote(request.url.path, safe="/"))
                 return _plain("Signed out: sign in again.", 403)
             if not allowed(user.role, Permission(permission)):
@@ -260,14 +237,13 @@ def _guarded(
         return page(call)
 
     async def endpoint(request: Request) -> Response:
-        form: dict[str, str] = {}
-        files: dict[str, list[Upload]] = {}
+        form = Form()
         if request.method == "POST":
-            read = await _read_form(request, upload_limit)
+            read = await read_form(request)
             if read is None:
-                return _plain("Refused: not a form this console sent, or too large.", 400)
-            form, files = read
-        return await run_in_threadpool(dispatch, request, form, files)
+                return _plain("Refused: not a form this console sent.", 400)
+            form = read
+        return await run_in_threadpool(dispatch, request, form)
 
     endpoint.permission = permission  # type: ignore[attr-defined]  # read by the route test
     endpoint.__name__ = page.__name__
@@ -275,12 +251,9 @@ def _guarded(
     return endpoint
 
 
-def requires(
-    permission: Permission, *, upload_limit: int | None = None
-) -> Callable[[Page], Callable[[Request], Any]]:
-    """The page needs a signed-in user whose role holds `permission`. With `upload_limit`
-    (bytes) its POSTs may also be multipart/form-data up to that size (`call.files`)."""
-    return lambda page: _guarded(page, permission, upload_limit)
+def requires(permission: Permission) -> Callable[[Page], Callable[[Request], Any]]:
+    """The page needs a signed-in user whose role holds `permission`."""
+    return lambda page: _guarded(page, permission)
 
 
 def public(page: Page) -> Callable[[Request], Any]:

@@ -36,10 +36,10 @@ from campaigns.planning.newsletter import (
 from campaigns.planning.schedule import parse_date, parse_instant, zone
 from campaigns.storage import audit
 
-__all__ = ["DEFAULT_WORKSPACE", "MAX_ARTICLES", "ROUTES", "workspace"]
+__all__ = ["ARTICLE_FIELDS", "DEFAULT_WORKSPACE", "ROUTES", "workspace"]
 
 DEFAULT_WORKSPACE = "campaigns"
-MAX_ARTICLES = 5 * 1024 * 1024  # the upload, all articles together
+ARTICLE_FIELDS = 3  # a digest of up to three uploaded articles
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # a folder name: never a path
 _ARTICLE_SUFFIXES = (".md", ".txt", ".html", ".htm", ".markdown")
 
@@ -91,11 +91,13 @@ def newsletters(call: Call) -> Response:
     return _list(call)
 
 
-@requires(Permission.EDIT_NEWSLETTERS, upload_limit=MAX_ARTICLES)
+@requires(Permission.EDIT_NEWSLETTERS)
 def create(call: Call) -> Response:
     """Write a newsletter folder from the uploaded articles, as `newsletter create` does."""
     assert call.user is not None
-    uploads = call.files.get("articles") or []
+    # One file input per article (the guard keeps one file per field).
+    uploads = [call.files[f"article{n}"] for n in range(1, ARTICLE_FIELDS + 1)
+               if f"article{n}" in call.files and call.files[f"article{n}"].content]  # fmt: skip
     if not uploads:
         return _list(call, 422, problem="Choose one article, or several for a digest.")
     root = workspace(call)
@@ -110,7 +112,7 @@ def create(call: Call) -> Response:
                     call, 422, problem=f"{upload.filename}: an article is .md, .txt or .html"
                 )
             path = Path(tmp) / f"{index:02d}-{Path(upload.filename).stem[:40]}{suffix}"
-            path.write_bytes(upload.data)
+            path.write_bytes(upload.content)
             paths.append(path)
         staging = Path(tmp) / "newsletter"
         try:

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from campaigns.storage.store import Store
 from campaigns.storage.tables import console_sessions, console_users
@@ -43,6 +43,8 @@ def session_hash(session_id: str) -> str:
 def start(conn: Connection, user_id: int, now: datetime, *, mfa_pending: bool = False) -> str:
     """A new session for `user_id` (in `conn`'s transaction); its id, for the cookie."""
     session_id = secrets.token_urlsafe(32)
+    # Sessions past their 12 hours open nothing: dropped as new ones begin.
+    conn.execute(delete(console_sessions).where(console_sessions.c.created_at < now - ABSOLUTE))
     conn.execute(
         insert(console_sessions).values(
             id_hash=session_hash(session_id),
