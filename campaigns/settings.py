@@ -55,8 +55,7 @@ POSTMARK_WEBHOOK_ENV = "POSTMARK_WEBHOOK_CREDENTIALS"
 # admins, editors and reviewers ("required", the default) or only offered ("optional").
 CONSOLE_URL_ENV = "DRIPMAIL_CONSOLE_URL"
 CONSOLE_2FA_ENV = "DRIPMAIL_CONSOLE_2FA"
-# The folder of campaign and newsletter folders the console works on (and the CLI too).
-WORKSPACE_ENV = "DRIPMAIL_WORKSPACE"
+WORKSPACE_ENV = "DRIPMAIL_WORKSPACE"  # the console's campaign folders (default ./campaigns)
 
 
 class Settings(BaseSettings):
@@ -96,7 +95,7 @@ class Settings(BaseSettings):
     imap_password: SecretStr | None = Field(default=None, validation_alias=IMAP_PASSWORD_ENV)
     console_url: str | None = Field(default=None, validation_alias=CONSOLE_URL_ENV)
     console_2fa: str | None = Field(default=None, validation_alias=CONSOLE_2FA_ENV)
-    workspace: str | None = Field(default=None, validation_alias=WORKSPACE_ENV)
+    workspace: str = Field(default="./campaigns", validation_alias=WORKSPACE_ENV)
 
     # The environment as it was read, for the variable only a campaign file names
     # (sender.api_key_env). Private: in no repr and no dump.

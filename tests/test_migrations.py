@@ -141,6 +141,8 @@ NEW_TABLES = (
     "console_sessions",
     "console_failures",
     "audit_log",
+    "console_reviews",
+    "console_settings",
 )
 
 

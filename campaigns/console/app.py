@@ -28,10 +28,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import templates
 from campaigns.console import (
     auth_pages,
+    campaign_pages,
     contact_pages,
+    editor_pages,
+    new_pages,
     newsletter_pages,
     overview_pages,
     people_pages,
+    review_pages,
+    settings_pages,
     stats_pages,
 )
 from campaigns.console.guard import HEADERS, Call, Console, public
@@ -43,7 +48,10 @@ __all__ = ["CONSOLE_TEMPLATES", "DEFAULT_HOST", "DEFAULT_PORT", "PAGE_ROUTES", "
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8030
 CONSOLE_TEMPLATES = templates.DIRECTORY / "console"
-_ASSETS = {"console.css": "text/css; charset=utf-8"}
+_ASSETS = {
+    "console.css": "text/css; charset=utf-8",
+    "console-editor.js": "text/javascript; charset=utf-8",
+}
 _LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
 
 # Every page module's routes; a console route is declared here and nowhere else.
@@ -54,6 +62,11 @@ PAGE_ROUTES: list[BaseRoute] = [
     *contact_pages.ROUTES,
     *newsletter_pages.ROUTES,
     *stats_pages.ROUTES,
+    *new_pages.ROUTES,  # before campaign_pages: /campaigns/new is not a folder named "new"
+    *campaign_pages.ROUTES,
+    *editor_pages.ROUTES,
+    *review_pages.ROUTES,
+    *settings_pages.ROUTES,
 ]
 
 

@@ -251,8 +251,13 @@ def _guarded(page: Page, permission: Permission | str) -> Callable[[Request], An
     return endpoint
 
 
-def requires(permission: Permission) -> Callable[[Page], Callable[[Request], Any]]:
-    """The page needs a signed-in user whose role holds `permission`."""
+def requires(
+    permission: Permission, *, upload: int = 0
+) -> Callable[[Page], Callable[[Request], Any]]:
+    """The page needs a signed-in user whose role holds `permission`. (`upload` is kept
+    for pages written against an earlier guard: every POST may be multipart, within
+    forms.MAX_UPLOAD.)"""
+    del upload
     return lambda page: _guarded(page, permission)
 
 

@@ -27,6 +27,7 @@ from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_folder
 from campaigns.errors import NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.enroll import last_sent
+from campaigns.storage import audit
 from campaigns.storage.publish import load_version, placeholder_lines, publish
 from campaigns.storage.statuses import IN_FLIGHT, LIVE_ENROLLMENT, PASSED, PENDING, DeliveryStatus
 from campaigns.storage.store import Store
@@ -150,14 +151,18 @@ def plan_edit(store: Store, folder: str, *, now: datetime) -> EditPlan:
     return result
 
 
-def apply_edit(store: Store, folder: str, *, now: datetime) -> EditPlan:
-    """Publish the folder's version and re-plan enrolled contacts, in one transaction."""
+def apply_edit(
+    store: Store, folder: str, *, now: datetime, actor: str | int = audit.CLI
+) -> EditPlan:
+    """Publish the folder's version and re-plan enrolled contacts, in one transaction.
+
+    `actor` is who the audit trail names for the publish (a console user's id)."""
     new = load_folder(folder)
     with store.begin() as conn:
         result = _plan(conn, new, now=now)
         if result.diff.unchanged:
             return result
-        publish(conn, new, now=now)
+        publish(conn, new, now=now, actor=actor)
         _write(conn, new, result, now=now)
     result.applied = True
     return result

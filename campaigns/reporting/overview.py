@@ -50,7 +50,7 @@ def campaign_overview(store: Store, *, now: datetime) -> list[CampaignOverview]:
         sent = dict(
             conn.execute(
                 by_campaign.where(
-                    # The literal lets SQLite use the partial index of sent rows (0013).
+                    # The literal lets SQLite use the partial index of sent rows (migration 0014).
                     deliveries.c.status == literal_column(f"'{DeliveryStatus.SENT}'"),
                     deliveries.c.sent_at >= now - RECENT,
                 )

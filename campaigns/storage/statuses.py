@@ -37,6 +37,17 @@ class CampaignStatus(enum.StrEnum):
     PAUSED = "paused"
 
 
+class ReviewState(enum.StrEnum):
+    """A version submitted in the console: submitted -> approved | rejected; approved ->
+    published. A newer submission of the same campaign withdraws an open one."""
+
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+    PUBLISHED = "published"
+
+
 class CampaignKind(enum.StrEnum):
     """What a published campaign is, when it is not a drip (`campaigns.kind` is NULL then)."""
 

@@ -218,6 +218,35 @@ audit_log = Table(
     Column("detail", Text),  # a short note with no personal data (a role given)
 )
 
+# Migration 0013. A campaign version an editor submitted for review, and the verdict: the
+# version is the folder's content hash; at approval the plan's counts are kept (JSON), so a
+# publish applies exactly what the reviewer saw or shows the recomputed plan again.
+console_reviews = Table(
+    "console_reviews",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign", String(64), nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("state", String(16), nullable=False),  # ReviewState
+    Column("submitted_by", Integer, ForeignKey("console_users.id"), nullable=False),
+    Column("submitted_at", UTCDateTime, nullable=False),
+    Column("reviewed_by", Integer, ForeignKey("console_users.id")),
+    Column("reviewed_at", UTCDateTime),
+    Column("comment", Text),
+    Column("plan", Text),  # JSON: the plan's counts the reviewer approved
+    Column("published_at", UTCDateTime),
+)
+
+# Migration 0013. The console's settings kept once: clinic details, approval (JSON values).
+console_settings = Table(
+    "console_settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+Index("ix_console_reviews_campaign", console_reviews.c.campaign, console_reviews.c.id)
 Index("ix_console_sessions_user", console_sessions.c.user_id)
 Index("ix_console_failures_key", console_failures.c.key, console_failures.c.failed_at)
 Index("ix_audit_log_at", audit_log.c.at)
@@ -236,7 +265,7 @@ Index(
     sqlite_where=UNKNOWN_ONLY,
     postgresql_where=UNKNOWN_ONLY,
 )
-# Migration 0013. The console's statistics: a campaign's events by delivery (no scan of
+# Migration 0014. The console's statistics: a campaign's events by delivery (no scan of
 # every event), and sent rows by sent_at (a row enters once, when sent). A query uses the
 # partial index only when it names the status as the literal SENT_ONLY (not a parameter).
 Index("ix_events_delivery", events.c.delivery_id, events.c.type)

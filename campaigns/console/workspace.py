@@ -1,0 +1,174 @@
+"""The console's campaign folders: DRIPMAIL_WORKSPACE, read from disk on every request.
+
+A folder edited on disk (by hand, by `dripmail split`) is what the next page shows: there
+is no cache to go stale. A change saved in the console is checked by loading the whole
+campaign with the new text first (nothing is written when it would not load), then
+written to the folder's file atomically (a temporary file in the same folder, renamed
+over the old one), so the CLI and workers never read half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_files, load_folder
+from campaigns.authoring.yamlio import dump, load_with_lines
+from campaigns.errors import DripmailError, InputError, NotFoundError
+from campaigns.settings import Settings
+
+__all__ = [
+    "Folder",
+    "StepDraft",
+    "Timing",
+    "folder_path",
+    "folders",
+    "save_step",
+    "save_timing",
+    "step_text",
+    "with_step",
+    "workspace_root",
+    "write_atomic",
+]
+
+# A folder's name in a URL: the shape of a campaign name, so no path can be smuggled in.
+FOLDER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class Folder:
+    """One campaign folder of the workspace: its campaign, or why it does not load."""
+
+    name: str  # the folder's name (the console's URLs use it)
+    path: Path
+    campaign: Campaign | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class StepDraft:
+    """What the editor sends for one step: its subject, preheader, button and Markdown."""
+
+    subject: str
+    preheader: str
+    cta: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What the editor sends for the sequence: step order and delays, window, closures."""
+
+    order: Sequence[str]  # step files in their new order
+    delays: Mapping[str, str]  # step file -> delay ("2d", "36h")
+    start: str
+    end: str
+    days: Sequence[str]
+    closed: Sequence[str]  # ISO dates
+    min_gap: str
+
+
+def workspace_root(settings: Settings) -> Path:
+    """DRIPMAIL_WORKSPACE (default ./campaigns), made when missing."""
+    root = Path(settings.workspace).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def folders(root: Path) -> list[Folder]:
+    """Every folder of the workspace holding a campaign.yaml, by name, each read now."""
+    found = []
+    for path in sorted(root.iterdir()):
+        if path.is_dir() and FOLDER_NAME.fullmatch(path.name) and (path / CAMPAIGN_FILE).is_file():
+            found.append(read(path))
+    return found
+
+
+def read(path: Path) -> Folder:
+    try:
+        return Folder(path.name, path, load_folder(path), None)
+    except DripmailError as exc:
+        return Folder(path.name, path, None, str(exc))
+
+
+def folder_path(root: Path, name: str) -> Path:
+    """The folder `name` of the workspace (NotFoundError for any other shape or none)."""
+    path = root / name
+    if not FOLDER_NAME.fullmatch(name) or not (path / CAMPAIGN_FILE).is_file():
+        raise NotFoundError(f"no campaign folder {name!r} in the workspace")
+    return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all: a temporary file renamed over it."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def step_text(draft: StepDraft) -> str:
+    """A step file from the editor's fields: front matter, then the Markdown as typed."""
+    meta = {"subject": _one_line(draft.subject)}
+    if draft.preheader.strip():
+        meta["preheader"] = _one_line(draft.preheader)
+    if draft.cta.strip():
+        meta["cta"] = _one_line(draft.cta)
+    body = draft.body.replace("\r\n", "\n").strip("\n")
+    return f"---\n{dump(meta)}---\n{body}\n"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def with_step(campaign: Campaign, step_file: str, draft: StepDraft) -> Campaign:
+    """The campaign as it would be with this step's text (InputError when it would not load)."""
+    files = {**campaign.files, step_file: step_text(draft)}
+    return load_files(files, origin=campaign.origin)
+
+
+def save_step(path: Path, key: str, draft: StepDraft) -> Campaign:
+    """Write one step's file after checking the campaign loads with it; the new campaign."""
+    campaign = load_folder(path)
+    step = campaign.step(key)
+    updated = with_step(campaign, step.file, draft)
+    write_atomic(path / step.file, updated.files[step.file])
+    return updated
+
+
+def save_timing(path: Path, timing: Timing) -> Campaign:
+    """Rewrite campaign.yaml's steps (order, delays) and send_window after checking them.
+
+    campaign.yaml is written back from its data: its `#` comments are not kept."""
+    campaign = load_folder(path)
+    data, _lines = load_with_lines(campaign.files[CAMPAIGN_FILE], str(path / CAMPAIGN_FILE))
+    known = {step.file for step in campaign.steps}
+    if sorted(timing.order) != sorted(known):
+        raise InputError("the step order must name every step once", field="order")
+    data["steps"] = [{"file": file, "delay": timing.delays[file].strip()} for file in timing.order]
+    window = dict(data.get("send_window") or {})
+    window["start"], window["end"] = timing.start.strip(), timing.end.strip()
+    window["days"] = [day for day in DAYS if day in timing.days]
+    if not isinstance(window.get("closed"), str):  # an .ics file's name stays as it is
+        window["closed"] = [day.strip() for day in timing.closed if day.strip()]
+    if timing.min_gap.strip():
+        window["min_gap"] = timing.min_gap.strip()
+    else:
+        window.pop("min_gap", None)
+    data["send_window"] = window
+    text = dump(data)
+    updated = load_files({**campaign.files, CAMPAIGN_FILE: text}, origin=campaign.origin)
+    write_atomic(path / CAMPAIGN_FILE, text)
+    return updated
