@@ -112,10 +112,11 @@ def test_unset_and_empty_variables_take_the_defaults():
     for environ in ({}, dict.fromkeys(VARIABLES, "")):
         settings = Settings.from_env(environ)
         assert settings.log_level == "INFO"
+        assert settings.workspace == "./campaigns"
         assert all(
             getattr(settings, field) is None
             for field, _ in VARIABLES.values()
-            if field != "log_level"
+            if field not in ("log_level", "workspace")
         )
 
 
