@@ -251,10 +251,11 @@ def test_the_clinic_runs_a_campaign_from_the_console_end_to_end(
     assert trail.returncode == 0, trail.stderr
     lines = [json.loads(line) for line in trail.stdout.splitlines() if line.strip()]
     done = [(e["actor_email"] or e["actor"], e["action"]) for e in lines]
+    (artifacts / "console-e2e-audit.txt").write_text(dripmail("audit", "--db", db, env=env).stdout)
     expected = [
         ("ana@clinic.example", "user.setup"),
         ("ana@clinic.example", "sign-in"),
-        ("ana@clinic.example", "settings.details"),
+        ("ana@clinic.example", "settings.clinic"),
         ("ana@clinic.example", "user.add"),
         ("ana@clinic.example", "user.add"),
         ("ed@clinic.example", "user.setup"),
