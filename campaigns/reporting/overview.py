@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import func, select
 
 from campaigns.storage.statuses import PENDING, CampaignStatus, DeliveryStatus
 from campaigns.storage.store import Store
@@ -50,9 +50,7 @@ def campaign_overview(store: Store, *, now: datetime) -> list[CampaignOverview]:
         sent = dict(
             conn.execute(
                 by_campaign.where(
-                    # The literal lets SQLite use the partial index of sent rows (migration 0014).
-                    deliveries.c.status == literal_column(f"'{DeliveryStatus.SENT}'"),
-                    deliveries.c.sent_at >= now - RECENT,
+                    deliveries.c.status == DeliveryStatus.SENT, deliveries.c.sent_at >= now - RECENT
                 )
             ).all()
         )

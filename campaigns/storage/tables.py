@@ -266,14 +266,12 @@ Index(
     postgresql_where=UNKNOWN_ONLY,
 )
 # Migration 0014. The console's statistics: a campaign's events by delivery (no scan of
-# every event), and sent rows by sent_at (a row enters once, when sent). A query uses the
-# partial index only when it names the status as the literal SENT_ONLY (not a parameter).
+# every event), and its sent emails per step and day answered from the index alone.
 Index("ix_events_delivery", events.c.delivery_id, events.c.type)
-SENT_ONLY = text(f"status = '{DeliveryStatus.SENT}'")
 Index(
-    "ix_deliveries_sent",
-    deliveries.c.sent_at,
+    "ix_deliveries_counts",
     deliveries.c.enrollment_id,
-    sqlite_where=SENT_ONLY,
-    postgresql_where=SENT_ONLY,
+    deliveries.c.status,
+    deliveries.c.step_key,
+    deliveries.c.sent_at,
 )
