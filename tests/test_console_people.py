@@ -244,6 +244,20 @@ def test_statistics_show_the_funnel_and_sends_per_day_with_a_csv_and_no_address(
     assert client.get("/statistics/..%2F..%2Fetc").status_code == 404
 
 
+def test_statistics_are_read_again_once_their_snapshot_is_a_minute_old(store, app, clock):
+    admin_client, _ = signed_in(app, store, "admin", clock)
+    import_csv(admin_client)
+    client, _ = signed_in(app, store, "viewer", clock)
+    before = client.get("/statistics/ketamine-and-sleep").text
+    assert 'id="total-sent">0<' in before
+    send_first_emails(store)
+    again = client.get("/statistics/ketamine-and-sleep").text
+    assert 'id="total-sent">0<' in again  # the snapshot, with the time it was taken
+    assert f"Counts as of {clock():%Y-%m-%d %H:%M:%S} UTC" in again
+    clock.advance(seconds=61)
+    assert 'id="total-sent">2<' in client.get("/statistics/ketamine-and-sleep").text
+
+
 def test_a_step_subject_with_a_formula_is_defused_in_the_csv(store, app, clock, clinic_folder):
     step = sorted(clinic_folder.glob("01-*.md"))[0]
     text = step.read_text()

@@ -4,11 +4,20 @@ Routes: GET /statistics (the published campaigns), GET /statistics/{name} (a cha
 a table of the same numbers for each), GET /statistics/{name}.csv (the per-step counts,
 through campaigns.csv_cells, which defuses cells a spreadsheet would run as formulas).
 Only counts are shown: no page here carries a patient's address or name.
+
+The counts of a campaign are computed from indexed queries (migration 0014) and kept as
+a snapshot per published version for SNAPSHOT_AGE of the console's clock, so a page
+opened again and again (or by several people) reads the database once a minute, not
+once a request; the page says what time its counts are from.
 """
 
 from __future__ import annotations
 
 import io
+import threading
+import weakref
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from starlette.responses import Response
@@ -22,21 +31,52 @@ from campaigns.errors import NotFoundError
 from campaigns.reporting.sends_over_time import sends_per_day
 from campaigns.reporting.stats import CampaignStats, campaign_stats
 from campaigns.storage.publish import is_folder_ref
+from campaigns.storage.store import Store
 from campaigns.storage.tables import campaigns
 
-__all__ = ["FUNNEL", "ROUTES"]
+__all__ = ["FUNNEL", "ROUTES", "SNAPSHOT_AGE"]
 
 FUNNEL = ("sent", "delivered", "opened", "clicked", "unsubscribed", "complaints")
+SNAPSHOT_AGE = timedelta(seconds=60)
 
 
-def _stats(call: Call) -> CampaignStats | None:
+@dataclass(frozen=True)
+class Snapshot:
+    """A campaign's counts as read at `taken`."""
+
+    stats: CampaignStats
+    days: list[tuple[date, int]]
+    taken: datetime
+
+
+# Per store (one console app), per (campaign, published version); dropped with the store.
+_snapshots: weakref.WeakKeyDictionary[Store, dict[tuple[str, str], Snapshot]] = (
+    weakref.WeakKeyDictionary()
+)
+_lock = threading.Lock()
+
+
+def _snapshot(call: Call) -> Snapshot | None:
     name = call.request.path_params["name"]
     if is_folder_ref(name):  # a published name only: never a path on this machine
         return None
+    with call.store.connect() as conn:
+        version = conn.scalar(select(campaigns.c.version).where(campaigns.c.name == name))
+    if version is None:
+        return None
+    key = (name, version)
+    with _lock:
+        held = _snapshots.setdefault(call.store, {}).get(key)
+    if held is not None and timedelta(0) <= call.now - held.taken < SNAPSHOT_AGE:
+        return held
     try:
-        return campaign_stats(call.store, name)
+        stats = campaign_stats(call.store, name)
     except NotFoundError:
         return None
+    made = Snapshot(stats, sends_per_day(call.store, stats.campaign), call.now)
+    with _lock:
+        _snapshots.setdefault(call.store, {})[key] = made
+    return made
 
 
 @requires(Permission.VIEW_STATISTICS)
@@ -50,19 +90,20 @@ def statistics_home(call: Call) -> Response:
 
 @requires(Permission.VIEW_STATISTICS)
 def campaign_statistics(call: Call) -> Response:
-    stats = _stats(call)
-    if stats is None:
+    snapshot = _snapshot(call)
+    if snapshot is None:
         return call.render("not_found.html.j2", 404)
+    stats, days = snapshot.stats, snapshot.days
     total = stats.total
     untracked = set(stats.untracked)
     funnel = [(column, getattr(total, column)) for column in FUNNEL if column not in untracked]
-    days = sends_per_day(call.store, stats.campaign)
     return call.render(
         "campaign_statistics.html.j2",
         active="statistics",
         stats=stats,
         columns=[c for c in FUNNEL if c not in untracked],
         untracked=sorted(untracked),
+        taken=snapshot.taken,
         funnel_chart=bar_chart("funnel", f"{stats.campaign}: funnel, all steps", funnel),
         days=days,
         days_chart=bar_chart(
@@ -73,9 +114,10 @@ def campaign_statistics(call: Call) -> Response:
 
 @requires(Permission.VIEW_STATISTICS)
 def campaign_csv(call: Call) -> Response:
-    stats = _stats(call)
-    if stats is None:
+    snapshot = _snapshot(call)
+    if snapshot is None:
         return call.render("not_found.html.j2", 404)
+    stats = snapshot.stats
     out = io.StringIO()
     writer = csv_cells.writer(out)
     untracked = set(stats.untracked)
