@@ -56,6 +56,8 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
+        # The editor's and reviewer's previews: sandboxed frames of console URLs only.
+        "frame-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
 }
@@ -251,13 +253,8 @@ def _guarded(page: Page, permission: Permission | str) -> Callable[[Request], An
     return endpoint
 
 
-def requires(
-    permission: Permission, *, upload: int = 0
-) -> Callable[[Page], Callable[[Request], Any]]:
-    """The page needs a signed-in user whose role holds `permission`. (`upload` is kept
-    for pages written against an earlier guard: every POST may be multipart, within
-    forms.MAX_UPLOAD.)"""
-    del upload
+def requires(permission: Permission) -> Callable[[Page], Callable[[Request], Any]]:
+    """The page needs a signed-in user whose role holds `permission`."""
     return lambda page: _guarded(page, permission)
 
 

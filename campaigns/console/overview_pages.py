@@ -8,9 +8,10 @@ from __future__ import annotations
 from starlette.responses import Response
 from starlette.routing import Route
 
+from campaigns.console.campaign_list import campaign_rows
 from campaigns.console.guard import Call, requires
 from campaigns.console.permissions import Permission
-from campaigns.reporting.overview import campaign_overview
+from campaigns.console.workspace import workspace_root
 from campaigns.storage import audit
 
 __all__ = ["ROUTES"]
@@ -20,8 +21,9 @@ AUDIT_SHOWN = 500
 
 @requires(Permission.VIEW_DASHBOARD)
 def dashboard(call: Call) -> Response:
-    rows = campaign_overview(call.store, now=call.now)
-    return call.render("dashboard.html.j2", active="dashboard", campaigns=rows)
+    # Every campaign: workspace drafts, reviews, published ones, alerts (campaign_list).
+    rows = campaign_rows(call.store, workspace_root(call.console.settings), now=call.now)
+    return call.render("campaigns.html.j2", active="dashboard", campaigns=rows)
 
 
 @requires(Permission.VIEW_AUDIT)

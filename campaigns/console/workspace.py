@@ -74,15 +74,15 @@ class Timing:
 
 
 def workspace_root(settings: Settings) -> Path:
-    """DRIPMAIL_WORKSPACE (default ./campaigns), made when missing."""
-    root = Path(settings.workspace).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    """DRIPMAIL_WORKSPACE (default ./campaigns); made only when a campaign is created."""
+    return Path(settings.workspace).expanduser()
 
 
 def folders(root: Path) -> list[Folder]:
     """Every folder of the workspace holding a campaign.yaml, by name, each read now."""
-    found = []
+    found: list[Folder] = []
+    if not root.is_dir():
+        return found
     for path in sorted(root.iterdir()):
         if path.is_dir() and FOLDER_NAME.fullmatch(path.name) and (path / CAMPAIGN_FILE).is_file():
             found.append(read(path))
