@@ -80,8 +80,8 @@ class Staff:
         if phone:
             check_page(self.page, self.axe, self.shots, f"e2e-{name}")
             return
-        # console-campaigns' pages still scroll sideways at 375 px (reported to it): here
-        # they are checked with axe and photographed; their own tests own the 375 px check.
+        # The review page (console-campaigns') still scrolls sideways at 375 px (413 px on
+        # 2026-12-06, reported): here it is checked with axe and photographed only.
         assert run_axe(self.page, self.axe, iframes=False) == [], name
         self.page.screenshot(path=str(self.shots / f"console-e2e-{name}.png"), full_page=True)
 
@@ -154,7 +154,7 @@ def test_the_clinic_runs_a_campaign_from_the_console_end_to_end(
             page.fill(f"#{key}", value)
         page.click("#save-clinic")
         expect(page.locator(".notice")).to_contain_text("saved")
-        admin.check("settings", phone=False)
+        admin.check("settings")
 
         # People: an editor and a reviewer, each with a set-up link shown once.
         links = {}
@@ -177,11 +177,11 @@ def test_the_clinic_runs_a_campaign_from_the_console_end_to_end(
             page.set_input_files("#article", ARTICLE)
             page.click("#see-sequence")
             expect(page.locator("#create")).to_be_visible()
-            editor.check("new-campaign-sequence", phone=False)
+            editor.check("new-campaign-sequence")
             page.click("#create")
             expect(page.locator("#submit-review")).to_be_visible()
             name = urlsplit(page.url).path.rstrip("/").rsplit("/", 1)[1]
-            editor.check("campaign", phone=False)
+            editor.check("campaign")
             # Step 3's subject, then the phone preview shows it.
             page.locator(f'a[href^="/campaigns/{name}/steps/"]').nth(2).click()
             expect(page.locator("#subject")).to_be_visible()
@@ -193,11 +193,11 @@ def test_the_clinic_runs_a_campaign_from_the_console_end_to_end(
             # The email in the phone frame is labelled by its subject (as a mail app shows it).
             expect(phone.get_by_role("article", name=NEW_SUBJECT)).to_be_visible()
             page.screenshot(path=str(artifacts / "console-e2e-editor-phone-preview.png"))
-            editor.check("editor", phone=False)
+            editor.check("editor")
             page.goto(f"{origin}/campaigns/{name}")
             page.click("#submit-review")
             expect(page.locator("body")).to_contain_text("review")
-            editor.check("submitted", phone=False)
+            editor.check("submitted")
 
         with guarded(browser, (server.url,), **options) as (reviewer_context, _):
             reviewer = Staff(reviewer_context, origin, clock, artifacts, axe_source)
@@ -215,7 +215,7 @@ def test_the_clinic_runs_a_campaign_from_the_console_end_to_end(
             page.click("#open-publish")
             page.click("#publish")
             expect(page.locator("body")).to_contain_text("published")
-            reviewer.check("published", phone=False)
+            reviewer.check("published")
 
         # The admin imports 50 contacts into the published campaign.
         page = admin.page
