@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.console_pages import bench_console as console_pages  # noqa: E402
 from benchmarks.sendgrid_path import bench_sendgrid  # noqa: E402
 from campaigns.authoring.defaults import load_defaults  # noqa: E402
 from campaigns.authoring.folder import write_campaign  # noqa: E402
@@ -449,6 +450,13 @@ def bench_memory(work: Path, quick: bool) -> None:
     )
 
 
+def bench_console(work: Path, quick: bool) -> None:
+    """Each console page's p50/p95 with 100,000 contacts and 2 million deliveries."""
+    clinic = work / "clinic"
+    clinic_campaign(clinic)
+    console_pages(work, quick, report, clinic)
+
+
 BENCHMARKS = {
     "personalise": bench_personalise,
     "enroll": bench_enroll,
@@ -458,6 +466,7 @@ BENCHMARKS = {
     "postgres": bench_postgres,
     "sendgrid": bench_sendgrid,
     "memory": bench_memory,
+    "console": bench_console,
 }
 
 

@@ -29,12 +29,15 @@ import templates
 from campaigns.console import (
     auth_pages,
     campaign_pages,
+    contact_pages,
     editor_pages,
     new_pages,
+    newsletter_pages,
     overview_pages,
     people_pages,
     review_pages,
     settings_pages,
+    stats_pages,
 )
 from campaigns.console.guard import HEADERS, Call, Console, public
 from campaigns.settings import Settings
@@ -56,6 +59,9 @@ PAGE_ROUTES: list[BaseRoute] = [
     *auth_pages.ROUTES,
     *overview_pages.ROUTES,
     *people_pages.ROUTES,
+    *contact_pages.ROUTES,
+    *newsletter_pages.ROUTES,
+    *stats_pages.ROUTES,
     *new_pages.ROUTES,  # before campaign_pages: /campaigns/new is not a folder named "new"
     *campaign_pages.ROUTES,
     *editor_pages.ROUTES,

@@ -20,6 +20,7 @@ from campaigns.planning.contacts import join_tags, split_tags
 from campaigns.planning.conversions import campaign_goals, check_event, record_imported
 from campaigns.planning.plans import DriverPlan, plan, planner
 from campaigns.planning.signups import MAX_ATTRIBUTES, Contact, Signup, read_signups, validate
+from campaigns.storage import audit
 from campaigns.storage.publish import open_campaign, publish
 from campaigns.storage.statuses import IN_FLIGHT, DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import Store, bulk_insert
@@ -102,6 +103,7 @@ def import_csv(
     consent: str | None = None,
     encoding: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    actor: str | int = audit.CLI,
 ) -> EnrollReport:
     """Import a CSV of sign-ups. Bad rows are reported by line and left out; the rest go in.
 
@@ -112,7 +114,7 @@ def import_csv(
     read = read_signups(path, campaign, now=now, consent=consent, encoding=encoding)
     report = EnrollReport(rejected=read.rejected, attributes=read.attributes)
     with store.begin() as conn:
-        publish(conn, campaign, now=now)
+        publish(conn, campaign, now=now, actor=actor)  # the console passes its user's id
         unused = unused_events(conn, read.events)
     # A row naming an event no campaign's goal uses is left out, like any bad value.
     valid = [(line, c) for line, c in read.valid if c.email not in unused]

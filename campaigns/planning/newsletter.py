@@ -28,6 +28,7 @@ from campaigns.compliance.suppressions import cancel_pending
 from campaigns.errors import ConfigurationError, InputError
 from campaigns.planning import schedule
 from campaigns.planning.contacts import address_hash, normalise_tag
+from campaigns.storage import audit
 from campaigns.storage.publish import check_publishable, publish
 from campaigns.storage.statuses import CampaignKind, DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import UPGRADE_HINT, Store, _current_revision, head_revision
@@ -293,6 +294,7 @@ def schedule_newsletter(
     on_date: date | None = None,
     max_per_hour: int | None = None,
     dry_run: bool = False,
+    actor: str | int = audit.CLI,
 ) -> SchedulePlan:
     """Plan one delivery per subscribed, unsuppressed member of any of `tags`.
 
@@ -375,7 +377,7 @@ def schedule_newsletter(
         return plan
     step = campaign.steps[0]
     with store.begin() as conn:
-        publish(conn, campaign, now=now)  # kind: newsletter
+        publish(conn, campaign, now=now, actor=actor)  # kind: newsletter
         ids = list(plan.due)
         conn.execute(
             insert(enrollments),
