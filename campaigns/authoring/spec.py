@@ -356,15 +356,15 @@ def read_folder(folder: Path) -> dict[str, str]:
             files[name] = _referenced(
                 spec_path, name, line_of(lines, ("steps", index, "file")), f"steps[{index}].file"
             )
+        for at, name in variant_files(item):
+            if name not in files:
+                where = ("steps", index, "variants", at, "file")
+                files[name] = _referenced(spec_path, name, line_of(lines, where), dotted(where))
     listed = data.get("languages") if isinstance(data, dict) else None
     named = [n for n in list(files) if n != CAMPAIGN_FILE]
     for name in translation_names(listed, named):
         if (spec_path.parent / name).is_file() and inside(spec_path.parent, name) is not None:
             files[name] = _read_text(spec_path.parent / name)  # a translation beside its step
-        for at, name in variant_files(item):
-            if name not in files:
-                where = ("steps", index, "variants", at, "file")
-                files[name] = _referenced(spec_path, name, line_of(lines, where), dotted(where))
     window = data.get("send_window") if isinstance(data, dict) else None
     closed = window.get("closed") if isinstance(window, dict) else None
     if isinstance(closed, str) and closed not in files:

@@ -26,7 +26,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("deliveries", sa.Column("variant", sa.String(32)))
+    op.add_column("deliveries", sa.Column("variant", sa.String(32), nullable=True))
     # A winner rule counts each variant's sends per hand-off: rows with a variant only.
     with_variant = sa.text("variant IS NOT NULL")
     op.create_index(
