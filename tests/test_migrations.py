@@ -135,7 +135,15 @@ def snapshot(url: str) -> dict[str, list]:
 
 
 # Tables added since 0001: empty after an upgrade.
-NEW_TABLES = ("webhook_tokens", "worker_heartbeats", "health_records", "alerts", "contact_events")
+NEW_TABLES = (
+    "webhook_tokens",
+    "worker_heartbeats",
+    "health_records",
+    "alerts",
+    "contact_events",
+    "webhook_endpoints",
+    "webhook_messages",
+)
 
 
 def without_new_columns(data: dict[str, list]) -> dict[str, list]:

@@ -303,3 +303,19 @@ def test_cli_add_list_remove(tmp_path):
     assert removed.output.startswith("removed webhook endpoint 1 (https://crm.example.org/h)")
     missing = runner.invoke(cli.app, ["webhooks", "remove", "9", "--db", db])
     assert missing.exit_code != 0 and "no webhook endpoint '9'" in missing.output
+
+
+def test_dripmail_run_delivers_webhooks_beside_email(store, clinic, receivers, tmp_path):
+    receiver = receivers()
+    _, secret = add_endpoint(store, receiver.url, ["sent"], include_email=False, now=START)
+    enroll(store, clinic, Signup("pat@example.com", None, None, SIGNUP, "f"), now=START)
+    outbox = str(tmp_path / "outbox")
+    command = ["run", "--once", "--now", "2026-03-02T15:00", "--sender", "file"]
+    result = runner.invoke(cli.app, [*command, "--outbox", outbox, "--db", store.url])
+    assert result.exit_code == 0, result.output
+    assert "sent 1" in result.output
+    (request,) = receiver.requests
+    body = json.loads(request.body)
+    assert body["type"] == "sent" and body["data"]["step"] == clinic.steps[0].key
+    assert verifies(secret, request.headers, request.body)
+    assert [m.status for m in messages(store)] == [WebhookStatus.DELIVERED]
