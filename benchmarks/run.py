@@ -266,10 +266,15 @@ def dispatch_workers(url: str, workers: int) -> dict:
     }
 
 
-def dispatch_sqlite(work: Path, count: int, runs: int = 1, when: str | None = None) -> dict:
+def dispatch_sqlite(
+    work: Path, count: int, runs: int = 1, when: str | None = None, *, endpoint: bool = False
+) -> dict:
     """Enroll `count` contacts whose first email is due, then dispatch them in a fresh
     worker process, `runs` times from copies of that one database: the fastest run.
-    With `when`, the first email has that condition and half the contacts are tagged."""
+    With `when`, the first email has that condition and half the contacts are tagged.
+    With `endpoint`, an outbound webhook endpoint listens for `sent` (each recorded
+    hand-off writes a message per email to the outbox; nothing is delivered)."""
+    from campaigns.delivery.webhook_endpoints import add_endpoint
     from campaigns.planning.enroll import import_csv
     from campaigns.storage.store import Store
 
@@ -278,8 +283,11 @@ def dispatch_sqlite(work: Path, count: int, runs: int = 1, when: str | None = No
     write_contacts(contacts, count, tagged=when is not None)
     database = work / f"dispatch-{count}.db"
     template = work / f"dispatch-{count}-template.db"
+    template.unlink(missing_ok=True)
     store = Store(f"sqlite:///{template}")
     import_csv(store, campaign, contacts, now=NOW)  # each contact signed up before NOW
+    if endpoint:
+        add_endpoint(store, "https://crm.example.org/hooks", ["sent"], include_email=False, now=NOW)
     store.close()  # the last connection checkpoints the WAL into the file
     results = []
     for _ in range(runs):
@@ -307,6 +315,21 @@ def bench_dispatch(work: Path, quick: bool) -> None:
         "deliveries/s",
         command,
     )
+
+
+def bench_webhooks(work: Path, quick: bool) -> None:
+    """The dispatch benchmark without and with one outbound webhook endpoint (`sent`)."""
+    count = 2_000 if quick else 20_000
+    command = f"python benchmarks/run.py webhooks{' --quick' if quick else ''}"
+    for endpoint in (False, True):
+        result = dispatch_sqlite(work / f"webhooks-{endpoint}", count, runs=RUNS, endpoint=endpoint)
+        report(
+            f"dispatch: SQLite, 1 worker, null sender, {'one' if endpoint else 'no'} webhook "
+            f"endpoint ({result['sent']:,}, best of {RUNS})",
+            result["sent"] / result["seconds"],
+            "deliveries/s",
+            command,
+        )
 
 
 def bench_conditions(work: Path, quick: bool) -> None:
@@ -421,6 +444,7 @@ BENCHMARKS = {
     "enroll": bench_enroll,
     "dispatch": bench_dispatch,
     "conditions": bench_conditions,
+    "webhooks": bench_webhooks,
     "postgres": bench_postgres,
     "sendgrid": bench_sendgrid,
     "memory": bench_memory,

@@ -18,7 +18,12 @@ from sqlalchemy import delete, func, insert, select
 
 from campaigns.delivery.webhook_signing import new_secret
 from campaigns.errors import InputError, NotFoundError
-from campaigns.storage.outbox import forget_subscribers, join_events, split_events
+from campaigns.storage.outbox import (
+    behind_an_earlier_one,
+    forget_subscribers,
+    join_events,
+    split_events,
+)
 from campaigns.storage.statuses import WebhookEvent, WebhookStatus
 from campaigns.storage.store import Store
 from campaigns.storage.tables import webhook_endpoints, webhook_messages
@@ -165,7 +170,7 @@ def endpoint_status(store: Store) -> list[EndpointStatus]:
         upcoming = dict(
             conn.execute(
                 select(m.endpoint_id, func.min(m.next_attempt_at))
-                .where(m.status == WebhookStatus.PENDING)
+                .where(m.status == WebhookStatus.PENDING, ~behind_an_earlier_one())
                 .group_by(m.endpoint_id)
             ).all()
         )

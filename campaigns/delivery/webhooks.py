@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import Connection, and_, exists, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import Connection, and_, select, update
 
 from campaigns.delivery.leases import worker_owner
 from campaigns.delivery.webhook_signing import headers
-from campaigns.storage.outbox import subscribers
+from campaigns.storage.outbox import behind_an_earlier_one, subscribers
 from campaigns.storage.statuses import WebhookStatus
 from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import contacts, webhook_endpoints, webhook_messages
@@ -120,22 +119,15 @@ class WebhookDeliverer:
     def claim(self, now: datetime, limit: int) -> list[Claimed]:
         """Lease up to `limit` due messages, each the earliest pending one of its contact
         and endpoint (messages naming no contact have no order to keep)."""
-        earlier = aliased(webhook_messages)
         with self.store.begin() as conn:
             lease_now = self.lease_now(conn)
-            blocked = exists().where(
-                earlier.c.endpoint_id == m.endpoint_id,
-                earlier.c.contact_id == m.contact_id,
-                earlier.c.status == W.PENDING,
-                earlier.c.id < m.id,
-            )
             due = (
                 select(m.id)
                 .where(
                     m.status == W.PENDING,
                     m.next_attempt_at <= now,
                     (m.lease_expires_at.is_(None)) | (m.lease_expires_at < lease_now),
-                    ~blocked,
+                    ~behind_an_earlier_one(),
                 )
                 .order_by(m.next_attempt_at, m.id)
                 .limit(limit)
