@@ -319,3 +319,27 @@ def test_dripmail_run_delivers_webhooks_beside_email(store, clinic, receivers, t
     assert body["type"] == "sent" and body["data"]["step"] == clinic.steps[0].key
     assert verifies(secret, request.headers, request.body)
     assert [m.status for m in messages(store)] == [WebhookStatus.DELIVERED]
+
+
+def test_two_workers_never_hold_one_message_or_a_contact_out_of_order(store, clinic, receivers):
+    receiver = receivers()
+    add_endpoint(store, receiver.url, ["enrolled", "unsubscribed"], include_email=False, now=START)
+    for i in range(4):
+        enroll(store, clinic, Signup(f"p{i}@example.com", None, None, SIGNUP, "f"), now=START)
+    for i in range(4):
+        claim = UnsubscribeClaim(contact_id(store, f"p{i}@example.com"), clinic.name, None)
+        unsubscribe(store, claim, Scope.ALL, now=START)
+    first, second = WebhookDeliverer(store), WebhookDeliverer(store)
+    mine = first.claim(START, 2)
+    theirs = second.claim(START, 100)
+    by_id = {m.id: m for m in messages(store)}
+    assert len(mine) == 2 and len(theirs) == 2  # only each contact's first message
+    assert not {c.id for c in mine} & {c.id for c in theirs}
+    assert {by_id[c.id].event for c in mine + theirs} == {"enrolled"}
+    assert second.claim(START, 100) == []  # the rest wait behind leased ones
+    for claimed in mine:
+        first.record(claimed, None, now=START)
+    # Delivered: the contact's next message is free to go, to whichever worker asks.
+    assert {by_id[c.id].event for c in second.claim(START, 100)} == {"unsubscribed"}
+    first.close()
+    second.close()
