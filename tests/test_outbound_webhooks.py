@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import logging
 import os
 import random
 import subprocess
@@ -343,3 +344,15 @@ def test_two_workers_never_hold_one_message_or_a_contact_out_of_order(store, cli
     assert {by_id[c.id].event for c in second.claim(START, 100)} == {"unsubscribed"}
     first.close()
     second.close()
+
+
+def test_no_endpoint_url_or_secret_in_the_logs(store, clinic, receivers, caplog):
+    caplog.set_level(logging.DEBUG)
+    receiver = receivers(always_fail=True)
+    url = receiver.url + "?token=receivers-own-token"
+    _, secret = add_endpoint(store, url, ["enrolled"], include_email=True, now=START)
+    enroll(store, clinic, Signup("pat@example.com", "Pat", None, SIGNUP, "f"), now=START)
+    WebhookDeliverer(store).drain(now=START)
+    assert receiver.requests
+    assert "receivers-own-token" not in caplog.text
+    assert secret not in caplog.text and "pat@example.com" not in caplog.text

@@ -45,6 +45,16 @@ DEFAULT_LEASE = timedelta(minutes=2)  # well beyond the request timeout
 DEFAULT_TIMEOUT = 10.0  # seconds per request: connect, read, write
 DEFAULT_LIMIT = 100  # messages per round: a worker's tick stays short
 ERROR_CHARS = 200
+_attempting = threading.local()
+
+
+def _not_an_endpoint_request(record: logging.LogRecord) -> bool:
+    """Drop httpx's INFO "HTTP Request: POST <url>" records of webhook attempts: an
+    endpoint URL may carry the receiver's own token. Other httpx users keep theirs."""
+    return not getattr(_attempting, "active", False)
+
+
+logging.getLogger("httpx").addFilter(_not_an_endpoint_request)
 
 
 @dataclass
@@ -178,6 +188,7 @@ class WebhookDeliverer:
         """POST one message; None when the endpoint answered 2xx, else a short error."""
         body = body_of(claimed)
         stamp = int(self.real_time())
+        _attempting.active = True
         try:
             with self.client.stream(
                 "POST",
@@ -198,6 +209,8 @@ class WebhookDeliverer:
             return "timed out"
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {str(exc)[:ERROR_CHARS]}"
+        finally:
+            _attempting.active = False
 
     def record(self, claimed: Claimed, error: str | None, *, now: datetime) -> WebhookStatus:
         """Write an attempt's outcome, fenced on this worker's lease."""
