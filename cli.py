@@ -6,6 +6,7 @@ import functools
 import inspect
 import logging
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -1381,6 +1382,135 @@ def newsletter_cancel(
     when = _now(now)
     cancelled = cancel_newsletter(_store(db), folder, now=when)
     console.print(f"cancelled {_n(cancelled, 'email')}")
+
+
+# -- outbound webhooks ----------------------------------------------------------------------
+
+
+webhooks_app = _group(
+    "webhooks",
+    "Tell the clinic's systems what happened: signed outbound webhooks (Standard Webhooks).",
+)
+
+
+@command(
+    "dripmail webhooks add https://crm.example.org/dripmail --events sent,bounced,unsubscribed",
+    name="add",
+    group=webhooks_app,
+)
+def webhooks_add(
+    url: Annotated[str, typer.Argument(help="https URL (http only on 127.0.0.1/localhost/[::1])")],
+    events: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: enrolled, confirmed, sent, bounced, complained, "
+            "unsubscribed, converted"
+        ),
+    ],
+    include_email: Annotated[
+        bool, typer.Option("--include-email", help="Add the contact's address to each payload")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Add an endpoint; its signing secret is printed once, on the last line."""
+    from campaigns.delivery.webhook_endpoints import add_endpoint, parse_events
+
+    names = parse_events(events)
+    endpoint, secret = add_endpoint(
+        _store(db), url, names, include_email=include_email, now=datetime.now(UTC)
+    )
+    console.print(
+        f"added webhook endpoint {endpoint.id}: {endpoint.url} ({', '.join(endpoint.events)}"
+        f"{'; with the address' if endpoint.include_email else ''})",
+        markup=False,
+    )
+    console.print("signing secret (shown only now; keep it like a provider key):")
+    typer.echo(secret)
+
+
+@command("dripmail webhooks list", name="list", group=webhooks_app)
+def webhooks_list(db: DbOption = None) -> None:
+    """List the endpoints and their events (never their secrets)."""
+    from campaigns.delivery.webhook_endpoints import list_endpoints
+
+    found = list_endpoints(_store(db, existing=True))
+    if not found:
+        console.print("no webhook endpoints (add one: dripmail webhooks add URL --events ...)")
+    for e in found:
+        console.print(
+            f"{e.id}  {e.url}  events: {','.join(e.events)}  "
+            f"address: {'yes' if e.include_email else 'no'}  added {e.created_at:%Y-%m-%d %H:%M}",
+            markup=False,
+        )
+
+
+@command("dripmail webhooks remove 1", name="remove", group=webhooks_app)
+def webhooks_remove(
+    endpoint: Annotated[str, typer.Argument(metavar="ID|URL", help="The endpoint's id or URL")],
+    db: DbOption = None,
+) -> None:
+    """Remove an endpoint; its messages not yet delivered are dropped with it."""
+    from campaigns.delivery.webhook_endpoints import remove_endpoint
+
+    removed, dropped = remove_endpoint(_store(db, existing=True), endpoint)
+    console.print(
+        f"removed webhook endpoint {removed.id} ({removed.url}); "
+        f"{_n(dropped, 'message')} dropped with it",
+        markup=False,
+    )
+
+
+@command("dripmail webhooks status", name="status", group=webhooks_app)
+def webhooks_status(db: DbOption = None) -> None:
+    """Per endpoint: messages pending, delivered, failed (given up), last error, next attempt."""
+    from campaigns.delivery.webhook_endpoints import endpoint_status
+
+    found = endpoint_status(_store(db, existing=True))
+    if not found:
+        console.print("no webhook endpoints")
+    for s in found:
+        console.print(f"{s.endpoint.id}  {s.endpoint.url}", markup=False)
+        console.print(
+            f"  pending {s.pending}, delivered {s.delivered}, failed {s.failed} (given up)"
+        )
+        console.print(f"  last error: {s.last_error or '-'}", markup=False)
+        upcoming = f"{s.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC" if s.next_attempt_at else "-"
+        console.print(f"  next attempt: {upcoming}")
+
+
+@command("dripmail webhooks deliver --once", name="deliver", group=webhooks_app)
+def webhooks_deliver(
+    once: Annotated[bool, typer.Option("--once", help="Deliver what is due, then stop")] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between rounds without --once")
+    ] = 2.0,
+    now: NowOption = None,
+    db: DbOption = None,
+) -> None:
+    """Deliver due webhook messages (`dripmail run` does this too, beside email)."""
+    from campaigns.delivery.webhooks import WebhookDeliverer
+
+    settings = _settings()
+    _setup_logging(settings)
+    deliverer = WebhookDeliverer(_store(db, settings))
+    total = [0, 0, 0]
+    try:
+        while True:
+            when = _now(now)
+            report = deliverer.drain(now=when) if once else deliverer.run(now=when)
+            total = [
+                total[0] + report.delivered,
+                total[1] + report.retrying,
+                total[2] + report.failed,
+            ]
+            if once:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        deliverer.close()
+    console.print(f"delivered {total[0]}, retrying {total[1]}, given up {total[2]}")
 
 
 # -- database ------------------------------------------------------------------------------

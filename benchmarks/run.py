@@ -268,14 +268,23 @@ def dispatch_workers(url: str, workers: int) -> dict:
 
 
 def dispatch_sqlite(
-    work: Path, count: int, runs: int = 1, when: str | None = None, *, variants: bool = False
+    work: Path,
+    count: int,
+    runs: int = 1,
+    when: str | None = None,
+    *,
+    variants: bool = False,
+    endpoint: bool = False,
 ) -> dict:
     """Enroll `count` contacts whose first email is due, then dispatch them in a fresh
     worker process, `runs` times from copies of that one database: the fastest run.
     With `when`, the first email has that condition and half the contacts are tagged.
 
     `variants`: the first email has two A/B variants and a winner rule that never
-    decides (after: 10^6), so every hand-off also counts each variant's sends."""
+    decides (after: 10^6), so every hand-off also counts each variant's sends.
+    With `endpoint`, an outbound webhook endpoint listens for `sent` (each recorded
+    hand-off writes a message per email to the outbox; nothing is delivered)."""
+    from campaigns.delivery.webhook_endpoints import add_endpoint
     from campaigns.planning.enroll import import_csv
     from campaigns.storage.store import Store
 
@@ -297,8 +306,11 @@ def dispatch_sqlite(
     write_contacts(contacts, count, tagged=when is not None)
     database = work / f"dispatch-{count}.db"
     template = work / f"dispatch-{count}-template.db"
+    template.unlink(missing_ok=True)
     store = Store(f"sqlite:///{template}")
     import_csv(store, campaign, contacts, now=NOW)  # each contact signed up before NOW
+    if endpoint:
+        add_endpoint(store, "https://crm.example.org/hooks", ["sent"], include_email=False, now=NOW)
     store.close()  # the last connection checkpoints the WAL into the file
     results = []
     for _ in range(runs):
@@ -326,6 +338,27 @@ def bench_dispatch(work: Path, quick: bool) -> None:
         "deliveries/s",
         command,
     )
+
+
+def bench_webhooks(work: Path, quick: bool) -> None:
+    """The dispatch benchmark without and with one outbound webhook endpoint (`sent`),
+    in turns (without, with, without, ...) so both see the same load of a shared machine."""
+    count = 2_000 if quick else 20_000
+    command = f"python benchmarks/run.py webhooks{' --quick' if quick else ''}"
+    results: dict[bool, list[dict]] = {False: [], True: []}
+    for _ in range(RUNS):
+        for endpoint in (False, True):
+            folder = work / f"webhooks-{endpoint}"
+            results[endpoint].append(dispatch_sqlite(folder, count, endpoint=endpoint))
+    for endpoint, runs in results.items():
+        result = fastest(runs)
+        report(
+            f"dispatch: SQLite, 1 worker, null sender, {'one' if endpoint else 'no'} webhook "
+            f"endpoint ({result['sent']:,}, best of {RUNS})",
+            result["sent"] / result["seconds"],
+            "deliveries/s",
+            command,
+        )
 
 
 def bench_conditions(work: Path, quick: bool) -> None:
@@ -463,6 +496,7 @@ BENCHMARKS = {
     "dispatch": bench_dispatch,
     "conditions": bench_conditions,
     "variants": bench_variants,
+    "webhooks": bench_webhooks,
     "postgres": bench_postgres,
     "sendgrid": bench_sendgrid,
     "memory": bench_memory,

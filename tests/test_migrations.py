@@ -150,6 +150,8 @@ NEW_TABLES = (
     "console_reviews",
     "console_settings",
     "api_tokens",
+    "webhook_endpoints",
+    "webhook_messages",
 )
 
 

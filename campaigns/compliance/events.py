@@ -24,16 +24,24 @@ from sqlalchemy import Connection, select, update
 
 from campaigns.compliance.event_health import check_campaigns, count_bad_news
 from campaigns.compliance.event_model import NOT_SENT, SUPPRESSING, EventKind, ProviderEvent
-from campaigns.compliance.suppressions import insert_new, suppress_contacts
+from campaigns.compliance.suppressions import contact_ids_for, insert_new, suppress_contacts
 from campaigns.planning.contacts import normalise_email
 from campaigns.rendering.categories import campaign_category
-from campaigns.storage.statuses import DeliveryStatus
+from campaigns.storage.outbox import emit, listening
+from campaigns.storage.statuses import DeliveryStatus, WebhookEvent
 from campaigns.storage.store import Store
-from campaigns.storage.tables import campaigns, deliveries, events
+from campaigns.storage.tables import campaigns, deliveries, enrollments, events
 
 log = logging.getLogger("dripmail.events")
 
 MAX_ID = 2**31 - 1  # the largest id an INTEGER column holds on PostgreSQL
+# The provider events an outbound webhook endpoint can hear of (storage/outbox.py).
+WEBHOOK_EVENTS = {
+    EventKind.BOUNCED_HARD: WebhookEvent.BOUNCED,
+    EventKind.BOUNCED_SOFT: WebhookEvent.BOUNCED,
+    EventKind.COMPLAINED: WebhookEvent.COMPLAINED,
+    EventKind.UNSUBSCRIBED: WebhookEvent.UNSUBSCRIBED,
+}
 
 
 @dataclass
@@ -120,6 +128,8 @@ def apply_provider_events(
                 report.cancelled += cancelled
             if delivery_id is not None:
                 report.reconciled += _settle_unknown(conn, delivery_id, event, now=now)
+            if event.kind in WEBHOOK_EVENTS and listening(conn, WEBHOOK_EVENTS[event.kind]):
+                _emit_webhook(conn, event, delivery_id, address, now=now)
         counted = count_bad_news(conn, stored)
     report.paused = check_campaigns(store, counted, now=now)
     log.info(
@@ -153,3 +163,50 @@ def _settle_unknown(
         .where(deliveries.c.id == delivery_id, deliveries.c.status == DeliveryStatus.UNKNOWN)
         .values(updated_at=now, **values)
     ).rowcount
+
+
+def _emit_webhook(
+    conn: Connection,
+    event: ProviderEvent,
+    delivery_id: int | None,
+    address: str | None,
+    *,
+    now: datetime,
+) -> None:
+    """The webhook event of a stored provider event, for its contact: the delivery's, or
+    (an event naming no delivery of ours) each contact with the address. Ids only."""
+    data: dict[str, Any] = {"provider": event.provider, "delivery_id": delivery_id}
+    if event.kind is EventKind.BOUNCED_HARD:
+        data["bounce"] = "hard"
+    elif event.kind is EventKind.BOUNCED_SOFT:
+        data["bounce"] = "soft"
+    elif event.kind is EventKind.UNSUBSCRIBED:
+        data["scope"] = "all"
+    items = []
+    if delivery_id is not None:
+        row = conn.execute(
+            select(
+                enrollments.c.contact_id,
+                enrollments.c.id,
+                enrollments.c.campaign,
+                deliveries.c.step_key,
+            )
+            .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
+            .where(deliveries.c.id == delivery_id)
+        ).first()
+        if row is not None:
+            items.append(
+                (
+                    row.contact_id,
+                    {
+                        "contact_id": row.contact_id,
+                        "enrollment_id": row.id,
+                        "campaign": row.campaign,
+                        "step": row.step_key,
+                        **data,
+                    },
+                )
+            )
+    elif address:
+        items = [(c, {"contact_id": c, **data}) for c in contact_ids_for(conn, address)]
+    emit(conn, WEBHOOK_EVENTS[event.kind], items, now=now)

@@ -23,7 +23,14 @@ from sqlalchemy.exc import IntegrityError
 from campaigns.compliance.event_model import SUPPRESSING
 from campaigns.compliance.undo_record import UndoRecord, remember
 from campaigns.rendering.tokens import UnsubscribeClaim
-from campaigns.storage.statuses import PENDING, CampaignKind, DeliveryStatus, EnrollmentStatus
+from campaigns.storage.outbox import emit
+from campaigns.storage.statuses import (
+    PENDING,
+    CampaignKind,
+    DeliveryStatus,
+    EnrollmentStatus,
+    WebhookEvent,
+)
 from campaigns.storage.store import Store
 from campaigns.storage.tables import (
     campaigns,
@@ -215,6 +222,10 @@ def unsubscribe(
         if scope is Scope.NEWSLETTER:
             changed, cancelled = leave_newsletter(conn, contact.id, now=now, reason=reason)
             remember(conn, replace(done, newsletter=changed))
+            if changed:
+                emit_unsubscribed(
+                    conn, contact.id, scope, claim.campaign, claim.delivery_id, now=now
+                )
             log.info("unsubscribe: contact %d, scope newsletter", claim.contact_id)
             return UnsubscribeResult(scope, changed, cancelled, True)
         suppressed = False
@@ -249,6 +260,8 @@ def unsubscribe(
             )
         changed = suppressed or bool(left)
         remember(conn, replace(done, suppressed=suppressed, enrollments=tuple(left)))
+        if changed:
+            emit_unsubscribed(conn, contact.id, scope, claim.campaign, claim.delivery_id, now=now)
     log.info(
         "unsubscribe: contact %d, scope %s, %d pending deliveries cancelled",
         claim.contact_id,
@@ -256,6 +269,22 @@ def unsubscribe(
         cancelled,
     )
     return UnsubscribeResult(scope, changed, cancelled, True)
+
+
+def emit_unsubscribed(
+    conn: Connection,
+    contact_id: int,
+    scope: str,
+    campaign: str | None,
+    delivery_id: int | None,
+    *,
+    now: datetime,
+) -> None:
+    """The `unsubscribed` webhook event, in the unsubscribe's transaction. `scope` is
+    all, campaign or newsletter (or the provider's kind, for a provider's unsubscribe)."""
+    data = {"contact_id": contact_id, "scope": str(scope), "campaign": campaign}
+    data["delivery_id"] = delivery_id
+    emit(conn, WebhookEvent.UNSUBSCRIBED, [(contact_id, data)], now=now)
 
 
 def unsubscribe_key(claim: UnsubscribeClaim, scope: Scope) -> str:

@@ -10,16 +10,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from campaigns.delivery.autopause import record_handoff
 from campaigns.delivery.decide import DueRow
 from campaigns.delivery.leases import fenced
 from campaigns.delivery.outcomes import Outcomes
 from campaigns.delivery.report import RunReport
-from campaigns.storage.statuses import DeliveryStatus
+from campaigns.storage.outbox import emit, listening
+from campaigns.storage.statuses import DeliveryStatus, WebhookEvent
 from campaigns.storage.store import Store, utcnow
-from campaigns.storage.tables import deliveries
+from campaigns.storage.tables import deliveries, enrollments
 
 log = logging.getLogger("dripmail.dispatch")
 
@@ -181,6 +182,8 @@ class Recorder:
                         for e in outcomes.retry
                     ],
                 )
+            if outcomes.sent and listening(conn, WebhookEvent.SENT):
+                _emit_sent(conn, [e.id for e in outcomes.sent], now=now)
             # What the automatic pause reads (autopause.py), with the outcomes it counts.
             record_handoff(
                 conn,
@@ -202,3 +205,38 @@ class Recorder:
             len(outcomes.unknown),
             len(outcomes.retry),
         )
+
+
+def _emit_sent(conn: Connection, delivery_ids: list[int], *, now: datetime) -> None:
+    """The `sent` webhook event of each delivery, in the transaction that records it."""
+    rows = conn.execute(
+        select(
+            deliveries.c.id,
+            deliveries.c.enrollment_id,
+            deliveries.c.step_key,
+            deliveries.c.provider_message_id,
+            enrollments.c.contact_id,
+            enrollments.c.campaign,
+        )
+        .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
+        .where(deliveries.c.id.in_(delivery_ids))
+        .order_by(deliveries.c.id)
+    )
+    emit(
+        conn,
+        WebhookEvent.SENT,
+        [
+            (
+                row.contact_id,
+                {
+                    "contact_id": row.contact_id,
+                    "enrollment_id": row.enrollment_id,
+                    "campaign": row.campaign,
+                    "step": row.step_key,
+                    "delivery_id": row.id,
+                },
+            )
+            for row in rows
+        ],
+        now=now,
+    )

@@ -35,6 +35,7 @@ from campaigns.delivery.leases import worker_owner
 from campaigns.delivery.observer import Event, HandedOff, NoObserver, Observer, Ticked, tell
 from campaigns.delivery.report import RunReport
 from campaigns.delivery.sender_pool import SenderPool
+from campaigns.delivery.webhooks import WebhookThread
 from campaigns.errors import ConfigurationError, DripmailError
 from campaigns.logformat import formatter
 from campaigns.notify import NOBODY, Notifier
@@ -106,6 +107,7 @@ def run_worker(
     alerter = Alerter(store, settings)
     with _stop_on_signals(stop, forward=stopping) if handle_signals else _nothing():
         heart: HeartbeatRecorder | None = None
+        hooks: WebhookThread | None = None
         try:
             # Each run checks the campaigns and their senders first (held.py).
             dispatcher = Dispatcher(
@@ -126,6 +128,10 @@ def run_worker(
                 # campaign shares (run_workers checks the same before its processes start).
                 preflight(store, sender, check_senders=sender_for is None)
             notifier.ready("sending due emails")
+            # Outbound webhooks go beside email, in a thread of their own (webhooks.py).
+            hooks = WebhookThread(store, now=now)
+            if not once:
+                hooks.start()
             while not stop.is_set():
                 observer.ticked(Ticked(time.time()))
                 try:
@@ -141,6 +147,8 @@ def run_worker(
                 observer.ticked(Ticked(time.time()))
                 heart.tick(report)
                 watch(store, alerter, me=dispatcher.owner)
+                if once:
+                    hooks.round()
                 yield report
                 if once:
                     return
@@ -149,6 +157,8 @@ def run_worker(
                 while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
                     sleep(min(left, 0.2))
         finally:
+            if hooks is not None:
+                hooks.finish()
             if heart is not None:
                 heart.stop()
             if pool is not None:

@@ -36,7 +36,14 @@ from campaigns.authoring.yamlio import load_with_lines
 from campaigns.errors import ConfigurationError, InputError, NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.contacts import normalise_email
-from campaigns.storage.statuses import LIVE_ENROLLMENT, PENDING, DeliveryStatus, EnrollmentStatus
+from campaigns.storage.outbox import emit
+from campaigns.storage.statuses import (
+    LIVE_ENROLLMENT,
+    PENDING,
+    DeliveryStatus,
+    EnrollmentStatus,
+    WebhookEvent,
+)
 from campaigns.storage.store import Store
 from campaigns.storage.tables import (
     campaign_versions,
@@ -330,6 +337,7 @@ def mark_converted(
     transaction is short.
     """
     converted: list[tuple[str, int]] = []
+    reached_by: list[tuple[int, int, str, str]] = []  # for the `converted` webhook event
     cancelled = 0
     ids = sorted(reached)
     query = (
@@ -353,12 +361,22 @@ def mark_converted(
             .values(
                 status=EnrollmentStatus.CONVERTED, converted_at=at, conversion_event_id=event_pk
             )
-            .returning(enrollments.c.campaign)
+            .returning(enrollments.c.campaign, enrollments.c.contact_id)
         ).first()
         if row is None:
             continue
         converted.append((row.campaign, enrollment_id))
         cancelled += cancel_pending(conn, locked[enrollment_id], f"goal reached: {name}", now=now)
+        reached_by.append((row.contact_id, enrollment_id, row.campaign, name))
+    emit(
+        conn,
+        WebhookEvent.CONVERTED,
+        [
+            (c, {"contact_id": c, "enrollment_id": e, "campaign": campaign, "goal": goal})
+            for c, e, campaign, goal in reached_by
+        ],
+        now=now,
+    )
     return converted, cancelled
 
 

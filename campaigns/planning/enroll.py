@@ -21,8 +21,9 @@ from campaigns.planning.conversions import campaign_goals, check_event, record_i
 from campaigns.planning.plans import DriverPlan, plan, planner
 from campaigns.planning.signups import MAX_ATTRIBUTES, Contact, Signup, read_signups, validate
 from campaigns.storage import audit
+from campaigns.storage.outbox import emit, listening
 from campaigns.storage.publish import open_campaign, publish
-from campaigns.storage.statuses import IN_FLIGHT, DeliveryStatus, EnrollmentStatus
+from campaigns.storage.statuses import IN_FLIGHT, DeliveryStatus, EnrollmentStatus, WebhookEvent
 from campaigns.storage.store import Store, bulk_insert
 from campaigns.storage.tables import contacts, deliveries, enrollments, suppressions
 
@@ -269,6 +270,7 @@ def _enroll_chunk(
         _restart(conn, campaign, again, {c.email: last.get(ids[c.email]) for c, _ in again}, now)
         report.restarted = len(again)
         report.enrollment_ids.extend(enrollment_id for _, enrollment_id in again)
+        _emit_enrolled(conn, campaign.name, [(ids[c.email], e) for c, e in again], now=now)
     if not fresh:
         return report
     bulk_insert(
@@ -314,7 +316,26 @@ def _enroll_chunk(
         rows,
     )
     report.enrolled = len(fresh)
+    _emit_enrolled(
+        conn, campaign.name, [(ids[c.email], enrollment_ids[ids[c.email]]) for c in fresh], now=now
+    )
     return report
+
+
+def _emit_enrolled(
+    conn: Connection, campaign: str, pairs: Sequence[tuple[int, int]], *, now: datetime
+) -> None:
+    """The `enrolled` webhook event of each (contact id, enrollment id), in this transaction."""
+    if listening(conn, WebhookEvent.ENROLLED):
+        emit(
+            conn,
+            WebhookEvent.ENROLLED,
+            [
+                (contact_id, {"contact_id": contact_id, "enrollment_id": e, "campaign": campaign})
+                for contact_id, e in pairs
+            ],
+            now=now,
+        )
 
 
 def _add_tags(conn: Connection, pairs: Sequence[tuple[int, tuple[str, ...]]]) -> None:

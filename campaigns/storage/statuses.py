@@ -70,3 +70,24 @@ IN_FLIGHT: tuple[DeliveryStatus, ...] = (_D.SENDING, _D.SENT, _D.UNKNOWN)
 PASSED: tuple[DeliveryStatus, ...] = (*IN_FLIGHT, _D.FAILED, _D.SKIPPED)
 # Enrollments that still get email (now or after a pause).
 LIVE_ENROLLMENT: tuple[EnrollmentStatus, ...] = (EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED)
+
+
+class WebhookStatus(enum.StrEnum):
+    """One outbound webhook message to one endpoint: pending -> delivered | failed."""
+
+    PENDING = "pending"  # waiting for its next attempt (or leased by a worker delivering it)
+    DELIVERED = "delivered"  # the endpoint answered 2xx
+    FAILED = "failed"  # given up: no 2xx within 72 hours of the event
+
+
+class WebhookEvent(enum.StrEnum):
+    """What an endpoint can subscribe to (`dripmail webhooks add --events`)."""
+
+    ENROLLED = "enrolled"
+    # Double opt-in is not built yet: the name is reserved, and nothing emits it.
+    CONFIRMED = "confirmed"
+    SENT = "sent"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    UNSUBSCRIBED = "unsubscribed"
+    CONVERTED = "converted"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -25,7 +26,12 @@ from sqlalchemy import (
     text,
 )
 
-from campaigns.storage.statuses import CampaignStatus, DeliveryStatus, EnrollmentStatus
+from campaigns.storage.statuses import (
+    CampaignStatus,
+    DeliveryStatus,
+    EnrollmentStatus,
+    WebhookStatus,
+)
 
 
 class UTCDateTime(TypeDecorator):
@@ -404,4 +410,58 @@ Index(
     deliveries.c.status,
     deliveries.c.step_key,
     deliveries.c.sent_at,
+)
+
+# Migration 0021. Outbound webhooks (campaigns/storage/outbox.py, delivery/webhooks.py):
+# the endpoints a clinic's systems listen on, and the outbox of messages to them. The
+# secret signs every message (Standard Webhooks), so it is kept as it is, not hashed:
+# it is as sensitive as a provider key. `events` is `;sent;bounced;` (membership is a LIKE).
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("url", Text, nullable=False, unique=True),
+    Column("events", Text, nullable=False),
+    Column("include_email", Boolean, nullable=False),
+    Column("secret", Text, nullable=False),  # whsec_<base64>
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# One row per event and subscribed endpoint, written in the transaction of the change
+# that caused it. `message_id` is the `webhook-id` header (the same on every retry);
+# `payload` the JSON body without the address (added when sent, for include_email).
+# A pending message is leased like a delivery (owner + expiry on the real clock);
+# `next_attempt_at` and `created_at` follow the engine's time (back-off, 72 h give-up).
+webhook_messages = Table(
+    "webhook_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint_id", Integer, ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("message_id", String(40), nullable=False, unique=True),
+    Column("event", String(32), nullable=False),
+    Column("contact_id", Integer),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False, default=WebhookStatus.PENDING),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("delivered_at", UTCDateTime),
+)
+# Claiming reads pending messages in (next_attempt_at, id) order; "is an earlier message
+# of this contact to this endpoint still pending?" is one probe of the second index.
+Index(
+    "ix_webhook_messages_due",
+    webhook_messages.c.status,
+    webhook_messages.c.next_attempt_at,
+    webhook_messages.c.id,
+)
+Index(
+    "ix_webhook_messages_contact",
+    webhook_messages.c.endpoint_id,
+    webhook_messages.c.contact_id,
+    webhook_messages.c.status,
+    webhook_messages.c.id,
 )

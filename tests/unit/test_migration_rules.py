@@ -6,8 +6,9 @@ columns that are nullable or have a server default, drop an index (no query's re
 depends on one). Anything else (dropping, renaming or altering a column or table, a
 constraint, `batch_alter_table`'s table copy, rewriting rows with `execute`/`get_bind`;
 but `CREATE FUNCTION`/`CREATE TRIGGER` and asking `get_bind().dialect.name` add nothing
-the previous release reads) is a contract step, allowed only in a migration that says so: a module-level
-`CONTRACT = "..."` naming why the previous release no longer uses what it changes.
+the previous release reads) is a contract step, allowed only in a migration that says
+so: a module-level `CONTRACT = "..."` naming why the previous release no longer uses
+what it changes.
 """
 
 from __future__ import annotations
