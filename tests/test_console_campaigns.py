@@ -439,3 +439,34 @@ def test_pause_and_resume_from_the_campaign_page(
     assert answer.status_code == 303
     assert actions(store)[-2:] == ["campaign.pause", "campaign.resume"]
     assert json.dumps(actions(store))  # entries carry no address: checked in the security tests
+
+
+def test_a_campaign_dripmail_paused_shows_why_and_a_person_resumes_it(
+    store: Store, app, clock: Clock, workspace: Path
+) -> None:
+    """Issue 21: the automatic pause's reason is on the console's list; resuming clears it."""
+    from campaigns.authoring.spec import load_folder
+    from campaigns.delivery.autopause import pause_for
+    from campaigns.delivery.health_rules import PauseKind, PauseReason
+    from campaigns.storage.statuses import CampaignStatus
+
+    enroll(
+        store,
+        load_folder(workspace / NAME),
+        Signup("a@example.com", "Ann", "America/New_York", "2026-03-09T10:00", "clinic form"),
+        now=NOW,
+    )
+    why = "15 failed of its last 50 emails handed to the sender (30%, above max_error_rate 10%)"
+    with store.begin() as conn:
+        assert pause_for(conn, NAME, PauseReason(PauseKind.ERROR_RATE, why), now=NOW)
+    viewer, _ = signed_in(app, store, "viewer", clock)
+    editor, _ = signed_in(app, store, "editor", clock)
+    listed = viewer.get("/campaigns").text
+    assert ">paused<" in listed and f"paused by dripmail: {why}" in listed
+    token = csrf_of(editor.get(f"/campaigns/{NAME}").text)
+    assert editor.post(f"/campaigns/{NAME}/resume", data={"csrf_token": token}).status_code == 303
+    listed = viewer.get("/campaigns").text
+    assert "paused by dripmail" not in listed
+    with store.connect() as conn:
+        row = conn.execute(select(campaigns).where(campaigns.c.name == NAME)).one()
+    assert row.pause_reason is None and row.status == CampaignStatus.ACTIVE

@@ -90,10 +90,7 @@ def campaign_rows(store: Store, root: Path, *, now: datetime) -> list[CampaignRo
 
 
 def _pause_reasons(store: Store) -> dict[str, str]:
-    """Why each paused campaign was paused by dripmail itself (the automatic pause's
-    columns, when this database has them; a pause by hand has no reason)."""
-    if "pause_reason" not in campaigns.c:
-        return {}
+    """Why each paused campaign was paused by dripmail itself (a pause by hand has none)."""
     with store.connect() as conn:
         rows = conn.execute(
             select(campaigns.c.name, campaigns.c.pause_reason).where(
