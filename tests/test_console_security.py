@@ -87,7 +87,7 @@ def test_every_console_route_declares_a_permission_and_refuses_those_without_it(
     guarded = [(m, p, perm) for m, p, perm in routes if perm != PUBLIC]
     assert {p for _, p, _ in guarded} >= {"/", "/people", "/audit", "/sign-out"}
     public_paths = {p for _, p, perm in routes if perm == PUBLIC}
-    assert public_paths == {"/sign-in", "/sign-in/code", "/setup/1", "/_console/1"}
+    assert public_paths == {"/sign-in", "/sign-in/code", "/setup/1", "/_console/1", "/healthz"}
 
     anonymous = console_client(app)
     for method, path, _ in guarded:
@@ -618,3 +618,20 @@ def test_multipart_forms_carry_fields_and_files_and_still_need_the_token(
         other.post("/upload", data={"csrf_token": vtoken}, files={"article": article}).status_code
         == 403
     )
+
+
+@pytest.mark.sqlite_only
+def test_healthz_says_whether_the_database_answers(store: Store, clock: Clock, tmp_path):
+    """Issue 21: every server's /healthz checks its database; the console's too."""
+    client = console_client(create_app(store, clock=clock))
+    answer = client.get("/healthz")
+    assert (answer.status_code, answer.text) == (200, "ok")
+    assert answer.headers["cache-control"] == "no-store"
+    # A console whose database file has gone: 503 and why, no path, no empty file made.
+    gone = tmp_path / "gone.db"
+    other = Store(f"sqlite:///{gone}")
+    other.close()
+    gone.rename(tmp_path / "moved.db")
+    answer = console_client(create_app(other, clock=clock)).get("/healthz")
+    assert (answer.status_code, answer.text) == (503, "the database file is missing")
+    assert not gone.exists()

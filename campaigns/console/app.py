@@ -40,6 +40,7 @@ from campaigns.console import (
     stats_pages,
 )
 from campaigns.console.guard import HEADERS, Call, Console, public
+from campaigns.monitoring.health import DatabaseCheck
 from campaigns.settings import Settings
 from campaigns.storage.store import Store
 
@@ -137,19 +138,32 @@ def create_app(
     https address: an https proxy in front) and the Host header must name this machine
     or DRIPMAIL_CONSOLE_URL's host."""
     settings = settings or store.settings
-    public = urlsplit(settings.console_url or "")
+    address = urlsplit(settings.console_url or "")
     console = Console(
         store=store,
         settings=settings,
         clock=clock or (lambda: datetime.now(UTC)),
         templates=page_environment(),
-        secure=not is_loopback(host) or public.scheme == "https",
-        public_host=public.netloc or None,
+        secure=not is_loopback(host) or address.scheme == "https",
+        public_host=address.netloc or None,
     )
-    routes = [*PAGE_ROUTES, Route("/_console/{name}", asset, methods=["GET"])]
+    database = DatabaseCheck(store)
+
+    @public
+    def health(_call: Call) -> Response:
+        """`GET /healthz`: "ok" when the database answers, else 503 and why (a probe's)."""
+        problem = database.problem()
+        headers = {**HEADERS, "Cache-Control": "no-store"}
+        return PlainTextResponse(problem or "ok", 503 if problem else 200, headers=headers)
+
+    routes = [
+        *PAGE_ROUTES,
+        Route("/_console/{name}", asset, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+    ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
     app.state.console = console
     # On loopback: this machine's names, and the public one an https proxy passes on.
-    allowed = _LOOPBACK_NAMES | ({public.hostname} if public.hostname else set())
+    allowed = _LOOPBACK_NAMES | ({address.hostname} if address.hostname else set())
     app.add_middleware(_HostGuard, allowed=allowed if is_loopback(host) else None)
     return app
