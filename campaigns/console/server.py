@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Callable
 from datetime import datetime
 
@@ -11,35 +10,17 @@ import uvicorn
 
 from campaigns.console.app import DEFAULT_HOST, DEFAULT_PORT, create_app
 from campaigns.storage.store import Store
-from campaigns.web.listen import listening_socket
+from campaigns.web.listen import BoundServer, listening_socket
 
 __all__ = ["ConsoleServer", "make_server", "serve_console"]
 
 
-class ConsoleServer(uvicorn.Server):
-    """uvicorn on a socket bound beforehand; `on_ready` hears the URL once it serves."""
-
-    def __init__(self, config: uvicorn.Config, sock: socket.socket) -> None:
-        super().__init__(config)
-        self.socket = sock
-        self.on_ready: Callable[[str], None] | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self.socket.getsockname()[:2]
-        if host in ("0.0.0.0", "::"):  # every address: this machine's is one of them
-            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
-        shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{port}/"
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started and self.on_ready is not None:
-            self.on_ready(self.url)
+class ConsoleServer(BoundServer):
+    """The console's uvicorn, on its socket bound beforehand."""
 
     def run_console(self) -> None:
         """Serve until stopped (Ctrl+C, or `should_exit` from another thread)."""
-        self.run(sockets=[self.socket])
+        self.serve_bound()
 
 
 def make_server(

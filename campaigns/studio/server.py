@@ -14,32 +14,17 @@ import uvicorn
 
 from campaigns.studio.app import DEFAULT_HOST, DEFAULT_PORT, create_app
 from campaigns.studio.state import Studio
-from campaigns.web.listen import listening_socket
+from campaigns.web.listen import BoundServer, listening_socket
 
 __all__ = ["StudioServer", "make_server", "serve_studio"]
 
 
-class StudioServer(uvicorn.Server):
+class StudioServer(BoundServer):
     """uvicorn, ending the studio's event streams first so that stopping is immediate."""
 
     def __init__(self, config: uvicorn.Config, studio: Studio, sock: socket.socket) -> None:
-        super().__init__(config)
+        super().__init__(config, sock)
         self.studio = studio
-        self.socket = sock
-        self.on_ready: Callable[[str], None] | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self.socket.getsockname()[:2]
-        if host in ("0.0.0.0", "::"):  # every address: this machine's is one of them
-            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
-        shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{port}/"
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started and self.on_ready is not None:
-            self.on_ready(self.url)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.studio.close_streams()
@@ -47,7 +32,7 @@ class StudioServer(uvicorn.Server):
 
     def run_studio(self) -> None:
         """Serve until stopped (Ctrl+C, or `should_exit` from another thread)."""
-        self.run(sockets=[self.socket])
+        self.serve_bound()
 
 
 def make_server(
