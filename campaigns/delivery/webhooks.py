@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-import httpx
 from sqlalchemy import Connection, and_, select, update
 
 from campaigns.delivery.leases import worker_owner
@@ -33,6 +33,9 @@ from campaigns.storage.outbox import behind_an_earlier_one, subscribers
 from campaigns.storage.statuses import WebhookStatus
 from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import contacts, webhook_endpoints, webhook_messages
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("dripmail.webhooks")
 
@@ -115,13 +118,25 @@ class WebhookDeliverer:
         self.store = store
         self.owner = owner or worker_owner()
         self.lease = lease
-        self.client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+        self.timeout = timeout
+        self._client = client
         self.rng = rng or random.Random()
         self.clock = clock
         self.real_time = real_time
 
+    @property
+    def client(self) -> httpx.Client:
+        """The HTTP client, made on first use: httpx (and the rich it imports) costs a worker
+        10 MB, which an installation without webhook endpoints need not pay."""
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(timeout=self.timeout, follow_redirects=False)
+        return self._client
+
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     def lease_now(self, conn: Connection) -> datetime:
         return self.clock() if self.clock is not None else self.store.clock(conn)
@@ -186,6 +201,8 @@ class WebhookDeliverer:
 
     def attempt(self, claimed: Claimed) -> str | None:
         """POST one message; None when the endpoint answered 2xx, else a short error."""
+        import httpx  # loaded with the client (see `client`)
+
         body = body_of(claimed)
         stamp = int(self.real_time())
         _attempting.active = True
