@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from campaigns.authoring.checks import Finding, check_step, compile_steps
-from campaigns.authoring.spec import Campaign
+from campaigns.authoring.spec import Campaign, Step
 from campaigns.console.campaign_pages import load_for, not_found
 from campaigns.console.guard import Call, requires
 from campaigns.console.permissions import Permission
@@ -108,16 +109,24 @@ def _editor(
     )
 
 
-@requires(Permission.VIEW_CAMPAIGNS)
-def edit_step(call: Call) -> Response:
-    key = call.request.path_params["key"]
+def _step_of(call: Call) -> tuple[Path, Campaign, Step] | Response:
+    """The campaign folder and the step the path names, or the page saying why not."""
     try:
-        _path, campaign = load_for(call)
-        campaign.step(key)
+        path, campaign = load_for(call)
+        return path, campaign, campaign.step(call.request.path_params["key"])
     except (NotFoundError, KeyError) as exc:
         return not_found(call, str(exc))
     except DripmailError as exc:
         return call.render("problem.html.j2", 400, message=str(exc))
+
+
+@requires(Permission.VIEW_CAMPAIGNS)
+def edit_step(call: Call) -> Response:
+    key = call.request.path_params["key"]
+    found = _step_of(call)
+    if isinstance(found, Response):
+        return found
+    _path, campaign, _step = found
     return _editor(call, campaign, key, _draft_of(campaign, key))
 
 
@@ -125,13 +134,10 @@ def edit_step(call: Call) -> Response:
 def save(call: Call) -> Response:
     key = call.request.path_params["key"]
     draft = _draft(call)
-    try:
-        path, campaign = load_for(call)
-        campaign.step(key)
-    except (NotFoundError, KeyError) as exc:
-        return not_found(call, str(exc))
-    except DripmailError as exc:
-        return call.render("problem.html.j2", 400, message=str(exc))
+    found = _step_of(call)
+    if isinstance(found, Response):
+        return found
+    path, campaign, _step = found
     try:
         updated = save_step(path, key, draft)
     except DripmailError as exc:
@@ -183,13 +189,10 @@ def _preview(call: Call, campaign: Campaign, key: str) -> Response:
 @requires(Permission.VIEW_CAMPAIGNS)
 def preview_saved(call: Call) -> Response:
     key = call.request.path_params["key"]
-    try:
-        _path, campaign = load_for(call)
-        campaign.step(key)
-    except (NotFoundError, KeyError) as exc:
-        return not_found(call, str(exc))
-    except DripmailError as exc:
-        return call.render("problem.html.j2", 400, message=str(exc))
+    found = _step_of(call)
+    if isinstance(found, Response):
+        return found
+    _path, campaign, _step = found
     return _preview(call, campaign, key)
 
 
@@ -197,13 +200,10 @@ def preview_saved(call: Call) -> Response:
 def preview_draft(call: Call) -> Response:
     """The typed draft rendered (nothing written): the editor's live preview."""
     key = call.request.path_params["key"]
-    try:
-        _path, campaign = load_for(call)
-        step = campaign.step(key)
-    except (NotFoundError, KeyError) as exc:
-        return not_found(call, str(exc))
-    except DripmailError as exc:
-        return call.render("problem.html.j2", 400, message=str(exc))
+    found = _step_of(call)
+    if isinstance(found, Response):
+        return found
+    _path, campaign, step = found
     try:
         campaign = with_step(campaign, step.file, _draft(call))
     except DripmailError as exc:
