@@ -313,6 +313,46 @@ def test_workers_starting_together_on_an_empty_database_set_it_up_once(url):
     engine.dispose()
 
 
+def test_a_worker_opening_a_new_file_while_another_holds_its_write_lock_waits(
+    tmp_path, monkeypatch
+):
+    # SQLite refuses the switch to WAL at once, without its busy handler, while another
+    # connection holds a write lock in the old journal mode: the store must wait, not fail.
+    import sqlite3
+
+    from campaigns.storage import store as store_module
+
+    path = tmp_path / "new.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE scratch (x)")
+    refused = threading.Event()
+    real_sleep = store_module.time.sleep
+
+    def waiting(seconds: float) -> None:
+        refused.set()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(store_module.time, "sleep", waiting)
+    results: list[object] = []
+
+    def start() -> None:
+        try:
+            store = Store(f"sqlite:///{path}")
+            results.append(store.secret_key())
+            store.close()
+        except Exception as exc:  # collected, asserted below
+            results.append(exc)
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    assert refused.wait(timeout=30), results
+    holder.execute("COMMIT")
+    holder.close()
+    thread.join(timeout=60)
+    assert len(results) == 1 and isinstance(results[0], str), results
+
+
 # -- 0010: SendGrid's event names become the event model's kinds ---------------------------
 
 # (provider, type before 0010, type after it): every SendGrid name the old webhook stored,

@@ -12,7 +12,9 @@ import functools
 import hmac
 import logging
 import secrets
+import sqlite3
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -111,11 +113,14 @@ def database_url(value: str | None = None, settings: Settings | None = None) -> 
     return url
 
 
+_BUSY_TIMEOUT_S = 30
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_S * 1000}")
+    _set_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # A checkpoint copies the WAL into the database and syncs both, in the committing
     # connection. Every 1,000 pages (the default) that was a third of a dispatch run's
@@ -123,6 +128,21 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # at most 40 MB of WAL.
     cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
+
+
+def _set_wal(cursor) -> None:
+    # Switching a new file to WAL needs it alone, and SQLite answers "database is locked"
+    # at once, without its busy handler, while another connection holds a write lock in
+    # the old journal mode: workers starting together on a new file met it. Wait here.
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _sqlite_begin(connection) -> None:
