@@ -159,17 +159,18 @@ def without_new_columns(data: dict[str, list]) -> dict[str, list]:
     """A snapshot without the tables and columns added since 0001 (webhook_tokens, the
     alerts' tables, contact_events, variant_winners, the console's tables, api_tokens;
     events.campaign, enrollments.paused_at, .converted_at and .conversion_event_id,
-    contacts.tags, .newsletter_unsubscribed_at, .attributes and .language, campaigns.kind,
+    contacts.tags, .newsletter_unsubscribed_at, .attributes, .language, .discreet,
+    .paused_until and .min_gap_days, campaigns.kind,
     .folder, .pause_kind and .pause_reason, deliveries.variant; NULL in old rows)."""
     assert all(data.pop(name) == [] for name in NEW_TABLES)
     assert all(row[-1] is None for row in data["events"])
     assert all(row[-3:] == (None, None, None) for row in data["enrollments"])
-    assert all(row[-4:] == (None, None, None, None) for row in data["contacts"])
+    assert all(row[-7:] == (None,) * 7 for row in data["contacts"])
     assert all(row[-4:] == (None, None, None, None) for row in data["campaigns"])
     assert all(row[-1] is None for row in data["deliveries"])
     return {
         **data,
-        "contacts": [row[:-4] for row in data["contacts"]],
+        "contacts": [row[:-7] for row in data["contacts"]],
         "campaigns": [row[:-4] for row in data["campaigns"]],
         "events": [row[:-1] for row in data["events"]],
         "enrollments": [row[:-3] for row in data["enrollments"]],

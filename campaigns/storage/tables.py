@@ -108,6 +108,12 @@ contacts = Table(
     # Migration 0015: the language the contact reads (BCP 47, like `es` or `pt-BR`);
     # NULL: the campaign's default language.
     Column("language", String(35)),
+    # Migration 0022: the patient's own choices in the preference centre (NULL: none):
+    # neutral subjects and From name, no email before `paused_until`, and at least
+    # `min_gap_days` between any two of their emails across campaigns.
+    Column("discreet", Boolean),
+    Column("paused_until", UTCDateTime),
+    Column("min_gap_days", Integer),
 )
 
 enrollments = Table(
