@@ -304,6 +304,13 @@ def enroll(
             help="An attribute kept on the contact (repeat for several)",
         ),
     ] = None,
+    double_opt_in: Annotated[
+        bool,
+        typer.Option(
+            "--double-opt-in",
+            help="Email a confirmation first; plan the sequence once the patient confirms",
+        ),
+    ] = False,
     now: NowOption = None,
     db: DbOption = None,
 ) -> None:
@@ -312,6 +319,8 @@ def enroll(
     Signing up again is ignored unless --restart; a suppressed or unsubscribed address
     is not enrolled unless --force. --attribute patient_type=new gives the contact an
     attribute that steps read as {{ attributes.patient_type }} and in `when:`.
+    --double-opt-in (or `confirm: double` in campaign.yaml) sends a confirmation email
+    first (by `dripmail run`); the sequence starts when the patient confirms.
     """
     from campaigns.planning.enroll import enroll_ref
     from campaigns.planning.signups import Signup, attribute_option
@@ -333,8 +342,14 @@ def enroll(
         now=when,
         restart=restart,
         force=force,
+        double=True if double_opt_in else None,
     )
-    if report.enrolled:
+    if report.pending or report.resent:
+        console.print(
+            f"confirmation email owed for {report.campaign}: "
+            "the sequence starts when the patient confirms"
+        )
+    elif report.enrolled:
         console.print(
             f"enrolled contact into {report.campaign}: {_n(report.steps, 'email')} planned"
         )
@@ -371,10 +386,21 @@ def import_(
         str | None,
         typer.Option(help="The file's encoding when not UTF-8, like cp1252 (older Excel)"),
     ] = None,
+    double_opt_in: Annotated[
+        bool,
+        typer.Option(
+            "--double-opt-in",
+            help="Email a confirmation first; plan the sequence once the patient confirms",
+        ),
+    ] = False,
     now: NowOption = None,
     db: DbOption = None,
 ) -> None:
-    """Import contacts from CSV; bad rows are reported by line and left out (exit 1)."""
+    """Import contacts from CSV; bad rows are reported by line and left out (exit 1).
+
+    With --double-opt-in (or `confirm: double` in campaign.yaml) each new contact gets a
+    confirmation email first (sent by `dripmail run`), and is enrolled on confirming.
+    """
     from campaigns.planning.enroll import import_ref
 
     when = _now(now)  # a bad --now opens no database
@@ -388,6 +414,7 @@ def import_(
             consent=consent,
             encoding=encoding,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
+            double=True if double_opt_in else None,
         )
     for line, message in report.rejected:
         err.print(f"{csv_file}:{line}: {message}", markup=False)
@@ -401,6 +428,11 @@ def import_(
         f"imported {report.enrolled}, already enrolled {report.already}, "
         f"suppressed {report.suppressed}, rejected {len(report.rejected)}"
     )
+    if report.pending or report.resent:
+        console.print(
+            f"awaiting confirmation {report.pending + report.resent}: "
+            "each is enrolled when they confirm by email"
+        )
     if report.events:
         console.print(
             f"events recorded {report.events}: {_n(report.converted, 'enrollment')} converted, "
@@ -543,6 +575,12 @@ def run(
         return (
             f"sent {report.sent}, failed {report.failed}, unknown {report.unknown}, "
             f"retrying {report.retrying}, deferred {report.deferred}, skipped {report.skipped}"
+            + (  # double opt-in: said only when there was some
+                f", confirmation emails {report.confirmations}, "
+                f"expired sign-ups {report.expired_signups}"
+                if report.confirmations or report.expired_signups
+                else ""
+            )
         )
 
     shown: list[str] = []

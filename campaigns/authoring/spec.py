@@ -26,6 +26,12 @@ from pydantic import (
 
 from campaigns.authoring.bounded import CAMPAIGN_FILE_LIMIT, inside, read_bounded
 from campaigns.authoring.conditions import StepCondition, check_step_references
+from campaigns.authoring.confirm_spec import (
+    DEFAULT_CONFIRM_WITHIN,
+    Confirm,
+    ConfirmMode,
+    ConfirmWithin,
+)
 from campaigns.authoring.error_rate import DEFAULT_MAX_ERROR_RATE, ErrorRate
 from campaigns.authoring.fields import (
     PLACEHOLDER_EMAIL,
@@ -217,6 +223,9 @@ class CampaignSpec(FileModel):
     max_error_rate: ErrorRate = DEFAULT_MAX_ERROR_RATE
     # Events that end a contact's sequence (campaigns/authoring/goals.py).
     goal: Goals = ()
+    # Double opt-in: sequence only once confirmed (campaigns/authoring/confirm_spec.py).
+    confirm: Confirm = ConfirmMode.SINGLE
+    confirm_within: ConfirmWithin = DEFAULT_CONFIRM_WITHIN
 
     @field_validator("greeting", mode="before")
     @classmethod

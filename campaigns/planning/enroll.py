@@ -14,8 +14,10 @@ from pathlib import Path
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
+from campaigns.authoring.confirm_spec import ConfirmMode
 from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError
+from campaigns.planning.confirm_requests import request_confirmations
 from campaigns.planning.contacts import join_tags, split_tags
 from campaigns.planning.conversions import campaign_goals, check_event, record_imported
 from campaigns.planning.plans import DriverPlan, plan, planner
@@ -51,6 +53,9 @@ class EnrollReport:
     events: int = 0
     converted: int = 0
     cancelled: int = 0
+    # Double opt-in (planning/confirmations.py): confirmations asked for, sent again.
+    pending: int = 0
+    resent: int = 0
 
 
 def enroll(
@@ -61,12 +66,15 @@ def enroll(
     now: datetime,
     restart: bool = False,
     force: bool = False,
+    double: bool | None = None,
 ) -> EnrollReport:
     """Enroll one contact (publishing the campaign); bad input raises InputError.
 
     An address already enrolled is left as it is, unless `restart` (its pending emails
     are cancelled and the sequence is planned again from the new sign-up). A suppressed
     or unsubscribed address is not enrolled without `force` (staff vouch for new consent).
+    `double` (None: the campaign's `confirm`) asks the patient to confirm first: no
+    enrollment yet, a confirmation owed instead (planning/confirmations.py).
     """
     contact = validate(signup, campaign, now=now)
     with store.begin() as conn:
@@ -80,9 +88,15 @@ def enroll(
             now=now,
             restart=restart,
             force=force,
+            double=_double(campaign, double),
         )
     report.campaign, report.steps = campaign.name, len(campaign.steps)
     return report
+
+
+def _double(campaign: Campaign, double: bool | None) -> bool:
+    """Whether sign-ups wait for confirmation: as asked, else as the campaign file says."""
+    return campaign.spec.confirm == ConfirmMode.DOUBLE if double is None else double
 
 
 def enroll_ref(store: Store, ref: str, signup: Signup, *, now: datetime, **options) -> EnrollReport:
@@ -105,13 +119,16 @@ def import_csv(
     encoding: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     actor: str | int = audit.CLI,
+    double: bool | None = None,
 ) -> EnrollReport:
     """Import a CSV of sign-ups. Bad rows are reported by line and left out; the rest go in.
 
     An unusable file (not UTF-8 or `encoding`, no header, no email column) raises
     InputError and imports nothing. Columns dripmail has no field for are kept on each
-    contact as attributes.
+    contact as attributes. `double` (None: the campaign's `confirm`) asks each new
+    sign-up to confirm first, as `enroll` does.
     """
+    double = _double(campaign, double)
     read = read_signups(path, campaign, now=now, consent=consent, encoding=encoding)
     report = EnrollReport(rejected=read.rejected, attributes=read.attributes)
     with store.begin() as conn:
@@ -125,7 +142,9 @@ def import_csv(
         for start in range(0, len(valid), CHUNK):
             chunk = [contact for _, contact in valid[start : start + CHUNK]]
             with conn.begin():
-                part = _enroll_chunk(conn, store, campaign, chunk, planned=planned, now=now)
+                part = _enroll_chunk(
+                    conn, store, campaign, chunk, planned=planned, now=now, double=double
+                )
                 # The chunk's events, in its transaction: a patient imported as having
                 # booked already is converted before any email of theirs can go.
                 happened = [c.email for c in chunk if c.email in read.events]
@@ -138,6 +157,8 @@ def import_csv(
             report.enrolled += part.enrolled
             report.already += part.already
             report.suppressed += part.suppressed
+            report.pending += part.pending
+            report.resent += part.resent
             report.events += recorded
             report.converted += converted
             report.cancelled += cancelled
@@ -183,8 +204,12 @@ def _enroll_chunk(
     now: datetime,
     restart: bool = False,
     force: bool = False,
+    double: bool = False,
 ) -> EnrollReport:
-    """Enroll one batch of validated contacts with a few queries and bulk inserts."""
+    """Enroll one batch of validated contacts with a few queries and bulk inserts.
+
+    With `double`, a contact not yet enrolled gets a confirmation request instead
+    (planning/confirm_requests.py); its enrollment waits for the confirmation."""
     report = EnrollReport()
     hashes = {contact.email: store.address_hash(contact.email) for contact in batch}
     suppressed = set(
@@ -271,6 +296,11 @@ def _enroll_chunk(
         report.restarted = len(again)
         report.enrollment_ids.extend(enrollment_id for _, enrollment_id in again)
         _emit_enrolled(conn, campaign.name, [(ids[c.email], e) for c, e in again], now=now)
+    if double and fresh:
+        asked = request_confirmations(conn, campaign, [ids[c.email] for c in fresh], now=now)
+        report.pending, report.resent = asked.new, asked.resent
+        report.already += asked.waiting
+        return report
     if not fresh:
         return report
     bulk_insert(
@@ -320,6 +350,16 @@ def _enroll_chunk(
         conn, campaign.name, [(ids[c.email], enrollment_ids[ids[c.email]]) for c in fresh], now=now
     )
     return report
+
+
+def enroll_confirmed(
+    conn: Connection, store: Store, campaign: Campaign, contact: Contact, *, now: datetime
+) -> EnrollReport:
+    """Enroll a contact who has just confirmed, in the caller's transaction: the sequence
+    is planned from `contact.signed_up_at` (the confirmation's time)."""
+    return _enroll_chunk(
+        conn, store, campaign, [contact], planned=planner(store, campaign), now=now
+    )
 
 
 def _emit_enrolled(

@@ -4,6 +4,8 @@ Routes:
 
     GET  /u/<token>            unsubscribe confirmation page (changes nothing by itself)
     GET  /p/<token>            the same page, reached from "Email preferences"
+    GET  /c/<token>            double opt-in: the confirm page (changes nothing by itself)
+    POST /c/<token>            confirm the sign-up: the sequence starts (web/confirm_pages.py)
     POST /u/<token>            `List-Unsubscribe=One-Click` (RFC 8058) or a choice from the page
     POST /webhooks/sendgrid    SendGrid's signed Event Webhook (campaigns/webhooks.py)
     POST /webhooks/postmark    Postmark's webhooks, HTTP basic credentials (web/postmark_webhook.py)
@@ -73,6 +75,7 @@ from campaigns.storage.publish import load_version, published_names
 from campaigns.storage.statuses import IN_FLIGHT, CampaignKind, EnrollmentStatus
 from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import campaigns, contacts, deliveries, enrollments, suppressions
+from campaigns.web.confirm_pages import confirm_routes
 from campaigns.web.enrollment_api import enrollment_routes
 from campaigns.web.events_api import event_routes
 from campaigns.web.listen import listening_socket
@@ -428,6 +431,7 @@ def create_app(
         Route("/u/{token}", show, methods=["GET"]),
         Route("/u/{token}", post, methods=["POST"]),
         Route("/p/{token}", show, methods=["GET"]),
+        *confirm_routes(store, clock=clock, page=_page, brand=page_brand, invalid=_invalid),
         Route(
             "/webhooks/sendgrid",
             sendgrid_endpoint(store, verifier, clock, max_body=max_webhook_body),
