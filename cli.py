@@ -726,7 +726,7 @@ def status(
 ) -> None:
     """Count deliveries by state, per campaign."""
     from campaigns.delivery.heartbeats import heartbeats
-    from campaigns.reporting.reports import campaign_pauses, status_counts
+    from campaigns.reporting.reports import campaign_pauses, confirmation_states, status_counts
     from campaigns.storage.statuses import DELIVERY_STATES
     from campaigns.storage.store import utcnow
 
@@ -741,6 +741,8 @@ def status(
     for name, by_state in counts.items():
         table.add_row(name, *(str(by_state[state]) for state in DELIVERY_STATES))
     console.print(table if counts else "no deliveries yet")
+    for name, asked in confirmation_states(store, campaign).items():  # double opt-in
+        console.print(asked.line(name), markup=False, highlight=False)
     # Paused campaigns (and why, when dripmail paused one), and the workers' heartbeats.
     for pause in campaign_pauses(store, campaign):
         console.print(pause.line(), markup=False, highlight=False)
@@ -875,6 +877,9 @@ def stats(
             c.basis,
         )
     console.print(table)
+    asked = result.confirmations  # double opt-in sign-ups, when the campaign has any
+    if asked.waiting or asked.confirmed or asked.expired:
+        console.print(asked.line(result.campaign), markup=False, highlight=False)
     if goals:
         conv = result.conversions
         rate = f" ({conv.rate:.1%})" if conv.rate is not None else ""

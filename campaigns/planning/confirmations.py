@@ -169,10 +169,19 @@ class ConfirmationCounts:
     confirmed: int = 0
     expired: int = 0
 
+    def line(self, campaign: str) -> str:
+        """One line for `status` and `stats`."""
+        return (
+            f"{campaign}: double opt-in sign-ups {self.waiting} awaiting confirmation, "
+            f"{self.confirmed} confirmed, {self.expired} expired"
+        )
 
-def confirmation_counts(conn: Connection) -> dict[str, ConfirmationCounts]:
-    """Per campaign: requests waiting for the patient, confirmed, and expired."""
-    rows = conn.execute(
+
+def confirmation_counts(
+    conn: Connection, campaign: str | None = None
+) -> dict[str, ConfirmationCounts]:
+    """Per campaign (or only `campaign`): requests waiting, confirmed, and expired."""
+    query = (
         select(
             confirmations.c.campaign,
             func.count().filter(
@@ -180,6 +189,11 @@ def confirmation_counts(conn: Connection) -> dict[str, ConfirmationCounts]:
             ),
             func.count(confirmations.c.confirmed_at),
             func.count(confirmations.c.expired_at),
-        ).group_by(confirmations.c.campaign)
+        )
+        .group_by(confirmations.c.campaign)
+        .order_by(confirmations.c.campaign)
     )
+    if campaign:
+        query = query.where(confirmations.c.campaign == campaign)
+    rows = conn.execute(query)
     return {name: ConfirmationCounts(w, c, e) for name, w, c, e in rows}

@@ -12,6 +12,7 @@ from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError
 from campaigns.planning import schedule
 from campaigns.planning.conditions import ContactFacts, outlook, stored_outcome
+from campaigns.planning.confirmations import ConfirmationCounts, confirmation_counts
 from campaigns.planning.contacts import display_address, normalise_email
 from campaigns.planning.facts import enrollment_facts
 from campaigns.planning.plans import plan
@@ -33,6 +34,12 @@ SAMPLE_ZONES = (
     "Australia/Sydney",
     "Australia/Lord_Howe",
 )
+
+
+def confirmation_states(store: Store, campaign: str | None = None) -> dict[str, ConfirmationCounts]:
+    """Double opt-in sign-ups by campaign: awaiting confirmation, confirmed, expired."""
+    with store.connect() as conn:
+        return confirmation_counts(conn, campaign)
 
 
 def status_counts(store: Store, campaign: str | None = None) -> dict[str, dict[str, int]]:
