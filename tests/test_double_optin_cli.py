@@ -14,13 +14,16 @@ from typer.testing import CliRunner
 from campaigns.authoring.spec import load_folder
 from campaigns.delivery.webhook_endpoints import add_endpoint
 from campaigns.errors import InputError
-from campaigns.rendering.tokens import ConfirmSigner
+from campaigns.rendering.confirm_email import confirmation_message
+from campaigns.rendering.personalise import Recipient
+from campaigns.rendering.tokens import ConfirmSigner, contact_links
 from campaigns.storage.store import Store
 from campaigns.storage.tables import confirmations, webhook_messages
 from campaigns.web.app import create_app
 from cli import app
 from tests.conftest import write_clinic_campaign
 from tests.helpers import utc
+from tests.languages import write_spanish_clinic
 
 T0 = utc("2026-03-02T12:00")
 
@@ -105,3 +108,26 @@ def test_campaign_file_keys_are_checked(tmp_path: Path, line: str, message: str)
     with pytest.raises(InputError, match=message) as raised:
         load_folder(folder)
     assert "campaign.yaml" in str(raised.value) and "confirm" in str(raised.value)
+
+
+def test_the_confirmation_email_speaks_the_patients_language(tmp_path: Path):
+    campaign = load_folder(write_spanish_clinic(tmp_path / "clinic"))
+    links = contact_links("https://mail.clinic.test", "TOKEN", "care@example.com")
+
+    def message(language: str | None):
+        return confirmation_message(
+            campaign,
+            Recipient("ana@example.com", "Ana", language=language),
+            links,
+            confirm_url="https://mail.clinic.test/c/CONFIRM",
+            message_id="confirm-1",
+            date=None,
+        )
+
+    spanish, english = message("es-MX"), message(None)
+    assert spanish.subject == "Confirme su correo para Balanced Ketamine"
+    assert "Confirmar mi correo: https://mail.clinic.test/c/CONFIRM" in spanish.text
+    assert english.subject == "Please confirm your email for Balanced Ketamine"
+    assert 'href="https://mail.clinic.test/c/CONFIRM"' in english.html
+    assert english.headers["List-Unsubscribe"].startswith("<https://mail.clinic.test/u/TOKEN>")
+    assert english.batch is None
