@@ -349,6 +349,11 @@ def enroll(
             f"confirmation email owed for {report.campaign}: "
             "the sequence starts when the patient confirms"
         )
+    elif report.awaiting:
+        console.print(
+            f"already awaiting confirmation in {report.campaign} (asked less than a day ago); "
+            "nothing changed"
+        )
     elif report.enrolled:
         console.print(
             f"enrolled contact into {report.campaign}: {_n(report.steps, 'email')} planned"
@@ -428,9 +433,9 @@ def import_(
         f"imported {report.enrolled}, already enrolled {report.already}, "
         f"suppressed {report.suppressed}, rejected {len(report.rejected)}"
     )
-    if report.pending or report.resent:
+    if report.pending or report.resent or report.awaiting:
         console.print(
-            f"awaiting confirmation {report.pending + report.resent}: "
+            f"awaiting confirmation {report.pending + report.resent + report.awaiting}: "
             "each is enrolled when they confirm by email"
         )
     if report.events:

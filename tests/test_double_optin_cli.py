@@ -58,6 +58,11 @@ def test_import_and_enroll_flags_then_confirm(setup):
     )  # fmt: skip
     assert one.exit_code == 0, one.output
     assert "confirmation email owed for ketamine-and-sleep" in one.stdout
+    repeat = dripmail(
+        "enroll", folder, "--email", "solo@example.com", "--double-opt-in",
+        "--now", "2026-03-02T18:00Z", "--db", db,
+    )  # fmt: skip
+    assert "already awaiting confirmation in ketamine-and-sleep" in repeat.stdout
 
     store = Store(db)
     add_endpoint(store, "http://127.0.0.1:9/hook", ["confirmed"], include_email=False, now=T0)

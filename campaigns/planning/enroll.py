@@ -56,6 +56,7 @@ class EnrollReport:
     # Double opt-in (planning/confirmations.py): confirmations asked for, sent again.
     pending: int = 0
     resent: int = 0
+    awaiting: int = 0  # asked again within the day: the email already went, nothing more
 
 
 def enroll(
@@ -159,6 +160,7 @@ def import_csv(
             report.suppressed += part.suppressed
             report.pending += part.pending
             report.resent += part.resent
+            report.awaiting += part.awaiting
             report.events += recorded
             report.converted += converted
             report.cancelled += cancelled
@@ -298,8 +300,7 @@ def _enroll_chunk(
         _emit_enrolled(conn, campaign.name, [(ids[c.email], e) for c, e in again], now=now)
     if double and fresh:
         asked = request_confirmations(conn, campaign, [ids[c.email] for c in fresh], now=now)
-        report.pending, report.resent = asked.new, asked.resent
-        report.already += asked.waiting
+        report.pending, report.resent, report.awaiting = asked.new, asked.resent, asked.waiting
         return report
     if not fresh:
         return report

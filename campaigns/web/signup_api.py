@@ -119,7 +119,7 @@ def sign_up(store: Store, body: SignupIn, *, now: datetime) -> tuple[int, dict]:
             raise ApiError(409, SUPPRESSED)
         if report is not None and report.unsubscribed:
             raise ApiError(409, UNSUBSCRIBED)
-        waiting = report is not None and (report.pending or report.resent or report.already)
+        waiting = report is not None and (report.pending or report.resent or report.awaiting)
         if waiting and _existing(store, contact.email, campaign.name) is None:
             # Double opt-in: nothing is planned until the patient confirms by email.
             # A repeat answers the same, whether or not the email goes again.
@@ -256,7 +256,10 @@ def signup_routes(
         except ApiError as exc:
             log.info("sign-up refused: %d %s", exc.status, exc.field or "")
             return exc.response()
-        log.info("sign-up: enrollment %s (%d)", result.get("enrollment_id", "-"), status)
+        if "enrollment_id" in result:
+            log.info("sign-up: enrollment %s (%d)", result["enrollment_id"], status)
+        else:  # double opt-in: nothing enrolled until the patient confirms
+            log.info("sign-up: awaiting confirmation (%d)", status)
         return JSONResponse(result, status_code=status)
 
     return [Route("/api/v1/enrollments", create, methods=["POST"])]
