@@ -64,6 +64,14 @@ MetricsPortOption = Annotated[
         "127.0.0.1, or of DRIPMAIL_METRICS_HOST [env: DRIPMAIL_METRICS_PORT; default: off]",
     ),
 ]
+# `enroll` and `import`: the sign-up waits for the patient's confirmation (double opt-in).
+DoubleOptInOption = Annotated[
+    bool,
+    typer.Option(
+        "--double-opt-in",
+        help="Email a confirmation first; plan the sequence once the patient confirms",
+    ),
+]
 NowOption = Annotated[
     str | None,
     typer.Option("--now", help="Engine time, ISO 8601 (UTC when no offset); default: the clock."),
@@ -304,13 +312,7 @@ def enroll(
             help="An attribute kept on the contact (repeat for several)",
         ),
     ] = None,
-    double_opt_in: Annotated[
-        bool,
-        typer.Option(
-            "--double-opt-in",
-            help="Email a confirmation first; plan the sequence once the patient confirms",
-        ),
-    ] = False,
+    double_opt_in: DoubleOptInOption = False,
     now: NowOption = None,
     db: DbOption = None,
 ) -> None:
@@ -391,13 +393,7 @@ def import_(
         str | None,
         typer.Option(help="The file's encoding when not UTF-8, like cp1252 (older Excel)"),
     ] = None,
-    double_opt_in: Annotated[
-        bool,
-        typer.Option(
-            "--double-opt-in",
-            help="Email a confirmation first; plan the sequence once the patient confirms",
-        ),
-    ] = False,
+    double_opt_in: DoubleOptInOption = False,
     now: NowOption = None,
     db: DbOption = None,
 ) -> None:

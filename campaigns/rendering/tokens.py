@@ -114,15 +114,19 @@ class Signer:
     def read(self, token: str) -> UnsubscribeClaim:
         """The claim of a token we signed, or TokenError (tampered, foreign, too old,
         too long, or a signed payload that is not a claim)."""
-        if len(token) > MAX_TOKEN_LENGTH:
-            raise TokenError("not a valid unsubscribe link")
-        try:
-            # BadData covers a bad signature, an expired one, and a payload that does
-            # not decompress or parse (BadPayload, which is not a BadSignature).
-            payload = self._serializer.loads(token, max_age=MAX_AGE_SECONDS)
-        except (BadData, ValueError, TypeError) as exc:
-            raise TokenError("not a valid unsubscribe link") from exc
-        return claim_from_payload(payload)
+        return claim_from_payload(_signed_payload(self._serializer, token, "unsubscribe"))
+
+
+def _signed_payload(serializer: URLSafeTimedSerializer, token: str, kind: str) -> Any:
+    """The payload of a token `serializer` signed, or TokenError naming the `kind` of link."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise TokenError(f"not a valid {kind} link")
+    try:
+        # BadData covers a bad signature, an expired one, and a payload that does
+        # not decompress or parse (BadPayload, which is not a BadSignature).
+        return serializer.loads(token, max_age=MAX_AGE_SECONDS)
+    except (BadData, ValueError, TypeError) as exc:
+        raise TokenError(f"not a valid {kind} link") from exc
 
 
 class ConfirmSigner:
@@ -143,12 +147,7 @@ class ConfirmSigner:
 
     def read(self, token: str) -> int:
         """The confirmation id of a token we signed, or TokenError."""
-        if len(token) > MAX_TOKEN_LENGTH:
-            raise TokenError("not a valid confirmation link")
-        try:
-            payload = self._serializer.loads(token, max_age=MAX_AGE_SECONDS)
-        except (BadData, ValueError, TypeError) as exc:
-            raise TokenError("not a valid confirmation link") from exc
+        payload = _signed_payload(self._serializer, token, "confirmation")
         if not isinstance(payload, list) or len(payload) != 2 or payload[0] != "c":
             raise TokenError("not a valid confirmation link")
         return _id(payload[1])
