@@ -243,3 +243,31 @@ def test_api_field_asks_for_confirmation_on_a_single_opt_in_campaign(store, tmp_
         assert sign_up(client, "x@example.com", confirm="triple").status_code == 422
     with store.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(confirmations)) == 1
+
+
+@pytest.mark.sqlite_only
+def test_confirmations_go_through_smtp_and_a_refused_address_is_not_asked_again(store, clinic):
+    from campaigns.planning.enroll import enroll
+    from campaigns.planning.signups import Signup
+    from tests.smtp_server import Faults, SmtpTestServer
+    from tests.test_smtp import PUBLIC_URL, assert_well_formed, sender_for
+
+    store.settings = store.settings.model_copy(update={"public_url": PUBLIC_URL})
+    for address in ("pat@example.com", "gone@example.com"):
+        signup = Signup(address, "Pat", "Europe/London", None, "clinic form")
+        assert enroll(store, clinic, signup, now=T0, double=True).pending == 1
+    with SmtpTestServer(Faults(refuse={"gone@example.com"})) as server:
+        sender = sender_for(server)
+        try:
+            first = Dispatcher(store, lambda _campaign: sender).run(now=T0)
+            again = Dispatcher(store, lambda _campaign: sender).run(now=T0 + timedelta(hours=1))
+        finally:
+            sender.close()
+    assert (first.confirmations, again.confirmations) == (1, 0)
+    (received,) = [r for r in server.received if r.rcpt_tos == ("pat@example.com",)]
+    assert received.message["Subject"] == "Please confirm your email for Balanced Ketamine"
+    assert_well_formed(received)
+    with store.connect() as conn:
+        rows = {r.contact_id: r for r in conn.execute(select(confirmations))}
+    assert [r.sent_at for r in rows.values()].count(T0) == 1
+    assert all(r.send_due_at is None for r in rows.values())
