@@ -271,3 +271,19 @@ def test_confirmations_go_through_smtp_and_a_refused_address_is_not_asked_again(
         rows = {r.contact_id: r for r in conn.execute(select(confirmations))}
     assert [r.sent_at for r in rows.values()].count(T0) == 1
     assert all(r.send_due_at is None for r in rows.values())
+
+
+def test_unsubscribing_from_the_confirmation_email_ends_the_request(store, double):
+    client, clock, _campaign, outbox = double
+    assert sign_up(client, "pat@example.com").status_code == 202
+    tick(store, T0)
+    (message,) = emails(outbox)["pat@example.com"]
+    (unsubscribe,) = {u for u in urls(message) if "/u/" in u}
+    one_click = client.post(urlsplit(unsubscribe).path, data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200
+    late = client.post(confirm_path(message))
+    assert late.status_code == 410
+    assert count(store, enrollments) == 0
+    clock.now = T0 + timedelta(days=2)
+    assert sign_up(client, "pat@example.com").status_code == 409  # suppressed now
+    assert tick(store, clock.now).confirmations == 0

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from campaigns.compliance.event_model import SUPPRESSING
 from campaigns.compliance.undo_record import UndoRecord, remember
+from campaigns.planning.confirm_requests import end_requests
 from campaigns.rendering.tokens import UnsubscribeClaim
 from campaigns.storage.outbox import emit
 from campaigns.storage.statuses import (
@@ -245,6 +246,8 @@ def unsubscribe(
                 )
             )
         cancelled = cancel_pending(conn, enrollment_ids=chosen, reason=reason, now=now)
+        # A sign-up still awaiting its double opt-in confirmation ends too.
+        end_requests(conn, contact.id, None if scope is Scope.ALL else claim.campaign, now=now)
         left = list(
             conn.scalars(
                 select(enrollments.c.id).where(

@@ -105,6 +105,19 @@ def request_confirmations(
     return Requested(len(fresh) + len(restart), len(resend), waiting)
 
 
+def end_requests(conn: Connection, contact_id: int, campaign: str | None, *, now: datetime) -> int:
+    """End the contact's unconfirmed requests (of `campaign`, or all): they unsubscribed
+    from a confirmation email, so it is not sent again and its link confirms nothing."""
+    query = update(confirmations).where(
+        confirmations.c.contact_id == contact_id,
+        confirmations.c.confirmed_at.is_(None),
+        confirmations.c.expired_at.is_(None),
+    )
+    if campaign is not None:
+        query = query.where(confirmations.c.campaign == campaign)
+    return conn.execute(query.values(expired_at=now, send_due_at=None)).rowcount or 0
+
+
 def _last_asked(row) -> datetime:
     """When the patient was last sent (or, failing that, asked for) a confirmation."""
     return row.resent_at or row.sent_at or row.requested_at
