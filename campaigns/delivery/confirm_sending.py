@@ -66,10 +66,12 @@ class ConfirmationSender:
     def run(self, *, now: datetime) -> ConfirmReport:
         """Expire what ran out, then send everything owed, a batch at a time."""
         report = ConfirmReport()
-        with self.store.begin() as conn:
-            report.expired = expire(conn, now=now)
+        first = True
         while True:
+            # One transaction when nothing is owed (every tick pays for this check).
             with self.store.begin() as conn:
+                if first:
+                    report.expired, first = expire(conn, now=now), False
                 rows = self._take(conn, now)
             if not rows:
                 return report
