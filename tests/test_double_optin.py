@@ -287,3 +287,20 @@ def test_unsubscribing_from_the_confirmation_email_ends_the_request(store, doubl
     clock.now = T0 + timedelta(days=2)
     assert sign_up(client, "pat@example.com").status_code == 409  # suppressed now
     assert tick(store, clock.now).confirmations == 0
+
+
+def test_the_same_sign_up_posted_twice_at_once_answers_202_both_times(store, double, monkeypatch):
+    from sqlalchemy.exc import IntegrityError
+
+    import campaigns.web.signup_api as signup_api
+
+    client, _clock, _campaign, _outbox = double
+    assert sign_up(client, "pat@example.com").status_code == 202
+
+    def lost_the_race(*_args, **_kwargs):  # the other request's row won the unique index
+        raise IntegrityError("INSERT INTO confirmations", {}, Exception("duplicate key"))
+
+    monkeypatch.setattr(signup_api, "enroll", lost_the_race)
+    answer = sign_up(client, "pat@example.com")
+    assert answer.status_code == 202
+    assert answer.json()["status"] == "awaiting_confirmation"

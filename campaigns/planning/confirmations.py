@@ -155,6 +155,22 @@ def expire(conn: Connection, *, now: datetime) -> int:
     return result.rowcount or 0
 
 
+def awaiting(store: Store, email: str, campaign: str) -> bool:
+    """Whether the (normalised) address has a request for `campaign` not yet confirmed."""
+    with store.connect() as conn:
+        found = conn.scalar(
+            select(confirmations.c.id)
+            .join(contacts, contacts.c.id == confirmations.c.contact_id)
+            .where(
+                contacts.c.email == email,
+                confirmations.c.campaign == campaign,
+                confirmations.c.confirmed_at.is_(None),
+                confirmations.c.expired_at.is_(None),
+            )
+        )
+    return found is not None
+
+
 def confirmations_due(conn: Connection, now: datetime) -> bool:
     """Whether a confirmation email is owed at `now`: the worker's "anything due?" probe
     (one look at ix_confirmations_send_due)."""

@@ -34,6 +34,7 @@ from starlette.routing import Route
 from campaigns.authoring.conditions import check_attribute_name
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning import schedule
+from campaigns.planning.confirmations import awaiting
 from campaigns.planning.enroll import enroll
 from campaigns.planning.signups import Signup, checked_attributes, control_character, validate
 from campaigns.settings import Settings
@@ -128,6 +129,9 @@ def sign_up(store: Store, body: SignupIn, *, now: datetime) -> tuple[int, dict]:
         if report is not None and report.enrolled and found is not None:
             return 201, found
     existing = _existing(store, contact.email, campaign.name)
+    if existing is None and awaiting(store, contact.email, campaign.name):
+        # The same double opt-in sign-up, posted twice at once: the other one asked.
+        return 202, {"campaign": campaign.name, "status": AWAITING}
     if existing is None:  # enroll made nothing and said no why: nothing to answer with
         raise ApiError(409, "not enrolled")
     if existing.suppressed:
