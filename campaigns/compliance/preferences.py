@@ -15,6 +15,7 @@ backlog does not arrive at once after it. "Resume now" moves them back by what i
 from __future__ import annotations
 
 import enum
+import secrets
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -75,7 +76,8 @@ class Change:
 
 def record_choice(conn: Connection, claim: UnsubscribeClaim, kind: str, *, now: datetime) -> int:
     """The change as an event naming the delivery the link came in; the event's id."""
-    key = f"dripmail:{kind}:{claim.contact_id}:{claim.delivery_id or '-'}:{now.isoformat()}"
+    # The time and a nonce: two changes in one second (2 weeks, then 3 months) are two.
+    key = f"dripmail:{kind}:{claim.contact_id}:{now.isoformat()}:{secrets.token_hex(4)}"
     values: dict[str, Any] = {
         "provider": DRIPMAIL_PROVIDER,
         "provider_event_id": key[:200],
