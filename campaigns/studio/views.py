@@ -131,7 +131,7 @@ def timeline(
                 delay=describe_delay(step.delay),
                 day=(planned.local.date() - start.date()).days,
                 local=planned.local,
-                from_name=campaign.spec.from_.name,
+                from_name=compiled.from_name,  # the discreet name when discreet
                 subject=rendered.subject,
                 preheader=rendered.preheader,
                 # reports.py explains moved times in newer versions; older ones say nothing.
