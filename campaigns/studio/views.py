@@ -115,6 +115,8 @@ def timeline(
     whether this contact would get it now; without, what it is decided on.
     """
     unsubscribe_url, preferences_url = links
+    if recipient.discreet:  # an enrolled contact who chose discreet emails (render --email)
+        compiled = compiled.in_discreet()
     calendar = sample_calendar(campaign, signed_up_at=signed_up_at, zones=(recipient.timezone,))
     start = signed_up_at.astimezone(calendar[0].local.tzinfo) if calendar else signed_up_at
     entries = []
