@@ -199,3 +199,24 @@ def test_words_match_whole_and_in_any_case():
     words = ("ketamine", "sleep disorder", "STD")
     assert find_words("KETAMINE and a Sleep  Disorder", words) == ["KETAMINE", "Sleep Disorder"]
     assert find_words("standard ketamines", words) == []
+
+
+def test_the_preview_and_render_show_the_discreet_version(discreet, clinic, tmp_path):
+    from campaigns.reporting.export import export_campaign
+    from campaigns.settings import Settings
+
+    paths = export_campaign(discreet, tmp_path / "previews", settings=Settings())
+    eml = next(p for p in paths if p.name.startswith("02-") and p.suffix == ".eml")
+    head = eml.read_bytes().split(b"\r\n\r\n", 1)[0].decode()
+    assert "Subject: A note from Balanced" in head
+    assert "From: Balanced <" in head
+    index = (tmp_path / "previews" / "index.html").read_text(encoding="utf-8")
+    assert "A note from Balanced" in index  # the studio's inbox rows, exported
+    assert "How Mental Health Affects Sleep" in index  # ... and the body's heading
+    # A standard campaign previewed for a patient who chose discreet emails (render --email).
+    paths = export_campaign(
+        clinic, tmp_path / "theirs", recipient=replace(PAT, discreet=True), settings=Settings()
+    )
+    index = (tmp_path / "theirs" / "index.html").read_text(encoding="utf-8")
+    assert 'class="inbox-subject">A note from Balanced<' in index
+    assert 'class="inbox-from">Balanced<' in index
