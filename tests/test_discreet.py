@@ -5,12 +5,9 @@ and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import pytest
 from sqlalchemy import update
 
 from campaigns.authoring.spec import load_folder
@@ -18,9 +15,11 @@ from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning.enroll import import_csv
 from campaigns.storage.tables import contacts
 from senders.file import FileSender
-from tests.sendgrid_server import SendGridServer
 from tests.test_languages import outbox_messages, part
-from tests.test_sendgrid import CONSENT, KEY, NOW, PUBLIC_URL, SIGNED_UP, FakeTime, sender_factory
+
+# The SendGrid stand-in, a sender on it, and the environment they need (autouse).
+from tests.test_languages_sendgrid import _environment, senders, server  # noqa: F401
+from tests.test_sendgrid import CONSENT, NOW, SIGNED_UP, FakeTime
 from tests.test_sendgrid_batch import assert_clean, received
 from tests.unit.test_clinic import HEADINGS
 
@@ -69,24 +68,12 @@ def test_a_patients_choice_applies_from_their_next_email(store, clinic, tmp_path
         assert f"<title>{NEUTRAL}</title>" in part(quiet, "html")
 
 
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[SendGridServer]:
-    monkeypatch.setenv("DRIPMAIL_PUBLIC_URL", PUBLIC_URL)
-    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    with SendGridServer(KEY) as running:
-        yield running
-
-
-@pytest.fixture
-def senders() -> Iterator[Any]:
-    with sender_factory() as build:
-        yield build
-
-
 def test_sendgrid_batches_keep_discreet_contacts_apart(
-    store, clinic_folder, tmp_path, server, senders
+    store,
+    clinic_folder,
+    tmp_path,
+    server,  # noqa: F811
+    senders,  # noqa: F811
 ):
     spec = clinic_folder / "campaign.yaml"  # no condition in the greeting: every email batches
     spec.write_text(spec.read_text(encoding="utf-8") + "greeting: false\n", encoding="utf-8")
