@@ -5,7 +5,9 @@ and PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import update
@@ -15,13 +17,15 @@ from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning.enroll import import_csv
 from campaigns.storage.tables import contacts
 from senders.file import FileSender
+from senders.mime import to_bytes
+from tests.helpers import spamassassin
 from tests.test_languages import outbox_messages, part
 
 # The SendGrid stand-in, a sender on it, and the environment they need (autouse).
 from tests.test_languages_sendgrid import _environment, senders, server  # noqa: F401
 from tests.test_sendgrid import CONSENT, NOW, SIGNED_UP, FakeTime
 from tests.test_sendgrid_batch import assert_clean, received
-from tests.unit.test_clinic import HEADINGS
+from tests.unit.test_clinic import HEADINGS, PAT, messages
 
 NEUTRAL = "A note from Balanced"
 SUBJECTS = ["Ketamine and Sleep", *HEADINGS]
@@ -104,3 +108,16 @@ def test_sendgrid_batches_keep_discreet_contacts_apart(
     for address in addresses:
         expected = NEUTRAL if address in quiet else HEADINGS[0]
         assert subjects[address] == expected, address
+
+
+def test_spamassassin_scores_every_discreet_clinic_email_below_one(clinic, tmp_path):
+    # The padded hidden preview line and the neutral subject are not spam signals.
+    files = []
+    for message in messages(clinic, replace(PAT, discreet=True), date=datetime.now(UTC)):
+        path = tmp_path / f"{message.delivery_id}.eml"
+        path.write_bytes(to_bytes(message))
+        files.append(path)
+    with ThreadPoolExecutor(max_workers=len(files)) as pool:
+        results = list(pool.map(spamassassin, files))
+    for path, (score, report) in zip(files, results, strict=True):
+        assert score < 1.0, f"{path.name}: {score}\n{report[report.find('Content analysis') :]}"
