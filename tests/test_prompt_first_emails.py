@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -226,6 +227,9 @@ def test_the_probe_sees_a_due_welcome_and_not_a_paused_campaign_or_a_held_one(
     with store.connect() as conn:
         assert anything_due(conn, now)
         assert not anything_due(conn, now, held={campaign.name})
+        # With a campaign held, rows due before the last tick began are that tick's.
+        assert not anything_due(conn, now, held={"another"}, after=now)
+        assert anything_due(conn, now, held={"another"}, after=now - timedelta(seconds=1))
     pause(store, campaign.name, now=now)
     with store.connect() as conn:
         assert not anything_due(conn, now)  # a tick would pass its emails over

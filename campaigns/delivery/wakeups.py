@@ -24,14 +24,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import Connection, literal, select
+from sqlalchemy import Connection, bindparam, literal, select
 
 from campaigns.delivery.report import RunReport
 from campaigns.storage.statuses import CampaignStatus, DeliveryStatus, EnrollmentStatus
-from campaigns.storage.store import Store
+from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import campaigns, deliveries, enrollments
 from campaigns.storage.wakeup import DUE_CHANNEL
 
@@ -42,37 +42,61 @@ log = logging.getLogger("dripmail.wakeups")
 
 PROBE_EVERY = 1.0  # seconds between two SQLite probes
 RECONNECT_AFTER = 5.0  # seconds before a lost LISTEN connection is opened again
+# With campaigns held, the probe looks at rows due since this long before the last
+# tick: a sign-up committed during a tick, its transaction begun before the tick.
+IN_FLIGHT = timedelta(minutes=1)
 
 
-def anything_due(conn: Connection, now: datetime, *, held: Collection[str] = ()) -> bool:
+def anything_due(
+    conn: Connection,
+    now: datetime,
+    *,
+    held: Collection[str] = (),
+    after: datetime | None = None,
+) -> bool:
     """Whether a tick at `now` has work: a scheduled email due, of an active enrollment
     in an active campaign that is not among `held` (the campaigns the last tick kept
     back, which a tick would pass over again).
+
+    With `held`, only rows due after `after` count: the rows of a held campaign are
+    all due, and walking past them every second costs (measured: 25 ms per 12,000);
+    rows of the others due before `after` the last tick took already.
 
     Every kind of due work that should wake a worker goes in here, each its own
     indexed probe (`or` the next one). This one reads ix_deliveries_claim
     (status, due_at) and stops at the first row that counts.
     """
-    return _deliveries_due(conn, now, held)
+    return _deliveries_due(conn, now, held, after)
 
 
-def _deliveries_due(conn: Connection, now: datetime, held: Collection[str]) -> bool:
-    query = (
-        select(literal(1))
-        .select_from(deliveries)
-        .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
-        .join(campaigns, campaigns.c.name == enrollments.c.campaign)
-        .where(
-            deliveries.c.status == DeliveryStatus.SCHEDULED,
-            deliveries.c.due_at <= now,
-            enrollments.c.status == EnrollmentStatus.ACTIVE,
-            campaigns.c.status == CampaignStatus.ACTIVE,
-        )
-        .limit(1)
+# Built once: building the statement costs several times what SQLite takes to answer it.
+_DUE = (
+    select(literal(1))
+    .select_from(deliveries)
+    .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
+    .join(campaigns, campaigns.c.name == enrollments.c.campaign)
+    .where(
+        deliveries.c.status == DeliveryStatus.SCHEDULED,
+        deliveries.c.due_at <= bindparam("now", type_=deliveries.c.due_at.type),
+        enrollments.c.status == EnrollmentStatus.ACTIVE,
+        campaigns.c.status == CampaignStatus.ACTIVE,
     )
+    .limit(1)
+)
+_DUE_NOT_HELD = _DUE.where(
+    enrollments.c.campaign.not_in(bindparam("held", expanding=True)),
+    deliveries.c.due_at > bindparam("after", type_=deliveries.c.due_at.type),
+)
+_LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _deliveries_due(
+    conn: Connection, now: datetime, held: Collection[str], after: datetime | None
+) -> bool:
     if held:
-        query = query.where(enrollments.c.campaign.not_in(list(held)))
-    return conn.execute(query).first() is not None
+        values = {"now": now, "held": list(held), "after": after or _LONG_AGO}
+        return conn.execute(_DUE_NOT_HELD, values).first() is not None
+    return conn.execute(_DUE, {"now": now}).first() is not None
 
 
 class Wakeup(Protocol):
@@ -124,6 +148,8 @@ class Probe:
         self.clock = clock
         self.last = clock()
         self.held: frozenset[str] = frozenset()
+        self.after: datetime | None = None  # with `held`: rows due since then count
+        self.started: datetime | None = None
         self.probes = 0
 
     def due(self, now: datetime) -> bool:
@@ -132,14 +158,15 @@ class Probe:
         self.last = self.clock()
         self.probes += 1
         with self.store.connect() as conn:
-            return anything_due(conn, now, held=self.held)
+            return anything_due(conn, now, held=self.held, after=self.after)
 
     def ticking(self) -> None:
-        pass
+        self.started = utcnow()
 
     def ticked(self, report: RunReport) -> None:
         # Campaigns kept back stay due; probing for them would tick every second.
         self.held = frozenset(report.held)
+        self.after = self.started - IN_FLIGHT if self.started is not None else None
         self.last = self.clock()
 
     def close(self) -> None:
