@@ -3,6 +3,9 @@ woken by NOTIFY (PostgreSQL) or its one-second probe (SQLite), not by its 30 s t
 
 from __future__ import annotations
 
+import functools
+import os
+import signal
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
@@ -14,7 +17,7 @@ from starlette.testclient import TestClient
 from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.delivery.observer import HandedOff, Ticked
 from campaigns.delivery.wakeups import Listener, Probe, anything_due, open_wakeup
-from campaigns.delivery.workers import run_worker
+from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
 from campaigns.planning.enroll import enroll
 from campaigns.planning.pause import pause
 from campaigns.planning.signups import Signup
@@ -24,6 +27,7 @@ from campaigns.storage.wakeup import announce_due
 from campaigns.web.app import create_app
 from senders.base import Message, Outcome, Sender, SendResult
 from tests.conftest import write_clinic_campaign
+from tests.worker_main import counting_senders
 
 TOKEN = "s3cret-token-for-tests"
 WAIT = 20.0  # seconds an Event is waited for; the worker's interval is 30 s
@@ -233,3 +237,54 @@ def test_the_probe_sees_a_due_welcome_and_not_a_paused_campaign_or_a_held_one(
     pause(store, campaign.name, now=now)
     with store.connect() as conn:
         assert not anything_due(conn, now)  # a tick would pass its emails over
+
+
+class Seen:
+    """The parent's observer of one worker process of `run_workers`."""
+
+    def __init__(self, index: int, seen: dict[int, list[str]]) -> None:
+        self.index = index
+        self.seen = seen
+
+    def ticked(self, event: Ticked) -> None:
+        self.seen[self.index].append("tick")
+
+    def handed_off(self, event: HandedOff) -> None:
+        self.seen[self.index].append("hand-off")
+
+
+def test_every_worker_of_run_workers_listens_for_itself(postgres_url: str, tmp_path: Path):
+    store = Store(postgres_url)
+    clinic = open_around_the_clock(tmp_path / "clinic")
+    with store.begin() as conn:
+        publish(conn, clinic, now=utcnow())
+    options = WorkerOptions(
+        url=postgres_url,
+        now=None,
+        once=False,
+        interval=3600.0,  # an hour: only a wake-up can hand anything off in this test
+        sender_factory=functools.partial(counting_senders, out=str(tmp_path / "ids")),
+    )
+    (tmp_path / "ids").mkdir()
+    seen: dict[int, list[str]] = {0: [], 1: []}
+    # Should no wake-up come, SIGTERM ends the run (as `dripmail run` ends) and the
+    # assertions below say so; nothing in the test waits on the wall clock otherwise.
+    watchdog = threading.Timer(WAIT * 3, os.kill, (os.getpid(), signal.SIGTERM))
+    watchdog.start()
+    reports = run_workers(2, options, observers=lambda index: Seen(index, seen))
+    try:
+        first = {next(reports)[0], next(reports)[0]}  # each worker's tick at the start
+        assert first == {0, 1}
+        patient = Signup("pat@example.com", timezone="UTC", consent="clinic website form")
+        enroll(store, clinic, patient, now=utcnow())
+        woken, sent = set(), 0
+        while sent < 1 or woken != {0, 1}:
+            index, report = next(reports)
+            woken.add(index)
+            sent += report.sent
+    finally:
+        watchdog.cancel()
+        reports.close()  # stops both workers
+        store.close()
+    assert sent == 1  # one welcome, handed off once: the leases kept the other worker out
+    assert all(ticks.count("tick") >= 4 for ticks in seen.values())  # both woke

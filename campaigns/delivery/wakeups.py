@@ -185,7 +185,11 @@ class Listener:
         self.woken = threading.Event()
         self.notifications = 0  # received since the start (tests, the benchmark)
         self._closed = threading.Event()
-        self._pg = self._connect()
+        self._pg: psycopg.Connection | None = None
+        try:
+            self._pg = self._connect()
+        except Exception as exc:  # the thread tries again; the ticks go on meanwhile
+            log.warning("not listening for due emails yet (%s)", type(exc).__name__)
         self._thread = threading.Thread(target=self._run, name="dripmail-listen", daemon=True)
         self._thread.start()
 
@@ -212,7 +216,7 @@ class Listener:
         return pg
 
     def _run(self) -> None:
-        pg: psycopg.Connection | None = self._pg
+        pg = self._pg
         while not self._closed.is_set():
             try:
                 if pg is None:
