@@ -89,7 +89,6 @@ def run_worker(
     settings: Settings | None = None,
     notifier: Notifier = NOBODY,
     observer: Observer | None = None,
-    wakeup: Callable[[Store], Wakeup] | None = None,
 ) -> Iterator[RunReport]:
     """Run ticks at `now` (else the clock): one with `once`, else one per `interval` seconds.
 
@@ -98,8 +97,8 @@ def run_worker(
     take their settings from `settings` (default: the environment, read now).
     `notifier` hears READY=1 before the first claim and STOPPING=1 on a stop signal.
     `observer` hears when each tick starts and ends, and of every hand-off.
-    Between ticks a wake-up (wakeups.py; `wakeup(store)` replaces it) can start the
-    next tick early: a NOTIFY on PostgreSQL, a due email found on SQLite.
+    Between ticks a wake-up (wakeups.py) can start the next tick early: a NOTIFY on
+    PostgreSQL, a due email found on SQLite.
     The worker's heartbeat row (heartbeats.py) is written at the start, after each
     batch and tick, and marked stopped at the end; after each tick it looks for silent
     workers and piling `unknown` deliveries, and alerts (alerts.py).
@@ -138,7 +137,7 @@ def run_worker(
             if not once:
                 hooks.start()
             # Listening before the first claim: a sign-up committed after it is heard.
-            woken = wakeup(store) if wakeup is not None else open_wakeup(store, once=once)
+            woken = open_wakeup(store, once=once)
             while not stop.is_set():
                 woken.ticking()
                 observer.ticked(Ticked(time.time()))
