@@ -461,6 +461,35 @@ def bench_postgres(work: Path, quick: bool) -> None:
             _postgres(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
+def bench_latency(work: Path, quick: bool) -> None:
+    """Sign-up request to hand-off with a running `dripmail run` (interval 30 s), on SQLite
+    and on a fresh PostgreSQL database; then the cost of the SQLite worker's probe."""
+    from benchmarks.latency import measure, probe_cost
+    from campaigns.planning.enroll import import_csv
+    from campaigns.storage.store import Store
+
+    count = 100 if quick else 500
+    command = f"python benchmarks/run.py latency{' --quick' if quick else ''}"
+    campaign = clinic_campaign(work / "campaign")
+    (work / "sqlite").mkdir()
+    url = f"sqlite:///{work / 'latency.db'}"
+    measure("SQLite", url, campaign, work / "sqlite", count, report, command)
+    database = f"dripmail_bench_{os.getpid()}_latency"
+    _postgres(f'CREATE DATABASE "{database}"')
+    try:
+        (work / "postgresql").mkdir()
+        url = _postgres_url(database)
+        measure("PostgreSQL", url, campaign, work / "postgresql", count, report, command)
+    finally:
+        _postgres(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    contacts = work / "probe.csv"
+    write_contacts(contacts, 2_000 if quick else 20_000)
+    store = Store(f"sqlite:///{work / 'probe.db'}")
+    import_csv(store, campaign, contacts, now=NOW)
+    probe_cost(store, report, command, held=campaign.name)
+    store.close()
+
+
 def bench_memory(work: Path, quick: bool) -> None:
     """Peak RSS while dispatching, at two sizes: batches are streamed, so it stays flat."""
     small, large = (1_000, 10_000) if quick else (10_000, 100_000)
@@ -500,6 +529,7 @@ BENCHMARKS = {
     "postgres": bench_postgres,
     "sendgrid": bench_sendgrid,
     "memory": bench_memory,
+    "latency": bench_latency,
     "console": bench_console,
 }
 

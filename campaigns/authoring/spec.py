@@ -50,6 +50,12 @@ from campaigns.authoring.languages import (
     translation_names,
 )
 from campaigns.authoring.model_keys import is_model, is_plain_union, model_keys, unknown_key
+from campaigns.authoring.privacy_spec import (
+    NeutralText,
+    Privacy,
+    PrivacySettings,
+    SensitiveWords,
+)
 from campaigns.authoring.sender_settings import FileSenderSettings, SenderSettings
 from campaigns.authoring.timing import check_timing, parse_ics
 from campaigns.authoring.variant_spec import (
@@ -198,7 +204,7 @@ class StepRef(FileModel):
         return step_key(self.file)
 
 
-class CampaignSpec(FileModel):
+class CampaignSpec(FileModel, PrivacySettings):
     name: str
     title: OneLine | None = None
     language: LanguageTag = "en"
@@ -226,6 +232,12 @@ class CampaignSpec(FileModel):
     # Double opt-in: sequence only once confirmed (campaigns/authoring/confirm_spec.py).
     confirm: Confirm = ConfirmMode.SINGLE
     confirm_within: ConfirmWithin = DEFAULT_CONFIRM_WITHIN
+    # Discreet emails: neutral subjects and From name (authoring/privacy_spec.py).
+    privacy: Privacy = "standard"
+    discreet_name: NeutralText | None = None
+    discreet_subject: NeutralText | None = None
+    discreet_preheader: NeutralText | None = None
+    sensitive_words: SensitiveWords = Field(default_factory=list)
 
     @field_validator("greeting", mode="before")
     @classmethod
@@ -298,6 +310,8 @@ class Step:
     when: StepCondition | None = field(default=None, compare=False)  # `when:`, if any
     variants: tuple[Variant, ...] = ()  # A/B variants (authoring/variant_spec.py)
     winner: Winner | None = None
+    discreet_subject: str | None = None  # front matter: this email's neutral texts
+    discreet_preheader: str | None = None
 
 
 @dataclass(frozen=True)
@@ -526,7 +540,8 @@ def _walk(loc: tuple) -> tuple[tuple, Any]:
     return tuple(path), model
 
 
-_FRONT_MATTER_KEYS = {"subject", "preheader", "cta"}
+_DISCREET_KEYS = ("discreet_subject", "discreet_preheader")
+_FRONT_MATTER_KEYS = ["subject", "preheader", "cta", "discreet_subject", "discreet_preheader"]
 
 
 def parse_step(
@@ -551,7 +566,7 @@ def parse_step(
         for key in meta:
             if key not in _FRONT_MATTER_KEYS:
                 raise InputError(
-                    unknown_key(str(key), ["subject", "preheader", "cta"]),
+                    unknown_key(str(key), _FRONT_MATTER_KEYS),
                     source=source,
                     line=lines.get((key,)),
                     field=str(key),
@@ -577,4 +592,5 @@ def parse_step(
         body=body,
         body_line=body_line,
         when=ref.when,
+        **{key: single_line(str(meta[key])) for key in _DISCREET_KEYS if meta.get(key)},
     )

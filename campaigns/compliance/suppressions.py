@@ -305,7 +305,7 @@ def record_unsubscribe_event(
     values: dict[str, Any] = {
         "provider": DRIPMAIL_PROVIDER,
         "provider_event_id": unsubscribe_key(claim, scope),
-        "delivery_id": _delivery_of(conn, claim),
+        "delivery_id": delivery_of(conn, claim),
         "type": EVENT_TYPES[scope],
         "occurred_at": now,
         "created_at": now,
@@ -331,7 +331,7 @@ def cancel_reason(scope: Scope, event_id: int) -> str:
     return f"unsubscribed ({scope}, event {event_id})"
 
 
-def _delivery_of(conn: Connection, claim: UnsubscribeClaim) -> int | None:
+def delivery_of(conn: Connection, claim: UnsubscribeClaim) -> int | None:
     """The token's delivery id, when it still names a delivery of that contact."""
     if claim.delivery_id is None:
         return None

@@ -50,6 +50,7 @@ class DueRow:
     tags: str | None = None
     attributes: str | None = None
     language: str | None = None  # the contact's (BCP 47); None: the campaign's default
+    discreet: bool | None = None  # the contact chose discreet emails (contacts.discreet)
 
     @property
     def zone_key(self) -> tuple[str, str]:

@@ -169,6 +169,7 @@ class HandOff:
                         row.timezone,
                         attributes=parse_attributes(row.attributes),
                         language=row.language,
+                        discreet=bool(row.discreet),
                     ),
                     base.signed(token),
                     delivery_id=str(row.id),

@@ -163,6 +163,7 @@ class Leases:
                         contacts.c.tags,
                         contacts.c.attributes,
                         contacts.c.language,
+                        contacts.c.discreet,  # their own choice, read with the row
                     )
                     .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
                     .join(campaigns, campaigns.c.name == enrollments.c.campaign)

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, exists, func, select, update
+from sqlalchemy import Connection, bindparam, func, literal, select, update
 
 from campaigns.errors import NotFoundError
 from campaigns.planning.conditions import parse_attributes
@@ -171,10 +171,18 @@ def awaiting(store: Store, email: str, campaign: str) -> bool:
     return found is not None
 
 
+# Built once: the worker's probe asks every second on SQLite (delivery/wakeups.py).
+_OWED = (
+    select(literal(1))
+    .where(confirmations.c.send_due_at <= bindparam("now", type_=confirmations.c.send_due_at.type))
+    .limit(1)
+)
+
+
 def confirmations_due(conn: Connection, now: datetime) -> bool:
-    """Whether a confirmation email is owed at `now`: the worker's "anything due?" probe
-    (one look at ix_confirmations_send_due)."""
-    return bool(conn.scalar(select(exists().where(confirmations.c.send_due_at <= now))))
+    """Whether a confirmation email is owed at `now`: part of the worker's "anything
+    due?" probe (one look at ix_confirmations_send_due)."""
+    return conn.execute(_OWED, {"now": now}).first() is not None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from campaigns.storage.publish import open_campaign, publish
 from campaigns.storage.statuses import IN_FLIGHT, DeliveryStatus, EnrollmentStatus, WebhookEvent
 from campaigns.storage.store import Store, bulk_insert
 from campaigns.storage.tables import contacts, deliveries, enrollments, suppressions
+from campaigns.storage.wakeup import announce_due
 
 # A list bound at execution: in_() given 10,000 values coerces each one, every chunk.
 _MANY = bindparam("many", expanding=True)
@@ -346,6 +347,9 @@ def _enroll_chunk(
         ("enrollment_id", "step_key", "position", "due_at", "status", "attempts", "updated_at"),
         rows,
     )
+    # A `0d` welcome: workers need not wait for their tick (times as the driver takes them).
+    if any(row[3] <= stamp for row in rows):
+        announce_due(conn)
     report.enrolled = len(fresh)
     _emit_enrolled(
         conn, campaign.name, [(ids[c.email], enrollment_ids[ids[c.email]]) for c in fresh], now=now
@@ -498,6 +502,8 @@ def _restart(
                 continue
             values = {"b_e": enrollment_id, "b_k": step.key, "b_p": step.position, "b_due": due}
             (updates if (enrollment_id, step.key) in have else inserts).append(values)
+    if any(v["b_due"] <= now for v in updates + inserts):
+        announce_due(conn)
     if updates:
         conn.execute(
             update(deliveries)

@@ -134,12 +134,19 @@ def resume(
 
 
 def shift_pending(
-    conn: Connection, campaign: Campaign, enrollment_ids: list[int], by: timedelta, *, now: datetime
+    conn: Connection,
+    campaign: Campaign,
+    enrollment_ids: list[int],
+    by: timedelta,
+    *,
+    now: datetime,
+    not_before: datetime | None = None,
 ) -> int:
     """Move these enrollments' scheduled deliveries later by `by`, then into the window.
 
-    Per contact, in step order: never before `now`, one per opening, `min_gap` apart
-    and after their last email. Bulk: one read, one batched update.
+    Per contact, in step order: never before `not_before` (default `now`), one per
+    opening, `min_gap` apart and after their last email. Bulk: one read, one batched
+    update. `by` may be negative (a patient's pause ended early).
     """
     if not enrollment_ids:
         return 0
@@ -171,7 +178,7 @@ def shift_pending(
         pending.sort(key=lambda r: r.position)
         tz = schedule.zone(pending[0].timezone)
         new_due = schedule.replan_in_order(
-            now,
+            now if not_before is None else max(now, not_before),
             [r.due_at + by for r in pending],
             campaign.window,
             tz,
