@@ -136,3 +136,28 @@ def test_the_confirmation_email_speaks_the_patients_language(tmp_path: Path):
     assert 'href="https://mail.clinic.test/c/CONFIRM"' in english.html
     assert english.headers["List-Unsubscribe"].startswith("<https://mail.clinic.test/u/TOKEN>")
     assert english.batch is None
+
+
+def test_a_discreet_confirmation_keeps_the_health_word_off_the_lock_screen(tmp_path: Path):
+    folder = write_clinic_campaign(tmp_path / "clinic")
+    plain = load_folder(folder)
+    spec = folder / "campaign.yaml"
+    spec.write_text(spec.read_text() + "privacy: discreet\n")
+    discreet = load_folder(folder)
+    links = contact_links("https://mail.clinic.test", "TOKEN", "care@example.com")
+    shown = []
+    for campaign, chose in ((plain, False), (plain, True), (discreet, False)):
+        message = confirmation_message(
+            campaign,
+            Recipient("ana@example.com", "Ana", discreet=chose),
+            links,
+            confirm_url="https://mail.clinic.test/c/CONFIRM",
+            message_id="confirm-1",
+            date=None,
+        )
+        shown.append((message.from_name, message.subject))
+    assert shown == [
+        ("Balanced Ketamine Care Team", "Please confirm your email for Balanced Ketamine"),
+        ("Balanced", "Please confirm your email for Balanced"),  # the patient's own choice
+        ("Balanced", "Please confirm your email for Balanced"),  # privacy: discreet
+    ]

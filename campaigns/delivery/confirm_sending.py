@@ -92,6 +92,7 @@ class ConfirmationSender:
                 contacts.c.timezone,
                 contacts.c.language,
                 contacts.c.attributes,
+                contacts.c.discreet,
             )
             .join(contacts, contacts.c.id == confirmations.c.contact_id)
             .where(confirmations.c.send_due_at <= now)
@@ -143,6 +144,7 @@ class ConfirmationSender:
                                 row.timezone,
                                 attributes=parse_attributes(row.attributes),
                                 language=row.language,
+                                discreet=bool(row.discreet),
                             ),
                             base.signed(
                                 self._unsubscribe.token(

@@ -24,6 +24,7 @@ from campaigns.authoring.translations import campaign_languages, in_language
 from campaigns.planning.schedule import parse_delay
 from campaigns.rendering.catalogs import N_, translations
 from campaigns.rendering.compile import compile_step
+from campaigns.rendering.discreet import discreet_name
 from campaigns.rendering.palette import checked_palette
 from campaigns.rendering.personalise import CompiledCampaign, Recipient
 from campaigns.rendering.tokens import ContactLinks
@@ -45,7 +46,7 @@ IGNORE = N_(
 )
 BUTTON = N_("Confirm my email")
 
-_cache: dict[tuple[str, str, str], CompiledCampaign] = {}
+_cache: dict[tuple[str, str, str, bool], CompiledCampaign] = {}
 _lock = threading.Lock()
 
 
@@ -54,20 +55,26 @@ def _markdown_text(text: str) -> str:
     return "".join("\\" + char if char in "\\`*_{}[]<>()#+-.!|~" else char for char in text)
 
 
-def confirmation_campaign(campaign: Campaign, language: str) -> Campaign:
-    """`campaign` as a one-email campaign whose email is the confirmation, in `language`."""
+def confirmation_campaign(campaign: Campaign, language: str, *, discreet: bool = False) -> Campaign:
+    """`campaign` as a one-email campaign whose email is the confirmation, in `language`.
+
+    `discreet` (the campaign's `privacy: discreet`, or the patient's own choice): the
+    subject and preheader name the organisation as discreet emails' From does
+    (rendering/discreet.py: "Balanced", not "Balanced Ketamine"); the body is unchanged.
+    """
     spoken = in_language(campaign, language) if language != campaign.spec.language else campaign
     spec = spoken.spec
     words = translations(spec.language)
     organisation = spec.brand.organisation
+    shown = discreet_name(spec) if discreet else organisation  # on the lock screen
     named = {"organisation": _markdown_text(organisation)}
     step = Step(
         key=STEP_KEY,
         file=STEP_FILE,
         delay=parse_delay("0d"),
         position=1,
-        subject=words.gettext(SUBJECT) % {"organisation": organisation},
-        preheader=words.gettext(PREHEADER) % {"organisation": organisation},
+        subject=words.gettext(SUBJECT) % {"organisation": shown},
+        preheader=words.gettext(PREHEADER) % {"organisation": shown},
         cta=words.gettext(BUTTON),
         body=words.gettext(BODY) % named + "\n\n" + words.gettext(IGNORE) + "\n",
         body_line=1,
@@ -82,17 +89,21 @@ def confirmation_campaign(campaign: Campaign, language: str) -> Campaign:
     )
 
 
-def compiled_confirmation(campaign: Campaign, language: str | None) -> CompiledCampaign:
-    """The confirmation email of `campaign` for a contact reading `language`, compiled once."""
+def compiled_confirmation(
+    campaign: Campaign, language: str | None, *, discreet: bool = False
+) -> CompiledCampaign:
+    """The confirmation email of `campaign` for a contact reading `language` (and who
+    chose discreet emails, or not), compiled once."""
     spec = campaign.spec
     chosen = choose_language(language, campaign_languages(spec), spec.language)
-    key = (campaign.version, chosen, templates.digest())
+    discreet = discreet or spec.discreet
+    key = (campaign.version, chosen, templates.digest(), discreet)
     with _lock:
         found = _cache.get(key)
     if found is None:
-        one = confirmation_campaign(campaign, chosen)
+        one = confirmation_campaign(campaign, chosen, discreet=discreet)
         step = compile_step(one, one.steps[0], checked_palette(one))
-        found = CompiledCampaign(one, {STEP_KEY: step})
+        found = CompiledCampaign(one, {STEP_KEY: step}, discreet=discreet)
         with _lock:
             _cache[key] = found
             while len(_cache) > 64:
@@ -110,10 +121,10 @@ def confirmation_message(
     date: datetime | None,
 ) -> Message:
     """The patient's confirmation email, its button linking to `confirm_url`."""
-    compiled = compiled_confirmation(campaign, recipient.language)
+    compiled = compiled_confirmation(campaign, recipient.language, discreet=recipient.discreet)
     message = compiled.message(
         STEP_KEY,
-        replace(recipient, language=None),
+        replace(recipient, language=None, discreet=False),  # both chosen above
         delivery_id=message_id,
         unsubscribe_url=links.unsubscribe_url,
         unsubscribe_mailto=links.unsubscribe_mailto,
