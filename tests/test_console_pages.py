@@ -67,9 +67,29 @@ def check_page(page: Page, axe_source: str, artifacts: Path, name: str) -> None:
     width = page.viewport_size["width"] if page.viewport_size else 0
     page.set_viewport_size(PHONE)
     scroll = page.evaluate("document.documentElement.scrollWidth")
-    assert scroll <= PHONE["width"], f"{name}: horizontal scroll at 375 px ({scroll})"
+    assert scroll <= PHONE["width"], (
+        f"{name}: horizontal scroll at 375 px ({scroll}); too wide: {too_wide(page)}"
+    )
     page.screenshot(path=str(artifacts / f"console-{name}-375.png"), full_page=True)
     page.set_viewport_size({"width": width or 1280, "height": 900})
+
+
+# The innermost elements reaching past the viewport's right edge, to name in a failure.
+_TOO_WIDE = """() => {
+  const edge = document.documentElement.clientWidth + 0.5;
+  const wide = [...document.body.querySelectorAll("*")].filter((e) => {
+    const box = e.getBoundingClientRect();
+    return box.right > edge || box.left + e.scrollWidth > edge;  // itself, or text overflowing it
+  });
+  return wide.filter((e) => !wide.some((o) => o !== e && e.contains(o))).slice(0, 8).map(
+    (e) => `${e.tagName.toLowerCase()}${e.id ? "#" + e.id : ""}${e.className ? "." + e.className : ""}`
+      + ` (${Math.round(e.getBoundingClientRect().right)} px)`);
+}"""
+
+
+def too_wide(page: Page) -> list[str]:
+    """What sticks out past the right edge (a failure names it: no guessing from pixels)."""
+    return page.evaluate(_TOO_WIDE)
 
 
 def tab_to(page: Page, selector: str, limit: int = 40) -> None:
