@@ -82,7 +82,8 @@ _TOO_WIDE = """() => {
     return box.right > edge || box.left + e.scrollWidth > edge;  // itself, or text overflowing it
   });
   return wide.filter((e) => !wide.some((o) => o !== e && e.contains(o))).slice(0, 8).map(
-    (e) => `${e.tagName.toLowerCase()}${e.id ? "#" + e.id : ""}${e.className ? "." + e.className : ""}`
+    (e) => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "")
+      + (e.className ? "." + e.className : "")
       + ` (${Math.round(e.getBoundingClientRect().right)} px)`);
 }"""
 
