@@ -254,6 +254,10 @@ def test_submit_approve_publish_with_every_refusal_on_the_way(
         assert conn.scalar(select(console_reviews.c.state)) == "published"
     assert actions(store)[-3:] == ["review.submit", "review.approve", "publish"]
     assert audit.entries(store)[-2].actor == str(checker.id)
+    # Every row of the trail is on the console's clock, the publish's too (not the wall's).
+    assert {entry.at.replace(tzinfo=None) for entry in audit.entries(store)[-3:]} == {
+        clock().replace(tzinfo=None)
+    }
     page = editor.get("/campaigns").text
     assert ">published<" in page
 

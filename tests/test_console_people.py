@@ -314,6 +314,9 @@ def test_a_newsletter_is_created_dry_run_scheduled_and_cancelled(store, app, clo
                                        "newsletter.cancel"]  # fmt: skip
     assert actions[0][0] == editor_person.email
     assert actions[1][0] == actions[2][0] != editor_person.email  # the reviewer, not "cli"
+    # The newsletter's publish is on the console's clock, like the rest of the trail.
+    when = {e.action: e.at.replace(tzinfo=None) for e in audit.entries(store)}
+    assert when["publish"] == when["newsletter.schedule"] == clock().replace(tzinfo=None)
 
 
 def test_typed_names_show_exactly_as_typed_on_every_page(store, app, clock):

@@ -76,7 +76,13 @@ def import_contacts(call: Call) -> Response:
         path.write_bytes(upload.content)
         try:
             report = import_ref(
-                call.store, campaign, path, now=call.now, consent=consent, actor=call.user.id
+                call.store,
+                campaign,
+                path,
+                now=call.now,
+                consent=consent,
+                actor=call.user.id,
+                audited_at=call.now,
             )
         except DripmailError as exc:
             return _page(call, 422, problem=f"{upload.filename}: {_said(exc)}")

@@ -105,6 +105,7 @@ def import_csv(
     encoding: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     actor: str | int = audit.CLI,
+    audited_at: datetime | None = None,
 ) -> EnrollReport:
     """Import a CSV of sign-ups. Bad rows are reported by line and left out; the rest go in.
 
@@ -115,7 +116,8 @@ def import_csv(
     read = read_signups(path, campaign, now=now, consent=consent, encoding=encoding)
     report = EnrollReport(rejected=read.rejected, attributes=read.attributes)
     with store.begin() as conn:
-        publish(conn, campaign, now=now, actor=actor)  # the console passes its user's id
+        # The console passes its user's id and its clock for the audit trail.
+        publish(conn, campaign, now=now, actor=actor, audited_at=audited_at)
         unused = unused_events(conn, read.events)
     # A row naming an event no campaign's goal uses is left out, like any bad value.
     valid = [(line, c) for line, c in read.valid if c.email not in unused]
