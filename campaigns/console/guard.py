@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 
 from campaigns.console import sessions
 from campaigns.console.forms import Form, Upload, read_form
+from campaigns.console.import_jobs import ImportJobs
 from campaigns.console.permissions import Permission, allowed
 from campaigns.settings import Settings
 from campaigns.storage.store import Store
@@ -74,6 +75,7 @@ class Console:
     secure: bool  # cookies marked Secure (not on a loopback address, or an https URL set)
     public_host: str | None = None  # DRIPMAIL_CONSOLE_URL's host:port, the proxy's name
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # pre-sign-in CSRF
+    imports: ImportJobs = field(default_factory=ImportJobs)  # contact imports running or run
 
     @property
     def cookie(self) -> str:
