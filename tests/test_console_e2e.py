@@ -168,6 +168,7 @@ def test_the_clinic_runs_a_campaign_from_the_console_end_to_end(
             page = editor.page
             # Upload the clinic article, see the sequence, create the folder.
             page.goto(f"{origin}/campaigns/new")
+            editor.check("new-campaign")
             page.set_input_files("#article", ARTICLE)
             page.click("#see-sequence")
             expect(page.locator("#create")).to_be_visible()
@@ -179,6 +180,7 @@ def test_the_clinic_runs_a_campaign_from_the_console_end_to_end(
             # Step 3's subject, then the phone preview shows it.
             page.locator(f'a[href^="/campaigns/{name}/steps/"]').nth(2).click()
             expect(page.locator("#subject")).to_be_visible()
+            editor.check("editor-opened")
             page.fill("#subject", NEW_SUBJECT)
             page.click("#save")
             expect(page.locator("#subject")).to_have_value(NEW_SUBJECT)
@@ -188,6 +190,10 @@ def test_the_clinic_runs_a_campaign_from_the_console_end_to_end(
             expect(phone.get_by_role("article", name=NEW_SUBJECT)).to_be_visible()
             page.screenshot(path=str(artifacts / "console-e2e-editor-phone-preview.png"))
             editor.check("editor")
+            page.goto(f"{origin}/campaigns/{name}/timing")
+            editor.check("timing")
+            page.goto(f"{origin}/campaigns")
+            editor.check("campaign-list")
             page.goto(f"{origin}/campaigns/{name}")
             page.click("#submit-review")
             expect(page.locator("body")).to_contain_text("review")
@@ -221,8 +227,9 @@ def test_the_clinic_runs_a_campaign_from_the_console_end_to_end(
             {"name": "patients.csv", "mimeType": "text/csv", "buffer": contacts_csv()},
         )
         page.click("#import")
+        # The import runs in the background; its page shows the report when it has ended.
         expect(page.locator("#import-counts")).to_have_text(
-            "imported 50, already enrolled 0, suppressed 0, rejected 0"
+            "imported 50, already enrolled 0, suppressed 0, rejected 0", timeout=60_000
         )
         admin.check("contacts-imported")
 
@@ -239,6 +246,15 @@ def test_the_clinic_runs_a_campaign_from_the_console_end_to_end(
         page.goto(f"{origin}/statistics/{name}")
         expect(page.locator("#total-sent")).to_have_text("50")
         admin.check("statistics")
+        # The rest of the console's pages, each axe-clean and 375 px wide too.
+        for path, shot in (
+            ("/statistics", "statistics-list"),
+            ("/newsletters", "newsletters"),
+            ("/audit", "audit"),
+            ("/", "dashboard"),
+        ):
+            page.goto(f"{origin}{path}")
+            admin.check(shot)
 
     # Every action, in order, with who took it (the CLI's own trail).
     trail = dripmail("audit", "--json", "--db", db, env=env)

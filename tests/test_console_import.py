@@ -3,22 +3,32 @@ far it is, then the per-line report of `dripmail import`; on each backend.
 
 The file is what Excel saves as "CSV UTF-8": a byte-order mark, CRLF line ends, 5,000
 rows of which three are bad. The import is held after its second chunk (by wrapping the
-progress callback, nothing sleeps) so the page can be read while it runs.
+progress callback, nothing sleeps) so the page can be read while it runs: over HTTP, and
+in headless Chromium under the console's own CSP (the page's script polls the status
+URL and moves the bar), axe-clean and without horizontal scroll at 375 px.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, expect
 from sqlalchemy import func, select
 
+from campaigns.authoring.spec import Campaign
 from campaigns.console import import_jobs
 from campaigns.storage import audit
+from campaigns.storage.publish import publish
 from campaigns.storage.store import Store
 from campaigns.storage.tables import contacts
-from tests.console_support import Clock, csrf_of, signed_in
-from tests.test_console_people import app, clock, import_csv, workspace  # noqa: F401
+from tests.console_support import Clock, add_person, csrf_of, signed_in
+from tests.test_console_campaign_pages import sign_in
+from tests.test_console_pages import PHONE, check_page, running_console, tab_to
+from tests.test_console_people import NOW, app, clock, import_csv, workspace  # noqa: F401
+from tests.test_studio import artifacts, axe_source, browser, guarded  # noqa: F401
 
 ROWS = 5000
 BAD = {17: "not-an-address", 2500: "pat@@example.com", 4999: ""}  # row number -> address
@@ -139,3 +149,68 @@ def test_the_upload_needs_the_csrf_token_and_an_admin(
     assert app.state.console.imports.running_into("ketamine-and-sleep") is None
     assert contact_count(store) == 0
     assert admin.get("/contacts/import/no-such-job").status_code == 404
+
+
+@pytest.fixture
+def console_url(tmp_path: Path, clinic: Campaign) -> Iterator[tuple[Store, Clock, str]]:
+    """The console in a thread on a SQLite file with the clinic campaign published."""
+    store = Store(f"sqlite:///{tmp_path / 'console.db'}")
+    with store.begin() as conn:
+        publish(conn, clinic, now=NOW)
+    moving = Clock(NOW)
+    with running_console(store, moving) as server:
+        yield store, moving, server.url.rstrip("/")
+    store.close()
+
+
+def test_the_progress_page_in_a_browser_moves_then_shows_the_report(
+    browser: Browser,  # noqa: F811
+    axe_source: str,  # noqa: F811
+    artifacts: Path,  # noqa: F811
+    console_url: tuple[Store, Clock, str],
+    held,
+) -> None:
+    store, moving, origin = console_url
+    reached, go_on = held
+    person = add_person(store, "admin", moving)
+    valid = ROWS - len(BAD)
+    # One window under the console's own CSP (its script must work there), one with the
+    # CSP bypassed so axe can be injected: both the same admin, each signed in.
+    with (
+        guarded(browser, (origin + "/",), viewport=PHONE) as (context, guard),
+        guarded(browser, (origin + "/",), viewport=PHONE, bypass_csp=True) as (checking, _),
+    ):
+        page = context.new_page()
+        sign_in(page, origin, person, moving)
+        page.goto(f"{origin}/contacts")
+        page.select_option("#import-campaign", "ketamine-and-sleep")
+        page.set_input_files(
+            "#import-csv", {"name": "patients.csv", "mimeType": "text/csv", "buffer": excel_csv()}
+        )
+        page.click("#import")
+        assert reached.wait(120), "the import never reached its second chunk"
+        # The script has asked the status URL and moved the bar and the status line.
+        expect(page.locator("#import-state")).to_have_text(f"Imported 1000 of {valid} rows…")
+        expect(page.locator("#import-progress")).to_have_js_property("value", 1000)
+        expect(page.locator("#import-progress")).to_have_accessible_name("Rows imported")
+
+        other = checking.new_page()
+        sign_in(other, origin, person, moving)
+        other.goto(page.url)
+        expect(other.locator("#import-progress")).to_be_visible()
+        check_page(other, axe_source, artifacts, "import-running")
+        other.keyboard.press("Tab")  # the skip link, then on by keyboard to the refresh link
+        tab_to(other, "#import-refresh")
+        other.keyboard.press("Enter")
+        expect(other.locator("#import-progress")).to_be_visible()
+
+        go_on.set()
+        # The page loads itself again at the end: the per-line report.
+        expect(page.locator("#import-counts")).to_have_text(
+            f"imported {valid}, already enrolled 0, suppressed 0, rejected 3", timeout=120_000
+        )
+        expect(page.locator("#rejected tbody tr")).to_have_count(3)
+        other.reload()
+        expect(other.locator("#import-counts")).to_be_visible()
+        check_page(other, axe_source, artifacts, "import-done")
+    assert guard.console == [], guard.console

@@ -59,6 +59,8 @@ HEADERS = {
         "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
         # The editor's and reviewer's previews: sandboxed frames of console URLs only.
         "frame-src 'self'; "
+        # An import's progress page asks its status URL (console-import.js).
+        "connect-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
 }
