@@ -5,17 +5,20 @@ and PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import update
+from starlette.testclient import TestClient
 
 from campaigns.authoring.spec import load_folder
 from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning.enroll import import_csv
 from campaigns.storage.tables import contacts
+from campaigns.web.app import create_app
 from senders.file import FileSender
 from senders.mime import to_bytes
 from tests.helpers import spamassassin
@@ -121,3 +124,25 @@ def test_spamassassin_scores_every_discreet_clinic_email_below_one(clinic, tmp_p
         results = list(pool.map(spamassassin, files))
     for path, (score, report) in zip(files, results, strict=True):
         assert score < 1.0, f"{path.name}: {score}\n{report[report.find('Content analysis') :]}"
+
+
+def test_discreet_chosen_on_the_preference_centre_quiets_the_next_email(store, clinic, tmp_path):
+    """The whole path a patient takes: the link in an email, the button, the next email."""
+    import_people(store, clinic, tmp_path, ["pat@example.com"])
+    outbox = tmp_path / "outbox"
+    dispatcher = Dispatcher(store, lambda _campaign: FileSender(outbox))
+    assert dispatcher.run(now=NOW).sent == 1
+    [welcome] = outbox_messages(outbox)["pat@example.com"]
+    link = re.search(r"https?://\S+/p/([\w.-]+)", part(welcome, "plain"))
+    assert link, "no preferences link in the email"
+
+    app = create_app(store, environ={}, clock=lambda: NOW, sender_for=lambda _c: None)
+    with TestClient(app, base_url="https://mail.clinic.test") as client:
+        page = client.post(f"/p/{link.group(1)}", data={"choice": "discreet", "value": "on"})
+    assert page.status_code == 200
+    assert "Your emails will be discreet, from the next one." in page.text
+
+    for hour in range(3, 24 * 20, 3):
+        dispatcher.run(now=NOW + timedelta(hours=hour))
+    pat = outbox_messages(outbox)["pat@example.com"]
+    assert [str(m["Subject"]) for m in pat] == [SUBJECTS[0]] + [NEUTRAL] * 5

@@ -178,17 +178,23 @@ def plan_edit(store: Store, folder: str, *, now: datetime) -> EditPlan:
 
 
 def apply_edit(
-    store: Store, folder: str, *, now: datetime, actor: str | int = audit.CLI
+    store: Store,
+    folder: str,
+    *,
+    now: datetime,
+    actor: str | int = audit.CLI,
+    audited_at: datetime | None = None,
 ) -> EditPlan:
     """Publish the folder's version and re-plan enrolled contacts, in one transaction.
 
-    `actor` is who the audit trail names for the publish (a console user's id)."""
+    `actor` is who the audit trail names for the publish (a console user's id), and
+    `audited_at` when (the console's clock; None: the real one)."""
     new = load_folder(folder)
     with store.begin() as conn:
         result = _plan(conn, new, now=now, variant_key=store.variant_key())
         if result.diff.unchanged:
             return result
-        publish(conn, new, now=now, actor=actor)
+        publish(conn, new, now=now, actor=actor, audited_at=audited_at)
         _write(conn, new, result, now=now)
         apply_goals(conn, result.goals, now=now)
     result.applied = True

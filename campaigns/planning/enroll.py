@@ -122,8 +122,13 @@ def import_csv(
     progress: Callable[[int, int], None] | None = None,
     actor: str | int = audit.CLI,
     double: bool | None = None,
+    audited_at: datetime | None = None,
+    chunk_size: int = CHUNK,
 ) -> EnrollReport:
     """Import a CSV of sign-ups. Bad rows are reported by line and left out; the rest go in.
+
+    Rows go in `chunk_size` at a time, one transaction each; `progress(done, total)` is called
+    after each (the console passes a smaller chunk, so its progress bar moves).
 
     An unusable file (not UTF-8 or `encoding`, no header, no email column) raises
     InputError and imports nothing. Columns dripmail has no field for are kept on each
@@ -134,15 +139,16 @@ def import_csv(
     read = read_signups(path, campaign, now=now, consent=consent, encoding=encoding)
     report = EnrollReport(rejected=read.rejected, attributes=read.attributes)
     with store.begin() as conn:
-        publish(conn, campaign, now=now, actor=actor)  # the console passes its user's id
+        # The console passes its user's id and its clock for the audit trail.
+        publish(conn, campaign, now=now, actor=actor, audited_at=audited_at)
         unused = unused_events(conn, read.events)
     # A row naming an event no campaign's goal uses is left out, like any bad value.
     valid = [(line, c) for line, c in read.valid if c.email not in unused]
     report.rejected = sorted(report.rejected + [unused[email] for email in unused])
     done, planned = 0, planner(store, campaign)
     with store.bulk() as conn:
-        for start in range(0, len(valid), CHUNK):
-            chunk = [contact for _, contact in valid[start : start + CHUNK]]
+        for start in range(0, len(valid), chunk_size):
+            chunk = [contact for _, contact in valid[start : start + chunk_size]]
             with conn.begin():
                 part = _enroll_chunk(
                     conn, store, campaign, chunk, planned=planned, now=now, double=double

@@ -295,6 +295,7 @@ def schedule_newsletter(
     max_per_hour: int | None = None,
     dry_run: bool = False,
     actor: str | int = audit.CLI,
+    audited_at: datetime | None = None,
 ) -> SchedulePlan:
     """Plan one delivery per subscribed, unsuppressed member of any of `tags`.
 
@@ -377,7 +378,7 @@ def schedule_newsletter(
         return plan
     step = campaign.steps[0]
     with store.begin() as conn:
-        publish(conn, campaign, now=now, actor=actor)  # kind: newsletter
+        publish(conn, campaign, now=now, actor=actor, audited_at=audited_at)  # newsletter
         ids = list(plan.due)
         conn.execute(
             insert(enrollments),
