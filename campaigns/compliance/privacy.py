@@ -30,6 +30,7 @@ from sqlalchemy import Connection, delete, select, update
 from campaigns.compliance.suppressions import add_suppression, cancel_pending, suppression_of
 from campaigns.errors import InputError
 from campaigns.planning.contacts import display_address, normalise_email
+from campaigns.storage.erasure import clear_contacts, erasing, scrub
 from campaigns.storage.store import Store
 from campaigns.storage.tables import (
     confirmations,
@@ -42,7 +43,6 @@ from campaigns.storage.tables import (
 
 log = logging.getLogger("dripmail.privacy")
 
-ERASED_ZONE = "UTC"  # the column is required; the contact's own zone says where they live
 ERASED = "erased"
 
 
@@ -153,19 +153,10 @@ def forget_contact(store: Store, email: str, *, now: datetime) -> ForgetReport:
     """Erase the person with this address, suppress the address, scrub the database."""
     address = _address(email)
     address_hash = store.address_hash(address)
-    with store.engine.connect() as conn:
-        if store.is_sqlite:
-            # Before the transaction, on the connection that erases: freed cells and
-            # pages are overwritten with zeros instead of lingering until reused.
-            conn.connection.dbapi_connection.execute("PRAGMA secure_delete=ON")
-        conn.execution_options(dripmail_write=True)
-        try:
-            with conn.begin():
-                contact_id, cancelled, new = _erase(conn, address, address_hash, now=now)
-            scrubbed = _scrub(store, conn)
-        finally:
-            if store.is_sqlite:
-                conn.connection.dbapi_connection.execute("PRAGMA secure_delete=OFF")
+    with erasing(store) as conn:
+        with conn.begin():
+            contact_id, cancelled, new = _erase(conn, address, address_hash, now=now)
+        scrubbed = scrub(store, conn)
     log.info(
         "forget: contact %s erased, %d pending deliveries cancelled, address %s",
         contact_id if contact_id is not None else "(none held)",
@@ -201,40 +192,5 @@ def _erase(
     # counted on the enrollment (converted_at) without them.
     conn.execute(delete(contact_events).where(contact_events.c.contact_id == contact_id))
     conn.execute(delete(confirmations).where(confirmations.c.contact_id == contact_id))
-    conn.execute(
-        update(contacts)
-        .where(contacts.c.id == contact_id)
-        .values(
-            email=None,
-            first_name=None,
-            attributes=None,
-            language=None,  # which language a patient reads says something about them
-            consent_source=None,
-            consent_at=None,
-            confirmed_at=None,
-            timezone=ERASED_ZONE,
-        )
-    )
+    clear_contacts(conn, [contact_id])
     return contact_id, cancelled, new
-
-
-def _scrub(store: Store, conn: Connection) -> bool:
-    """Leave no old copy of erased rows in the database's files; True when complete."""
-    raw = conn.connection.dbapi_connection
-    if store.is_sqlite:
-        # Checkpoint first so VACUUM starts from a file holding every change, then rewrite
-        # the file and truncate the log that held the old page images to zero bytes.
-        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        raw.execute("VACUUM")
-        busy, _log, _done = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        if busy:
-            log.warning("forget: another connection is reading; the -wal file is not truncated")
-        return busy == 0
-    if store.engine.dialect.name == "postgresql":
-        # VACUUM cannot run in a transaction block: a separate autocommit connection.
-        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as auto:
-            auto.exec_driver_sql(
-                "VACUUM (ANALYZE) contacts, enrollments, deliveries, contact_events"
-            )
-        return True
-    return False

@@ -1,6 +1,7 @@
 """Sending double opt-in confirmation emails: each worker tick, through the campaign's sender.
 
-Each tick first marks expired the requests past their `expires_at`, then takes the
+Each tick first marks expired the requests past their `expires_at` (and erases the
+contacts nothing else holds, planning/expired_signups.py), then takes the
 confirmations owed (`send_due_at` at or before `now`, planning/confirm_requests.py),
 each by a conditional update that only one worker can win, so two workers never send
 the same one. The email (rendering/confirm_email.py) goes through the campaign's own
@@ -24,6 +25,7 @@ from campaigns.delivery.handoff import SenderFor
 from campaigns.errors import DripmailError
 from campaigns.planning.conditions import parse_attributes
 from campaigns.planning.confirmations import expire
+from campaigns.planning.expired_signups import forget_expired
 from campaigns.rendering.confirm_email import confirmation_message
 from campaigns.rendering.links import LinkBase
 from campaigns.rendering.personalise import Recipient
@@ -70,9 +72,12 @@ class ConfirmationSender:
         while True:
             # One transaction when nothing is owed (every tick pays for this check).
             with self.store.begin() as conn:
-                if first:
-                    report.expired, first = expire(conn, now=now), False
+                expired = expire(conn, now=now) if first else []
                 rows = self._take(conn, now)
+            if first:
+                # The never confirmed: their addresses go (planning/expired_signups.py).
+                report.expired, first = len(expired), False
+                forget_expired(self.store, expired, now=now)
             if not rows:
                 return report
             self._send(rows, now=now, report=report)

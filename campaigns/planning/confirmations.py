@@ -141,8 +141,9 @@ def confirm(store: Store, confirmation_id: int, *, now: datetime) -> Confirmed:
     return Confirmed.CONFIRMED
 
 
-def expire(conn: Connection, *, now: datetime) -> int:
-    """Mark every request unconfirmed past its `expires_at` expired; how many."""
+def expire(conn: Connection, *, now: datetime) -> list[int]:
+    """Mark every request unconfirmed past its `expires_at` expired; their contacts' ids
+    (planning/expired_signups.py then erases those who have nothing else)."""
     result = conn.execute(
         update(confirmations)
         .where(
@@ -151,8 +152,9 @@ def expire(conn: Connection, *, now: datetime) -> int:
             confirmations.c.expired_at.is_(None),
         )
         .values(expired_at=now, send_due_at=None)
+        .returning(confirmations.c.contact_id)
     )
-    return result.rowcount or 0
+    return list(result.scalars())
 
 
 def awaiting(store: Store, email: str, campaign: str) -> bool:
