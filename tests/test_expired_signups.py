@@ -1,0 +1,161 @@
+"""Expired double opt-in sign-ups leave no address behind (issue 18, point 1), on a
+SQLite file and on PostgreSQL.
+
+Sign-ups go through the real sign-up API, confirmations through a worker's tick and the
+file sender, patients confirm on the real `serve` app; 7 days pass by the engine's `now`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from campaigns.authoring.spec import load_folder
+from campaigns.planning.confirmations import confirmation_counts
+from campaigns.planning.conversions import ContactEvent, record_event
+from campaigns.planning.enroll import enroll
+from campaigns.planning.signups import Signup
+from campaigns.storage.publish import publish
+from campaigns.storage.tables import confirmations, contacts, enrollments, suppressions
+from campaigns.web.app import create_app
+from tests.conftest import write_clinic_campaign
+from tests.test_double_optin import PUBLIC, T0, TOKEN, Clock, confirm_path, emails, tick
+from tests.test_privacy import database_bytes
+
+CAMPAIGN = "ketamine-and-sleep"
+OTHER = "sleep-tips"
+EXPIRED = T0 + timedelta(days=7, minutes=1)
+
+
+@pytest.fixture
+def signups(store, tmp_path: Path):
+    """(client, clock, outbox): the clinic campaign with `confirm: double` behind the
+    real app, and a second, single opt-in campaign (`sleep-tips`, its goal `booked`)."""
+    folder = write_clinic_campaign(tmp_path / "clinic")
+    spec = folder / "campaign.yaml"
+    spec.write_text(spec.read_text() + "confirm: double\nconfirm_within: 7d\n")
+    other = write_clinic_campaign(tmp_path / "other") / "campaign.yaml"
+    text = other.read_text().replace(f"name: {CAMPAIGN}", f"name: {OTHER}", 1)
+    other.write_text(text + "goal: {event: booked, within: 30d}\n")
+    with store.begin() as conn:
+        publish(conn, load_folder(folder), now=T0)
+    outbox = tmp_path / "outbox"
+    store.settings = store.settings.model_copy(update={"public_url": PUBLIC, "outbox": str(outbox)})
+    clock = Clock()
+    app = create_app(store, clock=clock, environ={"DRIPMAIL_API_TOKEN": TOKEN})
+    with TestClient(app, base_url=PUBLIC) as client:
+        yield client, clock, outbox, load_folder(other.parent)
+
+
+def sign_up(client, address: str, name: str, **extra):
+    body = {
+        "email": address,
+        "first_name": name,
+        "timezone": "Europe/London",
+        "campaign": CAMPAIGN,
+        "consent": {"source": "clinic website form", "text": "Yes, email me the sleep series"},
+        **extra,
+    }
+    return client.post(
+        "/api/v1/enrollments", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+
+
+def held(store, address: str) -> int:
+    """How many contact rows hold this address."""
+    with store.connect() as conn:
+        return conn.scalar(select(func.count()).where(contacts.c.email == address))
+
+
+def test_ten_sign_ups_four_confirm_six_expired_addresses_leave_no_byte(store, signups):
+    client, clock, outbox, other = signups
+    people = [(f"reader.{i}@clinic-mail.example", f"Quennell{i}") for i in range(10)]
+    # Enrolled in the other campaign first; signs up for this one and never confirms.
+    elsewhere = ("enrolled.elsewhere@clinic-mail.example", "Wilhelmina")
+    enroll(store, other, Signup(*elsewhere, "Europe/London", None, "front desk"), now=T0)
+    for address, name in [*people, elsewhere]:
+        answer = sign_up(client, address, name)
+        assert answer.status_code == 202, answer.text
+    tick(store, T0)
+    mail = emails(outbox)
+    confirmed, strangers = people[:4], people[4:]
+    for i, (address, _name) in enumerate(confirmed):
+        clock.now = T0 + timedelta(hours=1 + i)
+        assert client.post(confirm_path(mail[address][0])).status_code == 200
+
+    report = tick(store, EXPIRED)
+
+    assert report.expired_signups == 7
+    for address, _name in [*confirmed, elsewhere]:
+        assert held(store, address) == 1
+    for address, _name in strangers:
+        assert held(store, address) == 0
+    with store.connect() as conn:
+        # The 6 expired requests stay counted (ids and times only, on tombstones); the
+        # request of the contact kept for their other enrollment is gone.
+        counts = confirmation_counts(conn)[CAMPAIGN]
+        assert (counts.confirmed, counts.expired, counts.waiting) == (4, 6, 0)
+        kept_id = conn.scalar(select(contacts.c.id).where(contacts.c.email == elsewhere[0]))
+        assert conn.scalar(select(func.count()).where(confirmations.c.contact_id == kept_id)) == 0
+        assert (
+            conn.scalar(select(enrollments.c.campaign).where(enrollments.c.contact_id == kept_id))
+            == OTHER
+        )
+        # Nobody opted out: no address was suppressed.
+        assert conn.scalar(select(func.count()).select_from(suppressions)) == 0
+    if store.is_sqlite:
+        scanned = database_bytes(store)
+        for address, name in strangers:
+            assert address.encode() not in scanned
+            assert name.encode() not in scanned
+        for address, name in [*confirmed, elsewhere]:  # the scan does see what is kept
+            assert address.encode() in scanned and name.encode() in scanned
+
+    # The old link says expired; a later genuine sign-up of an erased address works.
+    assert client.post(confirm_path(mail[strangers[0][0]][0])).status_code == 410
+    clock.now = EXPIRED + timedelta(days=2)
+    assert sign_up(client, *strangers[0]).status_code == 202
+    tick(store, clock.now)
+    again = emails(outbox)[strangers[0][0]]
+    assert len(again) == 2 and confirm_path(again[1]) != confirm_path(again[0])
+    answer = client.post(confirm_path(again[1]))
+    assert answer.status_code == 200 and "your email is confirmed" in answer.text
+    with store.connect() as conn:
+        enrolled = conn.scalar(
+            select(func.count())
+            .select_from(enrollments)
+            .join(contacts, contacts.c.id == enrollments.c.contact_id)
+            .where(contacts.c.email == strangers[0][0], enrollments.c.campaign == CAMPAIGN)
+        )
+    assert enrolled == 1
+
+
+def test_tags_given_with_the_sign_up_keep_nothing_and_a_recorded_event_keeps_the_contact(
+    store, signups
+):
+    _client, _clock, _outbox, other = signups
+    tagged = ("tagged.stranger@clinic-mail.example", "Ottoline")
+    booked = ("booked.patient@clinic-mail.example", "Bartholomew")
+    for address, name in (tagged, booked):
+        signup = Signup(address, name, "Europe/London", None, "front desk", tags="newsletter")
+        assert enroll(store, other, signup, now=T0, double=True).pending == 1
+    # The clinic's booking system says the second one booked: a real patient.
+    record_event(store, ContactEvent("booked"), email=booked[0], source="booking system", now=T0)
+    tick(store, T0)
+
+    report = tick(store, EXPIRED)
+
+    assert report.expired_signups == 2
+    assert held(store, tagged[0]) == 0
+    assert held(store, booked[0]) == 1
+    with store.connect() as conn:
+        booked_id = conn.scalar(select(contacts.c.id).where(contacts.c.email == booked[0]))
+        assert conn.scalar(select(func.count()).where(confirmations.c.contact_id == booked_id)) == 0
+        assert conn.scalar(select(func.count()).select_from(suppressions)) == 0
+    if store.is_sqlite:
+        scanned = database_bytes(store)
+        assert tagged[0].encode() not in scanned and tagged[1].encode() not in scanned
