@@ -196,6 +196,21 @@ def test_a_burst_of_a_hundred_sign_ups_makes_few_ticks_not_a_hundred(worker, sen
     assert worker.ticks.started <= 3
 
 
+def test_enroll_restart_of_a_0d_step_wakes_the_worker(worker, sender, store, campaign):
+    # `dripmail enroll --restart` calls this: signed up for a start in 10 days, nothing due.
+    later = (utcnow() + timedelta(days=10)).isoformat()
+    patient = Signup("pat@example.com", timezone="UTC", signed_up_at=later, consent="form")
+    enroll(store, campaign, patient, now=utcnow())
+    with store.connect() as conn:
+        assert not anything_due(conn, utcnow())
+    restarted = Signup("pat@example.com", timezone="UTC", consent="form")
+    assert enroll(store, campaign, restarted, now=utcnow(), restart=True).restarted == 1
+    # The `0d` welcome, planned again from now, is due at once: the restart's
+    # transaction woke the worker (NOTIFY on PostgreSQL), long before its 30 s tick.
+    assert sender.arrived(1).wait(WAIT)
+    assert worker.ticks.started == 2
+
+
 def test_a_rolled_back_sign_up_wakes_nobody(store: Store, campaign: Campaign):
     wakeup = open_wakeup(store, once=False)
     try:
