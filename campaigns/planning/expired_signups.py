@@ -36,6 +36,7 @@ from campaigns.storage.tables import confirmations, contact_events, contacts, en
 log = logging.getLogger("dripmail.privacy")
 
 _MANY = bindparam("many", expanding=True)
+CHUNK = 500  # contacts per transaction (SQLite's limit on bound values is far above)
 
 
 @dataclass(frozen=True)
@@ -48,45 +49,59 @@ class Forgotten:
 
 def forget_expired(store: Store, contact_ids: Sequence[int], *, now: datetime) -> Forgotten:
     """Erase or trim the contacts whose requests expired at `now` (`expire`'s answer)."""
-    if not contact_ids:
+    ids = sorted(set(contact_ids))
+    if not ids:
         return Forgotten()
+    erased, kept = [], []
     with erasing(store) as conn:
-        with conn.begin():
-            # Still expired and unconfirmed: a sign-up since restarts the request (kept).
-            expired = dict(
-                conn.execute(
-                    select(confirmations.c.contact_id, func.min(confirmations.c.requested_at))
-                    .where(
-                        confirmations.c.contact_id.in_(_MANY),
-                        confirmations.c.expired_at == now,
-                        confirmations.c.confirmed_at.is_(None),
-                    )
-                    .group_by(confirmations.c.contact_id),
-                    {"many": sorted(set(contact_ids))},
-                ).all()
-            )
-            held = _held(conn, expired)
-            erase = sorted(set(expired) - held)
-            kept = sorted(held)
-            if erase:
-                clear_contacts(conn, erase)
-            if kept:
-                conn.execute(
-                    delete(confirmations).where(
-                        confirmations.c.contact_id.in_(_MANY),
-                        confirmations.c.expired_at == now,
-                        confirmations.c.confirmed_at.is_(None),
-                    ),
-                    {"many": kept},
-                )
-        if erase or kept:
+        # A chunk per transaction: a big import's requests all expire in the same tick.
+        for start in range(0, len(ids), CHUNK):
+            with conn.begin():
+                gone, held = _forget_chunk(conn, ids[start : start + CHUNK], now=now)
+            erased += gone
+            kept += held
+        if erased or kept:
             # secure_delete zeroed the freed cells; the log still holds old page images.
             scrub(store, conn, vacuum=False)
-    for contact_id in erase:
+    for contact_id in erased:
         log.info("expired sign-up: contact %d erased (never confirmed), not suppressed", contact_id)
     if kept:
         log.info("expired sign-ups: %d contacts kept for other reasons", len(kept))
-    return Forgotten(len(erase), len(kept))
+    return Forgotten(len(erased), len(kept))
+
+
+def _forget_chunk(
+    conn: Connection, contact_ids: list[int], *, now: datetime
+) -> tuple[list[int], list[int]]:
+    """(erased, kept) of these contacts, in the caller's transaction."""
+    # Still expired and unconfirmed: a sign-up since restarts the request (kept).
+    expired = dict(
+        conn.execute(
+            select(confirmations.c.contact_id, func.min(confirmations.c.requested_at))
+            .where(
+                confirmations.c.contact_id.in_(_MANY),
+                confirmations.c.expired_at == now,
+                confirmations.c.confirmed_at.is_(None),
+            )
+            .group_by(confirmations.c.contact_id),
+            {"many": contact_ids},
+        ).all()
+    )
+    held = _held(conn, expired)
+    erase = sorted(set(expired) - held)
+    kept = sorted(held)
+    if erase:
+        clear_contacts(conn, erase)
+    if kept:
+        conn.execute(
+            delete(confirmations).where(
+                confirmations.c.contact_id.in_(_MANY),
+                confirmations.c.expired_at == now,
+                confirmations.c.confirmed_at.is_(None),
+            ),
+            {"many": kept},
+        )
+    return erase, kept
 
 
 def _held(conn: Connection, requested: dict[int, datetime]) -> set[int]:
