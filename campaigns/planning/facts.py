@@ -1,4 +1,5 @@
-"""The facts step conditions read, loaded in bulk: contacts' tags, attributes and clicks.
+"""The facts step conditions read, loaded in bulk: contacts' tags, attributes and clicks;
+and contacts' own pace (a pause, "fewer emails": planning/pace.py) for planning.
 
 A few queries per batch of enrollments, never one per row. Clicks are the provider's
 `clicked` events (compliance/events.py) on the enrollment's own deliveries, found
@@ -10,9 +11,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 
 from campaigns.planning.conditions import ContactFacts
+from campaigns.planning.pace import Pace
 from campaigns.storage.tables import contacts, deliveries, enrollments, events
 
 CHUNK = 1000  # ids per IN list
@@ -59,3 +61,18 @@ def enrollment_facts(
                 row.tags, row.attributes, clicks.get(row.id, frozenset())
             )
     return facts
+
+
+def contact_paces(conn: Connection, contact_ids: Iterable[int]) -> dict[int, Pace]:
+    """The contacts among these who chose a pace of their own (paused, fewer emails)."""
+    ids = sorted(set(contact_ids))
+    paces: dict[int, Pace] = {}
+    for start in range(0, len(ids), CHUNK):
+        for row in conn.execute(
+            select(contacts.c.id, contacts.c.paused_until, contacts.c.min_gap_days).where(
+                contacts.c.id.in_(ids[start : start + CHUNK]),
+                or_(contacts.c.paused_until.is_not(None), contacts.c.min_gap_days.is_not(None)),
+            )
+        ):
+            paces[row.id] = Pace(row.paused_until, row.min_gap_days)
+    return paces
