@@ -464,8 +464,10 @@ def schedule(
     """Print each contact's emails in their local time and in UTC, with why each moved.
 
     The note column says when a day off, a closed date, the window's hours, one email
-    per opening or min_gap moved an email, and when DST changed the UTC offset. For steps
-    with `when:`, the when column says whether the contact gets it and why.
+    per opening or min_gap moved an email, and when DST changed the UTC offset; for a
+    pending email, first when the patient's own choice holds it ("paused by the patient
+    until ...", "fewer emails: 7 days between emails"). For steps with `when:`, the when
+    column says whether the contact gets it and why.
     """
     from campaigns.planning.ranges import MAX_SHOWN, check_count
     from campaigns.reporting.reports import calendar_for

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
+import cli
 from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning import schedule
@@ -170,3 +172,25 @@ def test_a_pause_holds_everything_until_it_ends_then_one_email_per_opening(store
     assert len(set(openings)) == len(openings)
     # And without delay: the backlog starts in the first opening at or after the pause.
     assert after[0] - until < TICK
+
+
+def test_schedule_for_one_patient_says_why_her_emails_wait(store, three):
+    """`dripmail schedule CAMPAIGN --email` names the patient's own choice in the note."""
+    sleep = three[0]
+    sign_up(store, sleep, "pat@example.com", START)
+    walk(store, START, START)  # the welcome goes
+    choose(store, "pat@example.com", paused_until=utc("2026-04-01T10:00"), min_gap_days=7)
+    walk(store, START + TICK, START + timedelta(days=3))
+
+    args = ["schedule", sleep.name, "--email", "pat@example.com", "--db", store.url]
+    result = CliRunner().invoke(
+        cli.app, [*args, "--now", "2026-03-05T10:00Z"], env={"COLUMNS": "250"}
+    )
+
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "scheduled" in line]
+    assert len(lines) == 5  # the welcome went before she paused; the rest wait
+    assert all("paused by the patient until 2026-04-01 10:00 UTC" in line for line in lines)
+    assert all("fewer emails: 7 days between emails" in line for line in lines)
+    sent = [line for line in result.output.splitlines() if " sent " in line]
+    assert len(sent) == 1 and "paused" not in sent[0]
