@@ -275,6 +275,7 @@ def dispatch_sqlite(
     *,
     variants: bool = False,
     endpoint: bool = False,
+    paced: bool = False,
 ) -> dict:
     """Enroll `count` contacts whose first email is due, then dispatch them in a fresh
     worker process, `runs` times from copies of that one database: the fastest run.
@@ -283,10 +284,15 @@ def dispatch_sqlite(
     `variants`: the first email has two A/B variants and a winner rule that never
     decides (after: 10^6), so every hand-off also counts each variant's sends.
     With `endpoint`, an outbound webhook endpoint listens for `sent` (each recorded
-    hand-off writes a message per email to the outbox; nothing is delivered)."""
+    hand-off writes a message per email to the outbox; nothing is delivered).
+    `paced`: every contact chose "fewer emails" (min_gap_days 7), so each hand-off also
+    reads the contacts' latest emails (planning/pace.py); none has had one, all go."""
+    from sqlalchemy import update
+
     from campaigns.delivery.webhook_endpoints import add_endpoint
     from campaigns.planning.enroll import import_csv
     from campaigns.storage.store import Store
+    from campaigns.storage.tables import contacts as contacts_table
 
     campaign = clinic_campaign(work / "campaign", when)
     if variants:
@@ -311,6 +317,9 @@ def dispatch_sqlite(
     import_csv(store, campaign, contacts, now=NOW)  # each contact signed up before NOW
     if endpoint:
         add_endpoint(store, "https://crm.example.org/hooks", ["sent"], include_email=False, now=NOW)
+    if paced:
+        with store.begin() as conn:
+            conn.execute(update(contacts_table).values(min_gap_days=7))
     store.close()  # the last connection checkpoints the WAL into the file
     results = []
     for _ in range(runs):
@@ -359,6 +368,32 @@ def bench_webhooks(work: Path, quick: bool) -> None:
             "deliveries/s",
             command,
         )
+
+
+def bench_pace(work: Path, quick: bool) -> None:
+    """The dispatch benchmark without and with every contact on "fewer emails", in turns
+    (as webhooks), so both see the same load of a shared machine: what the contacts'
+    own gap costs a hand-off (one more query per chunk, and on PostgreSQL their locks)."""
+    count = 2_000 if quick else 20_000
+    command = f"python benchmarks/run.py pace{' --quick' if quick else ''}"
+    results: dict[bool, list[dict]] = {False: [], True: []}
+    for _ in range(RUNS):
+        for paced in (False, True):
+            folder = work / f"pace-{paced}"
+            folder.mkdir(exist_ok=True)
+            results[paced].append(dispatch_sqlite(folder, count, paced=paced))
+    best = {paced: fastest(runs) for paced, runs in results.items()}
+    for paced, result in best.items():
+        report(
+            f"dispatch: SQLite, null sender, {'every' if paced else 'no'} contact on "
+            f"fewer emails ({result['sent']:,}, best of {RUNS})",
+            result["sent"] / result["seconds"],
+            "deliveries/s",
+            command,
+        )
+    rate = {paced: r["sent"] / r["seconds"] for paced, r in best.items()}
+    cost = (1 - rate[True] / rate[False]) * 100
+    report("pace: throughput lost to every contact's gap", cost, "%", command)
 
 
 def bench_conditions(work: Path, quick: bool) -> None:
@@ -526,6 +561,7 @@ BENCHMARKS = {
     "conditions": bench_conditions,
     "variants": bench_variants,
     "webhooks": bench_webhooks,
+    "pace": bench_pace,
     "postgres": bench_postgres,
     "sendgrid": bench_sendgrid,
     "memory": bench_memory,
