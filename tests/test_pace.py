@@ -20,6 +20,7 @@ from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning import schedule
 from campaigns.planning.enroll import enroll
+from campaigns.planning.pause import pause, resume
 from campaigns.planning.plans import plan
 from campaigns.planning.signups import Signup
 from campaigns.storage.tables import contacts, deliveries, enrollments
@@ -194,3 +195,18 @@ def test_schedule_for_one_patient_says_why_her_emails_wait(store, three):
     assert all("fewer emails: 7 days between emails" in line for line in lines)
     sent = [line for line in result.output.splitlines() if " sent " in line]
     assert len(sent) == 1 and "paused" not in sent[0]
+
+
+def test_a_campaign_resumed_during_a_patients_pause_keeps_hers_past_it(store, three):
+    """Staff pause and resume the campaign while the patient's own pause runs: resuming
+    moves her pending emails past her pause, a week apart (her choice), not to now."""
+    sleep = three[0]
+    sign_up(store, sleep, "pat@example.com", START)
+    until = utc("2026-04-01T10:00")
+    choose(store, "pat@example.com", paused_until=until, min_gap_days=7)
+    pause(store, sleep.name, now=START + timedelta(hours=1))
+    resume(store, sleep.name, now=START + timedelta(days=3))
+
+    waiting = sorted(r.due_at for r in emails_of(store, "pat@example.com"))
+    assert len(waiting) == 6 and waiting[0] == until
+    assert all(b - a >= timedelta(days=7) for a, b in itertools.pairwise(waiting))
