@@ -19,6 +19,7 @@ import cli
 from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.planning import schedule
+from campaigns.planning.edits import apply_edit
 from campaigns.planning.enroll import enroll
 from campaigns.planning.pause import pause, resume
 from campaigns.planning.plans import plan
@@ -210,3 +211,24 @@ def test_a_campaign_resumed_during_a_patients_pause_keeps_hers_past_it(store, th
     waiting = sorted(r.due_at for r in emails_of(store, "pat@example.com"))
     assert len(waiting) == 6 and waiting[0] == until
     assert all(b - a >= timedelta(days=7) for a, b in itertools.pairwise(waiting))
+
+
+def test_a_live_edit_during_a_patients_pause_keeps_hers_past_it(store, three):
+    """Staff change a step's delay (`plan --apply`) while the patient is paused: her
+    re-planned emails stay past her pause and a week apart."""
+    sleep = three[0]
+    sign_up(store, sleep, "pat@example.com", START)
+    until = utc("2026-04-01T10:00")
+    choose(store, "pat@example.com", paused_until=until, min_gap_days=7)
+    spec = Path(sleep.origin) / "campaign.yaml"
+    spec.write_text(spec.read_text().replace("delay: 4d", "delay: 5d", 1))
+
+    applied = apply_edit(store, sleep.origin, now=START + timedelta(days=1))
+
+    assert applied.applied and sum(applied.replanned.values()) == 1
+    due = {r.step_key: r.due_at for r in emails_of(store, "pat@example.com")}
+    # From the edited step on (what the edit re-plans): past her pause, a week apart.
+    # Earlier steps keep their rows; the dispatcher moves them past the pause when due.
+    replanned = [due[step.key] for step in sleep.steps[2:]]
+    assert replanned[0] >= until
+    assert all(b - a >= timedelta(days=7) for a, b in itertools.pairwise(replanned))
