@@ -232,3 +232,30 @@ def test_a_live_edit_during_a_patients_pause_keeps_hers_past_it(store, three):
     replanned = [due[step.key] for step in sleep.steps[2:]]
     assert replanned[0] >= until
     assert all(b - a >= timedelta(days=7) for a, b in itertools.pairwise(replanned))
+
+
+def test_status_for_one_patient_lists_her_emails_in_every_campaign_and_why(store, three):
+    """`dripmail status --email` crosses campaigns, where her own gap applies."""
+    sleep, tips, _ = three
+    sign_up(store, sleep, "pat@example.com", START)
+    sign_up(store, tips, "pat@example.com", START)
+    choose(store, "pat@example.com", min_gap_days=7)
+    walk(store, START, START + timedelta(days=1))
+
+    args = ["status", "--email", "Pat@Example.com", "--db", store.url]
+    result = CliRunner().invoke(cli.app, [*args, "--now", "2026-03-03T10:00Z"])
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1:4] == [
+        "pat@example.com: fewer emails: 7 days between emails",
+        "  last email 2026-03-02 10:00 UTC",  # one welcome went; the other waits a week
+        "  next email not before 2026-03-09 10:00 UTC",
+    ]
+    waiting = lines[4:]
+    assert len(waiting) == 11
+    assert f"  {tips.name} #1 scheduled, due 2026-03-09 10:00 UTC" in waiting
+    assert {line.split()[0] for line in waiting} == {sleep.name, tips.name}
+
+    unknown = CliRunner().invoke(cli.app, ["status", "--email", "nobody@example.com", *args[3:]])
+    assert unknown.exit_code == 2 and "no contact has that address" in unknown.output
