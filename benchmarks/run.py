@@ -351,16 +351,24 @@ def bench_dispatch(work: Path, quick: bool) -> None:
     )
 
 
+def in_turns(work: Path, count: int, option: str) -> dict[bool, list[dict]]:
+    """dispatch_sqlite without and with `option` (a flag of it), RUNS times each, in
+    turns (without, with, without, ...) so both see the same load of a shared machine."""
+    results: dict[bool, list[dict]] = {False: [], True: []}
+    for _ in range(RUNS):
+        for on in (False, True):
+            folder = work / f"{option}-{on}"
+            folder.mkdir(exist_ok=True)
+            results[on].append(dispatch_sqlite(folder, count, **{option: on}))
+    return results
+
+
 def bench_webhooks(work: Path, quick: bool) -> None:
     """The dispatch benchmark without and with one outbound webhook endpoint (`sent`),
     in turns (without, with, without, ...) so both see the same load of a shared machine."""
     count = 2_000 if quick else 20_000
     command = f"python benchmarks/run.py webhooks{' --quick' if quick else ''}"
-    results: dict[bool, list[dict]] = {False: [], True: []}
-    for _ in range(RUNS):
-        for endpoint in (False, True):
-            folder = work / f"webhooks-{endpoint}"
-            results[endpoint].append(dispatch_sqlite(folder, count, endpoint=endpoint))
+    results = in_turns(work, count, "endpoint")
     for endpoint, runs in results.items():
         result = fastest(runs)
         report(
@@ -378,12 +386,7 @@ def bench_pace(work: Path, quick: bool) -> None:
     own gap costs a hand-off (one more query per chunk, and on PostgreSQL their locks)."""
     count = 2_000 if quick else 20_000
     command = f"python benchmarks/run.py pace{' --quick' if quick else ''}"
-    results: dict[bool, list[dict]] = {False: [], True: []}
-    for _ in range(RUNS):
-        for paced in (False, True):
-            folder = work / f"pace-{paced}"
-            folder.mkdir(exist_ok=True)
-            results[paced].append(dispatch_sqlite(folder, count, paced=paced))
+    results = in_turns(work, count, "paced")
     best = {paced: fastest(runs) for paced, runs in results.items()}
     for paced, result in best.items():
         report(
