@@ -37,7 +37,7 @@ from campaigns.delivery.recording import Recorder
 from campaigns.delivery.report import RunReport
 from campaigns.delivery.variants import VariantChooser, by_variant
 from campaigns.planning.conditions import parse_attributes
-from campaigns.planning.enroll import last_sent
+from campaigns.planning.facts import last_sent
 from campaigns.rendering.links import LinkBase, contact_message
 from campaigns.rendering.personalise import CompiledCampaign, Recipient
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim

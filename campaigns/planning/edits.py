@@ -35,8 +35,7 @@ from campaigns.errors import NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.conditions import evaluate
 from campaigns.planning.conversions import GoalPlan, apply_goals, plan_goals
-from campaigns.planning.enroll import last_sent
-from campaigns.planning.facts import enrollment_facts
+from campaigns.planning.facts import enrollment_facts, last_sent
 from campaigns.planning.pace import Pace
 from campaigns.planning.variant_plan import VariantTally, variants_changed
 from campaigns.storage import audit

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from campaigns.authoring.confirm_spec import ConfirmMode
 from campaigns.authoring.spec import Campaign
@@ -20,14 +20,14 @@ from campaigns.errors import InputError
 from campaigns.planning.confirm_requests import request_confirmations
 from campaigns.planning.contacts import join_tags, split_tags
 from campaigns.planning.conversions import campaign_goals, check_event, record_imported
-from campaigns.planning.facts import contact_paces
+from campaigns.planning.facts import contact_paces, last_sent
 from campaigns.planning.pace import NO_PACE, Pace
 from campaigns.planning.plans import DriverPlan, plan, planner
 from campaigns.planning.signups import MAX_ATTRIBUTES, Contact, Signup, read_signups, validate
 from campaigns.storage import audit
 from campaigns.storage.outbox import emit, listening
 from campaigns.storage.publish import open_campaign, publish
-from campaigns.storage.statuses import IN_FLIGHT, DeliveryStatus, EnrollmentStatus, WebhookEvent
+from campaigns.storage.statuses import DeliveryStatus, EnrollmentStatus, WebhookEvent
 from campaigns.storage.store import Store, bulk_insert
 from campaigns.storage.tables import contacts, deliveries, enrollments, suppressions
 from campaigns.storage.wakeup import announce_due
@@ -451,25 +451,6 @@ def _set_languages(conn: Connection, pairs: Sequence[tuple[int, str]]) -> None:
 def _attributes_json(attributes: Mapping[str, str]) -> str | None:
     """Stored as a JSON object of strings; None for none."""
     return json.dumps(dict(sorted(attributes.items())), ensure_ascii=False) if attributes else None
-
-
-def last_sent(conn: Connection, contact_ids: Sequence[int]) -> dict[int, datetime]:
-    """Each contact's latest email handed to a provider, from any campaign (for min_gap)."""
-    if not contact_ids:
-        return {}
-    return dict(
-        conn.execute(
-            select(enrollments.c.contact_id, func.max(deliveries.c.sent_at))
-            .join(deliveries, deliveries.c.enrollment_id == enrollments.c.id)
-            .where(
-                enrollments.c.contact_id.in_(_MANY),
-                # Statuses of an email that (may have) reached the contact: min_gap's reference.
-                deliveries.c.status.in_(IN_FLIGHT),
-            )
-            .group_by(enrollments.c.contact_id),
-            {"many": list(contact_ids)},
-        ).all()
-    )
 
 
 def _restart(

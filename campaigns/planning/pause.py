@@ -21,7 +21,7 @@ from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.contacts import normalise_email
-from campaigns.planning.enroll import last_sent
+from campaigns.planning.facts import last_sent
 from campaigns.planning.pace import Pace
 from campaigns.storage.publish import campaign_name, load_version
 from campaigns.storage.statuses import PENDING, CampaignStatus, DeliveryStatus, EnrollmentStatus

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning.contacts import display_address, normalise_email
-from campaigns.planning.enroll import last_sent
+from campaigns.planning.facts import last_sent
 from campaigns.planning.pace import Pace
 from campaigns.storage.statuses import PENDING
 from campaigns.storage.store import Store
