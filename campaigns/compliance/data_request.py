@@ -31,6 +31,7 @@ from campaigns.compliance.privacy import export_contact, forget_contact
 from campaigns.compliance.suppressions import DRIPMAIL_PROVIDER, delivery_of, insert_new
 from campaigns.errors import DripmailError
 from campaigns.rendering.catalogs import N_, translations
+from campaigns.rendering.discreet import discreet_name
 from campaigns.rendering.tokens import UnsubscribeClaim
 from campaigns.storage.publish import load_version
 from campaigns.storage.store import Store
@@ -104,8 +105,11 @@ def send_my_data(
         event_id = conn.scalar(select(events.c.id).where(events.c.provider_event_id == key))
         campaign = load_version(conn, claim.campaign)
         address, language = contact.email, contact.language
+        discreet = bool(contact.discreet) or campaign.spec.discreet
     data = export_contact(store, address)
-    message = data_message(campaign, address, language, data, event_id=event_id, now=now)
+    message = data_message(
+        campaign, address, language, data, event_id=event_id, now=now, discreet=discreet
+    )
     try:
         (result,) = sender_for(campaign).send([message])
         outcome = result.outcome
@@ -129,22 +133,30 @@ def data_message(
     *,
     event_id: int,
     now: datetime,
+    discreet: bool = False,
 ) -> Message:
     """The email carrying the export, in the contact's language, from the campaign's
-    address under the organisation's name (never a series title with a health term)."""
+    address under the organisation's name (never a series title with a health term).
+
+    `discreet` (the patient's choice or the campaign's `privacy: discreet`): From and
+    subject carry the discreet name, as every other email of theirs does, since the
+    organisation's name may itself be the health term the lock screen must not show.
+    The body, read only once opened, names the organisation that holds the data.
+    """
     spec = campaign.spec
     tag = choose_language(language, campaign_languages(spec), spec.language)
     spoken = in_language(campaign, tag).spec
     text_of = translations(tag).gettext
     organisation = spec.brand.organisation or spoken.from_.name
-    subject = text_of(SUBJECT) % {"organisation": organisation}
+    shown = discreet_name(spec) if discreet else organisation  # on the lock screen
+    subject = text_of(SUBJECT) % {"organisation": shown}
     body = text_of(BODY) % {"organisation": organisation, "filename": FILENAME}
     not_you = text_of(NOT_YOU)
     domain = wire_address(spec.from_.address)[0].rpartition("@")[2]
     payload = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True).encode()
     return Message(
         delivery_id=f"export-{event_id}",
-        from_name=organisation,
+        from_name=shown,
         from_address=spec.from_.address,
         to_address=address,
         to_name=None,
