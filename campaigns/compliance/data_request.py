@@ -182,12 +182,16 @@ def data_message(
 
 
 def erase_me(store: Store, claim: UnsubscribeClaim, *, now: datetime) -> bool:
-    """`contacts forget` for the link's contact; False when there was nobody to erase."""
+    """`contacts forget` for the link's contact; False when there was nobody to erase.
+
+    Without the file's rewrite (VACUUM): it would hold SQLite's write lock, and so every
+    worker and sign-up, for as long as rewriting the whole database takes.
+    """
     with store.connect() as conn:
         contact = contact_of(conn, claim)
     if contact is None:
         return False
-    forget_contact(store, contact.email, now=now)
+    forget_contact(store, contact.email, now=now, rewrite=False)
     with store.begin() as conn:
         record_choice(conn, claim, ERASED, now=now)
     return True

@@ -9,12 +9,18 @@ suppressions, so the address is recognised and refused if it is imported again, 
 pending deliveries are cancelled in the same transaction.
 
 Deleted bytes can linger in a database file, so on SQLite the erasing connection turns
-on `secure_delete` (freed space is overwritten with zeros), then the write-ahead log is
-checkpointed and truncated, the file is vacuumed (rewritten), and the log truncated
-again: afterwards the address and name are in neither the database file nor its -wal
-file. On PostgreSQL the old row versions are removed by VACUUM; bytes may stay in
-unused space of the data files until reused, and backups and archived WAL keep the
-person until they expire (the README says so).
+on `secure_delete` (the space the erasure frees is overwritten with zeros, in the pages
+it writes), then the write-ahead log is checkpointed and truncated: the log held the old
+page images, and the checkpoint writes the zeroed pages over the file's. Afterwards the
+address and name are in neither the database file nor its -wal file. `contacts forget`
+(CLI and console) also vacuums (rewrites) the file between two checkpoints, which drops
+any copy older changes may have left in free space; the preference centre's "Erase me"
+does not (`rewrite=False`): VACUUM holds the write lock for as long as rewriting the
+whole file takes, and a patient's click must not stop every worker and sign-up for it.
+
+On PostgreSQL the old row versions are removed by VACUUM (which blocks no writer); bytes
+may stay in unused space of the data files until reused, and backups and archived WAL
+keep the person until they expire (the README says so).
 """
 
 from __future__ import annotations
@@ -146,11 +152,16 @@ class ForgetReport:
     contact_id: int | None
     cancelled: int
     newly_suppressed: bool
-    scrubbed: bool  # SQLite: the file and its log were rewritten; PostgreSQL: VACUUM ran
+    scrubbed: bool  # SQLite: the log was emptied into the file; PostgreSQL: VACUUM ran
 
 
-def forget_contact(store: Store, email: str, *, now: datetime) -> ForgetReport:
-    """Erase the person with this address, suppress the address, scrub the database."""
+def forget_contact(
+    store: Store, email: str, *, now: datetime, rewrite: bool = True
+) -> ForgetReport:
+    """Erase the person with this address, suppress the address, scrub the database.
+
+    `rewrite=False` (a web request): on SQLite, zero and checkpoint but do not VACUUM.
+    """
     address = _address(email)
     address_hash = store.address_hash(address)
     with store.engine.connect() as conn:
@@ -162,7 +173,7 @@ def forget_contact(store: Store, email: str, *, now: datetime) -> ForgetReport:
         try:
             with conn.begin():
                 contact_id, cancelled, new = _erase(conn, address, address_hash, now=now)
-            scrubbed = _scrub(store, conn)
+            scrubbed = _scrub(store, conn, rewrite=rewrite)
         finally:
             if store.is_sqlite:
                 conn.connection.dbapi_connection.execute("PRAGMA secure_delete=OFF")
@@ -218,14 +229,16 @@ def _erase(
     return contact_id, cancelled, new
 
 
-def _scrub(store: Store, conn: Connection) -> bool:
+def _scrub(store: Store, conn: Connection, *, rewrite: bool) -> bool:
     """Leave no old copy of erased rows in the database's files; True when complete."""
     raw = conn.connection.dbapi_connection
     if store.is_sqlite:
         # Checkpoint first so VACUUM starts from a file holding every change, then rewrite
         # the file and truncate the log that held the old page images to zero bytes.
-        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        raw.execute("VACUUM")
+        # Without the rewrite, the checkpoint alone puts the zeroed pages in the file.
+        if rewrite:
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            raw.execute("VACUUM")
         busy, _log, _done = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if busy:
             log.warning("forget: another connection is reading; the -wal file is not truncated")
