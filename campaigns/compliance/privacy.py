@@ -1,7 +1,8 @@
 """What is held on a person (`contacts export`) and erasing it (`contacts forget`).
 
 Erasure keeps the opaque rows and drops the person. The contact row stays as a
-tombstone with its id only (address, name, consent text and time zone cleared), so
+tombstone with its id and creation time only (address, name, consent, time zone, tags,
+attributes, language and every preference-centre choice cleared), so
 enrollment and delivery rows, which carry ids, step keys, times and states but nothing
 about the person, keep statistics right; delivery errors are cleared too, since a
 provider's refusal may quote the address. An HMAC of the address goes into
@@ -224,6 +225,13 @@ def _erase(
             consent_at=None,
             confirmed_at=None,
             timezone=ERASED_ZONE,
+            tags=None,  # segments name conditions and treatments
+            newsletter_unsubscribed_at=None,
+            # The preference centre's choices: wanting discreet health email says more
+            # about a patient than their language does.
+            discreet=None,
+            paused_until=None,
+            min_gap_days=None,
         )
     )
     return contact_id, cancelled, new
