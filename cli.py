@@ -464,8 +464,10 @@ def schedule(
     """Print each contact's emails in their local time and in UTC, with why each moved.
 
     The note column says when a day off, a closed date, the window's hours, one email
-    per opening or min_gap moved an email, and when DST changed the UTC offset. For steps
-    with `when:`, the when column says whether the contact gets it and why.
+    per opening or min_gap moved an email, and when DST changed the UTC offset; for a
+    pending email, first when the patient's own choice holds it ("paused by the patient
+    until ...", "fewer emails: 7 days between emails"). For steps with `when:`, the when
+    column says whether the contact gets it and why.
     """
     from campaigns.planning.ranges import MAX_SHOWN, check_count
     from campaigns.reporting.reports import calendar_for
@@ -723,16 +725,31 @@ def send_test(
 @command("dripmail status")
 def status(
     campaign: Annotated[str | None, typer.Argument(help="Only this campaign")] = None,
+    email: Annotated[
+        str | None,
+        typer.Option(help="Only this contact: their pending emails, every campaign, and why"),
+    ] = None,
+    now: NowOption = None,
     db: DbOption = None,
 ) -> None:
-    """Count deliveries by state, per campaign."""
+    """Count deliveries by state, per campaign.
+
+    With --email (dripmail status --email pat@example.com), one patient's pending
+    emails in every campaign instead, soonest first, and what of their own choice holds
+    them ("paused by the patient until ...", "fewer emails: 7 days between emails").
+    """
     from campaigns.delivery.heartbeats import heartbeats
+    from campaigns.reporting.contact_status import contact_status
     from campaigns.reporting.reports import campaign_pauses, confirmation_states, status_counts
     from campaigns.storage.statuses import DELIVERY_STATES
     from campaigns.storage.store import utcnow
 
     store = _store(db, existing=True)
     console.print(f"database: {store.location}")
+    if email is not None:
+        for line in contact_status(store, email, now=_now(now)).lines():
+            console.print(line, markup=False, highlight=False)
+        return
     state = store.schema_state()
     console.print(
         f"schema: {state.current} (dripmail {_dripmail_version()} knows up to {state.head})"
@@ -747,11 +764,11 @@ def status(
     # Paused campaigns (and why, when dripmail paused one), and the workers' heartbeats.
     for pause in campaign_pauses(store, campaign):
         console.print(pause.line(), markup=False, highlight=False)
-    now = utcnow()
+    clock = utcnow()
     beats = heartbeats(store)
     console.print("workers:" if beats else "workers: none has run yet", highlight=False)
     for beat in beats:
-        console.print(f"  {beat.line(now)}", markup=False, highlight=False)
+        console.print(f"  {beat.line(clock)}", markup=False, highlight=False)
 
 
 @command("dripmail doctor --resolver 127.0.0.1:5353 --dkim-selector s1 campaigns/sleep")

@@ -226,13 +226,20 @@ class Dispatcher:
             )
         suppressed = self.suppressed(batch)
         decision = decide(
-            batch, history, openings, rules, suppressed=suppressed, unmet=unmet, complete=False
+            batch,
+            history,
+            openings,
+            rules,
+            now=now,
+            suppressed=suppressed,
+            unmet=unmet,
+            complete=False,
         )
         if decision.unsure:
             with self.store.connect() as conn:
                 everything = rows_of(conn, decision.unsure)
             rest = [row for live in decision.unsure.values() for row in live]
-            again = decide(rest, everything, openings, rules, suppressed=suppressed)
+            again = decide(rest, everything, openings, rules, now=now, suppressed=suppressed)
             decision.going += again.going
             decision.moves.update(again.moves)
 

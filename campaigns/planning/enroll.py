@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from campaigns.authoring.confirm_spec import ConfirmMode
 from campaigns.authoring.spec import Campaign
@@ -20,12 +20,14 @@ from campaigns.errors import InputError
 from campaigns.planning.confirm_requests import request_confirmations
 from campaigns.planning.contacts import join_tags, split_tags
 from campaigns.planning.conversions import campaign_goals, check_event, record_imported
+from campaigns.planning.facts import contact_paces, last_sent
+from campaigns.planning.pace import NO_PACE, Pace
 from campaigns.planning.plans import DriverPlan, plan, planner
 from campaigns.planning.signups import MAX_ATTRIBUTES, Contact, Signup, read_signups, validate
 from campaigns.storage import audit
 from campaigns.storage.outbox import emit, listening
 from campaigns.storage.publish import open_campaign, publish
-from campaigns.storage.statuses import IN_FLIGHT, DeliveryStatus, EnrollmentStatus, WebhookEvent
+from campaigns.storage.statuses import DeliveryStatus, EnrollmentStatus, WebhookEvent
 from campaigns.storage.store import Store, bulk_insert
 from campaigns.storage.tables import contacts, deliveries, enrollments, suppressions
 from campaigns.storage.wakeup import announce_due
@@ -289,6 +291,8 @@ def _enroll_chunk(
         else {}
     )
     last = last_sent(conn, known_ids)
+    # A contact's own pause or gap (planning/pace.py): new contacts have none yet.
+    paces = contact_paces(conn, known_ids) if known_ids else {}
     fresh, again = [], []
     for c in batch:
         found = existing.get(ids[c.email])
@@ -301,7 +305,13 @@ def _enroll_chunk(
         else:
             report.already += 1
     if again:
-        _restart(conn, campaign, again, {c.email: last.get(ids[c.email]) for c, _ in again}, now)
+        _restart(
+            conn,
+            campaign,
+            again,
+            {c.email: (last.get(ids[c.email]), paces.get(ids[c.email], NO_PACE)) for c, _ in again},
+            now,
+        )
         report.restarted = len(again)
         report.enrollment_ids.extend(enrollment_id for _, enrollment_id in again)
         _emit_enrolled(conn, campaign.name, [(ids[c.email], e) for c, e in again], now=now)
@@ -342,7 +352,22 @@ def _enroll_chunk(
         contact_id = ids[contact.email]
         enrollment_id = enrollment_ids[contact_id]
         report.enrollment_ids.append(enrollment_id)
-        due_times = planned(contact.signed_up_at, contact.timezone, last.get(contact_id))
+        pace = paces.get(contact_id)
+        if pace is None:
+            due_times = planned(contact.signed_up_at, contact.timezone, last.get(contact_id))
+        else:  # rare: planned alone, past the pause and with the contact's gap
+            due_times = tuple(
+                map(
+                    store.driver_time,
+                    plan(
+                        campaign,
+                        contact.signed_up_at,
+                        contact.timezone,
+                        previous=last.get(contact_id),
+                        pace=pace,
+                    ),
+                )
+            )
         rows.extend(
             (enrollment_id, key, position, due, scheduled, 0, stamp)
             for (key, position), due in zip(steps, due_times, strict=True)
@@ -428,30 +453,11 @@ def _attributes_json(attributes: Mapping[str, str]) -> str | None:
     return json.dumps(dict(sorted(attributes.items())), ensure_ascii=False) if attributes else None
 
 
-def last_sent(conn: Connection, contact_ids: Sequence[int]) -> dict[int, datetime]:
-    """Each contact's latest email handed to a provider, from any campaign (for min_gap)."""
-    if not contact_ids:
-        return {}
-    return dict(
-        conn.execute(
-            select(enrollments.c.contact_id, func.max(deliveries.c.sent_at))
-            .join(deliveries, deliveries.c.enrollment_id == enrollments.c.id)
-            .where(
-                enrollments.c.contact_id.in_(_MANY),
-                # Statuses of an email that (may have) reached the contact: min_gap's reference.
-                deliveries.c.status.in_(IN_FLIGHT),
-            )
-            .group_by(enrollments.c.contact_id),
-            {"many": list(contact_ids)},
-        ).all()
-    )
-
-
 def _restart(
     conn: Connection,
     campaign: Campaign,
     again: Sequence[tuple[Contact, int]],
-    previous: dict[str, datetime | None],
+    previous: dict[str, tuple[datetime | None, Pace]],
     now: datetime,
 ) -> None:
     """Plan the sequence again from the new sign-up, reusing the enrollment's rows.
@@ -497,12 +503,8 @@ def _restart(
     )
     updates, inserts = [], []
     for contact, enrollment_id in again:
-        due_times = plan(
-            campaign,
-            contact.signed_up_at,
-            contact.timezone,
-            previous=previous.get(contact.email),
-        )
+        last, pace = previous.get(contact.email, (None, NO_PACE))
+        due_times = plan(campaign, contact.signed_up_at, contact.timezone, previous=last, pace=pace)
         for step, due in zip(campaign.steps, due_times, strict=True):
             if (enrollment_id, step.key) in held:
                 continue

@@ -345,6 +345,7 @@ def schedule_newsletter(
                 contacts.c.email,
                 contacts.c.timezone,
                 contacts.c.newsletter_unsubscribed_at,
+                contacts.c.paused_until,
             ).where(
                 contacts.c.email.is_not(None),
                 or_(*(contacts.c.tags.like(f"%;{t};%") for t in wanted)),
@@ -370,7 +371,8 @@ def schedule_newsletter(
             due = schedule.to_utc(schedule.localize(datetime.combine(on_date, clock), tz))
         else:
             due = at.astimezone(UTC)
-        plan.due[row.id] = max(due, now)
+        # A patient's own pause (planning/pace.py): theirs goes when it ends.
+        plan.due[row.id] = max(due, now, row.paused_until or now)
         plan.zones[row.id] = row.timezone
     if max_per_hour is not None:
         plan.due = spread(plan.due, max_per_hour)
