@@ -5,6 +5,8 @@ and PostgreSQL."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -28,6 +30,7 @@ from tests.test_languages import outbox_messages, part
 from tests.test_languages_sendgrid import _environment, senders, server  # noqa: F401
 from tests.test_sendgrid import CONSENT, NOW, SIGNED_UP, FakeTime
 from tests.test_sendgrid_batch import assert_clean, received
+from tests.test_unsubscribe import enroll_pat, token_for
 from tests.unit.test_clinic import HEADINGS, PAT, messages
 
 NEUTRAL = "A note from Balanced"
@@ -146,3 +149,45 @@ def test_discreet_chosen_on_the_preference_centre_quiets_the_next_email(store, c
         dispatcher.run(now=NOW + timedelta(hours=hour))
     pat = outbox_messages(outbox)["pat@example.com"]
     assert [str(m["Subject"]) for m in pat] == [SUBJECTS[0]] + [NEUTRAL] * 5
+
+
+def data_email(store, campaign, tmp_path: Path, *, choose_discreet_first: bool):
+    """A patient's "send me my data" from their preference page; the email it sent."""
+    outbox = tmp_path / "data-outbox"
+    sender = FileSender(outbox)
+    enrollment = enroll_pat(store, campaign)
+    token, _claim = token_for(store, enrollment, campaign.spec.name)
+    app = create_app(store, environ={}, clock=lambda: NOW, sender_for=lambda _c: sender)
+    with TestClient(app, base_url="https://mail.clinic.test") as client:
+        if choose_discreet_first:
+            client.post(f"/p/{token}", data={"choice": "discreet", "value": "on"})
+        page = client.post(f"/p/{token}", data={"choice": "data"})
+    assert page.status_code == 200
+    [sent] = sorted(outbox.glob("*.eml"))
+    return email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
+
+
+def test_the_data_email_of_a_patient_who_chose_discreet_emails_is_discreet(store, clinic, tmp_path):
+    """Review 1, finding 4: the lock screen shows the discreet name, never the health name."""
+    message = data_email(store, clinic, tmp_path, choose_discreet_first=True)
+
+    assert message["From"].addresses[0].display_name == "Balanced"
+    assert str(message["Subject"]) == "Your data from Balanced"
+    assert "Ketamine" not in str(message["From"]) + str(message["Subject"])
+    assert "Balanced Ketamine" in part(message, "plain")  # once opened: who holds the data
+
+
+def test_the_data_email_of_a_discreet_campaign_is_discreet(store, clinic_folder, tmp_path):
+    spec = clinic_folder / "campaign.yaml"
+    spec.write_text(spec.read_text() + "privacy: discreet\n")
+
+    message = data_email(store, load_folder(clinic_folder), tmp_path, choose_discreet_first=False)
+
+    assert message["From"].addresses[0].display_name == "Balanced"
+    assert str(message["Subject"]) == "Your data from Balanced"
+
+
+def test_the_data_email_of_everyone_else_names_the_organisation(store, clinic, tmp_path):
+    message = data_email(store, clinic, tmp_path, choose_discreet_first=False)
+
+    assert str(message["Subject"]) == "Your data from Balanced Ketamine"

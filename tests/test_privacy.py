@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from typer.testing import CliRunner
 
 from campaigns.compliance.privacy import export_contact, forget_contact
@@ -187,3 +187,31 @@ def test_forget_clears_the_rows_and_vacuums(store, clinic, backend):
             assert vacuumed is not None
     outcome = enroll(store, clinic, Signup(ADDRESS, NAME, "UTC", None, "form"), now=NOW)
     assert outcome.suppressed == 1
+
+
+def test_an_erased_contact_keeps_none_of_their_choices(store, clinic):
+    """Review 1, finding 8: the tombstone is an id and a creation time, nothing chosen."""
+    enroll_person(store, clinic)
+    with store.begin() as conn:
+        conn.execute(
+            update(contacts)
+            .where(contacts.c.email == ADDRESS)
+            .values(
+                language="es",
+                tags=";ketamine;",
+                attributes='{"Phone": "555 0100"}',
+                newsletter_unsubscribed_at=NOW,
+                discreet=True,  # the preference centre's choices (migration 0022)
+                paused_until=utc("2026-04-01T12:00"),
+                min_gap_days=7,
+            )
+        )
+
+    report = forget_contact(store, ADDRESS, now=NOW)
+
+    with store.connect() as conn:
+        tombstone = (
+            conn.execute(select(contacts).where(contacts.c.id == report.contact_id)).one()._asdict()
+        )
+    kept = {column: value for column, value in tombstone.items() if value is not None}
+    assert kept == {"id": report.contact_id, "timezone": "UTC", "created_at": NOW}

@@ -1,5 +1,10 @@
 """Prompt first emails: a running worker hands a sign-up's `0d` welcome off at once,
-woken by NOTIFY (PostgreSQL) or its one-second probe (SQLite), not by its 30 s tick."""
+woken by NOTIFY (PostgreSQL) or its one-second probe (SQLite), not by its interval's tick.
+
+The worker and the API run at one fixed time (NOW), and the worker's interval is an hour:
+only a wake-up can start its second tick, so no assertion depends on how fast the
+machine is. WAIT only bounds how long a broken wake-up hangs a test before it fails.
+"""
 
 from __future__ import annotations
 
@@ -18,19 +23,22 @@ from campaigns.authoring.spec import Campaign, load_folder
 from campaigns.delivery.observer import HandedOff, Ticked
 from campaigns.delivery.wakeups import Listener, Probe, anything_due, open_wakeup
 from campaigns.delivery.workers import WorkerOptions, run_worker, run_workers
+from campaigns.planning import enroll as enroll_module
 from campaigns.planning.enroll import enroll
 from campaigns.planning.pause import pause
 from campaigns.planning.signups import Signup
 from campaigns.storage.publish import publish
-from campaigns.storage.store import Store, utcnow
-from campaigns.storage.wakeup import announce_due
+from campaigns.storage.store import Store
 from campaigns.web.app import create_app
 from senders.base import Message, Outcome, Sender, SendResult
 from tests.conftest import write_clinic_campaign
+from tests.helpers import utc
 from tests.worker_main import counting_senders
 
 TOKEN = "s3cret-token-for-tests"
-WAIT = 20.0  # seconds an Event is waited for; the worker's interval is 30 s
+WAIT = 120.0  # seconds an Event is waited for before the test fails (never a timing)
+INTERVAL = 3600.0  # the worker's ticks: an hour, so every early tick is a wake-up
+NOW = utc("2026-03-02T12:00")  # the time the worker, the API and the sign-ups run at
 
 
 def open_around_the_clock(folder: Path) -> Campaign:
@@ -102,7 +110,7 @@ class Ticks:
 
 
 class Worker:
-    """`run_worker` in a thread, as `dripmail run` runs it: interval 30 s, real sleep."""
+    """`run_worker` in a thread, as `dripmail run --now NOW` runs it (an hour's interval)."""
 
     def __init__(self, store: Store, sender: Gate) -> None:
         self.ticks = Ticks()
@@ -113,9 +121,9 @@ class Worker:
             try:
                 for _ in run_worker(
                     store,
-                    now=None,
+                    now=NOW,
                     once=False,
-                    interval=30.0,
+                    interval=INTERVAL,
                     sender_for=lambda _campaign: sender,
                     stop=self.stop,
                     observer=self.ticks,
@@ -138,7 +146,7 @@ class Worker:
 def campaign(tmp_path: Path, store: Store) -> Campaign:
     clinic = open_around_the_clock(tmp_path / "clinic")
     with store.begin() as conn:
-        publish(conn, clinic, now=utcnow())
+        publish(conn, clinic, now=NOW)
     return clinic
 
 
@@ -156,7 +164,7 @@ def worker(store: Store, campaign: Campaign, sender: Gate) -> Iterator[Worker]:
 
 @pytest.fixture
 def client(store: Store, campaign: Campaign) -> Iterator[TestClient]:
-    app = create_app(store, environ={"DRIPMAIL_API_TOKEN": TOKEN})
+    app = create_app(store, clock=lambda: NOW, environ={"DRIPMAIL_API_TOKEN": TOKEN})
     with TestClient(app) as test_client:
         yield test_client
 
@@ -179,7 +187,7 @@ def test_a_sign_up_is_handed_off_by_a_wake_up_not_the_next_tick(worker, sender, 
     assert worker.ticks.started == 1  # the tick at the start found nothing due
     sign_up(client, 1)
     assert sender.arrived(1).wait(WAIT)
-    # The interval is 30 s and nothing waited that long: the second tick was the wake-up.
+    # The interval is an hour: the second tick can only have been the wake-up.
     assert worker.ticks.started == 2
 
 
@@ -198,39 +206,53 @@ def test_a_burst_of_a_hundred_sign_ups_makes_few_ticks_not_a_hundred(worker, sen
 
 def test_enroll_restart_of_a_0d_step_wakes_the_worker(worker, sender, store, campaign):
     # `dripmail enroll --restart` calls this: signed up for a start in 10 days, nothing due.
-    later = (utcnow() + timedelta(days=10)).isoformat()
+    later = (NOW + timedelta(days=10)).isoformat()
     patient = Signup("pat@example.com", timezone="UTC", signed_up_at=later, consent="form")
-    enroll(store, campaign, patient, now=utcnow())
+    enroll(store, campaign, patient, now=NOW)
     with store.connect() as conn:
-        assert not anything_due(conn, utcnow())
+        assert not anything_due(conn, NOW)
     restarted = Signup("pat@example.com", timezone="UTC", consent="form")
-    assert enroll(store, campaign, restarted, now=utcnow(), restart=True).restarted == 1
+    assert enroll(store, campaign, restarted, now=NOW, restart=True).restarted == 1
     # The `0d` welcome, planned again from now, is due at once: the restart's
     # transaction woke the worker (NOTIFY on PostgreSQL), long before its 30 s tick.
     assert sender.arrived(1).wait(WAIT)
     assert worker.ticks.started == 2
 
 
-def test_a_rolled_back_sign_up_wakes_nobody(store: Store, campaign: Campaign):
+def test_a_rolled_back_sign_up_wakes_nobody(
+    store: Store, campaign: Campaign, monkeypatch: pytest.MonkeyPatch
+):
+    """A real `0d` welcome enrolled in a transaction that then fails: nothing to wake
+    for. The same sign-up committed does wake the worker, so the check can fail."""
     wakeup = open_wakeup(store, once=False)
+    announced = enroll_module.announce_due
+
+    def then_fail(conn) -> None:  # the request fails after the insert and the NOTIFY
+        announced(conn)
+        raise RuntimeError("the request failed after the insert")
+
+    patient = Signup("pat@example.com", timezone="UTC", consent="clinic website form")
     try:
-        with pytest.raises(RuntimeError), store.begin() as conn:
-            # What enroll does for a `0d` welcome, in a transaction that fails after it.
-            announce_due(conn)
-            raise RuntimeError("the request failed after the insert")
+        with monkeypatch.context() as patched:
+            patched.setattr(enroll_module, "announce_due", then_fail)
+            with pytest.raises(RuntimeError):
+                enroll(store, campaign, patient, now=NOW)
+        with store.connect() as conn:
+            assert not anything_due(conn, NOW)  # the welcome was rolled back
         if isinstance(wakeup, Listener):
-            # Notifications arrive in commit order: the marker's is the first one heard.
-            with store.begin() as conn:
-                announce_due(conn)
+            enroll(store, campaign, patient, now=NOW)  # committed: its NOTIFY is heard
             for _ in range(int(WAIT * 10)):
                 if wakeup.notifications:
                     break
                 threading.Event().wait(0.1)
+            # Notifications arrive in commit order: the committed one is the first heard.
             assert wakeup.notifications == 1
         else:
             assert isinstance(wakeup, Probe)
             wakeup.every = 0.0
-            assert not wakeup.due(utcnow())
+            assert not wakeup.due(NOW)
+            enroll(store, campaign, patient, now=NOW)
+            assert wakeup.due(NOW)  # the probe does see a committed welcome
     finally:
         wakeup.close()
 
@@ -238,7 +260,7 @@ def test_a_rolled_back_sign_up_wakes_nobody(store: Store, campaign: Campaign):
 def test_the_probe_sees_a_due_welcome_and_not_a_paused_campaign_or_a_held_one(
     store: Store, campaign: Campaign
 ):
-    now = utcnow()
+    now = NOW
     with store.connect() as conn:
         assert not anything_due(conn, now)
     patient = Signup("pat@example.com", timezone="UTC", consent="clinic website form")
@@ -272,10 +294,10 @@ def test_every_worker_of_run_workers_listens_for_itself(postgres_url: str, tmp_p
     store = Store(postgres_url)
     clinic = open_around_the_clock(tmp_path / "clinic")
     with store.begin() as conn:
-        publish(conn, clinic, now=utcnow())
+        publish(conn, clinic, now=NOW)
     options = WorkerOptions(
         url=postgres_url,
-        now=None,
+        now=NOW,
         once=False,
         interval=3600.0,  # an hour: only a wake-up can hand anything off in this test
         sender_factory=functools.partial(counting_senders, out=str(tmp_path / "ids")),
@@ -291,7 +313,7 @@ def test_every_worker_of_run_workers_listens_for_itself(postgres_url: str, tmp_p
         first = {next(reports)[0], next(reports)[0]}  # each worker's tick at the start
         assert first == {0, 1}
         patient = Signup("pat@example.com", timezone="UTC", consent="clinic website form")
-        enroll(store, clinic, patient, now=utcnow())
+        enroll(store, clinic, patient, now=NOW)
         woken, sent = set(), 0
         while sent < 1 or woken != {0, 1}:
             index, report = next(reports)

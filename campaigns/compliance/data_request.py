@@ -5,8 +5,9 @@ contact's address as an attachment, through the sender of the campaign the link 
 from, at most once per UTC day per contact: the request is an event (provider
 "dripmail", type `data_export`) whose key names the contact and the day, so a second
 request that day, from any link or any `serve` process, finds it and is refused. A
-sender that refuses the email (not one that may have sent it) removes the record, so the
-patient can ask again. "Erase me" runs `contacts forget` for the link's contact once
+sender that refuses the email (not one that may have sent it), or raises anything at
+all, removes the record, so the patient can ask again, and the page says it was not sent
+(503). "Erase me" runs `contacts forget` for the link's contact once
 they have confirmed (web/preference_pages.py asks), then records the erasure as an
 event, which holds ids only.
 """
@@ -29,8 +30,9 @@ from campaigns.authoring.translations import campaign_languages, in_language
 from campaigns.compliance.preferences import contact_of, record_choice
 from campaigns.compliance.privacy import export_contact, forget_contact
 from campaigns.compliance.suppressions import DRIPMAIL_PROVIDER, delivery_of, insert_new
-from campaigns.errors import DripmailError
+from campaigns.errors import DripmailError, NotFoundError
 from campaigns.rendering.catalogs import N_, translations
+from campaigns.rendering.discreet import discreet_name
 from campaigns.rendering.tokens import UnsubscribeClaim
 from campaigns.storage.publish import load_version
 from campaigns.storage.store import Store
@@ -90,6 +92,11 @@ def send_my_data(
         contact = contact_of(conn, claim)
         if contact is None:
             return DataRequest(DataSent.NOBODY)
+        try:
+            campaign = load_version(conn, claim.campaign)
+        except NotFoundError:  # the link's campaign is gone: no sender to send it with
+            log.warning("data export: contact %d, campaign not published", claim.contact_id)
+            return DataRequest(DataSent.FAILED)
         values = {
             "provider": DRIPMAIL_PROVIDER,
             "provider_event_id": key,
@@ -102,14 +109,20 @@ def send_my_data(
         if not insert_new(conn, events, values):
             return DataRequest(DataSent.ALREADY)
         event_id = conn.scalar(select(events.c.id).where(events.c.provider_event_id == key))
-        campaign = load_version(conn, claim.campaign)
         address, language = contact.email, contact.language
-    data = export_contact(store, address)
-    message = data_message(campaign, address, language, data, event_id=event_id, now=now)
+        discreet = bool(contact.discreet) or campaign.spec.discreet
     try:
+        data = export_contact(store, address)
+        message = data_message(
+            campaign, address, language, data, event_id=event_id, now=now, discreet=discreet
+        )
         (result,) = sender_for(campaign).send([message])
         outcome = result.outcome
     except DripmailError:  # a sender without settings, a refused connection
+        outcome = Outcome.TRANSIENT
+    except Exception as error:  # a sender (or an attachment writer) that broke its contract
+        # The type only: the message of a library's error may quote the address.
+        log.error("data export: contact %d, %s raised", claim.contact_id, type(error).__name__)
         outcome = Outcome.TRANSIENT
     if outcome in (Outcome.SENT, Outcome.AMBIGUOUS):
         log.info("data export: contact %d, sent (event %d)", claim.contact_id, event_id)
@@ -129,22 +142,30 @@ def data_message(
     *,
     event_id: int,
     now: datetime,
+    discreet: bool = False,
 ) -> Message:
     """The email carrying the export, in the contact's language, from the campaign's
-    address under the organisation's name (never a series title with a health term)."""
+    address under the organisation's name (never a series title with a health term).
+
+    `discreet` (the patient's choice or the campaign's `privacy: discreet`): From and
+    subject carry the discreet name, as every other email of theirs does, since the
+    organisation's name may itself be the health term the lock screen must not show.
+    The body, read only once opened, names the organisation that holds the data.
+    """
     spec = campaign.spec
     tag = choose_language(language, campaign_languages(spec), spec.language)
     spoken = in_language(campaign, tag).spec
     text_of = translations(tag).gettext
     organisation = spec.brand.organisation or spoken.from_.name
-    subject = text_of(SUBJECT) % {"organisation": organisation}
+    shown = discreet_name(spec) if discreet else organisation  # on the lock screen
+    subject = text_of(SUBJECT) % {"organisation": shown}
     body = text_of(BODY) % {"organisation": organisation, "filename": FILENAME}
     not_you = text_of(NOT_YOU)
     domain = wire_address(spec.from_.address)[0].rpartition("@")[2]
     payload = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True).encode()
     return Message(
         delivery_id=f"export-{event_id}",
-        from_name=organisation,
+        from_name=shown,
         from_address=spec.from_.address,
         to_address=address,
         to_name=None,
@@ -161,12 +182,16 @@ def data_message(
 
 
 def erase_me(store: Store, claim: UnsubscribeClaim, *, now: datetime) -> bool:
-    """`contacts forget` for the link's contact; False when there was nobody to erase."""
+    """`contacts forget` for the link's contact; False when there was nobody to erase.
+
+    Without the file's rewrite (VACUUM): it would hold SQLite's write lock, and so every
+    worker and sign-up, for as long as rewriting the whole database takes.
+    """
     with store.connect() as conn:
         contact = contact_of(conn, claim)
     if contact is None:
         return False
-    forget_contact(store, contact.email, now=now)
+    forget_contact(store, contact.email, now=now, rewrite=False)
     with store.begin() as conn:
         record_choice(conn, claim, ERASED, now=now)
     return True

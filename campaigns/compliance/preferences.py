@@ -91,19 +91,27 @@ def record_choice(conn: Connection, claim: UnsubscribeClaim, kind: str, *, now: 
     return conn.scalar(select(events.c.id).where(events.c.provider_event_id == key[:200]))
 
 
-def contact_of(conn: Connection, claim: UnsubscribeClaim) -> Row | None:
+def contact_of(
+    conn: Connection, claim: UnsubscribeClaim, *, for_update: bool = False
+) -> Row | None:
     """The link's contact with its choices; None when it names nobody we hold (erased
-    contacts keep their row, without an address)."""
-    row = conn.execute(
-        select(
-            contacts.c.id,
-            contacts.c.email,
-            contacts.c.language,
-            contacts.c.discreet,
-            contacts.c.paused_until,
-            contacts.c.min_gap_days,
-        ).where(contacts.c.id == claim.contact_id)
-    ).first()
+    contacts keep their row, without an address).
+
+    `for_update` locks the row until the transaction ends (PostgreSQL; SQLite's
+    BEGIN IMMEDIATE already serialises writers): every choice reads, decides and writes
+    under it, so a double click's second request sees the first one's change.
+    """
+    query = select(
+        contacts.c.id,
+        contacts.c.email,
+        contacts.c.language,
+        contacts.c.discreet,
+        contacts.c.paused_until,
+        contacts.c.min_gap_days,
+    ).where(contacts.c.id == claim.contact_id)
+    if for_update:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
     return row if row is not None and row.email is not None else None
 
 
@@ -119,7 +127,7 @@ def pause(store: Store, claim: UnsubscribeClaim, length: str, *, now: datetime) 
         raise InputError(f"pause for {length!r}: choose one of {', '.join(PAUSES)}", field="for")
     target = now + PAUSES[length]
     with store.begin() as conn:
-        contact = contact_of(conn, claim)
+        contact = contact_of(conn, claim, for_update=True)
         if contact is None:
             return Change(Choice.PAUSE, False)
         current = pause_until(contact, now)
@@ -137,7 +145,7 @@ def pause(store: Store, claim: UnsubscribeClaim, length: str, *, now: datetime) 
 def resume(store: Store, claim: UnsubscribeClaim, *, now: datetime) -> Change:
     """End the contact's pause now; pending emails move back by what was left of it."""
     with store.begin() as conn:
-        contact = contact_of(conn, claim)
+        contact = contact_of(conn, claim, for_update=True)
         current = None if contact is None else pause_until(contact, now)
         if contact is None or current is None:
             return Change(Choice.RESUME, False)
@@ -150,7 +158,7 @@ def resume(store: Store, claim: UnsubscribeClaim, *, now: datetime) -> Change:
 def fewer(store: Store, claim: UnsubscribeClaim, on: bool, *, now: datetime) -> Change:
     """At least FEWER_GAP_DAYS between any two of the contact's emails (on), or not (off)."""
     with store.begin() as conn:
-        contact = contact_of(conn, claim)
+        contact = contact_of(conn, claim, for_update=True)
         if contact is None or (contact.min_gap_days is not None) == on:
             return Change(Choice.FEWER, False)
         _set(conn, contact.id, min_gap_days=FEWER_GAP_DAYS if on else None)
@@ -161,7 +169,7 @@ def fewer(store: Store, claim: UnsubscribeClaim, on: bool, *, now: datetime) -> 
 def discreet(store: Store, claim: UnsubscribeClaim, on: bool, *, now: datetime) -> Change:
     """Neutral subjects and From name from the contact's next email (on), or not (off)."""
     with store.begin() as conn:
-        contact = contact_of(conn, claim)
+        contact = contact_of(conn, claim, for_update=True)
         if contact is None or bool(contact.discreet) == on:
             return Change(Choice.DISCREET, False)
         _set(conn, contact.id, discreet=on)
@@ -184,7 +192,7 @@ def set_language(store: Store, claim: UnsubscribeClaim, tag: str, *, now: dateti
         if tag not in offered:
             choices = ", ".join(offered) or "none"
             raise InputError(f"language {tag!r}: choose one of {choices}", field="language")
-        contact = contact_of(conn, claim)
+        contact = contact_of(conn, claim, for_update=True)
         if contact is None or contact.language == tag:
             return Change(Choice.LANGUAGE, False)
         _set(conn, contact.id, language=tag)

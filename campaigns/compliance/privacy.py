@@ -1,7 +1,8 @@
 """What is held on a person (`contacts export`) and erasing it (`contacts forget`).
 
 Erasure keeps the opaque rows and drops the person. The contact row stays as a
-tombstone with its id only (address, name, consent text and time zone cleared), so
+tombstone with its id and creation time only (address, name, consent, time zone, tags,
+attributes, language and every preference-centre choice cleared), so
 enrollment and delivery rows, which carry ids, step keys, times and states but nothing
 about the person, keep statistics right; delivery errors are cleared too, since a
 provider's refusal may quote the address. An HMAC of the address goes into
@@ -9,12 +10,18 @@ suppressions, so the address is recognised and refused if it is imported again, 
 pending deliveries are cancelled in the same transaction.
 
 Deleted bytes can linger in a database file, so on SQLite the erasing connection turns
-on `secure_delete` (freed space is overwritten with zeros), then the write-ahead log is
-checkpointed and truncated, the file is vacuumed (rewritten), and the log truncated
-again: afterwards the address and name are in neither the database file nor its -wal
-file. On PostgreSQL the old row versions are removed by VACUUM; bytes may stay in
-unused space of the data files until reused, and backups and archived WAL keep the
-person until they expire (the README says so).
+on `secure_delete` (the space the erasure frees is overwritten with zeros, in the pages
+it writes), then the write-ahead log is checkpointed and truncated: the log held the old
+page images, and the checkpoint writes the zeroed pages over the file's. Afterwards the
+address and name are in neither the database file nor its -wal file. `contacts forget`
+(CLI and console) also vacuums (rewrites) the file between two checkpoints, which drops
+any copy older changes may have left in free space; the preference centre's "Erase me"
+does not (`rewrite=False`): VACUUM holds the write lock for as long as rewriting the
+whole file takes, and a patient's click must not stop every worker and sign-up for it.
+
+On PostgreSQL the old row versions are removed by VACUUM (which blocks no writer); bytes
+may stay in unused space of the data files until reused, and backups and archived WAL
+keep the person until they expire (the README says so).
 """
 
 from __future__ import annotations
@@ -146,17 +153,22 @@ class ForgetReport:
     contact_id: int | None
     cancelled: int
     newly_suppressed: bool
-    scrubbed: bool  # SQLite: the file and its log were rewritten; PostgreSQL: VACUUM ran
+    scrubbed: bool  # SQLite: the log was emptied into the file; PostgreSQL: VACUUM ran
 
 
-def forget_contact(store: Store, email: str, *, now: datetime) -> ForgetReport:
-    """Erase the person with this address, suppress the address, scrub the database."""
+def forget_contact(
+    store: Store, email: str, *, now: datetime, rewrite: bool = True
+) -> ForgetReport:
+    """Erase the person with this address, suppress the address, scrub the database.
+
+    `rewrite=False` (a web request): on SQLite, zero and checkpoint but do not VACUUM.
+    """
     address = _address(email)
     address_hash = store.address_hash(address)
     with erasing(store) as conn:
         with conn.begin():
             contact_id, cancelled, new = _erase(conn, address, address_hash, now=now)
-        scrubbed = scrub(store, conn)
+        scrubbed = scrub(store, conn, vacuum=rewrite)
     log.info(
         "forget: contact %s erased, %d pending deliveries cancelled, address %s",
         contact_id if contact_id is not None else "(none held)",

@@ -5,8 +5,8 @@ The upload is written to a temporary file and `dripmail import`'s own function
 counting the rows done, so the page that started it can answer at once and the progress
 page (and its status URL, which a small script polls) shows how far it is. When it ends,
 the job holds the same report the CLI prints (counts, and every bad row by line number),
-and the import is written to the audit trail at the console's clock, by contact-free
-facts only (the campaign, a hash of the file, the counts).
+and the import is written to the audit trail, by contact-free facts only (the campaign,
+a hash of the file, the counts), at the console's time when the user started it.
 
 Jobs live in this process's memory (the console is one process): the newest `KEEP` are
 remembered, older finished ones are forgotten. One import per campaign runs at a time.
@@ -108,9 +108,10 @@ class ImportJobs:
     ) -> ImportJob:
         """Start importing `content` into `campaign` (published) as user `user_id`.
 
-        `now` is the engine time the import plans at; `clock` is read when it ends, for
-        the audit trail's entry. Refused (InputError) while an import into the same
-        campaign is still running."""
+        `now` is the engine time the import plans at; `clock` is read once, here, when
+        the user starts it: every audit entry of this import (a publish it makes, the
+        import itself once it ends) carries that time. Refused (InputError) while an
+        import into the same campaign is still running."""
         job = ImportJob(
             secrets.token_urlsafe(16),
             user_id,
@@ -123,13 +124,14 @@ class ImportJobs:
                 raise InputError(f"an import into {campaign} is running: wait for it to finish")
             self._jobs[job.id] = job
             self._forget_old()
+        audited_at = clock()
         folder = Path(tempfile.mkdtemp(prefix="dripmail-import-"))
         path = folder / "contacts.csv"
         path.write_bytes(content)
 
         def run() -> None:
             try:
-                _run(store, job, path, now=now, clock=clock, consent=consent)
+                _run(store, job, path, now=now, audited_at=audited_at, consent=consent)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
 
@@ -160,7 +162,7 @@ def _run(
     path: Path,
     *,
     now: datetime,
-    clock: Callable[[], datetime],
+    audited_at: datetime,
     consent: str | None,
 ) -> None:
     def progress(done: int, total: int) -> None:
@@ -174,7 +176,7 @@ def _run(
             now=now,
             consent=consent,
             actor=job.user_id,
-            audited_at=clock(),
+            audited_at=audited_at,
             progress=progress,
             chunk_size=CHUNK,
         )
@@ -201,7 +203,7 @@ def _run(
             job.campaign,
             job.digest,
             detail=detail,
-            at=clock(),
+            at=audited_at,
         )
     log.info("console import into %s by user %s: %s", job.campaign, job.user_id, detail)
     job.report = report

@@ -1,6 +1,14 @@
-"""The senders a run uses: one per distinct sender configuration, built once."""
+"""The senders a run uses: one per distinct sender configuration, built once.
+
+A worker uses its pool from one thread. `serve` answers requests on a thread pool, so
+it shares its senders through SerialSenders: one send at a time (an SMTP sender is one
+conversation on one socket; two patients' MAIL/RCPT/DATA must never interleave).
+"""
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import select
 
@@ -10,7 +18,7 @@ from campaigns.settings import Settings
 from campaigns.storage.publish import load_version
 from campaigns.storage.store import Store
 from campaigns.storage.tables import campaigns
-from senders.base import Sender, SenderConfigurationError
+from senders.base import Message, Sender, SenderConfigurationError, SendResult
 from senders.registry import NEEDS_PUBLIC_URL, make_sender
 
 
@@ -48,3 +56,47 @@ class SenderPool:
         for sender in self._made.values():
             sender.close()
         self._made.clear()
+
+
+class SerialSenders:
+    """Senders by campaign for many threads: each send runs alone, under one lock.
+
+    Only `serve` sends (a patient's "send me my data"), seldom: one lock for all is the
+    simplest that is right, and the pool's own cache is guarded by it too.
+    """
+
+    def __init__(self, senders: Callable[[Campaign], Sender]) -> None:
+        self.senders = senders
+        self._lock = threading.Lock()
+
+    def __call__(self, campaign: Campaign) -> Sender:
+        with self._lock:
+            return _OneAtATime(self.senders(campaign), self._lock)
+
+    def close(self) -> None:
+        close = getattr(self.senders, "close", None)
+        if close is not None:
+            with self._lock:
+                close()
+
+
+class _OneAtATime:
+    """A shared sender whose `send` waits for the lock; closing it is the pool's."""
+
+    def __init__(self, sender: Sender, lock: threading.Lock) -> None:
+        self._sender, self._lock = sender, lock
+        self.name, self.batch_limit = sender.name, sender.batch_limit
+
+    def send(self, messages: Sequence[Message]) -> list[SendResult]:
+        with self._lock:
+            return self._sender.send(messages)
+
+    def build(self, message: Message) -> Message:
+        return self._sender.build(message)
+
+    def settle(self, delivery_ids: Sequence[str]) -> list[SendResult]:
+        with self._lock:
+            return self._sender.settle(delivery_ids)
+
+    def close(self) -> None:
+        """Nothing: the sender is shared; SerialSenders.close closes them all."""

@@ -28,11 +28,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Connection, bindparam, literal, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from campaigns.delivery.report import RunReport
 from campaigns.planning.confirmations import confirmations_due
 from campaigns.storage.statuses import CampaignStatus, DeliveryStatus, EnrollmentStatus
-from campaigns.storage.store import Store, utcnow
+from campaigns.storage.store import Store
 from campaigns.storage.tables import campaigns, deliveries, enrollments
 from campaigns.storage.wakeup import DUE_CHANNEL
 
@@ -108,8 +109,8 @@ class Wakeup(Protocol):
         """Whether to run a tick now rather than at the end of the interval."""
         ...
 
-    def ticking(self) -> None:
-        """A tick starts: whatever woke the worker until now, it will see."""
+    def ticking(self, now: datetime) -> None:
+        """A tick at `now` starts: whatever woke the worker until then, it will see."""
         ...
 
     def ticked(self, report: RunReport) -> None:
@@ -125,7 +126,7 @@ class NoWakeup:
     def due(self, now: datetime) -> bool:
         return False
 
-    def ticking(self) -> None:
+    def ticking(self, now: datetime) -> None:
         pass
 
     def ticked(self, report: RunReport) -> None:
@@ -159,11 +160,20 @@ class Probe:
             return False
         self.last = self.clock()
         self.probes += 1
-        with self.store.connect() as conn:
-            return anything_due(conn, now, held=self.held, after=self.after)
+        try:
+            with self.store.connect() as conn:
+                return anything_due(conn, now, held=self.held, after=self.after)
+        except SQLAlchemyError as exc:
+            # "database is locked" past the busy timeout, a disk error: the worker goes
+            # on, and the interval's tick (or the next probe) decides. The type only:
+            # a driver's message may quote a query's parameters.
+            log.warning(
+                "probe for due emails failed (%s); the next tick decides", type(exc).__name__
+            )
+            return False
 
-    def ticking(self) -> None:
-        self.started = utcnow()
+    def ticking(self, now: datetime) -> None:
+        self.started = now  # the tick's own time: `run --now` probes at that time too
 
     def ticked(self, report: RunReport) -> None:
         # Campaigns kept back stay due; probing for them would tick every second.
@@ -198,7 +208,7 @@ class Listener:
     def due(self, now: datetime) -> bool:
         return self.woken.is_set()
 
-    def ticking(self) -> None:
+    def ticking(self, now: datetime) -> None:
         self.woken.clear()
 
     def ticked(self, report: RunReport) -> None:

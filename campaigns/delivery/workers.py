@@ -139,10 +139,11 @@ def run_worker(
             # Listening before the first claim: a sign-up committed after it is heard.
             woken = open_wakeup(store, once=once)
             while not stop.is_set():
-                woken.ticking()
+                at = now or utcnow()
+                woken.ticking(at)
                 observer.ticked(Ticked(time.time()))
                 try:
-                    report = dispatcher.run(now=now or utcnow())
+                    report = dispatcher.run(now=at)
                 except SenderConfigurationError as exc:
                     # Every campaign's sender refused: the run stops (held.py). A worker
                     # that was sending says so by email; one refused at its first tick

@@ -35,7 +35,12 @@ from campaigns.errors import InputError
 from campaigns.planning.schedule import Delay
 from campaigns.rendering.batch import step_batch
 from campaigns.rendering.catalogs import N_, translations
-from campaigns.rendering.discreet import PREVIEW_PADDING, discreet_name, discreet_step
+from campaigns.rendering.discreet import (
+    PREVIEW_PADDING,
+    TEXT_PREVIEW_PADDING,
+    discreet_name,
+    discreet_step,
+)
 from campaigns.rendering.links import sample_links
 from campaigns.rendering.markdown import (
     greets,
@@ -235,10 +240,11 @@ def _layout_values(
     brand, links = spec.brand, spec.links
     return {
         # A discreet email (rendering/discreet.py): its preview line padded, and its text
-        # part opening with the discreet name and the neutral preheader.
+        # part opening with the discreet name and the neutral preheader, padded too.
         "discreet": discreet,
         "discreet_name": discreet_name(spec),
         "preview_padding": Markup(PREVIEW_PADDING),
+        "text_preview_padding": TEXT_PREVIEW_PADDING,
         "language": spec.language,
         "subject": tokens.protect(step.subject),
         "preheader": tokens.protect(step.preheader) if step.preheader else None,

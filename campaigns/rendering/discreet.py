@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_SUBJECT",
     "NEUTRAL_NAME",
     "PREVIEW_PADDING",
+    "TEXT_PREVIEW_PADDING",
     "discreet_name",
     "discreet_step",
     "neutral_texts",
@@ -34,6 +35,10 @@ NEUTRAL_NAME = N_("Updates")
 # After the hidden preview line: invisible characters that fill the inbox's and the
 # lock screen's preview, so no client reads on into the body (its heading, its words).
 PREVIEW_PADDING = "&zwnj;&nbsp;" * 100
+# The same in the text part, on a line of its own after the neutral preheader: clients
+# that preview the text part (some phones show 3-4 lines, ~100 characters) see the name,
+# the preheader and blank, never "Part 2 of 6" and the step's real `# ` heading.
+TEXT_PREVIEW_PADDING = "\u200c\u00a0" * 100
 
 
 def discreet_name(spec: CampaignSpec) -> str:

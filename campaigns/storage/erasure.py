@@ -39,6 +39,13 @@ def clear_contacts(conn: Connection, contact_ids: Sequence[int]) -> None:
             consent_at=None,
             confirmed_at=None,
             timezone=ERASED_ZONE,
+            tags=None,  # segments name conditions and treatments
+            newsletter_unsubscribed_at=None,
+            # The preference centre's choices: wanting discreet health email says more
+            # about a patient than their language does.
+            discreet=None,
+            paused_until=None,
+            min_gap_days=None,
         )
     )
 

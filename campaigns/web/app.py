@@ -39,7 +39,8 @@ import email
 import email.policy
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache, partial
@@ -63,7 +64,7 @@ from campaigns.authoring.translations import campaign_languages, in_language
 from campaigns.compliance.data_request import SenderFor
 from campaigns.compliance.suppressions import Scope, unsubscribe
 from campaigns.compliance.undo import Undoable, undo_unsubscribe, undoable
-from campaigns.delivery.sender_pool import SenderPool
+from campaigns.delivery.sender_pool import SenderPool, SerialSenders
 from campaigns.errors import NotFoundError
 from campaigns.monitoring.exporter import open_metrics
 from campaigns.monitoring.health import DatabaseCheck
@@ -347,6 +348,20 @@ def _scope(fields: Mapping[str, str]) -> Scope | None:
 # ------------------------------------------------------------------------------------ app
 
 
+def _closing(senders: SerialSenders | None) -> Callable[[Starlette], Any]:
+    """The app's lifespan: the senders it made are closed when `serve` stops."""
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if senders is not None:
+                senders.close()
+
+    return lifespan
+
+
 def create_app(
     store: Store,
     *,
@@ -370,7 +385,9 @@ def create_app(
     signer = Signer(store.secret_key())
     verifier = SendGridVerifier.from_settings(settings)
     database = DatabaseCheck(store)
-    centre = PreferenceCentre(store, sender_for or SenderPool(None, settings))
+    # Requests run on a thread pool: the default senders are shared one send at a time.
+    owned = None if sender_for is not None else SerialSenders(SenderPool(None, settings))
+    centre = PreferenceCentre(store, sender_for or owned)
 
     def read(token: str) -> UnsubscribeClaim | None:
         try:
@@ -473,7 +490,7 @@ def create_app(
         *ses_routes(store, settings=settings, clock=clock),
         *postmark_routes(store, settings=settings, clock=clock),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, lifespan=_closing(owned))
     # Starlette answers `/healthz/` with a redirect to `/healthz` built from the request's
     # Host header: `Host: evil.example` got `Location: http://evil.example/healthz`, and
     # `/u/<token>/` carried the token there. No redirect: such paths are 404.

@@ -78,11 +78,22 @@ def test_no_subject_preheader_or_from_name_holds_a_heading_or_health_word(discre
         assert "Subject: A note from Balanced" in raw
 
 
+def test_the_text_parts_first_hundred_characters_are_the_name_and_preheader(discreet):
+    """Review 1, finding 11: clients that preview the text part show 3-4 lines, ~100
+    characters; "Part 2 of 6" and the step's real heading come after them."""
+    for message in messages(discreet):
+        preview = message.text[:100]
+        # What a preview shows: the invisible joiner dropped, the no-break spaces blank.
+        shown = " ".join(preview.replace("\u200c", "").split())
+        assert shown == "Balanced Your latest email from Balanced", preview
+        assert "Part " in message.text[100:]  # still there, after the padding
+
+
 def test_the_body_is_unchanged(clinic, discreet):
     for plain, quiet in zip(messages(clinic), messages(discreet), strict=True):
         # The HTML from the heading on, and the text after its opening lines.
         assert quiet.html[quiet.html.index("<h1") :] == plain.html[plain.html.index("<h1") :]
-        assert quiet.text.split("\n", 2)[2] == plain.text.split("\n", 1)[1]
+        assert quiet.text.split("\n", 3)[3] == plain.text.split("\n", 1)[1]
         assert plain.subject in quiet.text  # the real subject is still the heading
 
 
