@@ -1423,7 +1423,8 @@ def newsletter_schedule(
     console.print(
         f"{verb} {_n(len(plan.due), 'email')} of {plan.campaign}; left out: "
         f"{plan.skipped_unsubscribed} left the newsletter, {plan.skipped_suppressed} suppressed, "
-        f"{plan.already} already planned" + (" (dry run: nothing written)" if dry_run else "")
+        f"{plan.skipped_unconfirmed} not confirmed, {plan.already} already planned"
+        + (" (dry run: nothing written)" if dry_run else "")
     )
     why = plan.why_nobody()
     if why:

@@ -14,12 +14,13 @@ from campaigns.authoring.spec import load_folder
 from campaigns.compliance.suppressions import add_suppression, leave_newsletter
 from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.errors import InputError
+from campaigns.planning.confirmations import confirm
 from campaigns.planning.contacts import retag
 from campaigns.planning.enroll import enroll, import_csv
 from campaigns.planning.newsletter import cancel_newsletter, schedule_newsletter
 from campaigns.planning.signups import Signup
 from campaigns.reporting.stats import campaign_stats
-from campaigns.storage.tables import contacts, deliveries, enrollments
+from campaigns.storage.tables import confirmations, contacts, deliveries, enrollments
 from cli import app
 from senders.file import NullSender
 from tests.helpers import utc
@@ -267,3 +268,28 @@ def test_the_newsletter_only_choice_leaves_newsletters_and_keeps_the_drip(store,
             )
         )
     assert drip == {"scheduled"}
+
+
+def test_a_sign_up_waiting_for_its_confirmation_gets_no_newsletter(store, issue, clinic, tmp_path):
+    # A double opt-in address may be a stranger's, mistyped: until it is confirmed only the
+    # confirmation goes to it, not the clinic's newsletter.
+    add_members(store, 3)
+    csv = tmp_path / "signups.csv"
+    csv.write_text(
+        "email,timezone,consent,tags\r\nnew1@example.com,UTC,form,patients\r\n"
+        "new2@example.com,UTC,form,patients\r\n",
+        encoding="utf-8",
+    )
+    assert import_csv(store, clinic, csv, now=NOW, double=True).pending == 2
+    plan = schedule_newsletter(store, issue, ["patients"], now=NOW, at=utc("2026-06-02T12:00"))
+    assert len(plan.due) == 3 and plan.skipped_unconfirmed == 2
+
+    with store.connect() as conn:
+        first = conn.scalar(
+            select(confirmations.c.id)
+            .join(contacts, contacts.c.id == confirmations.c.contact_id)
+            .where(contacts.c.email == "new1@example.com")
+        )
+    confirm(store, first, now=NOW)
+    again = schedule_newsletter(store, issue, ["patients"], now=NOW, at=utc("2026-06-02T12:00"))
+    assert len(again.due) == 1 and again.skipped_unconfirmed == 1 and again.already == 3

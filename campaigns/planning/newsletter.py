@@ -33,6 +33,7 @@ from campaigns.storage.publish import check_publishable, publish
 from campaigns.storage.statuses import CampaignKind, DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import UPGRADE_HINT, Store, _current_revision, head_revision
 from campaigns.storage.tables import (
+    confirmations,
     contacts,
     deliveries,
     enrollments,
@@ -184,6 +185,27 @@ def create_newsletter(
 # ---------------------------------------------------------------- schedule
 
 
+def _awaiting_confirmation(conn: Connection) -> set[int]:
+    """Contacts known only by a double opt-in sign-up they have not confirmed.
+
+    The address may be a stranger's, mistyped on a form: nothing goes to it but the
+    confirmation. A contact who confirmed anything, or is enrolled anywhere, is not one.
+    """
+    return set(
+        conn.scalars(
+            select(confirmations.c.contact_id)
+            .join(contacts, contacts.c.id == confirmations.c.contact_id)
+            .where(
+                confirmations.c.confirmed_at.is_(None),
+                contacts.c.confirmed_at.is_(None),
+                ~select(enrollments.c.id)
+                .where(enrollments.c.contact_id == confirmations.c.contact_id)
+                .exists(),
+            )
+        )
+    )
+
+
 @dataclass
 class SchedulePlan:
     """Who gets the newsletter when: counts per UTC hour and per zone."""
@@ -193,6 +215,7 @@ class SchedulePlan:
     zones: dict[int, str] = field(default_factory=dict)
     skipped_unsubscribed: int = 0
     skipped_suppressed: int = 0
+    skipped_unconfirmed: int = 0  # double opt-in sign-ups not confirmed yet
     already: int = 0
     written: bool = False
     tags: tuple[str, ...] = ()
@@ -202,7 +225,12 @@ class SchedulePlan:
         if self.due:
             return None
         tags = ", ".join(self.tags)
-        if not (self.skipped_unsubscribed or self.skipped_suppressed or self.already):
+        if not (
+            self.skipped_unsubscribed
+            or self.skipped_suppressed
+            or self.skipped_unconfirmed
+            or self.already
+        ):
             return (
                 f"nobody to send to: no contact has the tag {tags} "
                 "(tag contacts with `dripmail contacts tag`, or import them with a tags column)"
@@ -213,6 +241,7 @@ class SchedulePlan:
                 (self.already, "already have this newsletter planned or sent (once each)"),
                 (self.skipped_unsubscribed, "left the newsletter"),
                 (self.skipped_suppressed, "are suppressed"),
+                (self.skipped_unconfirmed, "have not confirmed their sign-up yet"),
             )
             if count
         ]
@@ -339,6 +368,7 @@ def schedule_newsletter(
                 select(enrollments.c.contact_id).where(enrollments.c.campaign == campaign.name)
             )
         )
+        unconfirmed = _awaiting_confirmation(conn)
         rows = conn.execute(
             select(
                 contacts.c.id,
@@ -362,6 +392,9 @@ def schedule_newsletter(
         digest = address_hash(key, row.email)
         if digest in suppressed:
             plan.skipped_suppressed += 1
+            continue
+        if row.id in unconfirmed:
+            plan.skipped_unconfirmed += 1
             continue
         if row.id in done:
             plan.already += 1
