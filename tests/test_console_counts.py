@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 from campaigns.authoring.spec import load_folder
 from campaigns.compliance.privacy import forget_contact
 from campaigns.compliance.sendgrid_events import apply_sendgrid_events
-from campaigns.console.campaign_list import BOUNCE_ALERT, _alerts, _next_sends
+from campaigns.console.campaign_list import _alerts, _next_sends, alert_lines
 from campaigns.planning.enroll import enroll
 from campaigns.planning.pause import pause, resume
 from campaigns.planning.signups import Signup
@@ -109,21 +109,7 @@ def reference_alerts(conn) -> dict[str, list[str]]:
         conn.execute(by_event.where(events.c.type.in_(("bounced_hard", "bounced_soft")))).all()
     )
     complained = dict(conn.execute(by_event.where(events.c.type == "complained")).all())
-    found: dict[str, list[str]] = {}
-    for name, count in sorted(unknown.items()):
-        found.setdefault(name, []).append(
-            f"{count} unknown deliver{'y' if count == 1 else 'ies'}: "
-            "see `dripmail deliveries --status unknown`"
-        )
-    for name, count in sorted(bounced.items()):
-        total = sent.get(name, 0) + unknown.get(name, 0)
-        if total and count / total > BOUNCE_ALERT:
-            found.setdefault(name, []).append(
-                f"bounce rate {count / total:.1%} ({count} of {total} sent), over 2 %"
-            )
-    for name, count in sorted(complained.items()):
-        found.setdefault(name, []).append(f"{count} complaint{'' if count == 1 else 's'}")
-    return found
+    return alert_lines(unknown, sent, bounced, complained)
 
 
 def reference_steps(conn, name: str) -> dict[str, dict[str, int]]:

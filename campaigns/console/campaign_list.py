@@ -23,7 +23,7 @@ from campaigns.storage.statuses import DeliveryStatus, ReviewState
 from campaigns.storage.store import Store
 from campaigns.storage.tables import campaigns
 
-__all__ = ["BOUNCE_ALERT", "CampaignRow", "campaign_rows", "state_of"]
+__all__ = ["BOUNCE_ALERT", "CampaignRow", "alert_lines", "campaign_rows", "state_of"]
 
 BOUNCE_ALERT = 0.02  # a bounce rate above 2 % of emails sent
 NEXT_DAYS = timedelta(days=7)
@@ -108,6 +108,17 @@ def _alerts(store: Store) -> dict[str, list[str]]:
         by_kind = counts.events_by_kind(conn)
     bounced = {name: n for (name, kind), n in by_kind.items() if kind == "bounced_any"}
     complained = {name: n for (name, kind), n in by_kind.items() if kind == "complaints"}
+    return alert_lines(unknown, sent, bounced, complained)
+
+
+def alert_lines(
+    unknown: dict[str, int],
+    sent: dict[str, int],
+    bounced: dict[str, int],
+    complained: dict[str, int],
+) -> dict[str, list[str]]:
+    """campaign -> its alerts, from its unknown and sent deliveries, and its deliveries
+    with a bounce (hard or soft) and with a complaint."""
     found: dict[str, list[str]] = {}
     for name, count in sorted(unknown.items()):
         found.setdefault(name, []).append(
