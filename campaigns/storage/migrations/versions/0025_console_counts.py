@@ -232,30 +232,34 @@ def _pg_delivery_body(old: bool, new: bool) -> str:
 
 
 def _pg_event_body(old: bool, new: bool) -> str:
-    """Per (delivery, kind) touched: counted after the statement minus counted before it
-    (before: the events now there but not new, and the old rows)."""
-    rows = _pg_rows(_E_COLUMNS, old, new)
-    new_ids = "SELECT id FROM new_rows" if new else "SELECT NULL::integer WHERE false"
-    had_old = (
-        "OR EXISTS (SELECT 1 FROM old_rows o JOIN count_event_kinds m ON m.type = o.type "
-        "AND m.kind = t.kind WHERE o.delivery_id = t.delivery_id)"
-        if old
-        else ""
-    )
+    """Per (delivery, kind) touched: counted after the statement minus counted before it.
+
+    After: the delivery has an event of the kind now. Before: it had one among the events
+    now there that the statement did not write (now minus new), or among the old rows.
+    Set-based (the new and old rows grouped once, joined by hash; the events now there
+    counted through ix_events_delivery), so a statement of many rows costs O(n log n).
+    """
+    empty = "SELECT NULL::integer AS delivery_id, NULL::varchar AS type WHERE false"
+    new_rows = "SELECT delivery_id, type FROM new_rows" if new else empty
+    old_rows = "SELECT delivery_id, type FROM old_rows" if old else empty
     return (
         "INSERT INTO count_events (campaign, step_key, kind, n) "
-        "SELECT e.campaign, d.step_key, t.kind, sum(t.delta) FROM ("
-        "SELECT t.delivery_id, t.kind, "
-        "(EXISTS (SELECT 1 FROM events x JOIN count_event_kinds m ON m.type = x.type "
-        "AND m.kind = t.kind WHERE x.delivery_id = t.delivery_id))::integer - "
-        "(EXISTS (SELECT 1 FROM events x JOIN count_event_kinds m ON m.type = x.type "
-        "AND m.kind = t.kind WHERE x.delivery_id = t.delivery_id "
-        f"AND x.id NOT IN ({new_ids})) {had_old})::integer AS delta "
-        f"FROM (SELECT DISTINCT r.delivery_id, k.kind FROM ({rows}) r "
-        "JOIN count_event_kinds k ON k.type = r.type WHERE r.delivery_id IS NOT NULL) t"
-        ") t JOIN deliveries d ON d.id = t.delivery_id JOIN enrollments e "
-        "ON e.id = d.enrollment_id GROUP BY 1, 2, 3 HAVING sum(t.delta) <> 0 "
-        "ORDER BY 1, 2, 3 ON CONFLICT (campaign, step_key, kind) "
+        f"WITH nk AS (SELECT r.delivery_id, k.kind, count(*) AS c FROM ({new_rows}) r "
+        "JOIN count_event_kinds k ON k.type = r.type WHERE r.delivery_id IS NOT NULL "
+        f"GROUP BY 1, 2), ok AS (SELECT DISTINCT r.delivery_id, k.kind FROM ({old_rows}) r "
+        "JOIN count_event_kinds k ON k.type = r.type WHERE r.delivery_id IS NOT NULL), "
+        "t AS (SELECT delivery_id, kind FROM nk UNION SELECT delivery_id, kind FROM ok), "
+        "c AS (SELECT t.delivery_id, t.kind, (SELECT count(*) FROM events x "
+        "JOIN count_event_kinds m ON m.type = x.type AND m.kind = t.kind "
+        "WHERE x.delivery_id = t.delivery_id) AS now FROM t), "
+        "delta AS (SELECT c.delivery_id, c.kind, (c.now > 0)::integer - "
+        "((c.now - coalesce(nk.c, 0) > 0) OR ok.delivery_id IS NOT NULL)::integer AS d "
+        "FROM c LEFT JOIN nk ON nk.delivery_id = c.delivery_id AND nk.kind = c.kind "
+        "LEFT JOIN ok ON ok.delivery_id = c.delivery_id AND ok.kind = c.kind) "
+        "SELECT e.campaign, dl.step_key, delta.kind, sum(delta.d) FROM delta "
+        "JOIN deliveries dl ON dl.id = delta.delivery_id JOIN enrollments e "
+        "ON e.id = dl.enrollment_id WHERE delta.d <> 0 GROUP BY 1, 2, 3 "
+        "HAVING sum(delta.d) <> 0 ORDER BY 1, 2, 3 ON CONFLICT (campaign, step_key, kind) "
         "DO UPDATE SET n = count_events.n + excluded.n;"
     )
 
