@@ -102,9 +102,9 @@ def _is_sent(row: str) -> str:
     return f"({row}.status = 'sent' AND {row}.sent_at IS NOT NULL)"
 
 
-def _drop_zero_due(row: str) -> str:
+def _drop_zero_due(row: str, when: str = "1") -> str:
     return (
-        f"DELETE FROM count_due_hours WHERE campaign = {_campaign(row)} "
+        f"DELETE FROM count_due_hours WHERE {when} AND campaign = {_campaign(row)} "
         f"AND hour = {_HOUR.format(f'{row}.due_at')} AND n = 0;"
     )
 
@@ -132,7 +132,7 @@ SQLITE_DELIVERY_DELETE = " ".join(
     (
         _bump("count_deliveries", _delivery_keys("OLD"), "-1"),
         _bump("count_due_hours", _due("OLD"), "-1", _is_due("OLD")),
-        _drop_zero_due("OLD"),
+        _drop_zero_due("OLD", _is_due("OLD")),
         _bump("count_sent_hours", _sent("OLD"), "-1", _is_sent("OLD")),
     )
 )
@@ -141,7 +141,8 @@ SQLITE_DELIVERY_UPDATE = " ".join(
         _bump("count_deliveries", _delivery_keys("OLD"), "-1", f"NOT {_SAME_STATUS}"),
         _bump("count_deliveries", _delivery_keys("NEW"), "1", f"NOT {_SAME_STATUS}"),
         _bump("count_due_hours", _due("OLD"), "-1", f"{_is_due('OLD')} AND NOT {_SAME_DUE}"),
-        _drop_zero_due("OLD"),
+        # Only when that count went down (not on a lease renewal or a claim).
+        _drop_zero_due("OLD", f"{_is_due('OLD')} AND NOT {_SAME_DUE}"),
         _bump("count_due_hours", _due("NEW"), "1", f"{_is_due('NEW')} AND NOT {_SAME_DUE}"),
         _bump("count_sent_hours", _sent("OLD"), "-1", f"{_is_sent('OLD')} AND NOT {_SAME_SENT}"),
         _bump("count_sent_hours", _sent("NEW"), "1", f"{_is_sent('NEW')} AND NOT {_SAME_SENT}"),
