@@ -64,6 +64,14 @@ MetricsPortOption = Annotated[
         "127.0.0.1, or of DRIPMAIL_METRICS_HOST [env: DRIPMAIL_METRICS_PORT; default: off]",
     ),
 ]
+# `enroll` and `import`: the sign-up waits for the patient's confirmation (double opt-in).
+DoubleOptInOption = Annotated[
+    bool,
+    typer.Option(
+        "--double-opt-in",
+        help="Email a confirmation first; plan the sequence once the patient confirms",
+    ),
+]
 NowOption = Annotated[
     str | None,
     typer.Option("--now", help="Engine time, ISO 8601 (UTC when no offset); default: the clock."),
@@ -304,6 +312,7 @@ def enroll(
             help="An attribute kept on the contact (repeat for several)",
         ),
     ] = None,
+    double_opt_in: DoubleOptInOption = False,
     now: NowOption = None,
     db: DbOption = None,
 ) -> None:
@@ -312,6 +321,8 @@ def enroll(
     Signing up again is ignored unless --restart; a suppressed or unsubscribed address
     is not enrolled unless --force. --attribute patient_type=new gives the contact an
     attribute that steps read as {{ attributes.patient_type }} and in `when:`.
+    --double-opt-in (or `confirm: double` in campaign.yaml) sends a confirmation email
+    first (by `dripmail run`); the sequence starts when the patient confirms.
     """
     from campaigns.planning.enroll import enroll_ref
     from campaigns.planning.signups import Signup, attribute_option
@@ -333,8 +344,19 @@ def enroll(
         now=when,
         restart=restart,
         force=force,
+        double=True if double_opt_in else None,
     )
-    if report.enrolled:
+    if report.pending or report.resent:
+        console.print(
+            f"confirmation email owed for {report.campaign}: "
+            "the sequence starts when the patient confirms"
+        )
+    elif report.awaiting:
+        console.print(
+            f"already awaiting confirmation in {report.campaign} (asked less than a day ago); "
+            "nothing changed"
+        )
+    elif report.enrolled:
         console.print(
             f"enrolled contact into {report.campaign}: {_n(report.steps, 'email')} planned"
         )
@@ -371,10 +393,15 @@ def import_(
         str | None,
         typer.Option(help="The file's encoding when not UTF-8, like cp1252 (older Excel)"),
     ] = None,
+    double_opt_in: DoubleOptInOption = False,
     now: NowOption = None,
     db: DbOption = None,
 ) -> None:
-    """Import contacts from CSV; bad rows are reported by line and left out (exit 1)."""
+    """Import contacts from CSV; bad rows are reported by line and left out (exit 1).
+
+    With --double-opt-in (or `confirm: double` in campaign.yaml) each new contact gets a
+    confirmation email first (sent by `dripmail run`), and is enrolled on confirming.
+    """
     from campaigns.planning.enroll import import_ref
 
     when = _now(now)  # a bad --now opens no database
@@ -388,6 +415,7 @@ def import_(
             consent=consent,
             encoding=encoding,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
+            double=True if double_opt_in else None,
         )
     for line, message in report.rejected:
         err.print(f"{csv_file}:{line}: {message}", markup=False)
@@ -401,6 +429,11 @@ def import_(
         f"imported {report.enrolled}, already enrolled {report.already}, "
         f"suppressed {report.suppressed}, rejected {len(report.rejected)}"
     )
+    if report.pending or report.resent or report.awaiting:
+        console.print(
+            f"awaiting confirmation {report.pending + report.resent + report.awaiting}: "
+            "each is enrolled when they confirm by email"
+        )
     if report.events:
         console.print(
             f"events recorded {report.events}: {_n(report.converted, 'enrollment')} converted, "
@@ -431,8 +464,10 @@ def schedule(
     """Print each contact's emails in their local time and in UTC, with why each moved.
 
     The note column says when a day off, a closed date, the window's hours, one email
-    per opening or min_gap moved an email, and when DST changed the UTC offset. For steps
-    with `when:`, the when column says whether the contact gets it and why.
+    per opening or min_gap moved an email, and when DST changed the UTC offset; for a
+    pending email, first when the patient's own choice holds it ("paused by the patient
+    until ...", "fewer emails: 7 days between emails"). For steps with `when:`, the when
+    column says whether the contact gets it and why.
     """
     from campaigns.planning.ranges import MAX_SHOWN, check_count
     from campaigns.reporting.reports import calendar_for
@@ -543,6 +578,12 @@ def run(
         return (
             f"sent {report.sent}, failed {report.failed}, unknown {report.unknown}, "
             f"retrying {report.retrying}, deferred {report.deferred}, skipped {report.skipped}"
+            + (  # double opt-in: said only when there was some
+                f", confirmation emails {report.confirmations}, "
+                f"expired sign-ups {report.expired_signups}"
+                if report.confirmations or report.expired_signups
+                else ""
+            )
         )
 
     shown: list[str] = []
@@ -684,16 +725,31 @@ def send_test(
 @command("dripmail status")
 def status(
     campaign: Annotated[str | None, typer.Argument(help="Only this campaign")] = None,
+    email: Annotated[
+        str | None,
+        typer.Option(help="Only this contact: their pending emails, every campaign, and why"),
+    ] = None,
+    now: NowOption = None,
     db: DbOption = None,
 ) -> None:
-    """Count deliveries by state, per campaign."""
+    """Count deliveries by state, per campaign.
+
+    With --email (dripmail status --email pat@example.com), one patient's pending
+    emails in every campaign instead, soonest first, and what of their own choice holds
+    them ("paused by the patient until ...", "fewer emails: 7 days between emails").
+    """
     from campaigns.delivery.heartbeats import heartbeats
-    from campaigns.reporting.reports import campaign_pauses, status_counts
+    from campaigns.reporting.contact_status import contact_status
+    from campaigns.reporting.reports import campaign_pauses, confirmation_states, status_counts
     from campaigns.storage.statuses import DELIVERY_STATES
     from campaigns.storage.store import utcnow
 
     store = _store(db, existing=True)
     console.print(f"database: {store.location}")
+    if email is not None:
+        for line in contact_status(store, email, now=_now(now)).lines():
+            console.print(line, markup=False, highlight=False)
+        return
     state = store.schema_state()
     console.print(
         f"schema: {state.current} (dripmail {_dripmail_version()} knows up to {state.head})"
@@ -703,14 +759,16 @@ def status(
     for name, by_state in counts.items():
         table.add_row(name, *(str(by_state[state]) for state in DELIVERY_STATES))
     console.print(table if counts else "no deliveries yet")
+    for name, asked in confirmation_states(store, campaign).items():  # double opt-in
+        console.print(asked.line(name), markup=False, highlight=False)
     # Paused campaigns (and why, when dripmail paused one), and the workers' heartbeats.
     for pause in campaign_pauses(store, campaign):
         console.print(pause.line(), markup=False, highlight=False)
-    now = utcnow()
+    clock = utcnow()
     beats = heartbeats(store)
     console.print("workers:" if beats else "workers: none has run yet", highlight=False)
     for beat in beats:
-        console.print(f"  {beat.line(now)}", markup=False, highlight=False)
+        console.print(f"  {beat.line(clock)}", markup=False, highlight=False)
 
 
 @command("dripmail doctor --resolver 127.0.0.1:5353 --dkim-selector s1 campaigns/sleep")
@@ -837,6 +895,9 @@ def stats(
             c.basis,
         )
     console.print(table)
+    asked = result.confirmations  # double opt-in sign-ups, when the campaign has any
+    if asked.waiting or asked.confirmed or asked.expired:
+        console.print(asked.line(result.campaign), markup=False, highlight=False)
     if goals:
         conv = result.conversions
         rate = f" ({conv.rate:.1%})" if conv.rate is not None else ""

@@ -225,11 +225,11 @@ dispatcher = Dispatcher(store, lambda campaign: sender)
 dispatcher.warm_up()
 print("ready", flush=True)
 sys.stdin.readline()
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 result = dispatcher.run(now=datetime.fromisoformat({now!r}))
-elapsed = time.perf_counter() - start
+elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
 print(json.dumps({{"sent": result.sent, "skipped": result.skipped, "seconds": elapsed,
-                  "peak_rss_mb": peak_rss_mb()}}))
+                  "cpu_seconds": cpu, "peak_rss_mb": peak_rss_mb()}}))
 """
 
 
@@ -263,6 +263,8 @@ def dispatch_workers(url: str, workers: int) -> dict:
         "sent": sum(r["sent"] for r in results),
         "skipped": sum(r.get("skipped", 0) for r in results),
         "seconds": time.perf_counter() - start,
+        # The workers' own CPU time: what the code costs, whatever its neighbours take.
+        "cpu_seconds": sum(r["cpu_seconds"] for r in results),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
     }
 
@@ -275,6 +277,7 @@ def dispatch_sqlite(
     *,
     variants: bool = False,
     endpoint: bool = False,
+    paced: bool = False,
 ) -> dict:
     """Enroll `count` contacts whose first email is due, then dispatch them in a fresh
     worker process, `runs` times from copies of that one database: the fastest run.
@@ -283,10 +286,15 @@ def dispatch_sqlite(
     `variants`: the first email has two A/B variants and a winner rule that never
     decides (after: 10^6), so every hand-off also counts each variant's sends.
     With `endpoint`, an outbound webhook endpoint listens for `sent` (each recorded
-    hand-off writes a message per email to the outbox; nothing is delivered)."""
+    hand-off writes a message per email to the outbox; nothing is delivered).
+    `paced`: every contact chose "fewer emails" (min_gap_days 7), so each hand-off also
+    reads the contacts' latest emails (planning/pace.py); none has had one, all go."""
+    from sqlalchemy import update
+
     from campaigns.delivery.webhook_endpoints import add_endpoint
     from campaigns.planning.enroll import import_csv
     from campaigns.storage.store import Store
+    from campaigns.storage.tables import contacts as contacts_table
 
     campaign = clinic_campaign(work / "campaign", when)
     if variants:
@@ -311,6 +319,9 @@ def dispatch_sqlite(
     import_csv(store, campaign, contacts, now=NOW)  # each contact signed up before NOW
     if endpoint:
         add_endpoint(store, "https://crm.example.org/hooks", ["sent"], include_email=False, now=NOW)
+    if paced:
+        with store.begin() as conn:
+            conn.execute(update(contacts_table).values(min_gap_days=7))
     store.close()  # the last connection checkpoints the WAL into the file
     results = []
     for _ in range(runs):
@@ -340,16 +351,24 @@ def bench_dispatch(work: Path, quick: bool) -> None:
     )
 
 
+def in_turns(work: Path, count: int, option: str) -> dict[bool, list[dict]]:
+    """dispatch_sqlite without and with `option` (a flag of it), RUNS times each, in
+    turns (without, with, without, ...) so both see the same load of a shared machine."""
+    results: dict[bool, list[dict]] = {False: [], True: []}
+    for _ in range(RUNS):
+        for on in (False, True):
+            folder = work / f"{option}-{on}"
+            folder.mkdir(exist_ok=True)
+            results[on].append(dispatch_sqlite(folder, count, **{option: on}))
+    return results
+
+
 def bench_webhooks(work: Path, quick: bool) -> None:
     """The dispatch benchmark without and with one outbound webhook endpoint (`sent`),
     in turns (without, with, without, ...) so both see the same load of a shared machine."""
     count = 2_000 if quick else 20_000
     command = f"python benchmarks/run.py webhooks{' --quick' if quick else ''}"
-    results: dict[bool, list[dict]] = {False: [], True: []}
-    for _ in range(RUNS):
-        for endpoint in (False, True):
-            folder = work / f"webhooks-{endpoint}"
-            results[endpoint].append(dispatch_sqlite(folder, count, endpoint=endpoint))
+    results = in_turns(work, count, "endpoint")
     for endpoint, runs in results.items():
         result = fastest(runs)
         report(
@@ -359,6 +378,35 @@ def bench_webhooks(work: Path, quick: bool) -> None:
             "deliveries/s",
             command,
         )
+
+
+def bench_pace(work: Path, quick: bool) -> None:
+    """The dispatch benchmark without and with every contact on "fewer emails", in turns
+    (as webhooks), so both see the same load of a shared machine: what the contacts'
+    own gap costs a hand-off (one more query per chunk, and on PostgreSQL their locks)."""
+    count = 2_000 if quick else 20_000
+    command = f"python benchmarks/run.py pace{' --quick' if quick else ''}"
+    results = in_turns(work, count, "paced")
+    best = {paced: fastest(runs) for paced, runs in results.items()}
+    for paced, result in best.items():
+        report(
+            f"dispatch: SQLite, null sender, {'every' if paced else 'no'} contact on "
+            f"fewer emails ({result['sent']:,}, best of {RUNS})",
+            result["sent"] / result["seconds"],
+            "deliveries/s",
+            command,
+        )
+    # On a shared machine wall time swings by more than the difference; the worker's own
+    # CPU time per email (the least of the runs) is what the extra query costs.
+    cpu = {
+        paced: min(r["cpu_seconds"] / max(r["sent"], 1) for r in runs)
+        for paced, runs in results.items()
+    }
+    for paced in (False, True):
+        name = f"pace: worker CPU per email, {'every' if paced else 'no'} contact on fewer emails"
+        report(name, cpu[paced] * 1e6, "µs", command)
+    cost = (cpu[True] / cpu[False] - 1) * 100
+    report("pace: CPU cost of every contact's gap", cost, "%", command)
 
 
 def bench_conditions(work: Path, quick: bool) -> None:
@@ -461,6 +509,35 @@ def bench_postgres(work: Path, quick: bool) -> None:
             _postgres(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
+def bench_latency(work: Path, quick: bool) -> None:
+    """Sign-up request to hand-off with a running `dripmail run` (interval 30 s), on SQLite
+    and on a fresh PostgreSQL database; then the cost of the SQLite worker's probe."""
+    from benchmarks.latency import measure, probe_cost
+    from campaigns.planning.enroll import import_csv
+    from campaigns.storage.store import Store
+
+    count = 100 if quick else 500
+    command = f"python benchmarks/run.py latency{' --quick' if quick else ''}"
+    campaign = clinic_campaign(work / "campaign")
+    (work / "sqlite").mkdir()
+    url = f"sqlite:///{work / 'latency.db'}"
+    measure("SQLite", url, campaign, work / "sqlite", count, report, command)
+    database = f"dripmail_bench_{os.getpid()}_latency"
+    _postgres(f'CREATE DATABASE "{database}"')
+    try:
+        (work / "postgresql").mkdir()
+        url = _postgres_url(database)
+        measure("PostgreSQL", url, campaign, work / "postgresql", count, report, command)
+    finally:
+        _postgres(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    contacts = work / "probe.csv"
+    write_contacts(contacts, 2_000 if quick else 20_000)
+    store = Store(f"sqlite:///{work / 'probe.db'}")
+    import_csv(store, campaign, contacts, now=NOW)
+    probe_cost(store, report, command, held=campaign.name)
+    store.close()
+
+
 def bench_memory(work: Path, quick: bool) -> None:
     """Peak RSS while dispatching, at two sizes: batches are streamed, so it stays flat."""
     small, large = (1_000, 10_000) if quick else (10_000, 100_000)
@@ -497,9 +574,11 @@ BENCHMARKS = {
     "conditions": bench_conditions,
     "variants": bench_variants,
     "webhooks": bench_webhooks,
+    "pace": bench_pace,
     "postgres": bench_postgres,
     "sendgrid": bench_sendgrid,
     "memory": bench_memory,
+    "latency": bench_latency,
     "console": bench_console,
 }
 

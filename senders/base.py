@@ -94,6 +94,15 @@ class BatchForm:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file sent with a message (a patient's own data export): never part of a step."""
+
+    filename: str
+    content_type: str  # maintype/subtype, e.g. application/json
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Message:
     """One personalised email, ready to hand to a provider."""
 
@@ -120,6 +129,8 @@ class Message:
     # The bytes the sender will hand over, when its `build` made them ahead (the file
     # sender's RFC 5322 file); None: the sender builds them when it sends.
     prepared: bytes | None = field(default=None, repr=False, compare=False)
+    # Files that go with it (multipart/mixed); campaign emails have none.
+    attachments: tuple[Attachment, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,12 @@ def build_mime(message: Message, *, utf8: bool = False) -> EmailMessage:
         mime[name] = _safe(value)
     mime.set_content(message.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     mime.add_alternative(message.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    for attachment in message.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        # Base64 whatever the type: the file arrives byte for byte.
+        mime.add_attachment(
+            attachment.data, maintype, subtype or "octet-stream", filename=attachment.filename
+        )
     return mime
 
 
@@ -112,7 +118,11 @@ def to_bytes(message: Message, *, linesep: str = "\r\n", utf8: bool = False) -> 
 
     `utf8`: the way out takes UTF-8 headers (RFC 6532), so an address with a non-ASCII
     local part is written as it is; without it such an address raises NeedsSmtpUtf8.
+    A message with attachments is multipart/mixed, written by the standard package.
     """
+    if message.attachments:
+        policy = POLICY.clone(linesep=linesep, utf8=utf8)
+        return build_mime(message, utf8=utf8).as_bytes(policy=policy)
     head = [
         _MAILBOX_LINES["From", message.from_name, _wire(message.from_address, utf8), linesep],
         _MAILBOX_LINES["To", message.to_name, _wire(message.to_address, utf8), linesep],

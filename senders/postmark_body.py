@@ -11,6 +11,7 @@ pure: no request is made.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import logging
@@ -79,6 +80,15 @@ class EntryWriter:
             entry["TextBody"] = message.text
         if message.html:
             entry["HtmlBody"] = message.html
+        if message.attachments:
+            entry["Attachments"] = [
+                {
+                    "Name": a.filename,
+                    "Content": base64.b64encode(a.data).decode("ascii"),
+                    "ContentType": a.content_type,
+                }
+                for a in message.attachments
+            ]
         if message.reply_to:
             name, address = email.utils.parseaddr(one_line(message.reply_to))
             entry["ReplyTo"] = mailbox(name, address or one_line(message.reply_to))

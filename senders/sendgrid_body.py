@@ -7,6 +7,7 @@ the rest go alone, rendered in full. Everything here is pure: no request is made
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import logging
@@ -126,6 +127,16 @@ class PayloadWriter:
                 if value
             ],
         }
+        if message.attachments:
+            body["attachments"] = [
+                {
+                    "content": base64.b64encode(a.data).decode("ascii"),
+                    "filename": a.filename,
+                    "type": a.content_type,
+                    "disposition": "attachment",
+                }
+                for a in message.attachments
+            ]
         if message.reply_to:
             name, address = email.utils.parseaddr(one_line(message.reply_to))
             reply_to = {"email": wire_or_given(address or one_line(message.reply_to))}

@@ -130,6 +130,23 @@ def test_campaign_pages_by_an_editor_a_reviewer_and_an_admin(
         check(page, axe_source, artifacts, "published")
         page.click("#sign-out")
 
+        # A second version: the review shows the diff against the published one and a plan
+        # for the enrolled (not a first publish), and it too fits 375 px.
+        sign_in(page, origin, editor, clock)
+        page.goto(f"{origin}/campaigns/{NAME}/steps/{STEP3}")
+        page.fill("#subject", "A much longer subject line for the third email of the sequence")
+        page.click("#save")
+        expect(page.locator(".notice")).to_contain_text("Saved to the folder")
+        page.goto(f"{origin}/campaigns/{NAME}")
+        page.click("#submit-review")
+        page.click("#sign-out")
+        sign_in(page, origin, reviewer, clock)
+        page.goto(f"{origin}/campaigns/{NAME}/review")
+        expect(page.locator("#diff-summary")).to_contain_text("Text changed")
+        expect(page.locator("#plan")).to_contain_text("Enrolled")
+        check(page, axe_source, artifacts, "review-second-version")
+        page.click("#sign-out")
+
         sign_in(page, origin, admin, clock)
         page.goto(f"{origin}/settings")
         page.fill("#organisation", "Riverside Clinic")
@@ -144,5 +161,7 @@ def test_campaign_pages_by_an_editor_a_reviewer_and_an_admin(
         "review.submit",
         "review.approve",
         "publish",
+        "campaign.edit",
+        "review.submit",
         "settings.clinic",
     ]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from campaigns.authoring.spec import load_folder
 from campaigns.console.app import create_app
 from campaigns.planning.enroll import enroll
 from campaigns.planning.signups import Signup
@@ -254,6 +255,10 @@ def test_submit_approve_publish_with_every_refusal_on_the_way(
         assert conn.scalar(select(console_reviews.c.state)) == "published"
     assert actions(store)[-3:] == ["review.submit", "review.approve", "publish"]
     assert audit.entries(store)[-2].actor == str(checker.id)
+    # Every row of the trail is on the console's clock, the publish's too (not the wall's).
+    assert {entry.at.replace(tzinfo=None) for entry in audit.entries(store)[-3:]} == {
+        clock().replace(tzinfo=None)
+    }
     page = editor.get("/campaigns").text
     assert ">published<" in page
 
@@ -396,6 +401,52 @@ def test_clinic_details_are_kept_once_and_fill_a_new_campaign_from_an_upload(
     spec = (workspace / "sleep-better" / "campaign.yaml").read_text()
     assert "Riverside Clinic" in spec and "care@riverside.example" in spec
     assert actions(store)[-1] == "campaign.create"
+
+
+def _create_from_upload(client, filename: str, content: bytes) -> tuple[str, str]:
+    """Upload an article with the default split, then create it: (preview page, new URL)."""
+    import re
+
+    token = csrf_of(client.get("/campaigns/new").text)
+    files = {"article": (filename, content, "text/plain")}
+    preview = client.post("/campaigns/new", data={"csrf_token": token}, files=files)
+    assert preview.status_code == 200, preview.text
+    upload = re.search(r'name="upload" value="([^"]+)"', preview.text).group(1)
+    answer = client.post("/campaigns/new/create", data={"csrf_token": token, "upload": upload})
+    assert answer.status_code == 303, answer.text
+    return preview.text, answer.headers["location"]
+
+
+def test_an_uploaded_article_is_named_by_its_title_and_never_replaces_a_folder(
+    store: Store, app, clock: Clock, workspace: Path
+) -> None:
+    editor, _ = signed_in(app, store, "editor", clock)
+    before = {p.name: p.read_bytes() for p in (workspace / NAME).iterdir()}
+    article = Path(ARTICLE).read_bytes()
+    # The clinic article's title makes NAME, which the workspace already has: "-2", then "-3".
+    preview, where = _create_from_upload(editor, Path(ARTICLE).name, article)
+    assert f"<code>{NAME}-2</code>" in preview
+    assert where.startswith(f"/campaigns/{NAME}-2?")
+    _, where = _create_from_upload(editor, Path(ARTICLE).name, article)
+    assert where.startswith(f"/campaigns/{NAME}-3?")
+    assert {p.name: p.read_bytes() for p in (workspace / NAME).iterdir()} == before
+    for name in (f"{NAME}-2", f"{NAME}-3"):
+        spec = (workspace / name / "campaign.yaml").read_text()
+        assert f"name: {name}\n" in spec and "title: Ketamine and Sleep" in spec
+    # A name a published campaign holds is skipped too, its folder gone from the workspace.
+    signup = Signup("pat@example.com", "Pat", "Europe/London", "2026-03-09T10:00", "form")
+    enroll(store, load_folder(workspace / NAME), signup, now=NOW)
+    (workspace / NAME).rename(workspace.parent / "elsewhere")
+    _, where = _create_from_upload(editor, Path(ARTICLE).name, article)
+    assert where.startswith(f"/campaigns/{NAME}-4?")
+    # The file's own name makes the title when the article has none, as with split.
+    _, where = _create_from_upload(editor, "Sleep Hygiene Basics.txt", article)
+    assert where.startswith("/campaigns/sleep-hygiene-basics?")
+    # A crafted file name stays one file of the uploads folder; nothing waits there after.
+    _, where = _create_from_upload(editor, "../../etc/Night Shift.txt", article)
+    assert where.startswith("/campaigns/night-shift?")
+    assert not list((workspace / ".uploads").rglob("*.txt"))
+    assert actions(store).count("campaign.create") == 5
 
 
 def test_upload_refusals_wrong_type_no_csrf_and_viewer(

@@ -63,13 +63,72 @@ def setting(tmp_path: Path, clinic: Campaign) -> Iterator[tuple[Store, Clock, Co
 def check_page(page: Page, axe_source: str, artifacts: Path, name: str) -> None:  # noqa: F811
     """axe-clean, and no horizontal scroll at 375 px; a screenshot at each width."""
     assert run_axe(page, axe_source, iframes=False) == [], name
+    assert unmarked_focus(page) == [], f"{name}: focus not shown on these"
     page.screenshot(path=str(artifacts / f"console-{name}.png"), full_page=True)
     width = page.viewport_size["width"] if page.viewport_size else 0
     page.set_viewport_size(PHONE)
     scroll = page.evaluate("document.documentElement.scrollWidth")
-    assert scroll <= PHONE["width"], f"{name}: horizontal scroll at 375 px ({scroll})"
+    assert scroll <= PHONE["width"], (
+        f"{name}: horizontal scroll at 375 px ({scroll}); too wide: {too_wide(page)}"
+    )
     page.screenshot(path=str(artifacts / f"console-{name}-375.png"), full_page=True)
     page.set_viewport_size({"width": width or 1280, "height": 900})
+
+
+# The innermost elements reaching past the viewport's right edge, to name in a failure.
+_TOO_WIDE = """() => {
+  const edge = document.documentElement.clientWidth + 0.5;
+  const wide = [...document.body.querySelectorAll("*")].filter((e) => {
+    const box = e.getBoundingClientRect();
+    return box.right > edge || box.left + e.scrollWidth > edge;  // itself, or text overflowing it
+  });
+  return wide.filter((e) => !wide.some((o) => o !== e && e.contains(o))).slice(0, 8).map(
+    (e) => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "")
+      + (e.className ? "." + e.className : "")
+      + ` (${Math.round(e.getBoundingClientRect().right)} px)`);
+}"""
+
+
+def too_wide(page: Page) -> list[str]:
+    """What sticks out past the right edge (a failure names it: no guessing from pixels)."""
+    return page.evaluate(_TOO_WIDE)
+
+
+# What has the keyboard focus, and whether anything shows it (an outline or a ring).
+_FOCUSED = """() => {
+  let e = document.activeElement;
+  if (!e || e === document.body) return null;
+  const style = getComputedStyle(e);
+  const shown = (style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0)
+    || style.boxShadow !== "none";
+  const name = e.tagName.toLowerCase() + (e.id ? "#" + e.id : "")
+    + (e.getAttribute("href") ? "[href=" + e.getAttribute("href") + "]" : "");
+  return {name, shown};
+}"""
+
+
+def unmarked_focus(page: Page, limit: int = 80) -> list[str]:
+    """Tab through the page from the top: every element that takes the focus must show it."""
+    page.evaluate("window.scrollTo(0, 0); document.activeElement && document.activeElement.blur()")
+    page.mouse.move(0, 0)
+    seen: list[str] = []
+    unmarked: list[str] = []
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(_FOCUSED)
+        if focused is None or (seen and focused["name"] == seen[0]):
+            break  # out of the page, or round to the first again
+        seen.append(focused["name"])
+        if focused["name"].startswith("iframe"):  # a preview: what is focused inside it
+            handle = page.evaluate_handle("document.activeElement").as_element()
+            frame = handle.content_frame() if handle is not None else None
+            inner = frame.evaluate(_FOCUSED) if frame is not None else None
+            if inner is not None:
+                focused = {"name": f"{focused['name']} > {inner['name']}", "shown": inner["shown"]}
+        if not focused["shown"]:
+            unmarked.append(focused["name"])
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    return unmarked
 
 
 def tab_to(page: Page, selector: str, limit: int = 40) -> None:

@@ -152,6 +152,7 @@ NEW_TABLES = (
     "api_tokens",
     "webhook_endpoints",
     "webhook_messages",
+    "confirmations",
 )
 # Tables of counts (0025): filled from the existing rows by the migration itself.
 COUNT_TABLES = (
@@ -194,19 +195,19 @@ def without_new_columns(data: dict[str, list]) -> dict[str, list]:
     alerts' tables, contact_events, variant_winners, the console's tables, api_tokens;
     events.campaign, enrollments.paused_at, .converted_at and .conversion_event_id,
     contacts.tags, .newsletter_unsubscribed_at, .attributes, .language, .discreet,
-    .paused_until and .min_gap_days, campaigns.kind,
+    .paused_until, .min_gap_days and .confirmed_at, campaigns.kind,
     .folder, .pause_kind and .pause_reason, deliveries.variant; NULL in old rows)."""
     assert all(data.pop(name) == [] for name in NEW_TABLES)
     counted = {name: data.pop(name) for name in COUNT_TABLES}
     assert counted_from_the_rows(counted) == EXPECTED_COUNTS
     assert all(row[-1] is None for row in data["events"])
     assert all(row[-3:] == (None, None, None) for row in data["enrollments"])
-    assert all(row[-7:] == (None,) * 7 for row in data["contacts"])
+    assert all(row[-8:] == (None,) * 8 for row in data["contacts"])
     assert all(row[-4:] == (None, None, None, None) for row in data["campaigns"])
     assert all(row[-1] is None for row in data["deliveries"])
     return {
         **data,
-        "contacts": [row[:-7] for row in data["contacts"]],
+        "contacts": [row[:-8] for row in data["contacts"]],
         "campaigns": [row[:-4] for row in data["campaigns"]],
         "events": [row[:-1] for row in data["events"]],
         "enrollments": [row[:-3] for row in data["enrollments"]],

@@ -365,3 +365,50 @@ def test_the_pages_work_at_375px_by_keyboard_and_pass_axe(
     assert left == []
     with store.connect() as conn:
         assert conn.scalar(select(enrollments.c.status).where(enrollments.c.id == pat)) == "active"
+
+
+@pytest.mark.sqlite_only
+def test_the_preference_centre_pages_work_at_375px_by_keyboard_and_pass_axe(
+    store,
+    clinic_folder,
+    served: str,
+    browser: Browser,  # noqa: F811 (the fixture)
+    axe_source: str,  # noqa: F811
+):
+    clinic = load_folder(branded(clinic_folder))
+    pat = enroll_pat(store, clinic)
+    token, _ = token_for(store, pat)
+    context = browser.new_context(viewport={"width": 375, "height": 740}, bypass_csp=True)
+    context.route(
+        "**/*",
+        lambda route: (
+            route.fulfill(status=200, content_type="image/png", body=PNG)
+            if route.request.url == LOGO
+            else route.continue_()
+        ),
+    )
+    page = context.new_page()
+    try:
+        page.goto(f"{served}/p/{token}")
+        # Each choice by keyboard: focus its button, Enter posts the plain form.
+        steps = [
+            ("Email preferences", "Pause for a month", None),
+            ("Email preferences", "At most one email a week", "Your emails are paused."),
+            ("Email preferences", "Erase me", "You will get at most one email a week."),
+            ("Erase your data?", "Yes, erase my data", None),
+            ("Your data is erased", None, None),
+        ]
+        for heading, button, notice in steps:
+            expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+            if notice:
+                expect(page.get_by_role("status")).to_have_text(notice)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 375, heading
+            assert run_axe(page, axe_source, iframes=False) == [], heading
+            if button is None:
+                break
+            page.get_by_role("button", name=button).focus()
+            page.keyboard.press("Enter")
+    finally:
+        context.close()
+    with store.connect() as conn:
+        assert conn.scalar(select(contacts.c.email).where(contacts.c.id == 1)) is None

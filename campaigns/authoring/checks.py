@@ -26,6 +26,7 @@ from typing import Literal
 from campaigns.authoring.conditions import click_problems
 from campaigns.authoring.email_html import parse_html as _parse
 from campaigns.authoring.liquid import NOTE_LINE
+from campaigns.authoring.privacy_checks import privacy_findings
 from campaigns.authoring.sources import campaign_file, line_containing, step_file
 from campaigns.authoring.spec import CAMPAIGN_FILE, PLACEHOLDER, Campaign, Step, load_folder
 from campaigns.authoring.translations import each_language, language_findings
@@ -526,6 +527,8 @@ def check_campaign(campaign: Campaign, *, settings: Settings | None = None) -> C
         report.findings += check(campaign)
     for f in language_findings(campaign, catalog_languages()):
         report.findings.append(Finding(f.severity, "language", f.message, f.file, f.line))
+    for p in privacy_findings(campaign):  # discreet emails: authoring/privacy_checks.py
+        report.findings.append(Finding(p.severity, p.code, p.message, p.file, p.line, p.step))
     for spoken in each_language(campaign):  # an untranslated step is checked once
         steps, template_findings = compile_steps(spoken)
         report.findings += template_findings

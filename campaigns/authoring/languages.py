@@ -9,13 +9,15 @@ subtag: `es-MX` gets `es`), else the campaign's default; never an error.
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-from babel import Locale
+from babel import Locale, localedata
 from pydantic import BeforeValidator
 
 from campaigns.authoring.fields import FileModel, OneLine, Url
@@ -42,9 +44,26 @@ _SHAPE = re.compile(
 MAX_TAG = 35  # RFC 5646 4.4.1: a tag of up to 35 characters must be kept whole
 
 
+@dataclass(frozen=True)
+class _Codes:
+    """The language, script and region codes CLDR has English names for."""
+
+    languages: frozenset[str]
+    scripts: frozenset[str]
+    territories: frozenset[str]
+
+
 @lru_cache(maxsize=1)
-def _names() -> Locale:
-    return Locale("en")
+def _names() -> _Codes:
+    # The codes only, read from Babel's English data as babel.localedata reads it (the
+    # root locale it inherits from names none): a Locale("en") would keep all of CLDR's
+    # English (dates, numbers, units: 4.6 MB) in Babel's cache for the life of every
+    # worker that loads a campaign, to answer three membership tests.
+    with open(localedata.resolve_locale_filename("en"), "rb") as handle:
+        data = pickle.load(handle)  # Babel's own file, installed with it
+    return _Codes(
+        frozenset(data["languages"]), frozenset(data["scripts"]), frozenset(data["territories"])
+    )
 
 
 def normalise_language(value: Any) -> str:

@@ -26,6 +26,12 @@ from pydantic import (
 
 from campaigns.authoring.bounded import CAMPAIGN_FILE_LIMIT, inside, read_bounded
 from campaigns.authoring.conditions import StepCondition, check_step_references
+from campaigns.authoring.confirm_spec import (
+    DEFAULT_CONFIRM_WITHIN,
+    Confirm,
+    ConfirmMode,
+    ConfirmWithin,
+)
 from campaigns.authoring.error_rate import DEFAULT_MAX_ERROR_RATE, ErrorRate
 from campaigns.authoring.fields import (
     PLACEHOLDER_EMAIL,
@@ -44,6 +50,12 @@ from campaigns.authoring.languages import (
     translation_names,
 )
 from campaigns.authoring.model_keys import is_model, is_plain_union, model_keys, unknown_key
+from campaigns.authoring.privacy_spec import (
+    NeutralText,
+    Privacy,
+    PrivacySettings,
+    SensitiveWords,
+)
 from campaigns.authoring.sender_settings import FileSenderSettings, SenderSettings
 from campaigns.authoring.timing import check_timing, parse_ics
 from campaigns.authoring.variant_spec import (
@@ -192,7 +204,7 @@ class StepRef(FileModel):
         return step_key(self.file)
 
 
-class CampaignSpec(FileModel):
+class CampaignSpec(FileModel, PrivacySettings):
     name: str
     title: OneLine | None = None
     language: LanguageTag = "en"
@@ -217,6 +229,15 @@ class CampaignSpec(FileModel):
     max_error_rate: ErrorRate = DEFAULT_MAX_ERROR_RATE
     # Events that end a contact's sequence (campaigns/authoring/goals.py).
     goal: Goals = ()
+    # Double opt-in: sequence only once confirmed (campaigns/authoring/confirm_spec.py).
+    confirm: Confirm = ConfirmMode.SINGLE
+    confirm_within: ConfirmWithin = DEFAULT_CONFIRM_WITHIN
+    # Discreet emails: neutral subjects and From name (authoring/privacy_spec.py).
+    privacy: Privacy = "standard"
+    discreet_name: NeutralText | None = None
+    discreet_subject: NeutralText | None = None
+    discreet_preheader: NeutralText | None = None
+    sensitive_words: SensitiveWords = Field(default_factory=list)
 
     @field_validator("greeting", mode="before")
     @classmethod
@@ -289,6 +310,8 @@ class Step:
     when: StepCondition | None = field(default=None, compare=False)  # `when:`, if any
     variants: tuple[Variant, ...] = ()  # A/B variants (authoring/variant_spec.py)
     winner: Winner | None = None
+    discreet_subject: str | None = None  # front matter: this email's neutral texts
+    discreet_preheader: str | None = None
 
 
 @dataclass(frozen=True)
@@ -517,7 +540,8 @@ def _walk(loc: tuple) -> tuple[tuple, Any]:
     return tuple(path), model
 
 
-_FRONT_MATTER_KEYS = {"subject", "preheader", "cta"}
+_DISCREET_KEYS = ("discreet_subject", "discreet_preheader")
+_FRONT_MATTER_KEYS = ["subject", "preheader", "cta", "discreet_subject", "discreet_preheader"]
 
 
 def parse_step(
@@ -542,7 +566,7 @@ def parse_step(
         for key in meta:
             if key not in _FRONT_MATTER_KEYS:
                 raise InputError(
-                    unknown_key(str(key), ["subject", "preheader", "cta"]),
+                    unknown_key(str(key), _FRONT_MATTER_KEYS),
                     source=source,
                     line=lines.get((key,)),
                     field=str(key),
@@ -568,4 +592,5 @@ def parse_step(
         body=body,
         body_line=body_line,
         when=ref.when,
+        **{key: single_line(str(meta[key])) for key in _DISCREET_KEYS if meta.get(key)},
     )

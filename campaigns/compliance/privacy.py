@@ -31,7 +31,14 @@ from campaigns.compliance.suppressions import add_suppression, cancel_pending, s
 from campaigns.errors import InputError
 from campaigns.planning.contacts import display_address, normalise_email
 from campaigns.storage.store import Store
-from campaigns.storage.tables import contact_events, contacts, deliveries, enrollments, events
+from campaigns.storage.tables import (
+    confirmations,
+    contact_events,
+    contacts,
+    deliveries,
+    enrollments,
+    events,
+)
 
 log = logging.getLogger("dripmail.privacy")
 
@@ -69,7 +76,17 @@ def export_contact(store: Store, email: str) -> dict[str, Any]:
         held_deliveries: list[dict[str, Any]] = []
         held_events: dict[str, list[dict[str, Any]]] = {}
         held_contact_events: list[dict[str, Any]] = []
+        held_confirmations: list[dict[str, Any]] = []
         if contact is not None:
+            # Double opt-in requests: asked, sent, confirmed or expired, per campaign.
+            held_confirmations = [
+                _row(r)
+                for r in conn.execute(
+                    select(confirmations)
+                    .where(confirmations.c.contact_id == contact.id)
+                    .order_by(confirmations.c.id)
+                )
+            ]
             # What they did that a goal may name (booked): planning/conversions.py.
             held_contact_events = [
                 _row(r)
@@ -118,6 +135,7 @@ def export_contact(store: Store, email: str) -> dict[str, Any]:
         "deliveries": held_deliveries,
         "events_by_delivery": held_events,
         "contact_events": held_contact_events,
+        "confirmations": held_confirmations,
     }
 
 
@@ -182,6 +200,7 @@ def _erase(
     # Their events (a booking, its id in the clinic's system) go; a conversion stays
     # counted on the enrollment (converted_at) without them.
     conn.execute(delete(contact_events).where(contact_events.c.contact_id == contact_id))
+    conn.execute(delete(confirmations).where(confirmations.c.contact_id == contact_id))
     conn.execute(
         update(contacts)
         .where(contacts.c.id == contact_id)
@@ -192,6 +211,7 @@ def _erase(
             language=None,  # which language a patient reads says something about them
             consent_source=None,
             consent_at=None,
+            confirmed_at=None,
             timezone=ERASED_ZONE,
         )
     )

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from campaigns.compliance.event_model import SUPPRESSING
 from campaigns.compliance.undo_record import UndoRecord, remember
+from campaigns.planning.confirm_requests import end_requests
 from campaigns.rendering.tokens import UnsubscribeClaim
 from campaigns.storage.outbox import emit
 from campaigns.storage.statuses import (
@@ -245,6 +246,8 @@ def unsubscribe(
                 )
             )
         cancelled = cancel_pending(conn, enrollment_ids=chosen, reason=reason, now=now)
+        # A sign-up still awaiting its double opt-in confirmation ends too.
+        end_requests(conn, contact.id, None if scope is Scope.ALL else claim.campaign, now=now)
         left = list(
             conn.scalars(
                 select(enrollments.c.id).where(
@@ -302,7 +305,7 @@ def record_unsubscribe_event(
     values: dict[str, Any] = {
         "provider": DRIPMAIL_PROVIDER,
         "provider_event_id": unsubscribe_key(claim, scope),
-        "delivery_id": _delivery_of(conn, claim),
+        "delivery_id": delivery_of(conn, claim),
         "type": EVENT_TYPES[scope],
         "occurred_at": now,
         "created_at": now,
@@ -328,7 +331,7 @@ def cancel_reason(scope: Scope, event_id: int) -> str:
     return f"unsubscribed ({scope}, event {event_id})"
 
 
-def _delivery_of(conn: Connection, claim: UnsubscribeClaim) -> int | None:
+def delivery_of(conn: Connection, claim: UnsubscribeClaim) -> int | None:
     """The token's delivery id, when it still names a delivery of that contact."""
     if claim.delivery_id is None:
         return None

@@ -2,10 +2,11 @@
 
 The public app (`dripmail serve`) faces the internet and knows none of these routes; the
 console is meant for staff, behind an https proxy or on this machine only. Pages are
-server-rendered from templates/console with the console's own CSS; no script, no CDN,
-no web font. Every route is registered from a page module's ROUTES, each page wrapped
-by campaigns.console.guard (`requires(Permission.X)` or `public`), so none is reachable
-without its declared permission.
+server-rendered from templates/console with the console's own CSS and two small
+progressive scripts (the editor's preview, an import's progress); no CDN, no web font,
+and every page works without script. Every route is registered from a page module's
+ROUTES, each page wrapped by campaigns.console.guard (`requires(Permission.X)` or
+`public`), so none is reachable without its declared permission.
 
 To add pages: write a module with functions of one `Call`, each decorated with
 `@requires(Permission.X)`, list them in its ROUTES, and add that list to PAGE_ROUTES.
@@ -31,6 +32,7 @@ from campaigns.console import (
     campaign_pages,
     contact_pages,
     editor_pages,
+    import_pages,
     new_pages,
     newsletter_pages,
     overview_pages,
@@ -52,6 +54,7 @@ CONSOLE_TEMPLATES = templates.DIRECTORY / "console"
 _ASSETS = {
     "console.css": "text/css; charset=utf-8",
     "console-editor.js": "text/javascript; charset=utf-8",
+    "console-import.js": "text/javascript; charset=utf-8",
 }
 _LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
 
@@ -61,6 +64,7 @@ PAGE_ROUTES: list[BaseRoute] = [
     *overview_pages.ROUTES,
     *people_pages.ROUTES,
     *contact_pages.ROUTES,
+    *import_pages.ROUTES,
     *newsletter_pages.ROUTES,
     *stats_pages.ROUTES,
     *new_pages.ROUTES,  # before campaign_pages: /campaigns/new is not a folder named "new"

@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 
 from campaigns.console import sessions
 from campaigns.console.forms import Form, Upload, read_form
+from campaigns.console.import_jobs import ImportJobs
 from campaigns.console.permissions import Permission, allowed
 from campaigns.settings import Settings
 from campaigns.storage.store import Store
@@ -58,6 +59,8 @@ HEADERS = {
         "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
         # The editor's and reviewer's previews: sandboxed frames of console URLs only.
         "frame-src 'self'; "
+        # An import's progress page asks its status URL (console-import.js).
+        "connect-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
 }
@@ -74,6 +77,7 @@ class Console:
     secure: bool  # cookies marked Secure (not on a loopback address, or an https URL set)
     public_host: str | None = None  # DRIPMAIL_CONSOLE_URL's host:port, the proxy's name
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # pre-sign-in CSRF
+    imports: ImportJobs = field(default_factory=ImportJobs)  # contact imports running or run
 
     @property
     def cookie(self) -> str:

@@ -5,36 +5,45 @@ file and the split's options; shows the sequence it would make, nothing in the
 workspace yet), POST /campaigns/new/create (writes the folder, as `dripmail split` would,
 with the clinic details kept in the console's settings). The same library calls as
 `dripmail split`: readers.read_article, split.split_article, folder.write_campaign.
-Between the two steps the uploaded article waits in the workspace's `.uploads` folder.
+Between the two steps the uploaded article waits in the workspace's `.uploads` folder,
+under its own file name (in a folder of its own), so its title and the campaign's folder
+name come out as `dripmail split` makes them from the same file. The folder is named by
+the slug of the title, with `-2`, `-3`... when a folder or a published campaign already
+has that name: an existing folder is never written over.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import shutil
 from pathlib import Path
 from urllib.parse import quote
 
+from sqlalchemy import select
 from starlette.responses import Response
 from starlette.routing import Route
 
 from campaigns.authoring.bounded import ARTICLE_LIMIT
 from campaigns.authoring.folder import campaign_files, parse_cadence, write_campaign
 from campaigns.authoring.readers import read_article
-from campaigns.authoring.spec import load_files
+from campaigns.authoring.spec import load_files, load_folder
 from campaigns.authoring.split import MAX_EMAILS, split_article
 from campaigns.console.console_settings import clinic_details
 from campaigns.console.guard import Call, requires
 from campaigns.console.permissions import Permission
-from campaigns.console.workspace import workspace_root
+from campaigns.console.workspace import claim_folder, free_name, workspace_root
 from campaigns.errors import DripmailError, InputError
 from campaigns.storage import audit
+from campaigns.storage.tables import campaigns
 from campaigns.studio.views import describe_delay
 
 __all__ = ["ROUTES"]
 
 SUFFIXES = (".txt", ".md", ".html", ".htm")
-_TOKEN = re.compile(r"[0-9a-f]{32}(\.txt|\.md|\.html|\.htm)")
+# An upload: a random folder, and the file's own name made safe (no path, no dot first).
+_TOKEN = re.compile(r"[0-9a-f]{32}/\w[\w.-]{0,99}(\.txt|\.md|\.html|\.htm)")
+_UNSAFE = re.compile(r"[^\w.-]+")
 _DEFAULT_CADENCE = "0,2,4,7,10,14"
 
 
@@ -42,6 +51,17 @@ def _uploads(call: Call) -> Path:
     folder = workspace_root(call.console.settings) / ".uploads"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def _upload_name(filename: str, suffix: str) -> str:
+    """The uploaded file's own name, kept for its title: letters, digits, `_.-` only."""
+    stem = _UNSAFE.sub("-", Path(filename.replace("\\", "/")).name[: -len(suffix)])
+    return (stem.strip(".-")[:100].rstrip(".-") or "article") + suffix
+
+
+def _published_names(call: Call) -> set[str]:
+    with call.store.connect() as conn:
+        return set(conn.scalars(select(campaigns.c.name)))
 
 
 def _options(form: dict[str, str]) -> dict[str, str]:
@@ -96,7 +116,8 @@ def split_preview(call: Call) -> Response:
             return _form(call, status=400, problem="Upload a .txt, .md or .html article.")
         if len(upload.content) > ARTICLE_LIMIT:
             return _form(call, status=400, problem="The article is larger than the limit.")
-        token = secrets.token_hex(16) + suffix
+        token = f"{secrets.token_hex(16)}/{_upload_name(upload.filename, suffix)}"
+        (_uploads(call) / token).parent.mkdir()
         (_uploads(call) / token).write_bytes(upload.content)
     if not _TOKEN.fullmatch(token) or not (_uploads(call) / token).is_file():
         return _form(call, status=400, problem="Choose the article file to upload.")
@@ -106,12 +127,14 @@ def split_preview(call: Call) -> Response:
         )
     except (DripmailError, ValueError) as exc:
         return _form(call, status=400, problem=f"Cannot split this article: {exc}")
+    folder = free_name(workspace_root(call.console.settings), campaign.name, _published_names(call))
     return call.render(
         "new_preview.html.j2",
         active="dashboard",
         options=options,
         upload=token,
         campaign=campaign,
+        folder=folder,
         words=[sum(len(p.split()) for p in draft.paragraphs) for draft in drafts],
         cadence=cadence,
         describe_delay=describe_delay,
@@ -129,13 +152,17 @@ def create(call: Call) -> Response:
         article, drafts, cadence, defaults, campaign = _sequence(
             call, article_path, _options(call.form)
         )
-        out = workspace_root(call.console.settings) / campaign.name
-        if out.exists():
-            raise InputError(f"the workspace already has a folder {campaign.name!r}")
-        write_campaign(article, drafts, out, cadence=cadence, defaults=defaults)
     except (DripmailError, ValueError) as exc:
         return _form(call, status=400, problem=f"Not created: {exc}")
-    article_path.unlink(missing_ok=True)
+    root = workspace_root(call.console.settings)
+    out = claim_folder(root, campaign.name, _published_names(call))
+    try:
+        write_campaign(article, drafts, out, cadence=cadence, defaults=defaults, name=out.name)
+    except (DripmailError, ValueError) as exc:
+        shutil.rmtree(out, ignore_errors=True)  # the folder claimed above, still ours
+        return _form(call, status=400, problem=f"Not created: {exc}")
+    shutil.rmtree(article_path.parent, ignore_errors=True)
+    campaign = load_folder(out)
     with call.store.begin() as conn:
         audit.record(
             conn,

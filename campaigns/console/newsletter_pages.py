@@ -193,6 +193,7 @@ def _schedule(call: Call, folder: Path, *, dry_run: bool) -> SchedulePlan:
         max_per_hour=int(limit) if limit else None,
         dry_run=dry_run,
         actor=call.user.id if call.user is not None else audit.CLI,
+        audited_at=call.now,
     )
 
 

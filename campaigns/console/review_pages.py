@@ -235,9 +235,9 @@ def publish_page(call: Call) -> Response:
     try:
         if plan["first_publish"]:
             with call.store.begin() as conn:
-                publish(conn, campaign, now=call.now, actor=call.user.id)
+                publish(conn, campaign, now=call.now, actor=call.user.id, audited_at=call.now)
         else:
-            apply_edit(call.store, str(path), now=call.now, actor=call.user.id)
+            apply_edit(call.store, str(path), now=call.now, actor=call.user.id, audited_at=call.now)
     except DripmailError as exc:
         return _review_page(call, path, campaign, status=400, problem=f"Not published: {exc}")
     if review is not None and _approved(review, campaign):

@@ -6,9 +6,9 @@ times) and parses the folder again when any of them differs from the last readin
 file written, replaced, added or removed), so the dashboard does not parse 50 folders
 of YAML and Markdown per request, and no reading can go stale. A change saved in the
 console is checked by loading the whole campaign with the new text first (nothing is
-written when it would not load), then
-written to the folder's file atomically (a temporary file in the same folder, renamed
-over the old one), so the CLI and workers never read half a file.
+written when it would not load), then written to the folder's file atomically (a
+temporary file in the same folder, renamed over the old one), so the CLI and workers
+never read half a file.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from campaigns.authoring.spec import CAMPAIGN_FILE, Campaign, load_files, load_folder
+from campaigns.authoring.split import slugify
 from campaigns.authoring.yamlio import dump, load_with_lines
 from campaigns.errors import DripmailError, InputError, NotFoundError
 from campaigns.settings import Settings
@@ -30,8 +31,10 @@ __all__ = [
     "Folder",
     "StepDraft",
     "Timing",
+    "claim_folder",
     "folder_path",
     "folders",
+    "free_name",
     "save_step",
     "save_timing",
     "step_text",
@@ -42,6 +45,7 @@ __all__ = [
 
 # A folder's name in a URL: the shape of a campaign name, so no path can be smuggled in.
 FOLDER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+NAME_LIMIT = 63  # a campaign name's length (what split's slug is cut to)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -92,6 +96,31 @@ def folders(root: Path) -> list[Folder]:
         if path.is_dir() and FOLDER_NAME.fullmatch(path.name) and (path / CAMPAIGN_FILE).is_file():
             found.append(read(path))
     return found
+
+
+def free_name(root: Path, base: str, taken: Collection[str] = ()) -> str:
+    """`base`, else `base-2`, `base-3`...: the first name that neither a folder of the
+    workspace nor a campaign in `taken` (the published ones) has."""
+    number = 1
+    while True:
+        suffix = f"-{number}" if number > 1 else ""
+        name = slugify(base, NAME_LIMIT - len(suffix)) + suffix
+        if name not in taken and not (root / name).exists():
+            return name
+        number += 1
+
+
+def claim_folder(root: Path, base: str, taken: Collection[str] = ()) -> Path:
+    """Make the new, empty folder `free_name` gives. mkdir either makes it or fails, so
+    two campaigns created at once never share a folder and none is written over."""
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = root / free_name(root, base, taken)
+        try:
+            path.mkdir()
+        except FileExistsError:  # made by someone else since free_name looked: the next
+            continue
+        return path
 
 
 # Folder path -> (its files' fingerprint, the Folder read then).

@@ -8,7 +8,11 @@ reading and the writing (see docs/architecture.md, "Dispatch"). The rules:
   unless one of theirs went already in this opening;
 - overdue steps go one per opening, in order: the rest move on from the next opening;
 - with `min_gap`, nothing goes to a contact within the gap after another email to
-  them, from any campaign;
+  them, from any campaign; a contact's own "fewer emails" gap counts as well (the
+  larger wins, planning/pace.py);
+- nothing goes to a contact paused by their own choice: their steps move to the
+  first opening at or after the pause's end, one per opening; after a pause, one email
+  per opening across all their campaigns;
 - an email found blocked at hand-off (another went in this opening, an earlier step
   is due or in another worker's hands) moves on to the next opening, its contact's
   later steps after it.
@@ -25,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from campaigns.authoring.spec import Campaign
 from campaigns.planning import schedule
+from campaigns.planning.pace import NO_PACE, Pace
 from campaigns.storage.statuses import IN_FLIGHT, DeliveryStatus
 
 S = DeliveryStatus
@@ -50,6 +55,16 @@ class DueRow:
     tags: str | None = None
     attributes: str | None = None
     language: str | None = None  # the contact's (BCP 47); None: the campaign's default
+    discreet: bool | None = None  # the contact chose discreet emails (contacts.discreet)
+    # The contact's own pace (planning/pace.py), as stored when claimed.
+    paused_until: datetime | None = None
+    min_gap_days: int | None = None
+
+    @property
+    def pace(self) -> Pace:
+        if self.paused_until is None and not self.min_gap_days:
+            return NO_PACE
+        return Pace(self.paused_until, self.min_gap_days)
 
     @property
     def zone_key(self) -> tuple[str, str]:
@@ -140,6 +155,7 @@ def decide(
     openings: Mapping[tuple[str, str], Openings],
     rules: Mapping[str, Rules],
     *,
+    now: datetime,
     suppressed: Collection[str] = frozenset(),
     unmet: Mapping[int, str] | None = None,
     complete: bool = True,
@@ -147,7 +163,8 @@ def decide(
     """Contact by contact: which claimed rows are skipped, which goes now, where the rest move.
 
     `history` holds each enrollment's deliveries; `openings` is keyed by
-    `DueRow.zone_key`, `rules` by campaign name. With `complete=False`, `history` may
+    `DueRow.zone_key`, `rules` by campaign name; a contact paused at `now` gets
+    nothing, their steps moved past the pause. With `complete=False`, `history` may
     hold only the rows that bear on the choice (gone since the opening, claimed by this
     worker, due before the next opening): a contact whose steps must move is then left
     in `Decision.unsure`, to be decided again with all its rows.
@@ -170,6 +187,14 @@ def decide(
             continue
         siblings = history.get(enrollment_id, ())
         window = openings[live[0].zone_key]
+        pace = live[0].pace
+        if pace.paused(now):
+            # The patient paused all email: every step moves past the pause, in order.
+            if complete:
+                decision.moves.update(moved_on(live, siblings, None, campaign, window, pace))
+            else:
+                decision.unsure[enrollment_id] = live
+            continue
         first = first_to_go(live, siblings, window)
         # Steps waiting for a later opening were placed by these same rules when
         # planned (or re-planned by an edit); only a contact with another step
@@ -179,7 +204,7 @@ def decide(
         elif not complete:
             decision.unsure[enrollment_id] = live
         else:
-            decision.moves.update(moved_on(live, siblings, first, campaign, window))
+            decision.moves.update(moved_on(live, siblings, first, campaign, window, pace))
             if first is not None:
                 decision.going.append(first)
     return decision
@@ -204,9 +229,11 @@ def moved_on(
     first: Going | None,
     rules: Rules,
     openings: Openings,
+    pace: Pace = NO_PACE,
 ) -> dict[int, datetime]:
     """New due times for the contact's claimed and pending steps after the one going now
-    (all of them when none goes): from the next opening, one per opening, in order."""
+    (all of them when none goes): from the next opening (or the end of the contact's
+    pause, if later), one per opening, in order, the contact's gap apart."""
     claimed = {r.id for r in live}
     after = first.row.position if first is not None else -1
     pending = sorted(
@@ -214,12 +241,14 @@ def moved_on(
         for r in history
         if (r.status == S.SCHEDULED or r.id in claimed) and r.position > after
     )
+    start = pace.not_before(openings.next)
+    assert start is not None
     new_due = schedule.replan_in_order(
-        openings.next,
+        start,
         [due for _, _, due in pending],
         rules.window,
         openings.tz,
-        min_gap=rules.min_gap,
+        min_gap=pace.gap(rules.min_gap),
     )
     return {
         delivery_id: due
@@ -247,12 +276,14 @@ def admit(
     now: datetime,
 ) -> Admission:
     """The rows that may still go: no other email of the contact went in this opening,
-    no earlier step of theirs is due or in another worker's hands, and (with `min_gap`)
-    no email from any campaign went to them within the gap.
+    no earlier step of theirs is due or in another worker's hands, and (with `min_gap`,
+    the campaign's or the contact's own, the larger) no email from any campaign went to
+    them within the gap. After a pause of their own, a contact gets one email per
+    opening across all campaigns.
 
     `siblings` are the contacts' deliveries by enrollment (those that could block one);
-    `last_sent` each contact's latest email handed off, from any campaign; `owner` the
-    lease owner id of the worker asking.
+    `last_sent` each contact's latest email handed off, from any campaign (needed when
+    `needs_last_sent` says so); `owner` the lease owner id of the worker asking.
     """
     last = dict(last_sent)
     admission = Admission()
@@ -271,15 +302,22 @@ def admit(
             if other.id != row.id
         )
         previous = last.get(row.contact_id)
-        if blocked:
+        pace = row.pace
+        gap = pace.gap(min_gap)
+        if blocked or (pace.returned() and previous is not None and previous >= item.opening):
             admission.waiting.append((item, None))
-        elif min_gap and previous is not None and now < previous + min_gap:
+        elif gap and previous is not None and now < previous + gap:
             # Too soon after another email to this contact (any campaign).
-            admission.waiting.append((item, previous + min_gap))
+            admission.waiting.append((item, previous + gap))
         else:
             admission.allowed.append(item)
             last[row.contact_id] = now
     return admission
+
+
+def needs_last_sent(chunk: Sequence[Going], min_gap: timedelta) -> bool:
+    """Whether `admit` must know the contacts' latest emails: a gap, or a pace, applies."""
+    return bool(min_gap) or any(item.row.pace.chosen for item in chunk)
 
 
 def postpone(
@@ -302,10 +340,11 @@ def postpone(
             ]
         )
         tz = schedule.zone(row.timezone)
+        gap = row.pace.gap(rules.min_gap)
         due = schedule.replan_in_order(
-            item.start, [d for _, _, d in steps], rules.window, tz, min_gap=rules.min_gap
+            item.start, [d for _, _, d in steps], rules.window, tz, min_gap=gap
         )
         if not_before is not None:
-            due = schedule.replan_in_order(not_before, due, rules.window, tz, min_gap=rules.min_gap)
+            due = schedule.replan_in_order(not_before, due, rules.window, tz, min_gap=gap)
         moves.update(zip([i for _, i, _ in steps], due, strict=True))
     return moves

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, select
 
 from campaigns.authoring.spec import Campaign
 from campaigns.delivery.alerts import Alerter, refused_alert
+from campaigns.delivery.confirm_sending import ConfirmationSender
 from campaigns.delivery.decide import DueRow, Openings, Rules, decide
 from campaigns.delivery.handoff import HandOff, SenderFor
 from campaigns.delivery.held import survey
@@ -103,6 +104,7 @@ class Dispatcher:
             alerter=self.alerter,
         )
         self.sender_for = sender_for
+        self.confirmations = ConfirmationSender(store, sender_for)
         self._versions: dict[tuple[str, str], Campaign] = {}
         self._compiled: dict[tuple[str, str], CompiledCampaign] = {}
 
@@ -117,6 +119,9 @@ class Dispatcher:
                 conn, lambda name, version: self._version(conn, name, version), self.sender_for
             )
         try:
+            # Double opt-in first: a confirmation is the first email a sign-up is waiting for.
+            asked = self.confirmations.run(now=now)
+            report.confirmations, report.expired_signups = asked.sent, asked.expired
             report.recovered += self._recover(now)
             after: Cursor | None = None
             fresh_pass = True
@@ -221,13 +226,20 @@ class Dispatcher:
             )
         suppressed = self.suppressed(batch)
         decision = decide(
-            batch, history, openings, rules, suppressed=suppressed, unmet=unmet, complete=False
+            batch,
+            history,
+            openings,
+            rules,
+            now=now,
+            suppressed=suppressed,
+            unmet=unmet,
+            complete=False,
         )
         if decision.unsure:
             with self.store.connect() as conn:
                 everything = rows_of(conn, decision.unsure)
             rest = [row for live in decision.unsure.values() for row in live]
-            again = decide(rest, everything, openings, rules, suppressed=suppressed)
+            again = decide(rest, everything, openings, rules, now=now, suppressed=suppressed)
             decision.going += again.going
             decision.moves.update(again.moves)
 

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, select, true, update
 from campaigns.authoring.spec import Campaign
 from campaigns.delivery import autopause
 from campaigns.delivery.alerts import Alerter
-from campaigns.delivery.decide import DueRow, Going, Rules, admit, postpone
+from campaigns.delivery.decide import DueRow, Going, Rules, admit, needs_last_sent, postpone
 from campaigns.delivery.history import SuppressedAddresses, by_status, rows_of
 from campaigns.delivery.leases import Leases
 from campaigns.delivery.observer import HandedOff, NoObserver, Observer
@@ -37,7 +37,7 @@ from campaigns.delivery.recording import Recorder
 from campaigns.delivery.report import RunReport
 from campaigns.delivery.variants import VariantChooser, by_variant
 from campaigns.planning.conditions import parse_attributes
-from campaigns.planning.enroll import last_sent
+from campaigns.planning.facts import last_sent
 from campaigns.rendering.links import LinkBase, contact_message
 from campaigns.rendering.personalise import CompiledCampaign, Recipient
 from campaigns.rendering.tokens import Signer, UnsubscribeClaim
@@ -169,6 +169,7 @@ class HandOff:
                         row.timezone,
                         attributes=parse_attributes(row.attributes),
                         language=row.language,
+                        discreet=bool(row.discreet),
                     ),
                     base.signed(token),
                     delivery_id=str(row.id),
@@ -307,13 +308,16 @@ class HandOff:
         """The rows that may still go (decide.admit); the others move on (decide.postpone).
 
         The enrollments are locked first, so two workers handing off steps of one contact
-        take turns, and the second sees what the first committed. With a gap the contacts
-        are locked too (after the enrollments, both in id order: no deadlock), as the
-        gap spans campaigns handed off by other workers. (SQLite: BEGIN IMMEDIATE.)
+        take turns, and the second sees what the first committed. With a gap (or a
+        contact's own pace) the contacts are locked too (after the enrollments, both in
+        id order: no deadlock), as the gap spans campaigns handed off by other workers.
+        (SQLite: BEGIN IMMEDIATE.)
         """
         owner = self.leases.owner
         enrollment_ids = sorted({item.row.enrollment_id for item in chunk})
         gap = rules.min_gap
+        # A campaign's gap, or a contact's own pace (planning/pace.py), spans campaigns.
+        spans = needs_last_sent(chunk, gap)
         contact_ids = sorted({item.row.contact_id for item in chunk})
         if not self.store.is_sqlite:
             conn.execute(
@@ -322,14 +326,14 @@ class HandOff:
                 .order_by(enrollments.c.id)
                 .with_for_update(key_share=True)
             )
-            if gap:
+            if spans:
                 conn.execute(
                     select(contacts.c.id)
                     .where(contacts.c.id.in_(contact_ids))
                     .order_by(contacts.c.id)
                     .with_for_update(key_share=True)
                 )
-        last = last_sent(conn, contact_ids) if gap else {}
+        last = last_sent(conn, contact_ids) if spans else {}
         # Only the contacts' rows that could block one: gone since the earliest opening,
         # in another worker's hands, or due. Usually none; `admit` decides exactly.
         siblings = rows_of(

@@ -163,6 +163,9 @@ class Leases:
                         contacts.c.tags,
                         contacts.c.attributes,
                         contacts.c.language,
+                        contacts.c.discreet,  # their own choice, read with the row
+                        contacts.c.paused_until,
+                        contacts.c.min_gap_days,
                     )
                     .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
                     .join(campaigns, campaigns.c.name == enrollments.c.campaign)

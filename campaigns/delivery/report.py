@@ -21,6 +21,9 @@ class RunReport:
     recovered: int = 0
     released: int = 0
     batches: int = 0
+    # Double opt-in (delivery/confirm_sending.py): confirmation emails sent, requests expired.
+    confirmations: int = 0
+    expired_signups: int = 0
     by_campaign: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     # Campaigns kept back with due emails waiting (held.py): `dripmail run` exits 1.
     held: dict[str, Held] = field(default_factory=dict)

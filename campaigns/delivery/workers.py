@@ -35,6 +35,7 @@ from campaigns.delivery.leases import worker_owner
 from campaigns.delivery.observer import Event, HandedOff, NoObserver, Observer, Ticked, tell
 from campaigns.delivery.report import RunReport
 from campaigns.delivery.sender_pool import SenderPool
+from campaigns.delivery.wakeups import Wakeup, open_wakeup
 from campaigns.delivery.webhooks import WebhookThread
 from campaigns.errors import ConfigurationError, DripmailError
 from campaigns.logformat import formatter
@@ -96,6 +97,8 @@ def run_worker(
     take their settings from `settings` (default: the environment, read now).
     `notifier` hears READY=1 before the first claim and STOPPING=1 on a stop signal.
     `observer` hears when each tick starts and ends, and of every hand-off.
+    Between ticks a wake-up (wakeups.py) can start the next tick early: a NOTIFY on
+    PostgreSQL, a due email found on SQLite.
     The worker's heartbeat row (heartbeats.py) is written at the start, after each
     batch and tick, and marked stopped at the end; after each tick it looks for silent
     workers and piling `unknown` deliveries, and alerts (alerts.py).
@@ -108,6 +111,7 @@ def run_worker(
     with _stop_on_signals(stop, forward=stopping) if handle_signals else _nothing():
         heart: HeartbeatRecorder | None = None
         hooks: WebhookThread | None = None
+        woken: Wakeup | None = None
         try:
             # Each run checks the campaigns and their senders first (held.py).
             dispatcher = Dispatcher(
@@ -132,7 +136,10 @@ def run_worker(
             hooks = WebhookThread(store, now=now)
             if not once:
                 hooks.start()
+            # Listening before the first claim: a sign-up committed after it is heard.
+            woken = open_wakeup(store, once=once)
             while not stop.is_set():
+                woken.ticking()
                 observer.ticked(Ticked(time.time()))
                 try:
                     report = dispatcher.run(now=now or utcnow())
@@ -146,17 +153,23 @@ def run_worker(
                     raise
                 observer.ticked(Ticked(time.time()))
                 heart.tick(report)
+                woken.ticked(report)
                 watch(store, alerter, me=dispatcher.owner)
                 if once:
                     hooks.round()
                 yield report
                 if once:
                     return
-                # Short naps, so a stop request is seen within a fraction of a second.
+                # Short naps, so a stop request or a wake-up is seen within a fraction
+                # of a second.
                 deadline = time.monotonic() + interval
                 while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                    if woken.due(now or utcnow()):
+                        break
                     sleep(min(left, 0.2))
         finally:
+            if woken is not None:
+                woken.close()
             if hooks is not None:
                 hooks.finish()
             if heart is not None:

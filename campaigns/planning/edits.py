@@ -35,8 +35,8 @@ from campaigns.errors import NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.conditions import evaluate
 from campaigns.planning.conversions import GoalPlan, apply_goals, plan_goals
-from campaigns.planning.enroll import last_sent
-from campaigns.planning.facts import enrollment_facts
+from campaigns.planning.facts import enrollment_facts, last_sent
+from campaigns.planning.pace import Pace
 from campaigns.planning.variant_plan import VariantTally, variants_changed
 from campaigns.storage import audit
 from campaigns.storage.publish import load_version, placeholder_lines, publish
@@ -178,17 +178,23 @@ def plan_edit(store: Store, folder: str, *, now: datetime) -> EditPlan:
 
 
 def apply_edit(
-    store: Store, folder: str, *, now: datetime, actor: str | int = audit.CLI
+    store: Store,
+    folder: str,
+    *,
+    now: datetime,
+    actor: str | int = audit.CLI,
+    audited_at: datetime | None = None,
 ) -> EditPlan:
     """Publish the folder's version and re-plan enrolled contacts, in one transaction.
 
-    `actor` is who the audit trail names for the publish (a console user's id)."""
+    `actor` is who the audit trail names for the publish (a console user's id), and
+    `audited_at` when (the console's clock; None: the real one)."""
     new = load_folder(folder)
     with store.begin() as conn:
         result = _plan(conn, new, now=now, variant_key=store.variant_key())
         if result.diff.unchanged:
             return result
-        publish(conn, new, now=now, actor=actor)
+        publish(conn, new, now=now, actor=actor, audited_at=audited_at)
         _write(conn, new, result, now=now)
         apply_goals(conn, result.goals, now=now)
     result.applied = True
@@ -216,6 +222,8 @@ def _plan(conn: Connection, new: Campaign, *, now: datetime, variant_key: bytes)
                 enrollments.c.status,
                 contacts.c.id.label("contact_id"),
                 contacts.c.timezone,
+                contacts.c.paused_until,
+                contacts.c.min_gap_days,
             )
             .join(contacts, contacts.c.id == enrollments.c.contact_id)
             .where(enrollments.c.campaign == new.name)
@@ -337,7 +345,9 @@ def _replan(
         return
     start = min(dirty)
     tz = schedule.zone(person.timezone)
-    window, gap = new.window, new.min_gap
+    # The patient's own pace (planning/pace.py): nothing before their pause ends, their gap.
+    pace = Pace(person.paused_until, person.min_gap_days)
+    window, gap = new.window, pace.gap(new.min_gap)
     # The last email before the re-planned part: gone (any position) or pending earlier.
     previous = last_any
     for step in new.steps:
@@ -360,13 +370,15 @@ def _replan(
             continue
         found = mine.get(step.key)
         if step.key in adding:
-            base = max(schedule.add_delay(person.signed_up_at, step.delay, tz), after_edit)
+            base = pace.not_before(
+                max(schedule.add_delay(person.signed_up_at, step.delay, tz), after_edit)
+            )
         elif found is not None and found[1] == S.SCHEDULED:
             if step.key in delayed:
                 base = schedule.add_delay(person.signed_up_at, step.delay, tz)
             else:
                 base = found[2]
-            base = max(base, now)  # never into the past
+            base = pace.not_before(max(base, now))  # never into the past
         else:
             if found is not None and found[1] == S.CLAIMED:
                 previous = found[2] if previous is None else max(previous, found[2])

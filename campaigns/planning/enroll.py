@@ -12,20 +12,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from campaigns.authoring.confirm_spec import ConfirmMode
 from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError
+from campaigns.planning.confirm_requests import request_confirmations
 from campaigns.planning.contacts import join_tags, split_tags
 from campaigns.planning.conversions import campaign_goals, check_event, record_imported
+from campaigns.planning.facts import contact_paces, last_sent
+from campaigns.planning.pace import NO_PACE, Pace
 from campaigns.planning.plans import DriverPlan, plan, planner
 from campaigns.planning.signups import MAX_ATTRIBUTES, Contact, Signup, read_signups, validate
 from campaigns.storage import audit
 from campaigns.storage.outbox import emit, listening
 from campaigns.storage.publish import open_campaign, publish
-from campaigns.storage.statuses import IN_FLIGHT, DeliveryStatus, EnrollmentStatus, WebhookEvent
+from campaigns.storage.statuses import DeliveryStatus, EnrollmentStatus, WebhookEvent
 from campaigns.storage.store import Store, bulk_insert
 from campaigns.storage.tables import contacts, deliveries, enrollments, suppressions
+from campaigns.storage.wakeup import announce_due
 
 # A list bound at execution: in_() given 10,000 values coerces each one, every chunk.
 _MANY = bindparam("many", expanding=True)
@@ -51,6 +56,10 @@ class EnrollReport:
     events: int = 0
     converted: int = 0
     cancelled: int = 0
+    # Double opt-in (planning/confirmations.py): confirmations asked for, sent again.
+    pending: int = 0
+    resent: int = 0
+    awaiting: int = 0  # asked again within the day: the email already went, nothing more
 
 
 def enroll(
@@ -61,12 +70,15 @@ def enroll(
     now: datetime,
     restart: bool = False,
     force: bool = False,
+    double: bool | None = None,
 ) -> EnrollReport:
     """Enroll one contact (publishing the campaign); bad input raises InputError.
 
     An address already enrolled is left as it is, unless `restart` (its pending emails
     are cancelled and the sequence is planned again from the new sign-up). A suppressed
     or unsubscribed address is not enrolled without `force` (staff vouch for new consent).
+    `double` (None: the campaign's `confirm`) asks the patient to confirm first: no
+    enrollment yet, a confirmation owed instead (planning/confirmations.py).
     """
     contact = validate(signup, campaign, now=now)
     with store.begin() as conn:
@@ -80,9 +92,15 @@ def enroll(
             now=now,
             restart=restart,
             force=force,
+            double=_double(campaign, double),
         )
     report.campaign, report.steps = campaign.name, len(campaign.steps)
     return report
+
+
+def _double(campaign: Campaign, double: bool | None) -> bool:
+    """Whether sign-ups wait for confirmation: as asked, else as the campaign file says."""
+    return campaign.spec.confirm == ConfirmMode.DOUBLE if double is None else double
 
 
 def enroll_ref(store: Store, ref: str, signup: Signup, *, now: datetime, **options) -> EnrollReport:
@@ -105,27 +123,38 @@ def import_csv(
     encoding: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     actor: str | int = audit.CLI,
+    double: bool | None = None,
+    audited_at: datetime | None = None,
+    chunk_size: int = CHUNK,
 ) -> EnrollReport:
     """Import a CSV of sign-ups. Bad rows are reported by line and left out; the rest go in.
 
+    Rows go in `chunk_size` at a time, one transaction each; `progress(done, total)` is called
+    after each (the console passes a smaller chunk, so its progress bar moves).
+
     An unusable file (not UTF-8 or `encoding`, no header, no email column) raises
     InputError and imports nothing. Columns dripmail has no field for are kept on each
-    contact as attributes.
+    contact as attributes. `double` (None: the campaign's `confirm`) asks each new
+    sign-up to confirm first, as `enroll` does.
     """
+    double = _double(campaign, double)
     read = read_signups(path, campaign, now=now, consent=consent, encoding=encoding)
     report = EnrollReport(rejected=read.rejected, attributes=read.attributes)
     with store.begin() as conn:
-        publish(conn, campaign, now=now, actor=actor)  # the console passes its user's id
+        # The console passes its user's id and its clock for the audit trail.
+        publish(conn, campaign, now=now, actor=actor, audited_at=audited_at)
         unused = unused_events(conn, read.events)
     # A row naming an event no campaign's goal uses is left out, like any bad value.
     valid = [(line, c) for line, c in read.valid if c.email not in unused]
     report.rejected = sorted(report.rejected + [unused[email] for email in unused])
     done, planned = 0, planner(store, campaign)
     with store.bulk() as conn:
-        for start in range(0, len(valid), CHUNK):
-            chunk = [contact for _, contact in valid[start : start + CHUNK]]
+        for start in range(0, len(valid), chunk_size):
+            chunk = [contact for _, contact in valid[start : start + chunk_size]]
             with conn.begin():
-                part = _enroll_chunk(conn, store, campaign, chunk, planned=planned, now=now)
+                part = _enroll_chunk(
+                    conn, store, campaign, chunk, planned=planned, now=now, double=double
+                )
                 # The chunk's events, in its transaction: a patient imported as having
                 # booked already is converted before any email of theirs can go.
                 happened = [c.email for c in chunk if c.email in read.events]
@@ -138,6 +167,9 @@ def import_csv(
             report.enrolled += part.enrolled
             report.already += part.already
             report.suppressed += part.suppressed
+            report.pending += part.pending
+            report.resent += part.resent
+            report.awaiting += part.awaiting
             report.events += recorded
             report.converted += converted
             report.cancelled += cancelled
@@ -183,8 +215,12 @@ def _enroll_chunk(
     now: datetime,
     restart: bool = False,
     force: bool = False,
+    double: bool = False,
 ) -> EnrollReport:
-    """Enroll one batch of validated contacts with a few queries and bulk inserts."""
+    """Enroll one batch of validated contacts with a few queries and bulk inserts.
+
+    With `double`, a contact not yet enrolled gets a confirmation request instead
+    (planning/confirm_requests.py); its enrollment waits for the confirmation."""
     report = EnrollReport()
     hashes = {contact.email: store.address_hash(contact.email) for contact in batch}
     suppressed = set(
@@ -255,6 +291,8 @@ def _enroll_chunk(
         else {}
     )
     last = last_sent(conn, known_ids)
+    # A contact's own pause or gap (planning/pace.py): new contacts have none yet.
+    paces = contact_paces(conn, known_ids) if known_ids else {}
     fresh, again = [], []
     for c in batch:
         found = existing.get(ids[c.email])
@@ -267,10 +305,20 @@ def _enroll_chunk(
         else:
             report.already += 1
     if again:
-        _restart(conn, campaign, again, {c.email: last.get(ids[c.email]) for c, _ in again}, now)
+        _restart(
+            conn,
+            campaign,
+            again,
+            {c.email: (last.get(ids[c.email]), paces.get(ids[c.email], NO_PACE)) for c, _ in again},
+            now,
+        )
         report.restarted = len(again)
         report.enrollment_ids.extend(enrollment_id for _, enrollment_id in again)
         _emit_enrolled(conn, campaign.name, [(ids[c.email], e) for c, e in again], now=now)
+    if double and fresh:
+        asked = request_confirmations(conn, campaign, [ids[c.email] for c in fresh], now=now)
+        report.pending, report.resent, report.awaiting = asked.new, asked.resent, asked.waiting
+        return report
     if not fresh:
         return report
     bulk_insert(
@@ -304,7 +352,22 @@ def _enroll_chunk(
         contact_id = ids[contact.email]
         enrollment_id = enrollment_ids[contact_id]
         report.enrollment_ids.append(enrollment_id)
-        due_times = planned(contact.signed_up_at, contact.timezone, last.get(contact_id))
+        pace = paces.get(contact_id)
+        if pace is None:
+            due_times = planned(contact.signed_up_at, contact.timezone, last.get(contact_id))
+        else:  # rare: planned alone, past the pause and with the contact's gap
+            due_times = tuple(
+                map(
+                    store.driver_time,
+                    plan(
+                        campaign,
+                        contact.signed_up_at,
+                        contact.timezone,
+                        previous=last.get(contact_id),
+                        pace=pace,
+                    ),
+                )
+            )
         rows.extend(
             (enrollment_id, key, position, due, scheduled, 0, stamp)
             for (key, position), due in zip(steps, due_times, strict=True)
@@ -315,11 +378,24 @@ def _enroll_chunk(
         ("enrollment_id", "step_key", "position", "due_at", "status", "attempts", "updated_at"),
         rows,
     )
+    # A `0d` welcome: workers need not wait for their tick (times as the driver takes them).
+    if any(row[3] <= stamp for row in rows):
+        announce_due(conn)
     report.enrolled = len(fresh)
     _emit_enrolled(
         conn, campaign.name, [(ids[c.email], enrollment_ids[ids[c.email]]) for c in fresh], now=now
     )
     return report
+
+
+def enroll_confirmed(
+    conn: Connection, store: Store, campaign: Campaign, contact: Contact, *, now: datetime
+) -> EnrollReport:
+    """Enroll a contact who has just confirmed, in the caller's transaction: the sequence
+    is planned from `contact.signed_up_at` (the confirmation's time)."""
+    return _enroll_chunk(
+        conn, store, campaign, [contact], planned=planner(store, campaign), now=now
+    )
 
 
 def _emit_enrolled(
@@ -377,30 +453,11 @@ def _attributes_json(attributes: Mapping[str, str]) -> str | None:
     return json.dumps(dict(sorted(attributes.items())), ensure_ascii=False) if attributes else None
 
 
-def last_sent(conn: Connection, contact_ids: Sequence[int]) -> dict[int, datetime]:
-    """Each contact's latest email handed to a provider, from any campaign (for min_gap)."""
-    if not contact_ids:
-        return {}
-    return dict(
-        conn.execute(
-            select(enrollments.c.contact_id, func.max(deliveries.c.sent_at))
-            .join(deliveries, deliveries.c.enrollment_id == enrollments.c.id)
-            .where(
-                enrollments.c.contact_id.in_(_MANY),
-                # Statuses of an email that (may have) reached the contact: min_gap's reference.
-                deliveries.c.status.in_(IN_FLIGHT),
-            )
-            .group_by(enrollments.c.contact_id),
-            {"many": list(contact_ids)},
-        ).all()
-    )
-
-
 def _restart(
     conn: Connection,
     campaign: Campaign,
     again: Sequence[tuple[Contact, int]],
-    previous: dict[str, datetime | None],
+    previous: dict[str, tuple[datetime | None, Pace]],
     now: datetime,
 ) -> None:
     """Plan the sequence again from the new sign-up, reusing the enrollment's rows.
@@ -446,17 +503,15 @@ def _restart(
     )
     updates, inserts = [], []
     for contact, enrollment_id in again:
-        due_times = plan(
-            campaign,
-            contact.signed_up_at,
-            contact.timezone,
-            previous=previous.get(contact.email),
-        )
+        last, pace = previous.get(contact.email, (None, NO_PACE))
+        due_times = plan(campaign, contact.signed_up_at, contact.timezone, previous=last, pace=pace)
         for step, due in zip(campaign.steps, due_times, strict=True):
             if (enrollment_id, step.key) in held:
                 continue
             values = {"b_e": enrollment_id, "b_k": step.key, "b_p": step.position, "b_due": due}
             (updates if (enrollment_id, step.key) in have else inserts).append(values)
+    if any(v["b_due"] <= now for v in updates + inserts):
+        announce_due(conn)
     if updates:
         conn.execute(
             update(deliveries)

@@ -295,6 +295,7 @@ def schedule_newsletter(
     max_per_hour: int | None = None,
     dry_run: bool = False,
     actor: str | int = audit.CLI,
+    audited_at: datetime | None = None,
 ) -> SchedulePlan:
     """Plan one delivery per subscribed, unsuppressed member of any of `tags`.
 
@@ -344,6 +345,7 @@ def schedule_newsletter(
                 contacts.c.email,
                 contacts.c.timezone,
                 contacts.c.newsletter_unsubscribed_at,
+                contacts.c.paused_until,
             ).where(
                 contacts.c.email.is_not(None),
                 or_(*(contacts.c.tags.like(f"%;{t};%") for t in wanted)),
@@ -369,7 +371,8 @@ def schedule_newsletter(
             due = schedule.to_utc(schedule.localize(datetime.combine(on_date, clock), tz))
         else:
             due = at.astimezone(UTC)
-        plan.due[row.id] = max(due, now)
+        # A patient's own pause (planning/pace.py): theirs goes when it ends.
+        plan.due[row.id] = max(due, now, row.paused_until or now)
         plan.zones[row.id] = row.timezone
     if max_per_hour is not None:
         plan.due = spread(plan.due, max_per_hour)
@@ -377,7 +380,7 @@ def schedule_newsletter(
         return plan
     step = campaign.steps[0]
     with store.begin() as conn:
-        publish(conn, campaign, now=now, actor=actor)  # kind: newsletter
+        publish(conn, campaign, now=now, actor=actor, audited_at=audited_at)  # newsletter
         ids = list(plan.due)
         conn.execute(
             insert(enrollments),

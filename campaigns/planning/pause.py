@@ -21,7 +21,8 @@ from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning import schedule
 from campaigns.planning.contacts import normalise_email
-from campaigns.planning.enroll import last_sent
+from campaigns.planning.facts import last_sent
+from campaigns.planning.pace import Pace
 from campaigns.storage.publish import campaign_name, load_version
 from campaigns.storage.statuses import PENDING, CampaignStatus, DeliveryStatus, EnrollmentStatus
 from campaigns.storage.store import Store
@@ -134,12 +135,20 @@ def resume(
 
 
 def shift_pending(
-    conn: Connection, campaign: Campaign, enrollment_ids: list[int], by: timedelta, *, now: datetime
+    conn: Connection,
+    campaign: Campaign,
+    enrollment_ids: list[int],
+    by: timedelta,
+    *,
+    now: datetime,
+    not_before: datetime | None = None,
 ) -> int:
     """Move these enrollments' scheduled deliveries later by `by`, then into the window.
 
-    Per contact, in step order: never before `now`, one per opening, `min_gap` apart
-    and after their last email. Bulk: one read, one batched update.
+    Per contact, in step order: never before `not_before` (default `now`) nor before
+    the patient's own pause ends, one per opening, `min_gap` (or the patient's own gap,
+    if larger) apart and after their last email. Bulk: one read, one batched update.
+    `by` may be negative (a patient's pause ended early).
     """
     if not enrollment_ids:
         return 0
@@ -153,6 +162,8 @@ def shift_pending(
                 deliveries.c.due_at,
                 contacts.c.timezone,
                 contacts.c.id.label("contact_id"),
+                contacts.c.paused_until,
+                contacts.c.min_gap_days,
             )
             .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
             .join(contacts, contacts.c.id == enrollments.c.contact_id)
@@ -170,12 +181,16 @@ def shift_pending(
     for pending in rows.values():
         pending.sort(key=lambda r: r.position)
         tz = schedule.zone(pending[0].timezone)
+        # The patient's own pace (planning/pace.py): not before their pause ends, their gap.
+        pace = Pace(pending[0].paused_until, pending[0].min_gap_days)
+        start = pace.not_before(now if not_before is None else max(now, not_before))
+        assert start is not None
         new_due = schedule.replan_in_order(
-            now,
+            start,
             [r.due_at + by for r in pending],
             campaign.window,
             tz,
-            min_gap=campaign.min_gap,
+            min_gap=pace.gap(campaign.min_gap),
             previous=last.get(pending[0].contact_id),
         )
         params += [{"b_id": r.id, "b_due": due} for r, due in zip(pending, new_due, strict=True)]

@@ -8,6 +8,7 @@ from functools import lru_cache
 
 from campaigns.authoring.spec import Campaign
 from campaigns.planning import schedule
+from campaigns.planning.pace import NO_PACE, Pace
 from campaigns.storage.store import Store
 
 
@@ -18,6 +19,7 @@ def plan(
     *,
     now: datetime | None = None,
     previous: datetime | None = None,
+    pace: Pace = NO_PACE,
 ) -> list[datetime]:
     """The due time of every step for a contact who signed up at `signed_up_at`.
 
@@ -25,15 +27,16 @@ def plan(
     burst); `previous` is the contact's last email from any campaign, kept `min_gap`
     away. Enrollment plans from the sign-up alone: `now` there is the wall clock unless
     `--now` is given, and the dispatcher already sends overdue steps one per opening,
-    in order, at whatever engine time it runs.
+    in order, at whatever engine time it runs. A contact's own `pace` (planning/pace.py)
+    starts nothing before their pause ends and keeps their gap when it is the larger.
     """
     return schedule.plan_due_times(
         signed_up_at,
         [step.delay for step in campaign.steps],
         campaign.window,
         schedule.zone(timezone),
-        min_gap=campaign.min_gap,
-        not_before=now,
+        min_gap=pace.gap(campaign.min_gap),
+        not_before=pace.not_before(now),
         previous=previous,
     )
 

@@ -35,6 +35,7 @@ from campaigns.errors import InputError
 from campaigns.planning.schedule import Delay
 from campaigns.rendering.batch import step_batch
 from campaigns.rendering.catalogs import N_, translations
+from campaigns.rendering.discreet import PREVIEW_PADDING, discreet_name, discreet_step
 from campaigns.rendering.links import sample_links
 from campaigns.rendering.markdown import (
     greets,
@@ -227,12 +228,17 @@ def _greeted(body: str, campaign: Campaign, step: Step, tokens: PlaceholderToken
 
 
 def _layout_values(
-    campaign: Campaign, step: Step, tokens: PlaceholderTokens, colours: Palette
+    campaign: Campaign, step: Step, tokens: PlaceholderTokens, colours: Palette, discreet: bool
 ) -> dict[str, Any]:
     """What the layouts get: brand values as text, staff text and per-contact values as tokens."""
     spec = campaign.spec
     brand, links = spec.brand, spec.links
     return {
+        # A discreet email (rendering/discreet.py): its preview line padded, and its text
+        # part opening with the discreet name and the neutral preheader.
+        "discreet": discreet,
+        "discreet_name": discreet_name(spec),
+        "preview_padding": Markup(PREVIEW_PADDING),
         "language": spec.language,
         "subject": tokens.protect(step.subject),
         "preheader": tokens.protect(step.preheader) if step.preheader else None,
@@ -254,13 +260,21 @@ def _layout_values(
 
 
 def compile_step(
-    campaign: Campaign, step: Step, colours: Palette, *, variant: str | None = None
+    campaign: Campaign,
+    step: Step,
+    colours: Palette,
+    *,
+    variant: str | None = None,
+    discreet: bool = False,
 ) -> CompiledStep:
     """One step through the whole pipeline, uncached (compile_campaign caches whole versions).
 
     `variant` names the A/B variant `step` is the email of (variant_spec.variant_step):
     its batch form gets a key of its own, so a batch never mixes two variants' content.
+    `discreet` compiles it as a discreet email (rendering/discreet.py), its own key too.
     """
+    if discreet:
+        step = discreet_step(campaign, step)
     # Seeded with every text that reaches the layout, so no text can contain a token.
     tokens = PlaceholderTokens(
         campaign.files.get("campaign.yaml", "") + campaign.files.get(step.file, "")
@@ -273,7 +287,7 @@ def compile_step(
     ):
         check_staff_text(text, field, tokens, campaign, step)
 
-    values = _layout_values(campaign, step, tokens, colours)
+    values = _layout_values(campaign, step, tokens, colours, discreet)
     body = with_heading(tokens.protect(step.body), values["subject"])
     body = _greeted(body, campaign, step, tokens)
     env = layout_environment(campaign.spec.language)
@@ -308,7 +322,8 @@ def compile_step(
             # The language and the variant too: messages of one key share one body
             # (SendGrid's batches).
             key=f"{campaign.version}:{templates.digest()}:{step.key}:{campaign.spec.language}"
-            + (f":{variant}" if variant else ""),
+            + (f":{variant}" if variant else "")
+            + (":discreet" if discreet else ""),
             seed=campaign.files.get("campaign.yaml", "") + campaign.files.get(step.file, ""),
         ),
     )
@@ -368,29 +383,50 @@ def compile_campaign(campaign: Campaign) -> CompiledCampaign:
             _CACHE.move_to_end(key)
             return _CACHE[key]
     colours = checked_palette(campaign)
-    steps = {step.key: compile_step(campaign, step, colours) for step in campaign.steps}
-    # Each A/B variant is a whole email of its step, compiled once like the step.
-    variants = {
-        step.key: {
-            variant.name: compile_step(
-                campaign, variant_step(step, variant), colours, variant=variant.name
-            )
-            for variant in step.variants
-        }
-        for step in campaign.steps
-        if step.variants
-    }
+    discreet = campaign.spec.discreet
     compiled = CompiledCampaign(
         campaign,
-        steps,
-        variants,
+        *_compile_steps(campaign, colours, discreet=discreet),
         languages={tag: compile_campaign(in_language(campaign, tag)) for tag in languages[1:]},
+        discreet=discreet,
+        # A standard campaign's discreet emails, for the contacts who chose them: compiled
+        # when the first is needed, not for every campaign that has none.
+        discreet_version=None
+        if discreet
+        else lambda: CompiledCampaign(
+            campaign, *_compile_steps(campaign, colours, discreet=True), discreet=True
+        ),
     )
     with _CACHE_LOCK:
         compiled = _CACHE.setdefault(key, compiled)  # another thread may have won the race
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return compiled
+
+
+def _compile_steps(
+    campaign: Campaign, colours: Palette, *, discreet: bool
+) -> tuple[dict[str, CompiledStep], dict[str, dict[str, CompiledStep]]]:
+    """Every step, and every A/B variant (a whole email of its step, compiled once like it)."""
+    steps = {
+        step.key: compile_step(campaign, step, colours, discreet=discreet)
+        for step in campaign.steps
+    }
+    variants = {
+        step.key: {
+            variant.name: compile_step(
+                campaign,
+                variant_step(step, variant),
+                colours,
+                variant=variant.name,
+                discreet=discreet,
+            )
+            for variant in step.variants
+        }
+        for step in campaign.steps
+        if step.variants
+    }
+    return steps, variants
 
 
 def compiled_variants(campaign: Campaign) -> list[CompiledStep]:

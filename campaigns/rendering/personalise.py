@@ -7,9 +7,11 @@ contact's data is a value for the placeholders' VARIABLES, never template source
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from jinja2 import Template
 
@@ -18,6 +20,7 @@ from campaigns.authoring.spec import Campaign
 from campaigns.errors import NotFoundError
 from campaigns.rendering.batch import Batch
 from campaigns.rendering.categories import campaign_category, step_category
+from campaigns.rendering.discreet import discreet_name
 from campaigns.rendering.placeholders import concat
 from senders.addresses import wire_address
 from senders.base import BatchForm, Message, TaggedContent
@@ -43,6 +46,9 @@ class Recipient:
     # The contact's attributes (an import's other columns, the API's `attributes`).
     attributes: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
     language: str | None = None  # BCP 47; None: the campaign's default language
+    # The contact chose discreet emails (contacts.discreet): neutral subject, preheader
+    # and From name, whatever the campaign's `privacy` (rendering/discreet.py).
+    discreet: bool = False
 
 
 SAMPLE = Recipient("sample.patient@example.com", "Sam", "America/New_York")
@@ -185,6 +191,9 @@ class CompiledCampaign:
 
     `steps` are in the default language; `languages` holds the campaign compiled in each
     of its other languages (authoring/translations.py), and `message` picks the contact's.
+    `discreet` says the steps are discreet emails (default: the campaign's `privacy`);
+    `discreet_version` makes the discreet emails of a campaign whose steps are not, for
+    the contacts who chose them (`in_discreet` calls it once).
     """
 
     def __init__(
@@ -193,12 +202,19 @@ class CompiledCampaign:
         steps: dict[str, CompiledStep],
         variants: dict[str, dict[str, CompiledStep]] | None = None,
         languages: dict[str, CompiledCampaign] | None = None,
+        *,
+        discreet: bool | None = None,
+        discreet_version: Callable[[], CompiledCampaign] | None = None,
     ) -> None:
         self.campaign = campaign
         self.steps = steps  # in step order
         self.variants = variants or {}  # step key -> variant name -> its email
         self.languages = languages or {}
         self._chosen: dict[str | None, CompiledCampaign] = {}  # a contact's language -> which
+        self.discreet = campaign.spec.discreet if discreet is None else discreet
+        self._discreet_version = discreet_version
+        self._discreet: CompiledCampaign | None = None
+        self._discreet_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"CompiledCampaign({self.campaign.name!r}, version={self.campaign.version!r})"
@@ -212,6 +228,22 @@ class CompiledCampaign:
             chosen = choose_language(language, [default, *self.languages], default)
             found = self._chosen[language] = self.languages.get(chosen, self)
         return found
+
+    def in_discreet(self) -> CompiledCampaign:
+        """The campaign as discreet emails: itself when it is discreet (or has no way to
+        be: a campaign put together by hand), else its discreet version, compiled once."""
+        if self.discreet or self._discreet_version is None:
+            return self
+        with self._discreet_lock:  # two threads wanting it at once compile it once
+            if self._discreet is None:
+                self._discreet = self._discreet_version()
+            return self._discreet
+
+    @cached_property
+    def from_name(self) -> str:
+        """The From display name: the organisation's (or `discreet_name`) when discreet."""
+        spec = self.campaign.spec
+        return discreet_name(spec) if self.discreet else spec.from_.name
 
     def step(self, step_key: str, variant: str | None = None) -> CompiledStep:
         """The step's email, or its variant `variant`'s (None: the step file's own)."""
@@ -250,6 +282,8 @@ class CompiledCampaign:
         message per request has no use for it, and it costs a few renders).
         """
         spoken = self.in_language(recipient.language)
+        if recipient.discreet:
+            spoken = spoken.in_discreet()
         spec = spoken.campaign.spec
         step = spoken.step(step_key, variant)
         rendered = step.personalise(
@@ -271,7 +305,7 @@ class CompiledCampaign:
             headers["X-Dripmail-Test"] = "yes"
         return Message(
             delivery_id=delivery_id,
-            from_name=spec.from_.name,
+            from_name=spoken.from_name,
             from_address=spec.from_.address,
             to_address=recipient.email,
             to_name=recipient.first_name or None,

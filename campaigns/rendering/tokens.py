@@ -16,6 +16,7 @@ from campaigns import boundedjson
 
 PLACEHOLDER_PUBLIC_URL = "https://unsubscribe.example.invalid"
 UNSUBSCRIBE_SALT = "dripmail.unsubscribe.v1"
+CONFIRM_SALT = "dripmail.confirm.v1"  # a purpose of its own: neither token passes for the other
 MAX_AGE_SECONDS = 400 * 24 * 3600  # over a year: CAN-SPAM asks 30 days at the least
 _WORTH_COMPRESSING = 64  # bytes of JSON
 # A token is ~200 characters (a 19-digit id, a 63-character campaign name, a delivery
@@ -113,15 +114,43 @@ class Signer:
     def read(self, token: str) -> UnsubscribeClaim:
         """The claim of a token we signed, or TokenError (tampered, foreign, too old,
         too long, or a signed payload that is not a claim)."""
-        if len(token) > MAX_TOKEN_LENGTH:
-            raise TokenError("not a valid unsubscribe link")
-        try:
-            # BadData covers a bad signature, an expired one, and a payload that does
-            # not decompress or parse (BadPayload, which is not a BadSignature).
-            payload = self._serializer.loads(token, max_age=MAX_AGE_SECONDS)
-        except (BadData, ValueError, TypeError) as exc:
-            raise TokenError("not a valid unsubscribe link") from exc
-        return claim_from_payload(payload)
+        return claim_from_payload(_signed_payload(self._serializer, token, "unsubscribe"))
+
+
+def _signed_payload(serializer: URLSafeTimedSerializer, token: str, kind: str) -> Any:
+    """The payload of a token `serializer` signed, or TokenError naming the `kind` of link."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise TokenError(f"not a valid {kind} link")
+    try:
+        # BadData covers a bad signature, an expired one, and a payload that does
+        # not decompress or parse (BadPayload, which is not a BadSignature).
+        return serializer.loads(token, max_age=MAX_AGE_SECONDS)
+    except (BadData, ValueError, TypeError) as exc:
+        raise TokenError(f"not a valid {kind} link") from exc
+
+
+class ConfirmSigner:
+    """Makes and reads double opt-in links (`/c/<token>`): a confirmation's id, signed.
+
+    How long the link is good for is the request's own `expires_at` (the campaign's
+    `confirm_within`), checked where it is confirmed; the signature's age is capped
+    only at MAX_AGE_SECONDS, like the unsubscribe links.
+    """
+
+    def __init__(self, secret_key: str) -> None:
+        self._serializer = URLSafeTimedSerializer(
+            secret_key, salt=CONFIRM_SALT, serializer=_BoundedJSON
+        )
+
+    def token(self, confirmation_id: int) -> str:
+        return self._serializer.dumps(["c", confirmation_id])
+
+    def read(self, token: str) -> int:
+        """The confirmation id of a token we signed, or TokenError."""
+        payload = _signed_payload(self._serializer, token, "confirmation")
+        if not isinstance(payload, list) or len(payload) != 2 or payload[0] != "c":
+            raise TokenError("not a valid confirmation link")
+        return _id(payload[1])
 
 
 @dataclass(frozen=True)

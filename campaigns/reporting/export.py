@@ -197,6 +197,7 @@ def _contact(store: Store | None, email: str) -> Recipient:
                 contacts.c.timezone,
                 contacts.c.attributes,
                 contacts.c.language,
+                contacts.c.discreet,
             ).where(contacts.c.email == address)
         ).first()
     if row is None:
@@ -207,4 +208,5 @@ def _contact(store: Store | None, email: str) -> Recipient:
         row.timezone,
         attributes=parse_attributes(row.attributes),
         language=row.language,
+        discreet=bool(row.discreet),  # as their next email will be
     )

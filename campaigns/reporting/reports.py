@@ -12,8 +12,10 @@ from campaigns.authoring.spec import Campaign
 from campaigns.errors import InputError
 from campaigns.planning import schedule
 from campaigns.planning.conditions import ContactFacts, outlook, stored_outcome
+from campaigns.planning.confirmations import ConfirmationCounts, confirmation_counts
 from campaigns.planning.contacts import display_address, normalise_email
 from campaigns.planning.facts import enrollment_facts
+from campaigns.planning.pace import Pace
 from campaigns.planning.plans import plan
 from campaigns.storage.publish import open_campaign
 from campaigns.storage.statuses import (
@@ -33,6 +35,12 @@ SAMPLE_ZONES = (
     "Australia/Sydney",
     "Australia/Lord_Howe",
 )
+
+
+def confirmation_states(store: Store, campaign: str | None = None) -> dict[str, ConfirmationCounts]:
+    """Double opt-in sign-ups by campaign: awaiting confirmation, confirmed, expired."""
+    with store.connect() as conn:
+        return confirmation_counts(conn, campaign)
 
 
 def status_counts(store: Store, campaign: str | None = None) -> dict[str, dict[str, int]]:
@@ -122,9 +130,18 @@ class CalendarEntry:
 
 
 def calendar(
-    store: Store, campaign: Campaign, *, email: str | None = None, limit: int = 20
+    store: Store,
+    campaign: Campaign,
+    *,
+    email: str | None = None,
+    limit: int = 20,
+    now: datetime | None = None,
 ) -> list[CalendarEntry]:
-    """Each enrolled contact's emails (or one contact's), in step order."""
+    """Each enrolled contact's emails (or one contact's), in step order.
+
+    A pending email's note says first why the patient's own choice holds it (paused
+    until `now`'s future, fewer emails: planning/pace.py).
+    """
     subjects = {step.key: step.subject for step in campaign.steps}
     conditions = {step.key: step.when for step in campaign.steps if step.when is not None}
     query = (
@@ -141,6 +158,8 @@ def calendar(
             deliveries.c.error,
             enrollments.c.signed_up_at,
             enrollments.c.id.label("enrollment_id"),
+            contacts.c.paused_until,
+            contacts.c.min_gap_days,
         )
         .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
         .join(contacts, contacts.c.id == enrollments.c.contact_id)
@@ -174,11 +193,22 @@ def calendar(
                 due_at=row.due_at,
                 status=row.status,
                 sent_at=row.sent_at,
-                note=_note(campaign, row.step_key, row.signed_up_at, row.due_at, row.timezone),
+                note=_row_note(campaign, row, now),
                 condition=_condition(conditions, row, facts),
             )
             for row in rows
         ]
+
+
+def _row_note(campaign: Campaign, row: Row, now: datetime | None) -> str:
+    """The note of a stored email: first why the patient's own choice holds it (when
+    pending), then why its due time is what it is."""
+    notes = []
+    pace = Pace(row.paused_until, row.min_gap_days)
+    if row.status in PENDING and pace.chosen:
+        notes = pace.notes(now if now is not None else row.due_at)
+    notes.append(_note(campaign, row.step_key, row.signed_up_at, row.due_at, row.timezone))
+    return "; ".join(note for note in notes if note)
 
 
 def _condition(
@@ -214,7 +244,7 @@ def calendar_for(
     zone), else at `now`, in each of `zones` (default SAMPLE_ZONES).
     """
     campaign = open_campaign(store, ref)
-    entries = [] if sample else calendar(store, campaign, email=email, limit=limit)
+    entries = [] if sample else calendar(store, campaign, email=email, limit=limit, now=now)
     if not entries and not email:
         chosen = zones or SAMPLE_ZONES
         for name in chosen:

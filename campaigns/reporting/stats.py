@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 
 from campaigns.compliance.event_model import EventKind
 from campaigns.compliance.suppressions import EVENT_TYPES
+from campaigns.planning.confirmations import ConfirmationCounts, confirmation_counts
 from campaigns.reporting import counts
 from campaigns.reporting.conversions import Conversions, campaign_conversions
 from campaigns.reporting.reports import CampaignPause, campaign_pauses
@@ -131,6 +132,8 @@ class CampaignStats:
     goals: tuple[str, ...] = ()  # the events of the campaign's `goal:`
     conversions: Conversions = field(default_factory=Conversions)
     variants: list[StepVariants] = field(default_factory=list)  # steps with A/B variants
+    # Double opt-in sign-ups (planning/confirmations.py): waiting, confirmed, expired.
+    confirmations: ConfirmationCounts = field(default_factory=ConfirmationCounts)
 
     def as_dict(self) -> dict[str, Any]:
         level = {k: None if k in self.untracked else v for k, v in self.campaign_level.items()}
@@ -144,6 +147,7 @@ class CampaignStats:
             "campaign_level": level,
             "total": self.total.as_dict(self.untracked),
             "variants": [step.as_dict(self.untracked) for step in self.variants],
+            "confirmations": asdict(self.confirmations),
         }
 
 
@@ -224,6 +228,16 @@ def campaign_stats(store: Store, ref: str) -> CampaignStats:
     goals = tuple(goal.event for goal in campaign.spec.goal)
     with store.connect() as conn:
         variants = step_variants(conn, campaign, COLUMNS, untracked)
+        confirmed = confirmation_counts(conn, name).get(name, ConfirmationCounts())
     return CampaignStats(
-        name, ordered, campaign_level, total, untracked, paused, goals, conversions, variants
+        name,
+        ordered,
+        campaign_level,
+        total,
+        untracked,
+        paused,
+        goals,
+        conversions,
+        variants,
+        confirmed,
     )

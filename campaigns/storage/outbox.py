@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, exists, select
-from sqlalchemy.orm import aliased
 
 from campaigns.storage.statuses import WebhookEvent, WebhookStatus
 from campaigns.storage.store import bulk_insert, naive_utc, sqlite_time
@@ -156,7 +155,9 @@ def emit(
 def behind_an_earlier_one() -> ColumnElement[bool]:
     """A message waiting for an earlier pending one of its contact to its endpoint (it
     goes only after that one is delivered or given up: in order per contact)."""
-    earlier = aliased(webhook_messages)
+    # The Core alias: sqlalchemy.orm's aliased() does the same for a Table, but importing
+    # the ORM for it cost every worker 5.7 MB and 41 modules.
+    earlier = webhook_messages.alias()
     m = webhook_messages.c
     return exists().where(
         earlier.c.endpoint_id == m.endpoint_id,

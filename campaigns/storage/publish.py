@@ -26,14 +26,20 @@ from campaigns.storage.tables import campaign_versions, campaigns
 
 
 def publish(
-    conn: Connection, campaign: spec.Campaign, *, now: datetime, actor: str | int = audit.CLI
+    conn: Connection,
+    campaign: spec.Campaign,
+    *,
+    now: datetime,
+    actor: str | int = audit.CLI,
+    audited_at: datetime | None = None,
 ) -> str:
     """Store this version of the campaign (once) and make it the current one.
 
     Refused (InputError, nothing written) while it holds placeholders or its name is
     another kind's; see `check_publishable`. A version that becomes the current one is
     written to the audit trail, by `actor` (a console user's id; "cli" by default: the
-    command line publishes as whoever holds the database).
+    command line publishes as whoever holds the database), at `audited_at` (the console's
+    injected clock; None: the real one, whatever engine time `now` the CLI was given).
     """
     check_publishable(conn, campaign)
     version = campaign.version
@@ -66,7 +72,7 @@ def publish(
                 **folder,
             )
         )
-        audit.record(conn, actor, "publish", "campaign", campaign.name, version)
+        audit.record(conn, actor, "publish", "campaign", campaign.name, version, at=audited_at)
     elif current.version != version or folder.get("folder", current.folder) != current.folder:
         conn.execute(
             update(campaigns)
@@ -74,7 +80,7 @@ def publish(
             .values(version=version, updated_at=now, **folder)
         )
         if current.version != version:
-            audit.record(conn, actor, "publish", "campaign", campaign.name, version)
+            audit.record(conn, actor, "publish", "campaign", campaign.name, version, at=audited_at)
     return version
 
 

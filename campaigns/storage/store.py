@@ -12,7 +12,6 @@ import functools
 import hmac
 import logging
 import secrets
-import sqlite3
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -134,6 +133,10 @@ def _set_wal(cursor) -> None:
     # Switching a new file to WAL needs it alone, and SQLite answers "database is locked"
     # at once, without its busy handler, while another connection holds a write lock in
     # the old journal mode: workers starting together on a new file met it. Wait here.
+    # sqlite3 is imported by the first SQLite connection (as SQLAlchemy's driver does),
+    # not with the store: a PostgreSQL worker has no use for it (1 MB).
+    import sqlite3
+
     deadline = time.monotonic() + _BUSY_TIMEOUT_S
     while True:
         try:

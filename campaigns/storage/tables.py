@@ -114,6 +114,9 @@ contacts = Table(
     Column("discreet", Boolean),
     Column("paused_until", UTCDateTime),
     Column("min_gap_days", Integer),
+    # Migration 0023: when the contact last confirmed their address (double opt-in);
+    # `consent_at` keeps the sign-up's time.
+    Column("confirmed_at", UTCDateTime),
 )
 
 enrollments = Table(
@@ -471,6 +474,27 @@ Index(
     webhook_messages.c.status,
     webhook_messages.c.id,
 )
+
+# Migration 0023: sign-ups waiting for the patient to confirm (planning/confirmations.py).
+# `send_due_at` is when the worker owes the confirmation email (NULL: nothing owed);
+# the engine's time throughout.
+confirmations = Table(
+    "confirmations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("contact_id", Integer, ForeignKey("contacts.id"), nullable=False),
+    Column("campaign", String(64), nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("send_due_at", UTCDateTime),
+    Column("sent_at", UTCDateTime),
+    Column("resent_at", UTCDateTime),
+    Column("confirmed_at", UTCDateTime),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("expired_at", UTCDateTime),
+    UniqueConstraint("contact_id", "campaign", name="uq_confirmations_contact_campaign"),
+)
+Index("ix_confirmations_send_due", confirmations.c.send_due_at)
+Index("ix_confirmations_expires", confirmations.c.expires_at)
 
 # Counts for the console (migration 0025): kept by database triggers on enrollments,
 # deliveries and events, never written by the engine; read by reporting/counts.py.

@@ -115,6 +115,8 @@ def timeline(
     whether this contact would get it now; without, what it is decided on.
     """
     unsubscribe_url, preferences_url = links
+    if recipient.discreet:  # an enrolled contact who chose discreet emails (render --email)
+        compiled = compiled.in_discreet()
     calendar = sample_calendar(campaign, signed_up_at=signed_up_at, zones=(recipient.timezone,))
     start = signed_up_at.astimezone(calendar[0].local.tzinfo) if calendar else signed_up_at
     entries = []
@@ -131,7 +133,7 @@ def timeline(
                 delay=describe_delay(step.delay),
                 day=(planned.local.date() - start.date()).days,
                 local=planned.local,
-                from_name=campaign.spec.from_.name,
+                from_name=compiled.from_name,  # the discreet name when discreet
                 subject=rendered.subject,
                 preheader=rendered.preheader,
                 # reports.py explains moved times in newer versions; older ones say nothing.

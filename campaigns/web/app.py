@@ -4,7 +4,10 @@ Routes:
 
     GET  /u/<token>            unsubscribe confirmation page (changes nothing by itself)
     GET  /p/<token>            the same page, reached from "Email preferences"
+    GET  /c/<token>            double opt-in: the confirm page (changes nothing by itself)
+    POST /c/<token>            confirm the sign-up: the sequence starts (web/confirm_pages.py)
     POST /u/<token>            `List-Unsubscribe=One-Click` (RFC 8058) or a choice from the page
+    POST /p/<token>            the same (the preference centre: web/preference_pages.py)
     POST /webhooks/sendgrid    SendGrid's signed Event Webhook (campaigns/webhooks.py)
     POST /webhooks/postmark    Postmark's webhooks, HTTP basic credentials (web/postmark_webhook.py)
     POST /api/v1/enrollments   the sign-up API, bearer token (campaigns/signup_api.py)
@@ -57,8 +60,10 @@ import templates
 from campaigns.authoring.languages import choose_language
 from campaigns.authoring.spec import CampaignSpec, Colors
 from campaigns.authoring.translations import campaign_languages, in_language
+from campaigns.compliance.data_request import SenderFor
 from campaigns.compliance.suppressions import Scope, unsubscribe
 from campaigns.compliance.undo import Undoable, undo_unsubscribe, undoable
+from campaigns.delivery.sender_pool import SenderPool
 from campaigns.errors import NotFoundError
 from campaigns.monitoring.exporter import open_metrics
 from campaigns.monitoring.health import DatabaseCheck
@@ -73,12 +78,14 @@ from campaigns.storage.publish import load_version, published_names
 from campaigns.storage.statuses import IN_FLIGHT, CampaignKind, EnrollmentStatus
 from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import campaigns, contacts, deliveries, enrollments, suppressions
+from campaigns.web.confirm_pages import confirm_routes
 from campaigns.web.enrollment_api import enrollment_routes
 from campaigns.web.events_api import event_routes
 from campaigns.web.listen import listening_socket
 from campaigns.web.mailgun_webhook import mailgun_endpoint
 from campaigns.web.openapi import openapi_routes
 from campaigns.web.postmark_webhook import postmark_routes
+from campaigns.web.preference_pages import PreferenceCentre, is_centre_choice, with_notice
 from campaigns.web.service import ServiceServer
 from campaigns.web.ses_webhook import ses_routes
 from campaigns.web.signup_api import signup_routes
@@ -347,10 +354,12 @@ def create_app(
     environ: Mapping[str, str] | None = None,
     max_webhook_body: int = MAX_BODY,
     metrics: Metrics | None = None,
+    sender_for: SenderFor | None = None,
 ) -> Starlette:
     """The service app. `clock` is the real clock (token and webhook ages), injectable for tests.
 
     `metrics`, when given, counts the unsubscribes it records (monitoring/metrics.py).
+    `sender_for` sends a patient's "send me my data" email (default: the campaign's sender).
 
     The settings are the store's, or those in `environ` (a mapping standing in for the
     environment, in tests). A set but unusable SENDGRID_WEBHOOK_PUBLIC_KEY raises
@@ -361,6 +370,7 @@ def create_app(
     signer = Signer(store.secret_key())
     verifier = SendGridVerifier.from_settings(settings)
     database = DatabaseCheck(store)
+    centre = PreferenceCentre(store, sender_for or SenderPool(None, settings))
 
     def read(token: str) -> UnsubscribeClaim | None:
         try:
@@ -368,9 +378,12 @@ def create_app(
         except TokenError:
             return None
 
-    def state_page(template: str, state: Preferences, token: str, **values: Any) -> Response:
+    def state_page(
+        template: str, state: Preferences, token: str, status: int = 200, **values: Any
+    ) -> Response:
         return _page(
             template,
+            status,
             brand=state.brand,
             language=state.language,
             organisation=state.organisation,
@@ -385,14 +398,28 @@ def create_app(
             **values,
         )
 
+    def centre_page(
+        claim: UnsubscribeClaim,
+        token: str,
+        template: str = "preferences.html.j2",
+        status: int = 200,
+        notice: str | None = None,
+    ) -> Response:
+        """The page with the preference centre's part (a worker thread: it reads)."""
+        now = clock()
+        state = preferences(store, claim, now=now)
+        view = centre.view(
+            claim, now=now, page_language=catalog_language(state.language), chosen=state.language
+        )
+        return state_page(template, state, token, status, centre=with_notice(view, notice))
+
     async def show(request: Request) -> Response:
         token = request.path_params["token"]
         claim = read(token)
         if claim is None:
             return _invalid(DAMAGED, request)
-        state = await run_in_threadpool(partial(preferences, store, claim, now=clock()))
         log.debug("preferences page: contact %d", claim.contact_id)
-        return state_page("preferences.html.j2", state, token)
+        return await run_in_threadpool(centre_page, claim, token)
 
     async def post(request: Request) -> Response:
         token = request.path_params["token"]
@@ -404,6 +431,8 @@ def create_app(
         except WebhookRejected as exc:
             return PlainTextResponse(exc.message, status_code=exc.status)
         fields = _form_fields(request.headers.get("content-type", ""), body)
+        if is_centre_choice(fields):
+            return await centre.post(claim, fields, partial(centre_page, claim, token), now=clock())
         if fields.get("choice") == UNDO:
             undone = await run_in_threadpool(partial(undo_unsubscribe, store, claim, now=clock()))
             state = await run_in_threadpool(partial(preferences, store, claim, now=clock()))
@@ -428,6 +457,8 @@ def create_app(
         Route("/u/{token}", show, methods=["GET"]),
         Route("/u/{token}", post, methods=["POST"]),
         Route("/p/{token}", show, methods=["GET"]),
+        *confirm_routes(store, clock=clock, page=_page, brand=page_brand, invalid=_invalid),
+        Route("/p/{token}", post, methods=["POST"]),
         Route(
             "/webhooks/sendgrid",
             sendgrid_endpoint(store, verifier, clock, max_body=max_webhook_body),

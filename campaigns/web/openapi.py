@@ -134,7 +134,22 @@ SCHEMAS: dict[str, Any] = {
                 "maxProperties": 50,
             },
             "language": {"type": ["string", "null"], "maxLength": 35, "description": "BCP 47"},
+            "confirm": {
+                "type": ["string", "null"],
+                "enum": ["single", "double", None],
+                "description": "double: email a confirmation first, plan the sequence when "
+                "the patient confirms (default: the campaign's `confirm`)",
+            },
         },
+    },
+    "SignUpAwaiting": {
+        "type": "object",
+        "required": ["campaign", "status"],
+        "properties": {
+            "campaign": {"type": "string"},
+            "status": {"type": "string", "enum": ["awaiting_confirmation"]},
+        },
+        "additionalProperties": False,
     },
     "SignUpCreated": {
         "type": "object",
@@ -312,6 +327,10 @@ PATHS: dict[str, Any] = {
             {
                 "201": _answer("Enrolled: the enrollment with its calendar", "SignUpCreated"),
                 "200": _answer("Enrolled before: its id and campaign only", "SignUpRepeated"),
+                "202": _answer(
+                    "Double opt-in: a confirmation email goes first (a repeat alike)",
+                    "SignUpAwaiting",
+                ),
                 "400": _BAD_JSON,
                 "409": _error("The address is suppressed or unsubscribed from this campaign"),
                 "413": _TOO_BIG,

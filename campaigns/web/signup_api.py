@@ -9,7 +9,10 @@ values: 422 naming the field, `attributes.<name>` for an attribute), and enrolli
 is idempotent per address x campaign: a new enrollment answers 201 with its planned
 calendar; a repeat answers 200 with the enrollment's id and campaign only, so posting
 someone's address again tells no more than the first answer did; an unsubscribed or
-suppressed address answers 409. The address never goes into a log line.
+suppressed address answers 409. With double opt-in (`"confirm": "double"`, or the
+campaign's `confirm: double`) a sign-up not yet confirmed answers 202
+`{"campaign": ..., "status": "awaiting_confirmation"}`, first time and repeat alike.
+The address never goes into a log line.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
@@ -30,6 +34,7 @@ from starlette.routing import Route
 from campaigns.authoring.conditions import check_attribute_name
 from campaigns.errors import InputError, NotFoundError
 from campaigns.planning import schedule
+from campaigns.planning.confirmations import awaiting
 from campaigns.planning.enroll import enroll
 from campaigns.planning.signups import Signup, checked_attributes, control_character, validate
 from campaigns.settings import Settings
@@ -46,6 +51,7 @@ log = logging.getLogger("dripmail.api")
 MAX_SIGNUP_BODY = MAX_API_BODY  # 64 KiB
 SUPPRESSED = "not enrolled: the address is suppressed (unsubscribed or bounced)"
 UNSUBSCRIBED = "not enrolled: the address unsubscribed from this campaign"
+AWAITING = "awaiting_confirmation"  # double opt-in: the confirmation email is on its way
 
 
 class _Consent(BaseModel):
@@ -68,6 +74,9 @@ class SignupIn(BaseModel):
     # `{{ attributes.patient_type }}` read; at most 50, 200 characters each.
     attributes: dict[str, str] | None = None
     language: str | None = Field(default=None, max_length=35)  # BCP 47: es, pt-BR
+    # "double": email a confirmation first (planning/confirmations.py); "single" or
+    # none: the campaign's `confirm` decides (a campaign's `double` is never lowered).
+    confirm: Literal["single", "double"] | None = None
 
 
 def sign_up(store: Store, body: SignupIn, *, now: datetime) -> tuple[int, dict]:
@@ -93,7 +102,8 @@ def sign_up(store: Store, body: SignupIn, *, now: datetime) -> tuple[int, dict]:
         raise ApiError(422, exc.message, exc.field) from None
     if _existing(store, contact.email, campaign.name) is None:
         try:
-            report = enroll(store, campaign, signup, now=now)
+            double = True if body.confirm == "double" else None
+            report = enroll(store, campaign, signup, now=now, double=double)
         except IntegrityError:  # the same sign-up, posted twice at once: the other one won
             report = None
         except DataError:
@@ -110,10 +120,18 @@ def sign_up(store: Store, body: SignupIn, *, now: datetime) -> tuple[int, dict]:
             raise ApiError(409, SUPPRESSED)
         if report is not None and report.unsubscribed:
             raise ApiError(409, UNSUBSCRIBED)
+        waiting = report is not None and (report.pending or report.resent or report.awaiting)
+        if waiting and _existing(store, contact.email, campaign.name) is None:
+            # Double opt-in: nothing is planned until the patient confirms by email.
+            # A repeat answers the same, whether or not the email goes again.
+            return 202, {"campaign": campaign.name, "status": AWAITING}
         found = _enrollment(store, contact.email, campaign.name)
         if report is not None and report.enrolled and found is not None:
             return 201, found
     existing = _existing(store, contact.email, campaign.name)
+    if existing is None and awaiting(store, contact.email, campaign.name):
+        # The same double opt-in sign-up, posted twice at once: the other one asked.
+        return 202, {"campaign": campaign.name, "status": AWAITING}
     if existing is None:  # enroll made nothing and said no why: nothing to answer with
         raise ApiError(409, "not enrolled")
     if existing.suppressed:
@@ -242,7 +260,10 @@ def signup_routes(
         except ApiError as exc:
             log.info("sign-up refused: %d %s", exc.status, exc.field or "")
             return exc.response()
-        log.info("sign-up: enrollment %s (%d)", result["enrollment_id"], status)
+        if "enrollment_id" in result:
+            log.info("sign-up: enrollment %s (%d)", result["enrollment_id"], status)
+        else:  # double opt-in: nothing enrolled until the patient confirms
+            log.info("sign-up: awaiting confirmation (%d)", status)
         return JSONResponse(result, status_code=status)
 
     return [Route("/api/v1/enrollments", create, methods=["POST"])]

@@ -88,11 +88,14 @@ def test_each_defect_is_reported_with_its_file(broken):
     findings = report.findings
     files = {n: str(step_file(broken, n)) for n in range(1, 7)}
 
-    assert codes(findings, files[1]) == {"template"}
-    welcome = next(f for f in findings if f.file == files[1])
+    # The clinic's own subjects also hold health words (sensitive-subject warnings:
+    # tests/unit/test_discreet.py); the defects are what these lines are about.
+    assert codes(findings, files[1]) - {"sensitive-subject"} == {"template"}
+    welcome = next(f for f in findings if f.file == files[1] and f.code == "template")
     assert "last_name" in welcome.message
     assert welcome.line == len(Path(files[1]).read_text().splitlines())
-    assert codes(findings, files[4]) == {"template"}  # every broken step, not just the first
+    # Every broken step, not just the first.
+    assert codes(findings, files[4]) - {"sensitive-subject"} == {"template"}
     assert {"http-url", "alt-text"} <= codes(findings, files[2])
     http = next(f for f in findings if f.code == "http-url" and f.file == files[2])
     assert "http://balancedketamine.example.com/sleep" in http.message

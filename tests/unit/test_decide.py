@@ -84,6 +84,7 @@ def decide_now(rows: list[DueRow], history: dict, **options) -> Decision:
         history,
         {("sleep", "UTC"): Openings.at(NOW, WINDOW, "UTC")},
         {"sleep": RULES},
+        now=NOW,
         **options,
     )
 
@@ -123,6 +124,7 @@ def test_outside_the_window_nothing_goes_and_everything_moves_to_the_next_openin
         {1: [sibling(claimed)]},
         {("sleep", "UTC"): Openings.at(evening, WINDOW, "UTC")},
         {"sleep": RULES},
+        now=evening,
     )
     assert decision.going == [] and decision.moves == {10: NEXT}
 

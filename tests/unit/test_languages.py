@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from babel import Locale
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
@@ -128,3 +130,17 @@ def test_every_message_in_the_code_and_layouts_has_a_spanish_translation():
 )
 def test_a_page_for_a_link_that_names_nobody_follows_accept_language(header, language):
     assert accepted_language(header) == language
+
+
+def test_every_code_cldr_names_in_english_is_accepted_in_a_tag():
+    """languages.py reads the codes from Babel's English data instead of keeping a
+    Locale("en"): the same codes, so the same tags pass."""
+    english = Locale("en")
+    languages = [code for code in english.languages if re.fullmatch("[a-z]{2,3}", code)]
+    assert len(languages) > 400
+    for code in languages:
+        assert normalise_language(code.upper()) == code
+    for script in english.scripts:
+        assert normalise_language(f"zh-{script.lower()}") == f"zh-{script}"
+    for region in english.territories:
+        assert normalise_language(f"es-{region.lower()}") == f"es-{region}"

@@ -1,7 +1,7 @@
 """Counts kept by the database for the console: per campaign, step, status, hour and kind.
 
 Revision ID: 0025
-Revises: 0022
+Revises: 0023
 Create Date: 2026-12-06
 
 The dashboard and a campaign's statistics read these small tables instead of counting
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0025"
-down_revision = "0022"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,192 @@
+"""Sending double opt-in confirmation emails: each worker tick, through the campaign's sender.
+
+Each tick first marks expired the requests past their `expires_at`, then takes the
+confirmations owed (`send_due_at` at or before `now`, planning/confirm_requests.py),
+each by a conditional update that only one worker can win, so two workers never send
+the same one. The email (rendering/confirm_email.py) goes through the campaign's own
+sender, with its unsubscribe link and List-Unsubscribe headers; its id at the provider
+is `confirm-<id>` (never a delivery id). Sent: `sent_at` (or `resent_at` for a repeat)
+is written. A transient refusal owes it again after RETRY_AFTER; a permanent one or a
+lost answer owes nothing more (a repeated sign-up asks again). A suppressed address is
+never written to. These are not delivery rows: they are not in the delivery counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, bindparam, select, update
+
+from campaigns.delivery.handoff import SenderFor
+from campaigns.errors import DripmailError
+from campaigns.planning.conditions import parse_attributes
+from campaigns.planning.confirmations import expire
+from campaigns.rendering.confirm_email import confirmation_message
+from campaigns.rendering.links import LinkBase
+from campaigns.rendering.personalise import Recipient
+from campaigns.rendering.tokens import ConfirmSigner, Signer, UnsubscribeClaim
+from campaigns.storage.publish import load_version
+from campaigns.storage.store import Store
+from campaigns.storage.tables import confirmations, contacts, suppressions
+from senders.base import Outcome
+
+log = logging.getLogger("dripmail.confirm")
+
+BATCH = 200  # confirmations taken per round
+RETRY_AFTER = timedelta(minutes=5)
+ID_PREFIX = "confirm-"
+
+
+@dataclass
+class ConfirmReport:
+    """What one round did."""
+
+    sent: int = 0
+    failed: int = 0
+    expired: int = 0
+
+
+def confirm_url(base_url: str, token: str) -> str:
+    """The patient's confirm page."""
+    return f"{base_url}/c/{token}"
+
+
+class ConfirmationSender:
+    """Sends the confirmation emails owed at `now`, through each campaign's sender."""
+
+    def __init__(self, store: Store, sender_for: SenderFor) -> None:
+        self.store = store
+        self.sender_for = sender_for
+        self._confirm = ConfirmSigner(store.secret_key())
+        self._unsubscribe = Signer(store.secret_key())
+
+    def run(self, *, now: datetime) -> ConfirmReport:
+        """Expire what ran out, then send everything owed, a batch at a time."""
+        report = ConfirmReport()
+        first = True
+        while True:
+            # One transaction when nothing is owed (every tick pays for this check).
+            with self.store.begin() as conn:
+                if first:
+                    report.expired, first = expire(conn, now=now), False
+                rows = self._take(conn, now)
+            if not rows:
+                return report
+            self._send(rows, now=now, report=report)
+            if len(rows) < BATCH:
+                return report
+
+    def _take(self, conn: Connection, now: datetime) -> list:
+        """Up to BATCH owed confirmations, each won by one conditional update."""
+        candidates = conn.execute(
+            select(
+                confirmations.c.id,
+                confirmations.c.contact_id,
+                confirmations.c.campaign,
+                confirmations.c.sent_at,
+                contacts.c.email,
+                contacts.c.first_name,
+                contacts.c.timezone,
+                contacts.c.language,
+                contacts.c.attributes,
+                contacts.c.discreet,
+            )
+            .join(contacts, contacts.c.id == confirmations.c.contact_id)
+            .where(confirmations.c.send_due_at <= now)
+            .order_by(confirmations.c.send_due_at, confirmations.c.id)
+            .limit(BATCH)
+        ).all()
+        taken = []
+        for row in candidates:
+            won = conn.execute(
+                update(confirmations)
+                .where(confirmations.c.id == row.id, confirmations.c.send_due_at.is_not(None))
+                .values(send_due_at=None)
+            ).rowcount
+            if won and row.email is not None:  # an erased contact gets nothing
+                taken.append(row)
+        hashes = {self.store.address_hash(r.email): r for r in taken}
+        blocked = (
+            set(
+                conn.scalars(
+                    select(suppressions.c.address_hash).where(
+                        suppressions.c.address_hash.in_(bindparam("many", expanding=True))
+                    ),
+                    {"many": list(hashes)},
+                )
+            )
+            if hashes
+            else set()
+        )
+        return [row for hashed, row in hashes.items() if hashed not in blocked]
+
+    def _send(self, rows: list, *, now: datetime, report: ConfirmReport) -> None:
+        by_campaign = defaultdict(list)
+        for row in rows:
+            by_campaign[row.campaign].append(row)
+        sent, again = [], []
+        for name, group in by_campaign.items():
+            try:
+                with self.store.connect() as conn:
+                    campaign = load_version(conn, name)
+                sender = self.sender_for(campaign)
+                base = LinkBase.of(campaign, self.store.settings.public_url)
+                messages = [
+                    sender.build(
+                        confirmation_message(
+                            campaign,
+                            Recipient(
+                                row.email,
+                                row.first_name,
+                                row.timezone,
+                                attributes=parse_attributes(row.attributes),
+                                language=row.language,
+                                discreet=bool(row.discreet),
+                            ),
+                            base.signed(
+                                self._unsubscribe.token(
+                                    UnsubscribeClaim(row.contact_id, name, None)
+                                )
+                            ),
+                            confirm_url=confirm_url(base.url, self._confirm.token(row.id)),
+                            message_id=f"{ID_PREFIX}{row.id}",
+                            date=now,
+                        )
+                    )
+                    for row in group
+                ]
+                results = sender.send(messages)
+            except DripmailError as exc:
+                # The campaign's own problem (its sender refused, it is gone): owed again
+                # later, and the rest of the round goes on.
+                log.warning("confirmations of campaign %s kept back: %s", name, exc)
+                again.extend(row.id for row in group)
+                report.failed += len(group)
+                continue
+            for row, result in zip(group, results, strict=True):
+                if result.outcome == Outcome.SENT:
+                    sent.append(row)
+                elif result.outcome == Outcome.TRANSIENT:
+                    again.append(row.id)
+                    report.failed += 1
+                else:
+                    log.warning("confirmation %d not sent: %s", row.id, result.outcome)
+                    report.failed += 1
+        with self.store.begin() as conn:
+            for row in sent:
+                stamp = {"sent_at": now} if row.sent_at is None else {"resent_at": now}
+                conn.execute(
+                    update(confirmations).where(confirmations.c.id == row.id).values(**stamp)
+                )
+            if again:
+                conn.execute(
+                    update(confirmations)
+                    .where(confirmations.c.id.in_(again), confirmations.c.confirmed_at.is_(None))
+                    .values(send_due_at=now + RETRY_AFTER)
+                )
+        report.sent += len(sent)
+        if sent:
+            log.info("confirmation emails sent: %d", len(sent))
