@@ -179,6 +179,7 @@ SQLITE_ENROLLED = {
 
 # --- PostgreSQL: statement triggers over transition tables -------------------------------
 _PG_HOUR = "to_char({}, 'YYYY-MM-DD HH24')"
+_PG_CAMPAIGN = "(SELECT campaign FROM enrollments WHERE id = {}.enrollment_id)"
 _D_COLUMNS = "enrollment_id, step_key, status, due_at, sent_at"
 _E_COLUMNS = "id, delivery_id, type"
 
@@ -193,12 +194,14 @@ def _pg_rows(columns: str, old: bool, new: bool) -> str:
 
 
 def _pg_sum(table: str, keys: dict[str, str], rows: str, where: str = "true") -> str:
+    # The campaign through a scalar subquery: always one primary-key look-up per row,
+    # never a hash join reading all of enrollments (the planner cannot pull it up).
     names = ", ".join(keys)
     order = ", ".join(str(n) for n in range(1, len(keys) + 1))
     return (
         f"INSERT INTO {table} ({names}, n) SELECT {', '.join(keys.values())}, sum(r.sign) "
-        f"FROM ({rows}) r JOIN enrollments e ON e.id = r.enrollment_id WHERE {where} "
-        f"GROUP BY {order} HAVING sum(r.sign) <> 0 ORDER BY {order} "
+        f"FROM (SELECT x.*, {_PG_CAMPAIGN.format('x')} AS campaign FROM ({rows}) x) r "
+        f"WHERE {where} GROUP BY {order} HAVING sum(r.sign) <> 0 ORDER BY {order} "
         f"ON CONFLICT ({names}) DO UPDATE SET n = {table}.n + excluded.n;"
     )
 
@@ -209,27 +212,27 @@ def _pg_delivery_body(old: bool, new: bool) -> str:
     statements = [
         _pg_sum(
             "count_deliveries",
-            {"campaign": "e.campaign", "step_key": "r.step_key", "status": "r.status"},
+            {"campaign": "r.campaign", "step_key": "r.step_key", "status": "r.status"},
             rows,
         ),
         _pg_sum(
             "count_due_hours",
-            {"campaign": "e.campaign", "hour": due_hour},
+            {"campaign": "r.campaign", "hour": due_hour},
             rows,
             f"r.status IN {PENDING}",
         ),
         _pg_sum(
             "count_sent_hours",
-            {"campaign": "e.campaign", "hour": _PG_HOUR.format("r.sent_at")},
+            {"campaign": "r.campaign", "hour": _PG_HOUR.format("r.sent_at")},
             rows,
             "r.status = 'sent' AND r.sent_at IS NOT NULL",
         ),
     ]
     if old:
         statements.append(
-            "DELETE FROM count_due_hours c USING old_rows r JOIN enrollments e "
-            f"ON e.id = r.enrollment_id WHERE c.n = 0 AND c.campaign = e.campaign "
-            f"AND c.hour = {_PG_HOUR.format('r.due_at')};"
+            "DELETE FROM count_due_hours c USING (SELECT DISTINCT "
+            f"{_PG_CAMPAIGN.format('o')} AS campaign, {_PG_HOUR.format('o.due_at')} AS hour "
+            "FROM old_rows o) r WHERE c.n = 0 AND c.campaign = r.campaign AND c.hour = r.hour;"
         )
     return " ".join(statements)
 
@@ -259,10 +262,13 @@ def _pg_event_body(old: bool, new: bool) -> str:
         "((c.now - coalesce(nk.c, 0) > 0) OR ok.delivery_id IS NOT NULL)::integer AS d "
         "FROM c LEFT JOIN nk ON nk.delivery_id = c.delivery_id AND nk.kind = c.kind "
         "LEFT JOIN ok ON ok.delivery_id = c.delivery_id AND ok.kind = c.kind) "
-        "SELECT e.campaign, dl.step_key, delta.kind, sum(delta.d) FROM delta "
-        "JOIN deliveries dl ON dl.id = delta.delivery_id JOIN enrollments e "
-        "ON e.id = dl.enrollment_id WHERE delta.d <> 0 GROUP BY 1, 2, 3 "
-        "HAVING sum(delta.d) <> 0 ORDER BY 1, 2, 3 ON CONFLICT (campaign, step_key, kind) "
+        # Each delivery's campaign and step by primary-key look-ups (scalar subqueries).
+        "SELECT k.campaign, k.step_key, k.kind, sum(k.d) FROM (SELECT delta.kind, delta.d, "
+        "(SELECT e.campaign FROM deliveries dl JOIN enrollments e ON e.id = dl.enrollment_id "
+        "WHERE dl.id = delta.delivery_id) AS campaign, (SELECT dl.step_key FROM deliveries dl "
+        "WHERE dl.id = delta.delivery_id) AS step_key FROM delta WHERE delta.d <> 0) k "
+        "WHERE k.campaign IS NOT NULL GROUP BY 1, 2, 3 "
+        "HAVING sum(k.d) <> 0 ORDER BY 1, 2, 3 ON CONFLICT (campaign, step_key, kind) "
         "DO UPDATE SET n = count_events.n + excluded.n;"
     )
 
