@@ -3,8 +3,8 @@
 A row's state is `draft` (a folder never published, not submitted), `in review` (its
 newest submission waits for a verdict or approved and not yet published), `published`
 or `paused` (with the reason when dripmail paused it by itself). Counts come from
-reporting.overview's grouped queries; alerts from a few more: unknown deliveries, a
-bounce rate over 2 % of emails sent, any complaint. Counts only, no contact.
+reporting.overview and alerts from reporting.counts (the counts the database keeps):
+unknown deliveries, a bounce rate over 2 % of emails sent, any complaint. Counts only, no contact.
 """
 
 from __future__ import annotations
@@ -13,21 +13,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from campaigns.console.reviews import Review, latest_by_campaign
 from campaigns.console.workspace import folders
+from campaigns.reporting import counts
 from campaigns.reporting.overview import campaign_overview
-from campaigns.storage.statuses import PENDING, DeliveryStatus, ReviewState
+from campaigns.storage.statuses import DeliveryStatus, ReviewState
 from campaigns.storage.store import Store
-from campaigns.storage.tables import campaigns, deliveries, enrollments, events
+from campaigns.storage.tables import campaigns
 
-__all__ = ["BOUNCE_ALERT", "CampaignRow", "campaign_rows", "state_of"]
+__all__ = ["BOUNCE_ALERT", "CampaignRow", "alert_lines", "campaign_rows", "state_of"]
 
 BOUNCE_ALERT = 0.02  # a bounce rate above 2 % of emails sent
 NEXT_DAYS = timedelta(days=7)
-_BOUNCES = ("bounced_hard", "bounced_soft")
-_COMPLAINT = "complained"
 
 
 @dataclass
@@ -101,56 +100,42 @@ def _pause_reasons(store: Store) -> dict[str, str]:
 
 
 def _alerts(store: Store) -> dict[str, list[str]]:
-    by_campaign = (
-        select(enrollments.c.campaign, func.count())
-        .select_from(deliveries)
-        .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
-        .group_by(enrollments.c.campaign)
-    )
-    by_event = (
-        select(enrollments.c.campaign, func.count(func.distinct(events.c.delivery_id)))
-        .select_from(events)
-        .join(deliveries, deliveries.c.id == events.c.delivery_id)
-        .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
-        .group_by(enrollments.c.campaign)
-    )
+    # From the counts the database keeps: deliveries per status, and deliveries with a
+    # bounce (hard or soft: `bounced_any`) or a complaint.
     with store.connect() as conn:
-        unknown = dict(
-            conn.execute(by_campaign.where(deliveries.c.status == DeliveryStatus.UNKNOWN)).all()
-        )
-        sent = dict(
-            conn.execute(by_campaign.where(deliveries.c.status == DeliveryStatus.SENT)).all()
-        )
-        bounced = dict(conn.execute(by_event.where(events.c.type.in_(_BOUNCES))).all())
-        complained = dict(conn.execute(by_event.where(events.c.type == _COMPLAINT)).all())
+        unknown = counts.status_totals(conn, (DeliveryStatus.UNKNOWN,))
+        sent = counts.status_totals(conn, (DeliveryStatus.SENT,))
+        by_kind = counts.events_by_kind(conn)
+    bounced = {name: n for (name, kind), n in by_kind.items() if kind == "bounced_any"}
+    complained = {name: n for (name, kind), n in by_kind.items() if kind == "complaints"}
+    return alert_lines(unknown, sent, bounced, complained)
+
+
+def alert_lines(
+    unknown: dict[str, int],
+    sent: dict[str, int],
+    bounced: dict[str, int],
+    complained: dict[str, int],
+) -> dict[str, list[str]]:
+    """campaign -> its alerts, from its unknown and sent deliveries, and its deliveries
+    with a bounce (hard or soft) and with a complaint."""
     found: dict[str, list[str]] = {}
-    for name, count in unknown.items():
+    for name, count in sorted(unknown.items()):
         found.setdefault(name, []).append(
             f"{count} unknown deliver{'y' if count == 1 else 'ies'}: "
             "see `dripmail deliveries --status unknown`"
         )
-    for name, count in bounced.items():
+    for name, count in sorted(bounced.items()):
         total = sent.get(name, 0) + unknown.get(name, 0)
         if total and count / total > BOUNCE_ALERT:
             found.setdefault(name, []).append(
                 f"bounce rate {count / total:.1%} ({count} of {total} sent), over 2 %"
             )
-    for name, count in complained.items():
+    for name, count in sorted(complained.items()):
         found.setdefault(name, []).append(f"{count} complaint{'' if count == 1 else 's'}")
     return found
 
 
 def _next_sends(store: Store, now: datetime) -> dict[str, tuple[datetime, int]]:
-    query = (
-        select(
-            enrollments.c.campaign,
-            func.min(deliveries.c.due_at),
-            func.count().filter(deliveries.c.due_at < now + NEXT_DAYS),
-        )
-        .select_from(deliveries)
-        .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
-        .where(deliveries.c.status.in_(PENDING))
-        .group_by(enrollments.c.campaign)
-    )
     with store.connect() as conn:
-        return {name: (first, int(soon)) for name, first, soon in conn.execute(query)}
+        return counts.next_sends(conn, now, NEXT_DAYS)

@@ -1,10 +1,14 @@
-"""The console's campaign folders: DRIPMAIL_WORKSPACE, read from disk on every request.
+"""The console's campaign folders: DRIPMAIL_WORKSPACE, looked at on every request.
 
-A folder edited on disk (by hand, by `dripmail split`) is what the next page shows: there
-is no cache to go stale. A change saved in the console is checked by loading the whole
-campaign with the new text first (nothing is written when it would not load), then
-written to the folder's file atomically (a temporary file in the same folder, renamed
-over the old one), so the CLI and workers never read half a file.
+A folder edited on disk (by hand, by `dripmail split`) is what the next page shows: each
+request looks at every file of the folder (its inode, size, modification and change
+times) and parses the folder again when any of them differs from the last reading (a
+file written, replaced, added or removed), so the dashboard does not parse 50 folders
+of YAML and Markdown per request, and no reading can go stale. A change saved in the
+console is checked by loading the whole campaign with the new text first (nothing is
+written when it would not load), then written to the folder's file atomically (a
+temporary file in the same folder, renamed over the old one), so the CLI and workers
+never read half a file.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,11 +123,43 @@ def claim_folder(root: Path, base: str, taken: Collection[str] = ()) -> Path:
         return path
 
 
+# Folder path -> (its files' fingerprint, the Folder read then).
+_readings: dict[str, tuple[tuple[tuple[str, int, int, int, int], ...], Folder]] = {}
+_readings_lock = threading.Lock()
+
+
+def _fingerprint(path: Path) -> tuple[tuple[str, int, int, int, int], ...]:
+    """Every file under `path`: name, inode, size, mtime and ctime (ns). Any write,
+    rename over, new or removed file changes it (ctime moves even when mtime is set)."""
+    found = []
+    for where, dirs, names in os.walk(path):
+        dirs.sort()
+        for name in sorted(names):
+            full = os.path.join(where, name)
+            try:
+                stat = os.stat(full)
+            except FileNotFoundError:  # removed while we looked: the next look sees it
+                continue
+            found.append((full, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
+    return tuple(found)
+
+
 def read(path: Path) -> Folder:
+    """The folder's campaign (or why it does not load), parsed again only when a file of
+    it changed since the last reading."""
+    key = os.path.abspath(path)
+    mark = _fingerprint(path)
+    with _readings_lock:
+        held = _readings.get(key)
+    if held is not None and held[0] == mark:
+        return held[1]
     try:
-        return Folder(path.name, path, load_folder(path), None)
+        folder = Folder(path.name, path, load_folder(path), None)
     except DripmailError as exc:
-        return Folder(path.name, path, None, str(exc))
+        folder = Folder(path.name, path, None, str(exc))
+    with _readings_lock:
+        _readings[key] = (mark, folder)
+    return folder
 
 
 def folder_path(root: Path, name: str) -> Path:

@@ -1,7 +1,8 @@
 """Every published campaign at a glance: its state, enrolled, pending, sent in the last week.
 
-Read-only, a few grouped queries (no per-campaign loop), for the console's dashboard.
-Counts only: no contact in it.
+Read-only, from the counts the database keeps (reporting/counts.py, migration 0024), for
+the console's dashboard. "Sent in the last 7 days" counts whole UTC hours: from the start
+of the hour 7 days ago. Counts only: no contact in it.
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from campaigns.storage.statuses import PENDING, CampaignStatus, DeliveryStatus
+from campaigns.reporting import counts
+from campaigns.storage.statuses import PENDING, CampaignStatus
 from campaigns.storage.store import Store
-from campaigns.storage.tables import campaigns, deliveries, enrollments
+from campaigns.storage.tables import campaigns
 
 __all__ = ["RECENT", "CampaignOverview", "campaign_overview"]
 
@@ -28,32 +30,18 @@ class CampaignOverview:
     state: str  # "published" or "paused"
     enrolled: int
     pending: int  # emails planned and not yet handed to a sender
-    sent_recently: int  # sent in the last 7 days
+    sent_recently: int  # sent in the last 7 days (from the start of that hour)
     updated_at: datetime
 
 
 def campaign_overview(store: Store, *, now: datetime) -> list[CampaignOverview]:
     """One line per published campaign, by name."""
+    # Read from the counts the database keeps (reporting/counts.py), not the deliveries.
     with store.connect() as conn:
         rows = conn.execute(select(campaigns).order_by(campaigns.c.name)).all()
-        enrolled = dict(
-            conn.execute(
-                select(enrollments.c.campaign, func.count()).group_by(enrollments.c.campaign)
-            ).all()
-        )
-        by_campaign = (
-            select(enrollments.c.campaign, func.count())
-            .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
-            .group_by(enrollments.c.campaign)
-        )
-        pending = dict(conn.execute(by_campaign.where(deliveries.c.status.in_(PENDING))).all())
-        sent = dict(
-            conn.execute(
-                by_campaign.where(
-                    deliveries.c.status == DeliveryStatus.SENT, deliveries.c.sent_at >= now - RECENT
-                )
-            ).all()
-        )
+        enrolled = counts.enrolled(conn)
+        pending = counts.status_totals(conn, PENDING)
+        sent = counts.sent_since(conn, now - RECENT)
     return [
         CampaignOverview(
             row.name,

@@ -26,18 +26,19 @@ from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from campaigns.compliance.event_model import EventKind
 from campaigns.compliance.suppressions import EVENT_TYPES
 from campaigns.planning.confirmations import ConfirmationCounts, confirmation_counts
+from campaigns.reporting import counts
 from campaigns.reporting.conversions import Conversions, campaign_conversions
 from campaigns.reporting.reports import CampaignPause, campaign_pauses
 from campaigns.reporting.variant_stats import StepVariants, step_variants
 from campaigns.storage.publish import open_campaign
 from campaigns.storage.statuses import DeliveryStatus
 from campaigns.storage.store import Store
-from campaigns.storage.tables import deliveries, enrollments, events
+from campaigns.storage.tables import events
 
 # Which stored event types feed which column: the model's kinds, for every provider, and
 # dripmail's own unsubscribes (one per scope, compliance/suppressions.py).
@@ -176,30 +177,17 @@ def campaign_stats(store: Store, ref: str) -> CampaignStats:
     campaign = open_campaign(store, ref)
     name = campaign.name
     steps = {step.key: StepStats(step.position, step.key, step.subject) for step in campaign.steps}
-    of_campaign = (
-        select(deliveries.c.id)
-        .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
-        .where(enrollments.c.campaign == name)
-    )
     with store.connect() as conn:
-        sent = conn.execute(
-            select(deliveries.c.step_key, func.count())
-            .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
-            .where(enrollments.c.campaign == name, deliveries.c.status == DeliveryStatus.SENT)
-            .group_by(deliveries.c.step_key)
-        ).all()
-        # Distinct deliveries per step and column: five opens of one email are one open,
-        # and an unsubscribe from the campaign and then from everything is one unsubscribe.
-        column = case(
-            *((events.c.type.in_(types), name) for name, types in COLUMNS.items()),
-            else_=None,
-        ).label("column")
-        by_step = conn.execute(
-            select(deliveries.c.step_key, column, func.count(events.c.delivery_id.distinct()))
-            .join(deliveries, deliveries.c.id == events.c.delivery_id)
-            .where(events.c.delivery_id.in_(of_campaign), column.is_not(None))
-            .group_by(deliveries.c.step_key, column)
-        ).all()
+        # From the counts the database keeps (reporting/counts.py, migration 0024): sent
+        # deliveries per step, and per step and column the deliveries with at least one
+        # such event (five opens of one email are one open, and an unsubscribe from the
+        # campaign and then from everything is one unsubscribe).
+        sent = counts.deliveries_by_status(conn, name, DeliveryStatus.SENT).items()
+        by_step = [
+            (key, kind, n)
+            for (key, kind), n in counts.events_by_kind(conn, name).items()
+            if kind in COLUMNS
+        ]
         loose: list[tuple[str, int]] = []
         if "campaign" in events.c:  # attribution of delivery-less events needs the column
             loose = conn.execute(

@@ -15,18 +15,24 @@ sends so far.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, Row, case, func, select
 
 from campaigns.authoring.spec import Campaign
 from campaigns.authoring.variant_spec import label
 from campaigns.reporting.significance import LEVEL, sample_size, two_proportion_test
 from campaigns.storage.statuses import DeliveryStatus, EnrollmentStatus
-from campaigns.storage.tables import deliveries, enrollments, events, variant_winners
+from campaigns.storage.tables import (
+    count_deliveries,
+    deliveries,
+    enrollments,
+    events,
+    variant_winners,
+)
 
 __all__ = ["METRIC_NOUN", "StepVariants", "VariantCounts", "WinnerRecord", "step_variants"]
 
@@ -173,23 +179,28 @@ def step_variants(
     converted = func.sum(
         case((of_campaign.c.enrollment_status == EnrollmentStatus.CONVERTED, 1), else_=0)
     )
-    sent = conn.execute(
-        select(of_campaign.c.step_key, of_campaign.c.variant, func.count(), converted).group_by(
-            of_campaign.c.step_key, of_campaign.c.variant
+    sent: Sequence[Row] = []
+    counted: Sequence[Row] = []
+    if _may_have_variants(conn, name):
+        sent = conn.execute(
+            select(of_campaign.c.step_key, of_campaign.c.variant, func.count(), converted).group_by(
+                of_campaign.c.step_key, of_campaign.c.variant
+            )
+        ).all()
+        column = case(*((events.c.type.in_(types[c]), c) for c in COLUMNS), else_=None).label(
+            "column"
         )
-    ).all()
-    column = case(*((events.c.type.in_(types[c]), c) for c in COLUMNS), else_=None).label("column")
-    counted = conn.execute(
-        select(
-            of_campaign.c.step_key,
-            of_campaign.c.variant,
-            column,
-            func.count(events.c.delivery_id.distinct()),
-        )
-        .join(events, events.c.delivery_id == of_campaign.c.id)
-        .where(column.is_not(None))
-        .group_by(of_campaign.c.step_key, of_campaign.c.variant, column)
-    ).all()
+        counted = conn.execute(
+            select(
+                of_campaign.c.step_key,
+                of_campaign.c.variant,
+                column,
+                func.count(events.c.delivery_id.distinct()),
+            )
+            .join(events, events.c.delivery_id == of_campaign.c.id)
+            .where(column.is_not(None))
+            .group_by(of_campaign.c.step_key, of_campaign.c.variant, column)
+        ).all()
     winners = {
         row.step_key: WinnerRecord(
             row.variant, row.metric, row.after, row.decided_at, json.loads(row.figures)
@@ -223,6 +234,37 @@ def step_variants(
         found.winner = winners.get(key)
         _compare(found)
     return sorted(steps.values(), key=lambda s: (s.position is None, s.position or 0, s.key))
+
+
+def _may_have_variants(conn: Connection, name: str) -> bool:
+    """Whether any sent delivery of a step key the campaign sent on went as a variant.
+
+    The step keys come from the counts (count_deliveries), the probe from the partial
+    index ix_deliveries_variant (rows with a variant only), so a campaign without
+    variants is told apart without walking its deliveries; with variants, the counting
+    queries above run as they are.
+    """
+    keys = list(
+        conn.scalars(
+            select(count_deliveries.c.step_key).where(
+                count_deliveries.c.campaign == name,
+                count_deliveries.c.status == DeliveryStatus.SENT,
+                count_deliveries.c.n != 0,
+            )
+        )
+    )
+    if not keys:
+        return False
+    probe = (
+        select(deliveries.c.id)
+        .where(
+            deliveries.c.variant.is_not(None),
+            deliveries.c.status == DeliveryStatus.SENT,
+            deliveries.c.step_key.in_(keys),
+        )
+        .limit(1)
+    )
+    return conn.scalar(probe) is not None
 
 
 def _default_metric(untracked: Collection[str]) -> str:

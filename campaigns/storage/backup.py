@@ -28,7 +28,7 @@ from sqlalchemy import inspect, select
 
 from campaigns.errors import ConfigurationError, InputError
 from campaigns.storage.store import LEGACY_REVISIONS, MIGRATIONS, VERSION_TABLE, Store
-from campaigns.storage.tables import meta, metadata
+from campaigns.storage.tables import count_event_kinds, meta, metadata
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PG_DUMP_MAGIC = b"PGDMP"  # the first bytes of a pg_dump custom-format archive
@@ -231,13 +231,14 @@ def restore(store: Store, source: Path, *, force: bool = False) -> Verified:
 
 
 def is_empty(store: Store) -> bool:
-    """True when no dripmail table holds a row (the schema and its secrets do not count)."""
+    """True when no dripmail table holds a row (the schema, its secrets and the fixed map
+    of counted event kinds, migration 0024, do not count)."""
     if store.path is not None and (not store.path.exists() or store.path.stat().st_size == 0):
         return True
     with store.connect() as conn:
         present = set(inspect(conn).get_table_names())
         for table in metadata.sorted_tables:
-            if table.name not in present or table is meta:
+            if table.name not in present or table is meta or table is count_event_kinds:
                 continue
             if conn.execute(select(1).select_from(table).limit(1)).first() is not None:
                 return False

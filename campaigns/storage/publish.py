@@ -8,6 +8,7 @@ that fixes a campaign it had to keep back (`dripmail plan FOLDER --apply`).
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
 from pathlib import Path
@@ -155,6 +156,13 @@ def load_version(conn: Connection, name: str, version: str | None = None) -> spe
     )
     if files is None:
         raise NotFoundError(f"campaign {name!r} has no version {version}")
+    return _load_published(files)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_published(files: str) -> spec.Campaign:
+    # A published version never changes (its name is the hash of these files), so the
+    # same text is parsed once per process, not on every statistics page or report.
     return spec.load_files(json.loads(files), origin="")
 
 

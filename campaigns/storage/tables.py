@@ -495,3 +495,50 @@ confirmations = Table(
 )
 Index("ix_confirmations_send_due", confirmations.c.send_due_at)
 Index("ix_confirmations_expires", confirmations.c.expires_at)
+
+# Counts for the console (migration 0024): kept by database triggers on enrollments,
+# deliveries and events, never written by the engine; read by reporting/counts.py.
+# `hour` is the UTC hour 'YYYY-MM-DD HH'. `n` of count_events is deliveries with at
+# least one event of the kind, as the statistics count them.
+count_enrolled = Table(
+    "count_enrolled",
+    metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+count_deliveries = Table(
+    "count_deliveries",
+    metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("step_key", String(64), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+count_due_hours = Table(  # pending deliveries by the hour they are due; no row at zero
+    "count_due_hours",
+    metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("hour", String(13), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+count_sent_hours = Table(
+    "count_sent_hours",
+    metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("hour", String(13), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+count_event_kinds = Table(  # which event types feed which kind of count_events
+    "count_event_kinds",
+    metadata,
+    Column("type", String(32), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+)
+count_events = Table(
+    "count_events",
+    metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("step_key", String(64), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("n", Integer, nullable=False),
+)

@@ -5,8 +5,9 @@ From 0012 on, a migration's `upgrade()` may only expand: create tables and index
 columns that are nullable or have a server default, drop an index (no query's result
 depends on one). Anything else (dropping, renaming or altering a column or table, a
 constraint, `batch_alter_table`'s table copy, rewriting rows with `execute`/`get_bind`;
-but `CREATE FUNCTION`/`CREATE TRIGGER` and asking `get_bind().dialect.name` add nothing
-the previous release reads) is a contract step, allowed only in a migration that says
+but `CREATE FUNCTION`/`CREATE TRIGGER`, an `INSERT INTO` a table the same upgrade creates
+(filling it from the existing rows) and asking `get_bind().dialect.name` add nothing the
+previous release reads) is a contract step, allowed only in a migration that says
 so: a module-level `CONTRACT = "..."` naming why the previous release no longer uses
 what it changes.
 """
@@ -40,6 +41,15 @@ def contract_steps(source: str) -> list[str]:
         node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "upgrade"
     )
     found = []
+    created = {
+        call.args[0].value
+        for call in ast.walk(upgrade)
+        if isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == "create_table"
+        and call.args
+        and isinstance(call.args[0], ast.Constant)
+    }
     # `op.get_bind().dialect.name` only asks which database this is.
     dialect_checks = {
         id(node.value.value)
@@ -58,7 +68,7 @@ def contract_steps(source: str) -> list[str]:
         name = call.func.attr
         if name == "get_bind" and id(call) in dialect_checks:
             continue
-        if name == "execute" and _creates(call):
+        if name == "execute" and _creates(call, created):
             continue
         if name not in EXPAND:
             found.append(f"op.{name} (line {call.lineno})")
@@ -69,14 +79,20 @@ def contract_steps(source: str) -> list[str]:
     return found
 
 
-def _creates(call: ast.Call) -> bool:
-    """`op.execute("CREATE FUNCTION|TRIGGER ...")`: DDL that adds (a new table's trigger)."""
+def _creates(call: ast.Call, created: set[str]) -> bool:
+    """`op.execute("CREATE FUNCTION|TRIGGER ...")`: DDL that adds (a new table's trigger),
+    or `op.execute("INSERT INTO new_table ...")` for a table in `created` (its first
+    contents). An f-string counts by its leading literal text."""
     first = call.args[0] if call.args else None
-    return (
-        isinstance(first, ast.Constant)
-        and isinstance(first.value, str)
-        and first.value.lstrip().upper().startswith(("CREATE FUNCTION", "CREATE TRIGGER"))
-    )
+    if isinstance(first, ast.JoinedStr) and first.values:
+        first = first.values[0]
+    if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+        return False
+    text = first.value.lstrip()
+    words = text.split()
+    if len(words) >= 3 and [w.upper() for w in words[:2]] == ["INSERT", "INTO"]:
+        return words[2] in created
+    return text.upper().startswith(("CREATE FUNCTION", "CREATE TRIGGER"))
 
 
 def _nullable_or_defaulted(call: ast.Call) -> bool:
@@ -110,6 +126,12 @@ def test_the_rule_tells_expanding_from_contracting():
     op.create_index("ix_note", "deliveries", ["note"])
 """
     assert contract_steps(migration(expanding)) == []
+    filling = """
+    op.create_table("counts", sa.Column("n", sa.Integer, nullable=False))
+    op.execute(f"INSERT INTO counts (n) SELECT count(*) FROM {table}")
+    op.execute(f"CREATE TRIGGER counts_insert AFTER INSERT ON events BEGIN {body} END")
+"""
+    assert contract_steps(migration(filling)) == []
     assert contract_steps(migration('    op.drop_column("events", "campaign")')) == [
         "op.drop_column (line 5)"
     ]
@@ -121,6 +143,8 @@ def test_the_rule_tells_expanding_from_contracting():
         '    op.alter_column("contacts", "email", new_column_name="address")',
         '    op.rename_table("events", "provider_events")',
         "    op.execute(\"UPDATE events SET type = 'bounced_hard'\")",
+        '    op.execute("INSERT INTO events SELECT * FROM events")',
+        '    op.execute(f"DELETE FROM events WHERE type = {kind}")',
         '    with op.batch_alter_table("events") as batch:\n        batch.drop_column("campaign")',
     ):
         assert contract_steps(migration(body)), body
