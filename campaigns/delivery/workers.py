@@ -41,6 +41,7 @@ from campaigns.errors import ConfigurationError, DripmailError
 from campaigns.logformat import formatter
 from campaigns.notify import NOBODY, Notifier
 from campaigns.settings import Settings
+from campaigns.storage.count_fold import Folder
 from campaigns.storage.publish import load_version
 from campaigns.storage.store import Store, utcnow
 from senders.base import SenderConfigurationError
@@ -126,6 +127,7 @@ def run_worker(
                 alerter=alerter,
             )
             heart = HeartbeatRecorder(store, dispatcher.owner, interval=interval)
+            folder = Folder(store.engine)
             dispatcher.heartbeat = heart.beat
             if notifier.enabled:
                 # Before READY=1, so that `systemctl start` fails on a problem every
@@ -154,6 +156,8 @@ def run_worker(
                     raise
                 observer.ticked(Ticked(time.time()))
                 heart.tick(report)
+                # PostgreSQL: the count changes the triggers appended, into the counts.
+                folder.tick()
                 woken.ticked(report)
                 watch(store, alerter, me=dispatcher.owner)
                 if once:

@@ -7,6 +7,11 @@ deliveries and events themselves. The exceptions are two indexed look-ups over o
 hour of pending deliveries (ix_deliveries_claim): the exact first due time of each
 campaign and the pending emails due before the end of the next 7 days.
 
+On PostgreSQL the triggers append their changes to count_changes instead (no shared
+row locked by the workers' transactions), so each count read here is the count table's
+row plus its pending changes, added up in one statement (storage/count_fold.py moves the
+changes in; a reader folds first when it finds many).
+
 Counts only: no contact in any of them.
 """
 
@@ -16,10 +21,13 @@ from collections import defaultdict
 from collections.abc import Collection
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Table, func, select, union_all
+from sqlalchemy.sql import Subquery
 
+from campaigns.storage.count_fold import fold_if_many
 from campaigns.storage.statuses import PENDING
 from campaigns.storage.tables import (
+    count_changes,
     count_deliveries,
     count_due_hours,
     count_enrolled,
@@ -52,28 +60,49 @@ def _hour_start(key: str) -> datetime:
     return datetime.strptime(key, _HOUR).replace(tzinfo=UTC)
 
 
+def _counted(conn: Connection, table: Table, counter: str, keys: tuple[str, ...]) -> Subquery:
+    """`table`'s counts with the pending changes of `counter` added, one row per key.
+
+    Folds first when many changes are pending (PostgreSQL)."""
+    fold_if_many(conn)
+    others = (count_changes.c.k1, count_changes.c.k2)[: len(keys)]
+    both = union_all(
+        select(table.c.campaign, *(table.c[k] for k in keys), table.c.n),
+        select(
+            count_changes.c.campaign,
+            *(column.label(k) for column, k in zip(others, keys, strict=True)),
+            count_changes.c.n,
+        ).where(count_changes.c.counter == counter),
+    ).subquery()
+    columns = (both.c.campaign, *(both.c[k] for k in keys))
+    return select(*columns, func.sum(both.c.n).label("n")).group_by(*columns).subquery(table.name)
+
+
 def enrolled(conn: Connection) -> dict[str, int]:
     """campaign -> enrollments, whatever their status."""
-    query = select(count_enrolled.c.campaign, count_enrolled.c.n).where(count_enrolled.c.n != 0)
+    counted = _counted(conn, count_enrolled, "enrolled", ())
+    query = select(counted.c.campaign, counted.c.n).where(counted.c.n != 0)
     return {name: int(n) for name, n in conn.execute(query)}
 
 
 def status_totals(conn: Connection, statuses: Collection[str]) -> dict[str, int]:
     """campaign -> deliveries in any of `statuses`, all steps."""
+    counted = _counted(conn, count_deliveries, "deliveries", ("step_key", "status"))
     query = (
-        select(count_deliveries.c.campaign, func.sum(count_deliveries.c.n))
-        .where(count_deliveries.c.status.in_(statuses))
-        .group_by(count_deliveries.c.campaign)
+        select(counted.c.campaign, func.sum(counted.c.n))
+        .where(counted.c.status.in_(statuses))
+        .group_by(counted.c.campaign)
     )
     return {name: int(n) for name, n in conn.execute(query) if n}
 
 
 def deliveries_by_status(conn: Connection, campaign: str, status: str) -> dict[str, int]:
     """step_key -> deliveries of `campaign` in `status`."""
-    query = select(count_deliveries.c.step_key, count_deliveries.c.n).where(
-        count_deliveries.c.campaign == campaign,
-        count_deliveries.c.status == status,
-        count_deliveries.c.n != 0,
+    counted = _counted(conn, count_deliveries, "deliveries", ("step_key", "status"))
+    query = select(counted.c.step_key, counted.c.n).where(
+        counted.c.campaign == campaign,
+        counted.c.status == status,
+        counted.c.n != 0,
     )
     return {key: int(n) for key, n in conn.execute(query)}
 
@@ -81,31 +110,34 @@ def deliveries_by_status(conn: Connection, campaign: str, status: str) -> dict[s
 def events_by_kind(conn: Connection, campaign: str | None = None) -> dict[tuple[str, str], int]:
     """(step_key, kind) -> deliveries with at least one event of that kind, for one
     campaign; with campaign=None, (campaign, kind) over all steps of every campaign."""
+    counted = _counted(conn, count_events, "events", ("step_key", "kind"))
     if campaign is not None:
-        query = select(count_events.c.step_key, count_events.c.kind, count_events.c.n).where(
-            count_events.c.campaign == campaign, count_events.c.n != 0
+        query = select(counted.c.step_key, counted.c.kind, counted.c.n).where(
+            counted.c.campaign == campaign, counted.c.n != 0
         )
     else:
-        query = select(
-            count_events.c.campaign, count_events.c.kind, func.sum(count_events.c.n)
-        ).group_by(count_events.c.campaign, count_events.c.kind)
+        query = select(counted.c.campaign, counted.c.kind, func.sum(counted.c.n)).group_by(
+            counted.c.campaign, counted.c.kind
+        )
     return {(first, kind): int(n) for first, kind, n in conn.execute(query) if n}
 
 
 def sent_since(conn: Connection, since: datetime) -> dict[str, int]:
     """campaign -> emails sent from the start of the UTC hour of `since` on."""
+    counted = _counted(conn, count_sent_hours, "sent", ("hour",))
     query = (
-        select(count_sent_hours.c.campaign, func.sum(count_sent_hours.c.n))
-        .where(count_sent_hours.c.hour >= hour_key(since))
-        .group_by(count_sent_hours.c.campaign)
+        select(counted.c.campaign, func.sum(counted.c.n))
+        .where(counted.c.hour >= hour_key(since))
+        .group_by(counted.c.campaign)
     )
     return {name: int(n) for name, n in conn.execute(query) if n}
 
 
 def sent_per_day(conn: Connection, campaign: str) -> dict[date, int]:
     """UTC day -> emails of `campaign` sent that day (days with a send only)."""
-    query = select(count_sent_hours.c.hour, count_sent_hours.c.n).where(
-        count_sent_hours.c.campaign == campaign, count_sent_hours.c.n != 0
+    counted = _counted(conn, count_sent_hours, "sent", ("hour",))
+    query = select(counted.c.hour, counted.c.n).where(
+        counted.c.campaign == campaign, counted.c.n != 0
     )
     days: dict[date, int] = defaultdict(int)
     for hour, n in conn.execute(query):
@@ -136,10 +168,9 @@ def next_sends(
 ) -> dict[str, tuple[datetime, int]]:
     """campaign -> (its earliest pending email's due time, pending emails due before
     now + within, overdue ones included); campaigns with nothing pending are absent."""
+    counted = _counted(conn, count_due_hours, "due", ("hour",))
     rows = conn.execute(
-        select(count_due_hours.c.campaign, count_due_hours.c.hour, count_due_hours.c.n).where(
-            count_due_hours.c.n != 0
-        )
+        select(counted.c.campaign, counted.c.hour, counted.c.n).where(counted.c.n != 0)
     ).all()
     edge = hour_key(now + within)
     first_hour: dict[str, str] = {}

@@ -24,10 +24,10 @@ from sqlalchemy import Connection, Row, case, func, select
 
 from campaigns.authoring.spec import Campaign
 from campaigns.authoring.variant_spec import label
+from campaigns.reporting import counts
 from campaigns.reporting.significance import LEVEL, sample_size, two_proportion_test
 from campaigns.storage.statuses import DeliveryStatus, EnrollmentStatus
 from campaigns.storage.tables import (
-    count_deliveries,
     deliveries,
     enrollments,
     events,
@@ -244,15 +244,7 @@ def _may_have_variants(conn: Connection, name: str) -> bool:
     variants is told apart without walking its deliveries; with variants, the counting
     queries above run as they are.
     """
-    keys = list(
-        conn.scalars(
-            select(count_deliveries.c.step_key).where(
-                count_deliveries.c.campaign == name,
-                count_deliveries.c.status == DeliveryStatus.SENT,
-                count_deliveries.c.n != 0,
-            )
-        )
-    )
+    keys = list(counts.deliveries_by_status(conn, name, DeliveryStatus.SENT))
     if not keys:
         return False
     probe = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -541,4 +542,29 @@ count_events = Table(
     Column("step_key", String(64), primary_key=True),
     Column("kind", String(32), primary_key=True),
     Column("n", Integer, nullable=False),
+)
+# PostgreSQL: the triggers append each statement's changes here instead of updating the
+# count rows (no lock shared between workers); `counter` is enrolled, deliveries, due,
+# sent or events, k1/k2 the count's other keys ('' when it has fewer). Readers add them
+# to the counts; storage/count_fold.py moves them in. Empty on SQLite.
+count_changes = Table(
+    "count_changes",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("counter", String(16), nullable=False),
+    Column("campaign", String(64), nullable=False),
+    Column("k1", String(64), nullable=False),
+    Column("k2", String(32), nullable=False),
+    Column("n", Integer, nullable=False),
+)
+Index("ix_count_changes_counter", count_changes.c.counter, count_changes.c.campaign)
+# PostgreSQL: the (delivery, kind) pairs count_events counts, under a unique key so two
+# concurrent events of one kind count the delivery once. Empty on SQLite (one writer).
+count_event_seen = Table(
+    "count_event_seen",
+    metadata,
+    Column("delivery_id", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(32), primary_key=True),
+    Column("campaign", String(64), nullable=False),
+    Column("step_key", String(64), nullable=False),
 )

@@ -55,6 +55,8 @@ KINDS = (
 )
 KIND_ROWS = ", ".join(f"('{type_}', '{kind}')" for type_, kind in KINDS)
 TABLES = (
+    "count_changes",
+    "count_event_seen",
     "count_enrolled",
     "count_deliveries",
     "count_due_hours",
@@ -177,11 +179,15 @@ SQLITE_ENROLLED = {
     ),
 }
 
-# --- PostgreSQL: statement triggers over transition tables -------------------------------
+# --- PostgreSQL: statement triggers appending to count_changes ----------------------------
+# A trigger never updates a shared count row: each statement's changes, added up per key,
+# are appended to count_changes (no unique key, so no row lock is shared between two
+# workers' transactions: no waits, no deadlocks). Readers add the pending changes to the
+# count tables; storage/count_fold.py moves them into the count tables now and then.
 _PG_HOUR = "to_char({}, 'YYYY-MM-DD HH24')"
-_PG_CAMPAIGN = "(SELECT campaign FROM enrollments WHERE id = {}.enrollment_id)"
+# '' for a delivery whose enrollment is missing, as on SQLite.
+_PG_CAMPAIGN = "coalesce((SELECT campaign FROM enrollments WHERE id = {}.enrollment_id), '')"
 _D_COLUMNS = "enrollment_id, step_key, status, due_at, sent_at"
-_E_COLUMNS = "id, delivery_id, type"
 
 
 def _pg_rows(columns: str, old: bool, new: bool) -> str:
@@ -193,92 +199,79 @@ def _pg_rows(columns: str, old: bool, new: bool) -> str:
     return " UNION ALL ".join(parts)
 
 
-def _pg_sum(table: str, keys: dict[str, str], rows: str, where: str = "true") -> str:
+def _pg_append(counter: str, keys: tuple[str, str, str], rows: str, where: str = "true") -> str:
     # The campaign through a scalar subquery: always one primary-key look-up per row,
     # never a hash join reading all of enrollments (the planner cannot pull it up).
-    names = ", ".join(keys)
-    order = ", ".join(str(n) for n in range(1, len(keys) + 1))
     return (
-        f"INSERT INTO {table} ({names}, n) SELECT {', '.join(keys.values())}, sum(r.sign) "
+        "INSERT INTO count_changes (counter, campaign, k1, k2, n) "
+        f"SELECT '{counter}', {', '.join(keys)}, sum(r.sign) "
         f"FROM (SELECT x.*, {_PG_CAMPAIGN.format('x')} AS campaign FROM ({rows}) x) r "
-        f"WHERE {where} GROUP BY {order} HAVING sum(r.sign) <> 0 ORDER BY {order} "
-        f"ON CONFLICT ({names}) DO UPDATE SET n = {table}.n + excluded.n;"
+        f"WHERE {where} GROUP BY 2, 3, 4 HAVING sum(r.sign) <> 0;"
     )
 
 
 def _pg_delivery_body(old: bool, new: bool) -> str:
     rows = _pg_rows(_D_COLUMNS, old, new)
-    due_hour = _PG_HOUR.format("r.due_at")
-    statements = [
-        _pg_sum(
-            "count_deliveries",
-            {"campaign": "r.campaign", "step_key": "r.step_key", "status": "r.status"},
-            rows,
-        ),
-        _pg_sum(
-            "count_due_hours",
-            {"campaign": "r.campaign", "hour": due_hour},
-            rows,
-            f"r.status IN {PENDING}",
-        ),
-        _pg_sum(
-            "count_sent_hours",
-            {"campaign": "r.campaign", "hour": _PG_HOUR.format("r.sent_at")},
-            rows,
-            "r.status = 'sent' AND r.sent_at IS NOT NULL",
-        ),
-    ]
-    if old:
-        statements.append(
-            "DELETE FROM count_due_hours c USING (SELECT DISTINCT "
-            f"{_PG_CAMPAIGN.format('o')} AS campaign, {_PG_HOUR.format('o.due_at')} AS hour "
-            "FROM old_rows o) r WHERE c.n = 0 AND c.campaign = r.campaign AND c.hour = r.hour;"
+    return " ".join(
+        (
+            _pg_append("deliveries", ("r.campaign", "r.step_key", "r.status"), rows),
+            _pg_append(
+                "due",
+                ("r.campaign", _PG_HOUR.format("r.due_at"), "''"),
+                rows,
+                f"r.status IN {PENDING}",
+            ),
+            _pg_append(
+                "sent",
+                ("r.campaign", _PG_HOUR.format("r.sent_at"), "''"),
+                rows,
+                "r.status = 'sent' AND r.sent_at IS NOT NULL",
+            ),
         )
-    return " ".join(statements)
+    )
 
 
 def _pg_event_body(old: bool, new: bool) -> str:
-    """Per (delivery, kind) touched: counted after the statement minus counted before it.
+    """A delivery counts under a kind while count_event_seen holds (delivery, kind).
 
-    After: the delivery has an event of the kind now. Before: it had one among the events
-    now there that the statement did not write (now minus new), or among the old rows.
-    Set-based (the new and old rows grouped once, joined by hash; the events now there
-    counted through ix_events_delivery), so a statement of many rows costs O(n log n).
+    Removed first: pairs of the old rows with no event of the kind left. Then added: the
+    new rows' pairs, INSERT ... ON CONFLICT DO NOTHING, counting only the rows inserted
+    (a concurrent insert of the same pair waits on the unique index, then does nothing).
+    The seen row keeps the delivery's campaign and step, so a removal counts down even
+    when the delivery itself is gone.
     """
-    empty = "SELECT NULL::integer AS delivery_id, NULL::varchar AS type WHERE false"
-    new_rows = "SELECT delivery_id, type FROM new_rows" if new else empty
-    old_rows = "SELECT delivery_id, type FROM old_rows" if old else empty
-    return (
-        "INSERT INTO count_events (campaign, step_key, kind, n) "
-        f"WITH nk AS (SELECT r.delivery_id, k.kind, count(*) AS c FROM ({new_rows}) r "
-        "JOIN count_event_kinds k ON k.type = r.type WHERE r.delivery_id IS NOT NULL "
-        f"GROUP BY 1, 2), ok AS (SELECT DISTINCT r.delivery_id, k.kind FROM ({old_rows}) r "
-        "JOIN count_event_kinds k ON k.type = r.type WHERE r.delivery_id IS NOT NULL), "
-        "t AS (SELECT delivery_id, kind FROM nk UNION SELECT delivery_id, kind FROM ok), "
-        "c AS (SELECT t.delivery_id, t.kind, (SELECT count(*) FROM events x "
-        "JOIN count_event_kinds m ON m.type = x.type AND m.kind = t.kind "
-        "WHERE x.delivery_id = t.delivery_id) AS now FROM t), "
-        "delta AS (SELECT c.delivery_id, c.kind, (c.now > 0)::integer - "
-        "((c.now - coalesce(nk.c, 0) > 0) OR ok.delivery_id IS NOT NULL)::integer AS d "
-        "FROM c LEFT JOIN nk ON nk.delivery_id = c.delivery_id AND nk.kind = c.kind "
-        "LEFT JOIN ok ON ok.delivery_id = c.delivery_id AND ok.kind = c.kind) "
-        # Each delivery's campaign and step by primary-key look-ups (scalar subqueries).
-        "SELECT k.campaign, k.step_key, k.kind, sum(k.d) FROM (SELECT delta.kind, delta.d, "
-        "(SELECT e.campaign FROM deliveries dl JOIN enrollments e ON e.id = dl.enrollment_id "
-        "WHERE dl.id = delta.delivery_id) AS campaign, (SELECT dl.step_key FROM deliveries dl "
-        "WHERE dl.id = delta.delivery_id) AS step_key FROM delta WHERE delta.d <> 0) k "
-        "WHERE k.campaign IS NOT NULL GROUP BY 1, 2, 3 "
-        "HAVING sum(k.d) <> 0 ORDER BY 1, 2, 3 ON CONFLICT (campaign, step_key, kind) "
-        "DO UPDATE SET n = count_events.n + excluded.n;"
-    )
+    statements = []
+    if old:
+        statements.append(
+            "WITH gone AS (DELETE FROM count_event_seen s USING (SELECT DISTINCT "
+            "o.delivery_id, k.kind FROM old_rows o JOIN count_event_kinds k ON k.type = o.type "
+            "WHERE o.delivery_id IS NOT NULL) p WHERE s.delivery_id = p.delivery_id "
+            "AND s.kind = p.kind AND NOT EXISTS (SELECT 1 FROM events x JOIN count_event_kinds m "
+            "ON m.type = x.type AND m.kind = p.kind WHERE x.delivery_id = p.delivery_id) "
+            "RETURNING s.campaign, s.step_key, s.kind) "
+            "INSERT INTO count_changes (counter, campaign, k1, k2, n) "
+            "SELECT 'events', campaign, step_key, kind, -count(*) FROM gone GROUP BY 2, 3, 4;"
+        )
+    if new:
+        statements.append(
+            "WITH added AS (INSERT INTO count_event_seen (delivery_id, kind, campaign, step_key) "
+            "SELECT p.delivery_id, p.kind, coalesce((SELECT e.campaign FROM enrollments e "
+            "WHERE e.id = d.enrollment_id), ''), d.step_key FROM (SELECT DISTINCT n.delivery_id, "
+            "k.kind FROM new_rows n JOIN count_event_kinds k ON k.type = n.type) p "
+            "JOIN deliveries d ON d.id = p.delivery_id ORDER BY 1, 2 "
+            "ON CONFLICT (delivery_id, kind) DO NOTHING RETURNING campaign, step_key, kind) "
+            "INSERT INTO count_changes (counter, campaign, k1, k2, n) "
+            "SELECT 'events', campaign, step_key, kind, count(*) FROM added GROUP BY 2, 3, 4;"
+        )
+    return " ".join(statements)
 
 
 def _pg_enrolled_body(old: bool, new: bool) -> str:
     rows = _pg_rows("campaign", old, new)
     return (
-        f"INSERT INTO count_enrolled (campaign, n) SELECT r.campaign, sum(r.sign) FROM ({rows}) r "
-        "GROUP BY 1 HAVING sum(r.sign) <> 0 ORDER BY 1 "
-        "ON CONFLICT (campaign) DO UPDATE SET n = count_enrolled.n + excluded.n;"
+        "INSERT INTO count_changes (counter, campaign, k1, k2, n) "
+        f"SELECT 'enrolled', r.campaign, '', '', sum(r.sign) FROM ({rows}) r "
+        "GROUP BY 2 HAVING sum(r.sign) <> 0;"
     )
 
 
@@ -315,6 +308,10 @@ def _fill(hour: str) -> dict[str, str]:
         "FROM events x JOIN count_event_kinds k ON k.type = x.type "
         "JOIN deliveries d ON d.id = x.delivery_id JOIN enrollments e "
         "ON e.id = d.enrollment_id GROUP BY 1, 2, 3",
+        "seen": "SELECT DISTINCT x.delivery_id, k.kind, e.campaign, d.step_key "
+        "FROM events x JOIN count_event_kinds k ON k.type = x.type "
+        "JOIN deliveries d ON d.id = x.delivery_id JOIN enrollments e "
+        "ON e.id = d.enrollment_id",
     }
 
 
@@ -354,6 +351,23 @@ def upgrade() -> None:
         sa.Column("step_key", sa.String(64), primary_key=True),
         sa.Column("kind", sa.String(32), primary_key=True),
         sa.Column("n", sa.Integer, nullable=False),
+    )
+    op.create_table(
+        "count_changes",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sa.Column("counter", sa.String(16), nullable=False),
+        sa.Column("campaign", sa.String(64), nullable=False),
+        sa.Column("k1", sa.String(64), nullable=False),
+        sa.Column("k2", sa.String(32), nullable=False),
+        sa.Column("n", sa.Integer, nullable=False),
+    )
+    op.create_index("ix_count_changes_counter", "count_changes", ["counter", "campaign"])
+    op.create_table(
+        "count_event_seen",
+        sa.Column("delivery_id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("kind", sa.String(32), primary_key=True),
+        sa.Column("campaign", sa.String(64), nullable=False),
+        sa.Column("step_key", sa.String(64), nullable=False),
     )
     op.execute(f"INSERT INTO count_event_kinds (type, kind) VALUES {KIND_ROWS}")
     if op.get_bind().dialect.name == "postgresql":
@@ -412,7 +426,16 @@ def upgrade() -> None:
     op.execute(f"INSERT INTO count_deliveries (campaign, step_key, status, n) {fill['deliveries']}")
     op.execute(f"INSERT INTO count_due_hours (campaign, hour, n) {fill['due']}")
     op.execute(f"INSERT INTO count_sent_hours (campaign, hour, n) {fill['sent']}")
-    op.execute(f"INSERT INTO count_events (campaign, step_key, kind, n) {fill['events']}")
+    if hour == _PG_HOUR:
+        op.execute(
+            f"INSERT INTO count_event_seen (delivery_id, kind, campaign, step_key) {fill['seen']}"
+        )
+        op.execute(
+            "INSERT INTO count_events (campaign, step_key, kind, n) SELECT campaign, "
+            "step_key, kind, count(*) FROM count_event_seen GROUP BY 1, 2, 3"
+        )
+    else:
+        op.execute(f"INSERT INTO count_events (campaign, step_key, kind, n) {fill['events']}")
 
 
 def downgrade() -> None:
