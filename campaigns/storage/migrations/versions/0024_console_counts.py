@@ -18,13 +18,19 @@ two million deliveries and their events on each request (campaigns/reporting/cou
   kind (five opens of one email are one open), as the statistics have always counted.
 
 Triggers keep them true whatever writes the rows (hand-off, recording, conversions,
-unsubscribes and their undo, edits, pause and resume, erasure, newsletters, a script):
-row triggers on SQLite (one writer at a time), statement triggers with transition tables
-on PostgreSQL, which add each statement's changes up and write each count once, in key
-order, so concurrent workers take the count rows' locks in one order. The tables are
-filled from the existing rows in the same transaction, after the triggers exist (on
-PostgreSQL CREATE TRIGGER locks the tables against writes until the commit, so no write
-of a running worker is missed or counted twice). Expand only: new tables, their triggers.
+unsubscribes and their undo, edits, pause and resume, erasure, newsletters, a script).
+SQLite: row triggers updating the count tables (one writer at a time). PostgreSQL:
+statement triggers with transition tables that only append each statement's sums to
+count_changes (no row lock shared by two workers' transactions, so no waits and no
+deadlocks); readers add those to the counts and storage/count_fold.py folds them in.
+count_event_seen holds the (delivery, kind) pairs count_events counts, under a unique
+key: an event counts its delivery only when its pair is new (two concurrent opens of
+one email count once), and a pair's campaign and step count it down when its last
+event goes, even after the delivery. The tables are filled from the existing rows in
+the same transaction, after the triggers exist (on PostgreSQL CREATE TRIGGER locks the
+tables against writes until the commit, so no write of a running worker is missed or
+counted twice; the writers wait for the fill: 0.5 s for 200,000 deliveries and 100,000
+events, 7.4 s for ten times that). Expand only: new tables, their triggers.
 """
 
 from __future__ import annotations
@@ -152,24 +158,49 @@ SQLITE_DELIVERY_UPDATE = " ".join(
 )
 
 
-def _event_bump(row: str, delta: str) -> str:
-    """Count `row`'s delivery under each kind of its type unless another event of the
-    delivery already has that kind (so a kind counts deliveries, not events)."""
+_SEEN_KINDS = "(SELECT kind FROM count_event_kinds WHERE type = {}.type)"
+
+
+def _event_added(row: str) -> str:
+    """Count `row`'s delivery under each kind of its type that count_event_seen does not
+    hold yet, then add those pairs (with the delivery's campaign and step)."""
+    source = (
+        f"FROM count_event_kinds k JOIN deliveries d ON d.id = {row}.delivery_id "
+        f"WHERE k.type = {row}.type"
+    )
+    campaign = "coalesce((SELECT campaign FROM enrollments WHERE id = d.enrollment_id), '')"
     return (
-        "INSERT INTO count_events (campaign, step_key, kind, n) "
-        f"SELECT e.campaign, d.step_key, k.kind, {delta} "
-        "FROM count_event_kinds k JOIN deliveries d ON d.id = "
-        f"{row}.delivery_id JOIN enrollments e ON e.id = d.enrollment_id "
-        f"WHERE k.type = {row}.type AND NOT EXISTS (SELECT 1 FROM events x "
-        "JOIN count_event_kinds m ON m.type = x.type AND m.kind = k.kind "
-        f"WHERE x.delivery_id = {row}.delivery_id AND x.id <> {row}.id) "
-        "ON CONFLICT (campaign, step_key, kind) DO UPDATE SET n = count_events.n + excluded.n;"
+        f"INSERT INTO count_events (campaign, step_key, kind, n) "
+        f"SELECT {campaign}, d.step_key, k.kind, 1 {source} AND NOT EXISTS (SELECT 1 "
+        f"FROM count_event_seen s WHERE s.delivery_id = {row}.delivery_id AND s.kind = k.kind) "
+        "ON CONFLICT (campaign, step_key, kind) DO UPDATE SET n = count_events.n + excluded.n; "
+        "INSERT INTO count_event_seen (delivery_id, kind, campaign, step_key) "
+        f"SELECT {row}.delivery_id, k.kind, {campaign}, d.step_key {source} "
+        "ON CONFLICT (delivery_id, kind) DO NOTHING;"
     )
 
 
-SQLITE_EVENT_INSERT = _event_bump("NEW", "1")
-SQLITE_EVENT_DELETE = _event_bump("OLD", "-1")
-SQLITE_EVENT_UPDATE = f"{_event_bump('OLD', '-1')} {_event_bump('NEW', '1')}"
+def _event_removed(row: str) -> str:
+    """Count down, by the pair's own campaign and step, each kind of `row`'s type that no
+    event of its delivery has any more, and drop those pairs."""
+    none_left = (
+        "NOT EXISTS (SELECT 1 FROM events x JOIN count_event_kinds m ON m.type = x.type "
+        f"AND m.kind = {{}}.kind WHERE x.delivery_id = {row}.delivery_id)"
+    )
+    return (
+        "INSERT INTO count_events (campaign, step_key, kind, n) "
+        "SELECT s.campaign, s.step_key, s.kind, -1 FROM count_event_seen s "
+        f"WHERE s.delivery_id = {row}.delivery_id AND s.kind IN {_SEEN_KINDS.format(row)} "
+        f"AND {none_left.format('s')} "
+        "ON CONFLICT (campaign, step_key, kind) DO UPDATE SET n = count_events.n + excluded.n; "
+        f"DELETE FROM count_event_seen WHERE delivery_id = {row}.delivery_id "
+        f"AND kind IN {_SEEN_KINDS.format(row)} AND {none_left.format('count_event_seen')};"
+    )
+
+
+SQLITE_EVENT_INSERT = _event_added("NEW")
+SQLITE_EVENT_DELETE = _event_removed("OLD")
+SQLITE_EVENT_UPDATE = f"{_event_removed('OLD')} {_event_added('NEW')}"
 SQLITE_ENROLLED = {
     "insert": _bump("count_enrolled", {"campaign": "NEW.campaign"}, "1"),
     "delete": _bump("count_enrolled", {"campaign": "OLD.campaign"}, "-1"),
@@ -304,10 +335,6 @@ def _fill(hour: str) -> dict[str, str]:
         f"WHERE d.status IN {PENDING} GROUP BY 1, 2",
         "sent": f"SELECT e.campaign, {hour.format('d.sent_at')}, count(*) {of_delivery} "
         "WHERE d.status = 'sent' AND d.sent_at IS NOT NULL GROUP BY 1, 2",
-        "events": "SELECT e.campaign, d.step_key, k.kind, count(DISTINCT x.delivery_id) "
-        "FROM events x JOIN count_event_kinds k ON k.type = x.type "
-        "JOIN deliveries d ON d.id = x.delivery_id JOIN enrollments e "
-        "ON e.id = d.enrollment_id GROUP BY 1, 2, 3",
         "seen": "SELECT DISTINCT x.delivery_id, k.kind, e.campaign, d.step_key "
         "FROM events x JOIN count_event_kinds k ON k.type = x.type "
         "JOIN deliveries d ON d.id = x.delivery_id JOIN enrollments e "
@@ -426,16 +453,13 @@ def upgrade() -> None:
     op.execute(f"INSERT INTO count_deliveries (campaign, step_key, status, n) {fill['deliveries']}")
     op.execute(f"INSERT INTO count_due_hours (campaign, hour, n) {fill['due']}")
     op.execute(f"INSERT INTO count_sent_hours (campaign, hour, n) {fill['sent']}")
-    if hour == _PG_HOUR:
-        op.execute(
-            f"INSERT INTO count_event_seen (delivery_id, kind, campaign, step_key) {fill['seen']}"
-        )
-        op.execute(
-            "INSERT INTO count_events (campaign, step_key, kind, n) SELECT campaign, "
-            "step_key, kind, count(*) FROM count_event_seen GROUP BY 1, 2, 3"
-        )
-    else:
-        op.execute(f"INSERT INTO count_events (campaign, step_key, kind, n) {fill['events']}")
+    op.execute(
+        f"INSERT INTO count_event_seen (delivery_id, kind, campaign, step_key) {fill['seen']}"
+    )
+    op.execute(
+        "INSERT INTO count_events (campaign, step_key, kind, n) SELECT campaign, "
+        "step_key, kind, count(*) FROM count_event_seen GROUP BY 1, 2, 3"
+    )
 
 
 def downgrade() -> None:
