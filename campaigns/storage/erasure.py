@@ -7,9 +7,6 @@ right. On SQLite the erasing connection turns on `secure_delete` (freed space is
 overwritten with zeros) and `scrub` checkpoints and truncates the write-ahead log, so
 the old bytes are in neither the file nor its -wal file; on PostgreSQL `scrub` runs
 VACUUM (old row versions go; backups and archived WAL keep them until they expire).
-Deliveries and events are kept. Should erasure ever delete them, delete the events
-before their deliveries: SQLite's count triggers (migration 0024) find an event's
-campaign through its delivery, so an event deleted after it would stay counted.
 """
 
 from __future__ import annotations
