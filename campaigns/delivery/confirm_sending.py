@@ -24,7 +24,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from campaigns.delivery.handoff import SenderFor
 from campaigns.errors import DripmailError
 from campaigns.planning.conditions import parse_attributes
-from campaigns.planning.confirmations import expire
+from campaigns.planning.confirmations import claim_of, expire
 from campaigns.planning.expired_signups import forget_expired
 from campaigns.rendering.confirm_email import confirmation_message
 from campaigns.rendering.links import LinkBase
@@ -92,6 +92,7 @@ class ConfirmationSender:
                 confirmations.c.contact_id,
                 confirmations.c.campaign,
                 confirmations.c.sent_at,
+                confirmations.c.requested_at,
                 contacts.c.email,
                 contacts.c.first_name,
                 contacts.c.timezone,
@@ -156,7 +157,7 @@ class ConfirmationSender:
                                     UnsubscribeClaim(row.contact_id, name, None)
                                 )
                             ),
-                            confirm_url=confirm_url(base.url, self._confirm.token(row.id)),
+                            confirm_url=confirm_url(base.url, self._confirm.token(claim_of(row))),
                             message_id=f"{ID_PREFIX}{row.id}",
                             date=now,
                         )
