@@ -114,20 +114,21 @@ class ConfirmationSender:
             ).rowcount
             if won and row.email is not None:  # an erased contact gets nothing
                 taken.append(row)
-        hashes = {self.store.address_hash(r.email): r for r in taken}
+        # Per row, not per address: one contact may have requests in several campaigns.
+        hashes = [(self.store.address_hash(r.email), r) for r in taken]
         blocked = (
             set(
                 conn.scalars(
                     select(suppressions.c.address_hash).where(
                         suppressions.c.address_hash.in_(bindparam("many", expanding=True))
                     ),
-                    {"many": list(hashes)},
+                    {"many": sorted({hashed for hashed, _ in hashes})},
                 )
             )
             if hashes
             else set()
         )
-        return [row for hashed, row in hashes.items() if hashed not in blocked]
+        return [row for hashed, row in hashes if hashed not in blocked]
 
     def _send(self, rows: list, *, now: datetime, report: ConfirmReport) -> None:
         by_campaign = defaultdict(list)
