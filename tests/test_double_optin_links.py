@@ -14,7 +14,10 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from campaigns.authoring.spec import load_folder
-from campaigns.storage.publish import publish
+from campaigns.errors import InputError
+from campaigns.planning.enroll import enroll
+from campaigns.planning.signups import Signup
+from campaigns.storage.publish import load_version, publish
 from campaigns.storage.tables import confirmations, contacts, enrollments
 from campaigns.web.app import create_app
 from tests.conftest import write_clinic_campaign
@@ -110,3 +113,64 @@ def test_two_requests_of_one_contact_due_in_one_tick_both_get_their_email(store,
         ("pat@example.com", "ketamine-and-sleep"),
         ("pat@example.com", "sleep-two"),
     ]
+
+
+def test_an_unconfirmed_sign_up_leaves_a_known_patient_as_they_are(store, two):
+    client, _clock, outbox = two
+    assert sign_up(client, "pat@example.com", attributes={"patient_type": "new"}).status_code == 201
+    with store.connect() as conn:
+        before = conn.execute(select(contacts).where(contacts.c.email == "pat@example.com")).one()
+    # Anyone can post Pat's address to the public form: nothing of Pat's changes...
+    stranger = sign_up(
+        client,
+        "pat@example.com",
+        campaign="sleep-two",
+        first_name="Someone Else",
+        attributes={"patient_type": "returning", "clinic": "north"},
+        language="es",
+    )
+    assert stranger.status_code == 202
+    sleep_two = store_campaign(store, "sleep-two")
+    library = Signup("pat@example.com", "Pat", None, None, "form", tags="anxiety", language="es")
+    assert enroll(store, sleep_two, library, now=T0).awaiting == 1
+    with store.connect() as conn:
+        after = conn.execute(select(contacts).where(contacts.c.email == "pat@example.com")).one()
+    assert after == before
+    # ...nor when Pat confirms: the sequence starts with what Pat's record says.
+    tick(store, T0)
+    (link,) = {confirm_path(m) for m in emails(outbox)["pat@example.com"] if "/c/" in str(m)}
+    assert client.post(link).status_code == 200
+    with store.connect() as conn:
+        confirmed = conn.execute(
+            select(contacts).where(contacts.c.email == "pat@example.com")
+        ).one()
+    assert (confirmed.tags, confirmed.attributes, confirmed.language, confirmed.first_name) == (
+        before.tags,
+        before.attributes,
+        before.language,
+        before.first_name,
+    )
+    assert enrolled(store) == [
+        ("pat@example.com", "ketamine-and-sleep"),
+        ("pat@example.com", "sleep-two"),
+    ]
+
+
+@pytest.mark.parametrize("option", ["restart", "force"])
+def test_restart_and_force_are_refused_with_double_opt_in(store, two, option):
+    client, _clock, _outbox = two
+    assert sign_up(client, "pat@example.com", campaign="sleep-two").status_code == 202
+    signup = Signup("pat@example.com", "Pat", None, None, "front desk")
+    for campaign, double in (
+        (store_campaign(store, "sleep-two"), None),
+        (store_campaign(store, "ketamine-and-sleep"), True),
+    ):
+        with pytest.raises(InputError, match="cannot be used with double opt-in") as raised:
+            enroll(store, campaign, signup, now=T0, double=double, **{option: True})
+        assert raised.value.field == f"--{option}"
+    assert enrolled(store) == []
+
+
+def store_campaign(store, name: str):
+    with store.connect() as conn:
+        return load_version(conn, name)
