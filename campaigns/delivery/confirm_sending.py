@@ -8,8 +8,9 @@ the same one. The email (rendering/confirm_email.py) goes through the campaign's
 sender, with its unsubscribe link and List-Unsubscribe headers; its id at the provider
 is `confirm-<id>` (never a delivery id). Sent: `sent_at` (or `resent_at` for a repeat)
 is written. A transient refusal owes it again after RETRY_AFTER; a permanent one or a
-lost answer owes nothing more (a repeated sign-up asks again). A suppressed address is
-never written to. These are not delivery rows: they are not in the delivery counts.
+lost answer owes nothing more (a repeated sign-up asks again); a request confirmed,
+ended or expired meanwhile is not owed again. A suppressed address is never written to,
+nor an ended or expired request. These are not delivery rows: they are not in the delivery counts.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class ConfirmationSender:
                 contacts.c.discreet,
             )
             .join(contacts, contacts.c.id == confirmations.c.contact_id)
-            .where(confirmations.c.send_due_at <= now)
+            .where(confirmations.c.send_due_at <= now, confirmations.c.expired_at.is_(None))
             .order_by(confirmations.c.send_due_at, confirmations.c.id)
             .limit(BATCH)
         ).all()
@@ -169,7 +170,13 @@ class ConfirmationSender:
             except DripmailError as exc:
                 # The campaign's own problem (its sender refused, it is gone): owed again
                 # later, and the rest of the round goes on.
-                log.warning("confirmations of campaign %s kept back: %s", name, exc)
+                # The error's type only: a sender's message can quote the recipient.
+                log.warning(
+                    "confirmations %s of campaign %s kept back: %s",
+                    ",".join(str(row.id) for row in group),
+                    name,
+                    type(exc).__name__,
+                )
                 again.extend(row.id for row in group)
                 report.failed += len(group)
                 continue
@@ -191,7 +198,13 @@ class ConfirmationSender:
             if again:
                 conn.execute(
                     update(confirmations)
-                    .where(confirmations.c.id.in_(again), confirmations.c.confirmed_at.is_(None))
+                    .where(
+                        confirmations.c.id.in_(again),
+                        # Not if confirmed, ended (unsubscribed) or expired meanwhile.
+                        confirmations.c.confirmed_at.is_(None),
+                        confirmations.c.expired_at.is_(None),
+                        confirmations.c.expires_at > now,
+                    )
                     .values(send_due_at=now + RETRY_AFTER)
                 )
         report.sent += len(sent)
