@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from campaigns.authoring.spec import load_folder
 from campaigns.delivery.webhook_endpoints import add_endpoint
 from campaigns.errors import InputError
+from campaigns.planning.confirmations import claim_of
 from campaigns.rendering.confirm_email import confirmation_message
 from campaigns.rendering.personalise import Recipient
 from campaigns.rendering.tokens import ConfirmSigner, contact_links
@@ -74,8 +75,8 @@ def test_import_and_enroll_flags_then_confirm(setup):
     assert len(list((tmp / "out").glob("*.eml"))) == 4
 
     with store.connect() as conn:
-        first = conn.scalar(select(confirmations.c.id).order_by(confirmations.c.id))
-    token = ConfirmSigner(store.secret_key()).token(first)
+        first = conn.execute(select(confirmations).order_by(confirmations.c.id)).first()
+    token = ConfirmSigner(store.secret_key()).token(claim_of(first))
     clock = utc("2026-03-03T08:30")
     with TestClient(create_app(store, clock=lambda: clock)) as client:
         assert "your email is confirmed" in client.post(f"/c/{token}").text

@@ -14,7 +14,7 @@ from campaigns.authoring.spec import load_folder
 from campaigns.compliance.suppressions import add_suppression, leave_newsletter
 from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.errors import InputError
-from campaigns.planning.confirmations import confirm
+from campaigns.planning.confirmations import claim_of, confirm
 from campaigns.planning.contacts import retag
 from campaigns.planning.enroll import enroll, import_csv
 from campaigns.planning.newsletter import cancel_newsletter, schedule_newsletter
@@ -285,11 +285,11 @@ def test_a_sign_up_waiting_for_its_confirmation_gets_no_newsletter(store, issue,
     assert len(plan.due) == 3 and plan.skipped_unconfirmed == 2
 
     with store.connect() as conn:
-        first = conn.scalar(
-            select(confirmations.c.id)
+        first = conn.execute(
+            select(confirmations)
             .join(contacts, contacts.c.id == confirmations.c.contact_id)
             .where(contacts.c.email == "new1@example.com")
-        )
-    confirm(store, first, now=NOW)
+        ).one()
+    confirm(store, claim_of(first), now=NOW)
     again = schedule_newsletter(store, issue, ["patients"], now=NOW, at=utc("2026-06-02T12:00"))
     assert len(again.due) == 1 and again.skipped_unconfirmed == 1 and again.already == 3

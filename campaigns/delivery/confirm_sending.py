@@ -8,8 +8,9 @@ the same one. The email (rendering/confirm_email.py) goes through the campaign's
 sender, with its unsubscribe link and List-Unsubscribe headers; its id at the provider
 is `confirm-<id>` (never a delivery id). Sent: `sent_at` (or `resent_at` for a repeat)
 is written. A transient refusal owes it again after RETRY_AFTER; a permanent one or a
-lost answer owes nothing more (a repeated sign-up asks again). A suppressed address is
-never written to. These are not delivery rows: they are not in the delivery counts.
+lost answer owes nothing more (a repeated sign-up asks again); a request confirmed,
+ended or expired meanwhile is not owed again. A suppressed address is never written to,
+nor an ended or expired request. These are not delivery rows: they are not in the delivery counts.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from campaigns.delivery.handoff import SenderFor
 from campaigns.errors import DripmailError
 from campaigns.planning.conditions import parse_attributes
-from campaigns.planning.confirmations import expire
+from campaigns.planning.confirmations import claim_of, expire
 from campaigns.planning.expired_signups import forget_expired
 from campaigns.rendering.confirm_email import confirmation_message
 from campaigns.rendering.links import LinkBase
@@ -92,6 +93,7 @@ class ConfirmationSender:
                 confirmations.c.contact_id,
                 confirmations.c.campaign,
                 confirmations.c.sent_at,
+                confirmations.c.requested_at,
                 contacts.c.email,
                 contacts.c.first_name,
                 contacts.c.timezone,
@@ -100,7 +102,7 @@ class ConfirmationSender:
                 contacts.c.discreet,
             )
             .join(contacts, contacts.c.id == confirmations.c.contact_id)
-            .where(confirmations.c.send_due_at <= now)
+            .where(confirmations.c.send_due_at <= now, confirmations.c.expired_at.is_(None))
             .order_by(confirmations.c.send_due_at, confirmations.c.id)
             .limit(BATCH)
         ).all()
@@ -113,20 +115,21 @@ class ConfirmationSender:
             ).rowcount
             if won and row.email is not None:  # an erased contact gets nothing
                 taken.append(row)
-        hashes = {self.store.address_hash(r.email): r for r in taken}
+        # Per row, not per address: one contact may have requests in several campaigns.
+        hashes = [(self.store.address_hash(r.email), r) for r in taken]
         blocked = (
             set(
                 conn.scalars(
                     select(suppressions.c.address_hash).where(
                         suppressions.c.address_hash.in_(bindparam("many", expanding=True))
                     ),
-                    {"many": list(hashes)},
+                    {"many": sorted({hashed for hashed, _ in hashes})},
                 )
             )
             if hashes
             else set()
         )
-        return [row for hashed, row in hashes.items() if hashed not in blocked]
+        return [row for hashed, row in hashes if hashed not in blocked]
 
     def _send(self, rows: list, *, now: datetime, report: ConfirmReport) -> None:
         by_campaign = defaultdict(list)
@@ -156,7 +159,7 @@ class ConfirmationSender:
                                     UnsubscribeClaim(row.contact_id, name, None)
                                 )
                             ),
-                            confirm_url=confirm_url(base.url, self._confirm.token(row.id)),
+                            confirm_url=confirm_url(base.url, self._confirm.token(claim_of(row))),
                             message_id=f"{ID_PREFIX}{row.id}",
                             date=now,
                         )
@@ -167,7 +170,13 @@ class ConfirmationSender:
             except DripmailError as exc:
                 # The campaign's own problem (its sender refused, it is gone): owed again
                 # later, and the rest of the round goes on.
-                log.warning("confirmations of campaign %s kept back: %s", name, exc)
+                # The error's type only: a sender's message can quote the recipient.
+                log.warning(
+                    "confirmations %s of campaign %s kept back: %s",
+                    ",".join(str(row.id) for row in group),
+                    name,
+                    type(exc).__name__,
+                )
                 again.extend(row.id for row in group)
                 report.failed += len(group)
                 continue
@@ -189,7 +198,13 @@ class ConfirmationSender:
             if again:
                 conn.execute(
                     update(confirmations)
-                    .where(confirmations.c.id.in_(again), confirmations.c.confirmed_at.is_(None))
+                    .where(
+                        confirmations.c.id.in_(again),
+                        # Not if confirmed, ended (unsubscribed) or expired meanwhile.
+                        confirmations.c.confirmed_at.is_(None),
+                        confirmations.c.expired_at.is_(None),
+                        confirmations.c.expires_at > now,
+                    )
                     .values(send_due_at=now + RETRY_AFTER)
                 )
         report.sent += len(sent)

@@ -4,7 +4,8 @@
 contacts not yet enrolled in the campaign: each gets one `confirmations` row whose
 `send_due_at` tells the worker a confirmation email is owed now, and the transaction
 announces it (storage/wakeup.py) so a listening worker sends it at once. A repeated
-sign-up while unconfirmed owes the email again, at most once a day (RESEND_AFTER); one
+sign-up while unconfirmed owes the email again, at most once a day (RESEND_AFTER,
+counted from when the repeat was owed, so even while it is being sent); one
 after the request expired (or was confirmed and its enrollment since removed) starts
 over. Confirming, expiring and the worker's probe are campaigns/planning/confirmations.py.
 """
@@ -95,10 +96,12 @@ def request_confirmations(
         )
     if resend:
         # A fresh request: the email goes again, and the patient has the whole window.
+        # `resent_at` is stamped now, when it is owed, not when the provider answers: a
+        # sign-up repeated while this one is being sent must not owe a third at once.
         conn.execute(
             update(confirmations)
             .where(confirmations.c.id.in_(resend), confirmations.c.send_due_at.is_(None))
-            .values(send_due_at=now, expires_at=expires)
+            .values(send_due_at=now, expires_at=expires, resent_at=now)
         )
     if fresh or restart or resend:
         announce_due(conn)
@@ -119,5 +122,6 @@ def end_requests(conn: Connection, contact_id: int, campaign: str | None, *, now
 
 
 def _last_asked(row) -> datetime:
-    """When the patient was last sent (or, failing that, asked for) a confirmation."""
+    """When a confirmation was last owed again (`resent_at`, stamped when owed, so it
+    counts while the email is in flight), else first sent, else first asked for."""
     return row.resent_at or row.sent_at or row.requested_at

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, bindparam, func, literal, select, update
 
@@ -25,6 +25,7 @@ from campaigns.planning.conditions import parse_attributes
 from campaigns.planning.contacts import split_tags
 from campaigns.planning.enroll import enroll_confirmed
 from campaigns.planning.signups import Contact
+from campaigns.rendering.tokens import ConfirmClaim
 from campaigns.storage.outbox import emit, listening
 from campaigns.storage.publish import load_version
 from campaigns.storage.statuses import WebhookEvent
@@ -34,6 +35,8 @@ from campaigns.storage.wakeup import announce_due
 
 log = logging.getLogger("dripmail.confirm")
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 class Confirmed(enum.StrEnum):
     """What a POST on the confirm page did."""
@@ -42,7 +45,7 @@ class Confirmed(enum.StrEnum):
     ALREADY = "already"  # confirmed before: nothing changed
     EXPIRED = "expired"  # too late: sign up again
     REFUSED = "refused"  # the address is suppressed (unsubscribed, bounced) or gone
-    UNKNOWN = "unknown"  # no such request (erased, or never made)
+    UNKNOWN = "unknown"  # its campaign is no longer published
 
 
 @dataclass(frozen=True)
@@ -58,16 +61,45 @@ class Request:
     expired: bool
 
 
-def find(store: Store, confirmation_id: int, *, now: datetime) -> Request | None:
-    """The request a confirm link names, or None; changes nothing (a GET)."""
+def round_of(requested_at: datetime) -> int:
+    """A request's round as its links carry it: `requested_at` in whole microseconds
+    since the epoch (exact, unlike a float timestamp). A new round (a sign-up after
+    the old one expired or ended) moves `requested_at`, so the old round's links die."""
+    return (requested_at - _EPOCH) // timedelta(microseconds=1)
+
+
+def claim_of(row) -> ConfirmClaim:
+    """What a confirm link for this `confirmations` row names."""
+    return ConfirmClaim(row.id, row.contact_id, row.campaign, round_of(row.requested_at))
+
+
+def _matches(row, claim: ConfirmClaim) -> bool:
+    """Whether the row is still the request the link was made for: same contact, same
+    campaign, same round (not another sign-up that got its id, nor a later round)."""
+    return (
+        row.contact_id == claim.contact_id
+        and row.campaign == claim.campaign
+        and round_of(row.requested_at) == claim.round
+    )
+
+
+def find(store: Store, claim: ConfirmClaim, *, now: datetime) -> Request:
+    """The request a confirm link names; changes nothing (a GET). A link whose request
+    is gone, or whose id now names another request or round, shows as expired, naming
+    only what the link itself says."""
     with store.connect() as conn:
         row = conn.execute(
             select(confirmations, contacts.c.language)
             .join(contacts, contacts.c.id == confirmations.c.contact_id)
-            .where(confirmations.c.id == confirmation_id)
+            .where(confirmations.c.id == claim.confirmation_id)
         ).first()
-    if row is None:
-        return None
+    if row is None or not _matches(row, claim):
+        # Ours (the signature holds), but its request is gone (expired and forgotten) or
+        # the id is another request's now: as for any expired link, sign up again.
+        ended = now if row is None else row.expires_at
+        return Request(
+            claim.confirmation_id, claim.contact_id, claim.campaign, None, None, ended, True
+        )
     expired = row.confirmed_at is None and (row.expired_at is not None or row.expires_at <= now)
     return Request(
         row.id,
@@ -80,18 +112,19 @@ def find(store: Store, confirmation_id: int, *, now: datetime) -> Request | None
     )
 
 
-def confirm(store: Store, confirmation_id: int, *, now: datetime) -> Confirmed:
+def confirm(store: Store, claim: ConfirmClaim, *, now: datetime) -> Confirmed:
     """Confirm the request (a POST from its link): plan the sequence from `now`.
 
-    Idempotent: a second POST changes nothing and says ALREADY.
+    Idempotent: a second POST changes nothing and says ALREADY. A link of another
+    request or an earlier round says EXPIRED and changes nothing.
     """
     with store.begin() as conn:
-        query = select(confirmations).where(confirmations.c.id == confirmation_id)
+        query = select(confirmations).where(confirmations.c.id == claim.confirmation_id)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()  # two POSTs at once: the second waits, then ALREADY
         row = conn.execute(query).first()
-        if row is None:
-            return Confirmed.UNKNOWN
+        if row is None or not _matches(row, claim):
+            return Confirmed.EXPIRED  # gone, or another request's (or round's) id now
         if row.confirmed_at is not None:
             return Confirmed.ALREADY
         if row.expired_at is not None or row.expires_at <= now:

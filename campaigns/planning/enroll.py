@@ -78,8 +78,17 @@ def enroll(
     are cancelled and the sequence is planned again from the new sign-up). A suppressed
     or unsubscribed address is not enrolled without `force` (staff vouch for new consent).
     `double` (None: the campaign's `confirm`) asks the patient to confirm first: no
-    enrollment yet, a confirmation owed instead (planning/confirmations.py).
+    enrollment yet, a confirmation owed instead (planning/confirmations.py). `restart`
+    and `force` enroll at once, so they are refused with double opt-in (InputError).
     """
+    double = _double(campaign, double)
+    if double and (restart or force):
+        raise InputError(
+            "enrolls at once, without the patient's confirmation, so it cannot be used "
+            "with double opt-in (--double-opt-in, or `confirm: double` in campaign.yaml): "
+            "leave it out, or enroll into a single opt-in campaign",
+            field="--restart" if restart else "--force",
+        )
     contact = validate(signup, campaign, now=now)
     with store.begin() as conn:
         publish(conn, campaign, now=now)
@@ -92,7 +101,7 @@ def enroll(
             now=now,
             restart=restart,
             force=force,
-            double=_double(campaign, double),
+            double=double,
         )
     report.campaign, report.steps = campaign.name, len(campaign.steps)
     return report
@@ -271,9 +280,13 @@ def _enroll_chunk(
         ids.update(_contact_ids(conn, [c.email for c in new]))
     new_emails = {c.email for c in new}
     known = [c for c in batch if c.email not in new_emails]
-    _add_tags(conn, [(ids[c.email], c.tags) for c in known if c.tags])
-    _add_attributes(conn, [(ids[c.email], c.attributes) for c in known if c.attributes])
-    _set_languages(conn, [(ids[c.email], c.language) for c in known if c.language])
+    if not double:
+        # With double opt-in anyone can post an address: a known contact's tags,
+        # attributes and language (what their running emails read) stay as they are,
+        # before and after the confirmation; only a new contact is made with them.
+        _add_tags(conn, [(ids[c.email], c.tags) for c in known if c.tags])
+        _add_attributes(conn, [(ids[c.email], c.attributes) for c in known if c.attributes])
+        _set_languages(conn, [(ids[c.email], c.language) for c in known if c.language])
     # A contact made just now has no enrollment and no email anywhere yet.
     known_ids = [ids[c.email] for c in known]
     existing = (

@@ -129,8 +129,21 @@ def _signed_payload(serializer: URLSafeTimedSerializer, token: str, kind: str) -
         raise TokenError(f"not a valid {kind} link") from exc
 
 
+@dataclass(frozen=True)
+class ConfirmClaim:
+    """The one request a confirm link was made for: the row, its contact, its campaign,
+    and its round (`requested_at` in microseconds since the epoch; planning/
+    confirmations.round_of). A row id alone is not enough: SQLite gives a deleted row's
+    id to the next sign-up, and a new round of the same contact reuses its row."""
+
+    confirmation_id: int
+    contact_id: int
+    campaign: str
+    round: int
+
+
 class ConfirmSigner:
-    """Makes and reads double opt-in links (`/c/<token>`): a confirmation's id, signed.
+    """Makes and reads double opt-in links (`/c/<token>`): a ConfirmClaim, signed.
 
     How long the link is good for is the request's own `expires_at` (the campaign's
     `confirm_within`), checked where it is confirmed; the signature's age is capped
@@ -142,15 +155,25 @@ class ConfirmSigner:
             secret_key, salt=CONFIRM_SALT, serializer=_BoundedJSON
         )
 
-    def token(self, confirmation_id: int) -> str:
-        return self._serializer.dumps(["c", confirmation_id])
+    def token(self, claim: ConfirmClaim) -> str:
+        return self._serializer.dumps(
+            ["c", claim.confirmation_id, claim.contact_id, claim.campaign, claim.round]
+        )
 
-    def read(self, token: str) -> int:
-        """The confirmation id of a token we signed, or TokenError."""
+    def read(self, token: str) -> ConfirmClaim:
+        """The claim of a token we signed, or TokenError."""
         payload = _signed_payload(self._serializer, token, "confirmation")
-        if not isinstance(payload, list) or len(payload) != 2 or payload[0] != "c":
+        if not isinstance(payload, list) or len(payload) != 5 or payload[0] != "c":
             raise TokenError("not a valid confirmation link")
-        return _id(payload[1])
+        _, confirmation_id, contact_id, campaign, round_ = payload
+        if not isinstance(campaign, str) or not 0 < len(campaign) <= 64:
+            raise TokenError("not a valid confirmation link")
+        if not isinstance(round_, int) or isinstance(round_, bool) or round_ < 0:
+            raise TokenError("not a valid confirmation link")
+        try:
+            return ConfirmClaim(_id(confirmation_id), _id(contact_id), campaign, round_)
+        except TokenError:
+            raise TokenError("not a valid confirmation link") from None
 
 
 @dataclass(frozen=True)

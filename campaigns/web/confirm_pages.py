@@ -1,7 +1,9 @@
 """The double opt-in page of `dripmail serve`: GET and POST /c/<token>.
 
 The link in a confirmation email (delivery/confirm_sending.py) carries a signed
-token naming the request (rendering/tokens.ConfirmSigner). GET shows the page with one
+token naming the request: its row, contact, campaign and round
+(rendering/tokens.ConfirmSigner); a link whose request is gone or started over reads
+as expired. GET shows the page with one
 button and changes nothing: mail providers and security gateways fetch (GET, HEAD)
 every link of an email, and must not confirm anyone. POST confirms
 (planning/confirmations.confirm: the sequence is planned from that moment); a second
@@ -30,7 +32,7 @@ from campaigns.errors import NotFoundError
 from campaigns.planning.confirmations import Confirmed, confirm, find
 from campaigns.planning.confirmations import Request as ConfirmRequest
 from campaigns.rendering.catalogs import N_
-from campaigns.rendering.tokens import ConfirmSigner, TokenError
+from campaigns.rendering.tokens import ConfirmClaim, ConfirmSigner, TokenError
 from campaigns.storage.publish import load_version
 from campaigns.storage.store import Store
 
@@ -52,12 +54,14 @@ def confirm_routes(
     """GET and POST /c/{token}, for `campaigns.web.app.create_app`."""
     signer = ConfirmSigner(store.secret_key())
 
-    def request_of(token: str) -> ConfirmRequest | None:
+    def claim_of(token: str) -> ConfirmClaim | None:
         try:
-            confirmation_id = signer.read(token)
+            return signer.read(token)
         except TokenError:
             return None
-        return find(store, confirmation_id, now=clock())
+
+    def request_of(claim: ConfirmClaim | None) -> ConfirmRequest | None:
+        return None if claim is None else find(store, claim, now=clock())
 
     def look(found: ConfirmRequest) -> dict[str, Any]:
         """The campaign's brand and organisation, in the patient's language."""
@@ -76,7 +80,7 @@ def confirm_routes(
 
     async def show(request: Request) -> Response:
         token = request.path_params["token"]
-        found = await run_in_threadpool(request_of, token)
+        found = await run_in_threadpool(request_of, claim_of(token))
         if found is None:
             return invalid(NOT_A_REQUEST, request)
         if found.confirmed_at is not None:
@@ -89,10 +93,11 @@ def confirm_routes(
 
     async def post(request: Request) -> Response:
         token = request.path_params["token"]
-        found = await run_in_threadpool(request_of, token)
-        if found is None:
+        claim = claim_of(token)
+        found = await run_in_threadpool(request_of, claim)
+        if claim is None or found is None:
             return invalid(NOT_A_REQUEST, request)
-        done = await run_in_threadpool(partial(confirm, store, found.id, now=clock()))
+        done = await run_in_threadpool(partial(confirm, store, claim, now=clock()))
         if done == Confirmed.UNKNOWN:
             return invalid(NOT_A_REQUEST, request)
         log.info("confirm page: contact %d, %s", found.contact_id, done.value)
