@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, Table, delete, select, update
 
 from campaigns.compliance.suppressions import add_suppression, cancel_pending, suppression_of
 from campaigns.errors import InputError
@@ -64,6 +64,12 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+def _of_contact(conn: Connection, table: Table, contact_id: int) -> list[dict[str, Any]]:
+    """Every row of `table` that names this contact, oldest first."""
+    query = select(table).where(table.c.contact_id == contact_id).order_by(table.c.id)
+    return [_row(r) for r in conn.execute(query)]
+
+
 def _row(row: Any) -> dict[str, Any]:
     return {key: _iso(value) for key, value in row._mapping.items()}
 
@@ -86,31 +92,10 @@ def export_contact(store: Store, email: str) -> dict[str, Any]:
         held_confirmations: list[dict[str, Any]] = []
         if contact is not None:
             # Double opt-in requests: asked, sent, confirmed or expired, per campaign.
-            held_confirmations = [
-                _row(r)
-                for r in conn.execute(
-                    select(confirmations)
-                    .where(confirmations.c.contact_id == contact.id)
-                    .order_by(confirmations.c.id)
-                )
-            ]
+            held_confirmations = _of_contact(conn, confirmations, contact.id)
             # What they did that a goal may name (booked): planning/conversions.py.
-            held_contact_events = [
-                _row(r)
-                for r in conn.execute(
-                    select(contact_events)
-                    .where(contact_events.c.contact_id == contact.id)
-                    .order_by(contact_events.c.id)
-                )
-            ]
-            held_enrollments = [
-                _row(r)
-                for r in conn.execute(
-                    select(enrollments)
-                    .where(enrollments.c.contact_id == contact.id)
-                    .order_by(enrollments.c.id)
-                )
-            ]
+            held_contact_events = _of_contact(conn, contact_events, contact.id)
+            held_enrollments = _of_contact(conn, enrollments, contact.id)
             held_deliveries = [
                 _row(r)
                 for r in conn.execute(
