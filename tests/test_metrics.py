@@ -19,13 +19,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -35,7 +32,7 @@ from campaigns.monitoring.metrics import Metrics
 from campaigns.settings import Settings
 from campaigns.storage.store import Store
 from campaigns.web.app import create_app
-from tests.conftest import write_clinic_campaign
+from tests.real_clock import always_open_campaign, open_zone
 from tests.sendgrid_server import Fault, SendGridServer
 from tests.test_sendgrid import NOW as SENDGRID_NOW
 from tests.test_sendgrid import FakeTime, enroll_many, sender_factory
@@ -122,25 +119,6 @@ def started() -> Iterator[Callable[..., Running]]:
     yield start
     for process in processes:
         process.stop()
-
-
-def open_zone() -> str:
-    """A zone where it is not near midnight now, so a 00:00-23:59 window is open."""
-    for name in ("UTC", "Asia/Tokyo", "America/New_York"):
-        hour = datetime.now(UTC).astimezone(ZoneInfo(name)).hour
-        if 1 <= hour <= 21:
-            return name
-    raise AssertionError("no zone away from midnight")
-
-
-def always_open_campaign(folder: Path) -> Path:
-    """The clinic campaign, its window open all day every day."""
-    write_clinic_campaign(folder)
-    spec_file = folder / "campaign.yaml"
-    spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
-    spec["send_window"] = {"start": "00:00", "end": "23:59"}
-    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    return folder
 
 
 def sign_up(folder: Path, cwd: Path, env: dict[str, str], people: list[tuple[str, str]]) -> None:

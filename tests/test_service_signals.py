@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.real_clock import always_open_campaign, open_zone
 from tests.smtp_server import Faults, SmtpTestServer
 
 DEADLINE = 120.0  # seconds: a bound for a broken run, never a speed figure
@@ -83,12 +84,15 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
 
 
 def import_contacts(folder: Path, clinic_folder: Path, env: dict[str, str]) -> None:
-    """CONTACTS sign-ups whose first email is due at 2026-03-02T15:00Z."""
+    """CONTACTS sign-ups made on 2026-03-02, every email of theirs overdue now, in a zone
+    where the campaign's all-day window is open at this hour (`run` loops on the real clock,
+    and CI runs at any hour)."""
+    zone = open_zone()
     csv_file = folder / "contacts.csv"
     csv_file.write_text(
         "email,first_name,timezone,signed_up_at,consent\n"
         + "".join(
-            f"patient{i}@example.com,Pat{i},America/New_York,2026-03-02T10:00,web form\n"
+            f"patient{i}@example.com,Pat{i},{zone},2026-03-02T10:00,web form\n"
             for i in range(CONTACTS)
         )
     )
@@ -130,8 +134,10 @@ def stop_mid_run(
         )  # fmt: skip
         try:
             assert "READY=1" in heard(sock, until="READY=1")
+            deadline = time.monotonic() + DEADLINE
             while len(relay.received) < 5:  # sending is under way
                 assert worker.poll() is None, worker.communicate()
+                assert time.monotonic() < deadline, "the worker sent nothing"
                 time.sleep(0.01)
             worker.send_signal(signal.SIGTERM)
             assert "STOPPING=1" in heard(sock, until="STOPPING=1")
@@ -155,14 +161,16 @@ def stop_mid_run(
     assert by_status.get("scheduled", 0) >= CONTACTS - received
 
 
-def test_run_says_ready_and_stops_cleanly_on_sigterm(clinic_folder, tmp_path, notify_socket):
+def test_run_says_ready_and_stops_cleanly_on_sigterm(tmp_path, notify_socket):
     url = f"sqlite:///{tmp_path / 'dripmail.db'}"
+    clinic_folder = always_open_campaign(tmp_path / "clinic")
     stop_mid_run(url, clinic_folder, tmp_path, *notify_socket)
 
 
 def test_run_with_workers_says_ready_once_all_are_and_stops_them_cleanly(
-    postgres_url, clinic_folder, tmp_path, abstract_notify_socket
+    postgres_url, tmp_path, abstract_notify_socket
 ):
+    clinic_folder = always_open_campaign(tmp_path / "clinic")
     stop_mid_run(postgres_url, clinic_folder, tmp_path, *abstract_notify_socket, "--workers", "2")
 
 
