@@ -7,6 +7,7 @@ file sender, patients confirm on the real `serve` app; 7 days pass by the engine
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,12 +15,14 @@ import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
+import campaigns.storage.store as store_module
 from campaigns.authoring.spec import load_folder
 from campaigns.planning.confirmations import confirmation_counts
 from campaigns.planning.conversions import ContactEvent, record_event
 from campaigns.planning.enroll import enroll
 from campaigns.planning.signups import Signup
 from campaigns.storage.publish import publish
+from campaigns.storage.store import Store
 from campaigns.storage.tables import confirmations, contacts, enrollments, suppressions
 from campaigns.web.app import create_app
 from tests.conftest import write_clinic_campaign
@@ -29,6 +32,7 @@ from tests.test_privacy import database_bytes
 CAMPAIGN = "ketamine-and-sleep"
 OTHER = "sleep-tips"
 EXPIRED = T0 + timedelta(days=7, minutes=1)
+HELD = ("Dr Quimby-Farthingale", "Dr Zanzibar-Hollowell")  # held attribute values
 
 
 @pytest.fixture
@@ -80,6 +84,10 @@ def test_ten_sign_ups_four_confirm_six_expired_addresses_leave_no_byte(store, si
     for address, name in [*people, elsewhere]:
         answer = sign_up(client, address, name)
         assert answer.status_code == 202, answer.text
+    # Known contacts signing up (again): what they would change is held, unconfirmed.
+    for address, name, value in ((*elsewhere, HELD[0]), (*people[-1], HELD[1])):
+        answer = sign_up(client, address, name, attributes={"referrer": value}, language="es")
+        assert answer.status_code == 202, answer.text
     tick(store, T0)
     mail = emails(outbox)
     confirmed, strangers = people[:4], people[4:]
@@ -112,6 +120,8 @@ def test_ten_sign_ups_four_confirm_six_expired_addresses_leave_no_byte(store, si
         for address, name in strangers:
             assert address.encode() not in scanned
             assert name.encode() not in scanned
+        for value in HELD:  # the held changes of the erased and of the kept contact
+            assert value.encode() not in scanned
         for address, name in [*confirmed, elsewhere]:  # the scan does see what is kept
             assert address.encode() in scanned and name.encode() in scanned
 
@@ -159,3 +169,41 @@ def test_tags_given_with_the_sign_up_keep_nothing_and_a_recorded_event_keeps_the
     if store.is_sqlite:
         scanned = database_bytes(store)
         assert tagged[0].encode() not in scanned and tagged[1].encode() not in scanned
+
+
+@pytest.fixture
+def built_without_secure_delete(monkeypatch):
+    """SQLite as built without SECURE_DELETE (not Debian's): an updated row's old copy
+    stays in the page's free space unless dripmail turns secure_delete on."""
+    pragmas = store_module._sqlite_pragmas
+
+    def off_first(dbapi_connection, record):
+        dbapi_connection.execute("PRAGMA secure_delete=OFF")
+        pragmas(dbapi_connection, record)
+
+    monkeypatch.setattr(store_module, "_sqlite_pragmas", off_first)
+
+
+@pytest.mark.sqlite_only
+def test_held_changes_replaced_then_expired_leave_no_byte_on_any_sqlite_build(
+    built_without_secure_delete, tmp_path
+):
+    store = Store(f"sqlite:///{tmp_path / 'plain.db'}")
+    store.settings = store.settings.model_copy(update={"outbox": str(tmp_path / "outbox")})
+    try:
+        folder = write_clinic_campaign(tmp_path / "clinic")
+        campaign = load_folder(folder)
+        people = [f"reader.{i}@clinic-mail.example" for i in range(40)]
+        for address in people:  # new contacts: made at once, nothing held
+            enroll(store, campaign, Signup(address, consent="front desk"), now=T0, double=True)
+        for round_, at in enumerate((T0, T0 + timedelta(days=2))):
+            for i, address in enumerate(people):  # known now: held, then replaced
+                value = f"Held{round_}x{i:03d}" + "z" * (i * 7 % 40)
+                signup = Signup(address, consent="front desk", attributes={"referrer": value})
+                enroll(store, campaign, signup, now=at, double=True)
+            tick(store, at)
+        assert b"Held1x000" in database_bytes(store)  # the scan sees a held value
+        tick(store, EXPIRED + timedelta(days=2))
+        assert re.findall(rb"Held\dx\d{3}", database_bytes(store)) == []
+    finally:
+        store.close()

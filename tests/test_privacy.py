@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select, text, update
 from typer.testing import CliRunner
 
+from campaigns.authoring.spec import load_folder
 from campaigns.compliance.privacy import export_contact, forget_contact
 from campaigns.compliance.sendgrid_events import apply_sendgrid_events
 from campaigns.delivery.dispatcher import Dispatcher
@@ -18,6 +19,7 @@ from campaigns.storage.store import Store, utcnow
 from campaigns.storage.tables import contacts, deliveries, enrollments, suppressions
 from cli import app as cli_app
 from senders.file import FileSender
+from tests.conftest import write_clinic_campaign
 from tests.helpers import utc
 
 ADDRESS = "zebulon.quill@example.org"
@@ -33,6 +35,23 @@ def dripmail(*args: str):
 def enroll_person(store, campaign, address=ADDRESS, name=NAME) -> int:
     signup = Signup(address, name, "Europe/London", "2026-03-02T10:00", "clinic sign-up form")
     return enroll(store, campaign, signup, now=NOW).enrollment_ids[0]
+
+
+# Attribute values a known contact's double opt-in sign-ups held (the second replaced
+# the first), not yet confirmed: the patient's data, erased with them.
+HELD = ("Dr Zanzibar-Hollowell", "Dr Quimby-Farthingale")
+
+
+def hold_sign_ups(store, tmp_path: Path, address: str = ADDRESS) -> None:
+    """Two double opt-in sign-ups of a known contact for a second campaign, each holding
+    an attribute value on the waiting request (planning/held_changes.py)."""
+    spec = write_clinic_campaign(tmp_path / "second") / "campaign.yaml"
+    spec.write_text(spec.read_text().replace("name: ketamine-and-sleep", "name: second", 1))
+    second = load_folder(spec.parent)
+    for value in HELD:
+        signup = Signup(address, consent="clinic sign-up form", attributes={"referrer": value})
+        assert enroll(store, second, signup, now=NOW, double=True).pending <= 1
+    assert HELD[1].encode() in database_bytes(store)
 
 
 def database_bytes(store: Store) -> bytes:
@@ -97,8 +116,9 @@ def test_export_of_someone_we_hold_nothing_on(store):
 
 
 @pytest.mark.sqlite_only
-def test_forget_leaves_nothing_of_the_person_in_the_database_files(store, clinic, person):
+def test_forget_leaves_nothing_of_the_person_in_the_database_files(store, clinic, person, tmp_path):
     enrollment_id, first = person
+    hold_sign_ups(store, tmp_path)
     assert ADDRESS.encode() in database_bytes(store)
     assert NAME.encode() in database_bytes(store)
     with store.connect() as conn:
@@ -113,6 +133,7 @@ def test_forget_leaves_nothing_of_the_person_in_the_database_files(store, clinic
     assert ADDRESS.encode() not in held
     assert NAME.encode() not in held
     assert b"zebulon" not in held.lower()
+    assert not [value for value in HELD if value.encode() in held]
     assert b"Kimberley" in held  # others are untouched
     # Opaque rows stay for statistics; the person's pending emails are cancelled.
     with store.connect() as conn:

@@ -37,6 +37,7 @@ from sqlalchemy import Connection, Table, delete, select, update
 from campaigns.compliance.suppressions import add_suppression, cancel_pending, suppression_of
 from campaigns.errors import InputError
 from campaigns.planning.contacts import display_address, normalise_email
+from campaigns.planning.held_changes import held_for_export
 from campaigns.storage.erasure import clear_contacts, erasing, scrub
 from campaigns.storage.store import Store
 from campaigns.storage.tables import (
@@ -93,6 +94,8 @@ def export_contact(store: Store, email: str) -> dict[str, Any]:
         if contact is not None:
             # Double opt-in requests: asked, sent, confirmed or expired, per campaign.
             held_confirmations = _of_contact(conn, confirmations, contact.id)
+            for request in held_confirmations:  # what a waiting sign-up would change
+                request["held_changes"] = held_for_export(request.get("held_changes"))
             # What they did that a goal may name (booked): planning/conversions.py.
             held_contact_events = _of_contact(conn, contact_events, contact.id)
             held_enrollments = _of_contact(conn, enrollments, contact.id)

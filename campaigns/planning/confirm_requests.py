@@ -7,12 +7,14 @@ announces it (storage/wakeup.py) so a listening worker sends it at once. A repea
 sign-up while unconfirmed owes the email again, at most once a day (RESEND_AFTER,
 counted from when the repeat was owed, so even while it is being sent); one
 after the request expired (or was confirmed and its enrollment since removed) starts
-over. Confirming, expiring and the worker's probe are campaigns/planning/confirmations.py.
+over. A known contact's tags, attributes and language are held on the request until
+confirmed (planning/held_changes.py); a repeat replaces them with its own. Confirming,
+expiring and the worker's probe are campaigns/planning/confirmations.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,11 +43,21 @@ def confirm_window(campaign: Campaign) -> timedelta:
 
 
 def request_confirmations(
-    conn: Connection, campaign: Campaign, contact_ids: Sequence[int], *, now: datetime
+    conn: Connection,
+    campaign: Campaign,
+    contact_ids: Sequence[int],
+    *,
+    now: datetime,
+    held: Mapping[int, str | None] | None = None,
 ) -> Requested:
-    """Owe each contact a confirmation email for `campaign`, in the caller's transaction."""
+    """Owe each contact a confirmation email for `campaign`, in the caller's transaction.
+
+    `held`: contact id -> what the sign-up would change on a known contact (JSON text,
+    planning/held_changes.py), kept on the request until confirmed; it replaces what
+    an earlier sign-up held (a contact missing from it holds nothing now)."""
     if not contact_ids:
         return Requested()
+    held = held or {}
     expires = now + confirm_window(campaign)
     found = {
         row.contact_id: row
@@ -68,6 +80,7 @@ def request_confirmations(
                     "requested_at": now,
                     "send_due_at": now,
                     "expires_at": expires,
+                    "held_changes": held.get(contact_id),
                 }
                 for contact_id in fresh
             ],
@@ -103,6 +116,24 @@ def request_confirmations(
             .where(confirmations.c.id.in_(resend), confirmations.c.send_due_at.is_(None))
             .values(send_due_at=now, expires_at=expires, resent_at=now)
         )
+    changed = [
+        {"b_id": row.id, "b_held": held.get(row.contact_id)}
+        for row in found.values()
+        if row.held_changes != held.get(row.contact_id)
+    ]
+    if changed:
+        # The newest sign-up's changes replace the held ones. Never onto a request that
+        # was confirmed or expired meanwhile (its changes are applied, or must go).
+        conn.execute(
+            update(confirmations)
+            .where(
+                confirmations.c.id == bindparam("b_id"),
+                confirmations.c.confirmed_at.is_(None),
+                confirmations.c.expired_at.is_(None),
+            )
+            .values(held_changes=bindparam("b_held")),
+            changed,
+        )
     if fresh or restart or resend:
         announce_due(conn)
     return Requested(len(fresh) + len(restart), len(resend), waiting)
@@ -118,7 +149,9 @@ def end_requests(conn: Connection, contact_id: int, campaign: str | None, *, now
     )
     if campaign is not None:
         query = query.where(confirmations.c.campaign == campaign)
-    return conn.execute(query.values(expired_at=now, send_due_at=None)).rowcount or 0
+    # What the sign-up held for them goes with it (planning/held_changes.py).
+    values = {"expired_at": now, "send_due_at": None, "held_changes": None}
+    return conn.execute(query.values(**values)).rowcount or 0
 
 
 def _last_asked(row) -> datetime:

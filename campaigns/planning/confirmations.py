@@ -4,8 +4,9 @@ A sign-up with `confirm: double` (campaign.yaml, the sign-up API's `"confirm":
 "double"`, `import`/`enroll --double-opt-in`) leaves a `confirmations` row and no
 enrollment (planning/confirm_requests.py). The worker sends the confirmation email
 (delivery/confirm_sending.py); the patient's POST on the confirm page calls `confirm`,
-which plans the sequence in the same transaction, counting delays from the
-confirmation, records `contacts.confirmed_at` beside the sign-up's `consent_at`, and
+which applies what a known contact's sign-up held (tags, attributes, language;
+planning/held_changes.py) and plans the sequence in the same transaction, counting
+delays from the confirmation, records `contacts.confirmed_at` beside the sign-up's `consent_at`, and
 emits the `confirmed` webhook event. A request never confirmed is marked expired by
 the worker's tick (`expire`) once `expires_at` has passed: it has no enrollment and no
 delivery rows. Times are the engine's `now`.
@@ -21,9 +22,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, bindparam, func, literal, select, update
 
 from campaigns.errors import NotFoundError
-from campaigns.planning.conditions import parse_attributes
-from campaigns.planning.contacts import split_tags
 from campaigns.planning.enroll import enroll_confirmed
+from campaigns.planning.held_changes import read_held
 from campaigns.planning.signups import Contact
 from campaigns.rendering.tokens import ConfirmClaim
 from campaigns.storage.outbox import emit, listening
@@ -113,7 +113,9 @@ def find(store: Store, claim: ConfirmClaim, *, now: datetime) -> Request:
 
 
 def confirm(store: Store, claim: ConfirmClaim, *, now: datetime) -> Confirmed:
-    """Confirm the request (a POST from its link): plan the sequence from `now`.
+    """Confirm the request (a POST from its link): apply what the sign-up held for a
+    known contact, then plan the sequence from `now` (so it reads the new tags,
+    attributes and language).
 
     Idempotent: a second POST changes nothing and says ALREADY. A link of another
     request or an earlier round says EXPIRED and changes nothing.
@@ -136,14 +138,19 @@ def confirm(store: Store, claim: ConfirmClaim, *, now: datetime) -> Confirmed:
             campaign = load_version(conn, row.campaign)
         except NotFoundError:
             return Confirmed.UNKNOWN
+        # The contact is known here: enrolling it adds these tags and attributes and sets
+        # this language first, as a single opt-in sign-up of a known contact does (unless
+        # the address is suppressed), then plans with them.
+        held = read_held(row.held_changes)
         contact = Contact(
             email=person.email,
             first_name=person.first_name,
             timezone=person.timezone,
             signed_up_at=now,  # delays count from the confirmation
             consent=person.consent_source or "",
-            tags=tuple(split_tags(person.tags)),
-            attributes=parse_attributes(person.attributes),
+            tags=held.tags,
+            attributes=held.attributes,
+            language=held.language,
         )
         report = enroll_confirmed(conn, store, campaign, contact, now=now)
         if report.suppressed or report.unsubscribed:
@@ -151,7 +158,7 @@ def confirm(store: Store, claim: ConfirmClaim, *, now: datetime) -> Confirmed:
         conn.execute(
             update(confirmations)
             .where(confirmations.c.id == row.id)
-            .values(confirmed_at=now, send_due_at=None)
+            .values(confirmed_at=now, send_due_at=None, held_changes=None)  # applied
         )
         conn.execute(
             update(contacts).where(contacts.c.id == row.contact_id).values(confirmed_at=now)
@@ -184,7 +191,7 @@ def expire(conn: Connection, *, now: datetime) -> list[int]:
             confirmations.c.confirmed_at.is_(None),
             confirmations.c.expired_at.is_(None),
         )
-        .values(expired_at=now, send_due_at=None)
+        .values(expired_at=now, send_due_at=None, held_changes=None)  # never to apply
         .returning(confirmations.c.contact_id)
     )
     return list(result.scalars())

@@ -21,6 +21,7 @@ from campaigns.planning.confirm_requests import request_confirmations
 from campaigns.planning.contacts import join_tags, split_tags
 from campaigns.planning.conversions import campaign_goals, check_event, record_imported
 from campaigns.planning.facts import contact_paces, last_sent
+from campaigns.planning.held_changes import attributes_json, hold
 from campaigns.planning.pace import NO_PACE, Pace
 from campaigns.planning.plans import DriverPlan, plan, planner
 from campaigns.planning.signups import MAX_ATTRIBUTES, Contact, Signup, read_signups, validate
@@ -271,7 +272,7 @@ def _enroll_chunk(
                     stamp,
                     stamp,
                     join_tags(c.tags),
-                    _attributes_json(c.attributes),
+                    attributes_json(c.attributes),
                     c.language,
                 )
                 for c in new
@@ -282,8 +283,8 @@ def _enroll_chunk(
     known = [c for c in batch if c.email not in new_emails]
     if not double:
         # With double opt-in anyone can post an address: a known contact's tags,
-        # attributes and language (what their running emails read) stay as they are,
-        # before and after the confirmation; only a new contact is made with them.
+        # attributes and language (what their running emails read) stay as they are
+        # until the patient confirms; they are held on the request (held_changes.py).
         _add_tags(conn, [(ids[c.email], c.tags) for c in known if c.tags])
         _add_attributes(conn, [(ids[c.email], c.attributes) for c in known if c.attributes])
         _set_languages(conn, [(ids[c.email], c.language) for c in known if c.language])
@@ -329,7 +330,10 @@ def _enroll_chunk(
         report.enrollment_ids.extend(enrollment_id for _, enrollment_id in again)
         _emit_enrolled(conn, campaign.name, [(ids[c.email], e) for c, e in again], now=now)
     if double and fresh:
-        asked = request_confirmations(conn, campaign, [ids[c.email] for c in fresh], now=now)
+        held = {ids[c.email]: hold(c) for c in fresh if c.email not in new_emails}
+        asked = request_confirmations(
+            conn, campaign, [ids[c.email] for c in fresh], held=held, now=now
+        )
         report.pending, report.resent, report.awaiting = asked.new, asked.resent, asked.waiting
         return report
     if not fresh:
@@ -443,7 +447,7 @@ def _add_attributes(conn: Connection, pairs: Sequence[tuple[int, Mapping[str, st
         old = conn.scalar(select(contacts.c.attributes).where(contacts.c.id == contact_id))
         kept = [(k, v) for k, v in json.loads(old or "{}").items() if k not in attributes]
         room = max(0, MAX_ATTRIBUTES - len(attributes))
-        merged = _attributes_json({**dict(kept[:room]), **attributes})
+        merged = attributes_json({**dict(kept[:room]), **attributes})
         if merged != old:
             conn.execute(
                 update(contacts).where(contacts.c.id == contact_id).values(attributes=merged)
@@ -459,11 +463,6 @@ def _set_languages(conn: Connection, pairs: Sequence[tuple[int, str]]) -> None:
             .values(language=bindparam("b_language")),
             [{"b_id": contact_id, "b_language": language} for contact_id, language in pairs],
         )
-
-
-def _attributes_json(attributes: Mapping[str, str]) -> str | None:
-    """Stored as a JSON object of strings; None for none."""
-    return json.dumps(dict(sorted(attributes.items())), ensure_ascii=False) if attributes else None
 
 
 def _restart(

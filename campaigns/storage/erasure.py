@@ -57,14 +57,18 @@ def erasing(store: Store) -> Iterator[Connection]:
     Set before the caller's transaction, on the connection that erases: freed cells and
     pages are overwritten with zeros instead of lingering until reused."""
     with store.engine.connect() as conn:
+        before = None
         if store.is_sqlite:
-            conn.connection.dbapi_connection.execute("PRAGMA secure_delete=ON")
+            raw = conn.connection.dbapi_connection
+            before = raw.execute("PRAGMA secure_delete").fetchone()[0]
+            raw.execute("PRAGMA secure_delete=ON")
         conn.execution_options(dripmail_write=True)
         try:
             yield conn
         finally:
-            if store.is_sqlite:
-                conn.connection.dbapi_connection.execute("PRAGMA secure_delete=OFF")
+            if before is not None:  # as the pool's connections have it (store.py), not OFF
+                setting = {0: "OFF", 1: "ON"}.get(before, "FAST")
+                conn.connection.dbapi_connection.execute(f"PRAGMA secure_delete={setting}")
 
 
 def scrub(store: Store, conn: Connection, *, vacuum: bool = True) -> bool:

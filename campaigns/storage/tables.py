@@ -492,6 +492,9 @@ confirmations = Table(
     Column("confirmed_at", UTCDateTime),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("expired_at", UTCDateTime),
+    # Migration 0025: a known contact's sign-up held until confirmed (JSON text;
+    # planning/held_changes.py). Patient data: cleared on expiry, end and erasure.
+    Column("held_changes", Text),
     UniqueConstraint("contact_id", "campaign", name="uq_confirmations_contact_campaign"),
 )
 Index("ix_confirmations_send_due", confirmations.c.send_due_at)
