@@ -115,7 +115,7 @@ def test_two_requests_of_one_contact_due_in_one_tick_both_get_their_email(store,
     ]
 
 
-def test_an_unconfirmed_sign_up_leaves_a_known_patient_as_they_are(store, two):
+def test_a_known_patients_sign_up_changes_them_only_once_confirmed(store, two):
     client, _clock, outbox = two
     assert sign_up(client, "pat@example.com", attributes={"patient_type": "new"}).status_code == 201
     with store.connect() as conn:
@@ -136,7 +136,8 @@ def test_an_unconfirmed_sign_up_leaves_a_known_patient_as_they_are(store, two):
     with store.connect() as conn:
         after = conn.execute(select(contacts).where(contacts.c.email == "pat@example.com")).one()
     assert after == before
-    # ...nor when Pat confirms: the sequence starts with what Pat's record says.
+    # ...until Pat confirms: then the newest sign-up's tags and language apply (it
+    # replaced what the first one held), and the name stays Pat's.
     tick(store, T0)
     (link,) = {confirm_path(m) for m in emails(outbox)["pat@example.com"] if "/c/" in str(m)}
     assert client.post(link).status_code == 200
@@ -145,9 +146,9 @@ def test_an_unconfirmed_sign_up_leaves_a_known_patient_as_they_are(store, two):
             select(contacts).where(contacts.c.email == "pat@example.com")
         ).one()
     assert (confirmed.tags, confirmed.attributes, confirmed.language, confirmed.first_name) == (
-        before.tags,
+        ";anxiety;",
         before.attributes,
-        before.language,
+        "es",
         before.first_name,
     )
     assert enrolled(store) == [
