@@ -35,20 +35,15 @@ DAYS = 106  # sign-ups on these days; the last one's emails go on 14 days more
 WIDTHS = (375, 1280, 320, 768)
 
 
-def assert_charts_read_at_every_width(
-    page: Page,
-    axe_source: str,
-    artifacts: Path,
-    name: str,  # noqa: F811
-) -> None:
+def assert_charts_read_at_every_width(page: Page, axe: str, shots: Path, name: str) -> None:
     """At each of WIDTHS: the charts legible, no horizontal scroll, axe clean."""
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 800})
         assert chart_problems(page) == [], f"{name} at {width} px"
         scroll = page.evaluate("document.documentElement.scrollWidth")
         assert scroll <= width, f"{name}: horizontal scroll at {width} px: {too_wide(page)}"
-        assert run_axe(page, axe_source, iframes=False) == [], f"{name} at {width} px"
-        page.screenshot(path=str(artifacts / f"console-charts-{name}-{width}.png"), full_page=True)
+        assert run_axe(page, axe, iframes=False) == [], f"{name} at {width} px"
+        page.screenshot(path=str(shots / f"console-charts-{name}-{width}.png"), full_page=True)
 
 
 @pytest.fixture

@@ -50,35 +50,39 @@ class Drawing:
 WIDE = Drawing("wide", 640, 12)
 NARROW = Drawing("narrow", 340, 13)
 
-_THIN = frozenset(" .,:;'!|iIjlft()[]")
-_BROAD = frozenset("mwMW@%&")
+
+def _em(char: str) -> float:
+    """A generous width of an ASCII character, in em."""
+    if char in " .,:;'!|iIjlft()[]":
+        return 0.4
+    if char in "mwMW@%&":
+        return 1.0
+    if char.isdigit() or char.islower():
+        return 0.66
+    return 0.8  # capitals, signs
+
+
+_EMS = {chr(code): _em(chr(code)) for code in range(128)}
 
 
 def text_width(text: str, font: float) -> float:
-    """A generous estimate of `text`'s width at `font` (DejaVu Sans, wide as fonts go)."""
-    em = 0.0
-    for char in text:
-        if char in _THIN:
-            em += 0.4
-        elif char in _BROAD:
-            em += 1.0
-        elif char.isascii() and (char.isdigit() or char.islower()):
-            em += 0.66
-        elif char.isascii():
-            em += 0.8  # capitals, signs
-        else:
-            em += 1.3  # accented letters, other scripts, emoji: may be wider than 1em
-    return em * font
+    """A generous estimate of `text`'s width at `font` (DejaVu Sans, wide as fonts go).
+
+    Accented letters, other scripts and emoji count 1.3 em: they may be wider than 1 em."""
+    if text.isascii():  # the usual case, and the quick one
+        return sum(map(_EMS.__getitem__, text)) * font
+    return sum(_EMS.get(char, 1.3) for char in text) * font
 
 
-def _fit(text: str, width: float, font: float) -> str:
-    """`text`, cut short with an ellipsis if it is wider than `width`."""
-    if text_width(text, font) <= width:
-        return text
+def _fit(text: str, width: float, font: float) -> tuple[str, float]:
+    """`text`, cut short with an ellipsis if it is wider than `width`, and its width."""
+    measured = text_width(text, font)
+    if measured <= width:
+        return text, measured
     text = text[: max(0, int(width / (0.4 * font)))]  # no more than this can fit
     while text and text_width(text + "…", font) > width:
         text = text[:-1]
-    return text + "…"
+    return text + "…", text_width(text + "…", font)
 
 
 def _nice_top(value: int) -> int:
@@ -121,7 +125,7 @@ def _rows(bars: Sequence[tuple[str, int]], drawing: Drawing) -> tuple[list[str],
     for index, (label, value) in enumerate(bars):
         y = pad + index * row
         length = room * value / top
-        parts.append(_text(0, y + font, font, _fit(label, width - 2, font)))
+        parts.append(_text(0, y + font, font, _fit(label, width - 2, font)[0]))
         parts.append(_bar(0, y + 1.6 * font, length, font, label, value))
         parts.append(_text(length + 6, y + 2.45 * font, font, f"{value:,}"))
     return parts, 2 * pad + len(bars) * row
@@ -152,11 +156,10 @@ def _columns(bars: Sequence[tuple[str, int]], drawing: Drawing) -> tuple[list[st
     # Labels under their columns, at least `every` columns apart (even), each clear of the
     # last, and right of the axis' numbers (the first is pushed right: never under them).
     labels = [_fit(label, plot_w, font) for label, _ in bars]
-    widest = max(text_width(label, font) for label in labels)
+    widest = max(label_w for _, label_w in labels)
     every = max(1, math.ceil((widest + GAP) / slot))
     last_index, last_right = -every, -math.inf
-    for index, label in enumerate(labels):
-        label_w = text_width(label, font)
+    for index, (label, label_w) in enumerate(labels):
         x = left + (index + 0.5) * slot - label_w / 2
         x = min(max(x, left), width - 2 - label_w)
         if index - last_index >= every and x >= last_right + GAP:
