@@ -20,6 +20,8 @@ from sqlalchemy import func, select
 
 from campaigns.authoring.spec import Campaign
 from campaigns.console import import_jobs
+from campaigns.console.app import create_app
+from campaigns.settings import Settings
 from campaigns.storage import audit
 from campaigns.storage.publish import publish
 from campaigns.storage.store import Store
@@ -149,6 +151,34 @@ def test_the_upload_needs_the_csrf_token_and_an_admin(
     assert app.state.console.imports.running_into("ketamine-and-sleep") is None
     assert contact_count(store) == 0
     assert admin.get("/contacts/import/no-such-job").status_code == 404
+
+
+def test_after_a_restart_the_import_page_says_where_the_rows_are_and_a_second_import_is_safe(
+    store: Store,
+    app,  # noqa: F811
+    clock: Clock,  # noqa: F811
+    workspace: Path,  # noqa: F811
+) -> None:
+    admin, _ = signed_in(app, store, "admin", clock)
+    small = excel_csv().split(b"\r\n")
+    data = b"\r\n".join(small[:11]) + b"\r\n"  # the header and the first 10 rows (all good)
+    done = import_csv(admin, data)
+    assert "imported 10, already enrolled 0" in done.text
+    where = str(done.url)
+
+    # The console restarts: its import pages were in the old process's memory.
+    restarted = create_app(
+        store, clock=clock, settings=Settings.from_env({"DRIPMAIL_WORKSPACE": str(workspace)})
+    )
+    admin, _ = signed_in(restarted, store, "admin", clock)
+    gone = admin.get(where)
+    assert gone.status_code == 404
+    assert "This import is no longer shown" in gone.text
+    assert "Every row that was imported is still there" in gone.text
+    assert contact_count(store) == 10
+    again = import_csv(admin, data)
+    assert "imported 0, already enrolled 10" in again.text
+    assert contact_count(store) == 10
 
 
 @pytest.fixture

@@ -57,8 +57,8 @@ def _job(call: Call) -> ImportJob | None:
 def import_page(call: Call) -> Response:
     """How far the import is; when it has ended, its report (or why nothing went in)."""
     job = _job(call)
-    if job is None:
-        return call.render("not_found.html.j2", 404)
+    if job is None:  # jobs live in the console's memory: a restart forgets them
+        return call.render("import_gone.html.j2", 404, active="contacts")
     return call.render("import.html.j2", active="contacts", job=job)
 
 
