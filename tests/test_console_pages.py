@@ -61,12 +61,15 @@ def setting(tmp_path: Path, clinic: Campaign) -> Iterator[tuple[Store, Clock, Co
 
 
 def check_page(page: Page, axe_source: str, artifacts: Path, name: str) -> None:  # noqa: F811
-    """axe-clean, and no horizontal scroll at 375 px; a screenshot at each width."""
+    """axe-clean, charts legible, and no horizontal scroll at 375 px; a screenshot at each
+    width."""
     assert run_axe(page, axe_source, iframes=False) == [], name
+    assert chart_problems(page) == [], name
     assert unmarked_focus(page) == [], f"{name}: focus not shown on these"
     page.screenshot(path=str(artifacts / f"console-{name}.png"), full_page=True)
     width = page.viewport_size["width"] if page.viewport_size else 0
     page.set_viewport_size(PHONE)
+    assert chart_problems(page) == [], f"{name} at 375 px"
     scroll = page.evaluate("document.documentElement.scrollWidth")
     assert scroll <= PHONE["width"], (
         f"{name}: horizontal scroll at 375 px ({scroll}); too wide: {too_wide(page)}"
@@ -92,6 +95,69 @@ _TOO_WIDE = """() => {
 def too_wide(page: Page) -> list[str]:
     """What sticks out past the right edge (a failure names it: no guessing from pixels)."""
     return page.evaluate(_TOO_WIDE)
+
+
+SMALLEST = 11.0  # CSS px: a chart's smallest text
+
+# Per chart (a figure): each drawing, whether it shows, and the boxes of what it draws.
+_CHARTS = """() => [...document.querySelectorAll("figure.chart-box")].map((figure) =>
+  [...figure.querySelectorAll("svg")].map((svg) => {
+    const shown = getComputedStyle(svg).display !== "none";
+    const box = svg.getBoundingClientRect();
+    const scale = box.width / svg.viewBox.baseVal.width;
+    const rect = (e) => { const r = e.getBoundingClientRect();
+      return [r.left, r.top, r.right, r.bottom]; };
+    const named = (svg.getAttribute("aria-labelledby") || "").split(" ").map(
+      (id) => svg.querySelector(`[id="${id}"]`)?.tagName);
+    return {
+      id: svg.id, shown, role: svg.getAttribute("role"), named, box: rect(svg),
+      texts: [...svg.querySelectorAll("text")].map((t) => ({
+        text: t.textContent, box: rect(t),
+        px: parseFloat(getComputedStyle(t).fontSize) * scale})),
+      bars: [...svg.querySelectorAll("rect")].map(rect).filter((r) => r[2] > r[0] && r[3] > r[1]),
+    };
+  }))"""
+
+
+def _cross(a: list[float], b: list[float], slack: float = 0.5) -> bool:
+    """Whether two boxes share more than `slack` px each way."""
+    return min(a[2], b[2]) - max(a[0], b[0]) > slack and min(a[3], b[3]) - max(a[1], b[1]) > slack
+
+
+def chart_problems(page: Page) -> list[str]:
+    """Everything unreadable in the page's charts, as it renders now (empty: all well)."""
+    problems = []
+    for drawings in page.evaluate(_CHARTS):
+        shown = [d for d in drawings if d["shown"]]
+        if len(shown) != 1:
+            problems.append(f"{len(shown)} drawings of {[d['id'] for d in drawings]} show")
+            continue
+        chart = shown[0]
+        name = chart["id"]
+        if chart["role"] != "img" or chart["named"] != ["title", "desc"]:
+            problems.append(f"{name}: role {chart['role']}, labelled by {chart['named']}")
+        texts = chart["texts"]
+        problems += [
+            f"{name}: {t['text']!r} at {t['px']:.1f} px" for t in texts if t["px"] < SMALLEST
+        ]
+        problems += [
+            f"{name}: {t['text']!r} leaves the chart"
+            for t in texts
+            if any(t["box"][i] < chart["box"][i] - 0.5 for i in (0, 1))
+            or any(t["box"][i] > chart["box"][i] + 0.5 for i in (2, 3))
+        ]
+        problems += [
+            f"{name}: {a['text']!r} overlaps {b['text']!r}"
+            for n, a in enumerate(texts)
+            for b in texts[n + 1 :]
+            if _cross(a["box"], b["box"])
+        ]
+        problems += [
+            f"{name}: {t['text']!r} overlaps a bar"
+            for t in texts
+            if any(_cross(t["box"], bar) for bar in chart["bars"])
+        ]
+    return problems
 
 
 # What has the keyboard focus, and whether anything shows it (an outline or a ring).

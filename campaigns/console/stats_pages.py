@@ -19,6 +19,7 @@ import weakref
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from markupsafe import Markup
 from sqlalchemy import select
 from starlette.responses import Response
 from starlette.routing import Route
@@ -47,6 +48,8 @@ class Snapshot:
     stats: CampaignStats
     days: list[tuple[date, int]]
     taken: datetime
+    funnel_chart: Markup  # drawn once per snapshot: a year of days is a few ms to draw
+    days_chart: Markup
 
 
 # Per store (one console app), per (campaign, published version); dropped with the store.
@@ -73,7 +76,18 @@ def _snapshot(call: Call) -> Snapshot | None:
         stats = campaign_stats(call.store, name)
     except NotFoundError:
         return None
-    made = Snapshot(stats, sends_per_day(call.store, stats.campaign), call.now)
+    days = sends_per_day(call.store, stats.campaign)
+    untracked = set(stats.untracked)
+    funnel = [(c, getattr(stats.total, c)) for c in FUNNEL if c not in untracked]
+    made = Snapshot(
+        stats,
+        days,
+        call.now,
+        bar_chart("funnel", f"{stats.campaign}: funnel, all steps", funnel),
+        bar_chart(
+            "sends", f"{stats.campaign}: emails sent per day (UTC)", [(str(d), n) for d, n in days]
+        ),
+    )
     with _lock:
         _snapshots.setdefault(call.store, {})[key] = made
     return made
@@ -94,9 +108,7 @@ def campaign_statistics(call: Call) -> Response:
     if snapshot is None:
         return call.render("not_found.html.j2", 404)
     stats, days = snapshot.stats, snapshot.days
-    total = stats.total
     untracked = set(stats.untracked)
-    funnel = [(column, getattr(total, column)) for column in FUNNEL if column not in untracked]
     return call.render(
         "campaign_statistics.html.j2",
         active="statistics",
@@ -104,11 +116,9 @@ def campaign_statistics(call: Call) -> Response:
         columns=[c for c in FUNNEL if c not in untracked],
         untracked=sorted(untracked),
         taken=snapshot.taken,
-        funnel_chart=bar_chart("funnel", f"{stats.campaign}: funnel, all steps", funnel),
+        funnel_chart=snapshot.funnel_chart,
         days=days,
-        days_chart=bar_chart(
-            "sends", f"{stats.campaign}: emails sent per day (UTC)", [(str(d), n) for d, n in days]
-        ),
+        days_chart=snapshot.days_chart,
     )
 
 
