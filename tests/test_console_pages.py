@@ -17,6 +17,7 @@ from pathlib import Path
 import pyotp
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from campaigns.authoring.spec import Campaign
 from campaigns.console.accounts import add_user
@@ -191,10 +192,27 @@ def unmarked_focus(page: Page, limit: int = 80) -> list[str]:
             inner = frame.evaluate(_FOCUSED) if frame is not None else None
             if inner is not None:
                 focused = {"name": f"{focused['name']} > {inner['name']}", "shown": inner["shown"]}
-        if not focused["shown"]:
+        if not focused["shown"] and not _shows_soon(page, focused["name"]):
             unmarked.append(focused["name"])
     page.evaluate("document.activeElement && document.activeElement.blur()")
     return unmarked
+
+
+def _shows_soon(page: Page, name: str) -> bool:
+    """Whether a focused preview frame shows its ring within a few seconds: a frame's
+    document is drawn by another renderer process, and under load the parent's `:focus`
+    on the frame can trail the Tab that moved the focus into it (a real missing ring
+    still fails, after the wait)."""
+    if not name.startswith("iframe") or " > " in name:  # a focused element inside: its own ring
+        return False
+    try:
+        page.wait_for_function(
+            "() => getComputedStyle(document.activeElement).outlineStyle !== 'none'",
+            timeout=5000,
+        )
+    except PlaywrightTimeout:
+        return False
+    return True
 
 
 def tab_to(page: Page, selector: str, limit: int = 40) -> None:
