@@ -21,7 +21,7 @@ from examples import ARTICLE
 from tests.conftest import write_clinic_campaign
 from tests.console_support import Clock, Person, add_person
 from tests.helpers import utc
-from tests.test_console_pages import check_page, running_console
+from tests.test_console_pages import check_page, running_console, tab_to
 from tests.test_studio import artifacts, axe_source, browser, guarded  # noqa: F401
 
 NOW = utc("2026-03-09T14:00")
@@ -165,3 +165,27 @@ def test_campaign_pages_by_an_editor_a_reviewer_and_an_admin(
         "review.submit",
         "settings.clinic",
     ]
+
+
+def test_a_preview_frame_holding_the_keyboard_focus_shows_a_ring(
+    browser: Browser,  # noqa: F811
+    setting: tuple[Store, Clock, str, Path],
+) -> None:
+    """Tabbing into a preview puts the focus in the frame's document, where the page's
+    `:focus` never sees it: the frame itself must still show the ring, and only that frame
+    (the focus also moves from one frame straight into the next)."""
+    store, clock, origin, _ = setting
+    editor = add_person(store, "editor", clock)
+    options = {"viewport": {"width": 1280, "height": 900}}
+    with guarded(browser, (origin + "/",), **options) as (context, _guard):
+        page = context.new_page()
+        sign_in(page, origin, editor, clock)
+        page.goto(f"{origin}/campaigns/{NAME}/steps/{STEP3}")
+        expect(page.frame_locator("#frame-phone").locator("body")).to_contain_text("sleep")
+        ring = "(id) => getComputedStyle(document.getElementById(id)).outlineStyle !== 'none'"
+        tab_to(page, "#frame-wide")
+        page.wait_for_function(ring, arg="frame-wide", timeout=5000)
+        assert not page.evaluate(ring, "frame-phone")
+        tab_to(page, "#frame-phone", limit=60)
+        page.wait_for_function(ring, arg="frame-phone", timeout=5000)
+        page.wait_for_function(f"() => !({ring})('frame-wide')", timeout=5000)

@@ -54,6 +54,7 @@ CONSOLE_TEMPLATES = templates.DIRECTORY / "console"
 _ASSETS = {
     "console.css": "text/css; charset=utf-8",
     "console-editor.js": "text/javascript; charset=utf-8",
+    "console-frames.js": "text/javascript; charset=utf-8",
     "console-import.js": "text/javascript; charset=utf-8",
 }
 _LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
