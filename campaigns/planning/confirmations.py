@@ -22,8 +22,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, bindparam, func, literal, select, update
 
 from campaigns.errors import NotFoundError
+from campaigns.planning.conditions import parse_attributes
 from campaigns.planning.enroll import enroll_confirmed
-from campaigns.planning.held_changes import read_held
+from campaigns.planning.held_changes import read_held, still_current
 from campaigns.planning.signups import Contact
 from campaigns.rendering.tokens import ConfirmClaim
 from campaigns.storage.outbox import emit, listening
@@ -141,7 +142,9 @@ def confirm(store: Store, claim: ConfirmClaim, *, now: datetime) -> Confirmed:
         # The contact is known here: enrolling it adds these tags and attributes and sets
         # this language first, as a single opt-in sign-up of a known contact does (unless
         # the address is suppressed), then plans with them.
-        held = read_held(row.held_changes)
+        # A held value never overwrites one changed since the sign-up (held_changes.py).
+        now_values = (person.language, parse_attributes(person.attributes))
+        held = still_current(read_held(row.held_changes), now_values)
         contact = Contact(
             email=person.email,
             first_name=person.first_name,
