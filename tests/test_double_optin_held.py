@@ -20,6 +20,8 @@ from typer.testing import CliRunner
 
 from campaigns.authoring.spec import load_folder
 from campaigns.compliance.privacy import export_contact
+from campaigns.delivery.dispatcher import Dispatcher
+from campaigns.delivery.sender_pool import SenderPool
 from campaigns.delivery.webhook_endpoints import add_endpoint
 from campaigns.planning.contacts import split_tags
 from campaigns.planning.enroll import enroll
@@ -276,3 +278,37 @@ def test_changes_held_without_what_they_replace_apply_as_held(store, held, tmp_p
         )
     confirm_when_sent(store, client, clock, outbox)
     assert the_contact(store) == ([], {"clinic": "Leeds", "patient_type": "new"}, "fr")
+
+
+@pytest.mark.parametrize("held", ["api"], indirect=True)
+def test_held_changes_an_older_version_left_behind_are_cleared_by_the_worker(store, held):
+    """During a rolling upgrade an old `serve` confirms, or an old worker expires, and
+    leaves what the request held; this version's worker clears it (hourly: a scan)."""
+    client, _clock, _outbox, _campaign, _other = held
+    api_sign_up(client, attributes=HELD, language="es")
+    with store.connect() as conn:
+        left = conn.scalar(select(confirmations.c.held_changes))
+
+    def shown():
+        return [c["held_changes"] for c in export_contact(store, ADDRESS)["confirmations"]]
+
+    def old_code_leaves(**values):
+        with store.begin() as conn:
+            conn.execute(
+                update(confirmations).values(held_changes=left, send_due_at=None, **values)
+            )
+
+    old_code_leaves(confirmed_at=T0)  # an old `serve`'s confirm
+    assert shown() == [{"tags": [], "attributes": HELD, "language": "es"}]
+    pool = SenderPool(None, store.settings)
+    try:
+        worker = Dispatcher(store, pool)
+        worker.run(now=T0)
+        assert shown() == [None]
+        old_code_leaves(confirmed_at=None, expired_at=T0 + timedelta(minutes=5))  # old expiry
+        worker.run(now=T0 + timedelta(minutes=30))
+        assert shown()[0] is not None  # not every tick: at most once an hour
+        worker.run(now=T0 + timedelta(minutes=61))
+        assert shown() == [None]
+    finally:
+        pool.close()

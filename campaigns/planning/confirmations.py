@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, func, literal, select, update
+from sqlalchemy import Connection, bindparam, func, literal, or_, select, update
 
 from campaigns.errors import NotFoundError
 from campaigns.planning.conditions import parse_attributes
@@ -198,6 +198,23 @@ def expire(conn: Connection, *, now: datetime) -> list[int]:
         .returning(confirmations.c.contact_id)
     )
     return list(result.scalars())
+
+
+def clear_left_held(conn: Connection) -> int:
+    """Clear held changes left on requests already expired or confirmed; how many.
+
+    Code before this version's expire and confirm (an old worker or `serve` during a
+    rolling upgrade) left them; on a request kept beside an erased contact's tombstone
+    they would stay for good. One scan of `confirmations` (no index on held_changes)."""
+    result = conn.execute(
+        update(confirmations)
+        .where(
+            confirmations.c.held_changes.is_not(None),
+            or_(confirmations.c.expired_at.is_not(None), confirmations.c.confirmed_at.is_not(None)),
+        )
+        .values(held_changes=None)
+    )
+    return result.rowcount or 0
 
 
 def awaiting(store: Store, email: str, campaign: str) -> bool:
