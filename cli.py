@@ -353,8 +353,9 @@ def enroll(
         )
     elif report.awaiting:
         console.print(
+            # A repeat replaces what the request holds (planning/held_changes.py): say so.
             f"already awaiting confirmation in {report.campaign} (asked less than a day ago); "
-            "nothing changed"
+            "the details it holds are now this sign-up's"
         )
     elif report.enrolled:
         console.print(

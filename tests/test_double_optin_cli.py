@@ -59,11 +59,24 @@ def test_import_and_enroll_flags_then_confirm(setup):
     )  # fmt: skip
     assert one.exit_code == 0, one.output
     assert "confirmation email owed for ketamine-and-sleep" in one.stdout
+    held = dripmail(
+        "enroll", folder, "--email", "solo@example.com", "--double-opt-in",
+        "--attribute", "patient_type=returning", "--now", "2026-03-02T15:00Z", "--db", db,
+    )  # fmt: skip
+    waiting = (
+        "already awaiting confirmation in ketamine-and-sleep (asked less than a day ago); "
+        "the details it holds are now this sign-up's\n"
+    )
+    assert held.stdout == waiting
+    assert '"patient_type": "returning"' in dripmail("contacts", "export", "solo@example.com",
+                                                      "--db", db).stdout  # fmt: skip
     repeat = dripmail(
         "enroll", folder, "--email", "solo@example.com", "--double-opt-in",
         "--now", "2026-03-02T18:00Z", "--db", db,
     )  # fmt: skip
-    assert "already awaiting confirmation in ketamine-and-sleep" in repeat.stdout
+    assert repeat.stdout == waiting  # what it held (patient_type) is gone: not "nothing changed"
+    assert '"held_changes": null' in dripmail("contacts", "export", "solo@example.com",
+                                              "--db", db).stdout  # fmt: skip
 
     store = Store(db)
     add_endpoint(store, "http://127.0.0.1:9/hook", ["confirmed"], include_email=False, now=T0)

@@ -14,24 +14,31 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from campaigns.authoring.spec import load_folder
 from campaigns.compliance.privacy import export_contact
+from campaigns.delivery.dispatcher import Dispatcher
+from campaigns.delivery.sender_pool import SenderPool
 from campaigns.delivery.webhook_endpoints import add_endpoint
 from campaigns.planning.contacts import split_tags
 from campaigns.planning.enroll import enroll
 from campaigns.planning.signups import Signup
 from campaigns.storage.publish import publish
-from campaigns.storage.tables import contacts, deliveries, enrollments, webhook_messages
+from campaigns.storage.tables import (
+    confirmations,
+    contacts,
+    deliveries,
+    enrollments,
+    webhook_messages,
+)
 from campaigns.web.app import create_app
 from cli import app as cli_app
-from tests.conftest import write_clinic_campaign
 from tests.languages import write_spanish_clinic
 from tests.test_conditions import add_conditions
-from tests.test_double_optin import PUBLIC, T0, TOKEN, Clock, confirm_path, emails, tick
+from tests.test_double_optin import PUBLIC, T0, TOKEN, Clock, confirm_path, emails, tick, urls
 
 CAMPAIGN = "ketamine-and-sleep"  # double opt-in, in English and Spanish
 OTHER = "sleep-tips"  # single opt-in, English: the patient's running campaign
@@ -54,7 +61,7 @@ def held(store, tmp_path: Path, request):
     spec = folder / "campaign.yaml"
     spec.write_text(spec.read_text() + "confirm: double\nconfirm_within: 7d\n")
     campaign = add_conditions(folder, {0: CONDITION[request.param]})
-    other_spec = write_clinic_campaign(tmp_path / "other") / "campaign.yaml"
+    other_spec = write_spanish_clinic(tmp_path / "other") / "campaign.yaml"
     other_spec.write_text(other_spec.read_text().replace(f"name: {CAMPAIGN}", f"name: {OTHER}", 1))
     other = load_folder(other_spec.parent)
     with store.begin() as conn:
@@ -74,7 +81,7 @@ def held(store, tmp_path: Path, request):
         yield client, clock, outbox, campaign, other
 
 
-def api_sign_up(client, **extra):
+def api_sign_up(client, status: int = 202, **extra):
     body = {
         "email": ADDRESS,
         "first_name": "Araminta",
@@ -86,7 +93,7 @@ def api_sign_up(client, **extra):
     answer = client.post(
         "/api/v1/enrollments", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
     )
-    assert answer.status_code == 202, answer.text
+    assert answer.status_code == status, answer.text
 
 
 def import_sign_up(store, tmp_path: Path, tags: str, attributes: dict, language: str):
@@ -200,3 +207,108 @@ def test_an_expired_request_applies_nothing(store, held):
     assert client.post(confirm_path(confirmation)).status_code == 410
     assert the_contact(store) == UNCHANGED
     assert export_contact(store, ADDRESS)["confirmations"] == []  # kept for sleep-tips
+
+
+def booking_import(store, tmp_path: Path, attributes: dict, language: str):
+    """The booking system's nightly import into sleep-tips, single opt-in: applied at once."""
+    path = tmp_path / "nightly.csv"
+    path.write_text(
+        f"email,language,{','.join(attributes)}\n{ADDRESS},{language},{','.join(attributes.values())}\n"
+    )
+    result = CliRunner().invoke(
+        cli_app,
+        ["import", OTHER, str(path), "--consent", "booking system",
+         "--now", (T0 + timedelta(minutes=5)).isoformat(), "--db", store.url],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+def confirm_when_sent(store, client, clock, outbox):
+    """The patient presses the confirmation email's button, an hour after T0."""
+    tick(store, T0)
+    clock.now = T0 + timedelta(hours=1)
+    # In the contact's language now (Spanish): found by its link, not its subject.
+    (confirmation,) = [m for m in emails(outbox)[ADDRESS] if any("/c/" in u for u in urls(m))]
+    answer = client.post(confirm_path(confirmation))
+    assert answer.status_code == 200 and "su correo está confirmado" in answer.text
+
+
+@pytest.mark.parametrize("held", ["api"], indirect=True)
+def test_a_later_single_opt_in_sign_up_wins_over_the_older_held_one(store, held, tmp_path):
+    client, clock, outbox, _campaign, _other = held
+    # The web form, double opt-in: held. Then the booking system, single opt-in: at once.
+    api_sign_up(client, attributes={"patient_type": "new", "referrer": REFERRER}, language="fr")
+    booking_import(store, tmp_path, {"patient_type": "returning"}, "es")
+    newer = ([], {"clinic": "Leeds", "patient_type": "returning"}, "es")
+    assert the_contact(store) == newer
+
+    confirm_when_sent(store, client, clock, outbox)
+
+    # The newer language and patient_type stand; the referrer nobody changed since is added.
+    assert the_contact(store) == ([], {**newer[1], "referrer": REFERRER}, "es")
+
+
+@pytest.mark.parametrize("held", ["api"], indirect=True)
+def test_the_patients_own_language_choice_wins_over_the_older_held_one(store, held):
+    client, clock, outbox, _campaign, _other = held
+    api_sign_up(client, attributes=HELD, language="fr")
+    # On the preference centre of sleep-tips' welcome email, the patient picks Spanish.
+    (welcome,) = emails(outbox)[ADDRESS]
+    (link,) = {u for u in urls(welcome) if "/u/" in u}
+    token = link.rsplit("/u/", 1)[1]
+    page = client.post(f"/p/{token}", data={"choice": "language", "language": "es"})
+    assert page.status_code == 200 and "Se ha guardado su idioma." in page.text
+
+    confirm_when_sent(store, client, clock, outbox)
+
+    assert the_contact(store) == ([], {"clinic": "Leeds", **HELD}, "es")
+
+
+@pytest.mark.parametrize("held", ["api"], indirect=True)
+def test_changes_held_without_what_they_replace_apply_as_held(store, held, tmp_path):
+    """A request held by the first version of this code (no "before") applies as it is."""
+    client, clock, outbox, _campaign, _other = held
+    api_sign_up(client, attributes={"patient_type": "new"}, language="fr")
+    booking_import(store, tmp_path, {"patient_type": "returning"}, "es")
+    with store.begin() as conn:
+        conn.execute(
+            update(confirmations).values(
+                held_changes='{"attributes": {"patient_type": "new"}, "language": "fr"}'
+            )
+        )
+    confirm_when_sent(store, client, clock, outbox)
+    assert the_contact(store) == ([], {"clinic": "Leeds", "patient_type": "new"}, "fr")
+
+
+@pytest.mark.parametrize("held", ["api"], indirect=True)
+def test_held_changes_an_older_version_left_behind_are_cleared_by_the_worker(store, held):
+    """During a rolling upgrade an old `serve` confirms, or an old worker expires, and
+    leaves what the request held; this version's worker clears it (hourly: a scan)."""
+    client, _clock, _outbox, _campaign, _other = held
+    api_sign_up(client, attributes=HELD, language="es")
+    with store.connect() as conn:
+        left = conn.scalar(select(confirmations.c.held_changes))
+
+    def shown():
+        return [c["held_changes"] for c in export_contact(store, ADDRESS)["confirmations"]]
+
+    def old_code_leaves(**values):
+        with store.begin() as conn:
+            conn.execute(
+                update(confirmations).values(held_changes=left, send_due_at=None, **values)
+            )
+
+    old_code_leaves(confirmed_at=T0)  # an old `serve`'s confirm
+    assert shown() == [{"tags": [], "attributes": HELD, "language": "es"}]
+    pool = SenderPool(None, store.settings)
+    try:
+        worker = Dispatcher(store, pool)
+        worker.run(now=T0)
+        assert shown() == [None]
+        old_code_leaves(confirmed_at=None, expired_at=T0 + timedelta(minutes=5))  # old expiry
+        worker.run(now=T0 + timedelta(minutes=30))
+        assert shown()[0] is not None  # not every tick: at most once an hour
+        worker.run(now=T0 + timedelta(minutes=61))
+        assert shown() == [None]
+    finally:
+        pool.close()

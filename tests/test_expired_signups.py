@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 
 import campaigns.storage.store as store_module
 from campaigns.authoring.spec import load_folder
+from campaigns.compliance.privacy import forget_contact
 from campaigns.planning.confirmations import confirmation_counts
 from campaigns.planning.conversions import ContactEvent, record_event
 from campaigns.planning.enroll import enroll
@@ -205,5 +206,51 @@ def test_held_changes_replaced_then_expired_leave_no_byte_on_any_sqlite_build(
         assert b"Held1x000" in database_bytes(store)  # the scan sees a held value
         tick(store, EXPIRED + timedelta(days=2))
         assert re.findall(rb"Held\dx\d{3}", database_bytes(store)) == []
+    finally:
+        store.close()
+
+
+def big_notes(round_: int, count: int) -> dict[str, str]:
+    """Attributes too big for one page (30 x 190 chars): the held JSON spills into
+    overflow pages, which a freed row returns to the freelist whole."""
+    return {f"note{k:02d}": f"Big{round_}x{k:02d}" + "q" * 180 for k in range(count)}
+
+
+@pytest.mark.sqlite_only
+def test_big_held_changes_replaced_then_expired_leave_no_byte_on_any_sqlite_build(
+    built_without_secure_delete, tmp_path
+):
+    store = Store(f"sqlite:///{tmp_path / 'plain.db'}")
+    store.settings = store.settings.model_copy(update={"outbox": str(tmp_path / "outbox")})
+    try:
+        campaign = load_folder(write_clinic_campaign(tmp_path / "clinic"))
+        address = "reader@clinic-mail.example"
+        enroll(store, campaign, Signup(address, consent="front desk"), now=T0, double=True)
+        for round_, at in enumerate((T0, T0 + timedelta(days=2))):
+            signup = Signup(address, consent="front desk", attributes=big_notes(round_, 30))
+            enroll(store, campaign, signup, now=at, double=True)
+            tick(store, at)
+        assert b"Big1x00" in database_bytes(store)  # the scan sees a held value
+        tick(store, EXPIRED + timedelta(days=2))
+        assert re.findall(rb"Big\dx\d\d", database_bytes(store)) == []
+    finally:
+        store.close()
+
+
+@pytest.mark.sqlite_only
+def test_big_held_changes_replaced_then_erase_me_leave_no_byte_on_any_sqlite_build(
+    built_without_secure_delete, tmp_path
+):
+    store = Store(f"sqlite:///{tmp_path / 'plain.db'}")
+    try:
+        campaign = load_folder(write_clinic_campaign(tmp_path / "clinic"))
+        address = "reader@clinic-mail.example"
+        enroll(store, campaign, Signup(address, consent="front desk"), now=T0, double=True)
+        for round_, count in enumerate((30, 1, 1)):  # big, then replaced by small ones
+            signup = Signup(address, consent="front desk", attributes=big_notes(round_, count))
+            enroll(store, campaign, signup, now=T0 + timedelta(hours=round_), double=True)
+        assert b"Big2x00" in database_bytes(store)
+        forget_contact(store, address, now=T0 + timedelta(days=1), rewrite=False)  # Erase me
+        assert re.findall(rb"Big\dx\d\d", database_bytes(store)) == []
     finally:
         store.close()

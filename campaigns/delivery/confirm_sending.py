@@ -1,7 +1,9 @@
 """Sending double opt-in confirmation emails: each worker tick, through the campaign's sender.
 
 Each tick first marks expired the requests past their `expires_at` (and erases the
-contacts nothing else holds, planning/expired_signups.py), then takes the
+contacts nothing else holds, planning/expired_signups.py); at most once an hour it also
+clears held changes an older version left on expired or confirmed requests (a scan of
+the table: about 3 ms for 40,000 requests); then it takes the
 confirmations owed (`send_due_at` at or before `now`, planning/confirm_requests.py),
 each by a conditional update that only one worker can win, so two workers never send
 the same one. The email (rendering/confirm_email.py) goes through the campaign's own
@@ -25,7 +27,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from campaigns.delivery.handoff import SenderFor
 from campaigns.errors import DripmailError
 from campaigns.planning.conditions import parse_attributes
-from campaigns.planning.confirmations import claim_of, expire
+from campaigns.planning.confirmations import claim_of, clear_left_held, expire
 from campaigns.planning.expired_signups import forget_expired
 from campaigns.rendering.confirm_email import confirmation_message
 from campaigns.rendering.links import LinkBase
@@ -41,6 +43,7 @@ log = logging.getLogger("dripmail.confirm")
 BATCH = 200  # confirmations taken per round
 RETRY_AFTER = timedelta(minutes=5)
 ID_PREFIX = "confirm-"
+CLEAR_LEFT_EVERY = timedelta(hours=1)  # clear_left_held scans every request: not each tick
 
 
 @dataclass
@@ -65,6 +68,7 @@ class ConfirmationSender:
         self.sender_for = sender_for
         self._confirm = ConfirmSigner(store.secret_key())
         self._unsubscribe = Signer(store.secret_key())
+        self._cleared_at: datetime | None = None  # the engine's now of the last clear_left_held
 
     def run(self, *, now: datetime) -> ConfirmReport:
         """Expire what ran out, then send everything owed, a batch at a time."""
@@ -74,6 +78,8 @@ class ConfirmationSender:
             # One transaction when nothing is owed (every tick pays for this check).
             with self.store.begin() as conn:
                 expired = expire(conn, now=now) if first else []
+                if first and self._clear_due(now):
+                    clear_left_held(conn)  # left by a rolling upgrade's old code
                 rows = self._take(conn, now)
             if first:
                 # The never confirmed: their addresses go (planning/expired_signups.py).
@@ -84,6 +90,15 @@ class ConfirmationSender:
             self._send(rows, now=now, report=report)
             if len(rows) < BATCH:
                 return report
+
+    def _clear_due(self, now: datetime) -> bool:
+        """Whether to clear left held changes now: first tick, then hourly (engine time;
+        a clock moved back counts as due)."""
+        last, self._cleared_at = self._cleared_at, now
+        if last is None or not last <= now < last + CLEAR_LEFT_EVERY:
+            return True
+        self._cleared_at = last
+        return False
 
     def _take(self, conn: Connection, now: datetime) -> list:
         """Up to BATCH owed confirmations, each won by one conditional update."""

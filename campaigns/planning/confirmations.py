@@ -19,11 +19,12 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, func, literal, select, update
+from sqlalchemy import Connection, bindparam, func, literal, or_, select, update
 
 from campaigns.errors import NotFoundError
+from campaigns.planning.conditions import parse_attributes
 from campaigns.planning.enroll import enroll_confirmed
-from campaigns.planning.held_changes import read_held
+from campaigns.planning.held_changes import read_held, still_current
 from campaigns.planning.signups import Contact
 from campaigns.rendering.tokens import ConfirmClaim
 from campaigns.storage.outbox import emit, listening
@@ -141,7 +142,9 @@ def confirm(store: Store, claim: ConfirmClaim, *, now: datetime) -> Confirmed:
         # The contact is known here: enrolling it adds these tags and attributes and sets
         # this language first, as a single opt-in sign-up of a known contact does (unless
         # the address is suppressed), then plans with them.
-        held = read_held(row.held_changes)
+        # A held value never overwrites one changed since the sign-up (held_changes.py).
+        now_values = (person.language, parse_attributes(person.attributes))
+        held = still_current(read_held(row.held_changes), now_values)
         contact = Contact(
             email=person.email,
             first_name=person.first_name,
@@ -195,6 +198,23 @@ def expire(conn: Connection, *, now: datetime) -> list[int]:
         .returning(confirmations.c.contact_id)
     )
     return list(result.scalars())
+
+
+def clear_left_held(conn: Connection) -> int:
+    """Clear held changes left on requests already expired or confirmed; how many.
+
+    Code before this version's expire and confirm (an old worker or `serve` during a
+    rolling upgrade) left them; on a request kept beside an erased contact's tombstone
+    they would stay for good. One scan of `confirmations` (no index on held_changes)."""
+    result = conn.execute(
+        update(confirmations)
+        .where(
+            confirmations.c.held_changes.is_not(None),
+            or_(confirmations.c.expired_at.is_not(None), confirmations.c.confirmed_at.is_not(None)),
+        )
+        .values(held_changes=None)
+    )
+    return result.rowcount or 0
 
 
 def awaiting(store: Store, email: str, campaign: str) -> bool:

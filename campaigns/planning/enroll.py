@@ -21,7 +21,7 @@ from campaigns.planning.confirm_requests import request_confirmations
 from campaigns.planning.contacts import join_tags, split_tags
 from campaigns.planning.conversions import campaign_goals, check_event, record_imported
 from campaigns.planning.facts import contact_paces, last_sent
-from campaigns.planning.held_changes import attributes_json, hold
+from campaigns.planning.held_changes import attributes_json, current_values, hold
 from campaigns.planning.pace import NO_PACE, Pace
 from campaigns.planning.plans import DriverPlan, plan, planner
 from campaigns.planning.signups import MAX_ATTRIBUTES, Contact, Signup, read_signups, validate
@@ -330,7 +330,9 @@ def _enroll_chunk(
         report.enrollment_ids.extend(enrollment_id for _, enrollment_id in again)
         _emit_enrolled(conn, campaign.name, [(ids[c.email], e) for c, e in again], now=now)
     if double and fresh:
-        held = {ids[c.email]: hold(c) for c in fresh if c.email not in new_emails}
+        waiting = [ids[c.email] for c in fresh if c.email not in new_emails]
+        now_values = current_values(conn, waiting)  # held beside, so newer values win
+        held = {i: hold(c, now_values.get(i)) for c in fresh if (i := ids[c.email]) in now_values}
         asked = request_confirmations(
             conn, campaign, [ids[c.email] for c in fresh], held=held, now=now
         )
