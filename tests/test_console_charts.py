@@ -4,13 +4,14 @@ The clinic campaign (six steps) on a SQLite file, one to three sign-ups a day fo
 months, each day's due emails sent by the dispatcher on that day: the statistics page
 then holds the funnel and a sends-over-time chart of 120 days. At each width, in each
 chart, the one drawing shown has every text at 11 CSS px or more, no two texts' boxes
-intersect, no text crosses a bar or leaves the drawing; the page has no horizontal
-scroll and axe finds nothing.
+intersect, no text crosses a bar or leaves the drawing, and each label under the columns
+has a tick from the axis at its own column's centre and is centred on it or starts at it;
+the page has no horizontal scroll and axe finds nothing.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -91,13 +92,16 @@ def test_the_widest_labels_and_values_stay_clear_of_each_other_at_every_width(
     browser: Browser,  # noqa: F811
 ) -> None:
     """Text widths are estimated, not measured: the widest letters, accents and long
-    numbers in the console's own stylesheet and font, in rows and in columns."""
+    numbers in the console's own stylesheet and font, in rows and in columns; and a year
+    of days, each shown label at its own column's tick."""
     wide = "WWW MMM @@@ %%% mmm www " * 4
     rows = [(wide, 9_999_999), ("Ñandú, éàü ÇÕ — ÅØ", 0), ("i", 1), ("W", 123_456)]
     columns = [(f"{n:,} WMW@%", n * 1_000_003) for n in range(1, 61)]
+    first = date(2026, 1, 1)
+    year = [(str(first + timedelta(days=n)), n % 7 * 1000) for n in range(366)]
     figures = "".join(
         f'<figure class="chart-box">{bar_chart(f"c{n}", "Awkward", bars)}</figure>'
-        for n, bars in enumerate((rows, columns, columns[:13], [(wide, 5)]))
+        for n, bars in enumerate((rows, columns, columns[:13], [(wide, 5)], year))
     )
     css = (ROOT / "templates" / "console" / "console.css").read_text()
     page = browser.new_page()

@@ -115,8 +115,11 @@ _CHARTS = """() => [...document.querySelectorAll("figure.chart-box")].map((figur
       id: svg.id, shown, role: svg.getAttribute("role"), named, box: rect(svg),
       texts: [...svg.querySelectorAll("text")].map((t) => ({
         text: t.textContent, box: rect(t),
-        px: parseFloat(getComputedStyle(t).fontSize) * scale})),
+        px: parseFloat(getComputedStyle(t).fontSize) * scale,
+        ticks: t.parentNode === svg ? [] : [...t.parentNode.querySelectorAll("line")].map(rect)})),
       bars: [...svg.querySelectorAll("rect")].map(rect).filter((r) => r[2] > r[0] && r[3] > r[1]),
+      columns: [...svg.querySelectorAll("rect")].map((r) => ({
+        label: r.querySelector("title").textContent.replace(/: [^:]*$/, ""), box: rect(r)})),
     };
   }))"""
 
@@ -159,6 +162,37 @@ def chart_problems(page: Page) -> list[str]:
             for t in texts
             if any(_cross(t["box"], bar) for bar in chart["bars"])
         ]
+        problems += _misplaced_labels(name, texts, chart["columns"])
+    return problems
+
+
+def _misplaced_labels(name: str, texts: list[dict], columns: list[dict]) -> list[str]:
+    """Each label under the columns (a text naming a bar, below every bar) must have a tick
+    from the columns' foot at its column's centre, and be centred on the tick or start at it."""
+    problems = []
+    foot = max((c["box"][3] for c in columns), default=0)
+    for t in texts:
+        named = t["text"].removesuffix("…")
+        under = [
+            c
+            for c in columns
+            if c["label"] == t["text"] or (t["text"].endswith("…") and c["label"].startswith(named))
+        ]
+        if not under or t["box"][1] < foot - 0.5:
+            continue  # not a column's label (a row's label sits above its bar)
+        if len(t["ticks"]) != 1:
+            problems.append(f"{name}: {t['text']!r} under a column has no tick of its own")
+            continue
+        left, top, right, bottom = t["ticks"][0]
+        x = (left + right) / 2
+        centre = min(((c["box"][0] + c["box"][2]) / 2 for c in under), key=lambda c: abs(c - x))
+        if abs(x - centre) > 0.5:
+            problems.append(f"{name}: {t['text']!r}'s tick is {x - centre:+.1f} px off its column")
+        if abs(top - foot) > 0.5 or bottom > t["box"][1] + 0.5:
+            problems.append(f"{name}: {t['text']!r}'s tick does not run from the axis to it")
+        box = t["box"]
+        if abs((box[0] + box[2]) / 2 - x) > 0.5 and abs(box[0] - x) > 0.5:
+            problems.append(f"{name}: {t['text']!r} neither centred on its tick nor starting at it")
     return problems
 
 

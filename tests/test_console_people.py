@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import func, select
 
 from campaigns.authoring.spec import Campaign, load_folder
+from campaigns.console import stats_pages
 from campaigns.console.app import create_app
 from campaigns.delivery.dispatcher import Dispatcher
 from campaigns.settings import Settings
@@ -276,6 +277,24 @@ def test_a_step_subject_with_a_formula_is_defused_in_the_csv(store, app, clock, 
     client, _ = signed_in(app, store, "viewer", clock)
     rows = list(csv.reader(io.StringIO(client.get("/statistics/ketamine-and-sleep.csv").text)))
     assert rows[1][2].startswith("'=HYPERLINK")
+
+
+def test_five_published_versions_viewed_leave_one_snapshot_of_the_campaign(
+    store, app, clock, clinic_folder
+):
+    """Each live edit publishes a version; its statistics show that version's steps at
+    once, and the console keeps one snapshot per campaign, not one per version."""
+    client, _ = signed_in(app, store, "viewer", clock)
+    step = sorted(clinic_folder.glob("01-*.md"))[0]
+    text = step.read_text()
+    for edit in range(1, 6):
+        step.write_text(text.replace("# Ketamine and Sleep", f"# Sleep, edit {edit}", 1))
+        with store.begin() as conn:
+            publish(conn, load_folder(clinic_folder), now=NOW)
+        rows = list(csv.reader(io.StringIO(client.get("/statistics/ketamine-and-sleep.csv").text)))
+        assert rows[1][2].startswith(f"Sleep, edit {edit}")
+        assert "ketamine-and-sleep" in client.get("/statistics/ketamine-and-sleep").text
+    assert len(stats_pages._snapshots[store]) == 1
 
 
 ARTICLE = b"---\ntitle: Sleep after a session\n---\n\nRest well after a session.\n\nMore.\n"

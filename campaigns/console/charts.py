@@ -9,8 +9,11 @@ stylesheet rule shows it (tests/test_console_charts.py measures them in Chromium
 
 Up to ROWS_MAX bars are drawn as rows (the label above its bar, the value after it),
 which holds long labels; more as columns under a 0..top axis with as many labels under
-them as fit side by side. No font is measured here: text widths are estimated on the
-generous side (text_width), so no two labels, and no label and bar, overlap.
+them as fit side by side. Each such label names its own column: a tick runs from the axis
+at the column's centre, and the label is centred on it (or starts at it, near the axis),
+never slid sideways to fit, so a reader dates a peak by the label under it. No font is
+measured here: text widths are estimated on the generous side (text_width), so no two
+labels, and no label and bar, overlap.
 
 Each drawing is an <svg role="img"> labelled by its own <title> and <desc> (the desc
 states every value, so a screen reader hears the numbers), and sits beside a table
@@ -33,6 +36,7 @@ AXIS = "#4a5561"  # 7.4:1 on white
 GRID = "#cbd2d9"
 COLUMNS_HEIGHT = 240
 GAP = 8  # between two labels side by side
+TICK = 5  # a column label's tick, from the axis down towards the label
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ def _nice_top(value: int) -> int:
 
 def _text(x: float, y: float, font: int, content: str, *, anchor: str = "start") -> str:
     return (
-        f'<text x="{x:.1f}" y="{y:.1f}" font-size="{font}" fill="{AXIS}" '
+        f'<text x="{x:.2f}" y="{y:.1f}" font-size="{font}" fill="{AXIS}" '
         f'text-anchor="{anchor}">{escape(content)}</text>'
     )
 
@@ -132,12 +136,12 @@ def _rows(bars: Sequence[tuple[str, int]], drawing: Drawing) -> tuple[list[str],
 
 
 def _columns(bars: Sequence[tuple[str, int]], drawing: Drawing) -> tuple[list[str], float]:
-    """A column per bar over a 0..top axis; under them as many labels as fit, evenly."""
+    """A column per bar over a 0..top axis; under them as many labels as fit, at ticks."""
     font, width, height = drawing.font, drawing.width, COLUMNS_HEIGHT
     top = _nice_top(max(value for _, value in bars))
     ticks = (0, top // 2, top) if top > 1 else (0, top)
     left = max(text_width(f"{tick:,}", font) for tick in ticks) + 10
-    base = height - (1.4 * font + 6)  # the labels' band under the bars
+    base = height - (1.4 * font + TICK + 2)  # under the bars: a tick, then a label
     plot_h, plot_w = base - font, width - left - 4
     slot = plot_w / len(bars)
     inset = slot * 0.15 if slot >= 6 else 0.0  # thin columns touch: no hairline gaps
@@ -153,23 +157,44 @@ def _columns(bars: Sequence[tuple[str, int]], drawing: Drawing) -> tuple[list[st
         bar_h = plot_h * value / top
         x = left + index * slot + inset
         parts.append(_bar(x, base - bar_h, slot - 2 * inset, bar_h, label, value))
-    # Labels under their columns, at least `every` columns apart (even), each clear of the
-    # last, and right of the axis' numbers (the first is pushed right: never under them).
-    labels = [_fit(label, plot_w, font) for label, _ in bars]
-    widest = max(label_w for _, label_w in labels)
-    every = max(1, math.ceil((widest + GAP) / slot))
-    last_index, last_right = -every, -math.inf
-    for index, (label, label_w) in enumerate(labels):
-        x = left + (index + 0.5) * slot - label_w / 2
-        x = min(max(x, left), width - 2 - label_w)
-        if index - last_index >= every and x >= last_right + GAP:
-            parts.append(_text(x, base + font + 4, font, label))
-            last_index, last_right = index, x + label_w
+    parts.extend(_column_labels(bars, drawing, left, base, slot))
     parts.append(
         f'<line x1="{left:.1f}" x2="{left:.1f}" y1="{font}" y2="{base:.1f}" '
         f'stroke="{AXIS}" stroke-width="1"/>'
     )
     return parts, height
+
+
+def _column_labels(
+    bars: Sequence[tuple[str, int]], drawing: Drawing, left: float, base: float, slot: float
+) -> list[str]:
+    """Labels under the columns, from the first, each clear of the last by GAP.
+
+    A label is centred on its column's tick, or starts at it where centring would cross
+    the axis (never under the axis' numbers); one that would cross the drawing's right
+    edge is left out rather than slid left, off its column."""
+    font, right_edge = drawing.font, drawing.width - 2
+    room = right_edge - (left + slot / 2)  # the first label starts at its tick: it fits
+    parts: list[str] = []
+    last_right = -math.inf
+    for index, (label, _) in enumerate(bars):
+        tick = left + (index + 0.5) * slot
+        if tick < last_right + GAP:
+            continue  # neither centred nor started here would clear the last label
+        shown, label_w = _fit(label, room, font)
+        start, anchor = tick - label_w / 2, "middle"
+        if start < left:
+            start, anchor = tick, "start"
+        if start < last_right + GAP or start + label_w > right_edge:
+            continue
+        parts.append(
+            f'<g class="tick"><line x1="{tick:.2f}" x2="{tick:.2f}" y1="{base:.1f}" '
+            f'y2="{base + TICK:.1f}" stroke="{AXIS}" stroke-width="1"/>'
+            + _text(tick, base + TICK + 1 + 1.07 * font, font, shown, anchor=anchor)
+            + "</g>"
+        )
+        last_right = start + label_w
+    return parts
 
 
 def draw(

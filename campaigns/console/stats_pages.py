@@ -6,9 +6,10 @@ through campaigns.csv_cells, which defuses cells a spreadsheet would run as form
 Only counts are shown: no page here carries a patient's address or name.
 
 The counts of a campaign are computed from indexed queries (migration 0020) and kept as
-a snapshot per published version for SNAPSHOT_AGE of the console's clock, so a page
-opened again and again (or by several people) reads the database once a minute, not
-once a request; the page says what time its counts are from.
+a snapshot for SNAPSHOT_AGE of the console's clock, so a page opened again and again (or
+by several people) reads the database once a minute, not once a request; the page says
+what time its counts are from. One snapshot per campaign (with its drawn charts, ~100 KB
+for a year of days): a newly published version replaces it, so live edits add none.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ SNAPSHOT_AGE = timedelta(seconds=60)
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A campaign's counts as read at `taken`."""
+    """A campaign's counts as read at `taken`, from its published `version`."""
 
+    version: str
     stats: CampaignStats
     days: list[tuple[date, int]]
     taken: datetime
@@ -52,10 +54,8 @@ class Snapshot:
     days_chart: Markup
 
 
-# Per store (one console app), per (campaign, published version); dropped with the store.
-_snapshots: weakref.WeakKeyDictionary[Store, dict[tuple[str, str], Snapshot]] = (
-    weakref.WeakKeyDictionary()
-)
+# Per store (one console app), per campaign name; dropped with the store.
+_snapshots: weakref.WeakKeyDictionary[Store, dict[str, Snapshot]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -67,10 +67,13 @@ def _snapshot(call: Call) -> Snapshot | None:
         version = conn.scalar(select(campaigns.c.version).where(campaigns.c.name == name))
     if version is None:
         return None
-    key = (name, version)
     with _lock:
-        held = _snapshots.setdefault(call.store, {}).get(key)
-    if held is not None and timedelta(0) <= call.now - held.taken < SNAPSHOT_AGE:
+        held = _snapshots.setdefault(call.store, {}).get(name)
+    if (
+        held is not None
+        and held.version == version
+        and timedelta(0) <= call.now - held.taken < SNAPSHOT_AGE
+    ):
         return held
     try:
         stats = campaign_stats(call.store, name)
@@ -80,6 +83,7 @@ def _snapshot(call: Call) -> Snapshot | None:
     untracked = set(stats.untracked)
     funnel = [(c, getattr(stats.total, c)) for c in FUNNEL if c not in untracked]
     made = Snapshot(
+        version,
         stats,
         days,
         call.now,
@@ -89,7 +93,7 @@ def _snapshot(call: Call) -> Snapshot | None:
         ),
     )
     with _lock:
-        _snapshots.setdefault(call.store, {})[key] = made
+        _snapshots.setdefault(call.store, {})[name] = made  # replaces another version's
     return made
 
 

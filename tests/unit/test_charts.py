@@ -149,3 +149,46 @@ def test_many_bars_keep_every_bar_and_as_many_labels_as_fit(count: int):
             assert "0" in {t.text for t in texts(svg)}
             drawing = {"wide": WIDE, "narrow": NARROW}[name]
             assert len(labels) >= drawing.width // (text_width("2026-01-01", drawing.font) * 2)
+
+
+def column_centres(svg: ET.Element) -> dict[str, float]:
+    """Each column's label (from its bar's title) -> the x of the column's centre."""
+    centres = {}
+    for rect in svg.iter(f"{SVG}rect"):
+        label = rect.find(f"{SVG}title").text.rsplit(": ", 1)[0]
+        centres[label] = float(rect.get("x")) + float(rect.get("width")) / 2
+    return centres
+
+
+@pytest.mark.parametrize("count", [31, 120, 366])
+def test_each_day_label_sits_under_its_own_column_marked_by_a_tick(count: int):
+    """A reader dates a peak by the label under it: each shown label has a tick from the
+    axis at its column's centre, and is centred on that tick or starts at it (never
+    shifted off it to fit)."""
+    start = date(2026, 1, 1)
+    days = [(str(start + timedelta(days=n)), n % 7 + 1) for n in range(count)]
+    for name, svg in drawings(bar_chart("sends", "Sends", days)).items():
+        centres = column_centres(svg)
+        axis_y = max(
+            float(line.get("y1"))
+            for line in svg.iter(f"{SVG}line")
+            if line.get("y1") == line.get("y2")
+        )  # the 0 line, the columns' foot
+        parent = {child: node for node in svg.iter() for child in node}
+        placed = {box[0]: box for box in boxes(svg)}
+        labels = [text for text in texts(svg) if text.text in centres]
+        assert len(labels) >= 2, name
+        for text in labels:
+            where = f"{name}: {text.text}"
+            ticks = list(parent[text].iter(f"{SVG}line")) if parent[text] is not svg else []
+            assert len(ticks) == 1, f"{where} has no tick of its own"
+            tick = ticks[0]
+            x = float(tick.get("x1"))
+            assert float(tick.get("x2")) == x, where  # upright
+            assert x == pytest.approx(centres[text.text], abs=0.02), f"{where}: off its column"
+            _, left, top, right, _ = placed[text.text]
+            assert float(tick.get("y1")) == pytest.approx(axis_y, abs=0.1), where
+            assert axis_y < float(tick.get("y2")) <= top, f"{where}: tick not axis to label"
+            centred = (left + right) / 2 == pytest.approx(x, abs=0.02)
+            assert centred or left == pytest.approx(x, abs=0.02), f"{where}: not at its tick"
+        assert_laid_out(svg)
