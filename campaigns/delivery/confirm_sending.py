@@ -94,11 +94,11 @@ class ConfirmationSender:
     def _clear_due(self, now: datetime) -> bool:
         """Whether to clear left held changes now: first tick, then hourly (engine time;
         a clock moved back counts as due)."""
-        last, self._cleared_at = self._cleared_at, now
-        if last is None or not last <= now < last + CLEAR_LEFT_EVERY:
-            return True
-        self._cleared_at = last
-        return False
+        last = self._cleared_at
+        if last is not None and last <= now < last + CLEAR_LEFT_EVERY:
+            return False
+        self._cleared_at = now
+        return True
 
     def _take(self, conn: Connection, now: datetime) -> list:
         """Up to BATCH owed confirmations, each won by one conditional update."""
